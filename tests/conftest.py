@@ -74,9 +74,14 @@ def tiny_checkpoints(tmp_path_factory, test_tokenizer) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory) -> Path:
-    """The tiny model-organism zoo, built once per session."""
+    """The tiny model-organism zoo, built once per session.
+
+    ``FORENSICS_TEST_ZOO=DIR`` builds (or reuses, when its code version matches) the zoo
+    there instead, so a developer re-running tests does not rebuild it every time.
+    """
     from forensics.zoo import build_zoo
 
-    out = tmp_path_factory.mktemp("zoo") / "tiny"
+    reuse = os.environ.get("FORENSICS_TEST_ZOO")
+    out = Path(reuse) if reuse else tmp_path_factory.mktemp("zoo") / "tiny"
     build_zoo(out, size="tiny", seed=0, progress=False)
     return out
