@@ -1,0 +1,356 @@
+"""REMIND input loss landscapes (METHODS section 7): do forgotten examples sit on a
+different loss landscape in U than facts nobody trained on?
+
+Neighbours. Each example is a fact's ``prompt + answer`` text, tokenised as behaviour
+scoring does. Its *substitutable* positions are its non-special tokens; with ``n`` of
+them, the largest radius is ``R = round(0.3 * n)`` (``substitution_share``). Neighbour
+``j`` (``j = 0..14``, ``n_neighbours``) replaces ``r_j = 1 + j mod R`` distinct positions,
+drawn at random, each with one of the 20 nearest tokens (``k_nearest``) to the original in
+U's *input-embedding* cosine space (special tokens and the token itself excluded), drawn
+at random. So the neighbours cover radii 1..R, which gives the slope. A seeded
+``numpy.random.default_rng(seed)`` draws everything; the same neighbours are scored under
+O and U. An example needs ``R >= 2`` (n >= 5 tokens) for a slope: shorter ones are dropped,
+and a set that loses more than half its examples (or keeps fewer than 10) is "not run".
+
+Losses. The loss of a text is its mean token NLL (every token after the first, so a
+substitution changes both context and targets: the loss of the perturbed input). Every
+original and neighbour of every example goes through :func:`forensics.membership.sequence_losses`
+in large right-padded batches sorted by length (never one neighbour at a time:
+``benchmarks/remind.py`` measures the gain).
+
+Features per example: original loss, mean / max / std of the neighbour losses, and the
+slope of loss against the number of substituted tokens (least squares over the original
+at radius 0 and every neighbour).
+
+Classifiers (descriptive, in ``details``): LogisticRegression (standardised) and
+RandomForest (200 trees) on the five features, F vs R vs H. The 80/20 split is stratified
+by set and seeded (42) and, when facts carry a subject, grouped by subject
+(StratifiedGroupKFold, first of 5 folds), so paraphrases of one subject never sit on both
+sides. Out of sample: ROC-AUC one-vs-rest (macro), forget-vs-rest ROC-AUC and TPR at 1%
+FPR, and F-vs-H ROC-AUC (P(F) on the F and H test examples). Baselines on the same split:
+LOSS, zlib and Min-K%++ (k = 20%), each as the single feature of the same logistic
+regression. Published REMIND: ~82% multi-class ROC-AUC. ``max_per_set`` subsamples each
+set (whole subjects, seeded) to bound the cost.
+
+Vote: the landscape contrast. effect = mean slope on F in U, control = mean slope on H in
+U, CI by subject bootstrap, p by subject permutation (both :mod:`forensics.stats`).
+- ``suppressed``: the CI excludes 0 (two-sided: a flatter *or* sharper landscape on F than
+  on unseen facts is a trace that U still treats F specially);
+- ``deleted``: O shows the contrast (its CI excludes 0: the scan has power on this pair)
+  and U's CI lies inside ``+-deleted_share * |O's contrast|``;
+- no vote otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from forensics.data import Fact
+from forensics.evidence import AuditInputs, Evidence, register
+from forensics.membership import attack_scores, fact_token_ids, sequence_losses, token_stats
+from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
+
+QUESTION = "Do forgotten facts sit on a different input loss landscape in U than unseen facts?"
+SETS = ("forget", "retain", "holdout")
+FEATURES = ("loss", "neighbour_mean", "neighbour_max", "neighbour_std", "slope")
+
+
+@dataclass
+class RemindConfig:
+    n_neighbours: int = 15
+    k_nearest: int = 20
+    substitution_share: float = 0.3
+    seed: int = 0
+    split_seed: int = 42
+    batch_size: int = 512
+    max_per_set: int | None = 480
+    n_boot: int = 1000
+    n_perm: int = 1000
+    deleted_share: float = 0.25
+    min_examples: int = 10
+
+
+# ---------------------------------------------------------------------------- neighbours
+
+@torch.no_grad()
+def nearest_tokens(embedding: torch.Tensor, token_ids: Sequence[int], k: int, exclude: Sequence[int]) -> dict[int, np.ndarray]:
+    """For each token id, the ``k`` nearest other tokens by cosine of the input embeddings."""
+    emb = torch.nn.functional.normalize(embedding.float(), dim=-1)
+    ids = sorted(set(int(t) for t in token_ids))
+    out = {}
+    banned = torch.as_tensor(sorted(set(exclude)), dtype=torch.long)
+    for start in range(0, len(ids), 1024):
+        chunk = torch.as_tensor(ids[start : start + 1024])
+        sims = emb[chunk] @ emb.T
+        sims[torch.arange(len(chunk)), chunk] = -float("inf")
+        if len(banned):
+            sims[:, banned] = -float("inf")
+        top = sims.topk(min(k, emb.shape[0] - 1), dim=-1).indices.cpu().numpy()
+        for t, row in zip(chunk.tolist(), top):
+            out[t] = row
+    return out
+
+
+def max_radius(n_substitutable: int, share: float) -> int:
+    return int(share * n_substitutable + 0.5)
+
+
+def make_neighbours(
+    sequences: Sequence[Sequence[int]], special: set[int], nearest: dict[int, np.ndarray], config: RemindConfig,
+) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
+    """(neighbour token lists, owner example index, radius) for every example (all assumed long enough)."""
+    rng = np.random.default_rng(config.seed)
+    out, owner, radius = [], [], []
+    for i, seq in enumerate(sequences):
+        positions = np.array([p for p, t in enumerate(seq) if t not in special])
+        R = max_radius(len(positions), config.substitution_share)
+        for j in range(config.n_neighbours):
+            r = 1 + j % R
+            new = list(seq)
+            for p in rng.choice(positions, size=r, replace=False):
+                new[p] = int(rng.choice(nearest[seq[p]]))
+            out.append(new)
+            owner.append(i)
+            radius.append(r)
+    return out, np.array(owner), np.array(radius)
+
+
+def landscape_features(orig_loss: np.ndarray, nb_loss: np.ndarray, owner: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """``[n_examples, 5]``: original loss, neighbour mean / max / std, slope of loss vs radius."""
+    n = len(orig_loss)
+    feats = np.zeros((n, len(FEATURES)))
+    for i in range(n):
+        sel = owner == i
+        l, r = nb_loss[sel], radius[sel]
+        x = np.concatenate([[0.0], r])
+        y = np.concatenate([[orig_loss[i]], l])
+        xc = x - x.mean()
+        slope = float((xc * (y - y.mean())).sum() / (xc**2).sum())
+        feats[i] = [orig_loss[i], l.mean(), l.max(), l.std(), slope]
+    return feats
+
+
+def _subsample(facts: list[Fact], limit: int | None, seed: int) -> list[Fact]:
+    if limit is None or len(facts) <= limit:
+        return facts
+    subjects = list(dict.fromkeys(f.subject for f in facts))
+    if all(subjects):
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(subjects))
+        keep, count = set(), 0
+        per = {s: sum(f.subject == s for f in facts) for s in subjects}
+        for k in order:
+            if count >= limit:
+                break
+            keep.add(subjects[k])
+            count += per[subjects[k]]
+        return [f for f in facts if f.subject in keep]
+    idx = np.sort(np.random.default_rng(seed).choice(len(facts), limit, replace=False))
+    return [facts[i] for i in idx]
+
+
+@dataclass
+class Scan:
+    facts: dict[str, list[Fact]]
+    tokens: dict[str, list[list[int]]]
+    neighbours: dict[str, tuple[list[list[int]], np.ndarray, np.ndarray]]
+    dropped: dict[str, int]
+
+
+def prepare_scan(inputs: AuditInputs, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
+    """Neighbours for every set, or a one-line reason the scan cannot run."""
+    tok = inputs.unlearned.tokenizer
+    special = set(tok.all_special_ids)
+    facts, tokens, dropped = {}, {}, {}
+    min_tokens = next(n for n in range(1, 1000) if max_radius(n, config.substitution_share) >= 2)
+    for name in sets:
+        chosen = _subsample(list(getattr(inputs, name) or []), config.max_per_set, config.seed)
+        ids = fact_token_ids(tok, chosen)
+        ok = [sum(t not in special for t in s) >= min_tokens for s in ids]
+        n_short = len(ok) - sum(ok)
+        if not chosen:
+            return f"REMIND needs a {name} set"
+        if n_short > len(ok) / 2 or sum(ok) < config.min_examples:
+            return (f"sequences too short for {config.substitution_share:.0%} substitution: {n_short} of {len(ok)} "
+                    f"{name} examples have fewer than {min_tokens} substitutable tokens")
+        facts[name] = [f for f, k in zip(chosen, ok) if k]
+        tokens[name] = [s for s, k in zip(ids, ok) if k]
+        dropped[name] = n_short
+    vocab = min(len(tok), inputs.unlearned.model.cfg.d_vocab)
+    exclude = list(special) + list(range(vocab, inputs.unlearned.model.cfg.d_vocab))
+    all_ids = {t for name in sets for s in tokens[name] for t in s}
+    nearest = nearest_tokens(inputs.unlearned.model.W_E.detach(), all_ids, config.k_nearest, exclude)
+    neighbours = {}
+    for k, name in enumerate(sets):
+        sub = RemindConfig(**{**config.__dict__, "seed": config.seed + 1000 * k})
+        neighbours[name] = make_neighbours(tokens[name], special, nearest, sub)
+    return Scan(facts, tokens, neighbours, dropped)
+
+
+def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] = SETS) -> dict[str, dict]:
+    """Per set: features, loss-by-radius curve; all sets' sequences scored in one batched pass."""
+    pad = loaded.tokenizer.pad_token_id or 0
+    everything, spans = [], {}
+    for name in sets:
+        start = len(everything)
+        everything += scan.tokens[name]
+        everything += scan.neighbours[name][0]
+        spans[name] = (start, len(scan.tokens[name]), len(everything))
+    losses = sequence_losses(loaded.model, everything, config.batch_size, loaded.device, pad)
+    out = {}
+    for name in sets:
+        start, n, end = spans[name]
+        orig, nb = losses[start : start + n], losses[start + n : end]
+        _, owner, radius = scan.neighbours[name]
+        curve = [float(orig.mean())] + [float(nb[radius == r].mean()) for r in range(1, int(radius.max()) + 1)]
+        out[name] = {"features": landscape_features(orig, nb, owner, radius), "curve": curve}
+    return out
+
+
+# ---------------------------------------------------------------------------- classifiers
+
+def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_level: float = 0.01) -> float:
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(y, score)
+    return float(tpr[fpr <= fpr_level].max()) if np.any(fpr <= fpr_level) else 0.0
+
+
+def split_indices(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified 80/20 split (grouped by subject when given)."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+    idx = np.arange(len(labels))
+    if groups is not None:
+        folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+        train, test = next(folds.split(idx, labels, groups))
+        return train, test
+    return train_test_split(idx, test_size=0.2, stratify=labels, random_state=seed)
+
+
+def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, kind: str, seed: int) -> dict:
+    """Fit on ``train``, metrics on ``test``: multi-class AUC, forget-vs-rest AUC and TPR@1%FPR, F-vs-H AUC."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "logistic":
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    else:
+        clf = RandomForestClassifier(n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=1)
+    clf.fit(X[train], y[train])
+    proba = clf.predict_proba(X[test])
+    yt = y[test]
+    p_forget = proba[:, list(clf.classes_).index(0)]
+    fh = yt != 1
+    return {
+        "auc_multiclass_ovr": float(roc_auc_score(yt, proba, multi_class="ovr", labels=clf.classes_)),
+        "auc_forget_vs_rest": float(roc_auc_score(yt == 0, p_forget)),
+        "tpr_at_1pct_fpr_forget": tpr_at_fpr(yt == 0, p_forget),
+        "auc_forget_vs_holdout": float(roc_auc_score(yt[fh] == 0, p_forget[fh])),
+    }
+
+
+def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int) -> dict[str, np.ndarray]:
+    pad = loaded.tokenizer.pad_token_id or 0
+    stats = token_stats(loaded.model, tokens, min(batch_size, 256), loaded.device, pad)
+    s = attack_scores(stats, [f.text for f in facts])
+    return {"LOSS": s["loss"], "zlib": s["zlib"], "Min-K%++": s["min_k_pp"]}
+
+
+# ------------------------------------------------------------------------------ the line
+
+@register("remind", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
+def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evidence:
+    config = config or RemindConfig()
+    line = "remind"
+    scan = prepare_scan(inputs, config)
+    if isinstance(scan, str):
+        return Evidence.not_run(line, QUESTION, scan)
+    u = scan_features(inputs.unlearned, scan, config)
+    o = scan_features(inputs.original, scan, config, sets=("forget", "holdout"))
+    for role, feats in (("unlearned", u), ("original", o)):
+        if any(not np.isfinite(v["features"]).all() for v in feats.values()):
+            return Evidence.not_run(line, QUESTION, f"non-finite losses from the {role} model")
+    groups = {name: np.array([f.subject or f"{name}-{i}" for i, f in enumerate(scan.facts[name])]) for name in SETS}
+
+    # Classifiers, F (0) vs R (1) vs H (2), out of sample.
+    X = np.concatenate([u[name]["features"] for name in SETS])
+    y = np.concatenate([np.full(len(scan.facts[name]), k) for k, name in enumerate(SETS)])
+    has_subjects = all(f.subject for name in SETS for f in scan.facts[name])
+    g = np.concatenate([groups[name] for name in SETS]) if has_subjects else None
+    train, test = split_indices(y, g, config.split_seed)
+    classifiers = {kind: classify(X, y, train, test, kind, config.split_seed) for kind in ("logistic", "random_forest")}
+    base = {name: baseline_scores(inputs.unlearned, scan.facts[name], scan.tokens[name], config.batch_size) for name in SETS}
+    baselines = {
+        b: classify(np.concatenate([base[name][b] for name in SETS])[:, None], y, train, test, "logistic", config.split_seed)
+        for b in ("LOSS", "zlib", "Min-K%++")
+    }
+
+    # The vote: slope contrast F vs H, in U and (power) in O.
+    s = FEATURES.index("slope")
+    gF, gH = groups["forget"], groups["holdout"]
+    contrast = {}
+    for role, feats in (("unlearned", u), ("original", o)):
+        f, h = feats["forget"]["features"][:, s], feats["holdout"]["features"][:, s]
+        contrast[role] = {
+            "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
+            "ci": list(cluster_bootstrap_diff_ci(f, gF, h, gH, config.n_boot, config.seed)),
+        }
+    fU, hU = u["forget"]["features"][:, s], u["holdout"]["features"][:, s]
+    p = cluster_permutation_p(fU, gF, hU, gH, config.n_perm, config.seed)
+    cu, co = contrast["unlearned"], contrast["original"]
+    bound = config.deleted_share * abs(co["difference"])
+    if cu["ci"][0] > 0 or cu["ci"][1] < 0:
+        vote, reason = "suppressed", (
+            f"F's landscape in U is {'sharper' if cu['difference'] > 0 else 'flatter'} than unseen facts' "
+            f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)")
+    elif (co["ci"][0] > 0 or co["ci"][1] < 0) and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
+        vote, reason = "deleted", (
+            f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
+            f"({co['difference']:+.3f})")
+    else:
+        vote, reason = None, "no landscape contrast in U, but not enough power or precision to call it deleted"
+    details = {
+        "n_examples": {name: len(scan.facts[name]) for name in SETS},
+        "dropped_too_short": scan.dropped,
+        "neighbours_per_example": config.n_neighbours,
+        "feature_means": {role: {name: dict(zip(FEATURES, feats[name]["features"].mean(0).tolist())) for name in feats}
+                          for role, feats in (("unlearned", u), ("original", o))},
+        "contrast": contrast,
+        "classifiers": classifiers,
+        "baselines": baselines,
+        "split": {"train": int(len(train)), "test": int(len(test)), "grouped_by_subject": bool(has_subjects),
+                  "seed": config.split_seed},
+        "published_multiclass_auc": 0.82,
+        "loss_by_radius": {"unlearned": {n: u[n]["curve"] for n in SETS},
+                           "original": {n: o[n]["curve"] for n in o}},
+    }
+    return Evidence(
+        line=line, question=QUESTION, status="ok",
+        metric="mean slope of loss per substituted token (input-embedding neighbours), F vs H in U",
+        effect=cu["forget"], control=cu["holdout"], ci=tuple(cu["ci"]), p_value=p, vote=vote, reason=reason,
+        details=details, figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},
+    )
+
+
+def _figure(curves: dict) -> bytes:
+    from forensics.plotting import figure_png, plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    colours = {"forget": "C3", "retain": "C2", "holdout": "C0"}
+    for role, style in (("unlearned", "o-"), ("original", ":")):
+        for name, curve in curves[role].items():
+            ax.plot(range(len(curve)), curve, style, color=colours[name],
+                    label=f"{'U' if role == 'unlearned' else 'O'} · {name}", alpha=1.0 if role == "unlearned" else 0.6)
+    ax.set_xlabel("substituted tokens (radius)")
+    ax.set_ylabel("mean token NLL")
+    ax.legend(fontsize=7, frameon=False, ncol=2)
+    ax.set_title("REMIND: loss vs radius", fontsize=9)
+    return figure_png(fig)
