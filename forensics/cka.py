@@ -1,0 +1,99 @@
+"""Representation similarity (METHODS section 11): linear CKA between O and U, per layer,
+on F inputs and on R inputs. Descriptive only: it never votes (CKA is not robust; the UDS
+meta-evaluation scores it 0.65 faithfulness, 0.03 robustness).
+
+Activations: the residual stream at every depth (:func:`forensics.capture.resid_hooks`)
+at the final prompt token, captured with :func:`forensics.capture.capture_facts`.
+Linear CKA (Kornblith et al. 2019) of column-centred ``X`` (O) and ``Y`` (U), rows = facts:
+``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. 1 = the same geometry up to rotation and
+scale. effect = mean CKA over the block outputs (depth 1..L) on F; control = the same on R
+(what unlearning did to the representations it was meant to keep); the CI of the
+difference resamples facts (bootstrap, rows of O and U together). The per-depth profile
+(also on H when given) is in ``details`` and the figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from forensics.capture import CaptureSpec, capture_facts, resid_hooks
+from forensics.evidence import AuditInputs, Evidence, register
+
+QUESTION = "How similar are U's representations of F (and of R) to O's, layer by layer? (descriptive)"
+
+
+@dataclass
+class CKAConfig:
+    batch_size: int = 64
+    n_boot: int = 200
+    seed: int = 0
+    cache_dir: Path | None = None
+
+
+def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
+    X = X.double() - X.double().mean(0, keepdim=True)
+    Y = Y.double() - Y.double().mean(0, keepdim=True)
+    num = (Y.T @ X).square().sum()
+    den = (X.T @ X).square().sum().sqrt() * (Y.T @ Y).square().sum().sqrt()
+    return float(num / den) if den > 0 else float("nan")
+
+
+def _acts(loaded, facts, config):
+    spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
+    acts = capture_facts(loaded, facts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    return [acts[h] for h in spec.hooks]
+
+
+@register("cka", QUESTION, needs=("original", "unlearned", "forget", "retain"))
+def cka_line(inputs: AuditInputs, config: CKAConfig | None = None) -> Evidence:
+    config = config or CKAConfig()
+    line = "cka"
+    sets = {"forget": inputs.forget, "retain": inputs.retain}
+    if inputs.holdout:
+        sets["holdout"] = inputs.holdout
+    for name, facts in sets.items():
+        if len(facts) < 3:
+            return Evidence.not_run(line, QUESTION, f"CKA needs at least 3 {name} facts")
+    acts = {name: (_acts(inputs.original, facts, config), _acts(inputs.unlearned, facts, config))
+            for name, facts in sets.items()}
+    profile = {name: [linear_cka(x, y) for x, y in zip(*pair)] for name, pair in acts.items()}
+    blocks = slice(1, None)
+    effect = float(np.mean(profile["forget"][blocks]))
+    control = float(np.mean(profile["retain"][blocks]))
+    rng = np.random.default_rng(config.seed)
+    diffs = []
+    for _ in range(config.n_boot):
+        means = []
+        for name in ("forget", "retain"):
+            o, u = acts[name]
+            idx = torch.as_tensor(rng.integers(0, len(sets[name]), len(sets[name])))
+            means.append(np.mean([linear_cka(x[idx], y[idx]) for x, y in list(zip(o, u))[blocks]]))
+        diffs.append(means[0] - means[1])
+    ci = (float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)))
+    return Evidence(
+        line=line, question=QUESTION, status="descriptive",
+        metric="linear CKA between O and U (final prompt token), mean over block outputs: F (effect) vs R (control)",
+        effect=effect, control=control, ci=ci, p_value=None, vote=None,
+        reason=(f"U's geometry of F is {'less' if effect < control else 'not less'} similar to O's than that of R "
+                f"(CKA {effect:.3f} vs {control:.3f}); descriptive only"),
+        details={"per_depth": profile},
+        figures={"cka": _figure(profile)},
+    )
+
+
+def _figure(profile: dict) -> bytes:
+    from forensics.plotting import figure_png, plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    for name, values in profile.items():
+        ax.plot(range(len(values)), values, "o-", label=name)
+    ax.set_xlabel("depth (0 = embeddings)")
+    ax.set_ylabel("linear CKA(O, U)")
+    ax.set_ylim(0, 1.02)
+    ax.legend(frameon=False, fontsize=7)
+    ax.set_title("Representation similarity O vs U", fontsize=9)
+    return figure_png(fig)

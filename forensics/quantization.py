@@ -1,0 +1,174 @@
+"""Quantization attack (METHODS section 9; Zhang et al. 2024): does rounding U's weights
+bring the forgotten facts back?
+
+Approximate unlearning often moves weights only a little; round-to-nearest quantization
+can snap them back towards O's. Procedure: load U's ``transformers`` model from its
+checkpoint folder (:func:`forensics.loading.load_hf_model`: plain ``nn.Linear`` weights are
+simplest to quantize), quantize every ``nn.Linear`` weight of the transformer blocks
+(symmetric, round-to-nearest, one scale per output channel: ``scale = max|W_row| / qmax``,
+``qmax = 127`` for int8 and ``7`` for 4-bit, codes clamped to ``[-qmax-1, qmax]``,
+de-quantized back to float for the forward pass). Embeddings, norms, biases and the
+output head stay in full precision, as in usual weight-only quantization (set
+``quantize_head`` to include the head). Then re-measure greedy accuracy and answer
+log-prob on F, H and R (R shows what the quantization costs).
+
+Numbers, per bit width: gain_F = acc_F(U quantized) - acc_F(U), gain_H the same on H
+(the control: what rounding does to facts nobody trained on); CI of gain_F - gain_H by
+subject bootstrap (per-fact paired differences), CIs Bonferroni-adjusted over the bit
+widths. O is quantized the same way as a check that quantization keeps knowledge
+readable at all (``details.original``).
+
+Vote: ``suppressed`` when some bit width's adjusted CI lies above 0 (rounding brings F
+back beyond H). Never ``deleted``: rounding only reverses unlearning that moved the
+weights less than a quantization step, so its failure says nothing about deletion.
+Weights or log-probs that turn NaN/inf after quantization: "not run", with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from forensics.behaviour import logits_fn_for, score_facts
+from forensics.evidence import AuditInputs, Evidence, register
+from forensics.loading import load_hf_model
+from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
+
+QUESTION = "Does round-to-nearest weight quantization bring the forgotten facts back, beyond the holdout control?"
+
+
+@dataclass
+class QuantizationConfig:
+    bits: tuple[int, ...] = (8, 4)
+    quantize_head: bool = False
+    batch_size: int = 128
+    n_boot: int = 2000
+    n_perm: int = 2000
+    seed: int = 0
+    alpha: float = 0.05
+
+
+@torch.no_grad()
+def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric round-to-nearest, one scale per output channel (row), de-quantized."""
+    qmax = 2 ** (bits - 1) - 1
+    w = weight.float()
+    scale = w.abs().amax(dim=1, keepdim=True) / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.clamp(torch.round(w / scale), -qmax - 1, qmax)
+    return (q * scale).to(weight.dtype)
+
+
+@torch.no_grad()
+def quantize_model(model, bits: int, quantize_head: bool = False) -> list[str]:
+    """Quantize ``model``'s linear weights in place; returns the names of the layers quantized."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    done = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and (quantize_head or module is not head):
+            module.weight.copy_(quantize_weight(module.weight, bits))
+            done.append(name)
+    return done
+
+
+def _finite(model) -> str | None:
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            return name
+    return None
+
+
+def _score(model, tok, sets, config, device):
+    fn = logits_fn_for(model)
+    return {name: score_facts(fn, tok, facts, config.batch_size, device) for name, facts in sets.items()}
+
+
+@register("quantization_attack", QUESTION, needs=("original", "unlearned", "forget", "holdout"))
+def quantization_line(inputs: AuditInputs, config: QuantizationConfig | None = None) -> Evidence:
+    config = config or QuantizationConfig()
+    line = "quantization_attack"
+    if not inputs.holdout:
+        return Evidence.not_run(line, QUESTION, "the quantization attack needs a holdout set as its control")
+    tok = inputs.unlearned.tokenizer
+    sets = {"forget": inputs.forget, "holdout": inputs.holdout}
+    if inputs.retain:
+        sets["retain"] = inputs.retain
+    gF = np.array([f.subject or f"f-{i}" for i, f in enumerate(inputs.forget)])
+    gH = np.array([f.subject or f"h-{i}" for i, f in enumerate(inputs.holdout)])
+    results: dict = {}
+    for role, loaded in (("unlearned", inputs.unlearned), ("original", inputs.original)):
+        device = loaded.device
+        base = load_hf_model(loaded.path, loaded.dtype).to(device)
+        full = _score(base, tok, sets, config, device)
+        results[role] = {"full": full}
+        state = {k: v.clone() for k, v in base.state_dict().items()}
+        for bits in config.bits:
+            base.load_state_dict(state)
+            quantize_model(base, bits, config.quantize_head)
+            bad = _finite(base)
+            if bad:
+                return Evidence.not_run(line, QUESTION, f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})")
+            scored = _score(base, tok, sets, config, device)
+            if any(not np.isfinite(s.logprob).all() for s in scored.values()):
+                return Evidence.not_run(line, QUESTION, f"{role} model gives NaN/inf log-probs after {bits}-bit quantization")
+            results[role][bits] = scored
+        del base, state
+    level = 1 - config.alpha / len(config.bits)
+    table, per_bits = {}, {}
+    for role in results:
+        table[role] = {
+            str(key): {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob} for name, s in per.items()}
+            for key, per in results[role].items()
+        }
+    u = results["unlearned"]
+    for bits in config.bits:
+        dF = u[bits]["forget"].correct.astype(float) - u["full"]["forget"].correct.astype(float)
+        dH = u[bits]["holdout"].correct.astype(float) - u["full"]["holdout"].correct.astype(float)
+        per_bits[bits] = {
+            "gain_forget": float(dF.mean()), "gain_holdout": float(dH.mean()),
+            "logprob_gain_forget": float((u[bits]["forget"].logprob - u["full"]["forget"].logprob).mean()),
+            "logprob_gain_holdout": float((u[bits]["holdout"].logprob - u["full"]["holdout"].logprob).mean()),
+            "ci": list(cluster_bootstrap_diff_ci(dF, gF, dH, gH, config.n_boot, config.seed)),
+            "ci_family": list(cluster_bootstrap_diff_ci(dF, gF, dH, gH, config.n_boot, config.seed, level=level)),
+            "p_value": min(1.0, cluster_permutation_p(dF, gF, dH, gH, config.n_perm, config.seed) * len(config.bits)),
+        }
+    chosen = max(config.bits, key=lambda b: per_bits[b]["gain_forget"] - per_bits[b]["gain_holdout"])
+    row = per_bits[chosen]
+    if row["ci_family"][0] > 0:
+        vote, why = "suppressed", (f"{chosen}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F "
+                                   f"against {row['gain_holdout']:+.2f} on H")
+    else:
+        vote, why = None, (f"quantization brings back nothing beyond the control (best: {chosen}-bit, "
+                           f"{row['gain_forget']:+.2f} on F vs {row['gain_holdout']:+.2f} on H); this attack never votes deleted")
+    return Evidence(
+        line=line, question=QUESTION, status="ok",
+        metric=f"greedy accuracy gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
+               f"(CI adjusted over {len(config.bits)} bit widths)",
+        effect=row["gain_forget"], control=row["gain_holdout"], ci=tuple(row["ci_family"]), p_value=row["p_value"],
+        vote=vote, reason=why,
+        details={"per_bits": {str(b): v for b, v in per_bits.items()}, "table": table,
+                 "scheme": {"symmetric": True, "granularity": "per output channel", "rounding": "nearest",
+                            "quantize_head": config.quantize_head, "model": "transformers model from U's folder"}},
+        figures={"quantization": _figure(table, config.bits)},
+    )
+
+
+def _figure(table: dict, bits: tuple[int, ...]) -> bytes:
+    from forensics.plotting import figure_png, plt
+
+    keys = ["full"] + [str(b) for b in bits]
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3), sharey=True)
+    for ax, role in zip(axes, ("unlearned", "original")):
+        x = np.arange(len(keys))
+        names = list(table[role]["full"])
+        for k, name in enumerate(names):
+            ax.bar(x + (k - (len(names) - 1) / 2) * 0.25, [table[role][key][name]["accuracy"] for key in keys], 0.25,
+                   label=name)
+        ax.set_xticks(x, ["fp"] + [f"{b}-bit" for b in bits])
+        ax.set_title(role, fontsize=9)
+    axes[0].set_ylabel("greedy accuracy")
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.suptitle("Quantization attack", fontsize=9)
+    return figure_png(fig)
