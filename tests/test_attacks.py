@@ -1,0 +1,161 @@
+"""Relearning, quantization, membership inference and CKA: definitions checked against
+independent computations, bad input refused, and behaviour on the tiny zoo's retrained
+model (nothing to recover) against its original (everything known)."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.data import Fact
+from forensics.evidence import AuditInputs
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_zoo):
+    from forensics.data import load_facts
+    from forensics.loading import load_model
+
+    sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
+    models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "retrain", "ga")}
+    return sets, models
+
+
+def _inputs(zoo, unlearned, **overrides):
+    sets, models = zoo
+    return AuditInputs(models["original"], models[unlearned], **(sets | overrides))
+
+
+# ------------------------------------------------------------------ membership inference
+
+def test_attack_scores_follow_the_published_definitions():
+    from forensics.membership import attack_scores
+
+    lp = np.array([-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.3, -0.4, -0.6, -0.7])
+    mu = np.full(10, -1.0)
+    sigma = np.full(10, 2.0)
+    text = "some text here"
+    s = attack_scores([{"lp": lp, "mu": mu, "sigma": sigma}], [text], k=0.2)
+    assert s["loss"][0] == pytest.approx(lp.mean())
+    assert s["zlib"][0] == pytest.approx(lp.mean() / len(zlib.compress(text.encode())))
+    assert s["min_k"][0] == pytest.approx(np.mean([-3.0, -2.0]))  # the 20% lowest of 10 tokens
+    assert s["min_k_pp"][0] == pytest.approx(np.mean([(-3.0 + 1) / 2, (-2.0 + 1) / 2]))
+
+
+def test_auc_matches_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from forensics.membership import auc
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(0.5, 1, 40).round(1), rng.normal(0, 1, 30).round(1)  # with ties
+    expected = roc_auc_score(np.r_[np.ones(40), np.zeros(30)], np.r_[pos, neg])
+    assert auc(pos, neg) == pytest.approx(expected)
+
+
+def test_membership_sees_the_original_but_not_the_retrained_model(zoo):
+    from forensics.membership import MembershipConfig, membership_line
+
+    cfg = MembershipConfig(n_boot=200, n_perm=200)
+    retrain = membership_line(_inputs(zoo, "retrain"), cfg)
+    assert retrain.status == "ok" and retrain.vote != "suppressed"
+    # O "unlearned" nothing: F is plainly member-like
+    sets, models = zoo
+    same = membership_line(AuditInputs(models["original"], models["original"], **sets), cfg)
+    assert same.vote == "suppressed" and same.effect > 0.9 and same.ci[0] > 0
+
+
+# -------------------------------------------------------------------------- relearning
+
+def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
+    from forensics.relearning import relearning_line
+
+    sets, _ = zoo
+    one_subject = [f for f in sets["forget"] if f.subject == sets["forget"][0].subject]
+    ev = relearning_line(_inputs(zoo, "retrain", forget=one_subject))
+    assert ev.status == "not_run" and "too small to split by subject" in ev.reason
+
+
+def test_split_by_subject_is_disjoint_and_seeded():
+    from forensics.relearning import split_by_subject
+
+    facts = [Fact(f"p{i}", " a", subject=f"s{i % 6}") for i in range(30)]
+    a, b = split_by_subject(facts, 3)
+    assert {f.subject for f in a}.isdisjoint({f.subject for f in b}) and len(a) + len(b) == 30
+    assert split_by_subject(facts, 3) == (a, b)
+
+
+def test_relearning_recovers_ga_but_not_retrain(zoo):
+    from forensics.relearning import RelearningConfig, relearning_line
+
+    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False)
+    retrain = relearning_line(_inputs(zoo, "retrain"), cfg)
+    assert retrain.status == "ok" and retrain.vote != "suppressed"
+    assert retrain.ci[0] <= 0 <= retrain.ci[1]
+    ga = relearning_line(_inputs(zoo, "ga"), cfg)
+    assert ga.vote == "suppressed" and ga.effect > ga.control
+    budget = ga.details["budget"]
+    assert budget["steps"] == cfg.steps and budget["lr"] == cfg.lr and "AdamW" in budget["optimiser"]
+    assert set(ga.details["curves"]["forget"][0]) == set(cfg.eval_steps)
+
+
+# ------------------------------------------------------------------------ quantization
+
+def test_quantize_weight_is_per_channel_round_to_nearest():
+    from forensics.quantization import quantize_weight
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 32) * torch.tensor([0.01, 0.1, 1, 10, 100, 0.0])[:, None]
+    for bits in (8, 4):
+        q = quantize_weight(w, bits)
+        qmax = 2 ** (bits - 1) - 1
+        scale = w.abs().amax(1, keepdim=True) / qmax
+        assert torch.all((q - w).abs() <= scale / 2 + 1e-7)  # per-row error bound
+        codes = q[:5] / scale[:5]
+        assert torch.allclose(codes, codes.round(), atol=1e-4)
+        assert len(torch.unique(codes.round())) <= 2 * qmax + 2
+    assert torch.equal(quantize_weight(w, 4)[5], w[5])  # an all-zero row stays zero, no NaN
+
+
+def test_quantization_nan_is_not_run(zoo, monkeypatch):
+    import forensics.quantization as quant
+
+    monkeypatch.setattr(quant, "quantize_weight", lambda w, bits: torch.full_like(w, float("nan")))
+    ev = quant.quantization_line(_inputs(zoo, "retrain"))
+    assert ev.status == "not_run" and "NaN" in ev.reason
+
+
+def test_quantization_line_on_the_zoo(zoo):
+    from forensics.quantization import QuantizationConfig, quantization_line
+
+    ev = quantization_line(_inputs(zoo, "retrain"), QuantizationConfig(n_boot=300, n_perm=300))
+    assert ev.status == "ok" and ev.vote in (None, "suppressed")
+    table = ev.details["table"]
+    # int8 barely changes the original: it still answers F
+    assert table["original"]["8"]["forget"]["accuracy"] >= table["original"]["full"]["forget"]["accuracy"] - 0.05
+    assert set(ev.details["per_bits"]) == {"8", "4"}
+
+
+# --------------------------------------------------------------------------------- CKA
+
+def test_linear_cka_invariances():
+    from forensics.cka import linear_cka
+
+    torch.manual_seed(0)
+    X = torch.randn(200, 16)
+    Q, _ = torch.linalg.qr(torch.randn(16, 16))
+    assert linear_cka(X, 3 * X @ Q + 1) == pytest.approx(1.0, abs=1e-6)  # rotation, scale, shift
+    assert linear_cka(X, torch.randn(200, 16)) < 0.2
+
+
+def test_cka_line_is_descriptive(zoo):
+    from forensics.cka import CKAConfig, cka_line
+
+    sets, models = zoo
+    ev = cka_line(AuditInputs(models["original"], models["original"], **sets), CKAConfig(n_boot=20))
+    assert ev.status == "descriptive" and ev.vote is None
+    assert ev.effect == pytest.approx(1.0) and ev.control == pytest.approx(1.0)
+    assert len(ev.details["per_depth"]["forget"]) == models["original"].n_layers + 1
