@@ -14,4 +14,13 @@ _os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from forensics.errors import ForensicsInputError  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["ForensicsInputError", "__version__"]
+__all__ = ["ForensicsInputError", "__version__", "audit"]
+
+
+def __getattr__(name: str):
+    """``forensics.audit(...)``: the audit API, imported on first use (it pulls in torch)."""
+    if name == "audit":
+        import importlib
+
+        return importlib.import_module("forensics.audit")  # a callable module: calls audit.audit
+    raise AttributeError(f"module 'forensics' has no attribute {name!r}")

@@ -8,19 +8,24 @@ Commands:
   forensics check --original O [--unlearned U] [--forget F.jsonl] [--retain R.jsonl]
                   [--holdout H.jsonl] [--sequences S.jsonl] [--device] [--dtype]
   forensics memprobe --model DIR --memorised M.jsonl --matched C.jsonl --paraphrase B.jsonl --out DIR
-  forensics demo [--zoo DIR] [--size small|tiny]
+  forensics audit --original O --unlearned U --forget F.jsonl --retain R.jsonl [--holdout H.jsonl]
+                  [--reference REF] [--sequences S.jsonl] --out DIR [--device] [--dtype] [--seed N]
+                  [--profile quick|standard|thorough] [--redact] [--cache DIR]
+  forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from forensics.errors import ForensicsInputError
 
 DEFAULT_ZOO = Path("zoo")
+DEFAULT_DEMO_OUT = Path("demo_reports")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,10 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     memprobe.add_argument("--seed", type=int, default=0)
     _device_args(memprobe)
 
+    audit = sub.add_parser("audit", help="audit an unlearned model against its original: verdict and reports")
+    audit.add_argument("--original", required=True, type=Path, help="the model before unlearning")
+    audit.add_argument("--unlearned", required=True, type=Path, help="the model after unlearning")
+    audit.add_argument("--forget", required=True, type=Path, help="F: facts that were to be forgotten (JSONL)")
+    audit.add_argument("--retain", required=True, type=Path, help="R: facts that were to be kept (JSONL)")
+    audit.add_argument("--holdout", type=Path,
+                       help="H: facts of the same form no model saw, the control (without it: INCONCLUSIVE)")
+    audit.add_argument("--reference", type=Path, help="a model retrained without F (a second control)")
+    audit.add_argument("--sequences", type=Path, help="sequence set (JSONL) for the sequence-level lines")
+    audit.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
+    audit.add_argument("--redact", action="store_true", help="replace fact text by ids in the reports")
+    audit.add_argument("--cache", type=Path,
+                       help="activation / resume cache to keep and share (default: .OUT.cache beside --out, "
+                            "deleted after a successful run)")
+    _device_args(audit)
+
     demo = sub.add_parser("demo", help="build the small zoo (cached) and audit two of its models")
     demo.add_argument("--zoo", type=Path, default=DEFAULT_ZOO, help="zoo folder (built if missing)")
     demo.add_argument("--size", choices=("tiny", "small"), default="small")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_OUT, help="where the demo's reports go")
+    demo.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
+    demo.add_argument("--models", default="npo,retrain", help="comma-separated zoo models to audit")
     _device_args(demo)
     return parser
 
@@ -137,34 +163,85 @@ def cmd_memprobe(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    """Until the full audit lands: build (or reuse) the zoo and run the behaviour gate."""
-    from forensics.behaviour import behaviour_line
-    from forensics.data import load_facts
-    from forensics.evidence import AuditInputs
-    from forensics.loading import load_model
-    from forensics.zoo import build_zoo
+def _command_line() -> str:
+    return " ".join(shlex.quote(a) for a in ["forensics", *sys.argv[1:]])
 
-    build_zoo(args.zoo, size=args.size, seed=args.seed, progress=True)
-    labels = json.loads((args.zoo / "labels.json").read_text())
-    original = load_model(args.zoo / "models" / "original", args.device, args.dtype)
-    sets = {name: load_facts(args.zoo / "data" / f"{name}.jsonl")[0] for name in ("forget", "retain", "holdout")}
-    print("\nBehaviour gate (METHODS section 1), each model against `original`:")
-    for name in ("npo", "retrain"):
-        unlearned = load_model(args.zoo / "models" / name, args.device, args.dtype)
-        evidence = behaviour_line(AuditInputs(original=original, unlearned=unlearned, **sets))
-        table = evidence.details["table"]["unlearned"]
-        print(
-            f"  {name:<8} ground truth {labels[name]['ground_truth']:<10} "
-            f"acc F {table['forget']['accuracy']:.2f}  R {table['retain']['accuracy']:.2f}  "
-            f"H {table['holdout']['accuracy']:.2f}  -> "
-            + ("still answers F (NOT_FORGOTTEN)" if evidence.vote == "not_forgotten" else "forgot F behaviourally")
-        )
-    print("\nThe representation-level evidence lines and the verdict come with the next issues.")
+
+def cmd_audit(args) -> int:
+    from forensics.audit import audit
+
+    result = audit(
+        original=args.original, unlearned=args.unlearned, forget=args.forget, retain=args.retain,
+        holdout=args.holdout, reference=args.reference, sequences=args.sequences, out=args.out,
+        device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile, redact=args.redact,
+        cache_dir=args.cache, command=_command_line(),
+    )
+    _print_result(result)
     return 0
 
 
-COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, "demo": cmd_demo}
+def _print_result(result, indent: str = "") -> None:
+    v = result.verdict
+    print(f"{indent}verdict: {v.label} (confidence {v.confidence})")
+    print(f"{indent}  {v.reason}")
+    for e in result.evidence:
+        seconds = result.timings.get(e.line, {}).get("seconds", 0.0)
+        vote = e.vote or ("not run" if e.status == "not_run" else e.status if e.status != "ok" else "no vote")
+        print(f"{indent}  {e.line:<22} {vote:<14} {seconds:7.1f} s")
+    if result.out is not None:
+        for name in ("report.html", "report.pdf", "results.json"):
+            if (result.out / name).exists():
+                print(f"{indent}  {result.out / name}")
+
+
+def cmd_demo(args) -> int:
+    """Build (or reuse) the zoo, then audit a suppressed model and the retrained one against `original`.
+
+    Reports go to ``--out``/<model>/; a previous demo report there is replaced. Activations
+    and the SAE of `original` are cached in ``--out``/.cache and shared by both audits.
+    """
+    import shutil
+    import time
+
+    from forensics.audit import audit
+    from forensics.loading import load_model
+    from forensics.zoo import build_zoo
+
+    started = time.time()
+    build_zoo(args.zoo, size=args.size, seed=args.seed, progress=True)
+    labels = json.loads((args.zoo / "labels.json").read_text())
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    for name in names:
+        if name not in labels or name == "original":
+            raise ForensicsInputError(f"unknown zoo model {name!r}; choose from {', '.join(sorted(labels))}")
+    for name in names:
+        previous = args.out / name
+        if previous.exists():
+            if not (previous / "results.json").is_file():
+                raise ForensicsInputError(f"{previous} exists and is not a demo report; choose another --out")
+            shutil.rmtree(previous)
+    original = load_model(args.zoo / "models" / "original", args.device, args.dtype)
+    data = args.zoo / "data"
+    results = {}
+    for name in names:
+        print(f"\n== auditing `{name}` against `original` (profile {args.profile})", flush=True)
+        results[name] = audit(
+            original=original, unlearned=args.zoo / "models" / name, forget=data / "forget.jsonl",
+            retain=data / "retain.jsonl", holdout=data / "holdout.jsonl", out=args.out / name,
+            device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile,
+            cache_dir=args.out / ".cache", command=_command_line() + f"  # model {name}",
+        )
+        _print_result(results[name], indent="  ")
+    print(f"\nDemo summary ({time.time() - started:.0f} s):")
+    for name, result in results.items():
+        truth = labels[name].get("ground_truth", "?")
+        print(f"  {name:<10} verdict {result.verdict.label:<14} ({result.verdict.confidence:<6})  "
+              f"ground truth {truth:<14} report {result.out / 'report.html'}")
+    return 0
+
+
+COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, "audit": cmd_audit,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
