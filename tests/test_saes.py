@@ -1,0 +1,169 @@
+"""SAE lines (issue 4): SAELens training/caching/loading, expert-feature survival, steering."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.errors import ForensicsInputError
+from forensics.evidence import EVIDENCE_LINES, AuditInputs
+from saes import (
+    FeatureConfig, Intervention, SAETrainConfig, SteeringConfig, get_sae, load_sae_folder, make_hooks,
+    sae_feature_line, split_by_subject, steering_line, token_texts,
+)
+
+#: Small enough for tests: the tiny zoo's SAE trains in a few seconds.
+TEST_SAE = dict(training_tokens=150_000)
+
+
+@pytest.fixture(scope="module")
+def zoo_data(tiny_zoo):
+    from forensics.data import load_facts, load_sequences
+
+    data = {name: load_facts(tiny_zoo / "data" / f"{name}.jsonl")[0] for name in ("forget", "retain", "holdout")}
+    data["seq_retain"] = load_sequences(tiny_zoo / "data" / "seq_retain.jsonl")[0]
+    return data
+
+
+@pytest.fixture(scope="module")
+def models(tiny_zoo):
+    from forensics.loading import load_model
+
+    return {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "rmu", "headonly")}
+
+
+@pytest.fixture(scope="module")
+def trained(models, zoo_data, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("sae-cache")
+    config = SAETrainConfig(cache_dir=cache, **TEST_SAE)
+    texts = token_texts(zoo_data["forget"], zoo_data["retain"], zoo_data["holdout"], zoo_data["seq_retain"])
+    return get_sae(models["original"], texts, config), config, texts
+
+
+def _inputs(models, data, name):
+    return AuditInputs(models["original"], models[name], data["forget"], data["retain"], data["holdout"],
+                       None, data["seq_retain"])
+
+
+def test_sae_is_saelens_format_cached_and_reloads(trained, models):
+    from sae_lens import SAE
+
+    sae, config, texts = trained
+    assert not sae.from_cache and sae.train_seconds is not None
+    assert (sae.path / "cfg.json").is_file() and (sae.path / "sae_weights.safetensors").is_file()
+    assert json.loads((sae.path / "cfg.json").read_text())["architecture"] == "topk"
+    assert sae.hook == "blocks.0.hook_resid_post"  # middle of a 2-block model
+    # SAELens' own loader reads the cached folder and encodes identically.
+    again = SAE.load_from_disk(str(sae.path))
+    x = torch.randn(5, models["original"].model.cfg.d_model)
+    assert torch.allclose(again.encode(x), sae.encode(x))
+    q = sae.quality
+    assert 0.7 <= q.explained_variance <= 1.0 and q.trustworthy, q
+    assert q.mean_l0 == pytest.approx(config.k)
+    # The same model, layer, config and texts: read back from the cache, not retrained.
+    from saes import sae as sae_module
+
+    sae_module._MEMO.clear()
+    cached = get_sae(models["original"], texts, config)
+    assert cached.from_cache and cached.path == sae.path
+    assert torch.equal(cached.decoder, sae.decoder)
+    # The key changes with the hook, the training config and the model's weights.
+    key = sae_module.cache_key("w", sae.hook, config, "t")
+    assert key != sae_module.cache_key("w", "blocks.1.hook_resid_post", config, "t")
+    assert key != sae_module.cache_key("w2", sae.hook, config, "t")
+    assert key != sae_module.cache_key("w", sae.hook, SAETrainConfig(cache_dir=config.cache_dir, k=8), "t")
+    assert key == sae_module.cache_key("w", sae.hook, SAETrainConfig(**TEST_SAE), "t")  # cache_dir is not in it
+
+
+def test_user_sae_folder(trained, models, zoo_data, tmp_path):
+    sae, config, texts = trained
+    user = get_sae(models["original"], texts, SAETrainConfig(sae_path=sae.path))
+    assert user.path == sae.path and user.hook == sae.hook
+    with pytest.raises(ForensicsInputError, match="not found"):
+        load_sae_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ForensicsInputError, match="not a SAELens SAE folder"):
+        load_sae_folder(tmp_path / "empty")
+    with pytest.raises(ForensicsInputError, match="d_in"):
+        load_sae_folder(sae.path, d_in=7)
+
+
+def test_untrained_sae_is_not_trustworthy_and_does_not_vote(models, zoo_data, tmp_path):
+    """A random SAELens SAE reconstructs badly: the line reports it and stays out of the verdict."""
+    from sae_lens import TopKSAE, TopKSAEConfig
+
+    d = models["original"].model.cfg.d_model
+    torch.manual_seed(0)
+    TopKSAE(TopKSAEConfig(d_in=d, d_sae=4 * d, k=16)).save_model(tmp_path / "random")
+    config = FeatureConfig(sae=SAETrainConfig(sae_path=tmp_path / "random", layer=0))
+    ev = sae_feature_line(_inputs(models, zoo_data, "headonly"), config)
+    assert ev.vote is None and ev.status == "descriptive"
+    assert ev.details["sae"]["trustworthy"] is False
+
+
+def test_feature_survival_votes_right_on_the_zoo(trained, models, zoo_data):
+    sae = trained[0]
+    config = FeatureConfig(sae=trained[1])
+    # headonly changed only the last block and the head: the SAE's layer is untouched.
+    head = sae_feature_line(_inputs(models, zoo_data, "headonly"), config, sae=sae)
+    assert head.vote == "suppressed", head.reason
+    assert head.effect == pytest.approx(1.0) and len(head.details["experts"]["indices"]) > 0
+    assert set(head.figures) == {"sae_feature_survival"}
+    # A model retrained from scratch does not live in O's basis: no vote, and it says why.
+    retrain = sae_feature_line(_inputs(models, zoo_data, "retrain"), config, sae=sae)
+    assert retrain.vote is None and "does not transfer" in retrain.reason
+    assert EVIDENCE_LINES["sae_features"].run is sae_feature_line
+
+
+def test_split_by_subject_is_disjoint(zoo_data):
+    facts = zoo_data["forget"]
+    a, b = split_by_subject(facts, seed=0)
+    assert sorted(a + b) == list(range(len(facts)))
+    assert not {facts[i].subject for i in a} & {facts[i].subject for i in b}
+    assert abs(len({facts[i].subject for i in a}) - len({facts[i].subject for i in b})) <= 1
+
+
+def test_hooks_do_what_they_say():
+    d = torch.tensor([3.0, 4.0, 0.0])
+    act = torch.tensor([[[1.0, 2.0, 5.0]]])
+    unit = d / d.norm()
+    ablate = make_hooks(Intervention("ablate", 0, 1.0), {0: d}, None, 0, "cpu", torch.float32)
+    (name, fn), = ablate
+    assert name == "blocks.0.hook_resid_post"
+    assert float(fn(act.clone(), None)[0, 0] @ unit) == pytest.approx(0.0, abs=1e-6)
+    reverse = make_hooks(Intervention("reverse", 0, 2.0), {0: d}, None, 0, "cpu", torch.float32)
+    assert torch.allclose(reverse[0][1](act.clone(), None), act - 2 * d)
+    both = make_hooks(Intervention("ablate", "all", 1.0), {0: d, 1: d}, None, 0, "cpu", torch.float32)
+    assert [n for n, _ in both] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    feats = make_hooks(Intervention("features", 1, 0.5), {}, d, 1, "cpu", torch.float32)
+    assert torch.allclose(feats[0][1](act.clone(), None), act + 0.5 * d)
+
+
+STEER = dict(alphas=(1.0, 2.0), n_retain=120, n_boot=500)
+
+
+def test_rmu_is_restored_by_ablation_and_retrain_is_not(trained, models, zoo_data):
+    sae = trained[0]
+    config = SteeringConfig(features=FeatureConfig(sae=trained[1]), **STEER)
+    rmu = steering_line(_inputs(models, zoo_data, "rmu"), config, sae=sae)
+    assert rmu.vote == "suppressed", rmu.reason
+    ablate = rmu.details["best"]["ablate"]
+    assert ablate["ci"][0] > 0 and ablate["forget"] > ablate["holdout"] + 0.1
+    assert set(rmu.figures) == {"steering_restoration", "steering_retain_cost"}
+    retrain = steering_line(_inputs(models, zoo_data, "retrain"), config, sae=sae)
+    assert retrain.vote is None
+    for best in retrain.details["best"].values():
+        assert best["ci"][0] <= 0, best  # nothing restored beyond the H control
+
+
+def test_steering_refuses_missing_holdout(models, zoo_data):
+    inputs = _inputs(models, zoo_data, "rmu")
+    inputs.holdout = None
+    ev = steering_line(inputs, SteeringConfig())
+    assert ev.status == "not_run" and "holdout" in ev.reason
+    ev = sae_feature_line(inputs, FeatureConfig())
+    assert ev.status == "not_run" and "holdout" in ev.reason
