@@ -91,7 +91,8 @@ def test_split_by_subject_is_disjoint_and_seeded():
 def test_relearning_recovers_ga_but_not_retrain(zoo):
     from forensics.relearning import RelearningConfig, relearning_line
 
-    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False)
+    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False,
+                           eval_steps=(0, 10, 30))
     retrain = relearning_line(_inputs(zoo, "retrain"), cfg)
     assert retrain.status == "ok" and retrain.vote != "suppressed"
     assert retrain.ci[0] <= 0 <= retrain.ci[1]
