@@ -220,14 +220,16 @@ def train_sae(x_train: torch.Tensor, config: SAETrainConfig, hook: str, model_na
 
 
 def _quiet_tqdm(trainer) -> None:
-    """SAELens' fit() opens a tqdm bar; keep it off the audit's output."""
-    import sae_lens.training.sae_trainer as module
+    """SAELens' fit() and its norm estimate open tqdm bars; keep them off the audit's output."""
+    from functools import partial
 
-    if not getattr(module, "_forensics_quiet", False):
-        from functools import partial
+    import sae_lens.training.activation_scaler as scaler_module
+    import sae_lens.training.sae_trainer as trainer_module
 
-        module.tqdm = partial(module.tqdm, disable=True)
-        module._forensics_quiet = True
+    for module in (trainer_module, scaler_module):
+        if not getattr(module, "_forensics_quiet", False):
+            module.tqdm = partial(module.tqdm, disable=True)
+            module._forensics_quiet = True
 
 
 @torch.no_grad()
