@@ -1,6 +1,6 @@
 """Probe lines on one small-zoo model pair: activation capture time vs probe-fitting time.
 
-    python benchmarks/probes.py [--zoo DIR] [--model npo] [--kinds linear,mlp]
+    python benchmarks/probes.py [--zoo DIR] [--model npo] [--curves final/linear,final/mlp,subject/linear]
 
 Capture (residual stream at every depth, final and subject tokens, O and U on F, R and
 H) is timed once, into a temporary activation cache; every probe line then reads that
@@ -35,7 +35,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=Path("zoo"), help="a built zoo (forensics zoo build)")
     parser.add_argument("--model", default="npo")
-    parser.add_argument("--kinds", default="linear,mlp")
+    parser.add_argument("--curves", default=",".join(AttributeProbeConfig().curves),
+                        help="attribute-probe curves, position/kind (default: the audit's)")
     args = parser.parse_args()
     if not (args.zoo / "labels.json").is_file():
         from forensics.zoo import build_zoo
@@ -59,9 +60,9 @@ def main() -> None:
     capture_seconds = time.perf_counter() - start
     print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s")
 
-    kinds = tuple(args.kinds.split(","))
+    curves = tuple(args.curves.split(","))
     lines = (
-        ("attribute_probes", attribute_probe_line, AttributeProbeConfig(kinds=kinds, cache_dir=cache)),
+        ("attribute_probes", attribute_probe_line, AttributeProbeConfig(curves=curves, cache_dir=cache)),
         ("logit_lens", logit_lens_line, LogitLensConfig(cache_dir=cache)),
         ("trace_detector", trace_line, TraceConfig(cache_dir=cache)),
     )
@@ -73,7 +74,7 @@ def main() -> None:
         total += seconds
         print(f"{name:<17} {seconds:7.2f} s   vote {evidence.vote}   ({evidence.reason[:70]})")
     print(f"all probe lines: {total:.2f} s; probe time / capture time = {total / capture_seconds:.1f}")
-    print(f"probe kinds: {', '.join(kinds)}; the memorisation probe is not included (it needs sequence pools)")
+    print(f"attribute-probe curves: {', '.join(curves)}")
     import shutil
 
     shutil.rmtree(cache, ignore_errors=True)

@@ -49,7 +49,8 @@ from forensics.capture import CaptureSpec, capture_facts, resid_hooks
 from forensics.evidence import AuditInputs, Evidence, register
 from forensics.stats import cluster_bootstrap_diff_ci
 from probes.classifiers import (
-    ProbeConfig, ProbeError, check_probe_data, fit_probe, grouped_out_of_fold_scores, score_probe, select_strength,
+    Labels, ProbeConfig, ProbeError, check_probe_data, fit_and_predict, fit_and_score, out_of_fold_scores,
+    select_strength, stratified_chance_corrected,
 )
 
 QUESTION = "Is the forgotten attribute still readable from U's activations, beyond the holdout control?"
@@ -58,8 +59,9 @@ PROBES = ("refit", "rfit", "transfer")
 
 @dataclass
 class AttributeProbeConfig:
-    positions: tuple[str, ...] = ("final", "subject")
-    kinds: tuple[str, ...] = ("linear", "mlp")
+    #: "position/kind" curves to compute; the first one decides the vote. An MLP curve costs
+    #: about as much as three linear ones, so the subject position gets the linear probe only.
+    curves: tuple[str, ...] = ("final/linear", "final/mlp", "subject/linear")
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     n_boot: int = 1000
     n_perm: int = 100
@@ -106,54 +108,60 @@ def _capture(loaded, facts, position, config):
     return {hook: acts[hook].numpy() for hook in spec.hooks}
 
 
-def probe_curves(inputs: AuditInputs, config: AttributeProbeConfig) -> dict:
-    """Per position, probe kind, probe and depth: F and H scores for U (and O's re-fit)."""
+def _activations(inputs: AuditInputs, position: str, config: AttributeProbeConfig) -> dict:
+    """(role, set) -> hook -> [n, d] activations at ``position``."""
     sets = {"forget": inputs.forget, "retain": inputs.retain, "holdout": inputs.holdout}
-    labels = {name: _labels(facts) for name, facts in sets.items()}
+    return {
+        (role, name): _capture(model, facts, position, config)
+        for role, model in (("O", inputs.original), ("U", inputs.unlearned))
+        for name, facts in sets.items()
+    }
+
+
+def _encoded_labels(inputs: AuditInputs) -> dict:
+    """Per set: (int answers, subjects, fact keys, attributes), one class index shared by F, R and H."""
+    raw = {name: _labels(getattr(inputs, name)) for name in ("forget", "retain", "holdout")}
+    encoder = Labels(*(y for y, _, _ in raw.values()))
+    return {name: (encoder.encode(y), g, k, np.array([f.attribute or "" for f in getattr(inputs, name)]))
+            for name, (y, g, k) in raw.items()}
+
+
+def probe_curves(inputs: AuditInputs, config: AttributeProbeConfig, activations: dict | None = None) -> dict:
+    """Per position, probe kind, probe and depth: F and H scores for U (and O's re-fit).
+    ``activations`` (position -> :func:`_activations`) skips capture."""
+    labels = _encoded_labels(inputs)
     curves: dict = {}
-    for position in config.positions:
-        if position == "subject" and any(not f.subject for facts in sets.values() for f in facts):
-            continue
-        acts = {
-            (role, name): _capture(model, facts, position, config)
-            for role, model in (("O", inputs.original), ("U", inputs.unlearned))
-            for name, facts in sets.items()
-        }
+    for key in config.curves:
+        position, kind = key.split("/")
+        acts = (activations or {}).get(position) or _activations(inputs, position, config)
         hooks = list(acts[("U", "forget")])
         family_size = len(PROBES) * len(hooks)
-        for kind in config.kinds:
-            rows = []
-            for depth, hook in enumerate(hooks):
-                X = {key: value[hook] for key, value in acts.items()}
-                rows.append(_layer_scores(X, labels, kind, config, family_size) | {"depth": depth, "hook": hook})
-            curves[f"{position}/{kind}"] = rows
+        rows = []
+        for depth, hook in enumerate(hooks):
+            X = {role_set: value[hook] for role_set, value in acts.items()}
+            rows.append(_layer_scores(X, labels, kind, config, family_size) | {"depth": depth, "hook": hook})
+        curves[key] = rows
     return curves
 
 
 def _layer_scores(X, labels, kind, config: AttributeProbeConfig, family_size: int) -> dict:
-    (yF, gF, _), (yR, gR, _), (yH, gH, _) = labels["forget"], labels["retain"], labels["holdout"]
+    (yF, gF, _, aF), (yR, gR, _, aR), (yH, gH, _, aH) = labels["forget"], labels["retain"], labels["holdout"]
     pc = config.probe
-    strength_u = select_strength(kind, X[("U", "retain")], yR, gR, pc)
-    strength_o = select_strength(kind, X[("O", "retain")], yR, gR, pc)
+    strength_u = select_strength(kind, X[("U", "retain")], yR, gR, pc, aR)
+    strength_o = select_strength(kind, X[("O", "retain")], yR, gR, pc, aR)
+
+    def refit(role, name, y, g, a, strength, X_score=None):
+        return out_of_fold_scores(kind, [strength], X[(role, name)], [y], g, pc, X_score, a)[0, 0]
+
+    (o_f, transfer_f) = refit("O", "forget", yF, gF, aF, strength_o, [X[("O", "forget")], X[("U", "forget")]])
+    (o_h, transfer_h) = refit("O", "holdout", yH, gH, aH, strength_o, [X[("O", "holdout")], X[("U", "holdout")]])
     scores = {
-        "refit": (
-            grouped_out_of_fold_scores(kind, strength_u, X[("U", "forget")], yF, gF, pc),
-            grouped_out_of_fold_scores(kind, strength_u, X[("U", "holdout")], yH, gH, pc),
-        ),
-        "refit_original": (
-            grouped_out_of_fold_scores(kind, strength_o, X[("O", "forget")], yF, gF, pc),
-            grouped_out_of_fold_scores(kind, strength_o, X[("O", "holdout")], yH, gH, pc),
-        ),
-        "transfer": (
-            grouped_out_of_fold_scores(kind, strength_o, X[("O", "forget")], yF, gF, pc, X_score=X[("U", "forget")]),
-            grouped_out_of_fold_scores(kind, strength_o, X[("O", "holdout")], yH, gH, pc, X_score=X[("U", "holdout")]),
-        ),
+        "refit": (refit("U", "forget", yF, gF, aF, strength_u)[0], refit("U", "holdout", yH, gH, aH, strength_u)[0]),
+        "refit_original": (o_f, o_h),
+        "transfer": (transfer_f, transfer_h),
+        "rfit": tuple(fit_and_score(kind, strength_u, X[("U", "retain")], yR,
+                                    [(X[("U", "forget")], yF), (X[("U", "holdout")], yH)], pc, aR, [aF, aH])),
     }
-    r_probe = fit_probe(kind, strength_u, X[("U", "retain")], yR, pc)
-    scores["rfit"] = (
-        score_probe(r_probe, X[("U", "forget")], yF, yR),
-        score_probe(r_probe, X[("U", "holdout")], yH, yR),
-    )
     out = {"strength_unlearned": strength_u, "strength_original": strength_o}
     for name, (s_f, s_h) in scores.items():
         ci = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed)
@@ -164,35 +172,46 @@ def _layer_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     return out
 
 
-def label_permutation_p(
-    inputs: AuditInputs, depth: int, position: str, kind: str, observed: float, strength: float,
-    config: AttributeProbeConfig,
-) -> float:
-    """Two-sided p-value of the re-fit recoverability at one depth under a label-permutation
-    null: the answers are shuffled among F's facts (within attribute, all paraphrases of a
-    fact moving together), and the whole re-fit procedure is re-run."""
-    hook = resid_hooks(inputs.unlearned.n_layers)[depth]
-    XF = _capture(inputs.unlearned, inputs.forget, position, config)[hook]
-    XH = _capture(inputs.unlearned, inputs.holdout, position, config)[hook]
-    yF, gF, keysF = _labels(inputs.forget)
-    yH, gH, _ = _labels(inputs.holdout)
-    h_mean = grouped_out_of_fold_scores(kind, strength, XH, yH, gH, config.probe).mean()
-    attributes = np.array([f.attribute or "" for f in inputs.forget])
-    unique_keys, key_index = np.unique(keysF, return_inverse=True)
-    key_answer = {k: yF[np.argmax(keysF == k)] for k in unique_keys}
-    key_attr = {k: attributes[np.argmax(keysF == k)] for k in unique_keys}
-    rng = np.random.default_rng(config.seed)
-    null = []
-    for _ in range(config.n_perm):
-        new_answer = {}
-        for attr in set(key_attr.values()):
-            ks = [k for k in unique_keys if key_attr[k] == attr]
-            for k, a in zip(ks, rng.permutation([key_answer[k] for k in ks])):
-                new_answer[k] = a
-        y_perm = np.array([new_answer[unique_keys[i]] for i in key_index])
-        null.append(grouped_out_of_fold_scores(kind, strength, XF, y_perm, gF, config.probe).mean() - h_mean)
-    null = np.abs(np.array(null))
-    return float((1 + np.sum(null >= abs(observed) - 1e-12)) / (1 + len(null)))
+def _permuted_answers(inputs: AuditInputs, n_perm: int, seed: int) -> list[np.ndarray]:
+    """F's answers shuffled among F's facts, within attribute, a fact's paraphrases moving together."""
+    yF, _, keysF, attributes = _encoded_labels(inputs)["forget"]
+    _, first, key_index = np.unique(keysF, return_index=True, return_inverse=True)
+    key_answer, key_attr = yF[first], attributes[first]
+    rng = np.random.default_rng(seed)
+    permuted = []
+    for _ in range(n_perm):
+        new_answer = key_answer.copy()
+        for attr in np.unique(key_attr):
+            members = np.flatnonzero(key_attr == attr)
+            new_answer[members] = key_answer[rng.permutation(members)]
+        permuted.append(new_answer[key_index])
+    return permuted
+
+
+def label_permutation_p(inputs: AuditInputs, acts: dict, row: dict, probe: str, kind: str,
+                        config: AttributeProbeConfig) -> float:
+    """Two-sided p-value of one probe's recoverability (F minus H) at one depth under a
+    label-permutation null: F's answers are shuffled among F's facts (within attribute,
+    a fact's paraphrases moving together) and the probe's whole procedure is re-run:
+    re-fit and transfer probes are re-fitted on the permuted answers; the R-fitted probe
+    never sees F's answers, so its fixed predictions are scored against them."""
+    labels = _encoded_labels(inputs)
+    yF, gF, _, aF = labels["forget"]
+    yR, _, _, aR = labels["retain"]
+    hook = row["hook"]
+    X_uf = acts[("U", "forget")][hook]
+    permuted = _permuted_answers(inputs, config.n_perm, config.seed)
+    if probe == "rfit":
+        (predicted,) = fit_and_predict(kind, row["strength_unlearned"], acts[("U", "retain")][hook], yR, [X_uf],
+                                       config.probe, aR, [aF])
+        null_means = np.array([stratified_chance_corrected(predicted, y, yR, aF, aR).mean() for y in permuted])
+    else:
+        fit_on, strength = ((acts[("U", "forget")][hook], row["strength_unlearned"]) if probe == "refit"
+                            else (acts[("O", "forget")][hook], row["strength_original"]))
+        null_means = out_of_fold_scores(kind, [strength], fit_on, permuted, gF, config.probe, [X_uf],
+                                        strata=aF)[:, 0, 0].mean(-1)
+    null = np.abs(null_means - row[probe]["holdout"])
+    return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
 
 
 def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, tuple[str, int], str]:
@@ -223,14 +242,14 @@ def attribute_probe_line(inputs: AuditInputs, config: AttributeProbeConfig | Non
     reason = check_inputs(inputs, config)
     if reason:
         return Evidence.not_run("attribute_probes", QUESTION, reason)
-    curves = probe_curves(inputs, config)
-    position = "final" if "final" in config.positions else config.positions[0]
-    kind = "linear" if "linear" in config.kinds else config.kinds[0]
-    rows = curves[f"{position}/{kind}"]
+    positions = dict.fromkeys(key.split("/")[0] for key in config.curves)
+    activations = {position: _activations(inputs, position, config) for position in positions}
+    curves = probe_curves(inputs, config, activations)
+    position, kind = config.curves[0].split("/")
+    rows = curves[config.curves[0]]
     vote, (probe, depth), why = decide(rows, config)
     cell = rows[depth][probe]
-    p = label_permutation_p(inputs, depth, position, kind, rows[depth]["refit"]["difference"],
-                            rows[depth]["strength_unlearned"], config)
+    p = label_permutation_p(inputs, activations[position], rows[depth], probe, kind, config)
     p = min(1.0, p * len(rows))
     ci = tuple(cell["ci_family"])
     return Evidence(

@@ -1,10 +1,11 @@
 """Probe classifiers shared by the probe lines: build, select by CV, score chance-corrected.
 
-Two probe kinds (METHODS section 2):
+Two probe kinds (METHODS section 2), fitted many at a time by :mod:`probes.batched`:
 
-- ``linear``: ``StandardScaler`` + L2 ``LogisticRegression``; C chosen by cross-validation.
-- ``mlp``: ``StandardScaler`` + a one-hidden-layer ``MLPClassifier``; L2 strength chosen
-  by cross-validation. Nonlinear traces ("Unlearning Isn't Invisible") need it.
+- ``linear``: standardised L2 logistic regression (scikit-learn's objective); C chosen by
+  cross-validation.
+- ``mlp``: standardised one-hidden-layer ReLU network; L2 strength chosen by
+  cross-validation. Nonlinear traces ("Unlearning Isn't Invisible") need it.
 
 Hyper-parameters are chosen by cross-validation on the fitting set only (grouped by
 subject, so a subject's paraphrases never sit on both sides of a fold).
@@ -21,16 +22,13 @@ number per example lets callers bootstrap over subjects and compare F with H.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
-from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+from probes.batched import BatchedConfig, Task, fit_predict
 
 ProbeKind = Literal["linear", "mlp"]
 
@@ -39,31 +37,12 @@ ProbeKind = Literal["linear", "mlp"]
 class ProbeConfig:
     linear_c_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
     mlp_alpha_grid: tuple[float, ...] = (1e-2, 1.0)
-    mlp_hidden: int = 64
-    mlp_max_iter: int = 500
     n_folds: int = 5
-    seed: int = 0
+    fitting: BatchedConfig = field(default_factory=BatchedConfig)
 
 
 class ProbeError(ValueError):
     """The data cannot support the probe (too few groups, a single class ...)."""
-
-
-def make_probe(kind: ProbeKind, strength: float, config: ProbeConfig) -> Pipeline:
-    """A fresh, unfitted probe. ``strength`` is C (linear) or alpha (mlp)."""
-    if kind == "linear":
-        model = LogisticRegression(C=strength, max_iter=2000)
-    elif kind == "mlp":
-        model = MLPClassifier(
-            hidden_layer_sizes=(config.mlp_hidden,),
-            alpha=strength,
-            max_iter=config.mlp_max_iter,
-            early_stopping=False,
-            random_state=config.seed,
-        )
-    else:
-        raise ValueError(f"unknown probe kind {kind!r}")
-    return make_pipeline(StandardScaler(), model)
 
 
 def check_probe_data(y: np.ndarray, groups: np.ndarray, n_folds: int, what: str) -> None:
@@ -92,61 +71,145 @@ def chance_corrected(correct: np.ndarray, y_test: np.ndarray, y_train: np.ndarra
     return correct.astype(float) - chance_level(y_train, y_test)
 
 
-def grouped_out_of_fold_scores(
+class Labels:
+    """Answer strings of several sets encoded with one shared class index."""
+
+    def __init__(self, *answer_sets: np.ndarray):
+        self.classes = np.unique(np.concatenate([np.asarray(a) for a in answer_sets]))
+        self.index = {c: i for i, c in enumerate(self.classes)}
+
+    def encode(self, answers: np.ndarray) -> np.ndarray:
+        return np.array([self.index[a] for a in answers], dtype=np.int64)
+
+
+def fold_masks(groups: np.ndarray, n_folds: int) -> list[np.ndarray]:
+    """Training masks of a grouped K-fold (a subject never sits on both sides)."""
+    masks = []
+    for train, _ in GroupKFold(n_splits=n_folds).split(groups, groups=groups):
+        mask = np.zeros(len(groups), dtype=bool)
+        mask[train] = True
+        masks.append(mask)
+    return masks
+
+
+def _local(labels: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
+    """Re-index labels to 0..k-1 over the classes they use (a stratum uses few)."""
+    classes = np.unique(np.concatenate(labels))
+    return [np.searchsorted(classes, y) for y in labels], len(classes)
+
+
+def out_of_fold_scores(
     kind: ProbeKind,
-    strength: float,
+    strengths: list[float],
     X: np.ndarray,
-    y: np.ndarray,
+    ys: list[np.ndarray],
     groups: np.ndarray,
     config: ProbeConfig,
-    X_score: np.ndarray | None = None,
+    X_score: list[np.ndarray] | None = None,
+    strata: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Re-fit probe: chance-corrected score of every example, predicted by a probe fitted on
-    the other subjects' examples (GroupKFold by subject). Classes absent from a training
-    fold cannot be predicted: that is part of the procedure, identical for F and H.
+    """Re-fit probes, all at once: for every label vector in ``ys`` and every strength, the
+    chance-corrected score of every example, predicted by a probe fitted on the other
+    subjects' examples (grouped K-fold). Returns ``[len(ys), len(strengths), len(X_score), n]``.
 
-    ``X_score`` (same examples, another model's activations) makes it a *transfer* probe:
-    fit on ``X`` of the training subjects, score ``X_score`` of the held-out subjects.
+    ``X_score`` (same examples, other activations) gives *transfer* scores: fit on ``X``
+    of the training subjects, score ``X_score`` of the held-out subjects. The default is
+    ``[X]``. ``strata`` (e.g. the attribute each fact asks for) fits one probe per stratum,
+    with the folds shared. Classes absent from a training fold cannot be predicted: that
+    is part of the procedure, identical for F and H.
     """
+    X_score = [X] if X_score is None else X_score
+    strata = np.zeros(len(X), dtype=np.int64) if strata is None else np.asarray(strata)
+    masks = fold_masks(groups, config.n_folds)
+    out = np.zeros((len(ys), len(strengths), len(X_score), len(X)))
+    for stratum in np.unique(strata):
+        rows = np.flatnonzero(strata == stratum)
+        local_ys, n_classes = _local([y[rows] for y in ys])
+        tasks = [Task(y, mask[rows], s) for y in local_ys for s in strengths for mask in masks]
+        usable = [t for t in tasks if t.train.any()]
+        predictions = iter(fit_predict(kind, X[rows], usable, n_classes, [x[rows] for x in X_score], config.fitting))
+        it = iter(tasks)
+        for i, y in enumerate(local_ys):
+            for j in range(len(strengths)):
+                for mask in masks:
+                    task, test = next(it), ~mask[rows]
+                    if not task.train.any():  # no training row in this stratum: the probe reads nothing
+                        continue
+                    for k, predicted in enumerate(next(predictions)):
+                        out[i, j, k, rows[test]] = chance_corrected(predicted[test] == y[test], y[test], y[~test])
+    return out
+
+
+def grouped_out_of_fold_scores(kind: ProbeKind, strength: float, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                               config: ProbeConfig, X_score: np.ndarray | None = None) -> np.ndarray:
+    """One re-fit (or transfer, with ``X_score``) probe's per-example scores; ``y`` may be strings."""
     check_probe_data(y, groups, config.n_folds, "re-fit probe")
-    X_score = X if X_score is None else X_score
-    scores = np.zeros(len(y))
-    for train, test in GroupKFold(n_splits=config.n_folds).split(X, y, groups):
-        if len(np.unique(y[train])) < 2:
-            scores[test] = chance_corrected(y[test] == y[train][0], y[test], y[train])
-            continue
-        probe = _fit(make_probe(kind, strength, config), X[train], y[train])
-        scores[test] = chance_corrected(probe.predict(X_score[test]) == y[test], y[test], y[train])
-    return scores
+    return out_of_fold_scores(kind, [strength], X, [Labels(y).encode(y)], groups, config,
+                              None if X_score is None else [X_score])[0, 0, 0]
 
 
-def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ProbeConfig) -> float:
-    """The regularisation strength with the best grouped-CV score on (X, y)."""
-    grid = config.linear_c_grid if kind == "linear" else config.mlp_alpha_grid
+def strength_grid(kind: ProbeKind, config: ProbeConfig) -> tuple[float, ...]:
+    return config.linear_c_grid if kind == "linear" else config.mlp_alpha_grid
+
+
+def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ProbeConfig,
+                    strata: np.ndarray | None = None) -> float:
+    """The regularisation strength with the best grouped-CV score on (X, y); ties go to the
+    strongest regularisation (the grid's first entry)."""
+    grid = strength_grid(kind, config)
     if len(grid) == 1:
         return grid[0]
-    best, best_score = grid[0], -np.inf
-    for strength in grid:
-        score = grouped_out_of_fold_scores(kind, strength, X, y, groups, config).mean()
-        if score > best_score + 1e-12:
-            best, best_score = strength, score
-    return best
+    if y.dtype.kind not in "iu":
+        y = Labels(y).encode(y)
+    means = out_of_fold_scores(kind, list(grid), X, [y], groups, config, strata=strata)[0, :, 0].mean(-1)
+    best = 0
+    for j in range(1, len(grid)):
+        if means[j] > means[best] + 1e-12:
+            best = j
+    return grid[best]
 
 
-def fit_probe(kind: ProbeKind, strength: float, X: np.ndarray, y: np.ndarray, config: ProbeConfig) -> Pipeline:
-    if len(np.unique(y)) < 2:
-        raise ProbeError(f"a single answer class ({y[0]!r}); probes need at least two")
-    return _fit(make_probe(kind, strength, config), X, y)
+def fit_and_predict(kind: ProbeKind, strength: float, X_train: np.ndarray, y_train: np.ndarray,
+                    X_list: list[np.ndarray], config: ProbeConfig, strata_train: np.ndarray | None = None,
+                    strata_list: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """One probe per stratum fitted on all of (X_train, y_train) (int labels); the class it
+    predicts for every row of each matrix in ``X_list`` (-1 for a stratum it never saw)."""
+    if len(np.unique(y_train)) < 2:
+        raise ProbeError("a single answer class; probes need at least two")
+    strata_train = np.zeros(len(y_train), dtype=np.int64) if strata_train is None else np.asarray(strata_train)
+    strata_list = strata_list or [np.zeros(len(X), dtype=np.int64) for X in X_list]
+    out = [np.full(len(X), -1) for X in X_list]
+    for stratum in np.unique(strata_train):
+        train = strata_train == stratum
+        rows = [st == stratum for st in strata_list]
+        classes = np.unique(y_train[train])
+        task = Task(np.searchsorted(classes, y_train[train]), np.ones(int(train.sum()), bool), strength)
+        (predicted,) = fit_predict(kind, X_train[train], [task], len(classes), [X[r] for X, r in zip(X_list, rows)],
+                                   config.fitting)
+        for o, p, r in zip(out, predicted, rows):
+            o[r] = classes[p]
+    return out
 
 
-def score_probe(probe: Pipeline, X: np.ndarray, y: np.ndarray, y_train: np.ndarray) -> np.ndarray:
-    """Chance-corrected per-example scores of a probe fitted on labels ``y_train``, on (X, y)."""
-    return chance_corrected(probe.predict(X) == y, y, y_train)
+def stratified_chance_corrected(predicted: np.ndarray, y: np.ndarray, y_train: np.ndarray,
+                                strata: np.ndarray | None = None, strata_train: np.ndarray | None = None) -> np.ndarray:
+    """:func:`chance_corrected` with each stratum's own chance level."""
+    if strata is None:
+        return chance_corrected(predicted == y, y, y_train)
+    out = np.zeros(len(y))
+    for stratum in np.unique(strata):
+        rows = strata == stratum
+        out[rows] = chance_corrected(predicted[rows] == y[rows], y[rows], y_train[strata_train == stratum])
+    return out
 
 
-def _fit(probe: Pipeline, X: np.ndarray, y: np.ndarray) -> Pipeline:
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return probe.fit(X, y)
+def fit_and_score(kind: ProbeKind, strength: float, X_train: np.ndarray, y_train: np.ndarray,
+                  scored: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig,
+                  strata_train: np.ndarray | None = None, strata_scored: list[np.ndarray] | None = None,
+                  ) -> list[np.ndarray]:
+    """:func:`fit_and_predict`, scored chance-corrected against each ``(X, y)`` of ``scored``."""
+    predicted = fit_and_predict(kind, strength, X_train, y_train, [X for X, _ in scored], config, strata_train,
+                                strata_scored)
+    strata_scored = strata_scored or [None] * len(scored)
+    return [stratified_chance_corrected(p, y, y_train, st, strata_train)
+            for p, (_, y), st in zip(predicted, scored, strata_scored)]

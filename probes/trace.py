@@ -18,20 +18,17 @@ This line answers "modified or not", not "deleted or suppressed": it votes ``mod
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from forensics.capture import CaptureSpec, capture_facts
 from forensics.evidence import AuditInputs, Evidence, register
 from forensics.stats import bootstrap_mean_ci, sign_flip_p
+from probes.batched import BatchedConfig, Task, fit_predict
+from probes.classifiers import fold_masks
 
 QUESTION = "Can U be told from O on forget-irrelevant prompts (was it modified at all)?"
 
@@ -63,20 +60,20 @@ def _features(loaded, facts, config: TraceConfig, vocab_index: torch.Tensor | No
 
 
 def _cv_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int) -> np.ndarray:
+    """Out-of-fold correctness of the C=0.1 logistic probe, all folds fitted together."""
+    masks = fold_masks(groups, n_folds)
+    fitting = BatchedConfig(linear_max_iter=200, linear_tol=1e-3)
+    predictions = fit_predict("linear", X, [Task(y, mask, 0.1) for mask in masks], 2, config=fitting)
     correct = np.zeros(len(y), dtype=bool)
-    for train, test in GroupKFold(n_splits=n_folds).split(X, y, groups):
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=200, tol=1e-3))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            probe.fit(X[train], y[train])
-        correct[test] = probe.predict(X[test]) == y[test]
+    for mask, (predicted,) in zip(masks, predictions):
+        correct[~mask] = predicted[~mask] == y[~mask]
     return correct
 
 
 def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceConfig) -> dict:
     """Grouped-CV accuracy of telling O from U, its CI and a permutation p-value."""
     X = np.concatenate([X_o, X_u])
-    y = np.r_[np.zeros(len(X_o)), np.ones(len(X_u))]
+    y = np.r_[np.zeros(len(X_o), dtype=np.int64), np.ones(len(X_u), dtype=np.int64)]
     g = np.concatenate([groups, groups])
     correct = _cv_correct(X, y, g, config.n_folds)
     per_subject = np.array([correct[g == s].mean() for s in np.unique(g)])

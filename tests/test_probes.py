@@ -53,7 +53,7 @@ def test_trace_detector(pair):
 
 
 def test_attribute_probes_retrain_is_not_suppressed_and_npo_is(pair):
-    config = AttributeProbeConfig(positions=("final",), kinds=("linear",), n_perm=9, n_boot=1000,
+    config = AttributeProbeConfig(curves=("final/linear",), n_perm=9, n_boot=1000,
                                   cache_dir=pair.cache)
     retrain = attribute_probe_line(pair("retrain"), config)
     assert retrain.status == "ok" and retrain.vote != "suppressed", retrain.reason
@@ -63,7 +63,7 @@ def test_attribute_probes_retrain_is_not_suppressed_and_npo_is(pair):
 
 
 def test_attribute_probes_bad_input_is_not_run(pair, zoo_sets):
-    config = AttributeProbeConfig(positions=("final",), kinds=("linear",))
+    config = AttributeProbeConfig(curves=("final/linear",))
     no_subject = [dataclasses.replace(f, subject=None) for f in zoo_sets["forget"]]
     result = attribute_probe_line(pair("npo", forget=no_subject), config)
     assert result.status == "not_run" and "'subject' on every fact" in result.reason
