@@ -38,6 +38,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 import os
 import platform
 import shutil
@@ -106,20 +107,34 @@ PROFILES: dict[str, Profile] = {
                                  "probe.linear_c_grid": (0.1,)},
             "behaviour": {"n_boot": 500, "n_perm": 500},
             "trace_detector": {"n_perm": 500},
+            "sae_features": {"sae.training_tokens": 100_000},
+            "steering_restoration": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100_000,
+                                     "n_retain": 120},
+            "relearning_attack": {"seeds": (0,), "eval_steps": (0, 10, 30)},
+            "remind": {"n_neighbours": 8, "max_per_set": 160},
+            "quantization_attack": {"bits": (4,)},
         },
     ),
     "standard": Profile(
-        "standard", "the default: linear probes at the final and subject tokens, 1000 resamples",
+        "standard", "the default, sized for a 2-core CPU: linear probes at the final and subject tokens with a "
+        "fixed strength, a smaller SAE, two relearning seeds, 1000 resamples",
         n_boot=1000, n_perm=200,
         lines={
-            "attribute_probes": {"kinds": ("linear",), "positions": ("final", "subject"), "n_perm": 50},
+            "attribute_probes": {"kinds": ("linear",), "positions": ("final", "subject"), "n_perm": 20,
+                                 "probe.linear_c_grid": (0.1,)},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
             "logit_lens": {"n_perm": 1000},
             "trace_detector": {"n_perm": 2000},
+            "sae_features": {"sae.training_tokens": 150_000},
+            "steering_restoration": {"alphas": (1.0, 2.0, 4.0), "features.sae.training_tokens": 150_000,
+                                     "n_retain": 120},
+            "relearning_attack": {"seeds": (0, 1)},
+            "remind": {"n_neighbours": 10, "max_per_set": 240},
         },
     ),
     "thorough": Profile(
-        "thorough", "every line's full defaults (linear and MLP probes), 2000 resamples",
+        "thorough", "every line's own defaults (linear and MLP probes, strength chosen by cross-validation), "
+        "2000 resamples: hours on a CPU for the small zoo",
         n_boot=2000, n_perm=None,
         lines={"attribute_probes": {"n_perm": 200}},
     ),
@@ -543,9 +558,25 @@ def audit(
         command = f"forensics.audit(original={str(getattr(original, 'path', original))!r}, " \
                   f"unlearned={str(getattr(unlearned, 'path', unlearned))!r}, profile={profile!r}, seed={seed})"
 
-    # 1. Inputs: everything is loaded and validated before any work or any file.
+    # 1. Inputs: everything is loaded and validated before any work or any file (data files
+    #    first: they fail fastest), and nothing is printed until they are, so bad input ends
+    #    with the one-line error alone.
     warnings: list[str] = []
-    _progress("loading models and data ...", progress)
+    data_log = logging.getLogger("forensics.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)  # warnings are collected on the second, full read below
+    try:
+        for value in (forget, retain, holdout):
+            if isinstance(value, (str, Path)):
+                load_facts(value)
+        if isinstance(sequences, (str, Path)):
+            load_sequences(sequences)
+    finally:
+        data_log.setLevel(level)
+    registry, broken = discover_lines()
+    unknown = sorted(set(lines or ()) - set(registry))
+    if unknown:
+        raise ForensicsInputError(f"unknown evidence line(s) {', '.join(unknown)}; known: {', '.join(registry)}")
     original_m = _load_model(original, device, dtype)
     unlearned_m = _load_model(unlearned, device, dtype)
     check_pair(original_m, unlearned_m)
@@ -558,6 +589,8 @@ def audit(
     retain_f, retain_p = _load_facts(retain, "retain", tok, warnings)
     holdout_f, holdout_p = _load_facts(holdout, "holdout", tok, warnings) if holdout is not None else (None, None)
     seq, seq_p = _load_sequences(sequences, warnings) if sequences is not None else (None, None)
+    _progress(f"auditing {unlearned_m.name} against {original_m.name}: {len(forget_f)} forget, "
+              f"{len(retain_f)} retain, {len(holdout_f or [])} holdout facts; profile {profile}", progress)
     inputs = AuditInputs(original=original_m, unlearned=unlearned_m, forget=forget_f, retain=retain_f,
                          holdout=holdout_f, reference=reference_m, sequences=seq)
     records: dict[str, Any] = {"original": _model_record(original_m), "unlearned": _model_record(unlearned_m),
@@ -584,7 +617,6 @@ def audit(
     activations = cache_dir / "activations" if cache_dir is not None else None
 
     # 3. The lines.
-    registry, broken = discover_lines()
     available = inputs.available()
     evidence: list[Evidence] = []
     timings: dict[str, dict[str, Any]] = {}

@@ -10,7 +10,7 @@ Commands:
   forensics memprobe --model DIR --memorised M.jsonl --matched C.jsonl --paraphrase B.jsonl --out DIR
   forensics audit --original O --unlearned U --forget F.jsonl --retain R.jsonl [--holdout H.jsonl]
                   [--reference REF] [--sequences S.jsonl] --out DIR [--device] [--dtype] [--seed N]
-                  [--profile quick|standard|thorough] [--redact] [--cache DIR]
+                  [--profile quick|standard|thorough] [--redact] [--cache DIR] [--lines a,b]
   forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
 """
 
@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=0)
     audit.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
     audit.add_argument("--redact", action="store_true", help="replace fact text by ids in the reports")
+    audit.add_argument("--lines", help="comma-separated evidence lines to run (default: every line the inputs "
+                                       "allow; behaviour always runs)")
     audit.add_argument("--cache", type=Path,
                        help="activation / resume cache to keep and share (default: .OUT.cache beside --out, "
                             "deleted after a successful run)")
@@ -175,6 +177,7 @@ def cmd_audit(args) -> int:
         holdout=args.holdout, reference=args.reference, sequences=args.sequences, out=args.out,
         device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile, redact=args.redact,
         cache_dir=args.cache, command=_command_line(),
+        lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     _print_result(result)
     return 0
