@@ -100,11 +100,10 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        "quick", "smoke test: few resamples, linear probes at the final token only",
+        "quick", "smoke test: few resamples, one linear probe curve, a small SAE, one relearning seed",
         n_boot=200, n_perm=50,
         lines={
-            "attribute_probes": {"kinds": ("linear",), "positions": ("final",), "n_perm": 10,
-                                 "probe.linear_c_grid": (0.1,)},
+            "attribute_probes": {"curves": ("final/linear",), "n_perm": 10, "probe.linear_c_grid": (0.1,)},
             "behaviour": {"n_boot": 500, "n_perm": 500},
             "trace_detector": {"n_perm": 500},
             "sae_features": {"sae.training_tokens": 100_000},
@@ -116,12 +115,11 @@ PROFILES: dict[str, Profile] = {
         },
     ),
     "standard": Profile(
-        "standard", "the default, sized for a 2-core CPU: linear probes at the final and subject tokens with a "
-        "fixed strength, a smaller SAE, two relearning seeds, 1000 resamples",
+        "standard", "the default, sized for a 2-core CPU: the probes' own curves with a fixed strength, a smaller "
+        "SAE, three steering scales, two relearning seeds, 1000 resamples",
         n_boot=1000, n_perm=200,
         lines={
-            "attribute_probes": {"kinds": ("linear",), "positions": ("final", "subject"), "n_perm": 20,
-                                 "probe.linear_c_grid": (0.1,)},
+            "attribute_probes": {"n_perm": 20, "probe.linear_c_grid": (0.1,)},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
             "logit_lens": {"n_perm": 1000},
             "trace_detector": {"n_perm": 2000},
@@ -175,6 +173,26 @@ def line_config(line: EvidenceLine, profile: Profile, seed: int, cache_dir: Path
     for key, value in profile.lines.get(line.name, {}).items():
         config = _set_path(config, key.split("."), value)
     return config
+
+
+def profile_problems() -> list[str]:
+    """Per-line overrides in :data:`PROFILES` that name a field the line's config lacks
+    (a profile that went stale when a line changed). Lines not registered are not checked."""
+    registry, _ = discover_lines()
+    problems = []
+    for profile in PROFILES.values():
+        for name, overrides in profile.lines.items():
+            cls = _config_class(registry[name].run) if name in registry else None
+            if cls is None:
+                continue
+            for key in overrides:
+                config = cls()
+                for part in key.split("."):
+                    if not (dataclasses.is_dataclass(config) and hasattr(config, part)):
+                        problems.append(f"{profile.name}: {name}.{key}")
+                        break
+                    config = getattr(config, part)
+    return problems
 
 
 def _with_fields(config, values: Mapping[str, Any], nested: bool):

@@ -169,3 +169,10 @@ def test_no_holdout_is_inconclusive(tiny_zoo):
     assert result.verdict.label == "INCONCLUSIVE" and "holdout" in result.verdict.reason
     assert result.line("logit_lens").status == "not_run"
     assert check_results(result.to_json()) == []
+
+
+def test_profiles_name_real_config_fields():
+    from forensics.audit import PROFILES, profile_problems
+
+    assert set(PROFILES) == {"quick", "standard", "thorough"}
+    assert profile_problems() == []
