@@ -28,6 +28,7 @@ from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 from probes.attribute import AttributeProbeConfig, attribute_probe_line
 from probes.logit_lens import LogitLensConfig, logit_lens_line
+from probes.memorisation import SignatureConfig, memorisation_line
 from probes.trace import TraceConfig, trace_line
 
 
@@ -65,6 +66,7 @@ def main() -> None:
         ("attribute_probes", attribute_probe_line, AttributeProbeConfig(curves=curves, cache_dir=cache)),
         ("logit_lens", logit_lens_line, LogitLensConfig(cache_dir=cache)),
         ("trace_detector", trace_line, TraceConfig(cache_dir=cache)),
+        ("memorisation", memorisation_line, SignatureConfig(cache_dir=cache)),
     )
     total = 0.0
     for name, run, config in lines:

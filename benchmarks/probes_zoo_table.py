@@ -22,13 +22,15 @@ from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 from probes.attribute import AttributeProbeConfig, attribute_probe_line
 from probes.logit_lens import LogitLensConfig, logit_lens_line
+from probes.memorisation import SignatureConfig, memorisation_line
 from probes.trace import TraceConfig, trace_line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
-    parser.add_argument("--curves", default="final/linear", help="attribute-probe curves (position/kind,...)")
+    parser.add_argument("--curves", default=",".join(AttributeProbeConfig().curves),
+                        help="attribute-probe curves, position/kind (default: the audit's)")
     parser.add_argument("--models", default="", help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -40,6 +42,7 @@ def main() -> None:
             curves=tuple(args.curves.split(",")), cache_dir=cache)),
         "logit_lens": (logit_lens_line, LogitLensConfig(cache_dir=cache)),
         "trace": (trace_line, TraceConfig(cache_dir=cache)),
+        "memorisation": (memorisation_line, SignatureConfig(cache_dir=cache)),
     }
     originals = {}
     rows = []
@@ -59,8 +62,14 @@ def main() -> None:
             ev = run(inputs, config)
             seconds = time.perf_counter() - start
             ci = f"[{ev.ci[0]:+.3f}, {ev.ci[1]:+.3f}]" if ev.ci else "-"
+            p = f"{ev.p_value:.3f}" if ev.p_value is not None else "-"
             print(f"{name:<16}{labels[name]['ground_truth']:<14}{line:<11}{ev.effect:>8.3f}{ev.control:>9.3f}"
-                  f"{ci:>20}{ev.p_value:>7.3f}  {str(ev.vote):<16}{seconds:5.1f}", flush=True)
+                  f"{ci:>20}{p:>7}  {str(ev.vote):<16}{seconds:5.1f}", flush=True)
+            mlp = ev.details.get("curves", {}).get("final/mlp") if line == "attribute" else None
+            if mlp:  # the nonlinear probe's best re-fit cell, for the table
+                best = max(mlp, key=lambda r: abs(r["refit"]["difference"]))
+                print(f"{'':<30}{'(mlp refit)':<11}{best['refit']['forget']:>8.3f}{best['refit']['holdout']:>9.3f}"
+                      f"{'[%+.3f, %+.3f]' % tuple(best['refit']['ci_family']):>20}  depth {best['depth']}", flush=True)
             rows.append({"model": name, "truth": labels[name]["ground_truth"], "line": line,
                          "effect": ev.effect, "control": ev.control, "ci": ev.ci, "p_value": ev.p_value,
                          "vote": ev.vote, "reason": ev.reason, "metric": ev.metric, "seconds": seconds})

@@ -21,19 +21,18 @@ of 1/(samples per key): read the CI, not the point.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from forensics.capture import CaptureSpec, capture, resid_hooks
 from forensics.errors import ForensicsInputError
-from forensics.stats import bootstrap_mean_ci
+from forensics.evidence import AuditInputs, Evidence, register
+from forensics.stats import bootstrap_mean_ci, cluster_bootstrap_diff_ci
+from probes.batched import Task, fit_predict
+from probes.classifiers import ProbeConfig, out_of_fold_scores
 
 NEUTRAL_PREFIXES = ("", "Text: ", "Here is a line. ")
 
@@ -61,19 +60,12 @@ def loo_accuracy(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
     ``pos``, ``neg``: ``[n_keys, n_samples, d]``. Returns ``[n_keys]``.
     """
-    n_keys = pos.shape[0]
-    accuracy = np.zeros(n_keys)
-    for k in range(n_keys):
-        train = np.arange(n_keys) != k
-        X = np.concatenate([pos[train].reshape(-1, pos.shape[-1]), neg[train].reshape(-1, neg.shape[-1])])
-        y = np.r_[np.ones(train.sum() * pos.shape[1]), np.zeros(train.sum() * neg.shape[1])]
-        probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            probe.fit(X, y)
-        hits = np.r_[probe.predict(pos[k]) == 1, probe.predict(neg[k]) == 0]
-        accuracy[k] = hits.mean()
-    return accuracy
+    n_keys, d = pos.shape[0], pos.shape[-1]
+    X = np.concatenate([pos.reshape(-1, d), neg.reshape(-1, d)])
+    key = np.r_[np.repeat(np.arange(n_keys), pos.shape[1]), np.repeat(np.arange(n_keys), neg.shape[1])]
+    y = np.r_[np.ones(n_keys * pos.shape[1], dtype=np.int64), np.zeros(n_keys * neg.shape[1], dtype=np.int64)]
+    predictions = fit_predict("linear", X, [Task(y, key != k, 1.0) for k in range(n_keys)], 2)  # all keys at once
+    return np.array([np.mean(predicted[key == k] == y[key == k]) for k, (predicted,) in enumerate(predictions)])
 
 
 def memorisation_gap(loaded, memorised: list[str], matched: list[str], paraphrase: list[str],
@@ -152,5 +144,91 @@ def memprobe_figure(rows: list[dict], title: str) -> bytes:
     ax.set_xlabel("depth (0 = embeddings)")
     ax.set_ylabel("memorisation gap")
     ax.set_title(title, fontsize=9)
+    ax.legend(frameon=False, fontsize=8)
+    return figure_png(fig)
+
+
+SIGNATURE_QUESTION = ("Do U's activations still tell the forget facts from never-seen holdout facts, as O's do "
+                      "(a training-membership signature)?")
+
+
+@dataclass
+class SignatureConfig:
+    strength: float = 0.1
+    n_folds: int = 5
+    n_boot: int = 1000
+    seed: int = 0
+    batch_size: int = 64
+    cache_dir: Path | None = None
+
+
+def _membership_scores(loaded, texts: list[str], y: np.ndarray, groups: np.ndarray, config: SignatureConfig):
+    """Per depth: chance-corrected grouped-CV scores of an F-vs-H probe on ``texts``' last tokens."""
+    spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
+    acts = capture(loaded, texts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    probe = ProbeConfig(n_folds=config.n_folds)
+    return np.stack([out_of_fold_scores("linear", [config.strength], acts[h].numpy(), [y], groups, probe)[0, 0, 0]
+                     for h in spec.hooks])
+
+
+@register("memorisation_probe", SIGNATURE_QUESTION, needs=("original", "unlearned", "forget", "holdout"))
+def memorisation_line(inputs: AuditInputs, config: SignatureConfig | None = None) -> Evidence:
+    """The audit's memorisation signature (descriptive: it does not vote).
+
+    The leave-one-out probe's question asked of the audit's own data: the full texts
+    (prompt + answer) of F and H facts, the last token's residual at every depth, and a
+    linear probe telling F from H, cross-validated with folds grouped by subject. It is
+    run on O, on U and on a random-initialisation twin (the control: what surface
+    differences between the F and H texts alone give). Reported: U's score at the depth
+    where O's signature (O minus twin) peaks, against the twin's, with a subject-bootstrap
+    CI of the difference.
+
+    Why descriptive: on the small zoo O's signature over its twin is small (+0.1 to +0.2
+    chance-corrected) and ``retrain``, which saw neither F nor H, also sits ~+0.05 above
+    the twin, so "above the control" would not separate deletion from suppression here.
+    """
+    config = config or SignatureConfig()
+    facts = list(inputs.forget) + list(inputs.holdout or [])
+    if any(not f.subject for f in facts):
+        return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
+                                "the memorisation signature needs a 'subject' on every forget and holdout fact")
+    groups = np.array([f.subject for f in facts])
+    if len(np.unique(groups)) < config.n_folds:
+        return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
+                                f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}")
+    texts = [f.text for f in facts]
+    y = np.r_[np.ones(len(inputs.forget), dtype=np.int64), np.zeros(len(inputs.holdout), dtype=np.int64)]
+    twin = random_init_twin(inputs.original, seed=config.seed)
+    scores = {name: _membership_scores(model, texts, y, groups, config)
+              for name, model in (("original", inputs.original), ("unlearned", inputs.unlearned), ("twin", twin))}
+    signature = scores["original"].mean(1) - scores["twin"].mean(1)
+    depth = int(np.argmax(signature[1:]) + 1) if len(signature) > 1 else 0
+    ci = cluster_bootstrap_diff_ci(scores["unlearned"][depth], groups, scores["twin"][depth], groups,
+                                   config.n_boot, config.seed)
+    curves = {name: s.mean(1).tolist() for name, s in scores.items()}
+    return Evidence(
+        line="memorisation_probe",
+        question=SIGNATURE_QUESTION,
+        status="descriptive",
+        metric=f"chance-corrected F-vs-H probe accuracy at depth {depth}, U against a random-init twin",
+        effect=float(scores["unlearned"][depth].mean()),
+        control=float(scores["twin"][depth].mean()),
+        ci=ci,
+        reason=(f"O's signature over its twin peaks at depth {depth} ({signature[depth]:+.2f}); "
+                f"U there: {curves['unlearned'][depth] - curves['twin'][depth]:+.2f}"),
+        details={"depth": depth, "curves": curves, "original_signature": signature.tolist()},
+        figures={"memorisation_signature": _signature_figure(curves)},
+    )
+
+
+def _signature_figure(curves: dict) -> bytes:
+    from forensics.plotting import figure_png, plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3))
+    for (name, values), style in zip(curves.items(), ("o-", "s-", "^--")):
+        ax.plot(range(len(values)), values, style, label={"twin": "random-init twin (control)"}.get(name, name))
+    ax.set_xlabel("depth (0 = embeddings)")
+    ax.set_ylabel("F vs H probe (chance-corrected)")
+    ax.set_title("Memorisation signature", fontsize=9)
     ax.legend(frameon=False, fontsize=8)
     return figure_png(fig)

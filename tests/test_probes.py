@@ -74,3 +74,30 @@ def test_attribute_probes_bad_input_is_not_run(pair, zoo_sets):
     result = attribute_probe_line(pair("npo", forget=few), config)
     assert result.status == "not_run" and "subjects" in result.reason
     assert result.effect is None and result.vote is None
+
+
+def test_memorisation_signature_is_descriptive_with_its_twin_control(pair, zoo_sets):
+    from probes.memorisation import SignatureConfig, memorisation_line
+
+    config = SignatureConfig(cache_dir=pair.cache)
+    result = memorisation_line(pair("npo"), config)
+    assert result.status == "descriptive" and result.vote is None
+    curves = result.details["curves"]
+    assert set(curves) == {"original", "unlearned", "twin"} and len(curves["twin"]) == 3
+    assert result.ci[0] <= result.effect - result.control <= result.ci[1]
+    assert result.figures["memorisation_signature"].startswith(b"\x89PNG")
+    no_subject = [dataclasses.replace(f, subject=None) for f in zoo_sets["holdout"]]
+    assert memorisation_line(pair("npo", holdout=no_subject), config).status == "not_run"
+
+
+def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
+    import numpy as np
+
+    from probes.memorisation import loo_accuracy
+
+    rng = np.random.default_rng(0)
+    direction = rng.normal(size=32)
+    neg = rng.normal(size=(12, 3, 32))
+    pos = rng.normal(size=(12, 3, 32)) + 0.8 * direction
+    assert loo_accuracy(pos, neg).mean() > 0.9
+    assert abs(loo_accuracy(rng.normal(size=(12, 3, 32)), neg).mean() - 0.5) < 0.2
