@@ -202,9 +202,15 @@ def sae_feature_line(inputs: AuditInputs, config: FeatureConfig | None = None,
         return Evidence(line="sae_features", question=QUESTION, status="ok", vote="suppressed",
                         reason=(f"U no longer answers F, yet {effect:.0%} of O's F-specific features still fire in U "
                                 f"on F (H control {control:.0%})"), **common)
-    return Evidence(line="sae_features", question=QUESTION, status="ok", vote=None,
-                    reason=(f"O's F-specific features fire less in U on F ({effect:.0%}) than on H ({control:.0%}): "
-                            "changed at this layer (deletion or an activation-space push); no vote"), **common)
+    if ci[1] < 0:
+        why = (f"O's F-specific features fire less in U on F ({effect:.0%}) than on H ({control:.0%}): changed at "
+               "this layer (deletion or an activation-space push); no vote")
+    elif effect < config.min_survival:
+        why = f"only {effect:.0%} of O's F-specific features still fire in U on F (H {control:.0%}); no vote"
+    else:
+        why = (f"survival on F {effect:.0%} vs H {control:.0%}, but the CI of F - H [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+               f"is too wide to bound the loss within {config.margin:.2f}; no vote")
+    return Evidence(line="sae_features", question=QUESTION, status="ok", vote=None, reason=why, **common)
 
 
 def _figure(table: dict, hook: str) -> bytes:
