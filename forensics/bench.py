@@ -1,0 +1,443 @@
+"""The meta-evaluation bench: how often is the verdict right, and how trustworthy is each line?
+
+``forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]``
+(and :func:`run_bench`) does, for every seed ``s``:
+
+1. **Zoo**: builds (or reuses, :func:`forensics.zoo.build_zoo` caches by size, seed and code
+   version) the model-organism zoo in ``DIR/seed<s>``. When ``DIR`` itself holds a zoo
+   (``DIR/zoo.json``) of the one seed asked for, that zoo is used in place.
+2. **Audits** every zoo model with a ground truth against its own original (``llama_*``
+   against ``llama_original``, the rest against ``original``) on the zoo's F / R / H, with
+   the chosen profile. Audits of one original share an activation / SAE cache.
+3. **Perturbs each deleted model** (ground truth DELETED: ``retrain``, ``llama_retrain``)
+   twice and audits the perturbed copies the same way:
+   - ``<name>~q4``: every ``nn.Linear`` weight of the blocks quantized to 4 bits
+     (round-to-nearest per output channel, :func:`forensics.quantization.quantize_model`);
+   - ``<name>~relearn``: one epoch of fine-tuning on data unrelated to F: the retain facts R
+     (disjoint subjects; loss on the answer tokens, AdamW, lr ``relearn_lr``, batch 16,
+     shuffled with the seed).
+
+Outputs (``--out``, written atomically: the folder appears whole or not at all):
+``bench.json`` (everything below), ``bench.html`` (the tables, self-contained) and
+``audits/seed<s>/<model>.json`` (each audit's ``results.json``). Work in progress (the
+audits' report folders, caches, perturbed checkpoints) lives in the hidden sibling
+``.DIR.work``; an interrupted bench re-run with the same command resumes from it (finished
+audits are read back); it is deleted after a successful run.
+
+**Confusion matrix**: ground truth (rows: DELETED, SUPPRESSED, NOT_FORGOTTEN) by verdict
+(columns: DELETED, SUPPRESSED, NOT_FORGOTTEN, INCONCLUSIVE), per seed and pooled, with the
+accuracy (verdict == ground truth) and the number of deleted models called SUPPRESSED.
+Perturbed models are reported separately (their ground truth stays DELETED).
+
+**Line scores** (:func:`line_score`): one number per (line, audited model), oriented so that
+*higher means the knowledge is still there*. For most lines it is ``|effect - control|``,
+the size of the F-vs-control gap the line votes on, whatever its sign (the probes, the
+logit lens, SAE feature survival, REMIND, membership inference and CKA read a gap in either
+direction as a trace); for the one-sided recovery lines (behaviour, steering, relearning and
+quantization attacks) it is the signed ``effect - control``. A line that did not
+run (or ran with no number) has no score for that model. ``verdict`` is the combined score
+of the verdict: +1 for SUPPRESSED / NOT_FORGOTTEN, -1 for DELETED, 0 for INCONCLUSIVE,
+times the confidence (high 1, medium 2/3, low 1/3).
+
+**Faithfulness** (as in the UDS / OpenUnlearning meta-evaluation): ROC-AUC of a line's
+score separating models that still hold the knowledge (ground truth SUPPRESSED and
+NOT_FORGOTTEN: positives) from models that never had it (DELETED: negatives), pooled over
+seeds (ties count one half).
+
+**Robustness** (UDS meta-evaluation, Lee et al. 2026): the score of each deleted model
+before (``b``) and after (``a``) a perturbation; stability ``1 - |a - b| / (|a| + |b|)``
+(1 when both are 0), averaged over seeds and deleted models, for 4-bit quantization (Q)
+and relearning (R); robustness = harmonic mean of Q and R. UDS uses this formula for its
+quantization stability; its relearning stability compares the unlearned model's change
+with the retain model's change under relearning on the forget set, which has no
+counterpart here (the perturbation is applied to the deleted model itself, on unrelated
+data, so the expected change is zero): we use the quantization formula for both. Because
+our scores are control-subtracted, a deleted model's score sits near 0 by design and this
+relative change is noisy there; ``robustness_scaled`` is therefore also reported: stability
+``max(0, 1 - |a - b| / gap)`` with ``gap = |median(positives) - median(negatives)|`` of the
+same line, pooled (how much of the separation faithfulness relies on a perturbation eats).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forensics.errors import ForensicsInputError
+
+TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
+VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
+POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
+PERTURBATIONS = ("q4", "relearn")
+
+#: Lines whose score is the signed effect - control (one-sided recovery); every other line
+#: (and any line added later) scores |effect - control|.
+SIGNED_LINES = ("behaviour", "steering_restoration", "relearning_attack", "quantization_attack")
+CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
+
+#: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
+PUBLISHED = {"UDS": (0.971, 0.933), "logit lens": (0.927, 0.879), "Min-K": (0.907, 0.675), "CKA": (0.648, 0.026)}
+
+
+@dataclass
+class BenchConfig:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    size: str = "small"
+    profile: str = "standard"
+    device: str = "cpu"
+    dtype: str = "float32"
+    models: tuple[str, ...] | None = None  # zoo models to audit (default: every one with a ground truth)
+    lines: tuple[str, ...] | None = None  # evidence lines (default: all)
+    perturb: bool = True
+    relearn_lr: float = 1e-3
+    relearn_batch: int = 16
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def line_score(entry: dict[str, Any]) -> float | None:
+    """A line's score for one audited model (see the module docstring), from its results.json entry."""
+    if entry.get("status") == "not_run" or entry.get("effect") is None or entry.get("control") is None:
+        return None
+    diff = float(entry["effect"]) - float(entry["control"])
+    if not math.isfinite(diff):
+        return None
+    return diff if entry["line"] in SIGNED_LINES else abs(diff)
+
+
+def verdict_score(verdict: dict[str, Any]) -> float:
+    sign = {"SUPPRESSED": 1.0, "NOT_FORGOTTEN": 1.0, "DELETED": -1.0}.get(verdict["label"], 0.0)
+    return sign * CONFIDENCE_WEIGHT.get(verdict.get("confidence"), 1.0)
+
+
+def scores_of(results: dict[str, Any]) -> dict[str, float]:
+    """Every line's score plus the combined ``verdict`` score of one results.json."""
+    out = {e["line"]: s for e in results["evidence"] if (s := line_score(e)) is not None}
+    out["verdict"] = verdict_score(results["verdict"])
+    return out
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties one half (Mann-Whitney)."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def uds_stability(before: float, after: float) -> float:
+    denom = abs(before) + abs(after)
+    return 1.0 if denom == 0 else 1.0 - abs(after - before) / denom
+
+
+def scaled_stability(before: float, after: float, gap: float | None) -> float | None:
+    if not gap:
+        return None
+    return max(0.0, 1.0 - abs(after - before) / gap)
+
+
+def harmonic(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confusion matrix (truth -> verdict -> count), accuracy and deleted-called-suppressed count."""
+    matrix = {t: {v: 0 for v in VERDICTS} for t in TRUTHS}
+    for row in rows:
+        matrix[row["truth"]][row["verdict"]] += 1
+    n = len(rows)
+    correct = sum(row["truth"] == row["verdict"] for row in rows)
+    return {"matrix": matrix, "n": n, "correct": correct, "accuracy": correct / n if n else None,
+            "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"]}
+
+
+def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds."""
+    names = sorted({n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
+                   key=lambda n: (n != "verdict", n))
+    table = {}
+    for name in names:
+        pos = [r["scores"][name] for r in rows if r["truth"] in POSITIVE and name in r["scores"]]
+        neg = [r["scores"][name] for r in rows if r["truth"] == "DELETED" and name in r["scores"]]
+        gap = abs(statistics.median(pos) - statistics.median(neg)) if pos and neg else None
+        stab: dict[str, dict[str, list[float]]] = {k: {"uds": [], "scaled": []} for k in PERTURBATIONS}
+        for p in perturbed:
+            before, after = p["before"].get(name), p["scores"].get(name)
+            if before is None or after is None:
+                continue
+            stab[p["perturbation"]]["uds"].append(uds_stability(before, after))
+            scaled = scaled_stability(before, after, gap)
+            if scaled is not None:
+                stab[p["perturbation"]]["scaled"].append(scaled)
+        q, r = _mean(stab["q4"]["uds"]), _mean(stab["relearn"]["uds"])
+        qs, rs = _mean(stab["q4"]["scaled"]), _mean(stab["relearn"]["scaled"])
+        table[name] = {
+            "faithfulness": roc_auc(pos, neg), "n_positive": len(pos), "n_negative": len(neg),
+            "stability_q4": q, "stability_relearn": r, "robustness": harmonic(q, r),
+            "stability_q4_scaled": qs, "stability_relearn_scaled": rs, "robustness_scaled": harmonic(qs, rs),
+            "gap": gap, "n_perturbed": len(stab["q4"]["uds"]) + len(stab["relearn"]["uds"]),
+        }
+    return table
+
+
+# --------------------------------------------------------------------------- perturbations
+
+
+def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: BenchConfig, seed: int) -> Path:
+    """Write a perturbed copy of checkpoint ``source`` to ``dest`` (atomically): ``q4`` or ``relearn``."""
+    import torch
+
+    from forensics.loading import load_hf_model, load_tokenizer
+    from forensics.quantization import quantize_model
+
+    if (dest / "config.json").is_file():
+        return dest
+    model = load_hf_model(source)
+    tokenizer = load_tokenizer(source)
+    if kind == "q4":
+        quantize_model(model, 4)
+    elif kind == "relearn":
+        from forensics.zoo.training import encode_answers, nll
+
+        torch.manual_seed(seed)
+        batch = encode_answers(tokenizer, list(retain_facts))
+        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(seed))
+        params = [p for p in model.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=config.relearn_lr, weight_decay=0.0)
+        model.train()
+        for start in range(0, len(order), config.relearn_batch):
+            loss = nll(model, batch.take(order[start:start + config.relearn_batch]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+        model.eval()
+    else:
+        raise ValueError(f"unknown perturbation {kind!r}")
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) -> Path:
+    from forensics.zoo import build_zoo
+
+    manifest = root / "zoo.json"
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        if len(config.seeds) == 1 and info.get("seed") == seed and info.get("size") == config.size:
+            return root
+        raise ForensicsInputError(f"{root} holds one zoo (seed {info.get('seed')}, size {info.get('size')}); "
+                                  f"point --zoo at a folder for per-seed zoos (seed<N>/ inside it)")
+    folder = root / f"seed{seed}"
+    build_zoo(folder, size=config.size, seed=seed, progress=progress)
+    return folder
+
+
+def _original_of(name: str) -> str:
+    return "llama_original" if name.startswith("llama_") else "original"
+
+
+def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int,
+                config: BenchConfig, progress: bool) -> dict[str, Any]:
+    """Audit one model (or read back a finished audit from an interrupted bench)."""
+    from forensics.audit import audit
+
+    done = out / "results.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    if out.exists():
+        shutil.rmtree(out)  # audits are written atomically; anything else here is debris
+    data = zoo / "data"
+    audit(original=original, unlearned=unlearned, forget=data / "forget.jsonl", retain=data / "retain.jsonl",
+          holdout=data / "holdout.jsonl", out=out, device=config.device, dtype=config.dtype, seed=seed,
+          profile=config.profile, progress=progress, cache_dir=cache, pdf=False,
+          lines=list(config.lines) if config.lines else None,
+          command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}")
+    return json.loads(done.read_text())
+
+
+def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run the bench (see the module docstring); returns what ``bench.json`` holds."""
+    from forensics.audit import PROFILES
+    from forensics.data import load_facts
+    from forensics.output import atomic_output_dir, check_output_dir
+
+    config = config or BenchConfig()
+    started = time.time()
+    if config.profile not in PROFILES:
+        raise ForensicsInputError(f"unknown profile {config.profile!r}; choose one of {', '.join(PROFILES)}")
+    if config.size not in ("tiny", "small"):
+        raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny or small")
+    if not config.seeds:
+        raise ForensicsInputError("no seeds given")
+    out = check_output_dir(out)
+    zoo_root = Path(zoo_root)
+    work = out.parent / f".{out.name}.work"
+    rows: list[dict[str, Any]] = []
+    perturbed: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
+    for seed in config.seeds:
+        zoo = _zoo_for_seed(zoo_root, seed, config, progress)
+        labels = json.loads((zoo / "labels.json").read_text())
+        names = [n for n, info in labels.items() if info.get("ground_truth") in TRUTHS]
+        if config.models:
+            unknown = sorted(set(config.models) - set(names))
+            if unknown:
+                raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+            names = [n for n in names if n in config.models]
+        for name in names:
+            original = zoo / "models" / _original_of(name)
+            if progress:
+                print(f"== seed {seed}: {name} vs {original.name}", file=sys.stderr, flush=True)
+            res = _audit_json(zoo, original, zoo / "models" / name, work / "audits" / f"seed{seed}" / name,
+                              work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+            results[f"seed{seed}/{name}"] = res
+            rows.append({"seed": seed, "model": name, "truth": labels[name]["ground_truth"],
+                         "verdict": res["verdict"]["label"], "confidence": res["verdict"]["confidence"],
+                         "scores": scores_of(res)})
+            if not config.perturb or labels[name]["ground_truth"] != "DELETED":
+                continue
+            retain, _ = load_facts(zoo / "data" / "retain.jsonl")
+            for kind in PERTURBATIONS:
+                tag = f"{name}~{kind}"
+                model_dir = perturb_model(zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind,
+                                          retain, config, seed)
+                if progress:
+                    print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
+                res_p = _audit_json(zoo, original, model_dir, work / "audits" / f"seed{seed}" / tag,
+                                    work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+                results[f"seed{seed}/{tag}"] = res_p
+                perturbed.append({"seed": seed, "model": name, "perturbation": kind,
+                                  "verdict": res_p["verdict"]["label"], "confidence": res_p["verdict"]["confidence"],
+                                  "scores": scores_of(res_p), "before": rows[-1]["scores"]})
+    bench = {
+        "schema": "unlearning-forensics/bench", "schema_version": 1,
+        "config": {"seeds": list(config.seeds), "size": config.size, "profile": config.profile,
+                   "models": list(config.models) if config.models else None,
+                   "lines": list(config.lines) if config.lines else None, "perturb": config.perturb,
+                   "relearn_lr": config.relearn_lr, "zoo": str(zoo_root)},
+        "confusion": {"pooled": confusion(rows),
+                      "per_seed": {str(s): confusion([r for r in rows if r["seed"] == s]) for s in config.seeds}},
+        "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
+        "lines": meta_evaluation(rows, perturbed),
+        "models": rows,
+        "perturbed": [{k: v for k, v in p.items() if k != "before"} for p in perturbed],
+        "published": {k: {"faithfulness": f, "robustness": r} for k, (f, r) in PUBLISHED.items()},
+        "seconds": round(time.time() - started, 1),
+    }
+    with atomic_output_dir(out) as tmp:
+        (tmp / "bench.json").write_text(json.dumps(bench, indent=2, sort_keys=False))
+        (tmp / "bench.html").write_text(render_html(bench), encoding="utf-8")
+        for key, res in results.items():
+            target = tmp / "audits" / f"{key}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(res, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return bench
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def text_tables(bench: dict[str, Any]) -> str:
+    """The confusion matrices and the line table as plain text (what the CLI prints)."""
+    lines = []
+    blocks = [("pooled", bench["confusion"]["pooled"])] + [
+        (f"seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()]
+    if bench["perturbed"]:
+        blocks.append(("perturbed deleted models", bench["perturbed_confusion"]))
+    for title, conf in blocks:
+        lines.append(f"confusion ({title}): accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
+                     f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}")
+        header = "truth / verdict"
+        lines.append(f"  {header:<16}" + "".join(f"{v:>14}" for v in VERDICTS))
+        for t in TRUTHS:
+            lines.append(f"  {t:<16}" + "".join(f"{conf['matrix'][t][v]:>14}" for v in VERDICTS))
+    lines.append("")
+    lines.append(f"{'line':<22} {'faithful':>9} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}")
+    for name, row in bench["lines"].items():
+        lines.append(f"{name:<22} {_fmt(row['faithfulness']):>9} {_fmt(row['robustness']):>8} "
+                     f"{_fmt(row['stability_q4']):>7} {_fmt(row['stability_relearn']):>7} "
+                     f"{_fmt(row['robustness_scaled']):>8} {row['n_positive']:>4} {row['n_negative']:>4}")
+    lines.append("(robust: UDS stability formula; robust*: stability scaled by the line's P/N gap)")
+    return "\n".join(lines)
+
+
+def render_html(bench: dict[str, Any]) -> str:
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>forensics bench</title>",
+             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "th:first-child,td:first-child{text-align:left}</style></head><body>",
+             "<h1>Meta-evaluation bench</h1>",
+             f"<p>Zoo {e(bench['config']['zoo'])}, size {e(bench['config']['size'])}, seeds "
+             f"{e(', '.join(map(str, bench['config']['seeds'])))}, profile {e(bench['config']['profile'])}; "
+             f"{bench['seconds']:.0f} s.</p>"]
+    blocks = [("Pooled", bench["confusion"]["pooled"])] + [
+        (f"Seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()]
+    if bench["perturbed"]:
+        blocks.append(("Perturbed deleted models (4-bit, relearned on R)", bench["perturbed_confusion"]))
+    for title, conf in blocks:
+        parts.append(f"<h2>{e(title)}: accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
+                     f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}</h2>")
+        parts.append("<table><tr><th>truth \\ verdict</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>")
+        for t in TRUTHS:
+            parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS)
+                         + "</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Evidence lines: faithfulness and robustness</h2><table><tr><th>line</th><th>faithfulness "
+                 "(AUC)</th><th>robustness (UDS)</th><th>Q</th><th>R</th><th>robustness (gap-scaled)</th>"
+                 "<th>n+</th><th>n-</th></tr>")
+    for name, row in bench["lines"].items():
+        parts.append(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in (
+            "faithfulness", "robustness", "stability_q4", "stability_relearn", "robustness_scaled",
+            "n_positive", "n_negative")) + "</tr>")
+    parts.append("</table><h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
+                 "<th>faithfulness</th><th>robustness</th></tr>")
+    for name, row in bench["published"].items():
+        parts.append(f"<tr><td>{e(name)}</td><td>{row['faithfulness']:.3f}</td><td>{row['robustness']:.3f}</td></tr>")
+    parts.append("</table><h2>Models</h2><table><tr><th>seed</th><th>model</th><th>truth</th><th>verdict</th>"
+                 "<th>confidence</th></tr>")
+    for row in bench["models"] + [dict(p, model=f"{p['model']}~{p['perturbation']}", truth="DELETED")
+                                  for p in bench["perturbed"]]:
+        parts.append(f"<tr><td>{row['seed']}</td><td>{e(row['model'])}</td><td>{row['truth']}</td>"
+                     f"<td>{e(row['verdict'])}</td><td>{e(str(row['confidence']))}</td></tr>")
+    parts.append("</table><h2>Definitions</h2><pre>" + e(__doc__ or "") + "</pre></body></html>")
+    return "\n".join(parts)
