@@ -12,6 +12,7 @@ Commands:
                   [--reference REF] [--sequences S.jsonl] --out DIR [--device] [--dtype] [--seed N]
                   [--profile quick|standard|thorough] [--redact] [--cache DIR] [--lines a,b]
   forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
+  forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
     demo.add_argument("--models", default="npo,retrain", help="comma-separated zoo models to audit")
     _device_args(demo)
+
+    bench = sub.add_parser("bench", help="meta-evaluation: audit every zoo model per seed; verdict accuracy, "
+                                         "faithfulness and robustness of each line")
+    bench.add_argument("--zoo", required=True, type=Path, help="folder of per-seed zoos (seed<N>/, built if missing)")
+    bench.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
+    bench.add_argument("--seeds", default="0,1,2", help="comma-separated zoo seeds")
+    bench.add_argument("--size", choices=("tiny", "small"), default="small")
+    bench.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
+    bench.add_argument("--models", help="comma-separated zoo models to audit (default: all with a ground truth)")
+    bench.add_argument("--lines", help="comma-separated evidence lines (default: all)")
+    bench.add_argument("--no-perturb", action="store_true", help="skip the quantized / relearned deleted models")
+    _device_args(bench)
     return parser
 
 
@@ -243,8 +256,26 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from forensics.bench import BenchConfig, run_bench, text_tables
+
+    def names(text):
+        return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    except ValueError:
+        raise ForensicsInputError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    config = BenchConfig(seeds=seeds, size=args.size, profile=args.profile, device=args.device, dtype=args.dtype,
+                         models=names(args.models), lines=names(args.lines), perturb=not args.no_perturb)
+    bench = run_bench(args.zoo, args.out, config)
+    print(text_tables(bench))
+    print(f"written to {args.out}")
+    return 0
+
+
 COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, "audit": cmd_audit,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
