@@ -78,7 +78,7 @@ LINE_MODULES: tuple[str, ...] = (
 #: Report order; lines not named here follow in alphabetical order.
 LINE_ORDER: tuple[str, ...] = (
     "behaviour", "attribute_probes", "logit_lens", "sae_features", "steering_restoration", "remind",
-    "relearning_attack", "quantization_attack", "membership_inference", "memorisation", "cka", "trace_detector",
+    "relearning_attack", "quantization_attack", "membership_inference", "memorisation_probe", "cka", "trace_detector",
 )
 
 
@@ -110,24 +110,20 @@ PROFILES: dict[str, Profile] = {
             "steering_restoration": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100_000,
                                      "n_retain": 120},
             "relearning_attack": {"seeds": (0,), "eval_steps": (0, 10, 30)},
-            "remind": {"n_neighbours": 8, "max_per_set": 160},
             "quantization_attack": {"bits": (4,)},
         },
     ),
     "standard": Profile(
-        "standard", "the default, sized for a 2-core CPU: the probes' own curves with a fixed strength, a smaller "
-        "SAE, three steering scales, two relearning seeds, 1000 resamples",
+        "standard", "the default: every line's own measurement sizes, fewer resamples (1000 bootstrap draws), "
+        "three steering scales, two relearning seeds",
         n_boot=1000, n_perm=200,
         lines={
-            "attribute_probes": {"n_perm": 20, "probe.linear_c_grid": (0.1,)},
+            "attribute_probes": {"n_perm": 20},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
             "logit_lens": {"n_perm": 1000},
             "trace_detector": {"n_perm": 2000},
-            "sae_features": {"sae.training_tokens": 150_000},
-            "steering_restoration": {"alphas": (1.0, 2.0, 4.0), "features.sae.training_tokens": 150_000,
-                                     "n_retain": 120},
+            "steering_restoration": {"alphas": (1.0, 2.0, 4.0)},
             "relearning_attack": {"seeds": (0, 1)},
-            "remind": {"n_neighbours": 10, "max_per_set": 240},
         },
     ),
     "thorough": Profile(

@@ -47,6 +47,10 @@ figure { margin: 0.6em 0; text-align: center; break-inside: avoid; page-break-in
 figure img { max-width: 100%; max-height: 120mm; image-resolution: 150dpi; }
 thead { display: table-header-group; }
 table.keep { break-inside: avoid; page-break-inside: avoid; }
+table.fixed { table-layout: fixed; }
+table.fixed td { overflow-wrap: break-word; }
+table.fixed td.num, table.fixed th.num { white-space: normal; }
+table.fixed td { word-break: normal; }
 figcaption { font-size: 8pt; color: #57606a; }
 .line { break-before: auto; }
 .method { font-size: 8.5pt; color: #3d444d; border-left: 3px solid #d0d7de; padding-left: 0.7em; margin: 0.5em 0; }
@@ -137,7 +141,8 @@ def _inline(text: str) -> str:
 def table(headers: list[str], rows: list[list[str]], widths: list[int] | None = None, keep: bool = False,
           numeric: set[int] = frozenset()) -> str:
     """An HTML table; headers and cells are already-escaped HTML. ``widths`` in percent."""
-    cls = ' class="keep"' if keep else ""
+    classes = (["keep"] if keep else []) + (["fixed"] if widths else [])
+    cls = f' class="{" ".join(classes)}"' if classes else ""
     num_cls = ' class="num"'
     cols = "".join(f'<col style="width:{w}%">' for w in widths) if widths else ""
     head = "".join(f"<th{num_cls if i in numeric else ''}>{h}</th>" for i, h in enumerate(headers))
@@ -213,10 +218,10 @@ def render_html(result) -> str:
     deciding = [("decided", r) for r in verdict["deciding_lines"]] + [("against", r) for r in verdict["lines_against"]]
     if deciding:
         parts.append(table(
-            ["line", "role", "vote", "effect (F)", "control", "95% CI of difference", "p", "why"],
+            ["line", "role", "vote", "effect", "control", "95% CI of difference", "p", "why"],
             [[e(r["line"]), role, vote_html(r["vote"]), num(r["effect"]), num(r["control"]), ci_text(r["ci"]),
               p_text(r["p_value"]), e(r["reason"])] for role, r in deciding],
-            widths=[15, 7, 10, 8, 8, 15, 7, 30], numeric={3, 4, 5, 6}))
+            widths=[18, 8, 12, 8, 8, 14, 8, 24], numeric={3, 4, 5, 6}))
 
     # -------------------------------------------------------------------- behaviour
     parts.append("<h2>Behaviour: original (O) vs unlearned (U)</h2>")
