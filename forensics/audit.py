@@ -427,6 +427,38 @@ def _load_facts(value, name: str, tokenizer, warnings: list[str]) -> tuple[list[
     return facts, None
 
 
+def check_fact_sets(sets: Mapping[str, list[Fact]]) -> None:
+    """Refuse duplicate ids within a set (ids name facts in reports and redaction) and a holdout
+    set that shares a prompt with the forget set (the control would not be a control)."""
+    for name, facts in sets.items():
+        seen: set[str] = set()
+        for fact in facts:
+            if fact.id is not None:
+                if fact.id in seen:
+                    raise ForensicsInputError(f"the {name} set has a duplicate id {fact.id!r}; ids must be unique")
+                seen.add(fact.id)
+    if sets.get("holdout") and sets.get("forget"):
+        shared = {f.prompt for f in sets["forget"]} & {f.prompt for f in sets["holdout"]}
+        if shared:
+            raise ForensicsInputError(f"the holdout set overlaps the forget set ({len(shared)} shared prompts, e.g. "
+                                      f"{sorted(shared)[0][:80]!r}); the holdout must hold facts no model saw")
+
+
+def check_lengths(model: LoadedModel, sets: Mapping[str, list[Fact]], sequences: list[Sequence] | None) -> None:
+    """Refuse a fact (prompt + answer) or sequence longer than the model's context window."""
+    n_ctx = model.model.cfg.n_ctx
+    tok = model.tokenizer
+    items = [(name, i, f.prompt, f.answer) for name, facts in sets.items() for i, f in enumerate(facts)]
+    items += [("sequence", i, s.text, "") for i, s in enumerate(sequences or [])]
+    for name, i, prompt, answer in items:
+        if len((prompt + answer).encode()) < n_ctx - 2:  # a token spans at least one byte: cannot be too long
+            continue
+        n = len(tok(prompt)["input_ids"]) + (len(tok(answer, add_special_tokens=False)["input_ids"]) if answer else 0)
+        if n > n_ctx:
+            raise ForensicsInputError(f"{name} item {i + 1} is {n} tokens long, more than the model's context "
+                                      f"window of {n_ctx} tokens")
+
+
 def _load_sequences(value, warnings: list[str]) -> tuple[list[Sequence], Path | None]:
     if isinstance(value, (str, Path)):
         sequences, found = load_sequences(value)
@@ -580,9 +612,9 @@ def audit(
     level = data_log.level
     data_log.setLevel(logging.ERROR)  # warnings are collected on the second, full read below
     try:
-        for value in (forget, retain, holdout):
-            if isinstance(value, (str, Path)):
-                load_facts(value)
+        early = {name: load_facts(value)[0] for name, value in (("forget", forget), ("retain", retain),
+                                                                ("holdout", holdout)) if isinstance(value, (str, Path))}
+        check_fact_sets(early)
         if isinstance(sequences, (str, Path)):
             load_sequences(sequences)
     finally:
@@ -603,6 +635,8 @@ def audit(
     retain_f, retain_p = _load_facts(retain, "retain", tok, warnings)
     holdout_f, holdout_p = _load_facts(holdout, "holdout", tok, warnings) if holdout is not None else (None, None)
     seq, seq_p = _load_sequences(sequences, warnings) if sequences is not None else (None, None)
+    check_fact_sets({"forget": forget_f, "retain": retain_f, "holdout": holdout_f or []})
+    check_lengths(original_m, {"forget": forget_f, "retain": retain_f, "holdout": holdout_f or []}, seq)
     _progress(f"auditing {unlearned_m.name} against {original_m.name}: {len(forget_f)} forget, "
               f"{len(retain_f)} retain, {len(holdout_f or [])} holdout facts; profile {profile}", progress)
     inputs = AuditInputs(original=original_m, unlearned=unlearned_m, forget=forget_f, retain=retain_f,
