@@ -1,0 +1,287 @@
+"""Hardening: a bad-input corpus through the CLI, determinism, and resume after a kill.
+
+Every bad input ends ``forensics audit`` with exactly one line ``error: <reason>`` on
+stderr, exit code 2, and no output folder (nor a cache beside it). The corpus runs through
+``forensics.cli.main`` in-process (the same code path as the command, without paying the
+interpreter start-up 25 times); determinism and interruption run the real command in
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from forensics.cli import main
+
+FORENSICS = str(Path(sys.executable).parent / "forensics")
+
+# --------------------------------------------------------------------------- the corpus
+
+
+def _copy_model(zoo: Path, name: str, dest: Path) -> Path:
+    return Path(shutil.copytree(zoo / "models" / name, dest))
+
+
+def _facts(zoo: Path, name: str, n: int | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in (zoo / "data" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    return rows[:n] if n else rows
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _truncated(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    w = m / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    return {"unlearned": m}, "cannot load the weights"
+
+
+def _pickle_only(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    (m / "model.safetensors").unlink()
+    (m / "pytorch_model.bin").write_bytes(b"not opened")
+    return {"unlearned": m}, "pickle"
+
+
+def _nan_weights(zoo, d):
+    from safetensors.torch import load_file, save_file
+
+    m = _copy_model(zoo, "npo", d / "m")
+    tensors = load_file(m / "model.safetensors")
+    key = next(k for k in tensors if tensors[k].dtype.is_floating_point and tensors[k].ndim == 2)
+    tensors[key][0, 0] = float("nan")
+    save_file(tensors, m / "model.safetensors", metadata={"format": "pt"})
+    return {"unlearned": m}, "NaN"
+
+
+def _mismatched_tokenizer(zoo, d):
+    from conftest import train_test_tokenizer
+
+    m = _copy_model(zoo, "npo", d / "m")
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt"):
+        (m / f).unlink(missing_ok=True)
+    train_test_tokenizer().save_pretrained(m)
+    return {"unlearned": m}, "tokenizer vocabularies differ"
+
+
+def _other_architecture(zoo, d):
+    return {"unlearned": zoo / "models" / "llama_npo"}, "architectures differ"
+
+
+def _unsupported_architecture(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["architectures"] = ["BertForMaskedLM"]
+    (m / "config.json").write_text(json.dumps(cfg))
+    return {"unlearned": m}, "unsupported architecture"
+
+
+def _malformed_config(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    (m / "config.json").write_text("{not json")
+    return {"unlearned": m}, "not valid JSON"
+
+
+def _no_tokenizer(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    for f in m.glob("tokenizer*"):
+        f.unlink()
+    return {"unlearned": m}, "no tokenizer"
+
+
+def _missing_model(zoo, d):
+    return {"original": d / "nowhere"}, "model folder not found"
+
+
+def _file_as_model(zoo, d):
+    (d / "model.txt").write_text("x")
+    return {"unlearned": d / "model.txt"}, "not a folder"
+
+
+def _data(text: str | bytes, pattern: str, role: str = "forget"):
+    def case(zoo, d):
+        path = d / f"{role}.jsonl"
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        return {role: path}, pattern
+    return case
+
+
+def _huge_prompt(zoo, d):
+    rows = _facts(zoo, "forget", 20)
+    rows[3]["prompt"] = "Zorbil " * ((1 << 20) // 7) + rows[3]["prompt"]  # ~1 MB
+    return {"forget": _write_jsonl(d / "forget.jsonl", rows)}, "context"
+
+
+def _long_prompt(zoo, d):
+    rows = _facts(zoo, "retain", 40)
+    rows[5]["prompt"] = " ".join(["the"] * 200) + " " + rows[5]["prompt"]  # a few hundred tokens, n_ctx is 64
+    return {"retain": _write_jsonl(d / "retain.jsonl", rows)}, "context"
+
+
+def _duplicate_ids(zoo, d):
+    rows = _facts(zoo, "forget", 20)
+    rows[7]["id"] = rows[2]["id"]
+    return {"forget": _write_jsonl(d / "forget.jsonl", rows)}, "duplicate id"
+
+
+def _holdout_overlaps_forget(zoo, d):
+    rows = _facts(zoo, "holdout", 20) + _facts(zoo, "forget", 2)
+    for i, r in enumerate(rows):
+        r["id"] = f"h{i}"
+    return {"holdout": _write_jsonl(d / "holdout.jsonl", rows)}, "overlap"
+
+
+def _out_not_empty(zoo, d):
+    return {}, "not empty"
+
+
+GOOD = '{"prompt": "Zorbil lives in", "answer": " Kelmar"}\n'
+CASES = {
+    "truncated safetensors": _truncated,
+    "pickle-only checkpoint": _pickle_only,
+    "NaN weights": _nan_weights,
+    "mismatched tokenizers": _mismatched_tokenizer,
+    "different architectures": _other_architecture,
+    "unsupported architecture": _unsupported_architecture,
+    "malformed config.json": _malformed_config,
+    "no tokenizer": _no_tokenizer,
+    "missing model folder": _missing_model,
+    "model path is a file": _file_as_model,
+    "empty JSONL": _data("", "the set is empty"),
+    "blank-lines JSONL": _data("\n  \n\n", "the set is empty"),
+    "malformed JSONL": _data(GOOD + '{"prompt": "x", "answer": \n', "malformed JSON", "retain"),
+    "JSON array, not object": _data('["Zorbil lives in", " Kelmar"]\n', "expected a JSON object"),
+    "answer of wrong type": _data('{"prompt": "Zorbil lives in", "answer": 3}\n', "must be a string"),
+    "id of wrong type": _data('{"prompt": "Zorbil lives in", "answer": " K", "id": 7}\n', "must be a string",
+                              "holdout"),
+    "missing answer": _data('{"prompt": "Zorbil lives in"}\n', "missing field 'answer'"),
+    "empty prompt": _data('{"prompt": "  ", "answer": " K"}\n', "is empty"),
+    "non-UTF-8 bytes": _data(GOOD.encode() + b'{"prompt": "caf\xe9", "answer": " y"}\n', "not valid UTF-8"),
+    "sequence set malformed": _data('{"prompt": "no text field"}\n', "missing field 'text'", "sequences"),
+    "missing data file": lambda zoo, d: ({"holdout": d / "missing.jsonl"}, "data file not found"),
+    "1 MB prompt": _huge_prompt,
+    "prompt longer than the context window": _long_prompt,
+    "duplicate ids": _duplicate_ids,
+    "holdout overlapping forget": _holdout_overlaps_forget,
+    "output folder not empty": _out_not_empty,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_zoo, tmp_path, capsys):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    paths = {"original": tiny_zoo / "models" / "original", "unlearned": tiny_zoo / "models" / "npo",
+             **{r: tiny_zoo / "data" / f"{r}.jsonl" for r in ("forget", "retain", "holdout")}}
+    changed, pattern = CASES[case](tiny_zoo, inputs)
+    paths.update(changed)
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    out = outs / "report"
+    if case == "output folder not empty":
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    args = ["audit", "--profile", "quick", "--out", str(out)]
+    for role, path in paths.items():
+        args += [f"--{role}", str(path)]
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert code == 2, (case, captured.err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), (case, captured.err[-2000:])
+    assert pattern.lower() in lines[0].lower(), (case, lines[0])
+    assert "Traceback" not in captured.err + captured.out
+    if case == "output folder not empty":
+        assert sorted(p.name for p in outs.iterdir()) == ["report"] and [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert list(outs.iterdir()) == [], (case, list(outs.iterdir()))  # neither the folder nor its cache
+
+
+def test_corpus_is_large_enough():
+    assert len(CASES) >= 20
+
+
+# --------------------------------------------------------------------------- determinism and resume
+
+#: Lines with randomness in them (probe folds, SAE training, neighbours, fine-tuning, bootstraps).
+LINES = "behaviour,attribute_probes,logit_lens,sae_features,remind,relearning_attack,membership_inference"
+VOLATILE_RUN = ("started", "seconds", "command")
+
+
+def _audit_cmd(zoo: Path, out: Path) -> list[str]:
+    d = zoo / "data"
+    return [FORENSICS, "audit", "--original", str(zoo / "models" / "original"), "--unlearned",
+            str(zoo / "models" / "npo"), "--forget", str(d / "forget.jsonl"), "--retain", str(d / "retain.jsonl"),
+            "--holdout", str(d / "holdout.jsonl"), "--out", str(out), "--profile", "quick", "--seed", "3",
+            "--lines", LINES]
+
+
+def _stable(results: dict) -> dict:
+    """results.json without what legitimately differs between runs: timestamps, durations, the command."""
+    results = json.loads(json.dumps(results))
+    for key in VOLATILE_RUN:
+        results["run"].pop(key)
+    for entry in results["evidence"]:
+        entry.pop("seconds")
+        entry.pop("cached")
+    return results
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("determinism") / "first"
+    done = subprocess.run(_audit_cmd(tiny_zoo, out), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_same_command_same_seed_same_results(reference_run, tiny_zoo, tmp_path):
+    out = tmp_path / "second"
+    done = subprocess.run(_audit_cmd(tiny_zoo, out), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((out / "results.json").read_text())
+    assert _stable(again) == _stable(reference_run)
+    assert (out / "figures").is_dir()
+
+
+@pytest.mark.slow
+def test_killed_audit_resumes_from_its_cache_with_the_same_result(reference_run, tiny_zoo, tmp_path):
+    out = tmp_path / "killed"
+    cache_lines = tmp_path / ".killed.cache" / "lines"
+    proc = subprocess.Popen(_audit_cmd(tiny_zoo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if cache_lines.is_dir() and len(list(cache_lines.glob("*.json"))) >= 3:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the audit finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not out.exists()  # killed mid-run: no report folder
+    finished = {p.name.split("-")[0] for p in cache_lines.glob("*.json")}
+    assert len(finished) >= 3
+
+    done = subprocess.run(_audit_cmd(tiny_zoo, out), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = json.loads((out / "results.json").read_text())
+    cached = {e["line"] for e in resumed["evidence"] if e["cached"]}
+    assert finished <= cached and cached != {e["line"] for e in resumed["evidence"]}
+    assert _stable(resumed) == _stable(reference_run)
+    assert not (tmp_path / ".killed.cache").exists()  # deleted after the successful run
