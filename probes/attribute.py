@@ -49,8 +49,8 @@ from forensics.capture import CaptureSpec, capture_facts, resid_hooks
 from forensics.evidence import AuditInputs, Evidence, register
 from forensics.stats import cluster_bootstrap_diff_ci
 from probes.classifiers import (
-    Labels, ProbeConfig, ProbeError, check_probe_data, fit_and_predict, fit_and_score, out_of_fold_scores,
-    select_strength, stratified_chance_corrected,
+    Labels, ProbeConfig, ProbeError, check_probe_data, fit_and_predict, out_of_fold_scores, strength_grid,
+    stratified_chance_corrected,
 )
 
 QUESTION = "Is the forgotten attribute still readable from U's activations, beyond the holdout control?"
@@ -135,41 +135,54 @@ def probe_curves(inputs: AuditInputs, config: AttributeProbeConfig, activations:
         position, kind = key.split("/")
         acts = (activations or {}).get(position) or _activations(inputs, position, config)
         hooks = list(acts[("U", "forget")])
-        family_size = len(PROBES) * len(hooks)
-        rows = []
-        for depth, hook in enumerate(hooks):
-            X = {role_set: value[hook] for role_set, value in acts.items()}
-            rows.append(_layer_scores(X, labels, kind, config, family_size) | {"depth": depth, "hook": hook})
-        curves[key] = rows
+        X = {role_set: np.stack([value[hook] for hook in hooks]) for role_set, value in acts.items()}  # [L, n, d]
+        rows = _depth_scores(X, labels, kind, config, family_size=len(PROBES) * len(hooks))
+        curves[key] = [row | {"depth": depth, "hook": hook} for depth, (row, hook) in enumerate(zip(rows, hooks))]
     return curves
 
 
-def _layer_scores(X, labels, kind, config: AttributeProbeConfig, family_size: int) -> dict:
+def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: int) -> list[dict]:
+    """Every depth at once (``X[(role, set)]`` is ``[L, n, d]``): one row of scores per depth."""
     (yF, gF, _, aF), (yR, gR, _, aR), (yH, gH, _, aH) = labels["forget"], labels["retain"], labels["holdout"]
     pc = config.probe
-    strength_u = select_strength(kind, X[("U", "retain")], yR, gR, pc, aR)
-    strength_o = select_strength(kind, X[("O", "retain")], yR, gR, pc, aR)
+    n_depths = X[("U", "forget")].shape[0]
+    grid = strength_grid(kind, pc)
 
-    def refit(role, name, y, g, a, strength, X_score=None):
-        return out_of_fold_scores(kind, [strength], X[(role, name)], [y], g, pc, X_score, a)[0, 0]
+    def select(role):  # per depth, the strength with the best grouped-CV score on R (ties: the first)
+        if len(grid) == 1:
+            return np.full(n_depths, grid[0])
+        means = out_of_fold_scores(kind, list(grid), X[(role, "retain")], [yR], gR, pc, strata=aR)[:, 0, :, 0].mean(-1)
+        return np.array([grid[int(np.argmax(m > m.max() - 1e-12))] for m in means])
 
-    (o_f, transfer_f) = refit("O", "forget", yF, gF, aF, strength_o, [X[("O", "forget")], X[("U", "forget")]])
-    (o_h, transfer_h) = refit("O", "holdout", yH, gH, aH, strength_o, [X[("O", "holdout")], X[("U", "holdout")]])
-    scores = {
-        "refit": (refit("U", "forget", yF, gF, aF, strength_u)[0], refit("U", "holdout", yH, gH, aH, strength_u)[0]),
-        "refit_original": (o_f, o_h),
-        "transfer": (transfer_f, transfer_h),
-        "rfit": tuple(fit_and_score(kind, strength_u, X[("U", "retain")], yR,
-                                    [(X[("U", "forget")], yF), (X[("U", "holdout")], yH)], pc, aR, [aF, aH])),
-    }
-    out = {"strength_unlearned": strength_u, "strength_original": strength_o}
-    for name, (s_f, s_h) in scores.items():
-        ci = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed)
-        ci_family = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed,
-                                              level=1 - config.alpha / family_size)
-        out[name] = {"forget": float(s_f.mean()), "holdout": float(s_h.mean()),
-                     "difference": float(s_f.mean() - s_h.mean()), "ci": list(ci), "ci_family": list(ci_family)}
-    return out
+    strength_u, strength_o = select("U"), select("O")
+
+    def refit(role, name, y, g, a, strength, X_score=None):  # -> [L, n_scored, n]
+        return out_of_fold_scores(kind, strength[:, None], X[(role, name)], [y], g, pc, X_score, a)[:, 0, 0]
+
+    o_f = refit("O", "forget", yF, gF, aF, strength_o, [X[("O", "forget")], X[("U", "forget")]])
+    o_h = refit("O", "holdout", yH, gH, aH, strength_o, [X[("O", "holdout")], X[("U", "holdout")]])
+    u_f = refit("U", "forget", yF, gF, aF, strength_u)[:, 0]
+    u_h = refit("U", "holdout", yH, gH, aH, strength_u)[:, 0]
+    r_f, r_h = fit_and_predict(kind, strength_u, X[("U", "retain")], yR, [X[("U", "forget")], X[("U", "holdout")]],
+                               pc, aR, [aF, aH])
+    rows = []
+    for d in range(n_depths):
+        scores = {
+            "refit": (u_f[d], u_h[d]),
+            "refit_original": (o_f[d, 0], o_h[d, 0]),
+            "transfer": (o_f[d, 1], o_h[d, 1]),
+            "rfit": (stratified_chance_corrected(r_f[d], yF, yR, aF, aR),
+                     stratified_chance_corrected(r_h[d], yH, yR, aH, aR)),
+        }
+        row = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
+        for name, (s_f, s_h) in scores.items():
+            ci = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed)
+            ci_family = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed,
+                                                  level=1 - config.alpha / family_size)
+            row[name] = {"forget": float(s_f.mean()), "holdout": float(s_h.mean()),
+                         "difference": float(s_f.mean() - s_h.mean()), "ci": list(ci), "ci_family": list(ci_family)}
+        rows.append(row)
+    return rows
 
 
 def _permuted_answers(inputs: AuditInputs, n_perm: int, seed: int) -> list[np.ndarray]:

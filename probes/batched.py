@@ -1,14 +1,18 @@
 """Many small probes fitted at once, in torch.
 
-The probe lines fit hundreds of small classifiers that share their inputs: every fold of
-a grouped cross-validation, every regularisation strength of a grid, every label
-permutation of a null distribution is the same activation matrix ``X`` with another
-training mask, label vector or strength. Fitted one at a time with scikit-learn, the
-small zoo's attribute line took minutes (about 1 s per 960 x 128, 32-class fit, ~1100
-fits). Here all the tasks that share one ``X`` are fitted together: each task's
-standardisation is folded into its weights, so the forward pass of every task is a
-single matrix product ``X @ W_all``, and the tasks' objectives are summed (they are
-independent, so the joint optimum is each task's optimum).
+The probe lines fit hundreds of small classifiers: every fold of a grouped
+cross-validation, every regularisation strength of a grid, every label permutation of a
+null distribution, every attribute and every depth. Fitted one at a time with
+scikit-learn, the small zoo's attribute line took minutes (about 1 s per 960 x 128,
+32-class fit, ~1100 fits); fitted one *matrix* at a time in torch it was dominated by
+per-call overhead (hundreds of separate optimiser runs on tiny matrices).
+
+Here a :class:`Problem` is one activation matrix ``X`` with the tasks that share it (same
+rows, another training mask, label vector or strength); each task's standardisation is
+folded into its weights, so the forward pass of all of a problem's tasks is one matrix
+product, and one optimiser run fits them all: the objectives are independent and summed,
+and the joint optimum is each task's optimum. For the MLP, problems (attributes, depths)
+are also padded to a common shape and stacked into one run.
 
 - ``linear``: L2 multinomial logistic regression on standardised features, the objective
   of scikit-learn's ``make_pipeline(StandardScaler(), LogisticRegression(C))``:
@@ -18,14 +22,14 @@ independent, so the joint optimum is each task's optimum).
   predictions against scikit-learn's.
 - ``mlp``: one hidden ReLU layer on standardised features, the L2 penalty
   ``alpha ||W||^2 / (2 n_train)`` of scikit-learn's ``MLPClassifier``, Glorot-uniform
-  initialisation, full-batch Adam for a fixed number of steps (seeded: the same task
-  gives the same probe). Unlike scikit-learn it has no early stopping and no
+  initialisation, full-batch Adam for a fixed number of steps (seeded: the same tasks
+  give the same probes). Unlike scikit-learn it has no early stopping and no
   mini-batches; it is our probe, not a copy of theirs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,11 +37,21 @@ import torch
 
 @dataclass
 class Task:
-    """One probe to fit on the rows ``train`` of a shared ``X``, with labels ``y``."""
+    """One probe to fit on the rows ``train`` of its problem's ``X``, with labels ``y``."""
 
     y: np.ndarray  # [n] int class ids in [0, n_classes)
     train: np.ndarray  # [n] bool
     strength: float  # C (linear) or alpha (mlp)
+
+
+@dataclass
+class Problem:
+    """An activation matrix, the tasks fitted on it, and the matrices each task predicts."""
+
+    X: np.ndarray  # [n, d]
+    tasks: list[Task]
+    n_classes: int
+    X_score: list[np.ndarray] = field(default_factory=list)  # default: [X]
 
 
 @dataclass(frozen=True)
@@ -50,69 +64,114 @@ class BatchedConfig:
     mlp_steps: int = 100
     mlp_lr: float = 3e-2
     seed: int = 0
-    #: tasks fitted together are chunked so that one chunk's logits stay below this many numbers
+    #: problems fitted together are chunked so that one chunk's logits stay below this many numbers
     max_chunk_elements: int = 2**24
 
 
 def fit_predict(kind: str, X: np.ndarray, tasks: list[Task], n_classes: int, X_score: list[np.ndarray] | None = None,
                 config: BatchedConfig = BatchedConfig()) -> list[list[np.ndarray]]:
-    """Fit every task on its training rows of ``X``; predict each matrix of ``X_score``
-    (default: ``[X]``) with every task. Returns, per task, one int array of predicted
-    class ids per matrix of ``X_score``."""
-    X_score = [X] if X_score is None else X_score
-    if not tasks:
-        return []
-    Xt = torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32)
-    Xs = [torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32) for x in X_score]
-    per_task = n_classes * (config.mlp_hidden if kind == "mlp" else 1)
-    chunk = max(1, config.max_chunk_elements // max(1, len(X) * per_task))
-    out: list[list[np.ndarray]] = []
-    for start in range(0, len(tasks), chunk):
-        part = tasks[start:start + chunk]
-        if kind == "linear":
-            out.extend(_linear(Xt, part, n_classes, Xs, config))
-        elif kind == "mlp":
-            out.extend(_mlp(Xt, part, n_classes, Xs, config, seed=config.seed + start))
-        else:
-            raise ValueError(f"unknown probe kind {kind!r}")
+    """One problem: per task, the predicted class ids for each matrix of ``X_score``."""
+    return fit_predict_many(kind, [Problem(X, tasks, n_classes, list(X_score or []))], config)[0]
+
+
+def fit_predict_many(kind: str, problems: list[Problem], config: BatchedConfig = BatchedConfig(),
+                     ) -> list[list[list[np.ndarray]]]:
+    """Fit every task of every problem; per problem, per task, one array of predicted
+    class ids per matrix of its ``X_score`` (all problems must have as many)."""
+    problems = [p if p.X_score else Problem(p.X, p.tasks, p.n_classes, [p.X]) for p in problems]
+    out: list[list[list[np.ndarray]]] = [[] for _ in problems]
+    live = [i for i, p in enumerate(problems) if p.tasks]
+    if not live:
+        return out
+    if len({len(problems[i].X_score) for i in live}) != 1:
+        raise ValueError("every problem must score the same number of matrices")
+    width = config.mlp_hidden if kind == "mlp" else 1
+    chunk: list[int] = []
+    size = 0
+    for i in live:
+        p = problems[i]
+        cost = len(p.X) * len(p.tasks) * max(p.n_classes, width)
+        # L-BFGS keeps one curvature memory for everything it fits: tasks sharing an X are
+        # alike, but stacking different X's (attributes, depths) made it take ~4x the
+        # iterations (measured: 212 joint evaluations vs ~54 per problem alone, twice the
+        # time), so each linear problem gets its own run. Adam runs a fixed number of steps,
+        # so the MLP stacks.
+        if chunk and (kind == "linear" or size + cost > config.max_chunk_elements):
+            _fit_chunk(kind, [problems[j] for j in chunk], config, [out[j] for j in chunk])
+            chunk, size = [], 0
+        chunk.append(i)
+        size += cost
+    _fit_chunk(kind, [problems[j] for j in chunk], config, [out[j] for j in chunk])
     return out
 
 
-def _prepare(X: torch.Tensor, tasks: list[Task], n_classes: int):
-    """Per task: training weights [n, P], one-hot labels [n, P, K], standardisation and class masks."""
-    mask = torch.as_tensor(np.stack([t.train for t in tasks], axis=1), dtype=torch.float32)  # [n, P]
-    labels = torch.as_tensor(np.stack([t.y for t in tasks], axis=1), dtype=torch.long)  # [n, P]
-    n_train = mask.sum(0).clamp(min=1)  # [P]
-    mean = (mask.T @ X) / n_train[:, None]  # [P, d]
-    var = (mask.T @ X.square()) / n_train[:, None] - mean.square()
+def _pad_stack(arrays: list[np.ndarray], length: int, dtype=torch.float32) -> torch.Tensor:
+    """Stack ``[n_i, ...]`` arrays into ``[G, length, ...]``, zero-padded."""
+    first = np.asarray(arrays[0])
+    out = torch.zeros((len(arrays), length) + first.shape[1:], dtype=dtype)
+    for g, a in enumerate(arrays):
+        if len(a):
+            out[g, : len(a)] = torch.as_tensor(np.asarray(a), dtype=dtype)
+    return out
+
+
+def _fit_chunk(kind: str, problems: list[Problem], config: BatchedConfig, out: list[list]) -> None:
+    G = len(problems)
+    n = max(len(p.X) for p in problems)
+    P = max(len(p.tasks) for p in problems)
+    K = max(max(p.n_classes for p in problems), 2)
+    X = _pad_stack([p.X for p in problems], n)  # [G, n, d]
+    mask = torch.zeros(G, n, P)
+    labels = torch.zeros(G, n, P, dtype=torch.long)
+    present = torch.zeros(G, P, K, dtype=torch.bool)
+    strength = torch.ones(G, P)
+    for g, p in enumerate(problems):
+        for t, task in enumerate(p.tasks):
+            rows = len(task.y)
+            mask[g, :rows, t] = torch.as_tensor(task.train, dtype=torch.float32)
+            labels[g, :rows, t] = torch.as_tensor(task.y, dtype=torch.long)
+            present[g, t, np.unique(task.y[task.train])] = True
+            strength[g, t] = task.strength
+    n_train = mask.sum(1).clamp(min=1)  # [G, P]
+    mean = torch.einsum("gnp,gnd->gpd", mask, X) / n_train[..., None]
+    var = torch.einsum("gnp,gnd->gpd", mask, X.square()) / n_train[..., None] - mean.square()
     scale = var.clamp(min=0).sqrt()
     scale = torch.where(scale > 1e-8 * (1 + mean.abs()), scale, torch.ones_like(scale))
-    present = torch.zeros(len(tasks), n_classes, dtype=torch.bool)  # [P, K]: classes seen in training
-    for p, task in enumerate(tasks):
-        present[p, np.unique(task.y[task.train])] = True
-    # Absent classes get a large negative logit offset: never predicted, no gradient.
+    # Classes a task never saw get a large negative logit offset: never predicted, no gradient.
     absent = torch.where(present, 0.0, -1e4)
-    weight = mask / n_train  # each task's rows weigh 1/n_train
-    strength = torch.tensor([t.strength for t in tasks], dtype=torch.float32)
-    return weight, labels, absent, mean, scale, n_train, strength
+    weight = mask / n_train[:, None, :]  # each task's training rows weigh 1/n_train
+    fit = _fit_linear if kind == "linear" else _fit_mlp if kind == "mlp" else None
+    if fit is None:
+        raise ValueError(f"unknown probe kind {kind!r}")
+    logits_of = fit(X, labels, weight, absent, mean, scale, n_train, strength, config)
+    n_scores = len(problems[0].X_score)
+    with torch.no_grad():
+        predicted = []
+        for s in range(n_scores):
+            m = max(len(p.X_score[s]) for p in problems)
+            predicted.append(logits_of(_pad_stack([p.X_score[s] for p in problems], m)).argmax(-1))  # [G, m, P]
+    for g, p in enumerate(problems):
+        out[g].extend([[predicted[s][g, : len(p.X_score[s]), t].numpy() for s in range(n_scores)]
+                       for t in range(len(p.tasks))])
 
 
 def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Sum over tasks of each task's weighted mean cross-entropy; logits [n, P, K]."""
-    target = logits.gather(-1, labels[:, :, None])[:, :, 0]
+    """Sum over tasks of each task's weighted mean cross-entropy; logits [G, n, P, K]."""
+    target = logits.gather(-1, labels[..., None])[..., 0]
     return (weight * (torch.logsumexp(logits, -1) - target)).sum()
 
 
-def _linear(X, tasks, n_classes, X_score, config: BatchedConfig) -> list[list[np.ndarray]]:
-    weight, labels, absent, mean, scale, n_train, C = _prepare(X, tasks, n_classes)
-    P, d = mean.shape
-    W = torch.zeros(P, d, n_classes, requires_grad=True)
-    b = torch.zeros(P, n_classes, requires_grad=True)
+def _fit_linear(X, labels, weight, absent, mean, scale, n_train, C, config: BatchedConfig):
+    G, _, d = X.shape
+    P, K = absent.shape[1:]
+    W = torch.zeros(G, P, d, K, requires_grad=True)
+    b = torch.zeros(G, P, K, requires_grad=True)
 
-    def logits_of(x):  # standardisation folded into the weights: one matmul for all tasks
-        W_eff = W / scale[:, :, None]  # [P, d, K]
-        b_eff = b + absent - torch.einsum("pd,pdk->pk", mean, W_eff)
-        return (x @ W_eff.permute(1, 0, 2).reshape(d, P * n_classes)).view(len(x), P, n_classes) + b_eff
+    def logits_of(x):  # standardisation folded into the weights: one batched matmul for all tasks
+        W_eff = W / scale[..., None]  # [G, P, d, K]
+        b_eff = b + absent - torch.einsum("gpd,gpdk->gpk", mean, W_eff)
+        flat = W_eff.permute(0, 2, 1, 3).reshape(G, d, P * K)
+        return torch.bmm(x, flat).view(G, x.shape[1], P, K) + b_eff[:, None]
 
     optimiser = torch.optim.LBFGS([W, b], lr=1.0, max_iter=config.linear_max_iter, history_size=10,
                                   tolerance_grad=config.linear_tol, tolerance_change=1e-10,
@@ -121,43 +180,40 @@ def _linear(X, tasks, n_classes, X_score, config: BatchedConfig) -> list[list[np
     def closure():
         optimiser.zero_grad()
         loss = _cross_entropy(logits_of(X), labels, weight)
-        loss = loss + (W.square().sum((1, 2)) / (2 * C * n_train)).sum()
+        loss = loss + (W.square().sum((2, 3)) / (2 * C * n_train)).sum()
         loss.backward()
         return loss
 
     optimiser.step(closure)
-    with torch.no_grad():
-        predictions = [logits_of(x).argmax(-1) for x in X_score]
-    return [[p[:, i].numpy() for p in predictions] for i in range(P)]
+    return logits_of
 
 
-def _mlp(X, tasks, n_classes, X_score, config: BatchedConfig, seed: int) -> list[list[np.ndarray]]:
-    weight, labels, absent, mean, scale, n_train, alpha = _prepare(X, tasks, n_classes)
-    P, d = mean.shape
+def _fit_mlp(X, labels, weight, absent, mean, scale, n_train, alpha, config: BatchedConfig):
+    G, _, d = X.shape
+    P, K = absent.shape[1:]
     H = config.mlp_hidden
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(config.seed)
 
     def glorot(fan_in, fan_out, *shape):
         bound = (6.0 / (fan_in + fan_out)) ** 0.5
         return ((torch.rand(*shape, generator=generator) * 2 - 1) * bound).requires_grad_()
 
-    W1, b1 = glorot(d, H, P, d, H), glorot(d, H, P, H)
-    W2, b2 = glorot(H, n_classes, P, H, n_classes), glorot(H, n_classes, P, n_classes)
+    W1, b1 = glorot(d, H, G, P, d, H), glorot(d, H, G, P, H)
+    W2, b2 = glorot(H, K, G, P, H, K), glorot(H, K, G, P, K)
 
     def logits_of(x):
-        W1_eff = W1 / scale[:, :, None]
-        b1_eff = b1 - torch.einsum("pd,pdh->ph", mean, W1_eff)
-        hidden = torch.relu((x @ W1_eff.permute(1, 0, 2).reshape(d, P * H)).view(len(x), P, H) + b1_eff)
-        return torch.einsum("nph,phk->npk", hidden, W2) + b2 + absent
+        W1_eff = W1 / scale[..., None]
+        b1_eff = b1 - torch.einsum("gpd,gpdh->gph", mean, W1_eff)
+        flat = W1_eff.permute(0, 2, 1, 3).reshape(G, d, P * H)
+        hidden = torch.relu(torch.bmm(x, flat).view(G, x.shape[1], P, H) + b1_eff[:, None])
+        return torch.einsum("gnph,gphk->gnpk", hidden, W2) + (b2 + absent)[:, None]
 
     optimiser = torch.optim.Adam([W1, b1, W2, b2], lr=config.mlp_lr)
     for _ in range(config.mlp_steps):
         optimiser.zero_grad()
         loss = _cross_entropy(logits_of(X), labels, weight)
-        penalty = W1.square().sum((1, 2)) + W2.square().sum((1, 2))
+        penalty = W1.square().sum((2, 3)) + W2.square().sum((2, 3))
         loss = loss + (alpha * penalty / (2 * n_train)).sum()
         loss.backward()
         optimiser.step()
-    with torch.no_grad():
-        predictions = [logits_of(x).argmax(-1) for x in X_score]
-    return [[p[:, i].numpy() for p in predictions] for i in range(P)]
+    return logits_of

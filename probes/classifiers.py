@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from probes.batched import BatchedConfig, Task, fit_predict
+from probes.batched import BatchedConfig, Problem, Task, fit_predict, fit_predict_many
 
 ProbeKind = Literal["linear", "mlp"]
 
@@ -108,7 +108,8 @@ def out_of_fold_scores(
     X_score: list[np.ndarray] | None = None,
     strata: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Re-fit probes, all at once: for every label vector in ``ys`` and every strength, the
+    """Re-fit probes, all at once: for every label vector in ``ys`` and every strength (one
+    list for all depths, or one list per depth: ``[L, n_strengths]``), the
     chance-corrected score of every example, predicted by a probe fitted on the other
     subjects' examples (grouped K-fold). Returns ``[len(ys), len(strengths), len(X_score), n]``.
 
@@ -117,27 +118,44 @@ def out_of_fold_scores(
     ``[X]``. ``strata`` (e.g. the attribute each fact asks for) fits one probe per stratum,
     with the folds shared. Classes absent from a training fold cannot be predicted: that
     is part of the procedure, identical for F and H.
+
+    ``X`` may carry a leading depth axis (``[L, n, d]``, and so must ``X_score``'s
+    matrices): every depth is fitted in the same optimiser run and the result gains a
+    leading ``L`` axis.
     """
-    X_score = [X] if X_score is None else X_score
-    strata = np.zeros(len(X), dtype=np.int64) if strata is None else np.asarray(strata)
+    stacked = np.ndim(X) == 3
+    Xd = X if stacked else X[None]
+    Sd = [Xd] if X_score is None else [x if stacked else x[None] for x in X_score]
+    n = Xd.shape[1]
+    per_depth = np.asarray(strengths, dtype=float)
+    per_depth = np.broadcast_to(per_depth if per_depth.ndim == 2 else per_depth[None], (len(Xd), per_depth.shape[-1]))
+    strata = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata)
     masks = fold_masks(groups, config.n_folds)
-    out = np.zeros((len(ys), len(strengths), len(X_score), len(X)))
+    plan, problems = [], []
     for stratum in np.unique(strata):
         rows = np.flatnonzero(strata == stratum)
         local_ys, n_classes = _local([y[rows] for y in ys])
-        tasks = [Task(y, mask[rows], s) for y in local_ys for s in strengths for mask in masks]
-        usable = [t for t in tasks if t.train.any()]
-        predictions = iter(fit_predict(kind, X[rows], usable, n_classes, [x[rows] for x in X_score], config.fitting))
-        it = iter(tasks)
-        for i, y in enumerate(local_ys):
-            for j in range(len(strengths)):
-                for mask in masks:
-                    task, test = next(it), ~mask[rows]
-                    if not task.train.any():  # no training row in this stratum: the probe reads nothing
-                        continue
-                    for k, predicted in enumerate(next(predictions)):
-                        out[i, j, k, rows[test]] = chance_corrected(predicted[test] == y[test], y[test], y[~test])
-    return out
+        usable = [mask[rows].any() for mask in masks]
+        plan.append((rows, local_ys))
+        problems += [Problem(Xd[depth][rows], [Task(y, mask[rows], s) for y in local_ys for s in per_depth[depth]
+                                               for mask, ok in zip(masks, usable) if ok],
+                             n_classes, [x[depth][rows] for x in Sd])
+                     for depth in range(len(Xd))]
+    fitted = iter(fit_predict_many(kind, problems, config.fitting))
+    out = np.zeros((len(Xd), len(ys), per_depth.shape[1], len(Sd), n))
+    for rows, local_ys in plan:
+        for depth in range(len(Xd)):
+            predictions = iter(next(fitted))
+            for i, y in enumerate(local_ys):
+                for j in range(per_depth.shape[1]):
+                    for mask in masks:
+                        test = ~mask[rows]
+                        if test.all():  # no training row in this stratum: the probe reads nothing
+                            continue
+                        for k, predicted in enumerate(next(predictions)):
+                            out[depth, i, j, k, rows[test]] = chance_corrected(predicted[test] == y[test], y[test],
+                                                                               y[~test])
+    return out if stacked else out[0]
 
 
 def grouped_out_of_fold_scores(kind: ProbeKind, strength: float, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -169,26 +187,38 @@ def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.nd
     return grid[best]
 
 
-def fit_and_predict(kind: ProbeKind, strength: float, X_train: np.ndarray, y_train: np.ndarray,
+def fit_and_predict(kind: ProbeKind, strength: float | list[float], X_train: np.ndarray, y_train: np.ndarray,
                     X_list: list[np.ndarray], config: ProbeConfig, strata_train: np.ndarray | None = None,
                     strata_list: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """One probe per stratum fitted on all of (X_train, y_train) (int labels); the class it
-    predicts for every row of each matrix in ``X_list`` (-1 for a stratum it never saw)."""
+    predicts for every row of each matrix in ``X_list`` (-1 for a stratum it never saw).
+    With a leading depth axis on the matrices (``[L, n, d]``, ``strength`` then one per
+    depth or one for all), every depth is fitted in one run and the results gain that axis."""
     if len(np.unique(y_train)) < 2:
         raise ProbeError("a single answer class; probes need at least two")
+    stacked = np.ndim(X_train) == 3
+    Xt = X_train if stacked else X_train[None]
+    Xl = [x if stacked else x[None] for x in X_list]
+    strengths = np.broadcast_to(np.asarray(strength, dtype=float), (len(Xt),))
     strata_train = np.zeros(len(y_train), dtype=np.int64) if strata_train is None else np.asarray(strata_train)
-    strata_list = strata_list or [np.zeros(len(X), dtype=np.int64) for X in X_list]
-    out = [np.full(len(X), -1) for X in X_list]
+    strata_list = strata_list or [np.zeros(x.shape[1], dtype=np.int64) for x in Xl]
+    out = [np.full((len(Xt), x.shape[1]), -1) for x in Xl]
+    plan, problems = [], []
     for stratum in np.unique(strata_train):
         train = strata_train == stratum
         rows = [st == stratum for st in strata_list]
         classes = np.unique(y_train[train])
-        task = Task(np.searchsorted(classes, y_train[train]), np.ones(int(train.sum()), bool), strength)
-        (predicted,) = fit_predict(kind, X_train[train], [task], len(classes), [X[r] for X, r in zip(X_list, rows)],
-                                   config.fitting)
-        for o, p, r in zip(out, predicted, rows):
-            o[r] = classes[p]
-    return out
+        local = np.searchsorted(classes, y_train[train])
+        plan.append((classes, rows))
+        problems += [Problem(Xt[depth][train], [Task(local, np.ones(int(train.sum()), bool), strengths[depth])],
+                             len(classes), [x[depth][r] for x, r in zip(Xl, rows)]) for depth in range(len(Xt))]
+    fitted = iter(fit_predict_many(kind, problems, config.fitting))
+    for classes, rows in plan:
+        for depth in range(len(Xt)):
+            (predicted,) = next(fitted)
+            for o, p, r in zip(out, predicted, rows):
+                o[depth, r] = classes[p]
+    return out if stacked else [o[0] for o in out]
 
 
 def stratified_chance_corrected(predicted: np.ndarray, y: np.ndarray, y_train: np.ndarray,
