@@ -1,0 +1,86 @@
+"""The meta-evaluation bench: its measures on hand-made numbers, and one small run on the tiny zoo."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forensics.bench import (
+    BenchConfig, TRUTHS, VERDICTS, confusion, line_score, meta_evaluation, roc_auc, run_bench, scaled_stability,
+    uds_stability, verdict_score,
+)
+from forensics.cli import main
+
+
+def test_measures():
+    assert roc_auc([3, 4], [1, 2]) == 1.0 and roc_auc([1, 2], [3, 4]) == 0.0
+    assert roc_auc([1, 2], [2]) == 0.25 and roc_auc([], [1]) is None
+    assert uds_stability(0.2, 0.2) == 1.0 and uds_stability(0.0, 0.0) == 1.0
+    assert uds_stability(0.3, 0.1) == pytest.approx(0.5) and uds_stability(-0.1, 0.1) == 0.0
+    assert scaled_stability(0.1, 0.3, 0.4) == pytest.approx(0.5) and scaled_stability(0, 9, 1) == 0.0
+    assert line_score({"line": "logit_lens", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(0.3)
+    assert line_score({"line": "behaviour", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(-0.3)
+    assert line_score({"line": "x", "status": "not_run", "effect": None, "control": None}) is None
+    assert verdict_score({"label": "DELETED", "confidence": "high"}) == -1.0
+    assert verdict_score({"label": "SUPPRESSED", "confidence": "medium"}) == pytest.approx(2 / 3)
+    assert verdict_score({"label": "INCONCLUSIVE", "confidence": "n/a"}) == 0.0
+
+
+def test_confusion_and_meta_evaluation_on_hand_made_rows():
+    rows = [{"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "scores": {"a": 0.5, "verdict": 1.0}},
+            {"truth": "NOT_FORGOTTEN", "verdict": "NOT_FORGOTTEN", "scores": {"a": 0.1, "verdict": 1.0}},
+            {"truth": "DELETED", "verdict": "SUPPRESSED", "scores": {"a": 0.2, "verdict": 1.0}},
+            {"truth": "DELETED", "verdict": "DELETED", "scores": {"a": 0.0, "verdict": -1.0}}]
+    conf = confusion(rows)
+    assert conf["n"] == 4 and conf["correct"] == 3 and conf["accuracy"] == 0.75
+    assert conf["deleted_called_suppressed"] == 1
+    assert sum(conf["matrix"][t][v] for t in TRUTHS for v in VERDICTS) == 4
+    perturbed = [{"perturbation": "q4", "before": {"a": 0.2}, "scores": {"a": 0.1}},
+                 {"perturbation": "relearn", "before": {"a": 0.2}, "scores": {"a": 0.2}}]
+    table = meta_evaluation(rows, perturbed)
+    assert table["a"]["faithfulness"] == pytest.approx(0.75)  # 0.5 beats both, 0.1 beats 0.0 only
+    assert table["a"]["stability_q4"] == pytest.approx(1 - 0.1 / 0.3) and table["a"]["stability_relearn"] == 1.0
+    q = 1 - 0.1 / 0.3
+    assert table["a"]["robustness"] == pytest.approx(2 * q / (q + 1))
+    assert table["verdict"]["robustness"] is None  # no perturbed verdict scores given
+
+
+@pytest.mark.slow
+def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
+    root = tmp_path / "zoos"
+    root.mkdir()
+    (root / "seed0").symlink_to(tiny_zoo)
+    out = tmp_path / "bench"
+    config = BenchConfig(seeds=(0,), size="tiny", profile="quick", models=("npo", "retrain"),
+                         lines=("behaviour", "logit_lens"))
+    bench = run_bench(root, out, config, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["audits", "bench.html", "bench.json"]
+    assert json.loads((out / "bench.json").read_text()) == bench
+    assert not (tmp_path / ".bench.work").exists()  # work folder removed after success
+    html = (out / "bench.html").read_text()
+    assert html.startswith("<!doctype html>") and "faithfulness" in html
+
+    pooled, seed0 = bench["confusion"]["pooled"], bench["confusion"]["per_seed"]["0"]
+    assert pooled == seed0
+    assert pooled["n"] == 2 == sum(pooled["matrix"][t][v] for t in TRUTHS for v in VERDICTS)
+    truths = {row["model"]: row["truth"] for row in bench["models"]}
+    assert truths == {"npo": "SUPPRESSED", "retrain": "DELETED"}
+    assert pooled["correct"] == sum(row["truth"] == row["verdict"] for row in bench["models"])
+    assert {(p["model"], p["perturbation"]) for p in bench["perturbed"]} == {("retrain", "q4"), ("retrain", "relearn")}
+    assert bench["perturbed_confusion"]["n"] == 2
+    assert sorted((out / "audits" / "seed0").iterdir()) == sorted(
+        out / "audits" / "seed0" / f"{n}.json" for n in ("npo", "retrain", "retrain~q4", "retrain~relearn"))
+
+    lines = bench["lines"]
+    assert set(lines) == {"verdict", "behaviour", "logit_lens"}
+    for row in lines.values():
+        assert row["n_positive"] == 1 and row["n_negative"] == 1
+        assert row["faithfulness"] in (0.0, 0.5, 1.0)
+        for key in ("stability_q4", "stability_relearn", "robustness"):
+            assert row[key] is None or 0.0 <= row[key] <= 1.0
+
+    # the CLI refuses an existing output folder with one line and exit 2
+    assert main(["bench", "--zoo", str(root), "--out", str(out), "--seeds", "0", "--size", "tiny"]) == 2
+    assert main(["bench", "--zoo", str(root), "--out", str(tmp_path / "b2"), "--seeds", "x"]) == 2
+    assert not (tmp_path / "b2").exists()
