@@ -118,7 +118,7 @@ PROFILES: dict[str, Profile] = {
         "three steering scales, two relearning seeds",
         n_boot=1000, n_perm=200,
         lines={
-            "attribute_probes": {"n_perm": 20},
+            "attribute_probes": {"n_perm": 100},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
             "logit_lens": {"n_perm": 1000},
             "trace_detector": {"n_perm": 2000},
