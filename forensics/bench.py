@@ -9,8 +9,9 @@
 2. **Audits** every zoo model with a ground truth against its own original (``llama_*``
    against ``llama_original``, the rest against ``original``) on the zoo's F / R / H, with
    the chosen profile. Audits of one original share an activation / SAE cache.
-3. **Perturbs each deleted model** (ground truth DELETED: ``retrain``, ``llama_retrain``)
-   twice and audits the perturbed copies the same way:
+3. **Perturbs each deleted model** (ground truth DELETED: ``retrain``, ``llama_retrain``, and
+   any method whose build the zoo's oracle found to have deleted F) twice and audits the
+   perturbed copies the same way:
    - ``<name>~q4``: every ``nn.Linear`` weight of the blocks quantized to 4 bits
      (round-to-nearest per output channel, :func:`forensics.quantization.quantize_model`);
    - ``<name>~relearn``: one epoch of fine-tuning on data unrelated to F: the retain facts R
