@@ -13,6 +13,7 @@ each and the ratio of probe time to capture time. Issue 3's target: all lines un
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its own name would
 # shadow the `probes` package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch
 
 from forensics.capture import CaptureSpec, capture_facts, resid_hooks
 from forensics.data import load_facts
@@ -52,14 +55,15 @@ def main() -> None:
           f"d_model {original.model.cfg.d_model}, {n_facts} facts")
 
     cache = Path(tempfile.mkdtemp(prefix="probe-bench-"))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for loaded in (original, unlearned):
         for position in ("final", "subject"):
             spec = CaptureSpec(resid_hooks(loaded.n_layers), position)
             for facts in sets.values():
                 capture_facts(loaded, facts, spec, batch_size=64, cache_dir=cache)
-    capture_seconds = time.perf_counter() - start
-    print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s")
+    capture_seconds, capture_cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s "
+          f"(CPU {capture_cpu:.2f} s)")
 
     curves = tuple(args.curves.split(","))
     lines = (
@@ -68,14 +72,17 @@ def main() -> None:
         ("trace_detector", trace_line, TraceConfig(cache_dir=cache)),
         ("memorisation", memorisation_line, SignatureConfig(cache_dir=cache)),
     )
-    total = 0.0
+    total = total_cpu = 0.0
     for name, run, config in lines:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         evidence = run(inputs, config)
-        seconds = time.perf_counter() - start
-        total += seconds
-        print(f"{name:<17} {seconds:7.2f} s   vote {evidence.vote}   ({evidence.reason[:70]})")
-    print(f"all probe lines: {total:.2f} s; probe time / capture time = {total / capture_seconds:.1f}")
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+        total, total_cpu = total + seconds, total_cpu + cpu
+        print(f"{name:<17} {seconds:7.2f} s (CPU {cpu:6.2f} s)   vote {evidence.vote}   ({evidence.reason[:60]})")
+    print(f"all probe lines: {total:.2f} s (CPU {total_cpu:.2f} s); probe time / capture time = "
+          f"{total / capture_seconds:.1f} (CPU: {total_cpu / capture_cpu:.1f})")
+    print(f"with capture: {total + capture_seconds:.2f} s wall; torch threads {torch.get_num_threads()}; "
+          f"load average {os.getloadavg()[0]:.1f} (CPU time is the fairer number on a shared machine)")
     print(f"attribute-probe curves: {', '.join(curves)}")
     import shutil
 
