@@ -9,7 +9,7 @@ subject's last token, for a linear and an MLP probe, three probes:
    them, so a probe fitted elsewhere can miss what is there; a probe fitted on F itself
    cannot. Control: the identical procedure on H.
 2. **R-fitted**: fit on U's R activations, scored on U's F and on U's H. A score far
-   *below* H means U treats F specially (it knows what to avoid): tested two-sided.
+   *below* H means U treats F specially (it knows what to avoid): shown, not voted on.
 3. **transfer**: fit on O's F activations of the training subjects, scored on U's F
    activations of the held-out subjects (does U keep O's geometry for F?). Control: the
    same on H.
@@ -25,11 +25,15 @@ earlier U's F was still readable (re-fit +0.16 vs +0.05 on H, transfer +0.19 vs 
 the suppressed-early, blocked-late pattern. So no single layer decides.
 
 Vote:
-- ``suppressed``: some cell's family-adjusted CI excludes 0 (two-sided: F far below H
-  also counts as a trace). The reported effect is that cell's (the largest |difference|
-  among them), with a label-permutation p-value for the re-fit probe at that depth
-  (answers shuffled among F's facts within attribute, paraphrases moving together, the
-  whole procedure re-run), Bonferroni-adjusted over depths;
+- ``suppressed``: some cell's family-adjusted CI lies above 0: F read *above* the holdout
+  control (METHODS' control rule: recovery beyond the control). The reported effect is
+  that cell's (the largest difference among them), with a label-permutation p-value for
+  that probe at that depth (answers shuffled among F's facts within attribute,
+  paraphrases moving together, the probe's procedure re-run), Bonferroni-adjusted over
+  depths. F read far *below* H is shown in the curves but does not vote: it is a trace of
+  unlearning (U treats F specially), not recovered knowledge; counting it two-sided gave
+  the retrained model of a tiny-zoo seed a false ``suppressed`` (re-fit, F below H, CI
+  upper bound -0.02 with 20 subjects a side);
 - ``deleted``: nothing significant anywhere, and at the depth where O's re-fit probe
   reads F best (its adjusted CI above 0: the procedure has power there), every U probe's
   adjusted CI upper bound is below ``deleted_share`` of O's difference. (Asking this at
@@ -55,6 +59,7 @@ from probes.classifiers import (
 
 QUESTION = "Is the forgotten attribute still readable from U's activations, beyond the holdout control?"
 PROBES = ("refit", "rfit", "transfer")
+FAMILY_BOOT = 4000
 
 
 @dataclass
@@ -68,8 +73,11 @@ class AttributeProbeConfig:
     seed: int = 0
     batch_size: int = 64
     cache_dir: Path | None = None
-    #: U counts as "deleted" on this line when its CI upper bound is below this share of O's recoverability.
-    deleted_share: float = 0.25
+    #: U counts as "deleted" on this line when its CI upper bound is below this share of O's
+    #: recoverability. At 0.25 the small zoo's npo (suppressed by the oracle; F read +0.08
+    #: above H, adjusted CI [-0.02, +0.17] against O's +0.90) was called deleted; the
+    #: retrained model's upper bound there is +0.01.
+    deleted_share: float = 0.10
     alpha: float = 0.05
 
 
@@ -175,9 +183,12 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
                      stratified_chance_corrected(r_h[d], yH, yR, aH, aR)),
         }
         row = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
+        # The family-adjusted CI sits far in the tails (0.3% with 15 cells): a few hundred
+        # draws cannot place it, so it gets at least FAMILY_BOOT draws (cheap: vectorised).
+        family_boot = max(config.n_boot, FAMILY_BOOT)
         for name, (s_f, s_h) in scores.items():
             ci = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed)
-            ci_family = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed,
+            ci_family = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, family_boot, config.seed,
                                                   level=1 - config.alpha / family_size)
             row[name] = {"forget": float(s_f.mean()), "holdout": float(s_h.mean()),
                          "difference": float(s_f.mean() - s_h.mean()), "ci": list(ci), "ci_family": list(ci_family)}
@@ -230,14 +241,10 @@ def label_permutation_p(inputs: AuditInputs, acts: dict, row: dict, probe: str, 
 def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, tuple[str, int], str]:
     """The vote, the (probe, depth) cell reported, and why (see the module docstring)."""
     cells = [(probe, depth) for depth in range(len(rows)) for probe in PROBES]
-    significant = [(p, d) for p, d in cells
-                   if rows[d][p]["ci_family"][0] > 0 or rows[d][p]["ci_family"][1] < 0]
+    significant = [(p, d) for p, d in cells if rows[d][p]["ci_family"][0] > 0]
     if significant:
-        probe, depth = max(significant, key=lambda c: abs(rows[c[1]][c[0]]["difference"]))
-        return "suppressed", (probe, depth), (
-            f"the {probe} probe reads F {'above' if rows[depth][probe]['difference'] > 0 else 'below'} "
-            f"the holdout control at depth {depth}"
-        )
+        probe, depth = max(significant, key=lambda c: rows[c[1]][c[0]]["difference"])
+        return "suppressed", (probe, depth), f"the {probe} probe reads F above the holdout control at depth {depth}"
     best_o = max(range(len(rows)), key=lambda d: rows[d]["refit_original"]["difference"])
     o_best = rows[best_o]["refit_original"]
     bound = config.deleted_share * o_best["difference"]
