@@ -196,9 +196,9 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     return rows
 
 
-def _permuted_answers(inputs: AuditInputs, n_perm: int, seed: int) -> list[np.ndarray]:
+def _permuted_answers(forget_labels: tuple, n_perm: int, seed: int) -> list[np.ndarray]:
     """F's answers shuffled among F's facts, within attribute, a fact's paraphrases moving together."""
-    yF, _, keysF, attributes = _encoded_labels(inputs)["forget"]
+    yF, _, keysF, attributes = forget_labels
     _, first, key_index = np.unique(keysF, return_index=True, return_inverse=True)
     key_answer, key_attr = yF[first], attributes[first]
     rng = np.random.default_rng(seed)
@@ -224,7 +224,7 @@ def label_permutation_p(inputs: AuditInputs, acts: dict, row: dict, probe: str, 
     yR, _, _, aR = labels["retain"]
     hook = row["hook"]
     X_uf = acts[("U", "forget")][hook]
-    permuted = _permuted_answers(inputs, config.n_perm, config.seed)
+    permuted = _permuted_answers(labels["forget"], config.n_perm, config.seed)
     if probe == "rfit":
         (predicted,) = fit_and_predict(kind, row["strength_unlearned"], acts[("U", "retain")][hook], yR, [X_uf],
                                        config.probe, aR, [aF])
