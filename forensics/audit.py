@@ -124,6 +124,7 @@ PROFILES: dict[str, Profile] = {
             "trace_detector": {"n_perm": 2000},
             "steering_restoration": {"alphas": (1.0, 2.0, 4.0)},
             "relearning_attack": {"seeds": (0, 1)},
+            "cka": {"n_boot": 200},  # descriptive; each draw recomputes every depth's CKA (12 s at 1000)
         },
     ),
     "thorough": Profile(

@@ -25,17 +25,21 @@ audits' report folders, caches, perturbed checkpoints) lives in the hidden sibli
 ``.DIR.work``; an interrupted bench re-run with the same command resumes from it (finished
 audits are read back); it is deleted after a successful run.
 
+Models the zoo's oracle labelled UNDETERMINED (its CI straddles its margin) are audited and
+listed (``undetermined``) but not scored: not in the confusion matrices, not in faithfulness.
+
 **Confusion matrix**: ground truth (rows: DELETED, SUPPRESSED, NOT_FORGOTTEN) by verdict
 (columns: DELETED, SUPPRESSED, NOT_FORGOTTEN, INCONCLUSIVE), per seed and pooled, with the
 accuracy (verdict == ground truth) and the number of deleted models called SUPPRESSED.
 Perturbed models are reported separately (their ground truth stays DELETED).
 
 **Line scores** (:func:`line_score`): one number per (line, audited model), oriented so that
-*higher means the knowledge is still there*. For most lines it is ``|effect - control|``,
-the size of the F-vs-control gap the line votes on, whatever its sign (the probes, the
-logit lens, SAE feature survival, REMIND, membership inference and CKA read a gap in either
-direction as a trace); for the one-sided recovery lines (behaviour, steering, relearning and
-quantization attacks) it is the signed ``effect - control``. A line that did not
+*higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
+probes, logit lens, steering, relearning, quantization and membership attacks: they vote
+only on F above the control) it is the signed ``effect - control``; for REMIND, which votes only on the side
+where O shows its own contrast, ``effect - control`` signed by O's side; for the others
+(SAE feature survival, CKA ...) it is
+``|effect - control|``, a gap in either direction. A line that did not
 run (or ran with no number) has no score for that model. ``verdict`` is the combined score
 of the verdict: +1 for SUPPRESSED / NOT_FORGOTTEN, -1 for DELETED, 0 for INCONCLUSIVE,
 times the confidence (high 1, medium 2/3, low 1/3).
@@ -76,13 +80,20 @@ from typing import Any
 from forensics.errors import ForensicsInputError
 
 TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
+#: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
+#: of the accuracy and the faithfulness (there is no truth to score against).
+UNDETERMINED = "UNDETERMINED"
 VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
 PERTURBATIONS = ("q4", "relearn")
 
-#: Lines whose score is the signed effect - control (one-sided recovery); every other line
-#: (and any line added later) scores |effect - control|.
-SIGNED_LINES = ("behaviour", "steering_restoration", "relearning_attack", "quantization_attack")
+#: Lines whose score is the signed effect - control (they vote only on F above the control);
+#: every other line (and any line added later) scores |effect - control|.
+SIGNED_LINES = ("behaviour", "attribute_probes", "logit_lens", "steering_restoration", "relearning_attack",
+                "quantization_attack", "membership_inference")
+#: Lines that vote on U's contrast only on the side where O shows it: the score is signed by
+#: O's side (``details`` path to O's contrast).
+O_ORIENTED_LINES = {"remind": ("contrast", "original", "difference")}
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
 
 #: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
@@ -113,6 +124,11 @@ def line_score(entry: dict[str, Any]) -> float | None:
     diff = float(entry["effect"]) - float(entry["control"])
     if not math.isfinite(diff):
         return None
+    if entry["line"] in O_ORIENTED_LINES:
+        o_side: Any = entry.get("details") or {}
+        for key in O_ORIENTED_LINES[entry["line"]]:
+            o_side = o_side.get(key, {}) if isinstance(o_side, dict) else {}
+        return diff * (-1.0 if isinstance(o_side, (int, float)) and o_side < 0 else 1.0)
     return diff if entry["line"] in SIGNED_LINES else abs(diff)
 
 
@@ -161,7 +177,9 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Confusion matrix (truth -> verdict -> count), accuracy and deleted-called-suppressed count."""
+    """Confusion matrix (truth -> verdict -> count), accuracy and deleted-called-suppressed count.
+    Rows without a scorable truth (the oracle's UNDETERMINED) are left out."""
+    rows = [row for row in rows if row["truth"] in TRUTHS]
     matrix = {t: {v: 0 for v in VERDICTS} for t in TRUTHS}
     for row in rows:
         matrix[row["truth"]][row["verdict"]] += 1
@@ -309,7 +327,7 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
     for seed in config.seeds:
         zoo = _zoo_for_seed(zoo_root, seed, config, progress)
         labels = json.loads((zoo / "labels.json").read_text())
-        names = [n for n, info in labels.items() if info.get("ground_truth") in TRUTHS]
+        names = [n for n, info in labels.items() if info.get("ground_truth") in TRUTHS + (UNDETERMINED,)]
         if config.models:
             unknown = sorted(set(config.models) - set(names))
             if unknown:
@@ -348,6 +366,7 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
                    "relearn_lr": config.relearn_lr, "zoo": str(zoo_root)},
         "confusion": {"pooled": confusion(rows),
                       "per_seed": {str(s): confusion([r for r in rows if r["seed"] == s]) for s in config.seeds}},
+        "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
         "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
         "lines": meta_evaluation(rows, perturbed),
         "models": rows,
@@ -391,6 +410,8 @@ def text_tables(bench: dict[str, Any]) -> str:
         lines.append(f"  {header:<16}" + "".join(f"{v:>14}" for v in VERDICTS))
         for t in TRUTHS:
             lines.append(f"  {t:<16}" + "".join(f"{conf['matrix'][t][v]:>14}" for v in VERDICTS))
+    for row in bench.get("undetermined", []):
+        lines.append(f"not scored (oracle UNDETERMINED): seed {row['seed']} {row['model']}: verdict {row['verdict']}")
     lines.append("")
     lines.append(f"{'line':<22} {'faithful':>9} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}")
     for name, row in bench["lines"].items():

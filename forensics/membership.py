@@ -24,14 +24,17 @@ facts are not independent). Control: 0.5 (F and H are exchangeable for a model t
 neither), or, when a reference model is given, the reference's AUC on the same data
 (paired bootstrap), which also gives MUSE's **PrivLeak** = (AUC_U - AUC_Ref) / AUC_Ref.
 
-Interpretation is two-sided: AUC well above the control means F still looks like
-training data; AUC well *below* it means U was pushed past a never-trained model on F
-(over-unlearning), which is just as much a trace that U treats F specially.
+Interpretation: AUC well above the control means F still looks like training data, as
+it does in O (recovery above the control: METHODS' control rule is one-sided). AUC well
+*below* it means U was pushed past a never-trained model on F (over-unlearning): a
+trace of the unlearning itself, not of the knowledge, so it is reported but does not
+vote (an over-unlearned model that really deleted F would otherwise be called
+SUPPRESSED).
 
 Vote (the four attacks form one family; CIs are Bonferroni-adjusted at ``1 - alpha/4``):
 
-- ``suppressed``: some attack's adjusted CI of ``AUC_U - control`` excludes 0 (either
-  direction). Reported effect: that attack's AUC (the largest |difference|).
+- ``suppressed``: some attack's adjusted CI of ``AUC_U - control`` lies above 0.
+  Reported effect: that attack's AUC (the largest difference).
 - ``deleted``: the procedure has power on this model pair (O's AUC for the same attack
   has an adjusted CI above ``0.5 + min_power``) and, for every attack, U's adjusted CI lies
   inside ``+-deleted_share * (AUC_O - 0.5)``: U is at most a quarter as member-like on F as
@@ -264,14 +267,21 @@ def membership_line(inputs: AuditInputs, config: MembershipConfig | None = None)
             "privleak": ((point["unlearned"] - point["reference"]) / point["reference"]
                          if "reference" in point else None),
         }
-    significant = [a for a in ATTACKS if table[a]["ci_family"][0] > 0 or table[a]["ci_family"][1] < 0]
+    significant = [a for a in ATTACKS if table[a]["ci_family"][0] > 0]
+    below = [a for a in ATTACKS if table[a]["ci_family"][1] < 0]
     if significant:
-        chosen = max(significant, key=lambda a: abs(table[a]["difference"]))
+        chosen = max(significant, key=lambda a: table[a]["difference"])
         row = table[chosen]
         vote = "suppressed"
-        reason = (f"{chosen}: F looks {'more' if row['difference'] > 0 else 'less'} like training data than the "
-                  f"control (AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})"
-                  + ("" if row["difference"] > 0 else ": over-unlearning, itself a trace"))
+        reason = (f"{chosen}: F looks more like training data than the control "
+                  f"(AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})")
+    elif below:
+        chosen = min(below, key=lambda a: table[a]["difference"])
+        row = table[chosen]
+        vote = None
+        reason = (f"{chosen}: F looks less like training data than the control (AUC {row['auc']['unlearned']:.2f} "
+                  f"vs {row['control']:.2f}): over-unlearning, a trace of the unlearning, not of the knowledge "
+                  "(no vote)")
     else:
         chosen = "min_k_pp"
         row = table[chosen]

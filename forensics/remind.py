@@ -34,10 +34,16 @@ set (whole subjects, seeded) to bound the cost.
 
 Vote: the landscape contrast. effect = mean slope on F in U, control = mean slope on H in
 U, CI by subject bootstrap, p by subject permutation (both :mod:`forensics.stats`).
-- ``suppressed``: the CI excludes 0 (two-sided: a flatter *or* sharper landscape on F than
-  on unseen facts is a trace that U still treats F specially);
-- ``deleted``: O shows the contrast (its CI excludes 0: the scan has power on this pair)
-  and U's CI lies inside ``+-deleted_share * |O's contrast|``;
+O's own contrast (the same statistic in O) is the signature of knowing F: in the zoo,
+memorised facts sit on a *sharper* landscape than unseen ones.
+- ``suppressed``: O shows the contrast (its CI excludes 0) and U's CI excludes 0 on the
+  *same side*: U still treats F as O does, beyond the holdout control (METHODS' control
+  rule is one-sided: recovery *above* the control). A contrast on the other side (F
+  flatter than H where O's F is sharper) is a trace of the unlearning itself, not of
+  knowledge: it is reported in the reason but does not vote. Voting on it (two-sided)
+  called a tiny-zoo ``retrain`` SUPPRESSED (F flatter than H, CI [-0.21, -0.02]);
+- ``deleted``: O shows the contrast (the scan has power on this pair) and U's CI lies
+  inside ``+-deleted_share * |O's contrast|``;
 - no vote otherwise.
 """
 
@@ -307,14 +313,22 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
     p = cluster_permutation_p(fU, gF, hU, gH, config.n_perm, config.seed)
     cu, co = contrast["unlearned"], contrast["original"]
     bound = config.deleted_share * abs(co["difference"])
-    if cu["ci"][0] > 0 or cu["ci"][1] < 0:
+    o_side = np.sign(co["difference"]) if (co["ci"][0] > 0 or co["ci"][1] < 0) else 0.0
+    u_side = 1.0 if cu["ci"][0] > 0 else -1.0 if cu["ci"][1] < 0 else 0.0
+    shape = lambda c: "sharper" if c["difference"] > 0 else "flatter"  # noqa: E731
+    if o_side and u_side == o_side:
         vote, reason = "suppressed", (
-            f"F's landscape in U is {'sharper' if cu['difference'] > 0 else 'flatter'} than unseen facts' "
+            f"F's landscape in U is {shape(cu)} than unseen facts', as in O "
             f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)")
-    elif (co["ci"][0] > 0 or co["ci"][1] < 0) and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
+    elif o_side and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
         vote, reason = "deleted", (
             f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
             f"({co['difference']:+.3f})")
+    elif u_side:
+        vote, reason = None, (
+            f"F's landscape in U is {shape(cu)} than unseen facts' "
+            + ("while O shows no contrast" if not o_side else f"where O's is {shape(co)}")
+            + ": a trace of the unlearning, not of the knowledge (no vote)")
     else:
         vote, reason = None, "no landscape contrast in U, but not enough power or precision to call it deleted"
     details = {

@@ -12,7 +12,10 @@ subject's last token, for a linear and an MLP probe, three probes:
    *below* H means U treats F specially (it knows what to avoid): shown, not voted on.
 3. **transfer**: fit on O's F activations of the training subjects, scored on U's F
    activations of the held-out subjects (does U keep O's geometry for F?). Control: the
-   same on H.
+   *same* O-fitted probe (fitted on all of O's F, same strength) scored on U's H. An
+   earlier control fitted a second probe on O's H and scored U's H with it; since O
+   never saw H that probe was a much weaker reader than the F-fitted one, the two tails
+   did not match, and a tiny-zoo ``llama_retrain`` got a false vote (CI [+0.004, +0.203]).
 
 Scores are chance-corrected per example (:mod:`probes.classifiers`), so 0 means "reads
 nothing". Recoverability = score(F) - score(H), with a bootstrap CI over subjects.
@@ -168,7 +171,8 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
         return out_of_fold_scores(kind, strength[:, None], X[(role, name)], [y], g, pc, X_score, a)[:, 0, 0]
 
     o_f = refit("O", "forget", yF, gF, aF, strength_o, [X[("O", "forget")], X[("U", "forget")]])
-    o_h = refit("O", "holdout", yH, gH, aH, strength_o, [X[("O", "holdout")], X[("U", "holdout")]])
+    o_h = refit("O", "holdout", yH, gH, aH, strength_o)[:, 0]
+    (t_h,) = fit_and_predict(kind, strength_o, X[("O", "forget")], yF, [X[("U", "holdout")]], pc, aF, [aH])
     u_f = refit("U", "forget", yF, gF, aF, strength_u)[:, 0]
     u_h = refit("U", "holdout", yH, gH, aH, strength_u)[:, 0]
     r_f, r_h = fit_and_predict(kind, strength_u, X[("U", "retain")], yR, [X[("U", "forget")], X[("U", "holdout")]],
@@ -177,8 +181,8 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     for d in range(n_depths):
         scores = {
             "refit": (u_f[d], u_h[d]),
-            "refit_original": (o_f[d, 0], o_h[d, 0]),
-            "transfer": (o_f[d, 1], o_h[d, 1]),
+            "refit_original": (o_f[d, 0], o_h[d]),
+            "transfer": (o_f[d, 1], stratified_chance_corrected(t_h[d], yH, yF, aH, aF)),
             "rfit": (stratified_chance_corrected(r_f[d], yF, yR, aF, aR),
                      stratified_chance_corrected(r_h[d], yH, yR, aH, aR)),
         }

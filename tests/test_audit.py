@@ -49,19 +49,24 @@ def test_verdict_rule_steps():
     assert decide([behaviour(), line("a", "deleted")], False).label == "INCONCLUSIVE"
     # O never knew F: nothing to forget
     assert decide([behaviour(o_f=0.1, o_h=0.1), line("a", "deleted")], True).label == "INCONCLUSIVE"
+    # one suppressed vote alone is not replicated: INCONCLUSIVE, with the line named
     one = decide([behaviour(), line("a", "suppressed"), line("b", None)], True)
-    assert (one.label, one.confidence, one.step) == ("SUPPRESSED", "medium", 3)
-    assert decide([behaviour(), line("a", "suppressed"), line("b", "suppressed")], True).confidence == "high"
-    mixed = decide([behaviour(), line("a", "suppressed"), line("b", "deleted")], True)
+    assert (one.label, one.step) == ("INCONCLUSIVE", 4) and [d["line"] for d in one.deciding] == ["a"]
+    assert decide([behaviour(), line("a", "suppressed"), line("b", "deleted")], True).label == "INCONCLUSIVE"
+    two = decide([behaviour(), line("a", "suppressed"), line("b", "suppressed")], True)
+    assert (two.label, two.confidence, two.step) == ("SUPPRESSED", "medium", 3)
+    three = [line(n, "suppressed") for n in "abc"]
+    assert decide([behaviour(), *three], True).confidence == "high"
+    mixed = decide([behaviour(), line("a", "suppressed"), line("c", "suppressed"), line("b", "deleted")], True)
     assert (mixed.label, mixed.confidence) == ("SUPPRESSED", "low")
-    assert [d["line"] for d in mixed.deciding] == ["a"] and [d["line"] for d in mixed.against] == ["b"]
+    assert [d["line"] for d in mixed.deciding] == ["a", "c"] and [d["line"] for d in mixed.against] == ["b"]
     assert decide([behaviour(), line("b", "deleted")], True).label == "DELETED"
     # descriptive lines, lines not run and trace votes never decide
     ignored = [line("c", "suppressed", "descriptive"), line("d", "suppressed", "not_run"), line("t", "modified")]
     assert decide([behaviour(), *ignored], True).label == "INCONCLUSIVE"
     assert decide([behaviour(), *ignored, line("b", "deleted")], True).label == "DELETED"
     assert decide([line("a", "suppressed")], True).label == "INCONCLUSIVE"  # no behaviour gate
-    assert len(RULE) == 6 and decide([behaviour(), line("b", "deleted")], True).to_json()["rule"] == list(RULE)
+    assert len(RULE) == 7 and decide([behaviour(), line("b", "deleted")], True).to_json()["rule"] == list(RULE)
 
 
 # --------------------------------------------------------------------------- end to end through the CLI

@@ -19,7 +19,11 @@ def test_measures():
     assert uds_stability(0.2, 0.2) == 1.0 and uds_stability(0.0, 0.0) == 1.0
     assert uds_stability(0.3, 0.1) == pytest.approx(0.5) and uds_stability(-0.1, 0.1) == 0.0
     assert scaled_stability(0.1, 0.3, 0.4) == pytest.approx(0.5) and scaled_stability(0, 9, 1) == 0.0
-    assert line_score({"line": "logit_lens", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(0.3)
+    assert line_score({"line": "cka", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(0.3)
+    assert line_score({"line": "logit_lens", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(-0.3)
+    remind = {"line": "remind", "status": "ok", "effect": 0.1, "control": 0.4}
+    assert line_score(remind | {"details": {"contrast": {"original": {"difference": -0.5}}}}) == pytest.approx(0.3)
+    assert line_score(remind | {"details": {"contrast": {"original": {"difference": 0.5}}}}) == pytest.approx(-0.3)
     assert line_score({"line": "behaviour", "status": "ok", "effect": 0.1, "control": 0.4}) == pytest.approx(-0.3)
     assert line_score({"line": "x", "status": "not_run", "effect": None, "control": None}) is None
     assert verdict_score({"label": "DELETED", "confidence": "high"}) == -1.0
@@ -31,7 +35,9 @@ def test_confusion_and_meta_evaluation_on_hand_made_rows():
     rows = [{"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "scores": {"a": 0.5, "verdict": 1.0}},
             {"truth": "NOT_FORGOTTEN", "verdict": "NOT_FORGOTTEN", "scores": {"a": 0.1, "verdict": 1.0}},
             {"truth": "DELETED", "verdict": "SUPPRESSED", "scores": {"a": 0.2, "verdict": 1.0}},
-            {"truth": "DELETED", "verdict": "DELETED", "scores": {"a": 0.0, "verdict": -1.0}}]
+            {"truth": "DELETED", "verdict": "DELETED", "scores": {"a": 0.0, "verdict": -1.0}},
+            # the oracle could not settle this one: listed by the bench, never scored
+            {"truth": "UNDETERMINED", "verdict": "SUPPRESSED", "scores": {"a": 9.0, "verdict": 1.0}}]
     conf = confusion(rows)
     assert conf["n"] == 4 and conf["correct"] == 3 and conf["accuracy"] == 0.75
     assert conf["deleted_called_suppressed"] == 1

@@ -42,7 +42,7 @@ def test_layout_and_labels(tiny_zoo: Path, manifest):
     assert set(manifest["labels"]) == EXPECTED_MODELS
     assert set(manifest["metrics"]["models"]) == EXPECTED_MODELS
     for name, label in manifest["labels"].items():
-        assert label["ground_truth"] in {"DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "ORIGINAL"}
+        assert label["ground_truth"] in {"DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "UNDETERMINED", "ORIGINAL"}
         assert label["method"] and label["architecture"] in {"gpt-neox", "llama"}
     assert manifest["size"] == "tiny" and manifest["seed"] == 0 and manifest["complete"]
 
@@ -130,8 +130,10 @@ def test_labels_follow_the_oracle(manifest):
     assert metrics["relearned"]["forget"]["accuracy"] >= 0.90
     for name in UNLEARNED:
         oracle = labels[name]["oracle"]
-        suppressed = oracle["ci95"][0] > 0 and oracle["difference"] >= margin
-        assert labels[name]["ground_truth"] == ("SUPPRESSED" if suppressed else "DELETED"), name
+        lo, hi = oracle["ci95"]
+        expected = ("SUPPRESSED" if lo > 0 and oracle["difference"] >= margin
+                    else "DELETED" if hi < margin else "UNDETERMINED")
+        assert labels[name]["ground_truth"] == expected, name
         assert oracle["difference"] == pytest.approx(oracle["acc_Fb_after"] - oracle["reference_acc_Fb_after"])
         ref = "llama_retrain" if name.startswith("llama") else "retrain"
         assert oracle["reference"] == ref

@@ -105,7 +105,7 @@ def _small_unlearn() -> UnlearnConfig:
     return config
 
 
-GROUND_TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "ORIGINAL")
+GROUND_TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "UNDETERMINED", "ORIGINAL")
 
 
 # ------------------------------------------------------------------------------ public
@@ -531,8 +531,11 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
             else:
                 entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle}
                 if oracle["ground_truth"] == "DELETED":
-                    oracle["note"] = ("the oracle found no recovery above the reference: this method "
+                    oracle["note"] = ("the oracle rules out a recovery above the reference: this method "
                                       "really deleted F in this build")
+                elif oracle["ground_truth"] == "UNDETERMINED":
+                    oracle["note"] = ("the oracle's CI straddles its margin: neither suppression nor deletion "
+                                      "is established for this build")
         labels[name] = entry
 
     # -- targets

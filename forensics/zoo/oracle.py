@@ -8,8 +8,11 @@ random (subject -> value), so nothing about F_b can be *learned* from F_a: a mod
 never knew F_b (``retrain``) stays near chance, and a model that recovers F_b well above
 ``retrain`` under the identical fine-tune still had F_b in its weights.
 
-Decision: SUPPRESSED when the paired difference acc_Fb(model) - acc_Fb(retrain) has a
-95% bootstrap CI above 0 *and* a mean of at least ``margin``; otherwise DELETED. The
+Decision, on the paired difference acc_Fb(model) - acc_Fb(retrain) and its 95% bootstrap
+CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least ``margin``; DELETED
+when the CI's upper bound is below ``margin`` (a recovery of that size is ruled out);
+UNDETERMINED otherwise (the CI straddles the margin: the oracle cannot settle it, and
+the bench leaves such a model out of its accuracy rather than guess a label). The
 bootstrap resamples F_b *subjects* (each subject's facts stay together: the templates
 of one fact are not independent), which is stricter than resampling single facts.
 """
@@ -66,9 +69,14 @@ def decide(model_probe: dict, reference_probe: dict, f_b: list[Fact], config: Or
     boots = per_subject[rng.integers(0, len(subjects), size=(config.n_boot, len(subjects)))].mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     mean = float(per_subject.mean())
-    suppressed = bool(lo > 0 and mean >= config.margin)
+    if lo > 0 and mean >= config.margin:
+        label = "SUPPRESSED"
+    elif hi < config.margin:
+        label = "DELETED"
+    else:
+        label = "UNDETERMINED"
     return {
-        "ground_truth": "SUPPRESSED" if suppressed else "DELETED",
+        "ground_truth": label,
         "acc_Fb_before": float(model_probe["before"].mean()),
         "acc_Fb_after": float(model_probe["after"].mean()),
         "acc_Fa_after": float(model_probe["acc_Fa_after"]),
@@ -77,7 +85,8 @@ def decide(model_probe: dict, reference_probe: dict, f_b: list[Fact], config: Or
         "ci95": [float(lo), float(hi)],
         "n_Fb_facts": len(f_b),
         "n_Fb_subjects": len(subjects),
-        "rule": f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}",
+        "rule": (f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
+                 f"{config.margin}; UNDETERMINED otherwise"),
         "budget": {"steps": config.steps, "lr": config.lr, "batch_size": config.batch_size,
                    "trainable": "all", "loss": "NLL(F_a answers)"},
     }
