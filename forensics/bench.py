@@ -396,14 +396,19 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-def text_tables(bench: dict[str, Any]) -> str:
-    """The confusion matrices and the line table as plain text (what the CLI prints)."""
-    lines = []
+def confusion_blocks(bench: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(title, confusion) for the pooled matrix, each seed's, and the perturbed models'."""
     blocks = [("pooled", bench["confusion"]["pooled"])] + [
         (f"seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()]
     if bench["perturbed"]:
-        blocks.append(("perturbed deleted models", bench["perturbed_confusion"]))
-    for title, conf in blocks:
+        blocks.append(("perturbed deleted models (4-bit, relearned on R)", bench["perturbed_confusion"]))
+    return blocks
+
+
+def text_tables(bench: dict[str, Any]) -> str:
+    """The confusion matrices and the line table as plain text (what the CLI prints)."""
+    lines = []
+    for title, conf in confusion_blocks(bench):
         lines.append(f"confusion ({title}): accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
                      f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}")
         header = "truth / verdict"
@@ -432,12 +437,8 @@ def render_html(bench: dict[str, Any]) -> str:
              f"<p>Zoo {e(bench['config']['zoo'])}, size {e(bench['config']['size'])}, seeds "
              f"{e(', '.join(map(str, bench['config']['seeds'])))}, profile {e(bench['config']['profile'])}; "
              f"{bench['seconds']:.0f} s.</p>"]
-    blocks = [("Pooled", bench["confusion"]["pooled"])] + [
-        (f"Seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()]
-    if bench["perturbed"]:
-        blocks.append(("Perturbed deleted models (4-bit, relearned on R)", bench["perturbed_confusion"]))
-    for title, conf in blocks:
-        parts.append(f"<h2>{e(title)}: accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
+    for title, conf in confusion_blocks(bench):
+        parts.append(f"<h2>{e(title.capitalize())}: accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
                      f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}</h2>")
         parts.append("<table><tr><th>truth \\ verdict</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>")
         for t in TRUTHS:
