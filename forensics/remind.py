@@ -272,6 +272,32 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
 
 # ------------------------------------------------------------------------------ the line
 
+def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
+    """The vote and its reason from U's and O's slope contrasts (F minus H, with CIs); see
+    the module docstring."""
+    cu, co = contrast["unlearned"], contrast["original"]
+    bound = config.deleted_share * abs(co["difference"])
+    o_side = np.sign(co["difference"]) if (co["ci"][0] > 0 or co["ci"][1] < 0) else 0.0
+    u_side = 1.0 if cu["ci"][0] > 0 else -1.0 if cu["ci"][1] < 0 else 0.0
+    shape = lambda c: "sharper" if c["difference"] > 0 else "flatter"  # noqa: E731
+    if o_side and u_side == o_side:
+        vote, reason = "suppressed", (
+            f"F's landscape in U is {shape(cu)} than unseen facts', as in O "
+            f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)")
+    elif o_side and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
+        vote, reason = "deleted", (
+            f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
+            f"({co['difference']:+.3f})")
+    elif u_side:
+        vote, reason = None, (
+            f"F's landscape in U is {shape(cu)} than unseen facts' "
+            + ("while O shows no contrast" if not o_side else f"where O's is {shape(co)}")
+            + ": a trace of the unlearning, not of the knowledge (no vote)")
+    else:
+        vote, reason = None, "no landscape contrast in U, but not enough power or precision to call it deleted"
+    return vote, reason
+
+
 @register("remind", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
 def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evidence:
     config = config or RemindConfig()
@@ -311,26 +337,8 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
         }
     fU, hU = u["forget"]["features"][:, s], u["holdout"]["features"][:, s]
     p = cluster_permutation_p(fU, gF, hU, gH, config.n_perm, config.seed)
-    cu, co = contrast["unlearned"], contrast["original"]
-    bound = config.deleted_share * abs(co["difference"])
-    o_side = np.sign(co["difference"]) if (co["ci"][0] > 0 or co["ci"][1] < 0) else 0.0
-    u_side = 1.0 if cu["ci"][0] > 0 else -1.0 if cu["ci"][1] < 0 else 0.0
-    shape = lambda c: "sharper" if c["difference"] > 0 else "flatter"  # noqa: E731
-    if o_side and u_side == o_side:
-        vote, reason = "suppressed", (
-            f"F's landscape in U is {shape(cu)} than unseen facts', as in O "
-            f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)")
-    elif o_side and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
-        vote, reason = "deleted", (
-            f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
-            f"({co['difference']:+.3f})")
-    elif u_side:
-        vote, reason = None, (
-            f"F's landscape in U is {shape(cu)} than unseen facts' "
-            + ("while O shows no contrast" if not o_side else f"where O's is {shape(co)}")
-            + ": a trace of the unlearning, not of the knowledge (no vote)")
-    else:
-        vote, reason = None, "no landscape contrast in U, but not enough power or precision to call it deleted"
+    cu = contrast["unlearned"]
+    vote, reason = decide(contrast, config)
     details = {
         "n_examples": {name: len(scan.facts[name]) for name in SETS},
         "dropped_too_short": scan.dropped,

@@ -11,7 +11,30 @@ import torch
 from forensics.data import Fact
 from forensics.evidence import AuditInputs
 from forensics.membership import sequence_losses
-from forensics.remind import RemindConfig, landscape_features, make_neighbours, nearest_tokens, remind_line
+from forensics.remind import RemindConfig, decide, landscape_features, make_neighbours, nearest_tokens, remind_line
+
+
+def contrast(o_ci, u_ci):
+    side = lambda ci: {"forget": 0.0, "holdout": 0.0, "difference": sum(ci) / 2, "ci": list(ci)}  # noqa: E731
+    return {"original": side(o_ci), "unlearned": side(u_ci)}
+
+
+def test_vote_is_one_sided_on_o_s_side():
+    config = RemindConfig(deleted_share=0.25)
+    # O's F is sharper than H; U's too: O's signature survives
+    assert decide(contrast((0.4, 0.6), (0.1, 0.3)), config)[0] == "suppressed"
+    # U's F flatter than H where O's is sharper: a trace of the unlearning, no vote
+    vote, reason = decide(contrast((0.4, 0.6), (-0.3, -0.1)), config)
+    assert vote is None and "trace of the unlearning" in reason
+    # the same holds when O's contrast is the other way round
+    assert decide(contrast((-0.6, -0.4), (-0.3, -0.1)), config)[0] == "suppressed"
+    assert decide(contrast((-0.6, -0.4), (0.1, 0.3)), config)[0] is None
+    # no contrast in O: no power, no vote either way
+    assert decide(contrast((-0.1, 0.1), (0.1, 0.3)), config)[0] is None
+    assert decide(contrast((-0.1, 0.1), (-0.01, 0.01)), config)[0] is None
+    # U within a quarter of O's contrast: deleted; a wider CI: no vote
+    assert decide(contrast((0.4, 0.6), (-0.1, 0.1)), config)[0] == "deleted"
+    assert decide(contrast((0.4, 0.6), (-0.1, 0.2)), config)[0] is None
 
 
 @pytest.fixture(scope="module")
