@@ -171,8 +171,8 @@ def plain_words(verdict: Verdict, behaviour: Evidence | None) -> str:
                    "hidden traces of them found nothing beyond what they find for facts no model ever saw.",
         "SUPPRESSED": "The unlearned model no longer produces the forgotten answers, but the knowledge is still "
                       "inside it: at least two independent tests recover it from the model's internals (or "
-                      "with a light attack) clearly beyond what the same tests recover for facts no model ever saw. The "
-                      "unlearning blocked the output; it did not remove the information.",
+                      "with a light attack) clearly beyond what the same tests recover for facts no model ever saw. "
+                      "The unlearning blocked the output; it did not remove the information.",
         "NOT_FORGOTTEN": "The unlearned model still answers the forget set much as the original does: "
                          "unlearning did not take effect at the level of behaviour.",
         "INCONCLUSIVE": "The audit cannot tell whether the knowledge was deleted or merely suppressed: "
