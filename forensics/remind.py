@@ -34,6 +34,12 @@ set (whole subjects, seeded) to bound the cost.
 
 Vote: the landscape contrast. effect = mean slope on F in U, control = mean slope on H in
 U, CI by subject bootstrap, p by subject permutation (both :mod:`forensics.stats`).
+The slopes are *length-adjusted* first (:func:`length_adjusted_slopes`): the slope falls
+with the number of tokens (about -0.13 per token on the small zoo, fitted on R), and F
+and H, both random draws of subjects, can differ in mean length by chance (small zoo,
+seed 2: 10.7 vs 11.2 tokens). Unadjusted, that gap alone gave the retrained model a
+contrast of +0.11, CI [+0.02, +0.21] (standard profile, seed 2: a false ``suppressed``);
+adjusted, +0.03 [-0.04, +0.11], while O's contrast stays +0.95 and npo's +0.53.
 O's own contrast (the same statistic in O) is the signature of knowing F: in the zoo,
 memorised facts sit on a *sharper* landscape than unseen ones.
 - ``suppressed``: O shows the contrast (its CI excludes 0) and U's CI excludes 0 on the
@@ -272,6 +278,17 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
 
 # ------------------------------------------------------------------------------ the line
 
+def length_adjusted_slopes(feats: dict[str, dict], scan: Scan) -> tuple[dict[str, np.ndarray], float]:
+    """Each example's slope moved to the retain set's mean length: ``slope - b * (n - mean_R(n))``
+    with ``b`` the least-squares slope of slope on token count ``n`` over R's examples (R is
+    neither side of the contrast). Returns the adjusted slopes per set and ``b``."""
+    s = FEATURES.index("slope")
+    n = {name: np.array([len(t) for t in scan.tokens[name]], dtype=float) for name in feats}
+    slopes = {name: feats[name]["features"][:, s] for name in feats}
+    b = float(np.polyfit(n["retain"], slopes["retain"], 1)[0]) if np.ptp(n["retain"]) > 0 else 0.0
+    return {name: slopes[name] - b * (n[name] - n["retain"].mean()) for name in feats}, b
+
+
 def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     """The vote and its reason from U's and O's slope contrasts (F minus H, with CIs); see
     the module docstring."""
@@ -306,7 +323,7 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
     if isinstance(scan, str):
         return Evidence.not_run(line, QUESTION, scan)
     u = scan_features(inputs.unlearned, scan, config)
-    o = scan_features(inputs.original, scan, config, sets=("forget", "holdout"))
+    o = scan_features(inputs.original, scan, config)
     for role, feats in (("unlearned", u), ("original", o)):
         if any(not np.isfinite(v["features"]).all() for v in feats.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite losses from the {role} model")
@@ -325,18 +342,18 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
         for b in ("LOSS", "zlib", "Min-K%++")
     }
 
-    # The vote: slope contrast F vs H, in U and (power) in O.
-    s = FEATURES.index("slope")
+    # The vote: length-adjusted slope contrast F vs H, in U and (power) in O.
     gF, gH = groups["forget"], groups["holdout"]
-    contrast = {}
+    contrast, per_token = {}, {}
     for role, feats in (("unlearned", u), ("original", o)):
-        f, h = feats["forget"]["features"][:, s], feats["holdout"]["features"][:, s]
+        adjusted, per_token[role] = length_adjusted_slopes(feats, scan)
+        f, h = adjusted["forget"], adjusted["holdout"]
         contrast[role] = {
             "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
             "ci": list(cluster_bootstrap_diff_ci(f, gF, h, gH, config.n_boot, config.seed)),
         }
-    fU, hU = u["forget"]["features"][:, s], u["holdout"]["features"][:, s]
-    p = cluster_permutation_p(fU, gF, hU, gH, config.n_perm, config.seed)
+        if role == "unlearned":
+            p = cluster_permutation_p(f, gF, h, gH, config.n_perm, config.seed)
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
     details = {
@@ -346,6 +363,8 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
         "feature_means": {role: {name: dict(zip(FEATURES, feats[name]["features"].mean(0).tolist())) for name in feats}
                           for role, feats in (("unlearned", u), ("original", o))},
         "contrast": contrast,
+        "slope_change_per_token_of_length": per_token,
+        "mean_tokens": {name: float(np.mean([len(t) for t in scan.tokens[name]])) for name in SETS},
         "classifiers": classifiers,
         "baselines": baselines,
         "split": {"train": int(len(train)), "test": int(len(test)), "grouped_by_subject": bool(has_subjects),

@@ -11,12 +11,38 @@ import torch
 from forensics.data import Fact
 from forensics.evidence import AuditInputs
 from forensics.membership import sequence_losses
-from forensics.remind import RemindConfig, decide, landscape_features, make_neighbours, nearest_tokens, remind_line
+from forensics.remind import (
+    FEATURES, RemindConfig, Scan, decide, landscape_features, length_adjusted_slopes, make_neighbours, nearest_tokens,
+    remind_line,
+)
 
 
 def contrast(o_ci, u_ci):
     side = lambda ci: {"forget": 0.0, "holdout": 0.0, "difference": sum(ci) / 2, "ci": list(ci)}  # noqa: E731
     return {"original": side(o_ci), "unlearned": side(u_ci)}
+
+
+def test_length_adjustment_removes_a_length_gap_and_keeps_a_real_one():
+    rng = np.random.default_rng(0)
+    lengths = {"forget": rng.integers(8, 12, 200), "retain": rng.integers(8, 15, 400),
+               "holdout": rng.integers(10, 15, 200)}
+    tokens = {k: [[1] * int(n) for n in v] for k, v in lengths.items()}
+    scan = Scan({k: [] for k in lengths}, tokens, {}, {})
+
+    def feats(shift):  # slope = 2 - 0.1 * length (+ shift on F), noise-free
+        out = {}
+        for k, n in lengths.items():
+            x = np.zeros((len(n), len(FEATURES)))
+            x[:, FEATURES.index("slope")] = 2 - 0.1 * n + (shift if k == "forget" else 0.0)
+            out[k] = {"features": x}
+        return out
+
+    raw = feats(0.0)
+    assert raw["forget"]["features"][:, -1].mean() - raw["holdout"]["features"][:, -1].mean() > 0.15  # F is shorter
+    adjusted, b = length_adjusted_slopes(raw, scan)
+    assert b == pytest.approx(-0.1) and adjusted["forget"].mean() == pytest.approx(adjusted["holdout"].mean())
+    adjusted, _ = length_adjusted_slopes(feats(0.5), scan)
+    assert adjusted["forget"].mean() - adjusted["holdout"].mean() == pytest.approx(0.5)
 
 
 def test_vote_is_one_sided_on_o_s_side():
