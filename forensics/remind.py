@@ -344,16 +344,16 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
 
     # The vote: length-adjusted slope contrast F vs H, in U and (power) in O.
     gF, gH = groups["forget"], groups["holdout"]
-    contrast, per_token = {}, {}
+    contrast, per_token, adjusted = {}, {}, {}
     for role, feats in (("unlearned", u), ("original", o)):
-        adjusted, per_token[role] = length_adjusted_slopes(feats, scan)
-        f, h = adjusted["forget"], adjusted["holdout"]
+        adjusted[role], per_token[role] = length_adjusted_slopes(feats, scan)
+        f, h = adjusted[role]["forget"], adjusted[role]["holdout"]
         contrast[role] = {
             "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
             "ci": list(cluster_bootstrap_diff_ci(f, gF, h, gH, config.n_boot, config.seed)),
         }
-        if role == "unlearned":
-            p = cluster_permutation_p(f, gF, h, gH, config.n_perm, config.seed)
+    p = cluster_permutation_p(adjusted["unlearned"]["forget"], gF, adjusted["unlearned"]["holdout"], gH,
+                              config.n_perm, config.seed)
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
     details = {
