@@ -18,8 +18,13 @@ subject bootstrap (per-fact paired differences), CIs Bonferroni-adjusted over th
 widths. O is quantized the same way as a check that quantization keeps knowledge
 readable at all (``details.original``).
 
-Vote: ``suppressed`` when some bit width's adjusted CI lies above 0 (rounding brings F
-back beyond H). Never ``deleted``: rounding only reverses unlearning that moved the
+Vote: ``suppressed`` when, at the bit width with the largest F-minus-H gain, the adjusted CI
+lies above 0 *and* the gain is at least ``min_recovered_share`` (10%) of the accuracy the
+unlearning removed (acc_F(O) - acc_F(U)): rounding brings back a material part of F,
+beyond H. The share floor keeps 1-point effects from voting: on the small zoo's three seeds
+no model recovered more than 3% of its gap, and the one CI above 0 (seed 1's retrained
+Llama: +0.01 on F vs -0.01 on H, CI [+0.004, +0.044], 3% of its 0.86 gap) was a false
+vote. Never ``deleted``: rounding only reverses unlearning that moved the
 weights less than a quantization step, so its failure says nothing about deletion.
 Weights or log-probs that turn NaN/inf after quantization: "not run", with the reason.
 """
@@ -48,6 +53,7 @@ class QuantizationConfig:
     n_perm: int = 2000
     seed: int = 0
     alpha: float = 0.05
+    min_recovered_share: float = 0.10
 
 
 @torch.no_grad()
@@ -136,12 +142,8 @@ def quantization_line(inputs: AuditInputs, config: QuantizationConfig | None = N
         }
     chosen = max(config.bits, key=lambda b: per_bits[b]["gain_forget"] - per_bits[b]["gain_holdout"])
     row = per_bits[chosen]
-    if row["ci_family"][0] > 0:
-        vote, why = "suppressed", (f"{chosen}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F "
-                                   f"against {row['gain_holdout']:+.2f} on H")
-    else:
-        vote, why = None, (f"quantization brings back nothing beyond the control (best: {chosen}-bit, "
-                           f"{row['gain_forget']:+.2f} on F vs {row['gain_holdout']:+.2f} on H); this attack never votes deleted")
+    removed = results["original"]["full"]["forget"].accuracy - u["full"]["forget"].accuracy
+    vote, why, share = decide(row, chosen, removed, config)
     return Evidence(
         line=line, question=QUESTION, status="ok",
         metric=f"greedy accuracy gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
@@ -149,10 +151,30 @@ def quantization_line(inputs: AuditInputs, config: QuantizationConfig | None = N
         effect=row["gain_forget"], control=row["gain_holdout"], ci=tuple(row["ci_family"]), p_value=row["p_value"],
         vote=vote, reason=why,
         details={"per_bits": {str(b): v for b, v in per_bits.items()}, "table": table,
+                 "accuracy_removed_on_forget": removed, "recovered_share": share,
+                 "min_recovered_share": config.min_recovered_share,
                  "scheme": {"symmetric": True, "granularity": "per output channel", "rounding": "nearest",
                             "quantize_head": config.quantize_head, "model": "transformers model from U's folder"}},
         figures={"quantization": _figure(table, config.bits)},
     )
+
+
+def decide(row: dict, bits: int, removed: float, config: QuantizationConfig) -> tuple[str | None, str, float]:
+    """(vote, reason, recovered share) for the chosen bit width's ``row`` (gains and
+    adjusted CI) given the accuracy on F the unlearning ``removed``; see the module docstring."""
+    recovered = row["gain_forget"] - row["gain_holdout"]
+    share = recovered / removed if removed > 0 else float("nan")
+    if row["ci_family"][0] > 0 and removed > 0 and share >= config.min_recovered_share:
+        return "suppressed", (f"{bits}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F against "
+                              f"{row['gain_holdout']:+.2f} on H ({share:.0%} of the {removed:.2f} unlearning removed)"), share
+    if row["ci_family"][0] > 0:
+        return None, (f"{bits}-bit quantization brings back {recovered:+.3f} accuracy on F beyond H, "
+                      + (f"{share:.0%} of the {removed:.2f} unlearning removed" if removed > 0
+                         else "but unlearning removed no accuracy from F")
+                      + f" (below the {config.min_recovered_share:.0%} floor): no vote"), share
+    return None, (f"quantization brings back nothing beyond the control (best: {bits}-bit, "
+                  f"{row['gain_forget']:+.2f} on F vs {row['gain_holdout']:+.2f} on H); "
+                  "this attack never votes deleted"), share
 
 
 def _figure(table: dict, bits: tuple[int, ...]) -> bytes:

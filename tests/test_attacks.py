@@ -121,6 +121,19 @@ def test_quantize_weight_is_per_channel_round_to_nearest():
     assert torch.equal(quantize_weight(w, 4)[5], w[5])  # an all-zero row stays zero, no NaN
 
 
+def test_quantization_vote_needs_a_material_recovery():
+    from forensics.quantization import QuantizationConfig, decide
+
+    cfg = QuantizationConfig()
+    small = {"gain_forget": 0.01, "gain_holdout": -0.01, "ci_family": [0.004, 0.044]}  # seed 1's llama_retrain
+    vote, why, share = decide(small, 4, 0.86, cfg)
+    assert vote is None and "floor" in why and abs(share - 0.02 / 0.86) < 1e-12
+    big = {"gain_forget": 0.30, "gain_holdout": 0.02, "ci_family": [0.20, 0.36]}
+    assert decide(big, 4, 0.86, cfg)[0] == "suppressed"
+    assert decide({**big, "ci_family": [-0.01, 0.5]}, 4, 0.86, cfg)[0] is None  # CI must exclude 0 too
+    assert decide(big, 4, 0.0, cfg)[0] is None  # nothing was removed: nothing to recover
+
+
 def test_quantization_nan_is_not_run(zoo, monkeypatch):
     import forensics.quantization as quant
 
