@@ -34,12 +34,18 @@ set (whole subjects, seeded) to bound the cost.
 
 Vote: the landscape contrast. effect = mean slope on F in U, control = mean slope on H in
 U, CI by subject bootstrap, p by subject permutation (both :mod:`forensics.stats`).
-The slopes are *length-adjusted* first (:func:`length_adjusted_slopes`): the slope falls
-with the number of tokens (about -0.13 per token on the small zoo, fitted on R), and F
-and H, both random draws of subjects, can differ in mean length by chance (small zoo,
-seed 2: 10.7 vs 11.2 tokens). Unadjusted, that gap alone gave the retrained model a
-contrast of +0.11, CI [+0.02, +0.21] (standard profile, seed 2: a false ``suppressed``);
-adjusted, +0.03 [-0.04, +0.11], while O's contrast stays +0.95 and npo's +0.53.
+The slopes are *length-adjusted* first (:func:`length_adjusted_slopes`, ANCOVA with the set
+as factor): the slope falls with the number of tokens, and F and H, both random draws of
+subjects, can differ in mean length by chance (small zoo, seed 2: 10.7 vs 11.2 tokens).
+Each slope is moved to F and H's mean length along the *common within-set* line, fitted on
+F, R and H together after removing each set's own mean (so what a model knows about one
+set does not tilt the line). Unadjusted, the length gap alone gave seed 2's retrained
+model +0.11, CI [+0.02, +0.21] (a false ``suppressed``). A line fitted on R alone (the
+first adjustment) over-corrected: R is trained data for every model and its slope falls
+about three times faster with length (-0.15 per token against -0.05 within F and H), and
+it gave 3 false votes in the small zoo's 18 retrain-type audits (seed 1). The pooled
+within-set line (about -0.09 per token) gives none; in 33 O-derived audits the vote is
+unchanged. (Measured on per-example slopes of all three seeds, standard profile.)
 O's own contrast (the same statistic in O) is the signature of knowing F: in the zoo,
 memorised facts sit on a *sharper* landscape than unseen ones.
 - ``suppressed``: O shows the contrast (its CI excludes 0) and U's CI excludes 0 on the
@@ -279,14 +285,19 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
 # ------------------------------------------------------------------------------ the line
 
 def length_adjusted_slopes(feats: dict[str, dict], scan: Scan) -> tuple[dict[str, np.ndarray], float]:
-    """Each example's slope moved to the retain set's mean length: ``slope - b * (n - mean_R(n))``
-    with ``b`` the least-squares slope of slope on token count ``n`` over R's examples (R is
-    neither side of the contrast). Returns the adjusted slopes per set and ``b``."""
+    """Each example's slope moved to the mean token count of F and H: ``slope - b * (n - n_FH)``,
+    with ``b`` the common within-set least-squares slope of slope on token count ``n`` over
+    every set (each set centred on its own means: ANCOVA with the set as factor). Returns
+    the adjusted slopes per set and ``b``."""
     s = FEATURES.index("slope")
     n = {name: np.array([len(t) for t in scan.tokens[name]], dtype=float) for name in feats}
     slopes = {name: feats[name]["features"][:, s] for name in feats}
-    b = float(np.polyfit(n["retain"], slopes["retain"], 1)[0]) if np.ptp(n["retain"]) > 0 else 0.0
-    return {name: slopes[name] - b * (n[name] - n["retain"].mean()) for name in feats}, b
+    dn = {name: n[name] - n[name].mean() for name in feats}
+    sxx = sum(float((dn[name] ** 2).sum()) for name in feats)
+    sxy = sum(float((dn[name] * (slopes[name] - slopes[name].mean())).sum()) for name in feats)
+    b = sxy / sxx if sxx > 0 else 0.0
+    ref = float(np.concatenate([n["forget"], n["holdout"]]).mean())
+    return {name: slopes[name] - b * (n[name] - ref) for name in feats}, b
 
 
 def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
