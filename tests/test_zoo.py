@@ -134,11 +134,11 @@ def test_labels_follow_the_oracle(manifest):
         expected = ("SUPPRESSED" if lo > 0 and oracle["difference"] >= margin
                     else "DELETED" if hi < margin else "UNDETERMINED")
         assert labels[name]["ground_truth"] == expected, name
-        assert oracle["difference"] == pytest.approx(oracle["acc_Fb_after"] - oracle["reference_acc_Fb_after"])
+        assert oracle["difference"] == pytest.approx(oracle["acc_held_out_after"] - oracle["reference_acc_held_out_after"])
         ref = "llama_retrain" if name.startswith("llama") else "retrain"
         assert oracle["reference"] == ref
         # the reference never saw F_b: the fine-tune on F_a leaves it near chance
-        assert labels[ref]["oracle"]["acc_Fb_after"] <= 0.3
+        assert labels[ref]["oracle"]["acc_held_out_after"] <= 0.3
 
 
 def test_training_is_deterministic():

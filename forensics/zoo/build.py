@@ -38,7 +38,7 @@ from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
 from forensics.zoo import world as W
-from forensics.zoo.oracle import OracleConfig, decide, relearn_probe, split_forget
+from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, split_forget
 from forensics.zoo.tokenizer import train_tokenizer
 from forensics.zoo.training import ArchConfig, encode_answers, encode_texts, make_model, nll, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
@@ -399,7 +399,7 @@ def _run_job(name: str) -> dict:
     metrics = _metrics_of(model, _arch(name), sh)
     attempts = {n: _metrics_of(a["model"], "gpt-neox", sh) | {"details": a["details"]}
                 for n, a in attempts.items()}
-    probe = relearn_probe(model, sh.tokenizer, sh.f_a, sh.f_b, cfg.oracle) if name in _PROBED else None
+    probe = crossfit_probe(model, sh.tokenizer, sh.f_a, sh.f_b, cfg.oracle) if name in _PROBED else None
     t2 = time.perf_counter()
     folder = sh.root / "models" / name
     model.save_pretrained(folder)
@@ -505,7 +505,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     metrics = {"models": {name: results[name]["metrics"] for name in MODEL_ORDER},
                "attempts": {n: a for name in MODEL_ORDER for n, a in results[name]["attempts"].items()}}
     probes = {name: results[name]["probe"] for name in _PROBED}
-    f_b = shared.f_b
+    held_out = shared.f_b + shared.f_a  # crossfit_probe's order
 
     # -- oracle and labels
     labels = {}
@@ -518,11 +518,11 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         elif name in ("retrain", "llama_retrain"):
             entry |= {"ground_truth": "DELETED", "oracle": {
                 "note": "by construction: never trained on F",
-                "acc_Fb_before": float(probes[name]["before"].mean()),
-                "acc_Fb_after": float(probes[name]["after"].mean()),
-                "acc_Fa_after": float(probes[name]["acc_Fa_after"])}}
+                "acc_held_out_before": float(probes[name]["before"].mean()),
+                "acc_held_out_after": float(probes[name]["after"].mean()),
+                "acc_tuned_half_after": float(probes[name]["acc_tuned_half_after"])}}
         else:
-            oracle = decide(probes[name], probes[reference], f_b, cfg.oracle) | {"reference": reference}
+            oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
             if name == "relearned":
                 f_acc = metrics["models"][name]["forget"]["accuracy"]
                 entry |= {"ground_truth": "NOT_FORGOTTEN", "oracle": oracle | {
@@ -568,7 +568,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         "targets": targets,
         "targets_missed": sorted(f"{n}: {k}" for n, t in targets.items() for k, ok in t.items() if not ok),
         "forget_split_for_oracle": {"F_a_subjects": sorted({f.subject for f in shared.f_a}),
-                                    "F_b_subjects": sorted({f.subject for f in f_b})},
+                                    "F_b_subjects": sorted({f.subject for f in shared.f_b})},
         "torch_threads": cfg.threads,
         "workers": workers,
         "stage_seconds": stage_seconds,

@@ -8,8 +8,14 @@ random (subject -> value), so nothing about F_b can be *learned* from F_a: a mod
 never knew F_b (``retrain``) stays near chance, and a model that recovers F_b well above
 ``retrain`` under the identical fine-tune still had F_b in its weights.
 
-Decision, on the paired difference acc_Fb(model) - acc_Fb(retrain) and its 95% bootstrap
-CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least ``margin``; DELETED
+Cross-fitted: the same is done the other way round (fine-tune on F_b, measure F_a), and
+the decision pools both held-out halves, so every forget subject is measured once. One
+direction alone was too noisy to label a model: on the small zoo's seed 1, ``llama_npo``
+gave +0.02 (CI [-0.05, +0.09]) from F_a to F_b but +0.10 (CI [+0.004, +0.20]) from F_b
+to F_a.
+
+Decision, on the paired difference acc(model) - acc(retrain) on the held-out facts and
+its 95% bootstrap CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least ``margin``; DELETED
 when the CI's upper bound is below ``margin`` (a recovery of that size is ruled out);
 UNDETERMINED otherwise (the CI straddles the margin: the oracle cannot settle it, and
 the bench leaves such a model out of its accuracy rather than guess a label). The
@@ -59,10 +65,21 @@ def relearn_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: Or
     return {"before": before, "after": after, "acc_Fa_after": a_after}
 
 
-def decide(model_probe: dict, reference_probe: dict, f_b: list[Fact], config: OracleConfig) -> dict:
-    """Compare a model's F_b recovery with the reference's; the label and its numbers."""
-    subjects = list(dict.fromkeys(f.subject for f in f_b))
-    index = {s: [i for i, f in enumerate(f_b) if f.subject == s] for s in subjects}
+def crossfit_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: OracleConfig) -> dict:
+    """:func:`relearn_probe` both ways (F_a -> F_b, then F_b -> F_a); per-fact correctness on
+    the held-out facts, in the order of ``f_b + f_a``."""
+    ab = relearn_probe(model, tokenizer, f_a, f_b, config)
+    ba = relearn_probe(model, tokenizer, f_b, f_a, config)
+    return {"before": np.concatenate([ab["before"], ba["before"]]),
+            "after": np.concatenate([ab["after"], ba["after"]]),
+            "acc_tuned_half_after": float(np.mean([ab["acc_Fa_after"], ba["acc_Fa_after"]]))}
+
+
+def decide(model_probe: dict, reference_probe: dict, held_out: list[Fact], config: OracleConfig) -> dict:
+    """Compare a model's recovery of the ``held_out`` facts (``f_b + f_a`` for
+    :func:`crossfit_probe`) with the reference's; the label and its numbers."""
+    subjects = list(dict.fromkeys(f.subject for f in held_out))
+    index = {s: [i for i, f in enumerate(held_out) if f.subject == s] for s in subjects}
     diff = model_probe["after"].astype(float) - reference_probe["after"].astype(float)
     per_subject = np.array([diff[index[s]].mean() for s in subjects])
     rng = np.random.default_rng(config.seed)
@@ -77,16 +94,17 @@ def decide(model_probe: dict, reference_probe: dict, f_b: list[Fact], config: Or
         label = "UNDETERMINED"
     return {
         "ground_truth": label,
-        "acc_Fb_before": float(model_probe["before"].mean()),
-        "acc_Fb_after": float(model_probe["after"].mean()),
-        "acc_Fa_after": float(model_probe["acc_Fa_after"]),
-        "reference_acc_Fb_after": float(reference_probe["after"].mean()),
+        "acc_held_out_before": float(model_probe["before"].mean()),
+        "acc_held_out_after": float(model_probe["after"].mean()),
+        "acc_tuned_half_after": float(model_probe["acc_tuned_half_after"]),
+        "reference_acc_held_out_after": float(reference_probe["after"].mean()),
         "difference": mean,
         "ci95": [float(lo), float(hi)],
-        "n_Fb_facts": len(f_b),
-        "n_Fb_subjects": len(subjects),
+        "n_held_out_facts": len(held_out),
+        "n_held_out_subjects": len(subjects),
         "rule": (f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
                  f"{config.margin}; UNDETERMINED otherwise"),
         "budget": {"steps": config.steps, "lr": config.lr, "batch_size": config.batch_size,
-                   "trainable": "all", "loss": "NLL(F_a answers)"},
+                   "trainable": "all", "loss": "NLL(answers of the tuned half)",
+                   "cross_fitted": "F_a -> F_b and F_b -> F_a, held-out halves pooled"},
     }
