@@ -44,7 +44,7 @@ model +0.11, CI [+0.02, +0.21] (a false ``suppressed``). A line fitted on R alon
 first adjustment) over-corrected: R is trained data for every model and its slope falls
 about three times faster with length (-0.15 per token against -0.05 within F and H), and
 it gave 3 false votes in the small zoo's 18 retrain-type audits (seed 1). The pooled
-within-set line (about -0.09 per token) gives none; in 33 O-derived audits the vote is
+within-set line (about -0.09 per token) gives none; in the 31 O-derived audits the vote is
 unchanged. (Measured on per-example slopes of all three seeds, standard profile.)
 O's own contrast (the same statistic in O) is the signature of knowing F: in the zoo,
 memorised facts sit on a *sharper* landscape than unseen ones.
