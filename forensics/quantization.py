@@ -165,8 +165,9 @@ def decide(row: dict, bits: int, removed: float, config: QuantizationConfig) -> 
     recovered = row["gain_forget"] - row["gain_holdout"]
     share = recovered / removed if removed > 0 else float("nan")
     if row["ci_family"][0] > 0 and removed > 0 and share >= config.min_recovered_share:
-        return "suppressed", (f"{bits}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F against "
-                              f"{row['gain_holdout']:+.2f} on H ({share:.0%} of the {removed:.2f} unlearning removed)"), share
+        return "suppressed", (f"{bits}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F "
+                              f"against {row['gain_holdout']:+.2f} on H ({share:.0%} of the {removed:.2f} "
+                              "unlearning removed)"), share
     if row["ci_family"][0] > 0:
         return None, (f"{bits}-bit quantization brings back {recovered:+.3f} accuracy on F beyond H, "
                       + (f"{share:.0%} of the {removed:.2f} unlearning removed" if removed > 0

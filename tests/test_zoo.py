@@ -134,10 +134,11 @@ def test_labels_follow_the_oracle(manifest):
         expected = ("SUPPRESSED" if lo > 0 and oracle["difference"] >= margin
                     else "DELETED" if hi < margin else "UNDETERMINED")
         assert labels[name]["ground_truth"] == expected, name
-        assert oracle["difference"] == pytest.approx(oracle["acc_held_out_after"] - oracle["reference_acc_held_out_after"])
+        gain = oracle["acc_held_out_after"] - oracle["reference_acc_held_out_after"]
+        assert oracle["difference"] == pytest.approx(gain)
         ref = "llama_retrain" if name.startswith("llama") else "retrain"
         assert oracle["reference"] == ref
-        # the reference never saw F_b: the fine-tune on F_a leaves it near chance
+        # the reference never saw F: fine-tuning on one half leaves the other near chance
         assert labels[ref]["oracle"]["acc_held_out_after"] <= 0.3
 
 

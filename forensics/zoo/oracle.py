@@ -15,12 +15,13 @@ gave +0.02 (CI [-0.05, +0.09]) from F_a to F_b but +0.10 (CI [+0.004, +0.20]) fr
 to F_a.
 
 Decision, on the paired difference acc(model) - acc(retrain) on the held-out facts and
-its 95% bootstrap CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least ``margin``; DELETED
-when the CI's upper bound is below ``margin`` (a recovery of that size is ruled out);
-UNDETERMINED otherwise (the CI straddles the margin: the oracle cannot settle it, and
-the bench leaves such a model out of its accuracy rather than guess a label). The
-bootstrap resamples F_b *subjects* (each subject's facts stay together: the templates
-of one fact are not independent), which is stricter than resampling single facts.
+its 95% bootstrap CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least
+``margin``; DELETED when the CI's upper bound is below ``margin`` (a recovery of that
+size is ruled out); UNDETERMINED otherwise (the CI straddles the margin: the oracle
+cannot settle it, and the bench leaves such a model out of its accuracy rather than guess
+a label). The bootstrap resamples held-out *subjects* (each subject's facts stay
+together: the templates of one fact are not independent), which is stricter than
+resampling single facts.
 """
 
 from __future__ import annotations
