@@ -284,13 +284,17 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
 
 # ------------------------------------------------------------------------------ the line
 
-def length_adjusted_slopes(feats: dict[str, dict], scan: Scan) -> tuple[dict[str, np.ndarray], float]:
+def token_counts(scan: Scan) -> dict[str, np.ndarray]:
+    """Each example's token count, per set."""
+    return {name: np.array([len(t) for t in tokens], dtype=float) for name, tokens in scan.tokens.items()}
+
+
+def length_adjusted_slopes(feats: dict[str, dict], n: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
     """Each example's slope moved to the mean token count of F and H: ``slope - b * (n - n_FH)``,
-    with ``b`` the common within-set least-squares slope of slope on token count ``n`` over
-    every set (each set centred on its own means: ANCOVA with the set as factor). Returns
-    the adjusted slopes per set and ``b``."""
+    with ``n`` the token counts (:func:`token_counts`) and ``b`` the common within-set
+    least-squares slope of slope on ``n`` over every set (each set centred on its own means:
+    ANCOVA with the set as factor). Returns the adjusted slopes per set and ``b``."""
     s = FEATURES.index("slope")
-    n = {name: np.array([len(t) for t in scan.tokens[name]], dtype=float) for name in feats}
     slopes = {name: feats[name]["features"][:, s] for name in feats}
     dn = {name: n[name] - n[name].mean() for name in feats}
     sxx = sum(float((dn[name] ** 2).sum()) for name in feats)
@@ -355,9 +359,10 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
 
     # The vote: length-adjusted slope contrast F vs H, in U and (power) in O.
     gF, gH = groups["forget"], groups["holdout"]
+    n_tokens = token_counts(scan)
     contrast, per_token, adjusted = {}, {}, {}
     for role, feats in (("unlearned", u), ("original", o)):
-        adjusted[role], per_token[role] = length_adjusted_slopes(feats, scan)
+        adjusted[role], per_token[role] = length_adjusted_slopes(feats, n_tokens)
         f, h = adjusted[role]["forget"], adjusted[role]["holdout"]
         contrast[role] = {
             "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
@@ -375,7 +380,7 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
                           for role, feats in (("unlearned", u), ("original", o))},
         "contrast": contrast,
         "slope_change_per_token_of_length": per_token,
-        "mean_tokens": {name: float(np.mean([len(t) for t in scan.tokens[name]])) for name in SETS},
+        "mean_tokens": {name: float(n_tokens[name].mean()) for name in SETS},
         "classifiers": classifiers,
         "baselines": baselines,
         "split": {"train": int(len(train)), "test": int(len(test)), "grouped_by_subject": bool(has_subjects),

@@ -13,7 +13,7 @@ from forensics.evidence import AuditInputs
 from forensics.membership import sequence_losses
 from forensics.remind import (
     FEATURES, RemindConfig, Scan, decide, landscape_features, length_adjusted_slopes, make_neighbours, nearest_tokens,
-    remind_line,
+    remind_line, token_counts,
 )
 
 
@@ -39,9 +39,9 @@ def test_length_adjustment_removes_a_length_gap_and_keeps_a_real_one():
 
     raw = feats(0.0)
     assert raw["forget"]["features"][:, -1].mean() - raw["holdout"]["features"][:, -1].mean() > 0.15  # F is shorter
-    adjusted, b = length_adjusted_slopes(raw, scan)
+    adjusted, b = length_adjusted_slopes(raw, token_counts(scan))
     assert b == pytest.approx(-0.1) and adjusted["forget"].mean() == pytest.approx(adjusted["holdout"].mean())
-    adjusted, b = length_adjusted_slopes(feats(0.5), scan)
+    adjusted, b = length_adjusted_slopes(feats(0.5), token_counts(scan))
     # F's own shift (what a model knows about F) does not tilt the common within-set line
     assert b == pytest.approx(-0.1)
     assert adjusted["forget"].mean() - adjusted["holdout"].mean() == pytest.approx(0.5)

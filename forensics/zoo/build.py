@@ -38,7 +38,7 @@ from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
 from forensics.zoo import world as W
-from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, split_forget
+from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
 from forensics.zoo.tokenizer import train_tokenizer
 from forensics.zoo.training import ArchConfig, encode_answers, encode_texts, make_model, nll, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
@@ -505,7 +505,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     metrics = {"models": {name: results[name]["metrics"] for name in MODEL_ORDER},
                "attempts": {n: a for name in MODEL_ORDER for n, a in results[name]["attempts"].items()}}
     probes = {name: results[name]["probe"] for name in _PROBED}
-    held_out = shared.f_b + shared.f_a  # crossfit_probe's order
+    held_out = held_out_facts(shared.f_a, shared.f_b)
 
     # -- oracle and labels
     labels = {}

@@ -66,9 +66,14 @@ def relearn_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: Or
     return {"before": before, "after": after, "acc_Fa_after": a_after}
 
 
+def held_out_facts(f_a: list[Fact], f_b: list[Fact]) -> list[Fact]:
+    """The facts :func:`crossfit_probe` scores, in its order: F_b (tuned on F_a), then F_a."""
+    return f_b + f_a
+
+
 def crossfit_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: OracleConfig) -> dict:
     """:func:`relearn_probe` both ways (F_a -> F_b, then F_b -> F_a); per-fact correctness on
-    the held-out facts, in the order of ``f_b + f_a``."""
+    the held-out facts, in the order of :func:`held_out_facts`."""
     ab = relearn_probe(model, tokenizer, f_a, f_b, config)
     ba = relearn_probe(model, tokenizer, f_b, f_a, config)
     return {"before": np.concatenate([ab["before"], ba["before"]]),
@@ -77,7 +82,7 @@ def crossfit_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: O
 
 
 def decide(model_probe: dict, reference_probe: dict, held_out: list[Fact], config: OracleConfig) -> dict:
-    """Compare a model's recovery of the ``held_out`` facts (``f_b + f_a`` for
+    """Compare a model's recovery of the ``held_out`` facts (:func:`held_out_facts` for
     :func:`crossfit_probe`) with the reference's; the label and its numbers."""
     subjects = list(dict.fromkeys(f.subject for f in held_out))
     index = {s: [i for i, f in enumerate(held_out) if f.subject == s] for s in subjects}
