@@ -1,6 +1,7 @@
 """unlearning-forensics: was the knowledge deleted, or only suppressed?
 
 The package is offline by construction: it never contacts a model hub.
+``forensics.audit(...)`` is :func:`forensics.pipeline.audit`.
 """
 
 import os as _os
@@ -17,10 +18,9 @@ __version__ = "0.1.0"
 __all__ = ["ForensicsInputError", "__version__", "audit"]
 
 
-def __getattr__(name: str):
-    """``forensics.audit(...)``: the audit API, imported on first use (it pulls in torch)."""
-    if name == "audit":
-        import importlib
+def audit(*args, **kwargs):
+    """Audit an unlearned model against its original: :func:`forensics.pipeline.audit`
+    (imported on first use: it pulls in torch)."""
+    from forensics.pipeline import audit as run
 
-        return importlib.import_module("forensics.audit")  # a callable module: calls audit.audit
-    raise AttributeError(f"module 'forensics' has no attribute {name!r}")
+    return run(*args, **kwargs)

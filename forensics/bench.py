@@ -13,7 +13,7 @@
    any method whose build the zoo's oracle found to have deleted F) twice and audits the
    perturbed copies the same way:
    - ``<name>~q4``: every ``nn.Linear`` weight of the blocks quantized to 4 bits
-     (round-to-nearest per output channel, :func:`forensics.quantization.quantize_model`);
+     (round-to-nearest per output channel, :func:`forensics.quantize.quantize_model`);
    - ``<name>~relearn``: one epoch of fine-tuning on data unrelated to F: the retain facts R
      (disjoint subjects; loss on the answer tokens, AdamW, lr ``relearn_lr``, batch 16,
      shuffled with the seed).
@@ -87,13 +87,6 @@ VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
 PERTURBATIONS = ("q4", "relearn")
 
-#: Lines whose score is the signed effect - control (they vote only on F above the control);
-#: every other line (and any line added later) scores |effect - control|.
-SIGNED_LINES = ("behaviour", "attribute_probes", "logit_lens", "steering_restoration", "relearning_attack",
-                "quantization_attack", "membership_inference")
-#: Lines that vote on U's contrast only on the side where O shows it: the score is signed by
-#: O's side (``details`` path to O's contrast).
-O_ORIENTED_LINES = {"remind": ("contrast", "original", "difference")}
 CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
 
 #: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
@@ -118,18 +111,23 @@ class BenchConfig:
 
 
 def line_score(entry: dict[str, Any]) -> float | None:
-    """A line's score for one audited model (see the module docstring), from its results.json entry."""
+    """A line's score for one audited model (see the module docstring), from its results.json
+    entry, oriented by the side of the control the line declares (:data:`forensics.registry.Side`;
+    a line not registered here scores ``|effect - control|``)."""
+    from forensics.registry import discover_lines
+
     if entry.get("status") == "not_run" or entry.get("effect") is None or entry.get("control") is None:
         return None
     diff = float(entry["effect"]) - float(entry["control"])
     if not math.isfinite(diff):
         return None
-    if entry["line"] in O_ORIENTED_LINES:
+    spec = discover_lines()[0].get(entry["line"])
+    if spec is not None and spec.side == "o_side":
         o_side: Any = entry.get("details") or {}
-        for key in O_ORIENTED_LINES[entry["line"]]:
+        for key in spec.o_side_path:
             o_side = o_side.get(key, {}) if isinstance(o_side, dict) else {}
         return diff * (-1.0 if isinstance(o_side, (int, float)) and o_side < 0 else 1.0)
-    return diff if entry["line"] in SIGNED_LINES else abs(diff)
+    return diff if spec is not None and spec.side == "above" else abs(diff)
 
 
 def verdict_score(verdict: dict[str, Any]) -> float:
@@ -226,7 +224,7 @@ def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: Ben
     import torch
 
     from forensics.loading import load_hf_model, load_tokenizer
-    from forensics.quantization import quantize_model
+    from forensics.quantize import quantize_model
 
     if (dest / "config.json").is_file():
         return dest
@@ -235,7 +233,7 @@ def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: Ben
     if kind == "q4":
         quantize_model(model, 4)
     elif kind == "relearn":
-        from forensics.zoo.training import encode_answers, nll
+        from forensics.finetune import encode_answers, nll, run_steps
 
         torch.manual_seed(seed)
         batch = encode_answers(tokenizer, list(retain_facts))
@@ -243,15 +241,9 @@ def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: Ben
         params = [p for p in model.parameters()]
         for p in params:
             p.requires_grad_(True)
-        opt = torch.optim.AdamW(params, lr=config.relearn_lr, weight_decay=0.0)
-        model.train()
-        for start in range(0, len(order), config.relearn_batch):
-            loss = nll(model, batch.take(order[start:start + config.relearn_batch]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-        model.eval()
+        size = config.relearn_batch
+        run_steps(model, params, lambda step: nll(model, batch.take(order[step * size:(step + 1) * size])),
+                  steps=-(-len(order) // size), lr=config.relearn_lr, betas=(0.9, 0.999))
     else:
         raise ValueError(f"unknown perturbation {kind!r}")
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
@@ -287,7 +279,7 @@ def _original_of(name: str) -> str:
 def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int,
                 config: BenchConfig, progress: bool) -> dict[str, Any]:
     """Audit one model (or read back a finished audit from an interrupted bench)."""
-    from forensics.audit import audit
+    from forensics.pipeline import audit
 
     done = out / "results.json"
     if done.is_file():
@@ -306,7 +298,7 @@ def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Pa
 def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None,
               progress: bool = True) -> dict[str, Any]:
     """Run the bench (see the module docstring); returns what ``bench.json`` holds."""
-    from forensics.audit import PROFILES
+    from forensics.profiles import PROFILES
     from forensics.data import load_facts
     from forensics.output import atomic_output_dir, check_output_dir
 

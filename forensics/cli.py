@@ -11,6 +11,8 @@ Commands:
   forensics audit --original O --unlearned U --forget F.jsonl --retain R.jsonl [--holdout H.jsonl]
                   [--reference REF] [--sequences S.jsonl] --out DIR [--device] [--dtype] [--seed N]
                   [--profile quick|standard|thorough] [--redact] [--cache DIR] [--lines a,b]
+                  [--set LINE.FIELD=VALUE ...]
+  forensics lines [NAME ...]
   forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
   forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]
 """
@@ -79,10 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--redact", action="store_true", help="replace fact text by ids in the reports")
     audit.add_argument("--lines", help="comma-separated evidence lines to run (default: every line the inputs "
                                        "allow; behaviour always runs)")
+    audit.add_argument("--set", action="append", default=[], metavar="LINE.FIELD=VALUE", dest="settings",
+                       help="override one field of a line's configuration (repeatable; after the profile; "
+                            "`forensics lines` lists the fields)")
     audit.add_argument("--cache", type=Path,
                        help="activation / resume cache to keep and share (default: .OUT.cache beside --out, "
                             "deleted after a successful run)")
     _device_args(audit)
+
+    lines = sub.add_parser("lines", help="list the evidence lines: question, needs, votes and configuration fields")
+    lines.add_argument("names", nargs="*", help="only these lines")
 
     demo = sub.add_parser("demo", help="build the small zoo (cached) and audit two of its models")
     demo.add_argument("--zoo", type=Path, default=DEFAULT_ZOO, help="zoo folder (built if missing)")
@@ -121,27 +129,22 @@ def cmd_zoo_build(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from forensics.data import load_facts, load_sequences
-    from forensics.loading import check_pair, load_model
+    """Load and validate exactly as an audit does (:func:`forensics.inputs.load_inputs`), then report."""
+    from forensics.inputs import load_inputs
 
-    original = load_model(args.original, args.device, args.dtype)
+    inputs = load_inputs(args.original, args.unlearned, args.forget, args.retain, args.holdout,
+                         sequences=args.sequences, device=args.device, dtype=args.dtype)
+    original = inputs.original
     print(f"original   {original.path}: {original.architecture}, {original.n_layers} layers, ok")
-    if args.unlearned:
-        unlearned = load_model(args.unlearned, args.device, args.dtype)
-        check_pair(original, unlearned)
-        print(f"unlearned  {unlearned.path}: matches the original's architecture, shapes and vocabulary")
+    if inputs.unlearned is not None:
+        print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary")
     for name in ("forget", "retain", "holdout"):
-        path = getattr(args, name)
-        if path:
-            facts, warnings = load_facts(path, original.tokenizer)
-            print(f"{name:<10} {path}: {len(facts)} facts" + (f", {len(warnings)} warnings" if warnings else ""))
-            for warning in warnings:
-                print(f"  warning: {warning}")
-    if args.sequences:
-        sequences, warnings = load_sequences(args.sequences)
-        print(f"sequences  {args.sequences}: {len(sequences)} sequences")
-        for warning in warnings:
-            print(f"  warning: {warning}")
+        if inputs.records.get(name):
+            print(f"{name:<10} {getattr(args, name)}: {inputs.records[name]['n']} facts")
+    if inputs.records.get("sequences"):
+        print(f"sequences  {args.sequences}: {inputs.records['sequences']['n']} sequences")
+    for warning in inputs.warnings:
+        print(f"  warning: {warning}")
     return 0
 
 
@@ -183,13 +186,16 @@ def _command_line() -> str:
 
 
 def cmd_audit(args) -> int:
-    from forensics.audit import audit
+    from forensics.config import parse_overrides
+    from forensics.pipeline import audit
+    from forensics.registry import discover_lines
 
+    settings = parse_overrides(args.settings, discover_lines()[0]) if args.settings else None
     result = audit(
         original=args.original, unlearned=args.unlearned, forget=args.forget, retain=args.retain,
         holdout=args.holdout, reference=args.reference, sequences=args.sequences, out=args.out,
         device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile, redact=args.redact,
-        cache_dir=args.cache, command=_command_line(),
+        cache_dir=args.cache, command=_command_line(), settings=settings,
         lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     _print_result(result)
@@ -219,8 +225,8 @@ def cmd_demo(args) -> int:
     import shutil
     import time
 
-    from forensics.audit import audit
     from forensics.loading import load_model
+    from forensics.pipeline import audit
     from forensics.zoo import build_zoo
 
     started = time.time()
@@ -274,8 +280,34 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_lines(args) -> int:
+    """Print each evidence line: question, needs, votes, side of the control, method and config fields."""
+    from forensics.config import describe_config
+    from forensics.registry import discover_lines
+
+    registry, broken = discover_lines()
+    unknown = sorted(set(args.names) - set(registry))
+    if unknown:
+        raise ForensicsInputError(f"unknown evidence line(s) {', '.join(unknown)}; known: {', '.join(registry)}")
+    for name, spec in registry.items():
+        if args.names and name not in args.names:
+            continue
+        print(f"{name}  ({spec.module})")
+        print(f"  question: {spec.question}")
+        print(f"  needs:    {', '.join(spec.needs)}")
+        print(f"  votes:    {', '.join(spec.votes) or 'none (descriptive)'}; control side: {spec.side}")
+        if spec.config is not None:
+            print(f"  config ({spec.config.__name__}; set with --set {name}.FIELD=VALUE):")
+            for path, kind, default, doc in describe_config(spec.config):
+                print(f"    {path:<28} {kind:<18} {default:<14} {doc}")
+        print()
+    for module, error in broken.items():
+        print(f"not loaded: {module}: {error}")
+    return 0
+
+
 COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, "audit": cmd_audit,
-            "demo": cmd_demo, "bench": cmd_bench}
+            "lines": cmd_lines, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

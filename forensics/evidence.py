@@ -14,8 +14,8 @@ declares what it *needs* (which models and data sets) and returns an :class:`Evi
 - ``figures``: name -> PNG bytes.
 
 A line that cannot run on the given inputs returns ``Evidence.not_run(...)`` with the
-reason instead of a meaningless number. Lines register themselves in
-:data:`EVIDENCE_LINES` with :func:`register`.
+reason instead of a meaningless number. Lines are declared with
+:func:`forensics.registry.register`.
 """
 
 from __future__ import annotations
@@ -23,21 +23,15 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
-
-if TYPE_CHECKING:
-    from forensics.data import Fact, Sequence
-    from forensics.loading import LoadedModel
+from typing import Any, Literal
 
 Status = Literal["ok", "descriptive", "not_run"]
 Vote = Literal["deleted", "suppressed", "not_forgotten", "modified", "unmodified"]
 
-#: What a line may declare it needs.
-REQUIREMENTS = ("original", "unlearned", "reference", "forget", "retain", "holdout", "sequences")
-
-
 @dataclass
 class Evidence:
+    """What one evidence line found (see the module docstring for the fields)."""
+
     line: str
     question: str
     status: Status
@@ -53,15 +47,19 @@ class Evidence:
 
     @property
     def difference(self) -> float | None:
+        """``effect - control`` (None when either is missing)."""
         if self.effect is None or self.control is None:
             return None
         return self.effect - self.control
 
     @classmethod
     def not_run(cls, line: str, question: str, reason: str) -> "Evidence":
+        """A line that could not run, with the reason."""
         return cls(line=line, question=question, status="not_run", reason=reason)
 
     def to_json(self, include_figures: bool = False) -> dict[str, Any]:
+        """The line's ``results.json`` entry; ``include_figures`` adds the PNGs as base64
+        (``figure_data``), as the resume cache stores them."""
         out = {
             "line": self.line,
             "question": self.question,
@@ -81,50 +79,15 @@ class Evidence:
             out["figure_data"] = {k: base64.b64encode(v).decode() for k, v in self.figures.items()}
         return out
 
-
-@dataclass
-class AuditInputs:
-    """What an audit hands to every evidence line. Optional parts may be ``None``."""
-
-    original: "LoadedModel"
-    unlearned: "LoadedModel"
-    forget: "list[Fact]"
-    retain: "list[Fact]"
-    holdout: "list[Fact] | None" = None
-    reference: "LoadedModel | None" = None
-    sequences: "list[Sequence] | None" = None
-
-    def available(self) -> set[str]:
-        return {name for name in REQUIREMENTS if getattr(self, name) is not None}
-
-
-@dataclass(frozen=True)
-class EvidenceLine:
-    """A registered evidence line: its name, its question, what it needs, how to run it."""
-
-    name: str
-    question: str
-    needs: tuple[str, ...]
-    run: Callable[..., Evidence]
-
-    def missing(self, available: set[str]) -> list[str]:
-        return [need for need in self.needs if need not in available]
-
-
-EVIDENCE_LINES: dict[str, EvidenceLine] = {}
-
-
-def register(name: str, question: str, needs: tuple[str, ...]):
-    """Decorator: register ``run(inputs, config) -> Evidence`` as an evidence line."""
-    unknown = set(needs) - set(REQUIREMENTS)
-    if unknown:
-        raise ValueError(f"unknown requirements {sorted(unknown)}")
-
-    def wrap(run: Callable[..., Evidence]) -> Callable[..., Evidence]:
-        EVIDENCE_LINES[name] = EvidenceLine(name=name, question=question, needs=needs, run=run)
-        return run
-
-    return wrap
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Evidence":
+        """The inverse of :meth:`to_json` (figures only when ``figure_data`` is present)."""
+        return cls(
+            line=obj["line"], question=obj["question"], status=obj["status"], effect=obj["effect"],
+            control=obj["control"], ci=tuple(obj["ci"]) if obj["ci"] else None, p_value=obj["p_value"],
+            vote=obj["vote"], reason=obj["reason"], metric=obj["metric"], details=obj["details"],
+            figures={k: base64.b64decode(v) for k, v in obj.get("figure_data", {}).items()},
+        )
 
 
 def jsonable(value: Any) -> Any:

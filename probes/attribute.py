@@ -48,12 +48,13 @@ Vote:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from forensics.capture import CaptureSpec, capture_facts, resid_hooks
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.capture import CaptureSpec, resid_hooks
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci
 from probes.classifiers import (
     Labels, ProbeConfig, ProbeError, check_probe_data, fit_and_predict, out_of_fold_scores, strength_grid,
@@ -63,6 +64,15 @@ from probes.classifiers import (
 QUESTION = "Is the forgotten attribute still readable from U's activations, beyond the holdout control?"
 PROBES = ("refit", "rfit", "transfer")
 FAMILY_BOOT = 4000
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Probes read each fact's attribute from the residual stream at every depth: re-fitted on U's F "
+    "(folds by subject), fitted on U's R, and transferred from O; chance-corrected accuracy on F "
+    "against the identical procedure on H, CIs adjusted over depths and probes, label-permutation p. "
+    "Votes suppressed when F is read above H; deleted when O's F is readable and no U probe reads it "
+    "(CI upper bound below 10% of O's)."
+)
 
 
 @dataclass
@@ -75,7 +85,6 @@ class AttributeProbeConfig:
     n_perm: int = 100
     seed: int = 0
     batch_size: int = 64
-    cache_dir: Path | None = None
     #: U counts as "deleted" on this line when its CI upper bound is below this share of O's
     #: recoverability. At 0.25 the small zoo's npo (suppressed by the oracle; F read +0.08
     #: above H, adjusted CI [-0.02, +0.17] against O's +0.90) was called deleted; the
@@ -91,10 +100,10 @@ def _labels(facts):
     return y, groups, keys
 
 
-def check_inputs(inputs: AuditInputs, config: AttributeProbeConfig) -> str | None:
+def check_inputs(ctx: AuditContext, config: AttributeProbeConfig) -> str | None:
     """A reason the line cannot run, or None."""
     for name in ("forget", "retain", "holdout"):
-        facts = getattr(inputs, name)
+        facts = getattr(ctx, name)
         if not facts:
             return f"attribute probes need a {name} set"
         if any(not f.subject for f in facts):
@@ -113,38 +122,38 @@ def check_inputs(inputs: AuditInputs, config: AttributeProbeConfig) -> str | Non
     return None
 
 
-def _capture(loaded, facts, position, config):
+def _capture(ctx: AuditContext, loaded, facts, position, config):
     spec = CaptureSpec(resid_hooks(loaded.n_layers), position)
-    acts = capture_facts(loaded, facts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)
     return {hook: acts[hook].numpy() for hook in spec.hooks}
 
 
-def _activations(inputs: AuditInputs, position: str, config: AttributeProbeConfig) -> dict:
+def _activations(ctx: AuditContext, position: str, config: AttributeProbeConfig) -> dict:
     """(role, set) -> hook -> [n, d] activations at ``position``."""
-    sets = {"forget": inputs.forget, "retain": inputs.retain, "holdout": inputs.holdout}
+    sets = {"forget": ctx.forget, "retain": ctx.retain, "holdout": ctx.holdout}
     return {
-        (role, name): _capture(model, facts, position, config)
-        for role, model in (("O", inputs.original), ("U", inputs.unlearned))
+        (role, name): _capture(ctx, model, facts, position, config)
+        for role, model in (("O", ctx.original), ("U", ctx.unlearned))
         for name, facts in sets.items()
     }
 
 
-def _encoded_labels(inputs: AuditInputs) -> dict:
+def _encoded_labels(ctx: AuditContext) -> dict:
     """Per set: (int answers, subjects, fact keys, attributes), one class index shared by F, R and H."""
-    raw = {name: _labels(getattr(inputs, name)) for name in ("forget", "retain", "holdout")}
+    raw = {name: _labels(getattr(ctx, name)) for name in ("forget", "retain", "holdout")}
     encoder = Labels(*(y for y, _, _ in raw.values()))
-    return {name: (encoder.encode(y), g, k, np.array([f.attribute or "" for f in getattr(inputs, name)]))
+    return {name: (encoder.encode(y), g, k, np.array([f.attribute or "" for f in getattr(ctx, name)]))
             for name, (y, g, k) in raw.items()}
 
 
-def probe_curves(inputs: AuditInputs, config: AttributeProbeConfig, activations: dict | None = None) -> dict:
+def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: dict | None = None) -> dict:
     """Per position, probe kind, probe and depth: F and H scores for U (and O's re-fit).
     ``activations`` (position -> :func:`_activations`) skips capture."""
-    labels = _encoded_labels(inputs)
+    labels = _encoded_labels(ctx)
     curves: dict = {}
     for key in config.curves:
         position, kind = key.split("/")
-        acts = (activations or {}).get(position) or _activations(inputs, position, config)
+        acts = (activations or {}).get(position) or _activations(ctx, position, config)
         hooks = list(acts[("U", "forget")])
         X = {role_set: np.stack([value[hook] for hook in hooks]) for role_set, value in acts.items()}  # [L, n, d]
         rows = _depth_scores(X, labels, kind, config, family_size=len(PROBES) * len(hooks))
@@ -216,14 +225,14 @@ def _permuted_answers(forget_labels: tuple, n_perm: int, seed: int) -> list[np.n
     return permuted
 
 
-def label_permutation_p(inputs: AuditInputs, acts: dict, row: dict, probe: str, kind: str,
+def label_permutation_p(ctx: AuditContext, acts: dict, row: dict, probe: str, kind: str,
                         config: AttributeProbeConfig) -> float:
     """Two-sided p-value of one probe's recoverability (F minus H) at one depth under a
     label-permutation null: F's answers are shuffled among F's facts (within attribute,
     a fact's paraphrases moving together) and the probe's whole procedure is re-run:
     re-fit and transfer probes are re-fitted on the permuted answers; the R-fitted probe
     never sees F's answers, so its fixed predictions are scored against them."""
-    labels = _encoded_labels(inputs)
+    labels = _encoded_labels(ctx)
     yF, gF, _, aF = labels["forget"]
     yR, _, _, aR = labels["retain"]
     hook = row["hook"]
@@ -260,20 +269,29 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     return None, ("refit", best_o), "inconclusive: nothing significant, but not enough power to call it deleted"
 
 
-@register("attribute_probes", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
-def attribute_probe_line(inputs: AuditInputs, config: AttributeProbeConfig | None = None) -> Evidence:
+@register(
+    "attribute_probes",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
+    config=AttributeProbeConfig,
+    votes=("suppressed", "deleted"),
+    side="above",
+    order=20,
+    method=METHOD,
+)
+def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None = None) -> Evidence:
     config = config or AttributeProbeConfig()
-    reason = check_inputs(inputs, config)
+    reason = check_inputs(ctx, config)
     if reason:
         return Evidence.not_run("attribute_probes", QUESTION, reason)
     positions = dict.fromkeys(key.split("/")[0] for key in config.curves)
-    activations = {position: _activations(inputs, position, config) for position in positions}
-    curves = probe_curves(inputs, config, activations)
+    activations = {position: _activations(ctx, position, config) for position in positions}
+    curves = probe_curves(ctx, config, activations)
     position, kind = config.curves[0].split("/")
     rows = curves[config.curves[0]]
     vote, (probe, depth), why = decide(rows, config)
     cell = rows[depth][probe]
-    p = label_permutation_p(inputs, activations[position], rows[depth], probe, kind, config)
+    p = label_permutation_p(ctx, activations[position], rows[depth], probe, kind, config)
     p = min(1.0, p * len(rows))
     ci = tuple(cell["ci_family"])
     return Evidence(

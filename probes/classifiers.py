@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 from sklearn.model_selection import GroupKFold
 
-from probes.batched import BatchedConfig, Problem, Task, fit_predict, fit_predict_many
+from probes.batched import BatchedConfig, Problem, Task, fit_predict_many
 
 ProbeKind = Literal["linear", "mlp"]
 

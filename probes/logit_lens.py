@@ -23,16 +23,24 @@ votes ``deleted``: an answer unreadable by a fixed linear read-out can still be 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from forensics.capture import CaptureSpec, capture_facts, resid_hooks
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.capture import CaptureSpec, resid_hooks
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Is the answer readable by the logit lens at intermediate layers of U, beyond the holdout control?"
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "The residual stream at an intermediate depth read through U's final norm and unembedding: "
+    "reciprocal rank of the answer's first token, F against H, subject-bootstrap CI and permutation "
+    "p. Votes suppressed when F's answers rank above H's."
+)
 
 
 @dataclass
@@ -42,18 +50,17 @@ class LogitLensConfig:
     n_perm: int = 1000
     seed: int = 0
     alpha: float = 0.05
-    cache_dir: Path | None = None
 
 
 @torch.no_grad()
-def lens_scores(loaded, facts, config: LogitLensConfig) -> dict[str, np.ndarray]:
+def lens_scores(ctx: AuditContext, loaded, facts, config: LogitLensConfig) -> dict[str, np.ndarray]:
     """Per depth: reciprocal rank and probability of each fact's first answer token.
 
     Returns arrays of shape ``[n_depths, n_facts]``.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
-    acts = capture_facts(loaded, facts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)
     first = torch.tensor([tokenizer(f.answer, add_special_tokens=False)["input_ids"][0] for f in facts])
     rr, prob = [], []
     dtype = next(model.parameters()).dtype
@@ -67,18 +74,27 @@ def lens_scores(loaded, facts, config: LogitLensConfig) -> dict[str, np.ndarray]
     return {"reciprocal_rank": np.stack(rr), "probability": np.stack(prob)}
 
 
-@register("logit_lens", QUESTION, needs=("original", "unlearned", "forget", "holdout"))
-def logit_lens_line(inputs: AuditInputs, config: LogitLensConfig | None = None) -> Evidence:
+@register(
+    "logit_lens",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "holdout"),
+    config=LogitLensConfig,
+    votes=("suppressed",),
+    side="above",
+    order=30,
+    method=METHOD,
+)
+def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) -> Evidence:
     config = config or LogitLensConfig()
-    if inputs.original.n_layers < 2:
+    if ctx.original.n_layers < 2:
         return Evidence.not_run("logit_lens", QUESTION, "the logit lens needs at least two layers")
     scores = {
-        (role, name): lens_scores(model, facts, config)
-        for role, model in (("original", inputs.original), ("unlearned", inputs.unlearned))
-        for name, facts in (("forget", inputs.forget), ("holdout", inputs.holdout))
+        (role, name): lens_scores(ctx, model, facts, config)
+        for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
+        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
-    gF = np.array([f.subject or f"fact-{i}" for i, f in enumerate(inputs.forget)])
-    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(inputs.holdout)])
+    gF = np.array([f.subject or f"fact-{i}" for i, f in enumerate(ctx.forget)])
+    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     n_depths = scores[("original", "forget")]["reciprocal_rank"].shape[0]
     table = {}
     for role in ("original", "unlearned"):

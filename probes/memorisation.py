@@ -29,7 +29,9 @@ import torch
 
 from forensics.capture import CaptureSpec, capture, resid_hooks
 from forensics.errors import ForensicsInputError
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.stats import bootstrap_mean_ci, cluster_bootstrap_diff_ci
 from probes.batched import Task, fit_predict
 from probes.classifiers import ProbeConfig, out_of_fold_scores
@@ -151,6 +153,13 @@ def memprobe_figure(rows: list[dict], title: str) -> bytes:
 SIGNATURE_QUESTION = ("Do U's activations still tell the forget facts from never-seen holdout facts, as O's do "
                       "(a training-membership signature)?")
 
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "A probe tells F's prompts from H's in the residual stream of O, of U and of a random-initialised "
+    "twin of O (which saw nothing); the gap over the twin per depth is the training-membership "
+    "signature. Descriptive."
+)
+
 
 @dataclass
 class SignatureConfig:
@@ -159,20 +168,29 @@ class SignatureConfig:
     n_boot: int = 1000
     seed: int = 0
     batch_size: int = 64
-    cache_dir: Path | None = None
 
 
-def _membership_scores(loaded, texts: list[str], y: np.ndarray, groups: np.ndarray, config: SignatureConfig):
+def _membership_scores(ctx: AuditContext, loaded, texts: list[str], y: np.ndarray, groups: np.ndarray,
+                       config: SignatureConfig):
     """Per depth: chance-corrected grouped-CV scores of an F-vs-H probe on ``texts``' last tokens."""
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
-    acts = capture(loaded, texts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    acts = ctx.capture(loaded, texts, spec, batch_size=config.batch_size)
     probe = ProbeConfig(n_folds=config.n_folds)
     return np.stack([out_of_fold_scores("linear", [config.strength], acts[h].numpy(), [y], groups, probe)[0, 0, 0]
                      for h in spec.hooks])
 
 
-@register("memorisation_probe", SIGNATURE_QUESTION, needs=("original", "unlearned", "forget", "holdout"))
-def memorisation_line(inputs: AuditInputs, config: SignatureConfig | None = None) -> Evidence:
+@register(
+    "memorisation_probe",
+    question=SIGNATURE_QUESTION,
+    needs=("original", "unlearned", "forget", "holdout"),
+    config=SignatureConfig,
+    votes=(),
+    side="either",
+    order=100,
+    method=METHOD,
+)
+def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) -> Evidence:
     """The audit's memorisation signature (descriptive: it does not vote).
 
     The leave-one-out probe's question asked of the audit's own data: the full texts
@@ -188,7 +206,7 @@ def memorisation_line(inputs: AuditInputs, config: SignatureConfig | None = None
     the twin, so "above the control" would not separate deletion from suppression here.
     """
     config = config or SignatureConfig()
-    facts = list(inputs.forget) + list(inputs.holdout or [])
+    facts = list(ctx.forget) + list(ctx.holdout or [])
     if any(not f.subject for f in facts):
         return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
                                 "the memorisation signature needs a 'subject' on every forget and holdout fact")
@@ -197,10 +215,10 @@ def memorisation_line(inputs: AuditInputs, config: SignatureConfig | None = None
         return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
                                 f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}")
     texts = [f.text for f in facts]
-    y = np.r_[np.ones(len(inputs.forget), dtype=np.int64), np.zeros(len(inputs.holdout), dtype=np.int64)]
-    twin = random_init_twin(inputs.original, seed=config.seed)
-    scores = {name: _membership_scores(model, texts, y, groups, config)
-              for name, model in (("original", inputs.original), ("unlearned", inputs.unlearned), ("twin", twin))}
+    y = np.r_[np.ones(len(ctx.forget), dtype=np.int64), np.zeros(len(ctx.holdout), dtype=np.int64)]
+    twin = random_init_twin(ctx.original, seed=config.seed)
+    scores = {name: _membership_scores(ctx, model, texts, y, groups, config)
+              for name, model in (("original", ctx.original), ("unlearned", ctx.unlearned), ("twin", twin))}
     signature = scores["original"].mean(1) - scores["twin"].mean(1)
     depth = int(np.argmax(signature[1:]) + 1) if len(signature) > 1 else 0
     ci = cluster_bootstrap_diff_ci(scores["unlearned"][depth], groups, scores["twin"][depth], groups,

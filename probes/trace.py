@@ -19,18 +19,25 @@ This line answers "modified or not", not "deleted or suppressed": it votes ``mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from forensics.capture import CaptureSpec, capture_facts
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.capture import CaptureSpec, resid_hooks
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.stats import bootstrap_mean_ci, sign_flip_p
 from probes.batched import BatchedConfig, Task, fit_predict
 from probes.classifiers import fold_masks
 
 QUESTION = "Can U be told from O on forget-irrelevant prompts (was it modified at all)?"
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "A probe tells O's from U's final-layer residual streams on forget-irrelevant prompts (R and H), "
+    "cross-validated, against a permutation null. Context only: whether U was modified at all."
+)
 
 
 @dataclass
@@ -42,13 +49,11 @@ class TraceConfig:
     seed: int = 0
     batch_size: int = 64
     alpha: float = 0.05
-    cache_dir: Path | None = None
 
 
-def _features(loaded, facts, config: TraceConfig, vocab_index: torch.Tensor | None):
-    last = f"blocks.{loaded.n_layers - 1}.hook_resid_post"
-    acts = capture_facts(loaded, facts, CaptureSpec((last,), "final"), batch_size=config.batch_size,
-                         cache_dir=config.cache_dir)[last]
+def _features(ctx: AuditContext, loaded, facts, config: TraceConfig, vocab_index: torch.Tensor | None):
+    spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")  # the residual stream other lines share
+    acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)[spec.hooks[-1]]
     model = loaded.model
     with torch.no_grad():
         dtype = next(model.parameters()).dtype
@@ -83,21 +88,30 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
             "p_value": float(p)}
 
 
-@register("trace_detector", QUESTION, needs=("original", "unlearned", "retain"))
-def trace_line(inputs: AuditInputs, config: TraceConfig | None = None) -> Evidence:
+@register(
+    "trace_detector",
+    question=QUESTION,
+    needs=("original", "unlearned", "retain"),
+    config=TraceConfig,
+    votes=("modified", "unmodified"),
+    side="either",
+    order=120,
+    method=METHOD,
+)
+def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence:
     config = config or TraceConfig()
-    facts = list(inputs.retain) + list(inputs.holdout or [])
+    facts = list(ctx.retain) + list(ctx.holdout or [])
     groups = np.array([f.subject or f"prompt-{i}" for i, f in enumerate(facts)])
     if len(np.unique(groups)) < config.n_folds:
         return Evidence.not_run("trace_detector", QUESTION,
                                 f"needs at least {config.n_folds} subjects in R and H, got {len(np.unique(groups))}")
     vocab_index = None
-    d_vocab = inputs.original.model.cfg.d_vocab
+    d_vocab = ctx.original.model.cfg.d_vocab
     if d_vocab > config.max_vocab_features:  # keep the tokens O finds likeliest on these prompts
-        _, lp = _features(inputs.original, facts, config, None)
+        _, lp = _features(ctx, ctx.original, facts, config, None)
         vocab_index = torch.from_numpy(np.argsort(-lp.mean(0))[: config.max_vocab_features].copy())
-    resid_o, logits_o = _features(inputs.original, facts, config, vocab_index)
-    resid_u, logits_u = _features(inputs.unlearned, facts, config, vocab_index)
+    resid_o, logits_o = _features(ctx, ctx.original, facts, config, vocab_index)
+    resid_u, logits_u = _features(ctx, ctx.unlearned, facts, config, vocab_index)
     by_resid = detect(resid_o, resid_u, groups, config)
     by_logits = detect(logits_o, logits_u, groups, config)
     modified = by_resid["ci"][0] > 0.5 and by_resid["p_value"] < config.alpha

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import re
-import sys
 from typing import Any
 
 from forensics.verdict import RULE
@@ -158,14 +157,12 @@ def _figure(png: bytes, caption: str) -> str:
             f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
-def _line_doc(line_name: str, result) -> str | None:
-    from forensics.evidence import EVIDENCE_LINES
+def _line_method(line_name: str) -> str | None:
+    """The method text a line declared in the registry (None for a line not registered)."""
+    from forensics.registry import LINES
 
-    line = EVIDENCE_LINES.get(line_name)
-    if line is None:
-        return None
-    module = sys.modules.get(line.run.__module__)
-    return getattr(module, "__doc__", None)
+    line = LINES.get(line_name)
+    return line.method if line is not None and line.method else None
 
 
 def _scalar_details(details: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -286,9 +283,9 @@ def render_html(result) -> str:
                                    widths=[30, 70], keep=len(scalars) < 12))
             for name, png in figures.get(ev["line"], {}).items():
                 parts.append(_figure(png, f"{ev['line']}: {name}"))
-        doc = _line_doc(ev["line"], result)
-        if doc:
-            parts.append(f"<div class='method'><b>Method.</b> {docstring_html(doc)}</div>")
+        method = _line_method(ev["line"])
+        if method:
+            parts.append(f"<div class='method'><b>Method.</b> {e(method)}</div>")
         parts.append("</div>")
 
     # -------------------------------------------------------------------- rule, methods, limitations

@@ -4,13 +4,15 @@ steering (issue 4).
 - :mod:`saes.sae`: a SAELens TopK SAE on O's residual stream (trained with ``SAETrainer``
   from an in-memory activation iterator, offline; cached; quality bar), or the user's own
   SAELens SAE folder;
+- :mod:`saes.experts`: expert features (F vs R in O) and their survival in U;
 - :mod:`saes.features`: the ``sae_features`` evidence line (expert features F vs R, their
   survival in U on F vs H);
 - :mod:`saes.steering`: the ``steering_restoration`` evidence line (fact-agnostic
   interventions: ablate / reverse the mean unlearning direction, add expert features).
 """
 
-from saes.features import FeatureConfig, expert_features, fact_activations, sae_feature_line, survival
+from saes.experts import FeatureConfig, expert_features, fact_activations, survival
+from saes.features import sae_feature_line
 from saes.sae import (
     SAEQuality, SAETrainConfig, TrainedSAE, default_layer, get_sae, layer_from_probe_curves, load_sae_folder,
     token_texts, train_sae,

@@ -41,88 +41,25 @@ Vote (ours; the control rule decides when it may vote):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
-import torch
 
-from forensics.behaviour import logits_fn_for, score_facts
-from forensics.capture import CaptureSpec, capture
-from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci
-from saes.sae import SAETrainConfig, TrainedSAE, get_sae, token_texts
+from saes.experts import FeatureConfig, expert_features, explained_variance, fact_activations, prompt_tokens, survival
+from saes.sae import TrainedSAE
 
 QUESTION = "Do the SAE features that carried the forget set in O still fire in U, beyond the holdout control?"
 
-
-@dataclass
-class FeatureConfig:
-    sae: SAETrainConfig = field(default_factory=SAETrainConfig)
-    top_k: int = 16
-    min_log_ratio: float = float(np.log(2.0))
-    min_t: float = 3.0
-    min_survival: float = 0.5
-    margin: float = 0.1
-    min_forgetting: float = 0.2
-    min_control_facts: int = 10
-    n_boot: int = 2000
-    seed: int = 0
-    batch_size: int = 64
-
-
-@torch.no_grad()
-def fact_activations(loaded, facts: Sequence[Fact], sae: TrainedSAE, batch_size: int = 64) -> torch.Tensor:
-    """``[n_facts, d_sae]``: each latent's maximum activation over the fact's prompt tokens."""
-    acts = capture(loaded, [f.prompt for f in facts], CaptureSpec((sae.hook,), "all"), batch_size=batch_size)
-    x = acts[sae.hook]
-    feats = sae.encode(x)
-    lengths = acts.prompt_lengths
-    index = torch.repeat_interleave(torch.arange(len(facts)), lengths)
-    out = torch.zeros(len(facts), feats.shape[1])
-    return out.scatter_reduce(0, index[:, None].expand_as(feats), feats, reduce="amax", include_self=True)
-
-
-@torch.no_grad()
-def prompt_tokens(loaded, facts: Sequence[Fact], hook: str, batch_size: int = 64) -> torch.Tensor:
-    """Residual activations at every prompt token (``[n_tokens, d]``)."""
-    return capture(loaded, [f.prompt for f in facts], CaptureSpec((hook,), "all"), batch_size=batch_size)[hook]
-
-
-@torch.no_grad()
-def explained_variance(sae: TrainedSAE, x: torch.Tensor) -> float:
-    recon = sae.sae.decode(sae.encode(x))
-    total = ((x - x.mean(0)) ** 2).sum()
-    return float(1 - ((x - recon) ** 2).sum() / total) if total > 0 else float("nan")
-
-
-def expert_features(a_f: torch.Tensor, a_r: torch.Tensor, config: FeatureConfig) -> dict:
-    """Expert latents (F far more than R) from per-fact activations of O; see the module docstring."""
-    f, r = a_f.numpy(), a_r.numpy()
-    n_f, n_r = len(f), len(r)
-    freq_f, freq_r = (f > 0).mean(0), (r > 0).mean(0)
-    log_ratio = np.log((freq_f + 1 / n_f) / (freq_r + 1 / n_r))
-    var = f.var(0, ddof=1) / n_f + r.var(0, ddof=1) / n_r
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(var > 0, (f.mean(0) - r.mean(0)) / np.sqrt(var), 0.0)
-    ok = np.flatnonzero((log_ratio >= config.min_log_ratio) & (t >= config.min_t))
-    chosen = ok[np.argsort(-t[ok])][: config.top_k]
-    return {"indices": chosen, "log_ratio": log_ratio[chosen], "t": t[chosen],
-            "freq_forget": freq_f[chosen], "freq_retain": freq_r[chosen], "n_candidates": int(len(ok))}
-
-
-def survival(a_o: torch.Tensor, a_u: torch.Tensor, experts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per fact: (fraction of the experts firing in O that still fire in U, activation ratio U/O);
-    NaN where no expert fires in O."""
-    o, u = a_o[:, experts].numpy(), a_u[:, experts].numpy()
-    fires_o = o > 0
-    n = fires_o.sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = np.where(n > 0, ((u > 0) & fires_o).sum(1) / np.maximum(n, 1), np.nan)
-        mass = o.sum(1)
-        ratio = np.where(mass > 0, u.sum(1) / np.where(mass > 0, mass, 1), np.nan)
-    return frac, ratio
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "An SAE trained on O's residual stream; expert latents fire on F far more than on R in O. "
+    "Survival: the share of those experts still firing in U per fact, F against H, subject-bootstrap "
+    "CI; the SAE must pass a quality bar and transfer to U. Votes suppressed when U no longer answers "
+    "F but F's experts survive about as well as H's."
+)
 
 
 def _groups(facts, prefix):
@@ -133,22 +70,31 @@ def _not_voting(reason: str, **kw) -> Evidence:
     return Evidence(line="sae_features", question=QUESTION, status="descriptive", vote=None, reason=reason, **kw)
 
 
-@register("sae_features", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
-def sae_feature_line(inputs: AuditInputs, config: FeatureConfig | None = None,
+@register(
+    "sae_features",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
+    config=FeatureConfig,
+    votes=("suppressed",),
+    side="either",
+    order=40,
+    method=METHOD,
+)
+def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
                      sae: TrainedSAE | None = None) -> Evidence:
     """Expert features of O and their survival in U, F vs H (see the module docstring)."""
     config = config or FeatureConfig()
-    if not inputs.forget or not inputs.retain or not inputs.holdout:
+    if not ctx.forget or not ctx.retain or not ctx.holdout:
         return Evidence.not_run("sae_features", QUESTION, "SAE feature analysis needs forget, retain and holdout sets")
-    O, U = inputs.original, inputs.unlearned
+    O, U = ctx.original, ctx.unlearned
     if sae is None:
-        sae = get_sae(O, token_texts(inputs.forget, inputs.retain, inputs.holdout, inputs.sequences), config.sae)
+        sae = ctx.sae(config.sae)
     bs = config.batch_size
-    a = {(role, name): fact_activations(model, facts, sae, bs)
+    a = {(role, name): fact_activations(ctx, model, facts, sae, bs)
          for role, model in (("O", O), ("U", U))
-         for name, facts in (("F", inputs.forget), ("R", inputs.retain), ("H", inputs.holdout))}
-    ev_u_retain = explained_variance(sae, prompt_tokens(U, inputs.retain, sae.hook, bs))
-    ev_u_forget = explained_variance(sae, prompt_tokens(U, inputs.forget, sae.hook, bs))
+         for name, facts in (("F", ctx.forget), ("R", ctx.retain), ("H", ctx.holdout))}
+    ev_u_retain = explained_variance(sae, prompt_tokens(ctx, U, ctx.retain, sae.hook, bs))
+    ev_u_forget = explained_variance(sae, prompt_tokens(ctx, U, ctx.forget, sae.hook, bs))
     experts = expert_features(a[("O", "F")], a[("O", "R")], config)
     idx = experts["indices"]
     details = {
@@ -163,7 +109,7 @@ def sae_feature_line(inputs: AuditInputs, config: FeatureConfig | None = None,
                            metric=metric, details=details)
     frac_f, ratio_f = survival(a[("O", "F")], a[("U", "F")], idx)
     frac_h, ratio_h = survival(a[("O", "H")], a[("U", "H")], idx)
-    gF, gH = _groups(inputs.forget, "forget"), _groups(inputs.holdout, "holdout")
+    gF, gH = _groups(ctx.forget, "forget"), _groups(ctx.holdout, "holdout")
     mf, mh = ~np.isnan(frac_f), ~np.isnan(frac_h)
     table = {
         "survival_forget": float(np.nanmean(frac_f)) if mf.any() else None,
@@ -191,9 +137,7 @@ def sae_feature_line(inputs: AuditInputs, config: FeatureConfig | None = None,
         return _not_voting(f"O's SAE does not transfer to U (explained variance on U's R tokens {ev_u_retain:.2f} "
                            f"< {config.sae.min_explained_variance:.2f}): U's residual stream is not in O's basis",
                            **common)
-    fn_o, fn_u = logits_fn_for(O.model), logits_fn_for(U.model)
-    acc_o = score_facts(fn_o, O.tokenizer, inputs.forget, bs, O.device).accuracy
-    acc_u = score_facts(fn_u, U.tokenizer, inputs.forget, bs, U.device).accuracy
+    acc_o, acc_u = ctx.fact_scores(O, ctx.forget).accuracy, ctx.fact_scores(U, ctx.forget).accuracy
     details["behaviour"] = {"acc_forget_O": acc_o, "acc_forget_U": acc_u}
     if acc_o - acc_u < config.min_forgetting:
         return _not_voting(f"U still answers F (accuracy {acc_u:.2f} vs O's {acc_o:.2f}); the features only describe",

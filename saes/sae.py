@@ -92,14 +92,13 @@ class SAETrainConfig:
     min_explained_variance: float = 0.70
     max_dead_fraction: float = 0.50
     max_l0_fraction: float = 0.25
-    cache_dir: Path | None = None
     #: A SAELens SAE folder (cfg.json + sae_weights.safetensors) to use instead of training.
     sae_path: Path | None = None
 
     def training_fields(self) -> dict:
         """The fields that change a trained SAE (the cache key's config part)."""
         out = asdict(self)
-        for name in ("cache_dir", "sae_path", "capture_batch_size", "min_explained_variance",
+        for name in ("sae_path", "capture_batch_size", "min_explained_variance",
                      "max_dead_fraction", "max_l0_fraction"):
             out.pop(name)
         return out
@@ -166,9 +165,12 @@ def token_texts(forget: Sequence[Fact], retain: Sequence[Fact], holdout: Sequenc
     return texts
 
 
-def capture_tokens(loaded, texts: Sequence[str], hook: str, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """O's activations at every token of ``texts``: (``[n_tokens, d]``, per-text offsets)."""
-    acts = capture(loaded, list(texts), CaptureSpec((hook,), position="all"), batch_size=batch_size)
+def capture_tokens(loaded, texts: Sequence[str], hook: str, batch_size: int = 64,
+                   capture_fn=capture) -> tuple[torch.Tensor, torch.Tensor]:
+    """O's activations at every token of ``texts``: (``[n_tokens, d]``, per-text offsets).
+
+    ``capture_fn``: :func:`forensics.capture.capture` or an audit context's ``capture``."""
+    acts = capture_fn(loaded, list(texts), CaptureSpec((hook,), position="all"), batch_size=batch_size)
     return acts[hook], acts.token_offsets
 
 
@@ -315,12 +317,17 @@ def _layer_of_hook(hook: str | None) -> int | None:
 
 
 def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
-            layer: int | None = None) -> TrainedSAE:
+            layer: int | None = None, capture_fn=capture, cache_dir: str | Path | None = None) -> TrainedSAE:
     """The SAE for ``loaded`` (O) at ``layer``: the user's folder, the cache, or a fresh training run.
 
     ``texts``: the token source (:func:`token_texts`). ``layer`` overrides ``config.layer``;
     both None means :func:`default_layer`. A user SAE folder whose metadata names a
-    ``blocks.L.hook_resid_post`` hook is used at that layer.
+    ``blocks.L.hook_resid_post`` hook is used at that layer. ``capture_fn`` captures the
+    tokens (:func:`forensics.capture.capture`, or an audit context's shared capture);
+    ``cache_dir``: keep the trained SAE there (``sae-<key>/``) and reuse it.
+
+    Raises :class:`ForensicsInputError` for a layer outside the model or an unreadable
+    user SAE folder.
     """
     import time
 
@@ -338,7 +345,7 @@ def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
         raise ForensicsInputError(f"SAE layer {layer} is outside the model's blocks 0..{loaded.n_layers - 1}")
     hook = layer_hook(layer)
 
-    x_all, offsets = capture_tokens(loaded, texts, hook, config.capture_batch_size)
+    x_all, offsets = capture_tokens(loaded, texts, hook, config.capture_batch_size, capture_fn)
     train_rows, eval_rows = _split_texts(offsets, config.eval_fraction, config.seed)
     if user_sae is not None:
         quality = measure_quality(user_sae, x_all[eval_rows], x_all, config)
@@ -350,8 +357,8 @@ def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
         quality = measure_quality(sae, x_all[eval_rows], x_all, config)
         return TrainedSAE(sae, hook, layer, quality, path=path, from_cache=True)
     folder = None
-    if config.cache_dir is not None:
-        folder = Path(config.cache_dir) / f"sae-{key[:40]}"
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"sae-{key[:40]}"
         if (folder / QUALITY_FILE).is_file():
             sae = load_sae_folder(folder, d_in=d_model)
             _MEMO[key] = (sae, folder)

@@ -24,7 +24,7 @@ Disjoint data (cross-fitting)
     only its experts and their scales are chosen on the fit half.
 
 Scores
-    Teacher-forced greedy exact match, by :func:`forensics.behaviour.score_facts` with a
+    Teacher-forced greedy exact match, by :func:`forensics.scoring.score_facts` with a
     logits function that runs U with the hooks. Restoration per fact =
     ``(correct_steered - correct_U) / (acc_F(O) - acc_F(U))``; its mean over F is the
     restoration rate. On H the same per-fact formula with the *same* denominator: the
@@ -56,16 +56,26 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from forensics.behaviour import score_facts
-from forensics.capture import CaptureSpec, capture, layer_hook
+from forensics.capture import CaptureSpec, layer_hook
 from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
+from forensics.scoring import score_facts
 from forensics.stats import cluster_bootstrap_diff_ci
-from saes.features import FeatureConfig, expert_features, fact_activations
-from saes.sae import SAETrainConfig, TrainedSAE, get_sae, token_texts
+from saes.experts import FeatureConfig, expert_features, fact_activations
+from saes.sae import TrainedSAE
 
 QUESTION = "Does a fact-agnostic steering intervention restore F in U, beyond the same intervention on H?"
 INTERVENTIONS = ("ablate", "reverse", "features")
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Fact-agnostic interventions on U (ablate or reverse the mean O-to-U direction per layer, add O's "
+    "expert SAE features), fitted on half the forget subjects and scored on the other half; "
+    "restoration of greedy accuracy on F against the same intervention on H, CI adjusted over "
+    "intervention kinds. Votes suppressed when some intervention restores F beyond H."
+)
 
 
 @dataclass
@@ -107,24 +117,26 @@ def split_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[
 
 
 @torch.no_grad()
-def mean_directions(O, U, facts: Sequence[Fact], layers: Sequence[int], batch_size: int) -> dict[int, torch.Tensor]:
-    """``d_l = mean(h_U) - mean(h_O)`` over every prompt token of ``facts``, per block ``l``."""
+def mean_directions(ctx: AuditContext, O, U, facts: Sequence[Fact], layers: Sequence[int],
+                    batch_size: int) -> dict[int, torch.Tensor]:
+    """``d_l = mean(h_U) - mean(h_O)`` over every prompt token of ``facts``, per block ``l``
+    (each ``[d_model]``)."""
     spec = CaptureSpec(tuple(layer_hook(l) for l in layers), "all")
     prompts = [f.prompt for f in facts]
-    ao = capture(O, prompts, spec, batch_size=batch_size)
-    au = capture(U, prompts, spec, batch_size=batch_size)
+    ao = ctx.capture(O, prompts, spec, batch_size=batch_size)
+    au = ctx.capture(U, prompts, spec, batch_size=batch_size)
     return {l: au[layer_hook(l)].mean(0) - ao[layer_hook(l)].mean(0) for l in layers}
 
 
 @torch.no_grad()
-def feature_vector(O, fit: Sequence[Fact], retain: Sequence[Fact], sae: TrainedSAE,
+def feature_vector(ctx: AuditContext, O, fit: Sequence[Fact], retain: Sequence[Fact], sae: TrainedSAE,
                    config: FeatureConfig) -> tuple[torch.Tensor, dict]:
     """``sum_j m_j W_dec[j]`` over the experts (fit facts vs R), ``m_j`` = mean activation of j in O
     over every prompt token of the fit facts."""
-    experts = expert_features(fact_activations(O, fit, sae, config.batch_size),
-                              fact_activations(O, retain, sae, config.batch_size), config)
+    experts = expert_features(fact_activations(ctx, O, fit, sae, config.batch_size),
+                              fact_activations(ctx, O, retain, sae, config.batch_size), config)
     idx = torch.as_tensor(experts["indices"], dtype=torch.long)
-    x = capture(O, [f.prompt for f in fit], CaptureSpec((sae.hook,), "all"), batch_size=config.batch_size)[sae.hook]
+    x = ctx.capture(O, [f.prompt for f in fit], CaptureSpec((sae.hook,), "all"), batch_size=config.batch_size)[sae.hook]
     means = sae.encode(x)[:, idx].mean(0)
     vec = (means[:, None] * sae.decoder[idx]).sum(0) if len(idx) else torch.zeros(sae.decoder.shape[1])
     return vec.float(), {"n_experts": int(len(idx)), "norm": float(vec.norm())}
@@ -191,17 +203,17 @@ def _scores(loaded, facts, hooks, batch_size, tokenizer=None) -> np.ndarray:
     return score_facts(fn, tokenizer or loaded.tokenizer, facts, batch_size, loaded.device).correct.astype(float)
 
 
-def restoration_sweep(inputs: AuditInputs, config: SteeringConfig, sae: TrainedSAE | None) -> dict:
+def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE | None) -> dict:
     """Every intervention of the grid, cross-fitted: per-fact correctness on F, H and a subsample of R."""
-    O, U = inputs.original, inputs.unlearned
-    F, H, R = list(inputs.forget), list(inputs.holdout), list(inputs.retain)
+    O, U = ctx.original, ctx.unlearned
+    F, H, R = list(ctx.forget), list(ctx.holdout), list(ctx.retain)
     rng = np.random.default_rng(config.seed)
     r_idx = np.sort(rng.choice(len(R), size=min(config.n_retain, len(R)), replace=False))
     R_sub = [R[i] for i in r_idx]
     bs = config.batch_size
     tok_u = _MemoTokenizer(U.tokenizer)
-    base = {"O_F": _scores(O, F, [], bs), "U_F": _scores(U, F, [], bs),
-            "U_H": _scores(U, H, [], bs), "U_R": _scores(U, R_sub, [], bs)}
+    base = {key: ctx.fact_scores(model, facts).correct.astype(float)
+            for key, model, facts in (("O_F", O, F), ("U_F", U, F), ("U_H", U, H), ("U_R", U, R_sub))}
     f_halves = split_by_subject(F, config.seed)
     h_halves = split_by_subject(H, config.seed + 1)
     layers = list(config.layers) if config.layers is not None else list(range(U.n_layers))
@@ -213,8 +225,8 @@ def restoration_sweep(inputs: AuditInputs, config: SteeringConfig, sae: TrainedS
     for fold in (0, 1):
         fit_f = [F[i] for i in f_halves[fold]]
         score_f_idx, score_h_idx = f_halves[1 - fold], h_halves[1 - fold]
-        dirs = mean_directions(O, U, fit_f, layers, bs)
-        fvec, finfo = (feature_vector(O, fit_f, R, sae, config.features) if sae is not None else (None, {}))
+        dirs = mean_directions(ctx, O, U, fit_f, layers, bs)
+        fvec, finfo = (feature_vector(ctx, O, fit_f, R, sae, config.features) if sae is not None else (None, {}))
         vectors[fold] = {"direction_norms": {l: float(d.norm()) for l, d in dirs.items()}, "features": finfo}
         f_score = [F[i] for i in score_f_idx]
         h_score = [H[i] for i in score_h_idx]
@@ -230,13 +242,13 @@ def restoration_sweep(inputs: AuditInputs, config: SteeringConfig, sae: TrainedS
     return {"base": base, "results": results, "vectors": vectors, "cells": cells}
 
 
-def summarise(sweep: dict, inputs: AuditInputs, config: SteeringConfig) -> dict:
+def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     """Restoration rates per cell, the best cell per intervention on F and on H, with CIs."""
     base = sweep["base"]
     acc_o, acc_u = base["O_F"].mean(), base["U_F"].mean()
     denom = acc_o - acc_u
-    gF = np.array([f.subject or f"forget-{i}" for i, f in enumerate(inputs.forget)])
-    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(inputs.holdout)])
+    gF = np.array([f.subject or f"forget-{i}" for i, f in enumerate(ctx.forget)])
+    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     per_cell = {}
     for name, res in sweep["results"].items():
         rf = (res["F"] - base["U_F"]) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
@@ -266,23 +278,31 @@ def summarise(sweep: dict, inputs: AuditInputs, config: SteeringConfig) -> dict:
             "best": best, "cells": table}
 
 
-@register("steering_restoration", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
-def steering_line(inputs: AuditInputs, config: SteeringConfig | None = None,
+@register(
+    "steering_restoration",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
+    config=SteeringConfig,
+    votes=("suppressed",),
+    side="above",
+    order=50,
+    method=METHOD,
+)
+def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
                   sae: TrainedSAE | None = None) -> Evidence:
     """Restoration by fact-agnostic steering, F vs H (see the module docstring)."""
     config = config or SteeringConfig()
-    if not inputs.forget or not inputs.retain or not inputs.holdout:
+    if not ctx.forget or not ctx.retain or not ctx.holdout:
         return Evidence.not_run("steering_restoration", QUESTION, "steering needs forget, retain and holdout sets")
     for name in ("forget", "holdout"):
-        facts = getattr(inputs, name)
+        facts = getattr(ctx, name)
         if len({f.subject or f"fact-{i}" for i, f in enumerate(facts)}) < 2:
             return Evidence.not_run("steering_restoration", QUESTION,
                                     f"the {name} set is too small to split into two halves")
     if sae is None:
-        sae = get_sae(inputs.original, token_texts(inputs.forget, inputs.retain, inputs.holdout, inputs.sequences),
-                      config.features.sae)
-    sweep = restoration_sweep(inputs, config, sae)
-    summary = summarise(sweep, inputs, config)
+        sae = ctx.sae(config.features.sae)
+    sweep = restoration_sweep(ctx, config, sae)
+    summary = summarise(sweep, ctx, config)
     summary["sae"] = {"hook": sae.hook, **sae.quality.to_dict()}
     summary["vectors"] = sweep["vectors"]
     metric = "best restoration rate over layers x alphas, (acc_F(U steered) - acc_F(U)) / (acc_F(O) - acc_F(U))"

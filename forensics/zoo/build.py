@@ -34,22 +34,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
+from forensics.finetune import encode_answers, encode_texts, nll
+from forensics.scoring import logits_fn_for, score_facts
 from forensics.zoo import world as W
 from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
 from forensics.zoo.tokenizer import train_tokenizer
-from forensics.zoo.training import ArchConfig, encode_answers, encode_texts, make_model, nll, pretrain
+from forensics.zoo.training import ArchConfig, make_model, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
 
 ZOO_FORMAT = 1
 
 
 def code_version() -> str:
-    """Format number + a hash of the zoo's own source: any code change rebuilds the cache."""
+    """Format number + a hash of the zoo's source and the framework modules it trains with
+    (fine-tuning, scoring, data): any change to them rebuilds the cache."""
     digest = hashlib.sha256()
-    for file in sorted(Path(__file__).parent.glob("*.py")):
+    shared = [Path(__file__).parent.parent / name for name in ("finetune.py", "scoring.py", "data.py")]
+    for file in sorted(Path(__file__).parent.glob("*.py")) + shared:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
     return f"{ZOO_FORMAT}-{digest.hexdigest()[:12]}"

@@ -29,11 +29,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
-from forensics.zoo.training import Sampler, encode_answers, nll, run_steps
+from forensics.finetune import Sampler, encode_answers, nll, run_steps
+from forensics.scoring import logits_fn_for, score_facts
 
 
 @dataclass

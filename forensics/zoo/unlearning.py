@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from forensics.data import Fact
-from forensics.zoo.training import (
-    Batchable, GreedyAccuracy, Sampler, blocks, frozen_copy, head_modules, nll, run_steps, token_logprobs,
-)
+from forensics.finetune import Batchable, Sampler, frozen_copy, nll, run_steps, token_logprobs
+from forensics.zoo.training import GreedyAccuracy, blocks, head_modules
 
 
 @dataclass

@@ -15,15 +15,23 @@ difference resamples facts (bootstrap, rows of O and U together). The per-depth 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from forensics.capture import CaptureSpec, capture_facts, resid_hooks
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.capture import CaptureSpec, resid_hooks
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 
 QUESTION = "How similar are U's representations of F (and of R) to O's, layer by layer? (descriptive)"
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Linear CKA between O's and U's final-token residual streams at every depth, on F and on R, with "
+    "a bootstrap CI over facts. Descriptive: where in the network unlearning changed the "
+    "representations."
+)
 
 
 @dataclass
@@ -31,7 +39,6 @@ class CKAConfig:
     batch_size: int = 64
     n_boot: int = 200
     seed: int = 0
-    cache_dir: Path | None = None
 
 
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
@@ -42,23 +49,32 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
-def _acts(loaded, facts, config):
+def _acts(ctx: AuditContext, loaded, facts, config):
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
-    acts = capture_facts(loaded, facts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
+    acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)
     return [acts[h] for h in spec.hooks]
 
 
-@register("cka", QUESTION, needs=("original", "unlearned", "forget", "retain"))
-def cka_line(inputs: AuditInputs, config: CKAConfig | None = None) -> Evidence:
+@register(
+    "cka",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain"),
+    config=CKAConfig,
+    votes=(),
+    side="either",
+    order=110,
+    method=METHOD,
+)
+def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
     config = config or CKAConfig()
     line = "cka"
-    sets = {"forget": inputs.forget, "retain": inputs.retain}
-    if inputs.holdout:
-        sets["holdout"] = inputs.holdout
+    sets = {"forget": ctx.forget, "retain": ctx.retain}
+    if ctx.holdout:
+        sets["holdout"] = ctx.holdout
     for name, facts in sets.items():
         if len(facts) < 3:
             return Evidence.not_run(line, QUESTION, f"CKA needs at least 3 {name} facts")
-    acts = {name: (_acts(inputs.original, facts, config), _acts(inputs.unlearned, facts, config))
+    acts = {name: (_acts(ctx, ctx.original, facts, config), _acts(ctx, ctx.unlearned, facts, config))
             for name, facts in sets.items()}
     profile = {name: [linear_cka(x, y) for x, y in zip(*pair)] for name, pair in acts.items()}
     blocks = slice(1, None)

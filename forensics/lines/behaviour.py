@@ -15,94 +15,17 @@ tokens' log-probabilities (log P(answer | prompt)).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
-import torch
 
-from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
+from forensics.scoring import FactScores
 from forensics.stats import bootstrap_mean_diff_ci, permutation_p_value
-
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class FactScores:
-    correct: np.ndarray  # bool per fact: greedy answer exact match
-    logprob: np.ndarray  # float per fact: log P(answer | prompt)
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.correct.mean()) if len(self.correct) else float("nan")
-
-    @property
-    def mean_logprob(self) -> float:
-        return float(self.logprob.mean()) if len(self.logprob) else float("nan")
-
-
-def encode_facts(tokenizer, facts: Sequence[Fact]) -> list[tuple[list[int], list[int]]]:
-    """(prompt token ids, answer token ids) per fact."""
-    encoded = []
-    for fact in facts:
-        prompt_ids = tokenizer(fact.prompt)["input_ids"]
-        answer_ids = tokenizer(fact.answer, add_special_tokens=False)["input_ids"]
-        encoded.append((list(prompt_ids), list(answer_ids)))
-    return encoded
-
-
-def logits_fn_for(model) -> LogitsFn:
-    """A ``tokens -> logits`` function for a HookedTransformer or a ``transformers`` model."""
-    if hasattr(model, "run_with_hooks"):  # TransformerLens
-        return lambda tokens: model(tokens)
-    return lambda tokens: model(tokens).logits
-
-
-@torch.no_grad()
-def score_facts(
-    logits_fn: LogitsFn,
-    tokenizer,
-    facts: Sequence[Fact],
-    batch_size: int = 64,
-    device: str | torch.device = "cpu",
-    pad_id: int | None = None,
-) -> FactScores:
-    """Greedy exact-match and answer log-prob for each fact, in right-padded batches.
-
-    Right padding never changes the logits of real positions in a causal model, so no
-    attention mask is needed.
-    """
-    encoded = encode_facts(tokenizer, facts)
-    if pad_id is None:
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    correct = np.zeros(len(encoded), dtype=bool)
-    logprob = np.zeros(len(encoded), dtype=float)
-    # Sort by length so batches waste little padding; scatter results back.
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        seqs = [encoded[i][0] + encoded[i][1] for i in idx]
-        width = max(len(s) for s in seqs)
-        tokens = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-        for row, seq in enumerate(seqs):
-            tokens[row, : len(seq)] = torch.tensor(seq)
-        logits = logits_fn(tokens.to(device)).float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        for row, i in enumerate(idx):
-            prompt_ids, answer_ids = encoded[i]
-            if not answer_ids:
-                continue
-            positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(answer_ids) - 1)
-            targets = torch.tensor(answer_ids, device=logits.device)
-            row_lp = logprobs[row, positions.to(logits.device)]
-            logprob[i] = float(row_lp.gather(1, targets[:, None]).sum())
-            correct[i] = bool((row_lp.argmax(dim=-1) == targets).all())
-    return FactScores(correct=correct, logprob=logprob)
-
 
 @dataclass
 class BehaviourConfig:
-    batch_size: int = 64
     n_boot: int = 2000
     n_perm: int = 2000
     seed: int = 0
@@ -113,9 +36,25 @@ class BehaviourConfig:
 
 QUESTION = "Does the unlearned model still answer the forget set?"
 
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Greedy answer accuracy (exact match of the answer tokens under teacher forcing) and answer log-probability of O and U on the forget, retain and holdout sets. Effect: U's accuracy on F; "
+    "control: U's accuracy on H. Votes not_forgotten when U keeps at least half of O's above-control "
+    "accuracy on F with a CI above 0; otherwise it does not vote and the other lines decide."
+)
 
-@register("behaviour", QUESTION, needs=("original", "unlearned", "forget", "retain"))
-def behaviour_line(inputs: AuditInputs, config: BehaviourConfig | None = None) -> Evidence:
+
+@register(
+    "behaviour",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain"),
+    config=BehaviourConfig,
+    votes=("not_forgotten",),
+    side="above",
+    order=10,
+    method=METHOD,
+)
+def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> Evidence:
     """Greedy accuracy and answer log-prob on F, R, H for O and U.
 
     effect = acc_F(U); control = acc_H(U) (what U "knows" about facts nobody trained on:
@@ -124,16 +63,12 @@ def behaviour_line(inputs: AuditInputs, config: BehaviourConfig | None = None) -
     zero; otherwise no vote (U forgot behaviourally and the other lines decide).
     """
     config = config or BehaviourConfig()
-    sets = {"forget": inputs.forget, "retain": inputs.retain}
-    if inputs.holdout:
-        sets["holdout"] = inputs.holdout
+    sets = {"forget": ctx.forget, "retain": ctx.retain}
+    if ctx.holdout:
+        sets["holdout"] = ctx.holdout
     scores: dict[str, dict[str, FactScores]] = {}
-    for role, loaded in (("original", inputs.original), ("unlearned", inputs.unlearned)):
-        fn = logits_fn_for(loaded.model)
-        scores[role] = {
-            name: score_facts(fn, loaded.tokenizer, facts, config.batch_size, loaded.device)
-            for name, facts in sets.items()
-        }
+    for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+        scores[role] = {name: ctx.fact_scores(loaded, facts) for name, facts in sets.items()}
     table = {
         role: {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
                for name, s in per_set.items()}

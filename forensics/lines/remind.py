@@ -68,13 +68,25 @@ import numpy as np
 import torch
 
 from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
-from forensics.membership import attack_scores, fact_token_ids, sequence_losses, token_stats
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
+from forensics.mia import attack_scores
+from forensics.scoring import fact_token_ids, sequence_losses, token_stats
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Do forgotten facts sit on a different input loss landscape in U than unseen facts?"
 SETS = ("forget", "retain", "holdout")
 FEATURES = ("loss", "neighbour_mean", "neighbour_max", "neighbour_std", "slope")
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "REMIND loss-landscape scan: each fact's loss under small random perturbations of the input "
+    "embeddings; the slope of loss against perturbation size, length-adjusted, compared between F and "
+    "H (subject-bootstrap CI, permutation p). O's own F-vs-H contrast fixes the side: votes "
+    "suppressed when U shows the contrast on O's side, deleted when O shows it with power and U does "
+    "not."
+)
 
 
 @dataclass
@@ -179,14 +191,14 @@ class Scan:
     dropped: dict[str, int]
 
 
-def prepare_scan(inputs: AuditInputs, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
+def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
     """Neighbours for every set, or a one-line reason the scan cannot run."""
-    tok = inputs.unlearned.tokenizer
+    tok = ctx.unlearned.tokenizer
     special = set(tok.all_special_ids)
     facts, tokens, dropped = {}, {}, {}
     min_tokens = next(n for n in range(1, 1000) if max_radius(n, config.substitution_share) >= 2)
     for name in sets:
-        chosen = _subsample(list(getattr(inputs, name) or []), config.max_per_set, config.seed)
+        chosen = _subsample(list(getattr(ctx, name) or []), config.max_per_set, config.seed)
         ids = fact_token_ids(tok, chosen)
         ok = [sum(t not in special for t in s) >= min_tokens for s in ids]
         n_short = len(ok) - sum(ok)
@@ -198,10 +210,10 @@ def prepare_scan(inputs: AuditInputs, config: RemindConfig, sets: Sequence[str] 
         facts[name] = [f for f, k in zip(chosen, ok) if k]
         tokens[name] = [s for s, k in zip(ids, ok) if k]
         dropped[name] = n_short
-    vocab = min(len(tok), inputs.unlearned.model.cfg.d_vocab)
-    exclude = list(special) + list(range(vocab, inputs.unlearned.model.cfg.d_vocab))
+    vocab = min(len(tok), ctx.unlearned.model.cfg.d_vocab)
+    exclude = list(special) + list(range(vocab, ctx.unlearned.model.cfg.d_vocab))
     all_ids = {t for name in sets for s in tokens[name] for t in s}
-    nearest = nearest_tokens(inputs.unlearned.model.W_E.detach(), all_ids, config.k_nearest, exclude)
+    nearest = nearest_tokens(ctx.unlearned.model.W_E.detach(), all_ids, config.k_nearest, exclude)
     neighbours = {}
     for k, name in enumerate(sets):
         sub = RemindConfig(**{**config.__dict__, "seed": config.seed + 1000 * k})
@@ -330,15 +342,25 @@ def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     return vote, reason
 
 
-@register("remind", QUESTION, needs=("original", "unlearned", "forget", "retain", "holdout"))
-def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evidence:
+@register(
+    "remind",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
+    config=RemindConfig,
+    votes=("suppressed", "deleted"),
+    side="o_side",
+    o_side_path=("contrast", "original", "difference"),
+    order=60,
+    method=METHOD,
+)
+def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Evidence:
     config = config or RemindConfig()
     line = "remind"
-    scan = prepare_scan(inputs, config)
+    scan = prepare_scan(ctx, config)
     if isinstance(scan, str):
         return Evidence.not_run(line, QUESTION, scan)
-    u = scan_features(inputs.unlearned, scan, config)
-    o = scan_features(inputs.original, scan, config)
+    u = scan_features(ctx.unlearned, scan, config)
+    o = scan_features(ctx.original, scan, config)
     for role, feats in (("unlearned", u), ("original", o)):
         if any(not np.isfinite(v["features"]).all() for v in feats.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite losses from the {role} model")
@@ -351,7 +373,7 @@ def remind_line(inputs: AuditInputs, config: RemindConfig | None = None) -> Evid
     g = np.concatenate([groups[name] for name in SETS]) if has_subjects else None
     train, test = split_indices(y, g, config.split_seed)
     classifiers = {kind: classify(X, y, train, test, kind, config.split_seed) for kind in ("logistic", "random_forest")}
-    base = {name: baseline_scores(inputs.unlearned, scan.facts[name], scan.tokens[name], config.batch_size) for name in SETS}
+    base = {name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size) for name in SETS}
     baselines = {
         b: classify(np.concatenate([base[name][b] for name in SETS])[:, None], y, train, test, "logistic", config.split_seed)
         for b in ("LOSS", "zlib", "Min-K%++")

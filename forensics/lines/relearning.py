@@ -43,20 +43,30 @@ Vote.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
+from forensics.finetune import IGNORE, Sampler, encode_answers, run_steps, trainable_copy
+from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
 from forensics.stats import cluster_permutation_p
-from forensics.zoo.training import IGNORE, Sampler, encode_answers
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Fine-tune U on half of the forget subjects (F_a) and measure greedy accuracy recovered on the "
+    "other half (F_b); control: the identical fine-tune on holdout half H_a measured on H_b. Several "
+    "seeds, seed-and-subject bootstrap CI. A gradient-ascent-suppressed copy of O is the positive "
+    "control for power. Votes suppressed when F_b recovers beyond H_b; deleted when the attack has "
+    "power and F_b's recovery stays within a quarter of the positive control's."
+)
 
 
 @dataclass
@@ -92,70 +102,58 @@ def _answer_loss(model, batch, device, sign: float = 1.0) -> torch.Tensor:
     return sign * F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
 
 
-def trainable_copy(model):
-    tuned = copy.deepcopy(model)
-    for p in tuned.parameters():
-        p.requires_grad_(True)
-    return tuned
-
-
 def finetune(model, tokenizer, train: list[Fact], evaluate: list[Fact], config: RelearningConfig, seed: int,
              device) -> dict:
-    """Fine-tune a copy of ``model`` on ``train``; greedy correctness on ``evaluate`` at each eval step."""
+    """Fine-tune a copy of ``model`` on ``train``; greedy correctness on ``evaluate`` at each eval step.
+
+    Returns ``{"after": bool [len(evaluate)], "curve": {step: accuracy}, "train_accuracy": float}``.
+    """
     tuned = trainable_copy(model)
     torch.manual_seed(seed)
     sampler = Sampler(encode_answers(tokenizer, train), config.batch_size, seed)
-    opt = torch.optim.AdamW(tuned.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    evaluation = EncodedFacts(tokenizer, evaluate, config.eval_batch_size)
     curve = {}
 
     def measure():
         tuned.eval()
-        with torch.no_grad():
-            return score_facts(logits_fn_for(tuned), tokenizer, evaluate, config.eval_batch_size, device).correct
+        return evaluation.score(logits_fn_for(tuned), device).correct
 
-    if 0 in config.eval_steps:
-        curve[0] = float(measure().mean())
-    for step in range(1, config.steps + 1):
-        tuned.train()
-        loss = _answer_loss(tuned, sampler.next(), device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tuned.parameters(), 1.0)
-        opt.step()
-        if step in config.eval_steps and step != config.steps:
+    def record(step: int) -> bool:  # called with `step` optimiser steps done
+        if step in config.eval_steps:
             curve[step] = float(measure().mean())
+        return False
+
+    run_steps(tuned, list(tuned.parameters()), lambda _: _answer_loss(tuned, sampler.next(), device), config.steps,
+              config.lr, stop=record, check_every=1, betas=(0.9, 0.999))
     after = measure()
     curve[config.steps] = float(after.mean())
     train_acc = score_facts(logits_fn_for(tuned), tokenizer, train, config.eval_batch_size, device).accuracy
-    del tuned
     return {"after": after, "curve": curve, "train_accuracy": train_acc}
 
 
 def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config: RelearningConfig, device):
-    """A copy of ``model`` made to forget ``forget`` by gradient ascent on its answers (positive control)."""
+    """A copy of ``model`` made to forget ``forget`` by gradient ascent on its answers (positive
+    control): stops when its greedy accuracy on ``forget`` (checked every 2 steps) is at most
+    ``target_accuracy`` or after ``max_suppress_steps``. Returns ``(model, steps, accuracy)``."""
     tuned = trainable_copy(model)
     torch.manual_seed(0)
     sampler = Sampler(encode_answers(tokenizer, forget), config.batch_size, 0)
-    opt = torch.optim.AdamW(tuned.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0)
-    steps = 0
-    for steps in range(config.max_suppress_steps + 1):
-        if steps % 2 == 0:
-            tuned.eval()
-            acc = score_facts(logits_fn_for(tuned), tokenizer, forget, config.eval_batch_size, device).accuracy
-            if acc <= target_accuracy:
-                break
-        if steps == config.max_suppress_steps:
-            break
-        tuned.train()
-        loss = _answer_loss(tuned, sampler.next(), device, sign=-1.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tuned.parameters(), 1.0)
-        opt.step()
+    evaluation = EncodedFacts(tokenizer, forget, config.eval_batch_size)
+    state = {}
+
+    def reached(step: int) -> bool:
+        tuned.eval()
+        state["accuracy"] = evaluation.accuracy(logits_fn_for(tuned), device)
+        return state["accuracy"] <= target_accuracy
+
+    steps = run_steps(tuned, list(tuned.parameters()), lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
+                      config.max_suppress_steps, config.lr, stop=reached, check_every=2, betas=(0.9, 0.999))
+    if steps == config.max_suppress_steps and steps % 2 == 0:
+        reached(steps)
     tuned.eval()
     for p in tuned.parameters():
         p.requires_grad_(False)
-    return tuned, steps, acc
+    return tuned, steps, state["accuracy"]
 
 
 def seed_subject_bootstrap(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int,
@@ -186,18 +184,18 @@ def seed_subject_bootstrap(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, 
 _POWER_CACHE: dict[tuple, dict] = {}
 
 
-def _positive_control(inputs: AuditInputs, config: RelearningConfig) -> dict:
+def _positive_control(ctx: AuditContext, config: RelearningConfig) -> dict:
     """Build a GA-suppressed copy of O and run the identical attack on it (seed-0 split)."""
     from forensics.data import content_hash
 
-    key = (inputs.original.weights_hash, content_hash(inputs.forget), content_hash(inputs.holdout),
-           repr(asdict(config)), inputs.original.device)
+    key = (ctx.original.weights_hash, content_hash(ctx.forget), content_hash(ctx.holdout),
+           repr(asdict(config)), ctx.original.device)
     if key in _POWER_CACHE:
         return _POWER_CACHE[key]
-    o_tok, device = inputs.original.tokenizer, inputs.original.device
-    o_h = score_facts(logits_fn_for(inputs.original.model), o_tok, inputs.holdout, config.eval_batch_size, device).accuracy
-    suppressed_o, n_steps, acc_f = suppress_copy(inputs.original.model, o_tok, inputs.forget, o_h + 0.05, config, device)
-    f_a, f_b = split_by_subject(inputs.forget, config.seeds[0])
+    o_tok, device = ctx.original.tokenizer, ctx.original.device
+    o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
+    suppressed_o, n_steps, acc_f = suppress_copy(ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device)
+    f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
     before = score_facts(logits_fn_for(suppressed_o), o_tok, f_b, config.eval_batch_size, device).correct
     pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device)
     del suppressed_o
@@ -208,9 +206,9 @@ def _positive_control(inputs: AuditInputs, config: RelearningConfig) -> dict:
     return _POWER_CACHE[key]
 
 
-def check_inputs(inputs: AuditInputs, config: RelearningConfig) -> str | None:
+def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
     for name in ("forget", "holdout"):
-        facts = getattr(inputs, name)
+        facts = getattr(ctx, name)
         if not facts:
             return f"the relearning attack needs a {name} set"
         if any(not f.subject for f in facts):
@@ -222,24 +220,32 @@ def check_inputs(inputs: AuditInputs, config: RelearningConfig) -> str | None:
     return None
 
 
-@register("relearning_attack", QUESTION, needs=("original", "unlearned", "forget", "holdout"))
-def relearning_line(inputs: AuditInputs, config: RelearningConfig | None = None) -> Evidence:
+@register(
+    "relearning_attack",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "holdout"),
+    config=RelearningConfig,
+    votes=("suppressed", "deleted"),
+    side="above",
+    order=70,
+    method=METHOD,
+)
+def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -> Evidence:
     config = config or RelearningConfig()
     line = "relearning_attack"
-    reason = check_inputs(inputs, config)
+    reason = check_inputs(ctx, config)
     if reason:
         return Evidence.not_run(line, QUESTION, reason)
-    U, tok, device = inputs.unlearned.model, inputs.unlearned.tokenizer, inputs.unlearned.device
-    before = {name: dict(zip(facts, score_facts(logits_fn_for(m.model), tok, facts, config.eval_batch_size, device).correct))
-              for name, facts, m in (("forget", inputs.forget, inputs.unlearned), ("holdout", inputs.holdout, inputs.unlearned))}
-    ref_before = (dict(zip(inputs.forget, score_facts(logits_fn_for(inputs.reference.model), tok, inputs.forget,
-                                                      config.eval_batch_size, device).correct))
-                  if inputs.reference is not None else None)
+    U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
+    before = {name: dict(zip(facts, ctx.fact_scores(ctx.unlearned, facts).correct))
+              for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))}
+    ref_before = (dict(zip(ctx.forget, ctx.fact_scores(ctx.reference, ctx.forget).correct))
+                  if ctx.reference is not None else None)
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     for seed in config.seeds:
-        f_a, f_b = split_by_subject(inputs.forget, seed)
-        h_a, h_b = split_by_subject(inputs.holdout, seed + 10_000)
+        f_a, f_b = split_by_subject(ctx.forget, seed)
+        h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
         fr = finetune(U, tok, f_a, f_b, config, seed, device)
         hr = finetune(U, tok, h_a, h_b, config, seed, device)
         rec_f = fr["after"].astype(float) - np.array([before["forget"][f] for f in f_b], dtype=float)
@@ -256,8 +262,8 @@ def relearning_line(inputs: AuditInputs, config: RelearningConfig | None = None)
                "acc_forget_b_after": float(fr["after"].mean()), "acc_holdout_b_after": float(hr["after"].mean()),
                "train_accuracy_forget_a": fr["train_accuracy"], "train_accuracy_holdout_a": hr["train_accuracy"],
                "n_subjects_forget_b": len(set(gf)), "n_subjects_holdout_b": len(set(gh))}
-        if inputs.reference is not None:
-            rr = finetune(inputs.reference.model, tok, f_a, f_b, config, seed, device)
+        if ctx.reference is not None:
+            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device)
             rec_r = rr["after"].astype(float) - np.array([ref_before[f] for f in f_b], dtype=float)
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])
@@ -272,7 +278,7 @@ def relearning_line(inputs: AuditInputs, config: RelearningConfig | None = None)
 
     power = None
     if config.positive_control:
-        power = _positive_control(inputs, config)
+        power = _positive_control(ctx, config)
 
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     above_ref = ref_ci is None or ref_ci[0] > 0

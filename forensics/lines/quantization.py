@@ -38,12 +38,23 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forensics.behaviour import logits_fn_for, score_facts
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
 from forensics.loading import load_hf_model
+from forensics.quantize import quantize_model
+from forensics.scoring import logits_fn_for, score_facts
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Does round-to-nearest weight quantization bring the forgotten facts back, beyond the holdout control?"
+
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "Round-to-nearest per-channel quantization of U's linear weights (int8, 4-bit); greedy accuracy "
+    "gained on F against the gain on H, subject-bootstrap CI adjusted over bit widths. Votes "
+    "suppressed when the CI lies above 0 and the gain is at least 10% of the accuracy unlearning "
+    "removed; never deleted."
+)
 
 
 @dataclass
@@ -58,29 +69,6 @@ class QuantizationConfig:
     min_recovered_share: float = 0.10
 
 
-@torch.no_grad()
-def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric round-to-nearest, one scale per output channel (row), de-quantized."""
-    qmax = 2 ** (bits - 1) - 1
-    w = weight.float()
-    scale = w.abs().amax(dim=1, keepdim=True) / qmax
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.clamp(torch.round(w / scale), -qmax - 1, qmax)
-    return (q * scale).to(weight.dtype)
-
-
-@torch.no_grad()
-def quantize_model(model, bits: int, quantize_head: bool = False) -> list[str]:
-    """Quantize ``model``'s linear weights in place; returns the names of the layers quantized."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    done = []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and (quantize_head or module is not head):
-            module.weight.copy_(quantize_weight(module.weight, bits))
-            done.append(name)
-    return done
-
-
 def _finite(model) -> str | None:
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
@@ -93,20 +81,29 @@ def _score(model, tok, sets, config, device):
     return {name: score_facts(fn, tok, facts, config.batch_size, device) for name, facts in sets.items()}
 
 
-@register("quantization_attack", QUESTION, needs=("original", "unlearned", "forget", "holdout"))
-def quantization_line(inputs: AuditInputs, config: QuantizationConfig | None = None) -> Evidence:
+@register(
+    "quantization_attack",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "holdout"),
+    config=QuantizationConfig,
+    votes=("suppressed",),
+    side="above",
+    order=80,
+    method=METHOD,
+)
+def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = None) -> Evidence:
     config = config or QuantizationConfig()
     line = "quantization_attack"
-    if not inputs.holdout:
+    if not ctx.holdout:
         return Evidence.not_run(line, QUESTION, "the quantization attack needs a holdout set as its control")
-    tok = inputs.unlearned.tokenizer
-    sets = {"forget": inputs.forget, "holdout": inputs.holdout}
-    if inputs.retain:
-        sets["retain"] = inputs.retain
-    gF = np.array([f.subject or f"f-{i}" for i, f in enumerate(inputs.forget)])
-    gH = np.array([f.subject or f"h-{i}" for i, f in enumerate(inputs.holdout)])
+    tok = ctx.unlearned.tokenizer
+    sets = {"forget": ctx.forget, "holdout": ctx.holdout}
+    if ctx.retain:
+        sets["retain"] = ctx.retain
+    gF = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
+    gH = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
     results: dict = {}
-    for role, loaded in (("unlearned", inputs.unlearned), ("original", inputs.original)):
+    for role, loaded in (("unlearned", ctx.unlearned), ("original", ctx.original)):
         device = loaded.device
         base = load_hf_model(loaded.path, loaded.dtype).to(device)
         full = _score(base, tok, sets, config, device)

@@ -44,113 +44,29 @@ Vote (the four attacks form one family; CIs are Bonferroni-adjusted at ``1 - alp
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from forensics.behaviour import encode_facts, logits_fn_for
 from forensics.data import Fact
-from forensics.evidence import AuditInputs, Evidence, register
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.registry import register
+from forensics.mia import ATTACKS, attack_scores, auc
+from forensics.scoring import fact_token_ids, token_stats
 from forensics.stats import cluster_permutation_p
 
 QUESTION = "Does U still treat the forget set like training data (membership inference), beyond the control?"
-ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
 
-
-# ------------------------------------------------------------------ batched token scoring
-
-def fact_token_ids(tokenizer, facts: Sequence[Fact]) -> list[list[int]]:
-    """``prompt + answer`` token ids per fact (as behaviour scoring tokenises them)."""
-    return [p + a for p, a in encode_facts(tokenizer, facts)]
-
-
-def _batches(lengths: Sequence[int], batch_size: int, max_tokens: int | None):
-    """Index batches of sequences sorted by length (little padding), capped in tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batch: list[int] = []
-    for i in order:
-        width = lengths[i]
-        if batch and (len(batch) >= batch_size or (max_tokens and (len(batch) + 1) * width > max_tokens)):
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    lengths = torch.tensor([len(r) for r in rows])
-    for k, r in enumerate(rows):
-        tokens[k, : len(r)] = torch.as_tensor(r)
-    return tokens, lengths
-
-
-@torch.no_grad()
-def sequence_losses(
-    model, sequences: Sequence[Sequence[int]], batch_size: int = 512, device="cpu", pad_id: int = 0,
-    max_tokens: int | None = 65536,
-) -> np.ndarray:
-    """Mean token NLL of each whole sequence (every token after the first), in right-padded
-    batches sorted by length. Right padding never changes the logits of real positions in a
-    causal model, so no attention mask is needed. Fully vectorised: no per-row Python work.
-    """
-    fn = logits_fn_for(model)
-    out = np.zeros(len(sequences))
-    for idx in _batches([len(s) for s in sequences], batch_size, max_tokens):
-        tokens, lengths = _pad([list(sequences[i]) for i in idx], pad_id)
-        tokens = tokens.to(device)
-        lp = torch.log_softmax(fn(tokens)[:, :-1].float(), dim=-1)
-        picked = lp.gather(-1, tokens[:, 1:, None])[..., 0]
-        mask = (torch.arange(tokens.shape[1] - 1, device=device)[None, :] < (lengths.to(device) - 1)[:, None])
-        nll = -(picked * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out[idx] = nll.cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def token_stats(
-    model, sequences: Sequence[Sequence[int]], batch_size: int = 256, device="cpu", pad_id: int = 0,
-) -> list[dict[str, np.ndarray]]:
-    """Per sequence: ``lp`` (log p of each token after the first), and ``mu``/``sigma`` of
-    ``log p(z)`` under the model's next-token distribution at the same positions (Min-K%++)."""
-    fn = logits_fn_for(model)
-    out: list[dict[str, np.ndarray]] = [{} for _ in sequences]
-    for idx in _batches([len(s) for s in sequences], batch_size, None):
-        tokens, lengths = _pad([list(sequences[i]) for i in idx], pad_id)
-        tokens = tokens.to(device)
-        lp = torch.log_softmax(fn(tokens)[:, :-1].float(), dim=-1)
-        picked = lp.gather(-1, tokens[:, 1:, None])[..., 0]
-        p = lp.exp()
-        mu = (p * lp).sum(-1)
-        var = ((p * lp.square()).sum(-1) - mu.square()).clamp(min=1e-6)
-        picked, mu, sigma = picked.cpu().numpy(), mu.cpu().numpy(), var.sqrt().cpu().numpy()
-        for row, i in enumerate(idx):
-            n = int(lengths[row]) - 1
-            out[i] = {"lp": picked[row, :n], "mu": mu[row, :n], "sigma": sigma[row, :n]}
-    return out
-
-
-def attack_scores(stats: list[dict[str, np.ndarray]], texts: Sequence[str], k: float = 0.2) -> dict[str, np.ndarray]:
-    """Member-likeness per text for each attack (higher = more like training data)."""
-    scores = {name: np.zeros(len(stats)) for name in ATTACKS}
-    for i, (s, text) in enumerate(zip(stats, texts)):
-        lp = s["lp"]
-        if len(lp) == 0:
-            for name in ATTACKS:
-                scores[name][i] = np.nan
-            continue
-        loss = -lp.mean()
-        num_k = max(1, int(len(lp) * k))
-        scores["loss"][i] = -loss
-        scores["zlib"][i] = -loss / max(1, len(zlib.compress(text.encode("utf-8"))))
-        scores["min_k"][i] = np.sort(lp)[:num_k].mean()
-        scores["min_k_pp"][i] = np.sort((lp - s["mu"]) / s["sigma"])[:num_k].mean()
-    return scores
+#: Short, stable method text (the report prints it).
+METHOD = (
+    "LOSS, zlib, Min-K% and Min-K%++ membership scores of each fact's text under U; ROC-AUC of F "
+    "against H per attack with a subject-bootstrap CI (Bonferroni over the four attacks). Control: "
+    "0.5, or the reference model's AUC. Votes suppressed when some attack's CI lies above the "
+    "control; deleted when O's AUC shows power and every attack's CI stays within a quarter of O's "
+    "margin."
+)
 
 
 def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -160,15 +76,6 @@ def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size
 
 
 # ---------------------------------------------------------------------------- AUC + CI
-
-def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """ROC-AUC of ``pos`` against ``neg`` (Mann-Whitney, ties count one half)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([pos, neg]))
-    n1, n0 = len(pos), len(neg)
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
 
 def _cluster_index(groups: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
@@ -216,25 +123,34 @@ def _quantiles(x: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))
 
 
-@register("membership_inference", QUESTION, needs=("original", "unlearned", "forget", "holdout"))
-def membership_line(inputs: AuditInputs, config: MembershipConfig | None = None) -> Evidence:
+@register(
+    "membership_inference",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "holdout"),
+    config=MembershipConfig,
+    votes=("suppressed", "deleted"),
+    side="above",
+    order=90,
+    method=METHOD,
+)
+def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -> Evidence:
     config = config or MembershipConfig()
     line = "membership_inference"
-    if not inputs.holdout:
+    if not ctx.holdout:
         return Evidence.not_run(line, QUESTION, "membership inference needs a holdout set as the non-member control")
-    if len(inputs.forget) < 2 or len(inputs.holdout) < 2:
+    if len(ctx.forget) < 2 or len(ctx.holdout) < 2:
         return Evidence.not_run(line, QUESTION, "membership inference needs at least 2 forget and 2 holdout facts")
-    models = {"unlearned": inputs.unlearned, "original": inputs.original}
-    if inputs.reference is not None:
-        models["reference"] = inputs.reference
+    models = {"unlearned": ctx.unlearned, "original": ctx.original}
+    if ctx.reference is not None:
+        models["reference"] = ctx.reference
     scores = {
         (role, name): fact_attack_scores(m, facts, config.k, config.batch_size)
-        for role, m in models.items() for name, facts in (("forget", inputs.forget), ("holdout", inputs.holdout))
+        for role, m in models.items() for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
     for (role, name), per_attack in scores.items():
         if any(not np.isfinite(v).all() for v in per_attack.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set")
-    gF, gH = _groups(inputs.forget, "f"), _groups(inputs.holdout, "h")
+    gF, gH = _groups(ctx.forget, "f"), _groups(ctx.holdout, "h")
     level = 1 - config.alpha / len(ATTACKS)
     roles = list(models)
     table: dict = {}

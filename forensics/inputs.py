@@ -1,0 +1,167 @@
+"""Loading and validating an audit's inputs (shared by ``forensics audit`` and ``forensics check``).
+
+Everything is loaded and checked before any work starts, data files first (they fail
+fastest): any problem is a one-line :class:`ForensicsInputError`. What the audit refuses:
+an empty or malformed set, duplicate fact ids within a set, a holdout set sharing a prompt
+with the forget set, an item longer than the model's context window, a model pair that
+does not match (:func:`forensics.loading.check_pair`). What it only warns about
+(:attr:`AuditInputs.warnings`): duplicate facts, answers that tokenise to nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from forensics.data import Fact, Sequence, content_hash, load_facts, load_sequences
+from forensics.errors import ForensicsInputError
+from forensics.loading import LoadedModel, check_pair, load_model
+
+FACT_SETS = ("forget", "retain", "holdout")
+
+
+@dataclass
+class AuditInputs:
+    """Loaded and validated inputs; ``None`` where not given.
+
+    ``records``: role -> what ``results.json`` says of each input (path, hashes, sizes);
+    ``hashes``: role -> weights or content hash (the line cache's input key);
+    ``warnings``: data-validation warnings, one line each.
+    """
+
+    original: LoadedModel
+    unlearned: LoadedModel | None = None
+    reference: LoadedModel | None = None
+    forget: list[Fact] | None = None
+    retain: list[Fact] | None = None
+    holdout: list[Fact] | None = None
+    sequences: list[Sequence] | None = None
+    records: dict[str, Any] = field(default_factory=dict)
+    hashes: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None, reference=None, sequences=None,
+                device: str = "cpu", dtype: str = "float32") -> AuditInputs:
+    """Load and validate every input given. Models: checkpoint folders or loaded
+    :class:`LoadedModel`; fact and sequence sets: JSONL paths or lists of
+    :class:`forensics.data.Fact` / :class:`forensics.data.Sequence`.
+
+    Raises :class:`ForensicsInputError` on any problem (see the module docstring).
+    """
+    given = {"forget": forget, "retain": retain, "holdout": holdout}
+    data_log = logging.getLogger("forensics.data")
+    level = data_log.level
+    data_log.setLevel(logging.ERROR)  # warnings are collected on the second, full read below
+    try:
+        early = {name: load_facts(value)[0] for name, value in given.items() if isinstance(value, (str, Path))}
+        check_fact_sets(early)
+        if isinstance(sequences, (str, Path)):
+            load_sequences(sequences)
+    finally:
+        data_log.setLevel(level)
+    out = AuditInputs(original=_load_model(original, device, dtype))
+    if unlearned is not None:
+        out.unlearned = _load_model(unlearned, device, dtype)
+        check_pair(out.original, out.unlearned)
+    if reference is not None:
+        out.reference = _load_model(reference, device, dtype)
+        check_pair(out.original, out.reference)
+    paths: dict[str, Path | None] = {}
+    for name, value in given.items():
+        if value is not None:
+            facts, paths[name] = _load_facts(value, name, out.original.tokenizer, out.warnings)
+            setattr(out, name, facts)
+    if sequences is not None:
+        out.sequences, paths["sequences"] = _load_sequences(sequences, out.warnings)
+    sets = {name: getattr(out, name) or [] for name in FACT_SETS}
+    check_fact_sets(sets)
+    check_lengths(out.original, sets, out.sequences)
+    for role in ("original", "unlearned", "reference"):
+        model = getattr(out, role)
+        out.records[role] = _model_record(model) if model is not None else None
+        out.hashes[role] = model.weights_hash if model is not None else None
+    for name in FACT_SETS + ("sequences",):
+        items = getattr(out, name)
+        if items is None:
+            out.records[name] = None
+            continue
+        digest = content_hash(items)
+        out.hashes[name] = digest
+        path = paths.get(name)
+        out.records[name] = {"path": str(path) if path else None, "n": len(items), "content_sha256": digest,
+                             "file_sha256": _file_sha256(path)}
+    return out
+
+
+def _load_model(value, device: str, dtype: str) -> LoadedModel:
+    if isinstance(value, LoadedModel):
+        return value
+    return load_model(value, device, dtype)
+
+
+def _load_facts(value, name: str, tokenizer, warnings: list[str]) -> tuple[list[Fact], Path | None]:
+    if isinstance(value, (str, Path)):
+        facts, found = load_facts(value, tokenizer)
+        warnings.extend(found)
+        return facts, Path(value)
+    facts = list(value)
+    if not facts:
+        raise ForensicsInputError(f"the {name} set is empty")
+    if not all(isinstance(f, Fact) for f in facts):
+        raise ForensicsInputError(f"the {name} set must be a JSONL path or a list of forensics.data.Fact")
+    return facts, None
+
+
+def check_fact_sets(sets: Mapping[str, list[Fact]]) -> None:
+    """Refuse duplicate ids within a set (ids name facts in reports and redaction) and a holdout
+    set that shares a prompt with the forget set (the control would not be a control)."""
+    for name, facts in sets.items():
+        seen: set[str] = set()
+        for fact in facts:
+            if fact.id is not None:
+                if fact.id in seen:
+                    raise ForensicsInputError(f"the {name} set has a duplicate id {fact.id!r}; ids must be unique")
+                seen.add(fact.id)
+    if sets.get("holdout") and sets.get("forget"):
+        shared = {f.prompt for f in sets["forget"]} & {f.prompt for f in sets["holdout"]}
+        if shared:
+            raise ForensicsInputError(f"the holdout set overlaps the forget set ({len(shared)} shared prompts, e.g. "
+                                      f"{sorted(shared)[0][:80]!r}); the holdout must hold facts no model saw")
+
+
+def check_lengths(model: LoadedModel, sets: Mapping[str, list[Fact]], sequences: list[Sequence] | None) -> None:
+    """Refuse a fact (prompt + answer) or sequence longer than the model's context window."""
+    n_ctx = model.model.cfg.n_ctx
+    tok = model.tokenizer
+    items = [(name, i, f.prompt, f.answer) for name, facts in sets.items() for i, f in enumerate(facts)]
+    items += [("sequence", i, s.text, "") for i, s in enumerate(sequences or [])]
+    for name, i, prompt, answer in items:
+        if len((prompt + answer).encode()) < n_ctx - 2:  # a token spans at least one byte: cannot be too long
+            continue
+        n = len(tok(prompt)["input_ids"]) + (len(tok(answer, add_special_tokens=False)["input_ids"]) if answer else 0)
+        if n > n_ctx:
+            raise ForensicsInputError(f"{name} item {i + 1} is {n} tokens long, more than the model's context "
+                                      f"window of {n_ctx} tokens")
+
+
+def _load_sequences(value, warnings: list[str]) -> tuple[list[Sequence], Path | None]:
+    if isinstance(value, (str, Path)):
+        sequences, found = load_sequences(value)
+        warnings.extend(found)
+        return sequences, Path(value)
+    return list(value), None
+
+
+def _file_sha256(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _model_record(m: LoadedModel) -> dict[str, Any]:
+    return {"path": str(m.path), "name": m.name, "architecture": m.architecture, "n_layers": m.n_layers,
+            "weights_sha256": m.weights_hash, "dtype": m.dtype}

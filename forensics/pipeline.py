@@ -1,0 +1,140 @@
+"""The audit pipeline: inputs -> context -> lines -> verdict -> reports.
+
+``forensics.audit(...)`` (and the ``forensics audit`` command) loads and validates every
+input (:mod:`forensics.inputs`), builds the audit context that shares intermediate results
+between lines (:mod:`forensics.context`), runs every registered line the inputs allow
+(:mod:`forensics.runner`, lines from :mod:`forensics.registry`), decides the verdict
+(:mod:`forensics.verdict`) and writes ``report.html``, ``report.pdf``, ``results.json``
+and ``figures/`` into ``out``, atomically: the folder appears whole or not at all.
+
+Cache and resume. With ``out=DIR`` the audit keeps a cache in the hidden sibling folder
+``.DIR.cache`` (or in ``cache_dir`` when given): captured activations and SAEs, and each
+finished line's result. It survives a failed or interrupted run, so re-running the same
+command resumes; after a successful run the default sibling cache is deleted (a
+``cache_dir`` you chose is kept, so several audits of one original share it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from forensics.errors import ForensicsInputError
+from forensics.profiles import PROFILES
+
+
+def audit(original, unlearned, forget, retain, holdout=None, reference=None, sequences=None,
+          out: str | Path | None = None, device: str = "cpu", dtype: str = "float32", seed: int = 0,
+          profile: str = "standard", redact: bool = False, progress: bool = True,
+          cache_dir: str | Path | None = None, lines: list[str] | None = None,
+          settings: Mapping[str, Mapping[str, Any]] | None = None, pdf: bool = True,
+          command: str | None = None):
+    """Audit ``unlearned`` against ``original``; returns a :class:`forensics.results.AuditResult`.
+
+    Models are checkpoint folders or loaded :class:`forensics.loading.LoadedModel`; data
+    sets are JSONL paths or lists of :class:`forensics.data.Fact` / ``Sequence``. ``out``:
+    write the reports there (the folder must not exist or be empty). ``lines``: run only
+    these lines (behaviour always runs). ``settings``: per-line config overrides,
+    ``{line: {"field.sub": value}}``, applied after the profile. Bad input raises
+    :class:`ForensicsInputError` before anything is written.
+    """
+    from forensics.context import AuditContext
+    from forensics.inputs import load_inputs
+    from forensics.output import check_output_dir
+    from forensics.registry import discover_lines
+    from forensics.runner import run_lines
+    from forensics.verdict import decide
+
+    started = time.time()
+    if profile not in PROFILES:
+        raise ForensicsInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    out = check_output_dir(out) if out is not None else None
+    registry, broken = discover_lines()
+    chosen = _chosen_lines(registry, lines, settings, PROFILES[profile], seed)
+    inputs = load_inputs(original, unlearned, forget, retain, holdout, reference, sequences, device, dtype)
+    say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
+    say(f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
+        f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}")
+    own_cache = cache_dir is None and out is not None
+    cache = Path(cache_dir) if cache_dir is not None else out.parent / f".{out.name}.cache" if out else None
+    ctx = AuditContext(original=inputs.original, unlearned=inputs.unlearned, forget=inputs.forget,
+                       retain=inputs.retain, holdout=inputs.holdout, reference=inputs.reference,
+                       sequences=inputs.sequences, cache_dir=cache)
+    evidence, timings = run_lines(ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say)
+    result = _result(inputs, ctx, evidence, timings, decide(evidence, has_holdout=bool(inputs.holdout)), broken,
+                     seed=seed, profile=profile, device=device, dtype=dtype, redact=redact, started=started,
+                     command=command or _api_command(original, unlearned, profile, seed))
+    if out is not None:
+        say("writing the reports ...")
+        _write(result, out, pdf)
+        if own_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+        say(f"verdict: {result.verdict.label} ({result.verdict.confidence}); report: {out / 'report.html'}")
+    return result
+
+
+def _chosen_lines(registry: dict, lines: list[str] | None, settings: Mapping | None, profile, seed: int) -> dict:
+    """The lines to run in report order (behaviour always). Unknown line names and settings
+    that do not fit a line's config are bad input, refused before any work."""
+    from forensics.config import line_config
+
+    unknown = sorted(set(lines or ()) - set(registry)) + sorted(set(settings or ()) - set(registry))
+    if unknown:
+        raise ForensicsInputError(f"unknown evidence line(s) {', '.join(unknown)}; known: {', '.join(registry)}")
+    for name, overrides in (settings or {}).items():
+        line_config(registry[name], profile, seed, overrides)
+    return {name: spec for name, spec in registry.items() if lines is None or name in lines or name == "behaviour"}
+
+
+def _result(inputs, ctx, evidence, timings, verdict, broken, started: float, **run: Any):
+    from forensics.redaction import Redactor
+    from forensics.results import AuditResult, package_versions
+
+    behaviour = next((e for e in evidence if e.line == "behaviour" and e.status == "ok"), None)
+    redactor = Redactor({"forget": inputs.forget, "retain": inputs.retain, "holdout": inputs.holdout or [],
+                         "sequences": inputs.sequences or []}) if run["redact"] else None
+    result = AuditResult(
+        verdict=verdict, evidence=evidence, behaviour=behaviour.details.get("table") if behaviour else None,
+        inputs=inputs.records, versions=package_versions(), timings=timings, examples=examples(ctx),
+        skipped_modules=broken, warnings=inputs.warnings, _redactor=redactor,
+        started=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"), **run,
+    )
+    result.seconds = time.time() - started
+    return result
+
+
+def _write(result, out: Path, pdf: bool) -> None:
+    from forensics.output import atomic_output_dir
+
+    with atomic_output_dir(out) as tmp:
+        result.write(tmp, pdf=pdf)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report folder is an ordinary one
+    result.out = out
+
+
+def examples(ctx, k: int = 5) -> list[dict[str, Any]]:
+    """The first ``k`` forget facts with O's and U's greedy next token after the prompt and
+    whether it is the answer's first token (the report's examples table)."""
+    rows = []
+    scores = {role: ctx.fact_scores(getattr(ctx, role), ctx.forget) for role in ("original", "unlearned")}
+    for i, fact in enumerate(ctx.forget[:k]):
+        row = {"id": fact.id or f"forget-{i}", "prompt": fact.prompt, "answer": fact.answer}
+        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+            predicted = int(scores[role].predicted[i])
+            answer_ids = loaded.tokenizer(fact.answer, add_special_tokens=False)["input_ids"]
+            row[role] = loaded.tokenizer.decode([predicted])
+            row[f"{role}_correct"] = bool(answer_ids) and predicted == answer_ids[0]
+        rows.append(row)
+    return rows
+
+
+def _api_command(original, unlearned, profile: str, seed: int) -> str:
+    return (f"forensics.audit(original={str(getattr(original, 'path', original))!r}, "
+            f"unlearned={str(getattr(unlearned, 'path', unlearned))!r}, profile={profile!r}, seed={seed})")

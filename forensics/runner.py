@@ -1,0 +1,100 @@
+"""Running evidence lines: needs check, configuration, the resume cache, error capture.
+
+Each finished line's result is stored in ``cache_dir/lines/<line>-<key>.json``, where the
+key is a SHA-256 over the line's module source, its configuration and the inputs' hashes,
+so re-running an interrupted audit reads finished lines back instead of recomputing them.
+A line that raises is recorded as "not run" with the error's one-line message (and a
+short traceback in ``details``); the audit goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from forensics.config import line_config
+from forensics.context import AuditContext
+from forensics.evidence import Evidence
+from forensics.profiles import Profile
+from forensics.registry import LineSpec, one_line
+
+
+def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> str:
+    """Cache key of a line's result: its module's source, its configuration and its inputs
+    (32 hex characters)."""
+    module = sys.modules.get(line.module)
+    try:
+        source = inspect.getsource(module) if module else line.name
+    except (OSError, TypeError):
+        source = line.name
+    cfg = dataclasses.asdict(config) if config is not None and dataclasses.is_dataclass(config) else {}
+    blob = json.dumps({"line": line.name, "source": hashlib.sha256(source.encode()).hexdigest(),
+                       "config": cfg, "inputs": dict(input_hashes), "needs": list(line.needs)},
+                      sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
+    """Run one line; an unexpected error becomes a ``not_run`` Evidence with its one-line message."""
+    try:
+        evidence = line.run(ctx, config)
+        if not isinstance(evidence, Evidence):
+            raise TypeError(f"the line returned {type(evidence).__name__}, not Evidence")
+        return evidence
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # noqa: BLE001 - one line failing must not end the audit
+        evidence = Evidence.not_run(line.name, line.question, f"error: {one_line(err)}")
+        evidence.details = {"traceback": traceback.format_exc(limit=8).splitlines()[-12:]}
+        return evidence
+
+
+def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile, seed: int,
+              overrides: Mapping[str, Mapping[str, Any]], input_hashes: Mapping[str, Any],
+              cache_dir: Path | None, say: Callable[[str], None]) -> tuple[list[Evidence], dict[str, dict]]:
+    """Run ``lines`` in order on ``ctx``; returns the evidence and ``{line: {seconds, cached}}``.
+
+    A line whose needs the inputs do not meet is recorded as "not run". With ``cache_dir``
+    finished results are read from and written to ``cache_dir/lines`` (see the module
+    docstring). ``say`` receives one progress message per line.
+    """
+    available = ctx.available()
+    evidence: list[Evidence] = []
+    timings: dict[str, dict[str, Any]] = {}
+    if cache_dir is not None:
+        (cache_dir / "lines").mkdir(parents=True, exist_ok=True)
+    for i, (name, line) in enumerate(lines.items(), start=1):
+        step = f"[{i}/{len(lines)}] {name}"
+        missing = line.missing(available)
+        if missing:
+            evidence.append(Evidence.not_run(name, line.question, f"needs {', '.join(missing)}, not given"))
+            timings[name] = {"seconds": 0.0, "cached": False}
+            say(f"{step}: not run (needs {', '.join(missing)})")
+            continue
+        config = line_config(line, profile, seed, overrides.get(name))
+        stored = cache_dir / "lines" / f"{name}-{line_key(line, config, input_hashes)}.json" if cache_dir else None
+        start = time.time()
+        if stored is not None and stored.is_file():
+            saved = json.loads(stored.read_text())
+            result = Evidence.from_json(saved["evidence"])
+            timings[name] = {"seconds": saved["seconds"], "cached": True}
+        else:
+            say(f"{step} ...")
+            result = run_line(line, ctx, config)
+            timings[name] = {"seconds": round(time.time() - start, 2), "cached": False}
+            if stored is not None and not result.reason.startswith("error:"):
+                tmp = stored.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"seconds": timings[name]["seconds"],
+                                           "evidence": result.to_json(include_figures=True)}))
+                tmp.replace(stored)
+        evidence.append(result)
+        vote = result.vote or ("not run" if result.status == "not_run" else "no vote")
+        say(f"{step}: {vote} ({timings[name]['seconds']:.1f} s{', cached' if timings[name]['cached'] else ''})")
+    return evidence, timings
