@@ -15,6 +15,10 @@ included, as the command does), with no cache to start from. Instrumentation:
   data, validation: everything before the first line), capture, the line stages (net of
   capture), report (``AuditResult.write``: HTML, PDF, JSON, figures) and other (the rest:
   verdict, examples table).
+- **forward passes by (model, set)**: every outermost LM call attributed to O, U or a
+  derived model and to the F / R / H set its rows come from (``benchmarks/forward_passes.py``),
+  and the audit context's shared results: how many captures and answer scorings were
+  computed and how many were served from the context instead;
 - **model passes**: global module hooks (``torch.nn.modules.module.register_module_forward_pre_hook``
   / ``register_module_forward_hook``) time every *outermost* module call; a call whose
   outermost module is a language model (a TransformerLens ``HookedTransformer`` or a
@@ -82,8 +86,8 @@ def instrument(t: Timers) -> None:
     from transformers import PreTrainedModel
 
     import forensics.capture as capture_mod
-    from forensics.audit import AuditResult, discover_lines
-    from forensics.evidence import EVIDENCE_LINES
+    from forensics.registry import LINES, discover_lines
+    from forensics.results import AuditResult
 
     def pre(module, args):
         if t._depth == 0:
@@ -163,7 +167,7 @@ def instrument(t: Timers) -> None:
         return wrapper
 
     for name, line in registry.items():
-        EVIDENCE_LINES[name] = replace(line, run=timed_line(name, line.run))
+        LINES[name] = replace(line, run=timed_line(name, line.run))
 
     write = AuditResult.write
 
@@ -175,6 +179,35 @@ def instrument(t: Timers) -> None:
             t.report += time.perf_counter() - t0
 
     AuditResult.write = timed_write
+
+
+def _pass_counter(zoo: Path, original: str, model: str):
+    """A started :class:`PassCounter` from benchmarks/forward_passes.py (loaded by path: this
+    folder is kept off sys.path, see above)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("forward_passes", HERE / "forward_passes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    counter = module.PassCounter(zoo, original, model)
+    counter.watch_loading()
+    counter.install()
+    return counter
+
+
+def _watch_contexts() -> list:
+    """Every AuditContext created from now on, in order (to read its ``counts``)."""
+    from forensics.context import AuditContext
+
+    seen: list = []
+    init = AuditContext.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        seen.append(self)
+
+    AuditContext.__init__ = recording
+    return seen
 
 
 def main() -> None:
@@ -190,12 +223,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    t = Timers()
-    instrument(t)
-    from forensics.audit import audit
-
     zoo = Path(args.zoo)
     original = "llama_original" if args.model.startswith("llama_") else "original"
+    passes = _pass_counter(zoo, original, args.model)
+    t = Timers()
+    instrument(t)
+    contexts = _watch_contexts()
+    from forensics.pipeline import audit
+
     d = zoo / "data"
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +256,7 @@ def main() -> None:
     for stage, seconds in stages.items():
         print(f"{stage:<12} {seconds:>8.1f} {seconds / wall:>7.1%}")
     print(f"{'total':<12} {wall:>8.1f}")
-    print(f"\nper line (wall, capture inside): " + ", ".join(
+    print("\nper line (wall, capture inside): " + ", ".join(
         f"{n} {s:.1f} ({t.capture_in_line.get(n, 0.0):.1f})" for n, s in t.line_wall.items()))
     if missing:
         print(f"lines that did not run through the timer (not registered or not applicable): {', '.join(missing)}")
@@ -230,12 +265,17 @@ def main() -> None:
     print(f"other forward       {t.other_forward:8.1f} s  (SAEs, probes)")
     print(f"other backward      {t.backward_other:8.1f} s")
     print(f"model passes (LM forward + backward) / wall: {floor / wall:.1%}")
+    print(f"\nLM forward calls by (model, set):\n{passes.table()}")
+    shared = contexts[-1].counts if contexts else {}
+    print("audit context: " + ", ".join(f"{k} {v}" for k, v in sorted(shared.items())))
     if args.json:
         Path(args.json).write_text(json.dumps({
             "model": args.model, "profile": args.profile, "threads": args.threads, "wall": wall, "stages": stages,
             "lines": t.line_wall, "capture_in_line": t.capture_in_line, "lm_forward": t.lm_forward,
             "lm_backward": t.backward_lm, "other_forward": t.other_forward, "other_backward": t.backward_other,
             "floor_share": floor / wall, "load_before": load_before, "load_after": load_after,
+            "forward_calls": {f"{m}/{s}": v for (m, s), v in sorted(passes.counts.items())},
+            "context_counts": dict(shared),
             "verdict": result.verdict.label}, indent=2))
 
 

@@ -35,79 +35,103 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE.parent)]
 
 
-def count_passes(zoo: Path, model: str, profile: str, seed: int = 0) -> dict:
-    """Run one audit and return ``{"passes": {(model, set): [calls, rows]}, "verdict": ...}``."""
-    import torch
-    from torch.nn.modules import module as nn_module
-    from transformer_lens import HookedTransformer
-    from transformers import PreTrainedModel
+class PassCounter:
+    """Counts outermost language-model forward calls by (model, set); see the module docstring.
 
-    import forensics.loading as loading
-    from forensics.data import load_facts
+    ``roles`` maps ``id(model)`` to a role name (filled by :meth:`watch_loading`); ``prefixes``
+    maps each fact prompt's token ids to its set. :meth:`install` registers the global hooks.
+    """
 
-    original = "llama_original" if model.startswith("llama_") else "original"
-    data = zoo / "data"
-    roles: dict[int, str] = {}
-    real_load = loading.load_model
+    def __init__(self, zoo: Path, original: str, unlearned: str):
+        from forensics.data import load_facts
+        from forensics.loading import load_tokenizer
 
-    def load_model(path, *args, **kwargs):
-        loaded = real_load(path, *args, **kwargs)
-        name = Path(str(path)).name
-        roles[id(loaded.model)] = "original" if name == original else "unlearned" if name == model else name
-        return loaded
+        self.original, self.unlearned = original, unlearned
+        self.roles: dict[int, str] = {}
+        self.counts: dict[tuple[str, str], list[int]] = {}
+        tokenizer = load_tokenizer(zoo / "models" / original)
+        self.prefixes: dict[tuple[int, ...], str] = {}
+        for name in ("forget", "retain", "holdout"):
+            for fact in load_facts(zoo / "data" / f"{name}.jsonl")[0]:
+                self.prefixes[tuple(tokenizer(fact.prompt)["input_ids"])] = name
+        self.lengths = sorted({len(p) for p in self.prefixes})
+        self._depth = 0
 
-    loading.load_model = load_model
-    for mod in list(sys.modules.values()):  # modules that imported the function by name
-        if getattr(mod, "load_model", None) is real_load:
-            mod.load_model = load_model
+    def watch_loading(self) -> None:
+        """Wrap ``forensics.loading.load_model`` so the loaded O and U are recognised."""
+        import forensics.loading as loading
 
-    facts = {name: load_facts(data / f"{name}.jsonl")[0] for name in ("forget", "retain", "holdout")}
-    tokenizer = loading.load_tokenizer(zoo / "models" / original) if hasattr(loading, "load_tokenizer") else None
-    prefixes: dict[tuple[int, ...], str] = {}
-    for name, items in facts.items():
-        for fact in items:
-            prefixes[tuple(tokenizer(fact.prompt)["input_ids"])] = name
-    lengths = sorted({len(p) for p in prefixes})
+        real = loading.load_model
 
-    def set_of(tokens) -> str:
+        def load_model(path, *args, **kwargs):
+            loaded = real(path, *args, **kwargs)
+            name = Path(str(path)).name
+            self.roles[id(loaded.model)] = ("original" if name == self.original else
+                                            "unlearned" if name == self.unlearned else name)
+            return loaded
+
+        for mod in [loading] + list(sys.modules.values()):
+            if getattr(mod, "load_model", None) is real:
+                mod.load_model = load_model
+
+    def set_of(self, tokens) -> str:
+        """The set whose prompts start most rows of ``tokens`` (``other`` when none)."""
+        import torch
+
         if not (isinstance(tokens, torch.Tensor) and tokens.dtype == torch.long and tokens.dim() == 2):
             return "other"
-        votes = Counter()
+        votes: Counter = Counter()
         for row in tokens.tolist():
-            for n in lengths:
-                hit = prefixes.get(tuple(row[:n]))
-                if hit:
-                    votes[hit] += 1
-                    break
-            else:
-                votes["other"] += 1
+            hit = next((self.prefixes[tuple(row[:n])] for n in self.lengths if tuple(row[:n]) in self.prefixes),
+                       "other")
+            votes[hit] += 1
         return votes.most_common(1)[0][0]
 
-    counts: dict[tuple[str, str], list[int]] = {}
-    depth = [0]
+    def install(self) -> None:
+        """Register the global forward hooks that count LM calls."""
+        from torch.nn.modules import module as nn_module
+        from transformer_lens import HookedTransformer
+        from transformers import PreTrainedModel
 
-    def pre(module, args, kwargs=None):
-        if depth[0] == 0 and isinstance(module, (HookedTransformer, PreTrainedModel)):
-            tokens = args[0] if args else (kwargs or {}).get("input", (kwargs or {}).get("input_ids"))
-            key = (roles.get(id(module), "derived"), set_of(tokens))
-            entry = counts.setdefault(key, [0, 0])
-            entry[0] += 1
-            entry[1] += int(tokens.shape[0]) if isinstance(tokens, torch.Tensor) else 0
-        depth[0] += 1
+        def pre(module, args):
+            if self._depth == 0 and isinstance(module, (HookedTransformer, PreTrainedModel)):
+                tokens = args[0] if args else None
+                entry = self.counts.setdefault((self.roles.get(id(module), "derived"), self.set_of(tokens)), [0, 0])
+                entry[0] += 1
+                entry[1] += int(tokens.shape[0]) if hasattr(tokens, "shape") else 0
+            self._depth += 1
 
-    def post(module, args, output):
-        depth[0] -= 1
+        def post(module, args, output):
+            self._depth -= 1
 
-    nn_module.register_module_forward_pre_hook(pre)
-    nn_module.register_module_forward_hook(post)
+        nn_module.register_module_forward_pre_hook(pre)
+        nn_module.register_module_forward_hook(post)
+
+    def table(self) -> str:
+        """The counts as a text table, one row per (model, set), plus the total."""
+        rows = [f"{'model/set':<24} {'forward calls':>14} {'rows':>8}"]
+        for (model, name), (calls, n_rows) in sorted(self.counts.items()):
+            rows.append(f"{model + '/' + name:<24} {calls:>14} {n_rows:>8}")
+        total = [sum(v[i] for v in self.counts.values()) for i in (0, 1)]
+        rows.append(f"{'total':<24} {total[0]:>14} {total[1]:>8}")
+        return "\n".join(rows)
+
+
+def count_passes(zoo: Path, model: str, profile: str, seed: int = 0) -> dict:
+    """Run one audit and return ``{"passes": {"model/set": [calls, rows]}, "verdict": [label, confidence]}``."""
+    original = "llama_original" if model.startswith("llama_") else "original"
+    counter = PassCounter(zoo, original, model)
+    counter.watch_loading()
+    counter.install()
     import forensics
 
+    data = zoo / "data"
     with tempfile.TemporaryDirectory() as tmp:
         result = forensics.audit(zoo / "models" / original, zoo / "models" / model, data / "forget.jsonl",
-                       data / "retain.jsonl", data / "holdout.jsonl", out=Path(tmp) / "report", profile=profile,
-                       progress=False, seed=seed, pdf=False)
-    return {"passes": {f"{m}/{s}": v for (m, s), v in sorted(counts.items())},
-            "verdict": [result.verdict.label, result.verdict.confidence]}
+                                 data / "retain.jsonl", data / "holdout.jsonl", out=Path(tmp) / "report",
+                                 profile=profile, progress=False, seed=seed, pdf=False)
+    return {"passes": {f"{m}/{s}": v for (m, s), v in sorted(counter.counts.items())},
+            "verdict": [result.verdict.label, result.verdict.confidence], "table": counter.table()}
 
 
 def main() -> None:
@@ -119,11 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     numbers = count_passes(Path(args.zoo), args.model, args.profile)
     print(f"audit of {args.model} ({args.zoo}), profile {args.profile}: verdict {' '.join(numbers['verdict'])}")
-    print(f"{'model/set':<24} {'forward calls':>14} {'rows':>8}")
-    for key, (calls, rows) in numbers["passes"].items():
-        print(f"{key:<24} {calls:>14} {rows:>8}")
-    total = [sum(v[i] for v in numbers["passes"].values()) for i in (0, 1)]
-    print(f"{'total':<24} {total[0]:>14} {total[1]:>8}")
+    print(numbers.pop("table"))
     if args.json:
         Path(args.json).write_text(json.dumps(numbers, indent=2))
 

@@ -95,15 +95,27 @@ PUBLISHED = {"UDS": (0.971, 0.933), "logit lens": (0.927, 0.879), "Min-K": (0.90
 
 @dataclass
 class BenchConfig:
+    """What :func:`run_bench` builds, audits and perturbs (see the module docstring)."""
+
+    #: Zoo seeds: one zoo per seed, each audited with its own seed.
     seeds: tuple[int, ...] = (0, 1, 2)
+    #: Zoo size preset: "small" or "tiny" (:meth:`forensics.zoo.ZooConfig.preset`).
     size: str = "small"
+    #: Audit profile name (:data:`forensics.profiles.PROFILES`).
     profile: str = "standard"
+    #: Torch device of the audits ("cpu" or "cuda[:N]").
     device: str = "cpu"
+    #: Model dtype of the audits ("float32", "bfloat16" or "float16").
     dtype: str = "float32"
-    models: tuple[str, ...] | None = None  # zoo models to audit (default: every one with a ground truth)
-    lines: tuple[str, ...] | None = None  # evidence lines (default: all)
+    #: Zoo models to audit (None: every model with a ground truth).
+    models: tuple[str, ...] | None = None
+    #: Evidence lines to run (None: all of the profile's).
+    lines: tuple[str, ...] | None = None
+    #: Also audit each deleted model's perturbed copies (4-bit quantized, relearned on R).
     perturb: bool = True
+    #: AdamW learning rate of the relearning perturbation (one epoch on R).
     relearn_lr: float = 1e-3
+    #: Facts per step of the relearning perturbation.
     relearn_batch: int = 16
 
 
@@ -131,6 +143,8 @@ def line_score(entry: dict[str, Any]) -> float | None:
 
 
 def verdict_score(verdict: dict[str, Any]) -> float:
+    """The combined score of a results.json ``verdict``: +1 for SUPPRESSED / NOT_FORGOTTEN, -1
+    for DELETED, 0 for INCONCLUSIVE, times :data:`CONFIDENCE_WEIGHT` (1 for any other confidence)."""
     sign = {"SUPPRESSED": 1.0, "NOT_FORGOTTEN": 1.0, "DELETED": -1.0}.get(verdict["label"], 0.0)
     return sign * CONFIDENCE_WEIGHT.get(verdict.get("confidence"), 1.0)
 
@@ -151,17 +165,21 @@ def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
 
 
 def uds_stability(before: float, after: float) -> float:
+    """UDS stability of a score under a perturbation: ``1 - |after - before| / (|after| + |before|)``,
+    1 when both are 0; in [0, 1]."""
     denom = abs(before) + abs(after)
     return 1.0 if denom == 0 else 1.0 - abs(after - before) / denom
 
 
 def scaled_stability(before: float, after: float, gap: float | None) -> float | None:
+    """Gap-scaled stability ``max(0, 1 - |after - before| / gap)``; None without a gap (None or 0)."""
     if not gap:
         return None
     return max(0.0, 1.0 - abs(after - before) / gap)
 
 
 def harmonic(a: float | None, b: float | None) -> float | None:
+    """Harmonic mean of two stabilities (0 when both are 0; None when either is missing)."""
     if a is None or b is None:
         return None
     return 0.0 if a + b == 0 else 2 * a * b / (a + b)
@@ -188,7 +206,8 @@ def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds."""
+    """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds:
+    ``{name: {"faithfulness", "robustness", "stability_q4", "stability_relearn", ... "gap"}}``."""
     names = sorted({n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
                    key=lambda n: (n != "verdict", n))
     table = {}
@@ -220,7 +239,11 @@ def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]])
 
 
 def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: BenchConfig, seed: int) -> Path:
-    """Write a perturbed copy of checkpoint ``source`` to ``dest`` (atomically): ``q4`` or ``relearn``."""
+    """Write a perturbed copy of checkpoint ``source`` to ``dest`` (atomically): ``q4`` or ``relearn``.
+
+    A checkpoint already at ``dest`` is reused as it is; returns ``dest``. Raises ``ValueError``
+    for another ``kind``.
+    """
     import torch
 
     from forensics.loading import load_hf_model, load_tokenizer
@@ -297,7 +320,12 @@ def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Pa
 
 def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None,
               progress: bool = True) -> dict[str, Any]:
-    """Run the bench (see the module docstring); returns what ``bench.json`` holds."""
+    """Run the bench (see the module docstring); returns what ``bench.json`` holds.
+
+    Raises :class:`ForensicsInputError` for an unknown profile, zoo size or zoo model, no
+    seeds, an output folder that exists and is not empty, or a ``zoo_root`` that holds a
+    single zoo of another seed or size.
+    """
     from forensics.profiles import PROFILES
     from forensics.data import load_facts
     from forensics.output import atomic_output_dir, check_output_dir
@@ -420,6 +448,8 @@ def text_tables(bench: dict[str, Any]) -> str:
 
 
 def render_html(bench: dict[str, Any]) -> str:
+    """``bench.html``: a self-contained page with the confusion matrices, the line table, the
+    published figures, every audited model and this module's docstring as the definitions."""
     e = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>forensics bench</title>",
              "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
