@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
-quiet_pip() {  # pip's own exit status counts; only its noise about absent local indexes is dropped
-  .venv/bin/pip install -q "$@" 2> >(grep -v -e "^WARNING: Location" -e "BuildBackendWarning" >&2)
+quiet_pip() {  # pip's own exit status counts; its noise about absent local indexes and the build
+  # backend's Python warnings (setuptools' editable-install notice) are dropped
+  PYTHONWARNINGS=ignore .venv/bin/pip install -q "$@" 2> >(grep -v -e "^WARNING: Location" >&2)
 }
 if [ ! -f "$stamp" ]; then
   rm -rf .venv
