@@ -263,7 +263,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from forensics.bench import BenchConfig, run_bench, text_tables
+    from forensics.bench import BenchConfig, run_bench
+    from reports.bench import text_tables
 
     def names(text):
         return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None

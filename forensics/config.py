@@ -107,9 +107,11 @@ def parse_value(text: str, hint: Any, where: str) -> Any:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
-    ok, converted = _coerce(value, hint)
-    if not ok and isinstance(value, str) and "," in value:
+    ok = False
+    if isinstance(value, str) and "," in value:  # a comma list first: a tuple of str takes the whole text too
         ok, converted = _coerce(tuple(part.strip() for part in value.split(",") if part.strip()), hint)
+    if not ok:
+        ok, converted = _coerce(value, hint)
     if not ok:
         raise ForensicsInputError(f"--set {where}={text}: expected {_type_name(hint)}")
     return converted
@@ -150,7 +152,9 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     if hint is str:
         return isinstance(value, str), value
     if hint is Path:
-        return isinstance(value, str), Path(value) if isinstance(value, str) else None
+        return isinstance(value, (str, Path)), Path(value) if isinstance(value, (str, Path)) else None
+    if isinstance(hint, type) and isinstance(value, hint):  # e.g. a nested config object passed as it is
+        return True, value
     return False, None
 
 
@@ -235,7 +239,11 @@ def _resolve(config, path: list[str], where: str) -> tuple[Any, str]:
 
 def _set_path(config, path: list[str], value: Any, strict: str | None = None):
     if strict is not None:
-        _resolve(config, path, strict)
+        owner, name = _resolve(config, path, strict)
+        hint = typing.get_type_hints(type(owner))[name]
+        ok, value = _coerce(value, hint)
+        if not ok:
+            raise ForensicsInputError(f"--set {strict}: expected {_type_name(hint)}")
     if len(path) > 1:
         value = _set_path(getattr(config, path[0]), path[1:], value)
     return dataclasses.replace(config, **{path[0]: value})

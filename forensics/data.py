@@ -34,6 +34,10 @@ SEQUENCE_OPTIONAL = ("id",)
 
 @dataclass(frozen=True)
 class Fact:
+    """One fact: ``prompt`` ends right before the answer; ``answer`` carries its leading space
+    (``" Kelmar"``). ``subject``, ``attribute`` and ``id`` are optional labels (probes group by
+    ``subject``; reports and redaction name facts by ``id``)."""
+
     prompt: str
     answer: str
     subject: str | None = None
@@ -42,11 +46,14 @@ class Fact:
 
     @property
     def text(self) -> str:
+        """The full fact text, ``prompt + answer``."""
         return self.prompt + self.answer
 
 
 @dataclass(frozen=True)
 class Sequence:
+    """One free-text sequence of a sequence set (e.g. a canary), with an optional ``id``."""
+
     text: str
     id: str | None = None
 
@@ -92,6 +99,9 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
     """Read and validate a fact set. Returns (facts, warnings).
 
     With a tokenizer, facts whose answer tokenises to zero tokens are warned about.
+    Duplicate facts and ids are warnings too. Raises :class:`ForensicsInputError` (with
+    file and line number) for a missing file, invalid UTF-8 or JSON, a missing, empty or
+    non-string field, or an empty set.
     """
     records = _read_records(path, FACT_REQUIRED, FACT_OPTIONAL)
     facts = [Fact(**{k: v for k, v in r.items() if k != "_line"}) for r in records]
@@ -109,7 +119,10 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
 
 
 def load_sequences(path: str | Path) -> tuple[list[Sequence], list[str]]:
-    """Read and validate a sequence set. Returns (sequences, warnings)."""
+    """Read and validate a sequence set. Returns (sequences, warnings: duplicate texts).
+
+    Raises :class:`ForensicsInputError` as :func:`load_facts` does.
+    """
     records = _read_records(path, SEQUENCE_REQUIRED, SEQUENCE_OPTIONAL)
     sequences = [Sequence(text=r["text"], id=r["id"]) for r in records]
     warnings = _duplicate_warnings(path, records, key=lambda r: r["text"], what="sequence")

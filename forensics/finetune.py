@@ -34,6 +34,7 @@ class Batchable:
         return self.ids.shape[0]
 
     def take(self, index: torch.Tensor) -> "Batchable":
+        """The items at ``index`` (a ``[b]`` index tensor), trimmed to their longest length."""
         lengths = self.lengths[index]
         t = int(lengths.max())
         starts = self.starts[index] if self.starts is not None else None
@@ -106,13 +107,15 @@ class Sampler:
         return [batches[i] for i in order]
 
     def next(self) -> Batchable:
+        """The next mini-batch (a new epoch's batches are drawn when the current epoch is used up)."""
         if not self.batches:
             self.batches = self._epoch()
         return self.data.take(self.batches.pop())
 
 
 def token_logprobs(model, batch: Batchable) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-item sum of label-token log-probs, per-item number of label tokens)."""
+    """``(per-item sum of label-token log-probs [n], per-item number of label tokens [n])``
+    under ``model`` (a ``transformers`` causal LM), in nats."""
     logits = model(batch.ids).logits[:, :-1]
     targets = batch.labels[:, 1:]
     mask = targets != IGNORE
@@ -122,7 +125,7 @@ def token_logprobs(model, batch: Batchable) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def nll(model, batch: Batchable) -> torch.Tensor:
-    """Mean per-token negative log-likelihood over the batch's label tokens."""
+    """Mean per-token negative log-likelihood (nats) over the batch's label tokens (a scalar)."""
     lp, n = token_logprobs(model, batch)
     return -lp.sum() / n.sum().clamp(min=1)
 
@@ -142,8 +145,10 @@ def run_steps(
 ) -> int:
     """A plain AdamW loop over ``loss_fn(step)``; returns the number of steps taken.
 
+    No weight decay; gradient-norm clipping at ``clip`` (0: none); an optional linear warm-up
+    over ``warmup`` steps and, with ``decay``, a linear decay over ``steps``, floored at 5% of ``lr``.
     ``stop(step)`` is consulted every ``check_every`` steps (and before the first step);
-    the loop ends as soon as it returns True.
+    the loop ends as soon as it returns True. The model is left in eval mode.
     """
     opt = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.0)
 

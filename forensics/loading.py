@@ -59,10 +59,15 @@ class LoadedModel:
 
     @property
     def n_layers(self) -> int:
+        """Number of transformer blocks."""
         return self.model.cfg.n_layers
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """A ``torch.dtype`` from its name in :data:`DTYPES` (a ``torch.dtype`` passes through).
+
+    Raises :class:`ForensicsInputError` for any other name.
+    """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
@@ -71,6 +76,10 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def resolve_device(device: str) -> str:
+    """Check a device name: ``"cpu"`` or ``"cuda..."`` (e.g. ``"cuda:1"``), returned unchanged.
+
+    Raises :class:`ForensicsInputError` for any other name, or for CUDA when none is available.
+    """
     if device == "cpu":
         return device
     if device.startswith("cuda"):
@@ -133,7 +142,8 @@ def weights_hash(folder: str | Path) -> str:
 
 
 def load_tokenizer(folder: str | Path):
-    """The checkpoint's own tokenizer, from local files only."""
+    """The checkpoint's own tokenizer, from local files only (pad token set to EOS or UNK when
+    it has none). Raises :class:`ForensicsInputError` when it cannot be loaded."""
     folder, _ = read_checkpoint_config(folder)
     return _tokenizer_from(folder)
 
@@ -152,7 +162,11 @@ def _tokenizer_from(folder: Path):
 
 
 def load_hf_model(path: str | Path, dtype: str | torch.dtype = "float32"):
-    """The ``transformers`` causal LM from a checkpoint folder (safetensors only), in eval mode."""
+    """The ``transformers`` causal LM from a checkpoint folder (safetensors only), in eval mode.
+
+    Raises :class:`ForensicsInputError` for a bad folder, weights that fail to load, or
+    NaN / infinite weights.
+    """
     folder, _ = read_checkpoint_config(path)
     return _hf_model_from(folder, dtype)
 
@@ -177,7 +191,9 @@ def _hf_model_from(folder: Path, dtype: str | torch.dtype):
 
 
 def tl_config_dict(hf_config) -> dict[str, Any]:
-    """HookedTransformerConfig fields for a supported ``transformers`` config."""
+    """HookedTransformerConfig fields for a supported ``transformers`` config (the mapping
+    follows transformer-lens' own; no weight processing). Raises :class:`ForensicsInputError`
+    for an architecture outside :data:`SUPPORTED_ARCHITECTURES`."""
     from transformer_lens.loading_from_pretrained import (
         _apply_llama3_rope_scaling,
         _get_rope_theta,
@@ -265,6 +281,9 @@ def load_model(
 
     Prompts are tokenised with the checkpoint's own tokenizer as it is configured (a
     Llama tokenizer adds its BOS token itself; TransformerLens is told not to add another).
+    Every parameter is frozen and the model is in eval mode. Raises
+    :class:`ForensicsInputError` for a bad folder (:func:`read_checkpoint_config`), device,
+    dtype, tokenizer, or weights that fail to load or hold NaN / infinite values.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
@@ -313,7 +332,9 @@ def load_model(
 
 
 def check_pair(original: LoadedModel, unlearned: LoadedModel) -> None:
-    """Refuse a model pair that cannot be compared: architecture, shapes or vocabulary differ."""
+    """Refuse a model pair that cannot be compared: raises :class:`ForensicsInputError` when
+    the architecture, a shape (layers, widths, heads, vocabulary size) or the tokenizer's
+    vocabulary differs."""
     a, b = original, unlearned
     if a.architecture != b.architecture:
         raise ForensicsInputError(

@@ -44,7 +44,8 @@ def attack_scores(stats: list[dict[str, np.ndarray]], texts: Sequence[str], k: f
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """ROC-AUC of ``pos`` against ``neg`` (Mann-Whitney, ties count one half)."""
+    """ROC-AUC of scores ``pos`` ``[n_pos]`` against ``neg`` ``[n_neg]``: P(pos > neg), ties
+    counting one half (Mann-Whitney U / (n_pos * n_neg))."""
     from scipy.stats import rankdata
 
     ranks = rankdata(np.concatenate([pos, neg]))

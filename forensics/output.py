@@ -17,7 +17,8 @@ from forensics.errors import ForensicsInputError
 
 
 def check_output_dir(path: str | Path) -> Path:
-    """Refuse an output path that exists and is not an empty folder."""
+    """Return ``path`` as a :class:`~pathlib.Path`; raises :class:`ForensicsInputError` when it
+    exists and is not an empty folder."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ForensicsInputError(f"output folder {path} already exists and is not empty; choose a new one")
@@ -26,7 +27,8 @@ def check_output_dir(path: str | Path) -> Path:
 
 @contextmanager
 def atomic_output_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``path`` only if the block succeeds."""
+    """Yield a temporary folder that becomes ``path`` only if the block succeeds (on any
+    exception it is deleted). Raises :class:`ForensicsInputError` as :func:`check_output_dir`."""
     path = check_output_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))

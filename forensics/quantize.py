@@ -13,7 +13,8 @@ import torch
 
 @torch.no_grad()
 def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symmetric round-to-nearest, one scale per output channel (row), de-quantized."""
+    """Symmetric round-to-nearest of a ``[out_features, in_features]`` weight at ``bits`` bits,
+    one scale per output channel (row), de-quantized to the weight's dtype (all-zero rows stay 0)."""
     qmax = 2 ** (bits - 1) - 1
     w = weight.float()
     scale = w.abs().amax(dim=1, keepdim=True) / qmax
@@ -24,7 +25,8 @@ def quantize_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
 @torch.no_grad()
 def quantize_model(model, bits: int, quantize_head: bool = False) -> list[str]:
-    """Quantize ``model``'s linear weights in place; returns the names of the layers quantized."""
+    """Quantize the weight of every ``nn.Linear`` of ``model`` in place (biases untouched; the
+    output head only with ``quantize_head``); returns the names of the layers quantized."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     done = []
     for name, module in model.named_modules():

@@ -20,6 +20,8 @@ class Redactor:
     """
 
     def __init__(self, sets: Mapping[str, list]):
+        """``sets``: role (forget, retain, holdout, sequences ...) -> its :class:`Fact` or
+        sequence items; ids are ``<role>:<id>``, or ``<role>-<i>`` for an item without one."""
         self.exact: dict[str, str] = {}
         self.substrings: dict[str, str] = {}
         for role, items in sets.items():
@@ -42,6 +44,8 @@ class Redactor:
         self._ordered = sorted((s for s in self.substrings if len(s) >= 4), key=len, reverse=True)
 
     def text(self, value: str) -> str:
+        """``value`` redacted: its id when it equals a known text, else every known prompt,
+        subject or sequence text (4 characters or more, longest first) inside it replaced by ``[<id>]``."""
         if value in self.exact:
             return self.exact[value]
         for needle in self._ordered:
@@ -50,6 +54,8 @@ class Redactor:
         return value
 
     def apply(self, value: Any) -> Any:
+        """:meth:`text` applied to every string (dict keys included) of a JSON-like value;
+        dicts, lists and tuples are rebuilt (tuples become lists), other values pass through."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):

@@ -46,12 +46,16 @@ class AuditResult:
 
     @property
     def label(self) -> str:
+        """The verdict's label (DELETED, SUPPRESSED, NOT_FORGOTTEN or INCONCLUSIVE)."""
         return self.verdict.label
 
     def line(self, name: str) -> Evidence | None:
+        """The evidence of line ``name``, or None when the audit has none."""
         return next((e for e in self.evidence if e.line == name), None)
 
     def to_json(self) -> dict[str, Any]:
+        """The ``results.json`` object (schema :data:`SCHEMA`), redacted when the audit ran with
+        ``--redact``; each evidence entry carries its line's ``seconds`` and ``cached``."""
         evidence = []
         for e in self.evidence:
             entry = e.to_json()
@@ -79,12 +83,15 @@ class AuditResult:
         return out
 
     def html(self) -> str:
+        """The self-contained HTML report (:func:`reports.html.render_html`)."""
         from reports.html import render_html
 
         return render_html(self)
 
     def write(self, folder: str | Path, pdf: bool = True) -> dict[str, Path]:
-        """Write report.html, report.pdf, results.json and figures/ into an existing folder."""
+        """Write report.html, report.pdf (with ``pdf``), results.json and figures/ into an existing
+        folder; returns ``{"results", "html"[, "pdf"]: path}``. Raises :class:`ForensicsInputError`
+        when the PDF is asked for and WeasyPrint is not usable."""
         from reports.results_json import write_results_json
 
         folder = Path(folder)
@@ -110,6 +117,8 @@ def _safe(name: str) -> str:
 
 
 def package_versions() -> dict[str, str]:
+    """Python, platform, this package and its main dependencies' versions ("not installed" for
+    a missing one), for ``results.json``'s ``versions``."""
     from importlib import metadata
 
     import forensics

@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 from forensics.config import line_config
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.keys import stable_key
 from forensics.profiles import Profile
 from forensics.registry import LineSpec, one_line
 
@@ -35,10 +36,8 @@ def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> st
     except (OSError, TypeError):
         source = line.name
     cfg = dataclasses.asdict(config) if config is not None and dataclasses.is_dataclass(config) else {}
-    blob = json.dumps({"line": line.name, "source": hashlib.sha256(source.encode()).hexdigest(),
-                       "config": cfg, "inputs": dict(input_hashes), "needs": list(line.needs)},
-                      sort_keys=True, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return stable_key({"line": line.name, "source": hashlib.sha256(source.encode()).hexdigest(),
+                       "config": cfg, "inputs": dict(input_hashes), "needs": list(line.needs)})[:32]
 
 
 def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:

@@ -12,7 +12,8 @@ import numpy as np
 def bootstrap_mean_diff_ci(
     a: np.ndarray, b: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile CI of mean(a) - mean(b), resampling a and b independently."""
+    """Percentile CI ``(low, high)`` of mean(a) - mean(b) for 1-D samples ``a`` ``[n_a]`` and
+    ``b`` ``[n_b]``, resampling a and b independently (``n_boot`` resamples, seeded)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
     ia = rng.integers(0, len(a), size=(n_boot, len(a)))
@@ -23,7 +24,7 @@ def bootstrap_mean_diff_ci(
 
 
 def bootstrap_mean_ci(a: np.ndarray, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of mean(a)."""
+    """Percentile CI ``(low, high)`` of mean(a) for a 1-D sample ``a`` ``[n]``."""
     a = np.asarray(a, dtype=float)
     rng = np.random.default_rng(seed)
     means = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
@@ -32,7 +33,8 @@ def bootstrap_mean_ci(a: np.ndarray, n_boot: int = 2000, seed: int = 0, level: f
 
 
 def permutation_p_value(a: np.ndarray, b: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
-    """Two-sided permutation p-value for mean(a) == mean(b) (with the +1 correction)."""
+    """Two-sided permutation p-value for mean(a) == mean(b), 1-D samples, with the +1
+    correction (never 0: at least ``1 / (n_perm + 1)``)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     pooled = np.concatenate([a, b])
     observed = abs(a.mean() - b.mean())
@@ -57,6 +59,7 @@ def cluster_bootstrap_diff_ci(
 ) -> tuple[float, float]:
     """Percentile CI of mean(a) - mean(b) resampling *clusters* (e.g. subjects) with replacement.
 
+    ``a`` ``[n_a]`` with cluster ids ``groups_a`` ``[n_a]``, likewise ``b``; returns ``(low, high)``.
     Paraphrases of one subject's facts are not independent; resampling whole subjects
     keeps the interval honest. Each resample's mean is over the examples it contains.
     """
@@ -88,7 +91,8 @@ def cluster_permutation_p(
 
 
 def sign_flip_p(deviations: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
-    """Two-sided sign-flip test that the mean of per-cluster deviations is 0."""
+    """Two-sided sign-flip test that the mean of per-cluster deviations ``[n_clusters]`` is 0
+    (with the +1 correction)."""
     rng = np.random.default_rng(seed)
     observed = abs(deviations.mean())
     signs = rng.choice([-1.0, 1.0], size=(n_perm, len(deviations)))

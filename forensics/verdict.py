@@ -8,30 +8,9 @@ for effect - control excludes 0 for ``suppressed``; it had the power to see O's 
 not run, and the trace detector's ``modified`` / ``unmodified`` do not vote here; they are
 shown in the report as context.
 
-The rule, in order (the first step that applies decides; :data:`RULE` is the same text,
-rendered into every report):
-
-1. **NOT_FORGOTTEN** when the behaviour gate votes ``not_forgotten`` (U still answers F:
-   it keeps at least half of O's above-control accuracy, CI above 0). Confidence *high*
-   when U keeps at least 80% of O's above-control accuracy, else *medium*.
-2. **INCONCLUSIVE** when the behaviour gate did not run, when there is no holdout set
-   (without H no line has a control, so neither DELETED nor SUPPRESSED can be claimed),
-   or when O itself does not answer F above the holdout control (nothing to forget).
-3. **SUPPRESSED** when at least two controlled lines vote ``suppressed`` (the finding
-   is replicated by an independent procedure). Confidence *high* when three or more do
-   and none votes ``deleted``; *medium* when two do and none votes ``deleted``; *low*
-   when some line votes ``deleted`` against them.
-4. **INCONCLUSIVE** when exactly one line votes ``suppressed``: one procedure finds the
-   knowledge beyond its control, no other confirms it. Why two: each line's vote is a
-   one-sided test at about 2.5% false-positive rate, and an audit runs about eight
-   voting lines, so a model that really deleted F draws one stray vote in roughly one
-   audit in six; two stray votes agreeing, in roughly one in sixty. On the tiny zoo's
-   three seeds every deleted model called SUPPRESSED had a single line voting so; the
-   suppressed models had three to seven.
-5. **DELETED** when no line votes ``suppressed`` and at least one line with power votes
-   ``deleted``. Confidence *high* with two or more ``deleted`` votes, else *medium*.
-6. **INCONCLUSIVE** otherwise: U forgot behaviourally, but no line found the knowledge
-   and none had the power to rule it out.
+The rule itself is written once, in :data:`RULE`: which evidence counts, then steps 1-6,
+checked in order (the first step that applies decides). :func:`decide` applies it; every
+report and ``results.json`` print it.
 
 Confidence is a label, not a probability: it says how much independent evidence agrees.
 """
@@ -71,6 +50,9 @@ RULE: tuple[str, ...] = (
 
 @dataclass
 class Verdict:
+    """One audit's verdict: the label, its confidence, the :data:`RULE` step that decided it,
+    and summaries of the lines that decided it and of the controlled lines that voted otherwise."""
+
     label: str
     confidence: str  # "high" | "medium" | "low" | "n/a"
     step: int  # which step of RULE decided (1-6)
@@ -79,6 +61,7 @@ class Verdict:
     against: list[dict[str, Any]] = field(default_factory=list)  # controlled lines that voted otherwise
 
     def to_json(self) -> dict[str, Any]:
+        """The ``verdict`` object of ``results.json``, with :data:`RULE_VERSION` and :data:`RULE`."""
         return {
             "label": self.label,
             "confidence": self.confidence,
@@ -97,7 +80,12 @@ def _summary(e: Evidence) -> dict[str, Any]:
 
 
 def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
-    """Apply :data:`RULE` to the evidence of one audit."""
+    """Apply :data:`RULE` to the evidence of one audit.
+
+    ``evidence``: every line's :class:`~forensics.evidence.Evidence`, the behaviour gate (line
+    ``"behaviour"``) included; ``has_holdout``: whether the audit had a holdout set H. A missing
+    or failed behaviour gate gives INCONCLUSIVE (step 2); nothing here raises for missing lines.
+    """
     evidence = list(evidence)
     by_line = {e.line: e for e in evidence}
     behaviour = by_line.get("behaviour")
@@ -164,7 +152,8 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
 
 
 def plain_words(verdict: Verdict, behaviour: Evidence | None) -> str:
-    """One paragraph for an auditor: what the verdict means for this model."""
+    """One paragraph for an auditor: what the verdict means, plus O's and U's accuracies from
+    the behaviour gate's table when ``behaviour`` ran."""
     lines = {
         "DELETED": "The evidence is consistent with the knowledge having been removed from the model's weights: "
                    "the unlearned model no longer produces the forgotten answers, and the tests able to find "

@@ -1,31 +1,32 @@
 """Attribute probes (METHODS section 2): is the forgotten attribute still readable from U's
 residual stream, beyond what the identical procedure reads from facts nobody trained on?
 
-Per layer (embeddings and every block's output), at the final prompt token and at the
-subject's last token, for a linear and an MLP probe, three probes:
+Span. The residual stream at every depth (the embeddings and every block's output,
+:func:`forensics.capture.resid_hooks`) at a prompt position: the prompt's final token or
+the last token of the fact's subject in the prompt (prompt only, no answer). A probe reads
+the fact's answer. ``curves`` chooses position and probe kind ("final/linear" decides;
+"final/mlp" and "subject/linear" are descriptive). Per depth, three probes:
 
-1. **re-fit** (decides): fit on U's F activations, folds grouped by subject, scored on
-   the held-out F subjects. Unlearning often *moves* forgotten facts rather than erasing
+1. **re-fit**: fit on U's F activations, folds grouped by subject, scored on the
+   held-out F subjects. Unlearning often *moves* forgotten facts rather than erasing
    them, so a probe fitted elsewhere can miss what is there; a probe fitted on F itself
    cannot. Control: the identical procedure on H.
 2. **R-fitted**: fit on U's R activations, scored on U's F and on U's H. A score far
    *below* H means U treats F specially (it knows what to avoid): shown, not voted on.
 3. **transfer**: fit on O's F activations of the training subjects, scored on U's F
    activations of the held-out subjects (does U keep O's geometry for F?). Control: the
-   *same* O-fitted probe (fitted on all of O's F, same strength) scored on U's H. An
-   earlier control fitted a second probe on O's H and scored U's H with it; since O
-   never saw H that probe was a much weaker reader than the F-fitted one, the two tails
-   did not match, and a tiny-zoo ``llama_retrain`` got a false vote (CI [+0.004, +0.203]).
+   *same* O-fitted probe (fitted on all of O's F, same strength) scored on U's H, so both
+   sides are read by one probe of one strength.
 
+The probe strength is chosen per depth by grouped cross-validation on R (for U's and O's
+probes separately). O's own re-fit probe on F is computed too: it measures power.
 Scores are chance-corrected per example (:mod:`probes.classifiers`), so 0 means "reads
 nothing". Recoverability = score(F) - score(H), with a bootstrap CI over subjects.
 
-Every depth and all three probes (linear, final token) form one test family: each
-cell's CI is taken at the Bonferroni-adjusted level ``1 - alpha / family_size``. We
-first fixed the decision layer at O's peak, chosen without looking at U; on the tiny zoo
-that picked the last block, where NPO really had erased the attribute, while one block
-earlier U's F was still readable (re-fit +0.16 vs +0.05 on H, transfer +0.19 vs +0.02):
-the suppressed-early, blocked-late pattern. So no single layer decides.
+Every depth and all three probes of the deciding curve form one test family: each cell's
+CI is taken at the Bonferroni-adjusted level ``1 - alpha / family_size`` (with at least
+``FAMILY_BOOT`` bootstrap draws, since that CI sits far in the tails). No single layer
+decides: a fact can be readable at one depth and blocked at a later one.
 
 Vote:
 - ``suppressed``: some cell's family-adjusted CI lies above 0: F read *above* the holdout
@@ -34,15 +35,14 @@ Vote:
   that probe at that depth (answers shuffled among F's facts within attribute,
   paraphrases moving together, the probe's procedure re-run), Bonferroni-adjusted over
   depths. F read far *below* H is shown in the curves but does not vote: it is a trace of
-  unlearning (U treats F specially), not recovered knowledge; counting it two-sided gave
-  the retrained model of a tiny-zoo seed a false ``suppressed`` (re-fit, F below H, CI
-  upper bound -0.02 with 20 subjects a side);
+  unlearning (U treats F specially), not recovered knowledge;
 - ``deleted``: nothing significant anywhere, and at the depth where O's re-fit probe
   reads F best (its adjusted CI above 0: the procedure has power there), every U probe's
-  adjusted CI upper bound is below ``deleted_share`` of O's difference. (Asking this at
-  *every* depth O reads F left the retrained model "inconclusive" on the tiny zoo:
-  where O's own signal is weak, a family-wide CI cannot be that narrow.)
+  adjusted CI upper bound is below ``deleted_share`` of O's difference;
 - no vote otherwise.
+
+Probing follows the linear-probe method of Alain & Bengio 2016, with a holdout set of
+never-seen facts as the control.
 """
 
 from __future__ import annotations
@@ -67,29 +67,37 @@ FAMILY_BOOT = 4000
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "Probes read each fact's attribute from the residual stream at every depth: re-fitted on U's F "
-    "(folds by subject), fitted on U's R, and transferred from O; chance-corrected accuracy on F "
-    "against the identical procedure on H, CIs adjusted over depths and probes, label-permutation p. "
-    "Votes suppressed when F is read above H; deleted when O's F is readable and no U probe reads it "
-    "(CI upper bound below 10% of O's)."
+    "Probes read each fact's answer from the residual stream at the prompt's final token, at every depth: "
+    "re-fitted on U's F (folds grouped by subject), fitted on U's R, and transferred from O's F. Effect: "
+    "chance-corrected probe accuracy on F; control: the identical procedure on H; subject-bootstrap CIs "
+    "adjusted over depths and probes, and a label-permutation p. Votes suppressed when some depth and probe "
+    "reads F above H; deleted when, at the depth where O's re-fit probe reads F best, O's reading is "
+    "significant and every U probe's CI upper bound is below a set share (default 10%) of O's."
 )
 
 
 @dataclass
 class AttributeProbeConfig:
-    #: "position/kind" curves to compute; the first one decides the vote. An MLP curve costs
-    #: about as much as three linear ones, so the subject position gets the linear probe only.
+    """Settings of the attribute-probe line (:func:`attribute_probe_line`)."""
+
+    #: "position/kind" curves to compute (position: ``final`` or ``subject``; kind: ``linear``
+    #: or ``mlp``); the first one decides the vote, the others are descriptive.
     curves: tuple[str, ...] = ("final/linear", "final/mlp", "subject/linear")
+    #: Probe classifiers: strength grids, number of folds, optimiser settings.
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    #: Subject-bootstrap resamples for each cell's unadjusted CI (the family-adjusted CI uses
+    #: at least ``FAMILY_BOOT``).
     n_boot: int = 1000
+    #: Label permutations for the reported cell's p-value (count).
     n_perm: int = 100
+    #: Seed of the bootstrap draws and label permutations.
     seed: int = 0
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
-    #: U counts as "deleted" on this line when its CI upper bound is below this share of O's
-    #: recoverability. At 0.25 the small zoo's npo (suppressed by the oracle; F read +0.08
-    #: above H, adjusted CI [-0.02, +0.17] against O's +0.90) was called deleted; the
-    #: retrained model's upper bound there is +0.01.
+    #: U counts as "deleted" on this line when every U probe's adjusted CI upper bound is below
+    #: this share (fraction) of O's re-fit recoverability at O's best depth.
     deleted_share: float = 0.10
+    #: Family-wise error rate: each cell's CI at ``1 - alpha / (3 probes x n_depths)``.
     alpha: float = 0.05
 
 
@@ -148,7 +156,12 @@ def _encoded_labels(ctx: AuditContext) -> dict:
 
 def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: dict | None = None) -> dict:
     """Per position, probe kind, probe and depth: F and H scores for U (and O's re-fit).
-    ``activations`` (position -> :func:`_activations`) skips capture."""
+    ``activations`` (position -> :func:`_activations`) skips capture.
+
+    Returns ``{"position/kind": [row per depth]}``; a row holds ``depth``, ``hook``, the
+    chosen strengths, and per probe (``refit``, ``rfit``, ``transfer``, ``refit_original``)
+    the mean chance-corrected score on F and on H, their difference, its CI and its
+    family-adjusted CI."""
     labels = _encoded_labels(ctx)
     curves: dict = {}
     for key in config.curves:
@@ -280,6 +293,13 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     method=METHOD,
 )
 def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None = None) -> Evidence:
+    """Attribute probes on O's and U's residual streams, F vs H, and the vote (see the module
+    docstring).
+
+    "Not run" when :func:`check_inputs` gives a reason. ``details``: the deciding cell
+    (position, kind, depth, probe) and every curve's per-depth rows (:func:`probe_curves`).
+    ``config``: :class:`AttributeProbeConfig`.
+    """
     config = config or AttributeProbeConfig()
     reason = check_inputs(ctx, config)
     if reason:

@@ -2,10 +2,9 @@
 
 The probe lines fit hundreds of small classifiers: every fold of a grouped
 cross-validation, every regularisation strength of a grid, every label permutation of a
-null distribution, every attribute and every depth. Fitted one at a time with
-scikit-learn, the small zoo's attribute line took minutes (about 1 s per 960 x 128,
-32-class fit, ~1100 fits); fitted one *matrix* at a time in torch it was dominated by
-per-call overhead (hundreds of separate optimiser runs on tiny matrices).
+null distribution, every attribute and every depth. Fitting them one at a time (with
+scikit-learn, or one optimiser run per matrix) is dominated by per-fit overhead, so they
+are fitted together.
 
 Here a :class:`Problem` is one activation matrix ``X`` with the tasks that share it (same
 rows, another training mask, label vector or strength); each task's standardisation is
@@ -56,28 +55,39 @@ class Problem:
 
 @dataclass(frozen=True)
 class BatchedConfig:
+    """Optimiser settings of the batched probe fits (see the module docstring)."""
+
+    #: Maximum L-BFGS iterations of one linear run.
     linear_max_iter: int = 300
+    #: L-BFGS gradient tolerance of the linear probe (``tolerance_grad``).
     linear_tol: float = 1e-3
-    # 32 hidden units and 100 steps read the small zoo's attributes as well as 64 and 300
-    # (within 0.05 accuracy at every depth we tried) at a quarter of the cost.
+    #: Hidden ReLU units of the MLP probe.
     mlp_hidden: int = 32
+    #: Full-batch Adam steps of the MLP probe.
     mlp_steps: int = 100
+    #: Adam learning rate of the MLP probe.
     mlp_lr: float = 3e-2
+    #: Seed of the MLP probe's Glorot initialisation.
     seed: int = 0
-    #: problems fitted together are chunked so that one chunk's logits stay below this many numbers
+    #: MLP problems are stacked in chunks of at most this many numbers (rows x tasks x max(classes, hidden)).
     max_chunk_elements: int = 2**24
 
 
 def fit_predict(kind: str, X: np.ndarray, tasks: list[Task], n_classes: int, X_score: list[np.ndarray] | None = None,
                 config: BatchedConfig = BatchedConfig()) -> list[list[np.ndarray]]:
-    """One problem: per task, the predicted class ids for each matrix of ``X_score``."""
+    """One problem (``X`` ``[n, d]``, ``kind`` "linear" or "mlp"): per task, the predicted class
+    ids ``[m]`` for each ``[m, d]`` matrix of ``X_score`` (default: ``[X]``)."""
     return fit_predict_many(kind, [Problem(X, tasks, n_classes, list(X_score or []))], config)[0]
 
 
 def fit_predict_many(kind: str, problems: list[Problem], config: BatchedConfig = BatchedConfig(),
                      ) -> list[list[list[np.ndarray]]]:
     """Fit every task of every problem; per problem, per task, one array of predicted
-    class ids per matrix of its ``X_score`` (all problems must have as many)."""
+    class ids per matrix of its ``X_score`` (all problems must have as many).
+
+    Raises ``ValueError`` when the problems score different numbers of matrices or ``kind``
+    is not "linear" or "mlp".
+    """
     problems = [p if p.X_score else Problem(p.X, p.tasks, p.n_classes, [p.X]) for p in problems]
     out: list[list[list[np.ndarray]]] = [[] for _ in problems]
     live = [i for i, p in enumerate(problems) if p.tasks]

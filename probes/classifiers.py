@@ -13,11 +13,9 @@ subject, so a subject's paraphrases never sit on both sides of a fold).
 Scores are *chance-corrected per example*: ``correct - chance``, where ``chance`` is
 the accuracy a probe that ignores its input would get on this test split by guessing
 with the training split's label frequencies: ``sum_c p_train(c) * p_test(c)``. Its mean
-is 0 for a probe that reads nothing, whatever the label frequencies (METHODS: label
-frequencies differ between F and H, which alone moved raw accuracy by ~0.06; we tried
-"accuracy minus the majority rate" first, but a probe on pure noise then scores about
--0.35 on our synthetic test, since it rarely predicts the majority label). Keeping one
-number per example lets callers bootstrap over subjects and compare F with H.
+is 0 for a probe that reads nothing, whatever the label frequencies (which differ
+between F and H; METHODS). Keeping one number per example lets callers bootstrap over
+subjects and compare F with H.
 """
 
 from __future__ import annotations
@@ -35,9 +33,15 @@ ProbeKind = Literal["linear", "mlp"]
 
 @dataclass(frozen=True)
 class ProbeConfig:
+    """Hyper-parameter grids, cross-validation folds and optimiser settings of the probes."""
+
+    #: Inverse L2 strengths C tried for the linear probe (grouped CV picks one; ties: the first).
     linear_c_grid: tuple[float, ...] = (0.01, 0.1, 1.0)
+    #: L2 strengths alpha tried for the MLP probe (grouped CV picks one; ties: the first).
     mlp_alpha_grid: tuple[float, ...] = (1e-2, 1.0)
+    #: Folds of the cross-validation grouped by subject.
     n_folds: int = 5
+    #: Optimiser settings of the batched fits (:class:`probes.batched.BatchedConfig`).
     fitting: BatchedConfig = field(default_factory=BatchedConfig)
 
 
@@ -46,7 +50,8 @@ class ProbeError(ValueError):
 
 
 def check_probe_data(y: np.ndarray, groups: np.ndarray, n_folds: int, what: str) -> None:
-    """Raise :class:`ProbeError` with a reason a user can act on."""
+    """Raise :class:`ProbeError` with a reason a user can act on: fewer than two classes in
+    ``y`` or fewer groups (subjects) than ``n_folds``. ``what`` names the probe in the message."""
     n_classes = len(np.unique(y))
     n_groups = len(np.unique(groups))
     if n_classes < 2:
@@ -67,7 +72,7 @@ def chance_level(y_train: np.ndarray, y_test: np.ndarray) -> float:
 
 
 def chance_corrected(correct: np.ndarray, y_test: np.ndarray, y_train: np.ndarray) -> np.ndarray:
-    """Per-example score: correct (0/1) minus :func:`chance_level` of this split."""
+    """Per-example score ``[n_test]``: correct (0/1) minus :func:`chance_level` of this split."""
     return correct.astype(float) - chance_level(y_train, y_test)
 
 
@@ -79,6 +84,7 @@ class Labels:
         self.index = {c: i for i, c in enumerate(self.classes)}
 
     def encode(self, answers: np.ndarray) -> np.ndarray:
+        """Class ids ``[n]`` (int64) of ``answers``; raises ``KeyError`` for an unknown answer."""
         return np.array([self.index[a] for a in answers], dtype=np.int64)
 
 
@@ -167,13 +173,14 @@ def grouped_out_of_fold_scores(kind: ProbeKind, strength: float, X: np.ndarray, 
 
 
 def strength_grid(kind: ProbeKind, config: ProbeConfig) -> tuple[float, ...]:
+    """The regularisation grid of ``kind``: C for "linear", alpha for "mlp"."""
     return config.linear_c_grid if kind == "linear" else config.mlp_alpha_grid
 
 
 def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ProbeConfig,
                     strata: np.ndarray | None = None) -> float:
     """The regularisation strength with the best grouped-CV score on (X, y); ties go to the
-    strongest regularisation (the grid's first entry)."""
+    grid's first entry (for the default linear grid, the strongest regularisation)."""
     grid = strength_grid(kind, config)
     if len(grid) == 1:
         return grid[0]

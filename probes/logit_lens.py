@@ -1,23 +1,27 @@
-"""Logit lens (METHODS section 3): is the answer readable at intermediate layers and only
-blocked late?
+"""Logit lens (METHODS section 3; nostalgebraist 2020): is the answer readable at
+intermediate layers and only blocked late?
 
-Each depth's residual at the final prompt token is decoded through the model's final
-norm and unembedding. For the answer's first token we report, per depth and per set
-(F, H) and model (O, U): its mean reciprocal rank (1 = top-1; robust to the scale of
-logits) and its mean probability.
+Span. Each depth's residual stream at the prompt's final token (prompt only, no answer;
+:func:`forensics.capture.resid_hooks`: the embeddings and every block's output) is decoded
+through the model's own final norm and unembedding. For the answer's first token (the
+answer tokenised without special tokens) we report, per depth and per set (F, H) and model
+(O, U): its mean reciprocal rank (1 = top-1; robust to the scale of logits) and its mean
+probability.
 
 Recoverability = MRR(U, F) - MRR(U, H) at the *decision depth*: the intermediate depth
 (not the embeddings, not the output) where O's F-vs-H difference is largest. It is
 chosen from O alone, so U's number is not a maximum over layers. The final depth is
-the model's own output (behaviour), so it is left out of the decision.
+the model's own output (behaviour), so it is left out of the decision. effect = MRR(U, F),
+control = MRR(U, H), with a subject-bootstrap CI of the difference and a subject
+permutation p (:mod:`forensics.stats`).
 
 Vote: ``suppressed`` when the CI at the decision depth lies above 0 (F's answers rank
 *higher* than the unseen facts': METHODS' control rule is one-sided) and the
-subject-level permutation p < 0.05. F ranked significantly *below* H (RMU on the small
-zoo: its scrambled residual pushes the forgotten answers down) is a trace of the
-unlearning, not recovered knowledge: reported in the reason, no vote. The lens never
-votes ``deleted``: an answer unreadable by a fixed linear read-out can still be encoded
-(the re-fit probes look for that).
+subject-level permutation p < ``alpha``. F ranked significantly *below* H is a trace of the
+unlearning (a scrambled residual pushes the forgotten answers down), not recovered
+knowledge: reported in the reason, no vote. The lens never votes ``deleted``: an answer
+unreadable by a fixed linear read-out can still be encoded (the re-fit probes look for
+that).
 """
 
 from __future__ import annotations
@@ -37,18 +41,28 @@ QUESTION = "Is the answer readable by the logit lens at intermediate layers of U
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "The residual stream at an intermediate depth read through U's final norm and unembedding: "
-    "reciprocal rank of the answer's first token, F against H, subject-bootstrap CI and permutation "
-    "p. Votes suppressed when F's answers rank above H's."
+    "Logit lens: the residual stream at the prompt's final token, at every depth, decoded through the "
+    "model's own final norm and unembedding; the reciprocal rank of the answer's first token. Effect: U's "
+    "mean reciprocal rank on F at the intermediate depth where O's F-vs-H difference is largest (chosen "
+    "from O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes "
+    "suppressed when the CI lies above 0 and p is below alpha; F ranked below H does not vote, and the "
+    "lens never votes deleted."
 )
 
 
 @dataclass
 class LogitLensConfig:
+    """Settings of the logit-lens line (:func:`logit_lens_line`)."""
+
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
+    #: Subject-bootstrap resamples for the CI of MRR(F) - MRR(H) (count).
     n_boot: int = 1000
+    #: Subject permutations for the p-value (count).
     n_perm: int = 1000
+    #: Seed of the bootstrap and permutation draws.
     seed: int = 0
+    #: "suppressed" also needs the permutation p below this.
     alpha: float = 0.05
 
 
@@ -56,7 +70,10 @@ class LogitLensConfig:
 def lens_scores(ctx: AuditContext, loaded, facts, config: LogitLensConfig) -> dict[str, np.ndarray]:
     """Per depth: reciprocal rank and probability of each fact's first answer token.
 
-    Returns arrays of shape ``[n_depths, n_facts]``.
+    The final-token residual at each depth goes through ``loaded``'s own final norm and
+    unembedding. Reciprocal rank = ``1 / (1 + number of tokens with a higher logit)``;
+    probability = softmax over the vocabulary. Returns ``{"reciprocal_rank",
+    "probability"}``, arrays of shape ``[n_depths, n_facts]`` (``n_depths = n_layers + 1``).
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
@@ -85,6 +102,13 @@ def lens_scores(ctx: AuditContext, loaded, facts, config: LogitLensConfig) -> di
     method=METHOD,
 )
 def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) -> Evidence:
+    """The logit lens on O and U, F vs H at O's decision depth, and the vote (see the module
+    docstring).
+
+    "Not run" for a model with fewer than two layers. ``details``: the decision depth, O's
+    F-minus-H difference per depth, and per model the mean reciprocal rank and probability
+    on F and H at every depth. ``config``: :class:`LogitLensConfig`.
+    """
     config = config or LogitLensConfig()
     if ctx.original.n_layers < 2:
         return Evidence.not_run("logit_lens", QUESTION, "the logit lens needs at least two layers")

@@ -1,10 +1,14 @@
-"""Leave-one-out cross-sequence memorisation probe (METHODS section 4, Probe-Geometry Alignment).
+"""Memorisation probes (METHODS section 4; Probe-Geometry Alignment, Rupa & Andy 2026).
 
-Pools, aligned by key (the i-th record of each file is key i):
+Two uses of one idea: a probe that tells memorised from unseen text by the residual
+stream, against a random-initialisation twin of the model as the control.
+
+Leave-one-out cross-sequence memorisation probe (``forensics memprobe``; not an audit
+line). Pools, aligned by key (the i-th record of each file is key i):
   M: sequences the model memorised; C: matched variants with the distinctive tokens
   swapped (not memorised); B: a further paraphrase (not memorised).
 
-Features: the residual stream at the last token at every depth, for each sequence
+Span: the residual stream at every depth at the sequence's last token, for each sequence
 preceded by each of a few neutral prefixes (so each key has several samples).
 
 - *true LOO*: for each held-out key, StandardScaler + LogisticRegression(C=1) trained on
@@ -17,6 +21,17 @@ keys. The control is a random-initialisation model of the same architecture (sam
 tokenizer, same procedure): its gap should collapse; the reported effect is the gap
 minus the random model's gap, paired by key. With few keys the accuracy moves in steps
 of 1/(samples per key): read the CI, not the point.
+
+Memorisation signature (the ``memorisation_probe`` audit line, descriptive): the same
+question asked of the audit's own data. Span: the full text (``prompt + answer``) of every
+F and H fact, residual stream at its last token, every depth. A linear probe (C =
+``strength``) tells F from H, cross-validated with folds grouped by subject and scored
+chance-corrected (:mod:`probes.classifiers`), in O, in U and in a random-initialisation
+twin of O (the control: what surface differences between the F and H texts alone give).
+effect = U's score at the depth where O's signature (O minus twin) peaks (embeddings
+excluded), control = the twin's score there, with a subject-bootstrap CI of the
+difference. It never votes: a model that saw neither F nor H can also sit above the
+twin, so "above the control" does not separate deletion from suppression.
 """
 
 from __future__ import annotations
@@ -41,15 +56,23 @@ NEUTRAL_PREFIXES = ("", "Text: ", "Here is a line. ")
 
 @dataclass
 class MemorisationConfig:
+    """Settings of the leave-one-out memorisation probe (:func:`memorisation_gap`)."""
+
+    #: Neutral prefixes put before each sequence: one sample per prefix and key.
     prefixes: tuple[str, ...] = NEUTRAL_PREFIXES
+    #: Bootstrap resamples over keys for the gap CIs (count).
     n_boot: int = 2000
+    #: Seed of the bootstrap draws.
     seed: int = 0
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
+    #: Activation cache folder (None: no disk cache).
     cache_dir: Path | None = None
 
 
 def sequence_features(loaded, texts: list[str], config: MemorisationConfig) -> np.ndarray:
-    """``[n_depths, n_texts, n_prefixes, d]`` last-token residuals."""
+    """``[n_depths, n_texts, n_prefixes, d_model]`` last-token residuals of every
+    ``prefix + text`` (``n_depths = n_layers + 1``: embeddings, then every block's output)."""
     prompts = [prefix + text for text in texts for prefix in config.prefixes]
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
     acts = capture(loaded, prompts, spec, batch_size=config.batch_size, cache_dir=config.cache_dir)
@@ -72,7 +95,13 @@ def loo_accuracy(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
 
 def memorisation_gap(loaded, memorised: list[str], matched: list[str], paraphrase: list[str],
                      config: MemorisationConfig) -> dict:
-    """Per depth: true LOO, pure LOO and their gap (per key), for one model."""
+    """Per depth: true LOO, pure LOO and their gap (per key), for one model.
+
+    ``memorised`` (M), ``matched`` (C) and ``paraphrase`` (B) are aligned key by key.
+    Returns ``{"per_depth": [{"true", "pure", "gap"}: arrays [n_keys]], "n_keys": int}``.
+    Raises :class:`forensics.errors.ForensicsInputError` when the pools differ in length or
+    hold fewer than 3 keys.
+    """
     if not (len(memorised) == len(matched) == len(paraphrase)):
         raise ForensicsInputError(
             f"the pools must align key by key: {len(memorised)} memorised, {len(matched)} matched, "
@@ -90,7 +119,11 @@ def memorisation_gap(loaded, memorised: list[str], matched: list[str], paraphras
 
 
 def random_init_twin(loaded, seed: int = 0):
-    """A random-initialisation model of the same architecture and tokenizer (the control)."""
+    """A random-initialisation model of the same architecture and tokenizer (the control).
+
+    A :class:`forensics.loading.LoadedModel` with ``loaded``'s config, tokenizer, device and
+    dtype, weights initialised by TransformerLens with ``seed``.
+    """
     from transformer_lens import HookedTransformer
 
     from forensics.loading import LoadedModel
@@ -117,7 +150,12 @@ def _init_fields(cfg: dict) -> dict:
 
 
 def memprobe_table(model_result: dict, control_result: dict, config: MemorisationConfig) -> list[dict]:
-    """Per-depth rows: gap in the model and in its random-init control, and their paired difference."""
+    """Per-depth rows: gap in the model and in its random-init control, and their paired difference.
+
+    Inputs: two :func:`memorisation_gap` results over the same keys. Each row: mean true
+    and pure LOO accuracy, the gap with its bootstrap CI over keys, the control's gap, and
+    gap minus control with its CI (paired by key).
+    """
     rows = []
     for depth, (m, c) in enumerate(zip(model_result["per_depth"], control_result["per_depth"])):
         paired = m["gap"] - c["gap"]
@@ -135,6 +173,8 @@ def memprobe_table(model_result: dict, control_result: dict, config: Memorisatio
 
 
 def memprobe_figure(rows: list[dict], title: str) -> bytes:
+    """PNG of the memorisation gap per depth (with its CI band) and the random-init control's
+    gap; ``rows`` from :func:`memprobe_table`."""
     from forensics.plotting import figure_png, plt
 
     depth = [r["depth"] for r in rows]
@@ -155,18 +195,27 @@ SIGNATURE_QUESTION = ("Do U's activations still tell the forget facts from never
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "A probe tells F's prompts from H's in the residual stream of O, of U and of a random-initialised "
-    "twin of O (which saw nothing); the gap over the twin per depth is the training-membership "
-    "signature. Descriptive."
+    "Training-membership signature: a linear probe, cross-validated with folds grouped by subject, tells "
+    "F's texts (prompt + answer) from H's by the residual stream at the last token, at every depth, in O, "
+    "in U and in a random-initialisation twin of O (the control: what surface differences alone give). "
+    "Effect: U's chance-corrected accuracy at the depth where O's margin over the twin peaks; control: the "
+    "twin's there, with a subject-bootstrap CI. Descriptive: it never votes."
 )
 
 
 @dataclass
 class SignatureConfig:
+    """Settings of the memorisation-signature line (:func:`memorisation_line`)."""
+
+    #: Inverse L2 strength C of the linear F-vs-H probe.
     strength: float = 0.1
+    #: Cross-validation folds, grouped by subject (F and H together need this many subjects).
     n_folds: int = 5
+    #: Subject-bootstrap resamples for the CI of U minus twin (count).
     n_boot: int = 1000
+    #: Seed of the bootstrap and of the random-init twin's weights.
     seed: int = 0
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
 
 
@@ -201,9 +250,10 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
     where O's signature (O minus twin) peaks, against the twin's, with a subject-bootstrap
     CI of the difference.
 
-    Why descriptive: on the small zoo O's signature over its twin is small (+0.1 to +0.2
-    chance-corrected) and ``retrain``, which saw neither F nor H, also sits ~+0.05 above
-    the twin, so "above the control" would not separate deletion from suppression here.
+    Why descriptive: O's signature over its twin can be small, and a model that saw
+    neither F nor H can also sit above the twin, so "above the control" does not separate
+    deletion from suppression. "Not run" when a fact lacks a subject or F and H together
+    have fewer than ``n_folds`` subjects. ``config``: :class:`SignatureConfig`.
     """
     config = config or SignatureConfig()
     facts = list(ctx.forget) + list(ctx.holdout or [])

@@ -1,19 +1,26 @@
-"""Unlearning-trace detector (METHODS section 11, "Unlearning Isn't Invisible"): was U
-modified at all?
+"""Unlearning-trace detector (METHODS section 11; "Unlearning Isn't Invisible", Chen et al.
+2025): was U modified at all?
 
-On forget-*irrelevant* prompts (R and H), a classifier tells O's outputs from U's: the
-last layer's residual at the final token, and separately the final-token log-probs.
-Cross-validated accuracy with folds grouped by subject (a prompt's O and U versions
-always sit in the same fold, so the classifier cannot match a prompt to its twin), a
-bootstrap CI over subjects, and a two-sided sign-flip test of the per-subject accuracies
-against 0.5 (subjects are the independent unit). Chance is 0.5.
+Span. Forget-*irrelevant* prompts (R and H; prompt only, no answer), at the prompt's final
+token: the last block's residual stream output, and separately the final-token log-probs
+(that residual through the model's final norm and unembedding; restricted to the
+``max_vocab_features`` tokens O finds likeliest on these prompts when the vocabulary is
+larger).
+
+A classifier tells O's outputs from U's on these features: cross-validated accuracy with
+folds grouped by subject (a prompt's O and U versions always sit in the same fold, so the
+classifier cannot match a prompt to its twin), a bootstrap CI over subjects, and a
+two-sided sign-flip test of the per-subject accuracies against 0.5 (subjects are the
+independent unit). Chance (the control) is 0.5. The residual features decide; the
+log-prob features are reported alongside.
 
 O and U are often perfectly separable; logistic regression then has no finite optimum
 and would run to its iteration cap on every fold, so the probe is strongly regularised
 (C=0.1) and capped at 200 iterations: the question is only whether it separates.
 
 This line answers "modified or not", not "deleted or suppressed": it votes ``modified``
-/ ``unmodified`` and the verdict uses it only to recognise an untouched model.
+when the CI lies above 0.5 and p < ``alpha``, ``unmodified`` otherwise, and the verdict
+uses it only to recognise an untouched model.
 """
 
 from __future__ import annotations
@@ -35,19 +42,32 @@ QUESTION = "Can U be told from O on forget-irrelevant prompts (was it modified a
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "A probe tells O's from U's final-layer residual streams on forget-irrelevant prompts (R and H), "
-    "cross-validated, against a permutation null. Context only: whether U was modified at all."
+    "A regularised logistic probe tells O's from U's last-layer residual stream at the prompt's final "
+    "token on forget-irrelevant prompts (R and H), cross-validated with folds grouped by subject; the "
+    "final-token log-probs are probed the same way and reported. Effect: the residual probe's accuracy; "
+    "control: chance, 0.5; CI by a bootstrap over subjects, p by a sign-flip test of per-subject "
+    "accuracies. Votes modified when the CI lies above 0.5 and p is below alpha, else unmodified: context "
+    "only, whether U was modified at all."
 )
 
 
 @dataclass
 class TraceConfig:
+    """Settings of the unlearning-trace detector (:func:`trace_line`)."""
+
+    #: Cross-validation folds, grouped by subject (R and H together need this many subjects).
     n_folds: int = 5
+    #: Sign flips for the p-value (count).
     n_perm: int = 2000
+    #: Bootstrap resamples over subjects for the accuracy CI (count).
     n_boot: int = 1000
+    #: Log-prob features: at most this many vocabulary entries (those O finds likeliest).
     max_vocab_features: int = 1024
+    #: Seed of the bootstrap and sign-flip draws.
     seed: int = 0
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
+    #: "modified" also needs the sign-flip p below this.
     alpha: float = 0.05
 
 
@@ -76,7 +96,13 @@ def _cv_correct(X: np.ndarray, y: np.ndarray, groups: np.ndarray, n_folds: int) 
 
 
 def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceConfig) -> dict:
-    """Grouped-CV accuracy of telling O from U, its CI and a permutation p-value."""
+    """Grouped-CV accuracy of telling O from U, its CI and a sign-flip p-value.
+
+    ``X_o``, ``X_u``: ``[n_prompts, d]`` features of the same prompts under O and U;
+    ``groups``: ``[n_prompts]`` subjects. Returns ``{"accuracy", "ci", "p_value"}``: the
+    out-of-fold accuracy (chance 0.5), the bootstrap CI of the mean per-subject accuracy,
+    and the two-sided sign-flip p of per-subject accuracy minus 0.5.
+    """
     X = np.concatenate([X_o, X_u])
     y = np.r_[np.zeros(len(X_o), dtype=np.int64), np.ones(len(X_u), dtype=np.int64)]
     g = np.concatenate([groups, groups])
@@ -99,6 +125,13 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
     method=METHOD,
 )
 def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence:
+    """Can U be told from O on R and H prompts; votes ``modified`` or ``unmodified`` (see the
+    module docstring).
+
+    "Not run" when R and H together have fewer than ``n_folds`` subjects. The reported CI is
+    of accuracy minus 0.5. ``details``: the residual and log-prob detectors' results and the
+    number of prompts. ``config``: :class:`TraceConfig`.
+    """
     config = config or TraceConfig()
     facts = list(ctx.retain) + list(ctx.holdout or [])
     groups = np.array([f.subject or f"prompt-{i}" for i, f in enumerate(facts)])

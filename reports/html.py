@@ -3,14 +3,13 @@
 The page is rendered from the result's ``to_json()`` dictionary (so ``--redact`` applies
 to the report exactly as to ``results.json``) plus the lines' figures. Every piece of
 text that is not a literal of this module goes through :func:`html.escape`: prompts,
-answers, paths, reasons, details, even the lines' own docstrings.
+answers, paths, reasons, details and the lines' method texts.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import re
 from typing import Any
 
 from forensics.verdict import RULE
@@ -67,6 +66,8 @@ def e(value: Any) -> str:
 
 
 def num(x: Any, digits: int = 3, signed: bool = False) -> str:
+    """A number with ``digits`` decimals (a sign with ``signed``), escaped; a dash for None and
+    the escaped text for anything that is not a number."""
     if x is None:
         return "&mdash;"
     try:
@@ -77,22 +78,27 @@ def num(x: Any, digits: int = 3, signed: bool = False) -> str:
 
 
 def pct(x: Any) -> str:
+    """A fraction as a percentage with one decimal (0.5 -> "50.0%"); a dash for None."""
     return "&mdash;" if x is None else e(f"{float(x):.1%}")
 
 
 def ci_text(ci: Any) -> str:
+    """A ``[low, high]`` interval as signed numbers; a dash when it or either bound is missing."""
     if not ci or ci[0] is None or ci[1] is None:
         return "&mdash;"
     return f"[{num(ci[0], signed=True)}, {num(ci[1], signed=True)}]"
 
 
 def p_text(p: Any) -> str:
+    """A p-value with three decimals ("< 0.001" below that); a dash for None."""
     if p is None:
         return "&mdash;"
     return e("< 0.001" if float(p) < 0.001 else f"{float(p):.3f}")
 
 
 def vote_html(vote: Any, status: str = "ok") -> str:
+    """A line's vote, coloured by :data:`VOTE_COLOURS`; "not run", "descriptive" or "no vote"
+    in grey for a line that did not vote."""
     if status == "not_run":
         return '<span class="notrun">not run</span>'
     if status == "descriptive":
@@ -101,40 +107,6 @@ def vote_html(vote: Any, status: str = "ok") -> str:
         return '<span class="notrun">no vote</span>'
     colour = VOTE_COLOURS.get(vote, "#1f2328")
     return f'<span class="vote" style="color:{colour}">{e(vote)}</span>'
-
-
-def docstring_html(doc: str | None) -> str:
-    """A module docstring as escaped paragraphs and lists (``code`` and **bold** kept)."""
-    if not doc:
-        return ""
-    out = []
-    for block in re.split(r"\n\s*\n", doc.strip()):
-        lines = [line.rstrip() for line in block.splitlines()]
-        items: list[list[str]] = []
-        text: list[str] = []
-        for line in lines:
-            stripped = line.strip()
-            if re.match(r"^([-*]|\d+\.)\s+", stripped):
-                items.append([re.sub(r"^([-*]|\d+\.)\s+", "", stripped)])
-            elif items:
-                items[-1].append(stripped)
-            else:
-                text.append(stripped)
-        if text:
-            out.append(f"<p>{_inline(' '.join(text))}</p>")
-        if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(' '.join(item))}</li>" for item in items) + "</ul>")
-    return "\n".join(out)
-
-
-def _inline(text: str) -> str:
-    text = e(text)
-    text = re.sub(r":[a-z]+:`~?(.+?)`", r"<code>\1</code>", text)  # Sphinx roles
-    text = re.sub(r"``(.+?)``", r"<code>\1</code>", text)
-    text = re.sub(r"(?<!`)`([^`]+?)`(?!`)", r"<code>\1</code>", text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    text = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", text)
-    return text
 
 
 def table(headers: list[str], rows: list[list[str]], widths: list[int] | None = None, keep: bool = False,

@@ -44,12 +44,15 @@ REQUIRED = {
 
 
 def dumps(obj: Any) -> str:
-    """JSON text with ``<``, ``>`` and ``&`` escaped (still valid JSON, same values)."""
+    """JSON text with ``<``, ``>`` and ``&`` escaped (still valid JSON, same values); non-JSON
+    objects are written as ``str()``. Raises ``ValueError`` for NaN or infinite floats."""
     text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def write_results_json(result, path: str | Path) -> None:
+    """Write ``result.to_json()`` (an :class:`~forensics.results.AuditResult`) to ``path`` as
+    :func:`dumps` text plus a final newline (UTF-8)."""
     Path(path).write_text(dumps(result.to_json()) + "\n", encoding="utf-8")
 
 

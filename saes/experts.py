@@ -24,16 +24,29 @@ from saes.sae import SAETrainConfig, TrainedSAE
 
 @dataclass
 class FeatureConfig:
+    """Expert selection (see the module docstring) and the SAE feature line's vote settings."""
+
+    #: How O's SAE is obtained (:class:`saes.sae.SAETrainConfig`).
     sae: SAETrainConfig = field(default_factory=SAETrainConfig)
+    #: Most expert latents kept (largest t first).
     top_k: int = 16
+    #: Minimum firing-frequency log-ratio F vs R (natural log; log 2: twice as often on F).
     min_log_ratio: float = float(np.log(2.0))
+    #: Minimum Welch t-statistic of the per-fact activation, F vs R.
     min_t: float = 3.0
+    #: Minimum mean survival on F (fraction of O's firing experts still firing in U) to vote suppressed.
     min_survival: float = 0.5
+    #: Equivalence margin: the CI lower bound of survival F - H must be at least -margin to vote.
     margin: float = 0.1
+    #: Minimum drop of greedy accuracy on F from O to U (fraction of facts) for the line to vote.
     min_forgetting: float = 0.2
+    #: Minimum F and H facts on which some expert fires in O (else no sound control).
     min_control_facts: int = 10
+    #: Subject-bootstrap resamples of the CI.
     n_boot: int = 2000
+    #: Seed of the bootstrap.
     seed: int = 0
+    #: Prompts per forward pass when capturing activations.
     batch_size: int = 64
 
 
@@ -59,13 +72,18 @@ def prompt_tokens(ctx, loaded, facts: Sequence[Fact], hook: str, batch_size: int
 
 @torch.no_grad()
 def explained_variance(sae: TrainedSAE, x: torch.Tensor) -> float:
+    """``1 - sum|x - x_hat|^2 / sum|x - mean x|^2`` of ``sae`` on activations ``x`` ``[n_tokens, d]``
+    (NaN when ``x`` has no variance)."""
     recon = sae.sae.decode(sae.encode(x))
     total = ((x - x.mean(0)) ** 2).sum()
     return float(1 - ((x - recon) ** 2).sum() / total) if total > 0 else float("nan")
 
 
 def expert_features(a_f: torch.Tensor, a_r: torch.Tensor, config: FeatureConfig) -> dict:
-    """Expert latents (F far more than R) from per-fact activations of O; see the module docstring."""
+    """Expert latents (F far more than R) from O's per-fact activations ``a_f`` ``[n_F, d_sae]`` and
+    ``a_r`` ``[n_R, d_sae]`` (:func:`fact_activations`); see the module docstring. Returns the chosen
+    ``indices`` with their ``log_ratio``, ``t``, ``freq_forget``, ``freq_retain`` (each ``[n_experts]``)
+    and ``n_candidates`` (latents passing both thresholds)."""
     f, r = a_f.numpy(), a_r.numpy()
     n_f, n_r = len(f), len(r)
     freq_f, freq_r = (f > 0).mean(0), (r > 0).mean(0)
@@ -80,8 +98,9 @@ def expert_features(a_f: torch.Tensor, a_r: torch.Tensor, config: FeatureConfig)
 
 
 def survival(a_o: torch.Tensor, a_u: torch.Tensor, experts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per fact: (fraction of the experts firing in O that still fire in U, activation ratio U/O);
-    NaN where no expert fires in O."""
+    """Per fact: (fraction of the experts firing in O that still fire in U, activation ratio U/O),
+    two ``[n_facts]`` arrays from ``[n_facts, d_sae]`` activations of O and U and the expert
+    indices; NaN where no expert fires in O."""
     o, u = a_o[:, experts].numpy(), a_u[:, experts].numpy()
     fires_o = o > 0
     n = fires_o.sum(1)

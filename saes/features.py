@@ -1,8 +1,12 @@
 """SAE feature analysis (METHODS section 5): do the features that carried F in O still fire in U?
 
-The SAE is trained on O (:mod:`saes.sae`). Units are *facts*: a latent's activation on
-a fact is its maximum over the fact's prompt tokens (it "fires" on the fact when that is
-above 0), from the residual stream at the SAE's hook.
+The SAE is a TopK sparse autoencoder trained on O's residual stream (:mod:`saes.sae`;
+Cunningham et al. 2023, TopK as in Gao et al. 2024); forget-specific features are chosen
+as in SAE-based unlearning (Farrell et al. 2024).
+
+Span. Units are *facts*: a latent's activation on a fact is its maximum over the fact's
+prompt tokens (prompt only, no answer; it "fires" on the fact when that is above 0), from
+the residual stream at the SAE's hook (:func:`saes.experts.fact_activations`).
 
 Expert features
     Latents that fire on F far more than on R in O: for latent j, the firing-frequency
@@ -28,8 +32,8 @@ Transfer check
 Vote (ours; the control rule decides when it may vote):
 - no vote, status "descriptive", when the SAE is below the quality bar ("not
   trustworthy"), when it does not transfer to U, when no expert feature is found, when
-  fewer than ``min_control_facts`` H facts fire any expert in O (no sound control), or
-  when U still answers F (behaviour gap O - U on F below ``min_forgetting``);
+  fewer than ``min_control_facts`` F or H facts fire any expert in O (no sound control),
+  or when U still answers F (behaviour gap O - U on F below ``min_forgetting``);
 - ``suppressed`` when U no longer answers F yet O's F-specific features survive in U on
   F: survival on F >= ``min_survival`` and the CI lower bound of F - H >= -``margin``
   (an equivalence bound: F keeps its features about as well as unseen facts do). The
@@ -55,10 +59,12 @@ QUESTION = "Do the SAE features that carried the forget set in O still fire in U
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "An SAE trained on O's residual stream; expert latents fire on F far more than on R in O. "
-    "Survival: the share of those experts still firing in U per fact, F against H, subject-bootstrap "
-    "CI; the SAE must pass a quality bar and transfer to U. Votes suppressed when U no longer answers "
-    "F but F's experts survive about as well as H's."
+    "An SAE trained on O's residual stream at one hook; expert latents fire on F far more than on R in O "
+    "(a latent's activation on a fact: its maximum over the prompt tokens). Effect: the share of a fact's "
+    "O-firing experts that still fire in U, averaged over F; control: the same on H; subject-bootstrap CI "
+    "of F - H. Votes suppressed only when the SAE passes its quality bar and transfers to U, U no longer "
+    "answers F, and F's experts survive at least to a set minimum and about as well as H's (CI lower "
+    "bound above minus a set margin); never votes deleted."
 )
 
 
@@ -82,7 +88,14 @@ def _not_voting(reason: str, **kw) -> Evidence:
 )
 def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
                      sae: TrainedSAE | None = None) -> Evidence:
-    """Expert features of O and their survival in U, F vs H (see the module docstring)."""
+    """Expert features of O and their survival in U, F vs H (see the module docstring).
+
+    ``sae``: O's SAE (:class:`saes.sae.TrainedSAE`); None trains or loads it through the
+    audit context (``config.sae``). "Not run" without F, R and H. ``details``: the SAE's
+    hook, layer, size and quality, its explained variance on U's R and F prompt tokens, the
+    experts, survival and firing frequencies, and O's and U's accuracy on F. ``config``:
+    :class:`saes.experts.FeatureConfig`.
+    """
     config = config or FeatureConfig()
     if not ctx.forget or not ctx.retain or not ctx.holdout:
         return Evidence.not_run("sae_features", QUESTION, "SAE feature analysis needs forget, retain and holdout sets")

@@ -25,10 +25,9 @@ Tokens
 Architecture and budget (the defaults)
     TopK (``k = 16``) with ``d_sae = 4 * d_model``; TopK fixes L0 by construction, so no L1
     coefficient has to be tuned per model, and SAELens' auxiliary loss revives dead
-    latents. Training: ``training_tokens`` samples (default 300 000: about 15
-    passes over a small zoo's ~20k training tokens; measured 19 s for the small zoo's
-    layer on one busy core, EV 0.96, 14% dead) in batches of 512, Adam lr 1e-3 with a short
-    warm-up and a linear decay to 10%. Inputs are rescaled to unit expected norm
+    latents. Training: ``training_tokens`` samples (default 300 000, so a small pool of
+    tokens is seen many times over) in batches of 512, Adam lr 1e-3 with a short warm-up
+    and a linear decay to 10%. Inputs are rescaled to unit expected norm
     (SAELens' ``expected_average_only_in``), folded into the weights at the end.
 
 Quality (:class:`SAEQuality`) and the bar
@@ -52,7 +51,6 @@ Cache
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -67,6 +65,7 @@ import torch
 from forensics.capture import CaptureSpec, capture, layer_hook
 from forensics.data import Fact, content_hash
 from forensics.errors import ForensicsInputError
+from forensics.keys import stable_key
 
 QUALITY_FILE = "forensics_quality.json"
 #: In-process memo of trained SAEs by cache key (two lines of one audit share one SAE).
@@ -79,18 +78,29 @@ SAE_FORMAT_VERSION = 1
 class SAETrainConfig:
     """How to obtain the SAE. ``layer=None``: see :func:`default_layer`."""
 
+    #: Block whose output (``blocks.{layer}.hook_resid_post``) the SAE reads; None: see get_sae.
     layer: int | None = None
+    #: Latents per residual dimension: d_sae = expansion * d_model.
     expansion: int = 4
+    #: Active latents per token (TopK).
     k: int = 16
+    #: Activation vectors (tokens, repeats included) drawn during training.
     training_tokens: int = 300_000
+    #: Tokens per training batch.
     batch_size: int = 512
+    #: Peak Adam learning rate (short warm-up, linear decay to 10%).
     lr: float = 1e-3
+    #: Seed of the initialisation, the batch order and the train / evaluation text split.
     seed: int = 0
+    #: Fraction of the texts held out to measure the quality.
     eval_fraction: float = 0.1
+    #: Texts per forward pass when capturing activations.
     capture_batch_size: int = 64
-    #: Quality bar (see the module docstring).
+    #: Quality bar: minimum explained variance on the evaluation tokens.
     min_explained_variance: float = 0.70
+    #: Quality bar: maximum fraction of latents that never fire on the token pool.
     max_dead_fraction: float = 0.50
+    #: Quality bar: maximum mean L0 (active latents per token) as a fraction of d_in.
     max_l0_fraction: float = 0.25
     #: A SAELens SAE folder (cfg.json + sae_weights.safetensors) to use instead of training.
     sae_path: Path | None = None
@@ -106,6 +116,9 @@ class SAETrainConfig:
 
 @dataclass
 class SAEQuality:
+    """An SAE's quality numbers on the evaluation tokens and whether it passes the bar
+    (see the module docstring); ``reason`` says why in one line."""
+
     explained_variance: float
     mean_l0: float
     dead_fraction: float
@@ -114,6 +127,7 @@ class SAEQuality:
     reason: str
 
     def to_dict(self) -> dict:
+        """The fields as a plain dict (for a line's details)."""
         return asdict(self)
 
 
@@ -132,6 +146,7 @@ class TrainedSAE:
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent activations ``[..., d_sae]`` of activations ``x`` ``[..., d_in]`` at :attr:`hook`."""
         return self.sae.encode(x.to(self.sae.W_enc.dtype))
 
     @property
@@ -184,7 +199,9 @@ def _batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tens
 
 
 def train_sae(x_train: torch.Tensor, config: SAETrainConfig, hook: str, model_name: str = ""):
-    """Train a SAELens TopK SAE on ``[n, d]`` activations; returns the SAELens inference SAE."""
+    """Train a SAELens TopK SAE on ``[n, d]`` activations; returns the trained SAELens
+    *training* SAE (``save_inference_model`` turns it into the inference SAE). Raises
+    :class:`ForensicsInputError` for fewer than 2 tokens."""
     from sae_lens import LoggingConfig, SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
     from sae_lens.saes.sae import SAEMetadata
@@ -274,11 +291,13 @@ def _split_texts(offsets: torch.Tensor, fraction: float, seed: int) -> tuple[tor
 
 
 def cache_key(weights_hash: str, hook: str, config: SAETrainConfig, texts_hash: str) -> str:
+    """The SHA-256 (hex) naming a trained SAE: O's weights hash, the hook, the training fields
+    of ``config``, the token texts' content hash, the SAELens version and :data:`SAE_FORMAT_VERSION`."""
     import sae_lens
 
     parts = {"weights": weights_hash, "hook": hook, "config": config.training_fields(),
              "texts": texts_hash, "sae_lens": sae_lens.__version__, "format": SAE_FORMAT_VERSION}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return stable_key(parts)
 
 
 def load_sae_folder(path: str | Path, d_in: int | None = None):

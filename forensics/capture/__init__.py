@@ -61,7 +61,6 @@ Disk cache
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -100,6 +99,7 @@ from forensics.capture.store import (
 )
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
+from forensics.keys import stable_key
 
 __all__ = ["Activations", "CaptureSpec", "POSITIONS", "Position", "cache_key", "capture", "capture_facts",
            "layer_hook", "resid_hooks", "tokenizer_hash"]
@@ -158,7 +158,7 @@ def capture(
     key = ""
     if cache_dir is not None:
         parts = cache_key_parts(loaded, prompts, spec, subjects, shard_size)
-        key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+        key = stable_key(parts)
         folder = Path(cache_dir) / key[:40]
         files = _load_manifest(folder, key)
         if files is not None:

@@ -12,6 +12,7 @@ import torch
 
 from forensics.capture.spec import Activations
 from forensics.errors import ForensicsInputError
+from forensics.scoring import pad_right
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 #: Hook points that run before block 0.
@@ -148,10 +149,7 @@ def _run_shard(model, encoded: _Encoded, hooks: Sequence[str], position: str, ba
     with model.hooks(fwd_hooks=gatherer.fwd_hooks()):
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            width = max(lengths[i] for i in idx)
-            tokens = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            for r, i in enumerate(idx):
-                tokens[r, : lengths[i]] = torch.tensor(encoded.ids[i], dtype=torch.long)
+            tokens, _ = pad_right([encoded.ids[i] for i in idx], pad_id)
             if position == "all":
                 rows = torch.cat([torch.full((lengths[i],), r, dtype=torch.long) for r, i in enumerate(idx)])
                 cols = torch.cat([torch.arange(lengths[i]) for i in idx])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from forensics.data import content_hash
+from forensics.keys import stable_key
 
 if TYPE_CHECKING:
     from forensics.capture.spec import CaptureSpec
@@ -75,7 +76,7 @@ def cache_key(loaded, prompts: Sequence[str], spec: CaptureSpec,
               subjects: Sequence[str | None] | None = None, shard_size: int = 512) -> str:
     """The SHA-256 naming a capture's cache folder (see the module docstring)."""
     parts = cache_key_parts(loaded, prompts, spec, subjects, shard_size)
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return stable_key(parts)
 
 
 # --------------------------------------------------------------------------- disk I/O

@@ -1,15 +1,28 @@
 """Behaviour (METHODS section 1): does the unlearned model still answer the forget set?
 
-A *gate*, not a verdict on its own: if U still answers F like O does, the verdict is
-NOT_FORGOTTEN and the deeper lines only describe.
+A *gate*, not a verdict on its own: if U still answers F like O does, the line votes
+``not_forgotten`` (verdict NOT_FORGOTTEN) and the deeper lines only describe.
 
-Scoring. A fact is ``prompt + answer``. The prompt is tokenised with the tokenizer's
-own special-token settings, the answer without special tokens, and the two are
-concatenated (the answer carries its leading space, so the split is clean for
-byte-level BPE). *Greedy accuracy* is exact match of greedy decoding over the answer's
-tokens; under teacher forcing that is "every answer token is the arg-max at its
-position", which one forward pass decides. *Answer log-prob* is the sum of the answer
-tokens' log-probabilities (log P(answer | prompt)).
+Span. Each fact is run as ``prompt + answer`` under teacher forcing and scored on its
+answer tokens (:mod:`forensics.scoring`: the prompt tokenised with the tokenizer's own
+special-token settings, the answer without special tokens, the two concatenated).
+*Greedy accuracy* is exact match of greedy decoding over the answer's tokens (every answer
+token is the arg-max at its position, which one forward pass decides). *Answer log-prob*
+is log P(answer | prompt), the sum of the answer tokens' log-probabilities, in nats. Both
+are reported for O and U on F, R and H (R shows what unlearning cost on kept facts).
+
+Effect and control. effect = U's greedy accuracy on F; control = U's greedy accuracy on H
+(facts no model saw: what U gets by guessing common answers; 0 when no holdout set is
+given). CI of effect - control: percentile bootstrap over facts, F and H resampled
+independently; p: two-sided permutation test (:mod:`forensics.stats`).
+
+Vote. ``not_forgotten`` when O answers F above its own control (margin
+``acc_F(O) - acc_H(O) > 0``), U keeps at least ``retained_share_not_forgotten`` of that
+margin (``(acc_F(U) - acc_H(U)) / margin``) and the CI lies above 0. Otherwise no vote:
+U forgot behaviourally, and the other lines decide between deleted and suppressed.
+
+Paper: no single one; this is the output-level forgetting check of unlearning benchmarks
+such as TOFU (Maini et al. 2024), with exact match in place of ROUGE.
 """
 
 from __future__ import annotations
@@ -26,11 +39,16 @@ from forensics.stats import bootstrap_mean_diff_ci, permutation_p_value
 
 @dataclass
 class BehaviourConfig:
+    """Settings of the behaviour gate (:func:`behaviour_line`)."""
+
+    #: Bootstrap resamples for the CI of effect - control (count).
     n_boot: int = 2000
+    #: Permutations for the p-value of effect - control (count).
     n_perm: int = 2000
+    #: Seed of the bootstrap and permutation draws.
     seed: int = 0
-    #: U counts as still answering F when it keeps at least this share of O's
-    #: above-control F accuracy and the F-vs-control difference is significant.
+    #: U counts as still answering F when it keeps at least this share (fraction, 0..1) of O's
+    #: above-control F accuracy and the CI of F minus control lies above 0.
     retained_share_not_forgotten: float = 0.5
 
 
@@ -38,9 +56,12 @@ QUESTION = "Does the unlearned model still answer the forget set?"
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "Greedy answer accuracy (exact match of the answer tokens under teacher forcing) and answer log-probability of O and U on the forget, retain and holdout sets. Effect: U's accuracy on F; "
-    "control: U's accuracy on H. Votes not_forgotten when U keeps at least half of O's above-control "
-    "accuracy on F with a CI above 0; otherwise it does not vote and the other lines decide."
+    "Greedy answer accuracy (exact match of every answer token of prompt + answer under teacher forcing) "
+    "and answer log-probability of O and U on F, R and H. Effect: U's accuracy on F; control: U's "
+    "accuracy on H (facts no model saw), with a bootstrap CI over facts and a permutation p. Votes "
+    "not_forgotten when O answers F above its own H accuracy, U keeps at least a set share (default half) "
+    "of that margin on F and the CI of F minus H lies above 0; otherwise it does not vote and the other "
+    "lines decide."
 )
 
 
@@ -55,12 +76,16 @@ METHOD = (
     method=METHOD,
 )
 def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> Evidence:
-    """Greedy accuracy and answer log-prob on F, R, H for O and U.
+    """Greedy accuracy and answer log-prob on F, R, H for O and U (see the module docstring).
 
     effect = acc_F(U); control = acc_H(U) (what U "knows" about facts nobody trained on:
-    guessing the commonest answers). Vote ``not_forgotten`` when U keeps at least
-    ``retained_share_not_forgotten`` of O's above-control accuracy on F with a CI above
-    zero; otherwise no vote (U forgot behaviourally and the other lines decide).
+    guessing the commonest answers; 0 without a holdout set). Vote ``not_forgotten`` when U
+    keeps at least ``retained_share_not_forgotten`` of O's above-control accuracy on F with
+    a CI above zero; otherwise no vote (U forgot behaviourally and the other lines decide).
+
+    ``details``: ``table`` (role -> set -> accuracy, mean answer log-prob in nats, n),
+    ``retained_share``, ``retain_cost`` (acc_R(O) - acc_R(U)) and
+    ``forgotten_behaviourally``. ``config``: :class:`BehaviourConfig` (defaults when None).
     """
     config = config or BehaviourConfig()
     sets = {"forget": ctx.forget, "retain": ctx.retain}

@@ -1,15 +1,18 @@
 """Representation similarity (METHODS section 11): linear CKA between O and U, per layer,
-on F inputs and on R inputs. Descriptive only: it never votes (CKA is not robust; the UDS
-meta-evaluation scores it 0.65 faithfulness, 0.03 robustness).
+on F inputs and on R inputs. Descriptive only: it never votes (CKA is not robust enough to
+decide; see the UDS meta-evaluation, Lee et al. 2026).
 
-Activations: the residual stream at every depth (:func:`forensics.capture.resid_hooks`)
-at the final prompt token, captured with :func:`forensics.capture.capture_facts`.
+Span: the residual stream at every depth (:func:`forensics.capture.resid_hooks`: the
+embeddings, then every block's output) at the prompt's final token, captured with
+:meth:`forensics.context.AuditContext.capture_facts` (prompt only, no answer).
+
 Linear CKA (Kornblith et al. 2019) of column-centred ``X`` (O) and ``Y`` (U), rows = facts:
 ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. 1 = the same geometry up to rotation and
-scale. effect = mean CKA over the block outputs (depth 1..L) on F; control = the same on R
-(what unlearning did to the representations it was meant to keep); the CI of the
-difference resamples facts (bootstrap, rows of O and U together). The per-depth profile
-(also on H when given) is in ``details`` and the figure.
+isotropic scale. effect = mean CKA over the block outputs (depth 1..L) on F; control = the
+same on R (what unlearning did to the representations it was meant to keep); the CI of
+the difference resamples facts (bootstrap, rows of O and U together, F and R
+independently). The per-depth profile (also on H when given) is in ``details`` and the
+figure. Every set needs at least 3 facts.
 """
 
 from __future__ import annotations
@@ -28,20 +31,32 @@ QUESTION = "How similar are U's representations of F (and of R) to O's, layer by
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "Linear CKA between O's and U's final-token residual streams at every depth, on F and on R, with "
-    "a bootstrap CI over facts. Descriptive: where in the network unlearning changed the "
-    "representations."
+    "Linear CKA between O's and U's residual streams at the prompt's final token, at every depth, on F "
+    "and on R (and on H when given). Effect: mean CKA over the block outputs on F; control: the same on R; "
+    "CI of the difference by a bootstrap over facts. Descriptive: it never votes; it shows where in the "
+    "network unlearning changed the representations."
 )
 
 
 @dataclass
 class CKAConfig:
+    """Settings of the CKA line (:func:`cka_line`)."""
+
+    #: Prompts per forward pass during activation capture.
     batch_size: int = 64
+    #: Bootstrap resamples over facts for the CI of CKA(F) - CKA(R) (count).
     n_boot: int = 200
+    #: Seed of the bootstrap draws.
     seed: int = 0
 
 
 def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019) of ``X`` ``[n, d_x]`` and ``Y`` ``[n, d_y]``, rows paired.
+
+    Both are column-centred and computed in float64:
+    ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``, in [0, 1]; NaN when either matrix is
+    constant over rows (zero denominator).
+    """
     X = X.double() - X.double().mean(0, keepdim=True)
     Y = Y.double() - Y.double().mean(0, keepdim=True)
     num = (Y.T @ X).square().sum()
@@ -66,6 +81,11 @@ def _acts(ctx: AuditContext, loaded, facts, config):
     method=METHOD,
 )
 def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
+    """Per-depth linear CKA between O and U on F, R (and H), descriptive (see the module docstring).
+
+    Status "descriptive", no vote; "not run" when a set has fewer than 3 facts. ``details``:
+    ``per_depth`` (set -> CKA per depth, depth 0 = embeddings). ``config``: :class:`CKAConfig`.
+    """
     config = config or CKAConfig()
     line = "cka"
     sets = {"forget": ctx.forget, "retain": ctx.retain}

@@ -1,15 +1,16 @@
 """Membership inference (METHODS section 10): does U still treat the forget set like
 training data, beyond the holdout control?
 
-Scores. Each fact is scored as one text, ``prompt + answer``, tokenised exactly as
-:func:`forensics.behaviour.encode_facts` does (so the subject's name, which U was trained
-on, counts as well as the answer). Per text, with ``lp_t`` the log-probability of token
-``t`` given its prefix (every token after the first):
+Span and scores. Each fact is scored as one text, ``prompt + answer``, tokenised as
+behaviour scoring does (:func:`forensics.scoring.fact_token_ids`), so the subject's name,
+which U was trained on, counts as well as the answer. Per text, with ``lp_t`` the
+log-probability of token ``t`` given its prefix (every token after the first;
+:func:`forensics.scoring.token_stats`, :func:`forensics.mia.attack_scores`):
 
-- **LOSS** (Yeom et al.): the mean token NLL;
-- **zlib** (Carlini et al.): mean token NLL / ``len(zlib.compress(text.encode("utf-8")))``;
-- **Min-K%** (Shi et al., k = 20%): mean of the ``max(1, int(k * n))`` lowest ``lp_t``;
-- **Min-K%++** (Zhang et al., k = 20%): the same over ``(lp_t - mu_t) / sigma_t``, where
+- **LOSS** (Yeom et al. 2018): the mean token NLL;
+- **zlib** (Carlini et al. 2021): mean token NLL / ``len(zlib.compress(text.encode("utf-8")))``;
+- **Min-K%** (Shi et al. 2024, k = 20%): mean of the ``max(1, int(k * n))`` lowest ``lp_t``;
+- **Min-K%++** (Zhang et al. 2024, k = 20%): the same over ``(lp_t - mu_t) / sigma_t``, where
   ``mu_t`` and ``sigma_t^2`` are the mean and variance of ``log p(z)`` for ``z`` drawn from
   the model's own next-token distribution at ``t`` (variance clamped at 1e-6).
 
@@ -20,9 +21,12 @@ like* and F is the positive class: the same AUC.
 
 Statistic. ROC-AUC of F (positive) against H, per attack, with a CI from a *subject*
 bootstrap (F and H subjects resampled independently: the paraphrases of one subject's
-facts are not independent). Control: 0.5 (F and H are exchangeable for a model that saw
-neither), or, when a reference model is given, the reference's AUC on the same data
-(paired bootstrap), which also gives MUSE's **PrivLeak** = (AUC_U - AUC_Ref) / AUC_Ref.
+facts are not independent; every model gets the same resamples). Control: 0.5 (F and H
+are exchangeable for a model that saw neither), or, when a reference model is given, the
+reference's AUC on the same data (paired bootstrap), which also gives MUSE's **PrivLeak**
+(Shi et al. 2024) = (AUC_U - AUC_Ref) / AUC_Ref. p: a subject permutation test of F
+against H on U's score ranks (control 0.5), or the paired bootstrap (reference); the
+reported p is Bonferroni-adjusted over the four attacks.
 
 Interpretation: AUC well above the control means F still looks like training data, as
 it does in O (recovery above the control: METHODS' control rule is one-sided). AUC well
@@ -35,10 +39,10 @@ Vote (the four attacks form one family; CIs are Bonferroni-adjusted at ``1 - alp
 
 - ``suppressed``: some attack's adjusted CI of ``AUC_U - control`` lies above 0.
   Reported effect: that attack's AUC (the largest difference).
-- ``deleted``: the procedure has power on this model pair (O's AUC for the same attack
-  has an adjusted CI above ``0.5 + min_power``) and, for every attack, U's adjusted CI lies
-  inside ``+-deleted_share * (AUC_O - 0.5)``: U is at most a quarter as member-like on F as
-  O was. Reported effect: Min-K%++.
+- ``deleted``: the procedure has power on this model pair (for *every* attack, O's AUC
+  has an adjusted CI above ``0.5 + min_power``) and, for every attack, U's adjusted CI of
+  ``AUC_U - control`` lies inside ``+-deleted_share * (AUC_O - 0.5)``: U is at most
+  ``deleted_share`` as member-like on F as O was. Reported effect: Min-K%++.
 - no vote otherwise.
 """
 
@@ -61,15 +65,19 @@ QUESTION = "Does U still treat the forget set like training data (membership inf
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "LOSS, zlib, Min-K% and Min-K%++ membership scores of each fact's text under U; ROC-AUC of F "
-    "against H per attack with a subject-bootstrap CI (Bonferroni over the four attacks). Control: "
-    "0.5, or the reference model's AUC. Votes suppressed when some attack's CI lies above the "
-    "control; deleted when O's AUC shows power and every attack's CI stays within a quarter of O's "
-    "margin."
+    "LOSS, zlib, Min-K% and Min-K%++ membership scores of each fact's prompt + answer text under U; "
+    "ROC-AUC of F (members) against H per attack, with a subject-bootstrap CI Bonferroni-adjusted over "
+    "the four attacks. Control: 0.5, or a reference model's AUC on the same texts when one is given. Votes "
+    "suppressed when some attack's CI of AUC minus control lies above 0; deleted when every attack has "
+    "power in O (O's AUC clearly above 0.5) and every attack's CI stays within a set share (default a "
+    "quarter) of O's margin over 0.5. F scored below the control does not vote."
 )
 
 
 def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Membership scores of each fact's ``prompt + answer`` text under ``loaded``:
+    ``{attack: [n_facts]}`` for every attack in :data:`forensics.mia.ATTACKS`, higher = more
+    member-like (NaN for a single-token text). ``k``: Min-K% share (fraction)."""
     pad = loaded.tokenizer.pad_token_id or 0
     stats = token_stats(loaded.model, fact_token_ids(loaded.tokenizer, facts), batch_size, loaded.device, pad)
     return attack_scores(stats, [f.text for f in facts], k)
@@ -86,7 +94,11 @@ def bootstrap_aucs(
     n_boot: int, seed: int,
 ) -> np.ndarray:
     """AUCs over subject-bootstrap resamples, ``[n_boot, n_models]``; every model gets the
-    same resample (paired)."""
+    same resample (paired).
+
+    ``pos_by_model`` / ``neg_by_model``: per model, the scores of the positive (F) and
+    negative (H) texts, ``[n_pos]`` / ``[n_neg]``; ``g_pos`` / ``g_neg``: their subjects.
+    Positive and negative subjects are resampled independently."""
     cp, cn = _cluster_index(g_pos), _cluster_index(g_neg)
     rng = np.random.default_rng(seed)
     out = np.zeros((n_boot, len(pos_by_model)))
@@ -106,15 +118,25 @@ def _groups(facts: Sequence[Fact], prefix: str) -> np.ndarray:
 
 @dataclass
 class MembershipConfig:
+    """Settings of the membership-inference line (:func:`membership_line`)."""
+
+    #: Share (fraction) of a text's lowest-scoring tokens that Min-K% and Min-K%++ average.
     k: float = 0.2
+    #: Texts per forward pass when computing token statistics.
     batch_size: int = 256
+    #: Subject-bootstrap resamples for the AUC CIs, shared by all models (count).
     n_boot: int = 500
+    #: Subject permutations for the p-value without a reference model (count).
     n_perm: int = 1000
+    #: Seed of the bootstrap and permutation draws.
     seed: int = 0
+    #: Family-wise error rate over the four attacks: CIs at ``1 - alpha / 4``.
     alpha: float = 0.05
-    #: "deleted" needs U's CI inside +- this share of O's AUC - 0.5.
+    #: "deleted" needs U's adjusted CI of AUC_U - control inside +- this share (fraction) of
+    #: O's AUC - 0.5, for every attack.
     deleted_share: float = 0.25
-    #: ... and O's adjusted CI above 0.5 + this (the attack can see membership at all).
+    #: ... and, for every attack, O's adjusted AUC CI above 0.5 + this (AUC units): the
+    #: attack can see membership at all.
     min_power: float = 0.1
 
 
@@ -134,6 +156,14 @@ def _quantiles(x: np.ndarray, level: float) -> tuple[float, float]:
     method=METHOD,
 )
 def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -> Evidence:
+    """Membership inference of F against H under U, O (and the reference), and the vote (see
+    the module docstring).
+
+    "Not run" without a holdout set, with fewer than 2 F or H facts, or when a model gives
+    non-finite log-probabilities. ``details``: per attack the AUC of every model, the
+    control, the difference, unadjusted and adjusted CIs, p and PrivLeak; the attack that
+    decided. ``config``: :class:`MembershipConfig`.
+    """
     config = config or MembershipConfig()
     line = "membership_inference"
     if not ctx.holdout:

@@ -5,29 +5,29 @@ Approximate unlearning often moves weights only a little; round-to-nearest quant
 can snap them back towards O's. Procedure: load U's ``transformers`` model from its
 checkpoint folder (:func:`forensics.loading.load_hf_model`: plain ``nn.Linear`` weights are
 simplest to quantize), quantize every ``nn.Linear`` weight of the transformer blocks
-(symmetric, round-to-nearest, one scale per output channel: ``scale = max|W_row| / qmax``,
-``qmax = 127`` for int8 and ``7`` for 4-bit, codes clamped to ``[-qmax-1, qmax]``,
-de-quantized back to float for the forward pass). Embeddings, norms, biases and the
-output head stay in full precision, as in usual weight-only quantization (set
-``quantize_head`` to include the head). Then re-measure greedy accuracy and answer
-log-prob on F, H and R (R shows what the quantization costs).
+(:func:`forensics.quantize.quantize_model`: symmetric, round-to-nearest, one scale per
+output channel: ``scale = max|W_row| / qmax``, ``qmax = 127`` for int8 and ``7`` for 4-bit,
+codes clamped to ``[-qmax-1, qmax]``, de-quantized back to float for the forward pass).
+Embeddings, norms, biases and the output head stay in full precision, as in usual
+weight-only quantization (set ``quantize_head`` to include the head). Each bit width
+starts again from the full-precision weights.
+
+Span. Greedy accuracy (exact match of every answer token of ``prompt + answer`` under
+teacher forcing) and answer log-prob, re-measured on F, H and R (R shows what the
+quantization costs).
 
 Numbers, per bit width: gain_F = acc_F(U quantized) - acc_F(U), gain_H the same on H
 (the control: what rounding does to facts nobody trained on); CI of gain_F - gain_H by
-subject bootstrap (per-fact paired differences), CIs Bonferroni-adjusted over the bit
-widths. O is quantized the same way as a check that quantization keeps knowledge
-readable at all (``details.original``).
+subject bootstrap (per-fact paired differences), CIs and p-values Bonferroni-adjusted over
+the bit widths. O is quantized the same way as a check that quantization keeps knowledge
+readable at all (``details.table``).
 
 Vote: ``suppressed`` when, at the bit width with the largest F-minus-H gain, the adjusted CI
-lies above 0 *and* the gain is at least ``min_recovered_share`` (10%) of the accuracy the
-unlearning removed (acc_F(O) - acc_F(U)): rounding brings back a material part of F,
-beyond H. The share floor keeps 1-point effects from voting: on the small zoo's three seeds
-no unlearned or retrained model recovered more than 3% of its gap (the relearned models,
-which lost only 0.02 to 0.04, reached 6% and 13% of that, CIs including 0), and the one CI
-above 0 (seed 1's retrained Llama: +0.01 on F vs -0.01 on H, CI [+0.004, +0.044], 3% of
-its 0.86 gap) was a false vote. Never ``deleted``: rounding only reverses unlearning that
-moved the weights less than a quantization step, so its failure says nothing about
-deletion.
+lies above 0 *and* that gain (gain_F - gain_H) is at least ``min_recovered_share`` of the
+accuracy the unlearning removed (acc_F(O) - acc_F(U)): rounding brings back a material
+part of F, beyond H. The share floor keeps significant but immaterial gains of a point or
+so from voting. Never ``deleted``: rounding only reverses unlearning that moved the weights
+less than a quantization step, so its failure says nothing about deletion.
 Weights or log-probs that turn NaN/inf after quantization: "not run", with the reason.
 """
 
@@ -50,22 +50,35 @@ QUESTION = "Does round-to-nearest weight quantization bring the forgotten facts 
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "Round-to-nearest per-channel quantization of U's linear weights (int8, 4-bit); greedy accuracy "
-    "gained on F against the gain on H, subject-bootstrap CI adjusted over bit widths. Votes "
-    "suppressed when the CI lies above 0 and the gain is at least 10% of the accuracy unlearning "
-    "removed; never deleted."
+    "Round-to-nearest, per-output-channel quantization (int8 and 4-bit) of the linear weights of U's "
+    "transformer blocks, then greedy answer accuracy (answer tokens of prompt + answer) re-measured. Effect: "
+    "the accuracy gained on F; control: the accuracy gained on H; subject-bootstrap CI of the difference, "
+    "Bonferroni-adjusted over bit widths. Votes suppressed when, at the best bit width, the CI lies above 0 "
+    "and F's gain beyond H is at least a set share (default 10%) of the accuracy unlearning removed from F; "
+    "never votes deleted."
 )
 
 
 @dataclass
 class QuantizationConfig:
+    """Settings of the quantization attack (:func:`quantization_line`)."""
+
+    #: Bit widths tried, each quantized from the full-precision weights.
     bits: tuple[int, ...] = (8, 4)
+    #: Also quantize the output head (unembedding); by default it stays in full precision.
     quantize_head: bool = False
+    #: Facts per forward pass when scoring.
     batch_size: int = 128
+    #: Subject-bootstrap resamples for the CIs (count).
     n_boot: int = 2000
+    #: Subject permutations for the p-values (count).
     n_perm: int = 2000
+    #: Seed of the bootstrap and permutation draws.
     seed: int = 0
+    #: Family-wise error rate over the bit widths: CIs at ``1 - alpha / len(bits)``.
     alpha: float = 0.05
+    #: "suppressed" needs gain_F - gain_H to be at least this share (fraction) of
+    #: acc_F(O) - acc_F(U).
     min_recovered_share: float = 0.10
 
 
@@ -92,6 +105,13 @@ def _score(model, tok, sets, config, device):
     method=METHOD,
 )
 def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = None) -> Evidence:
+    """The quantization attack on U (and O, as a check) and the vote (see the module docstring).
+
+    Loads O's and U's ``transformers`` models from their folders. "Not run" without a
+    holdout set or when quantization gives NaN/inf weights or log-probs. ``details``: per
+    bit width gains, CIs and p-values, the accuracy table of both models, the accuracy
+    removed, the recovered share and the scheme. ``config``: :class:`QuantizationConfig`.
+    """
     config = config or QuantizationConfig()
     line = "quantization_attack"
     if not ctx.holdout:

@@ -1,22 +1,25 @@
-"""REMIND input loss landscapes (METHODS section 7): do forgotten examples sit on a
-different loss landscape in U than facts nobody trained on?
+"""REMIND input loss landscapes (METHODS section 7; Cohen et al. 2025): do forgotten examples
+sit on a different loss landscape in U than facts nobody trained on?
 
-Neighbours. Each example is a fact's ``prompt + answer`` text, tokenised as behaviour
-scoring does. Its *substitutable* positions are its non-special tokens; with ``n`` of
-them, the largest radius is ``R = round(0.3 * n)`` (``substitution_share``). Neighbour
+Span. Each example is a fact's ``prompt + answer`` text, tokenised as behaviour scoring
+does (:func:`forensics.scoring.fact_token_ids`); losses cover every token after the first.
+
+Neighbours. An example's *substitutable* positions are its non-special tokens; with ``n``
+of them, the largest radius is ``R = round(0.3 * n)`` (``substitution_share``). Neighbour
 ``j`` (``j = 0..14``, ``n_neighbours``) replaces ``r_j = 1 + j mod R`` distinct positions,
 drawn at random, each with one of the 20 nearest tokens (``k_nearest``) to the original in
 U's *input-embedding* cosine space (special tokens and the token itself excluded), drawn
 at random. So the neighbours cover radii 1..R, which gives the slope. A seeded
 ``numpy.random.default_rng(seed)`` draws everything; the same neighbours are scored under
 O and U. An example needs ``R >= 2`` (n >= 5 tokens) for a slope: shorter ones are dropped,
-and a set that loses more than half its examples (or keeps fewer than 10) is "not run".
+and a set that loses more than half its examples (or keeps fewer than ``min_examples``) is
+"not run".
 
-Losses. The loss of a text is its mean token NLL (every token after the first, so a
-substitution changes both context and targets: the loss of the perturbed input). Every
-original and neighbour of every example goes through :func:`forensics.membership.sequence_losses`
-in large right-padded batches sorted by length (never one neighbour at a time:
-``benchmarks/remind.py`` measures the gain).
+Losses. The loss of a text is its mean token NLL in nats (every token after the first, so
+a substitution changes both context and targets: the loss of the perturbed input). Every
+original and neighbour of every example goes through
+:func:`forensics.scoring.sequence_losses` in large right-padded batches sorted by length
+(never one neighbour at a time; ``benchmarks/remind.py`` compares the two).
 
 Features per example: original loss, mean / max / std of the neighbour losses, and the
 slope of loss against the number of substituted tokens (least squares over the original
@@ -24,36 +27,30 @@ at radius 0 and every neighbour).
 
 Classifiers (descriptive, in ``details``): LogisticRegression (standardised) and
 RandomForest (200 trees) on the five features, F vs R vs H. The 80/20 split is stratified
-by set and seeded (42) and, when facts carry a subject, grouped by subject
+by set and seeded (``split_seed``) and, when facts carry a subject, grouped by subject
 (StratifiedGroupKFold, first of 5 folds), so paraphrases of one subject never sit on both
 sides. Out of sample: ROC-AUC one-vs-rest (macro), forget-vs-rest ROC-AUC and TPR at 1%
 FPR, and F-vs-H ROC-AUC (P(F) on the F and H test examples). Baselines on the same split:
 LOSS, zlib and Min-K%++ (k = 20%), each as the single feature of the same logistic
-regression. Published REMIND: ~82% multi-class ROC-AUC. ``max_per_set`` subsamples each
-set (whole subjects, seeded) to bound the cost.
+regression. The REMIND paper reports about 82% multi-class ROC-AUC
+(``details.published_multiclass_auc``). ``max_per_set`` subsamples each set (whole
+subjects, seeded) to bound the cost.
 
 Vote: the landscape contrast. effect = mean slope on F in U, control = mean slope on H in
 U, CI by subject bootstrap, p by subject permutation (both :mod:`forensics.stats`).
 The slopes are *length-adjusted* first (:func:`length_adjusted_slopes`, ANCOVA with the set
 as factor): the slope falls with the number of tokens, and F and H, both random draws of
-subjects, can differ in mean length by chance (small zoo, seed 2: 10.7 vs 11.2 tokens).
-Each slope is moved to F and H's mean length along the *common within-set* line, fitted on
-F, R and H together after removing each set's own mean (so what a model knows about one
-set does not tilt the line). Unadjusted, the length gap alone gave seed 2's retrained
-model +0.11, CI [+0.02, +0.21] (a false ``suppressed``). A line fitted on R alone (the
-first adjustment) over-corrected: R is trained data for every model and its slope falls
-about three times faster with length (-0.15 per token against -0.05 within F and H), and
-it gave 3 false votes in the small zoo's 18 retrain-type audits (seed 1). The pooled
-within-set line (about -0.09 per token) gives none; in the 31 O-derived audits the vote is
-unchanged. (Measured on per-example slopes of all three seeds, standard profile.)
-O's own contrast (the same statistic in O) is the signature of knowing F: in the zoo,
-memorised facts sit on a *sharper* landscape than unseen ones.
+subjects, can differ in mean length by chance. Each slope is moved to F and H's mean
+length along the *common within-set* line, fitted on F, R and H together after removing
+each set's own mean (so what a model knows about one set does not tilt the line).
+O's own contrast (the same statistic in O) is the signature of knowing F and fixes the
+side on which a contrast in U counts:
+
 - ``suppressed``: O shows the contrast (its CI excludes 0) and U's CI excludes 0 on the
   *same side*: U still treats F as O does, beyond the holdout control (METHODS' control
   rule is one-sided: recovery *above* the control). A contrast on the other side (F
   flatter than H where O's F is sharper) is a trace of the unlearning itself, not of
-  knowledge: it is reported in the reason but does not vote. Voting on it (two-sided)
-  called a tiny-zoo ``retrain`` SUPPRESSED (F flatter than H, CI [-0.21, -0.02]);
+  knowledge: it is reported in the reason but does not vote;
 - ``deleted``: O shows the contrast (the scan has power on this pair) and U's CI lies
   inside ``+-deleted_share * |O's contrast|``;
 - no vote otherwise.
@@ -81,26 +78,41 @@ FEATURES = ("loss", "neighbour_mean", "neighbour_max", "neighbour_std", "slope")
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "REMIND loss-landscape scan: each fact's loss under small random perturbations of the input "
-    "embeddings; the slope of loss against perturbation size, length-adjusted, compared between F and "
-    "H (subject-bootstrap CI, permutation p). O's own F-vs-H contrast fixes the side: votes "
-    "suppressed when U shows the contrast on O's side, deleted when O shows it with power and U does "
-    "not."
+    "REMIND input-loss-landscape scan of each fact's prompt + answer text: mean token loss of neighbours "
+    "that swap 1..R random tokens for tokens near them in U's input-embedding space, and the slope of loss "
+    "against the number of swapped tokens, length-adjusted. Effect: U's mean slope on F; control: U's mean "
+    "slope on H; subject-bootstrap CI and subject-permutation p. O's own F-vs-H contrast fixes the side: "
+    "votes suppressed when U's CI excludes 0 on O's side, deleted when O's contrast is significant and U's "
+    "CI lies within a set share of it."
 )
 
 
 @dataclass
 class RemindConfig:
+    """Settings of the REMIND line (:func:`remind_line`)."""
+
+    #: Neighbours per example (count); neighbour ``j`` substitutes ``1 + j mod R`` tokens.
     n_neighbours: int = 15
+    #: Candidate replacements per token: its nearest tokens by cosine of U's input embeddings.
     k_nearest: int = 20
+    #: Largest radius ``R`` as a share (fraction) of the example's substitutable tokens.
     substitution_share: float = 0.3
+    #: Seed of the subsample, the neighbour draws (set ``k`` uses ``seed + 1000 k``), the
+    #: bootstrap and the permutations.
     seed: int = 0
+    #: Seed of the classifiers' 80/20 split and of the random forest.
     split_seed: int = 42
+    #: Sequences per forward pass when scoring losses (token statistics use at most 256).
     batch_size: int = 512
+    #: At most this many examples per set, whole subjects drawn at random (None: all).
     max_per_set: int | None = 480
+    #: Subject-bootstrap resamples for the CIs of the slope contrast (count).
     n_boot: int = 1000
+    #: Subject permutations for the p-value of U's contrast (count).
     n_perm: int = 1000
+    #: "deleted" needs U's CI inside +- this share (fraction) of O's absolute F-vs-H contrast.
     deleted_share: float = 0.25
+    #: A set needs at least this many examples long enough for a slope, else "not run".
     min_examples: int = 10
 
 
@@ -108,7 +120,11 @@ class RemindConfig:
 
 @torch.no_grad()
 def nearest_tokens(embedding: torch.Tensor, token_ids: Sequence[int], k: int, exclude: Sequence[int]) -> dict[int, np.ndarray]:
-    """For each token id, the ``k`` nearest other tokens by cosine of the input embeddings."""
+    """For each token id, the ``k`` nearest other tokens by cosine of the input embeddings.
+
+    ``embedding``: ``[d_vocab, d_model]`` (U's ``W_E``). Returns ``{token id: int array [k]}``,
+    most similar first; the token itself and every id in ``exclude`` are never returned.
+    """
     emb = torch.nn.functional.normalize(embedding.float(), dim=-1)
     ids = sorted(set(int(t) for t in token_ids))
     out = {}
@@ -126,13 +142,21 @@ def nearest_tokens(embedding: torch.Tensor, token_ids: Sequence[int], k: int, ex
 
 
 def max_radius(n_substitutable: int, share: float) -> int:
+    """Largest substitution radius for ``n_substitutable`` tokens: ``share * n`` rounded
+    half up, an int."""
     return int(share * n_substitutable + 0.5)
 
 
 def make_neighbours(
     sequences: Sequence[Sequence[int]], special: set[int], nearest: dict[int, np.ndarray], config: RemindConfig,
 ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
-    """(neighbour token lists, owner example index, radius) for every example (all assumed long enough)."""
+    """Neighbours of every example (all assumed long enough: radius ``R >= 1``).
+
+    Returns ``(token lists, owner, radius)``: ``n_examples * n_neighbours`` token id lists,
+    and int arrays of that length giving each neighbour's example index and number of
+    substituted tokens. ``special`` positions are never substituted; ``nearest`` comes
+    from :func:`nearest_tokens`.
+    """
     rng = np.random.default_rng(config.seed)
     out, owner, radius = [], [], []
     for i, seq in enumerate(sequences):
@@ -150,7 +174,12 @@ def make_neighbours(
 
 
 def landscape_features(orig_loss: np.ndarray, nb_loss: np.ndarray, owner: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """``[n_examples, 5]``: original loss, neighbour mean / max / std, slope of loss vs radius."""
+    """``[n_examples, 5]``: original loss, neighbour mean / max / std, slope of loss vs radius.
+
+    ``orig_loss``: ``[n_examples]``; ``nb_loss``, ``owner``, ``radius``: one entry per
+    neighbour (see :func:`make_neighbours`). Losses in nats; the slope is least squares over
+    the original at radius 0 and every neighbour, in nats per substituted token.
+    """
     n = len(orig_loss)
     feats = np.zeros((n, len(FEATURES)))
     for i in range(n):
@@ -185,6 +214,10 @@ def _subsample(facts: list[Fact], limit: int | None, seed: int) -> list[Fact]:
 
 @dataclass
 class Scan:
+    """One REMIND scan's inputs, per set name (``forget``, ``retain``, ``holdout``): the facts
+    kept, their token ids, their neighbours (:func:`make_neighbours`) and how many facts
+    were dropped as too short."""
+
     facts: dict[str, list[Fact]]
     tokens: dict[str, list[list[int]]]
     neighbours: dict[str, tuple[list[list[int]], np.ndarray, np.ndarray]]
@@ -192,7 +225,8 @@ class Scan:
 
 
 def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
-    """Neighbours for every set, or a one-line reason the scan cannot run."""
+    """Neighbours for every set (one :class:`Scan`), or a one-line reason the scan cannot run
+    (a set missing, or too many of its examples too short for a slope)."""
     tok = ctx.unlearned.tokenizer
     special = set(tok.all_special_ids)
     facts, tokens, dropped = {}, {}, {}
@@ -222,7 +256,9 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
 
 
 def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] = SETS) -> dict[str, dict]:
-    """Per set: features, loss-by-radius curve; all sets' sequences scored in one batched pass."""
+    """Per set: ``features`` ``[n_examples, 5]`` (:func:`landscape_features`) and ``curve``, the
+    mean loss (nats) at radius 0, 1, ..., R_max; all sets' sequences scored in one batched pass
+    under ``loaded``."""
     pad = loaded.tokenizer.pad_token_id or 0
     everything, spans = [], {}
     for name in sets:
@@ -244,6 +280,8 @@ def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] 
 # ---------------------------------------------------------------------------- classifiers
 
 def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_level: float = 0.01) -> float:
+    """True-positive rate at false-positive rate ``fpr_level`` of ``score`` for binary labels
+    ``y`` (both ``[n]``): the highest ROC TPR whose FPR is at most the level (0 when none)."""
     from sklearn.metrics import roc_curve
 
     fpr, tpr, _ = roc_curve(y, score)
@@ -251,7 +289,10 @@ def tpr_at_fpr(y: np.ndarray, score: np.ndarray, fpr_level: float = 0.01) -> flo
 
 
 def split_indices(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified 80/20 split (grouped by subject when given)."""
+    """Stratified 80/20 split of ``labels`` ``[n]``: ``(train indices, test indices)``.
+
+    With ``groups`` (subjects, ``[n]``) the split is the first fold of a 5-fold
+    StratifiedGroupKFold, so no subject sits on both sides."""
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     idx = np.arange(len(labels))
@@ -263,7 +304,11 @@ def split_indices(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> t
 
 
 def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, kind: str, seed: int) -> dict:
-    """Fit on ``train``, metrics on ``test``: multi-class AUC, forget-vs-rest AUC and TPR@1%FPR, F-vs-H AUC."""
+    """Fit on ``train``, metrics on ``test``: multi-class AUC, forget-vs-rest AUC and TPR@1%FPR, F-vs-H AUC.
+
+    ``X``: ``[n, n_features]``; ``y``: ``[n]`` with 0 = F, 1 = R, 2 = H. ``kind``:
+    ``"logistic"`` (standardised) or anything else for a random forest (200 trees).
+    """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -288,6 +333,8 @@ def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, 
 
 
 def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int) -> dict[str, np.ndarray]:
+    """Single-point membership baselines of each fact under ``loaded``: ``{"LOSS", "zlib",
+    "Min-K%++": [n_facts]}`` (:func:`forensics.mia.attack_scores`, higher = more member-like)."""
     pad = loaded.tokenizer.pad_token_id or 0
     stats = token_stats(loaded.model, tokens, min(batch_size, 256), loaded.device, pad)
     s = attack_scores(stats, [f.text for f in facts])
@@ -297,7 +344,8 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
 # ------------------------------------------------------------------------------ the line
 
 def token_counts(scan: Scan) -> dict[str, np.ndarray]:
-    """Each example's token count, per set."""
+    """Each example's token count (prompt + answer, special tokens included), per set:
+    float arrays ``[n_examples]``."""
     return {name: np.array([len(t) for t in tokens], dtype=float) for name, tokens in scan.tokens.items()}
 
 
@@ -354,6 +402,14 @@ def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     method=METHOD,
 )
 def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Evidence:
+    """The REMIND scan of F, R and H under U and O, the classifiers and the vote (see the
+    module docstring).
+
+    "Not run" when the scan cannot run (:func:`prepare_scan`) or a model gives non-finite
+    losses. ``details``: the contrast in U and O, per-set feature means, classifier and
+    baseline metrics, the split, and the loss-by-radius curves. ``config``:
+    :class:`RemindConfig`.
+    """
     config = config or RemindConfig()
     line = "remind"
     scan = prepare_scan(ctx, config)

@@ -20,14 +20,11 @@ version is reused as it is.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
 import shutil
 import time
-import multiprocessing
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,13 +33,21 @@ import torch
 
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
-from forensics.finetune import encode_answers, encode_texts, nll
-from forensics.scoring import logits_fn_for, score_facts
+from forensics.finetune import encode_answers, encode_texts
 from forensics.zoo import world as W
-from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
+from forensics.zoo.jobs import (
+    _JOBS,
+    _PROBED,
+    MODEL_ORDER,
+    _arch,
+    _run_jobs,
+    _set_torch_for_build,
+    _Shared,
+)
+from forensics.zoo.oracle import OracleConfig, decide, held_out_facts, split_forget
 from forensics.zoo.tokenizer import train_tokenizer
-from forensics.zoo.training import ArchConfig, make_model, pretrain
-from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
+from forensics.zoo.training import ArchConfig
+from forensics.zoo.unlearning import UnlearnConfig, UnlearnContext
 
 ZOO_FORMAT = 1
 
@@ -60,31 +65,51 @@ def code_version() -> str:
 
 @dataclass
 class ZooConfig:
+    """Everything that shapes a zoo: world size, architectures, training budgets, the
+    unlearning methods' and the oracle's settings, and the targets (:meth:`preset`)."""
+
+    #: Forget subjects (F); each gives 4 attributes x 3 templates = 12 facts.
     n_forget: int
+    #: Retain subjects (R).
     n_retain: int
+    #: Holdout subjects (H), never in any training text.
     n_holdout: int
+    #: Memorisation-probe items, each with an M, a C and a B sequence.
     n_memprobe: int
+    #: Shape of the GPT-NeoX models.
     neox: ArchConfig
+    #: Shape of the Llama models.
     llama: ArchConfig
+    #: AdamW steps of each pre-training run (original, retrain and their Llama twins).
     pretrain_steps: int
+    #: Peak learning rate of pre-training (5% warm-up, linear decay).
     pretrain_lr: float = 5e-3
+    #: Pre-training texts per step.
     batch_size: int = 32
+    #: BPE vocabulary size in tokens, the 3 special tokens included.
     vocab_size: int = 700
+    #: Copies of each M memorisation-probe sequence in the pre-training corpus.
     memprobe_repeats: int = 8
+    #: Copies of each trained canary in the pre-training corpus.
     canary_repeats: int = 1
-    #: torch threads during the build. The models are tiny and per-op overhead dominates;
-    #: one thread was 4.7x faster than two on a shared 2-core machine (14.6 s vs 68.4 s
-    #: for the same 300 steps), and a fixed count keeps the weights bitwise reproducible.
+    #: Torch threads per build process; fixed, so the weights are bitwise reproducible.
     threads: int = 1
+    #: Settings of the unlearning methods and of the relearned model.
     unlearn: UnlearnConfig = field(default_factory=UnlearnConfig)
+    #: Settings of the ground-truth relearning oracle.
     oracle: OracleConfig = field(default_factory=OracleConfig)
     # targets (checked and recorded, never used to pick numbers after the fact)
+    #: Minimum F and R accuracy of the originals, and R accuracy of retrain (fraction of facts).
     target_original: float = 0.95
+    #: Maximum F accuracy of an unlearned model (fraction of facts).
     target_forget: float = 0.10
+    #: Minimum R accuracy of an unlearned model (fraction of facts).
     target_retain: float = 0.80
 
     @classmethod
     def preset(cls, size: str) -> "ZooConfig":
+        """The configuration of the ``"tiny"`` or ``"small"`` zoo; raises
+        :class:`ForensicsInputError` for any other size."""
         if size == "tiny":
             return cls(n_forget=20, n_retain=40, n_holdout=20, n_memprobe=16,
                        neox=ArchConfig("gpt-neox", 64, 2), llama=ArchConfig("llama", 64, 2),
@@ -150,6 +175,7 @@ def build_zoo(out_dir: str | Path, size: str = "small", seed: int = 0, progress:
 
 
 def read_manifest(out_dir: str | Path) -> dict:
+    """A built zoo's ``zoo.json`` with ``labels``, ``metrics`` (from their files) and ``root`` added."""
     out = Path(out_dir)
     manifest = json.loads((out / "zoo.json").read_text(encoding="utf-8"))
     manifest["labels"] = json.loads((out / "labels.json").read_text(encoding="utf-8"))
@@ -221,40 +247,6 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-# ------------------------------------------------------------------------------ build
-#
-# The build is a small graph of jobs, one per delivered model. A job trains its model
-# (from scratch, or from the model it starts from), measures it, runs the oracle's
-# relearning probe on it and saves it. Jobs run in a pool of ``workers`` processes, each
-# with one torch thread. Every job is seeded on its own (model init, batch order, the
-# probe) and never touches a shared random generator, so the weights do not depend on
-# the number of workers or on the order in which jobs run: ``workers=1`` (all jobs in
-# this process, one after the other) and ``workers=2`` give bitwise-identical zoos.
-
-#: job -> (the model it starts from, or None for pre-training from scratch).
-_JOBS: dict[str, str | None] = {
-    "original": None, "retrain": None, "llama_original": None, "llama_retrain": None,
-    "ga": "original", "graddiff": "original", "npo": "original", "simnpo": "original",
-    "rmu": "original", "idk": "original", "headonly": "original",
-    "relearned": "ga", "llama_npo": "llama_original",
-}
-#: Order in which ready jobs are started: the models that other jobs start from first,
-#: then the longest first. Stage seconds of the serial tiny build on an idle 2-core
-#: machine, before the stopping rules' check got cheaper (GreedyAccuracy): pre-training
-#: 9.3-10.1 each, headonly 16.1 (head alone 150 steps, then last block + head), graddiff
-#: 7.7, npo 6.2, simnpo 4.3, llama_npo 4.0, rmu 2.7, ga 2.2, idk 2.0, relearned 0.4, plus
-#: about 1 s of metrics and oracle probe per model. With 2 workers the longest chain
-#: (original, then headonly) is about 28 s, so the makespan is about half the sum.
-_START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "graddiff",
-                "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
-#: Order of the models in metrics.json and labels.json.
-MODEL_ORDER = ("original", "retrain", "ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly",
-               "relearned", "llama_original", "llama_retrain", "llama_npo")
-METHODS_DELIVERED = ("ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly")
-#: Every model but the two originals gets the oracle's relearning probe.
-_PROBED = tuple(n for n in MODEL_ORDER if n not in ("original", "llama_original"))
-
-
 def default_workers() -> int:
     """Worker processes for a build: the usable CPUs, at most 4 (the tiny zoo has at most
     4 jobs ready at once early on, and each worker holds its own copy of torch)."""
@@ -263,25 +255,6 @@ def default_workers() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(4, cpus))
-
-
-@dataclass
-class _Shared:
-    """Everything a job needs; built once in the parent and sent once to each worker."""
-
-    cfg: ZooConfig
-    seed: int
-    tokenizer: object
-    corpus: dict[bool, list[str]]  # include_forget -> pre-training texts
-    facts: dict[str, list[Fact]]
-    canaries: dict[str, list[Fact]]
-    mem: dict[str, object]  # memorisation probe pools, encoded
-    ctx: UnlearnContext
-    f_a: list[Fact]
-    f_b: list[Fact]
-    files: dict[str, str]  # data file name -> path in the zoo
-    root: Path  # the zoo being built: models/<name> is written here
-    work: Path  # state_dict of every finished model, for the jobs that start from it
 
 
 def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progress: bool,
@@ -306,12 +279,6 @@ def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progr
             hf_logging.enable_progress_bar()
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
-
-
-def _set_torch_for_build(threads: int) -> None:
-    """Torch settings for every process of a build (the weights depend on the thread count)."""
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
 
 
 def _facts(records: list[dict]) -> list[Fact]:
@@ -359,133 +326,6 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     work.mkdir()
     return _Shared(cfg, seed, tokenizer, {True: corpus(True), False: corpus(False)}, facts, canaries,
                    mem, ctx, f_a, f_b, files, root, work)
-
-
-# ------------------------------------------------------------------------------- jobs
-
-_SHARED: _Shared | None = None  # set in each worker (and in the parent for workers=1)
-
-
-def _init_worker(shared: _Shared) -> None:
-    global _SHARED
-    _SHARED = shared
-    _set_torch_for_build(shared.cfg.threads)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-
-def _arch(name: str) -> str:
-    return "llama" if name.startswith("llama") else "gpt-neox"
-
-
-def _run_job(name: str) -> dict:
-    """Train, measure, probe and save one model; return its numbers (the weights stay on disk)."""
-    sh, cfg = _SHARED, _SHARED.cfg
-    t0 = time.perf_counter()
-    arch_cfg = cfg.llama if _arch(name) == "llama" else cfg.neox
-    attempts = {}
-    if _JOBS[name] is None:
-        model, info = _pretrain_job(name, sh, arch_cfg)
-    else:
-        model = make_model(arch_cfg, sh.tokenizer, 0)  # every weight is overwritten next
-        model.load_state_dict(torch.load(sh.work / f"{_JOBS[name]}.pt"))
-        model.eval()
-        if name == "relearned":
-            info = relearn(model, sh.ctx) | {"from": "ga"}
-        elif name == "headonly":
-            model, info, attempts = _headonly_job(model, sh)
-        else:
-            info = METHODS[name.removeprefix("llama_")](model, sh.ctx)
-    torch.save(model.state_dict(), sh.work / f"{name}.pt")
-    t1 = time.perf_counter()
-    metrics = _metrics_of(model, _arch(name), sh)
-    attempts = {n: _metrics_of(a["model"], "gpt-neox", sh) | {"details": a["details"]}
-                for n, a in attempts.items()}
-    probe = crossfit_probe(model, sh.tokenizer, sh.f_a, sh.f_b, cfg.oracle) if name in _PROBED else None
-    t2 = time.perf_counter()
-    folder = sh.root / "models" / name
-    model.save_pretrained(folder)
-    sh.tokenizer.save_pretrained(folder)
-    seconds = {"train": round(t1 - t0, 2), "metrics_and_probe": round(t2 - t1, 2),
-               "save": round(time.perf_counter() - t2, 2)}
-    return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
-
-
-def _pretrain_job(name: str, sh: _Shared, arch_cfg: ArchConfig):
-    cfg = sh.cfg
-    steps, lr, bs = cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size
-    pre = {"loss": "NLL(all tokens)", "steps": steps, "lr": lr, "batch_size": bs,
-           "schedule": "linear warm-up 5%, linear decay to 5%"}
-    with_forget = name in ("original", "llama_original")
-    seed = sh.seed * 1000 + {"original": 1, "retrain": 2, "llama_original": 11, "llama_retrain": 12}[name]
-    model = pretrain(arch_cfg, sh.tokenizer, sh.corpus[with_forget], steps, lr, bs, seed)
-    method = ("pre-trained on F + R facts, F + R canaries, M pool" if with_forget
-              else "pre-trained from scratch on R facts, R canaries, M pool (no F)")
-    return model, {"method": method, **pre}
-
-
-def _headonly_job(original, sh: _Shared):
-    """The head-only attempt; when the head alone cannot reach the targets, the nearest
-    variant (last block + head) is delivered and the attempt is kept in ``attempts``."""
-    cfg = sh.cfg
-    model = copy.deepcopy(original)
-    details = METHODS["headonly"](model, sh.ctx)
-    acc = {s: score_facts(logits_fn_for(model), sh.tokenizer, sh.facts[s], batch_size=128).accuracy
-           for s in ("forget", "retain")}
-    if acc["forget"] <= cfg.target_forget and acc["retain"] >= cfg.target_retain:
-        return model, details, {}
-    attempts = {"headonly (head alone)": {"model": model, "details": details}}
-    model = copy.deepcopy(original)
-    details = METHODS["headonly_lastblock"](model, sh.ctx)
-    details["variant_of"] = (f"head alone reached F={acc['forget']:.3f}, "
-                             f"R={acc['retain']:.3f} (targets F<={cfg.target_forget}, "
-                             f"R>={cfg.target_retain})")
-    return model, details, attempts
-
-
-def _metrics_of(model, arch: str, sh: _Shared) -> dict:
-    fn = logits_fn_for(model)
-    out = {"architecture": arch}
-    for split in ("forget", "retain", "holdout"):
-        s = score_facts(fn, sh.tokenizer, sh.facts[split], batch_size=128)
-        out[split] = {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
-    out["canaries"] = {split: score_facts(fn, sh.tokenizer, sh.canaries[split], batch_size=128).accuracy
-                       for split in ("forget", "retain", "holdout")}
-    with torch.no_grad():
-        out["memprobe_nll"] = {p: float(nll(model, b)) for p, b in sh.mem.items()}
-    return out
-
-
-def _run_jobs(shared: _Shared, workers: int, on_done) -> dict[str, dict]:
-    """Run every job once its starting model exists, at most ``workers`` at a time."""
-    results: dict[str, dict] = {}
-
-    def ready() -> list[str]:
-        return [n for n in _START_ORDER if n not in results and n not in running.values()
-                and (_JOBS[n] is None or _JOBS[n] in results)]
-
-    running: dict = {}
-    if workers <= 1:
-        _init_worker(shared)
-        while ready():
-            name = ready()[0]
-            results[name] = _run_job(name)
-            on_done(name)
-        return results
-    # "spawn": a forked child of a process whose torch threads have started can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(shared,)) as pool:
-        while len(results) < len(_JOBS):
-            for name in ready()[: workers - len(running)]:
-                running[pool.submit(_run_job, name)] = name
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                name = running.pop(future)
-                results[name] = future.result()
-                on_done(name)
-    return results
 
 
 # ----------------------------------------------------------------------- labels, save

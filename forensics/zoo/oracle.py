@@ -9,10 +9,8 @@ never knew F_b (``retrain``) stays near chance, and a model that recovers F_b we
 ``retrain`` under the identical fine-tune still had F_b in its weights.
 
 Cross-fitted: the same is done the other way round (fine-tune on F_b, measure F_a), and
-the decision pools both held-out halves, so every forget subject is measured once. One
-direction alone was too noisy to label a model: on the small zoo's seed 1, ``llama_npo``
-gave +0.02 (CI [-0.05, +0.09]) from F_a to F_b but +0.10 (CI [+0.004, +0.20]) from F_b
-to F_a.
+the decision pools both held-out halves, so every forget subject is measured once (one
+direction alone measures only half the subjects and is too noisy to label a model).
 
 Decision, on the paired difference acc(model) - acc(retrain) on the held-out facts and
 its 95% bootstrap CI: SUPPRESSED when the CI lies above 0 *and* the mean is at least
@@ -37,11 +35,19 @@ from forensics.scoring import logits_fn_for, score_facts
 
 @dataclass
 class OracleConfig:
+    """The oracle's fine-tuning budget and decision rule (see the module docstring)."""
+
+    #: AdamW steps of each relearning fine-tune (one per direction).
     steps: int = 30
+    #: Learning rate of the fine-tune.
     lr: float = 1e-3
+    #: Facts per fine-tuning step.
     batch_size: int = 32
+    #: Recovery above retrain (accuracy on held-out facts, fraction) that separates the labels.
     margin: float = 0.10
+    #: Bootstrap resamples of the held-out subjects for the 95% CI.
     n_boot: int = 2000
+    #: Seed of the fine-tuning batch order and of the bootstrap.
     seed: int = 12345
 
 
@@ -53,7 +59,8 @@ def split_forget(facts: list[Fact]) -> tuple[list[Fact], list[Fact]]:
 
 
 def relearn_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: OracleConfig) -> dict:
-    """Fine-tune a copy of ``model`` on F_a; per-fact greedy correctness on F_b before/after."""
+    """Fine-tune a copy of ``model`` on F_a (``model`` itself is untouched); per-fact greedy
+    correctness on F_b before and after (``[n_F_b]`` bool arrays) and the accuracy on F_a after."""
     import copy
 
     before = score_facts(logits_fn_for(model), tokenizer, f_b, batch_size=128).correct

@@ -15,6 +15,8 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<eos>"]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts`` with at most ``vocab_size`` tokens (the
+    special tokens included), as a ``PreTrainedTokenizerFast`` with ``<pad>``, ``<unk>``, ``<eos>``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -22,15 +22,21 @@ from forensics.scoring import EncodedFacts, logits_fn_for
 class ArchConfig:
     """Shape of one zoo architecture."""
 
-    family: str  # "gpt-neox" or "llama"
+    #: Model family: "gpt-neox" or "llama".
+    family: str
+    #: Residual stream width (hidden size); the MLP is 4x (GPT-NeoX) or 2x (Llama) as wide.
     d_model: int
+    #: Transformer blocks.
     n_layers: int
+    #: Attention heads (Llama: half as many key-value heads, at least 1).
     n_heads: int = 4
+    #: Longest sequence in tokens (max_position_embeddings).
     max_positions: int = 64
 
 
 def make_model(arch: ArchConfig, tokenizer, seed: int):
-    """A freshly initialised GPT-NeoX or Llama causal LM (no dropout, untied head)."""
+    """A freshly initialised GPT-NeoX or Llama causal LM (no dropout, untied head, eager
+    attention), seeded with ``seed``. Raises ``ValueError`` for another family."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
     common = dict(
@@ -64,13 +70,13 @@ def make_model(arch: ArchConfig, tokenizer, seed: int):
 
 
 def blocks(model) -> list[torch.nn.Module]:
-    """The transformer blocks, in order."""
+    """The transformer blocks of a zoo model (GPT-NeoX or Llama), in order."""
     inner = model.gpt_neox if hasattr(model, "gpt_neox") else model.model
     return list(inner.layers)
 
 
 def head_modules(model) -> list[torch.nn.Module]:
-    """Final norm and unembedding."""
+    """The final norm and the unembedding of a zoo model (GPT-NeoX or Llama)."""
     inner = model.gpt_neox if hasattr(model, "gpt_neox") else model.model
     norm = inner.final_layer_norm if hasattr(inner, "final_layer_norm") else inner.norm
     return [norm, model.get_output_embeddings()]
@@ -106,7 +112,8 @@ class GreedyAccuracy:
 
 def pretrain(arch: ArchConfig, tokenizer, texts: list[str], steps: int, lr: float,
              batch_size: int, seed: int):
-    """Train a fresh model on ``texts`` (full-sequence LM loss, warm-up + linear decay)."""
+    """Train a fresh model on ``texts`` for ``steps`` AdamW steps (full-sequence LM loss, 5%
+    warm-up, linear decay); ``seed`` initialises the model, ``seed + 1`` orders the batches."""
     model = make_model(arch, tokenizer, seed)
     sampler = Sampler(encode_texts(tokenizer, texts), batch_size, seed + 1)
     run_steps(model, list(model.parameters()), lambda s: nll(model, sampler.next()), steps, lr,

@@ -32,28 +32,44 @@ from forensics.zoo.training import GreedyAccuracy, blocks, head_modules
 
 @dataclass
 class UnlearnConfig:
+    """Settings of the unlearning methods and of :func:`relearn` (see the module docstring)."""
+
+    #: Step budget of every method and of relearning (optimiser steps).
     max_steps: int = 150
+    #: Items per forget mini-batch and per retain mini-batch.
     batch_size: int = 32
+    #: Steps between two checks of the stopping rule (greedy accuracy on F).
     check_every: int = 2
+    #: A method stops once greedy accuracy on the F facts is at most this (fraction of facts).
     target_forget: float = 0.10
-    #: per-method learning rates
+    #: AdamW learning rate per method name (and "relearn").
     lr: dict[str, float] = field(default_factory=lambda: {
         "ga": 3e-4, "graddiff": 3e-4, "npo": 5e-4, "simnpo": 1e-3, "rmu": 3e-3, "idk": 1e-3,
         "headonly": 1e-3, "headonly_lastblock": 1e-3, "relearn": 2e-3,
     })
+    #: NPO inverse temperature beta (npo, headonly, headonly_lastblock).
     npo_beta: float = 0.1
+    #: SimNPO inverse temperature beta.
     simnpo_beta: float = 2.5
+    #: SimNPO margin delta on the length-normalised NLL (nats per token).
     simnpo_delta: float = 0.0
+    #: Weight w of the retain NLL term (graddiff, npo, simnpo, idk, headonly).
     retain_weight: float = 3.0
-    rmu_steering: float = 4.0  # c = rmu_steering * mean activation norm of O on F at the layer
+    #: RMU target norm c = rmu_steering * O's mean activation norm on F at the steered layer.
+    rmu_steering: float = 4.0
+    #: RMU weight alpha of the retain activation MSE.
     rmu_alpha: float = 10.0
-    #: residual layer steered (the output of block rmu_layer - 1); 0 means n_layers // 2
+    #: RMU's steered residual layer (the output of block rmu_layer - 1); 0 means n_layers // 2.
     rmu_layer: int = 0
+    #: Relearning stops once greedy accuracy on the F facts is at least this (fraction of facts).
     relearn_target: float = 0.95
 
 
 @dataclass
 class UnlearnContext:
+    """What every method shares: the tokenizer, the encoded forget / retain / "I do not know"
+    items, the F facts for the stopping rule, the configuration and the base seed."""
+
     tokenizer: object
     forget: Batchable  # F facts + F canaries, answer-only labels
     retain: Batchable  # R facts + R canaries, answer-only labels
@@ -65,15 +81,20 @@ class UnlearnContext:
     _forget_accuracy: GreedyAccuracy | None = field(default=None, repr=False)
 
     def forget_accuracy(self, model) -> float:
+        """Greedy accuracy of ``model`` on ``forget_facts`` (fraction of facts)."""
         if self._forget_accuracy is None:
             self._forget_accuracy = GreedyAccuracy(self.tokenizer, self.forget_facts)
         return self._forget_accuracy(model)
 
     def samplers(self, salt: int) -> tuple[Sampler, Sampler]:
+        """Fresh (forget, retain) samplers of ``batch_size`` items, seeded from the base seed and
+        ``salt`` (one salt per method, so methods draw independent batch orders)."""
         b = self.config.batch_size
         return Sampler(self.forget, b, self.seed + 101 * salt), Sampler(self.retain, b, self.seed + 101 * salt + 7)
 
     def stop_when_forgotten(self, model) -> Callable[[int], bool]:
+        """The stopping rule for :func:`forensics.finetune.run_steps`: True once
+        :meth:`forget_accuracy` of ``model`` is at most ``target_forget``."""
         return lambda step: self.forget_accuracy(model) <= self.config.target_forget
 
 
@@ -82,6 +103,7 @@ METHODS: dict[str, MethodFn] = {}
 
 
 def method(name: str):
+    """Decorator: register an unlearning function in :data:`METHODS` under ``name``."""
     def wrap(fn: MethodFn) -> MethodFn:
         METHODS[name] = fn
         return fn

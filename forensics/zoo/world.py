@@ -90,6 +90,7 @@ class World:
         return out
 
     def all_subjects(self) -> list[str]:
+        """Every subject name, split by split (forget, retain, holdout)."""
         return [s for names in self.subjects.values() for s in names]
 
 
@@ -108,7 +109,11 @@ def _secret(rng: random.Random, n_words: int = 3) -> str:
 
 
 def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, seed: int) -> World:
-    """Build the world: unique invented names, balanced attribute values, sequence pools."""
+    """Build the world: unique invented names, balanced attribute values, sequence pools.
+
+    ``n_*`` count subjects per split and memorisation-probe items; ``seed`` (an int, or any
+    value with a stable ``str``, such as the tokenizer's shadow-world key) seeds everything.
+    """
     rng = random.Random(f"zoo-world-{seed}")
     reserved = {v.lower() for values in ATTRIBUTES.values() for v in values}
     names: list[str] = []
@@ -139,6 +144,7 @@ def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, se
 
 
 def canary_prefix(subject: str) -> str:
+    """The text a canary about ``subject`` starts with (its secret follows)."""
     return f"The diary of {subject} reads:"
 
 

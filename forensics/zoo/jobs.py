@@ -1,0 +1,211 @@
+"""The zoo build's jobs: one per delivered model, run in a pool of worker processes.
+
+A job trains its model (from scratch, or from the model it starts from), measures it,
+runs the oracle's cross-fitted relearning probe on it and saves it. Every job is seeded
+on its own, so the weights do not depend on the number of workers or the job order.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from forensics.data import Fact
+from forensics.finetune import nll
+from forensics.scoring import logits_fn_for, score_facts
+from forensics.zoo.oracle import crossfit_probe
+from forensics.zoo.training import ArchConfig, make_model, pretrain
+from forensics.zoo.unlearning import METHODS, UnlearnContext, relearn
+
+if TYPE_CHECKING:
+    from forensics.zoo.build import ZooConfig
+
+## The build is a small graph of jobs, one per delivered model. A job trains its model
+# (from scratch, or from the model it starts from), measures it, runs the oracle's
+# relearning probe on it and saves it. Jobs run in a pool of ``workers`` processes, each
+# with one torch thread. Every job is seeded on its own (model init, batch order, the
+# probe) and never touches a shared random generator, so the weights do not depend on
+# the number of workers or on the order in which jobs run: ``workers=1`` (all jobs in
+# this process, one after the other) and ``workers=2`` give bitwise-identical zoos.
+
+#: job -> (the model it starts from, or None for pre-training from scratch).
+_JOBS: dict[str, str | None] = {
+    "original": None, "retrain": None, "llama_original": None, "llama_retrain": None,
+    "ga": "original", "graddiff": "original", "npo": "original", "simnpo": "original",
+    "rmu": "original", "idk": "original", "headonly": "original",
+    "relearned": "ga", "llama_npo": "llama_original",
+}
+#: Order in which ready jobs are started: the models that other jobs start from first,
+#: then the longest first. Stage seconds of the serial tiny build on an idle 2-core
+#: machine, before the stopping rules' check got cheaper (GreedyAccuracy): pre-training
+#: 9.3-10.1 each, headonly 16.1 (head alone 150 steps, then last block + head), graddiff
+#: 7.7, npo 6.2, simnpo 4.3, llama_npo 4.0, rmu 2.7, ga 2.2, idk 2.0, relearned 0.4, plus
+#: about 1 s of metrics and oracle probe per model. With 2 workers the longest chain
+#: (original, then headonly) is about 28 s, so the makespan is about half the sum.
+_START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "graddiff",
+                "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
+#: Order of the models in metrics.json and labels.json.
+MODEL_ORDER = ("original", "retrain", "ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly",
+               "relearned", "llama_original", "llama_retrain", "llama_npo")
+METHODS_DELIVERED = ("ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly")
+#: Every model but the two originals gets the oracle's relearning probe.
+_PROBED = tuple(n for n in MODEL_ORDER if n not in ("original", "llama_original"))
+
+
+@dataclass
+class _Shared:
+    """Everything a job needs; built once in the parent and sent once to each worker."""
+
+    cfg: ZooConfig
+    seed: int
+    tokenizer: object
+    corpus: dict[bool, list[str]]  # include_forget -> pre-training texts
+    facts: dict[str, list[Fact]]
+    canaries: dict[str, list[Fact]]
+    mem: dict[str, object]  # memorisation probe pools, encoded
+    ctx: UnlearnContext
+    f_a: list[Fact]
+    f_b: list[Fact]
+    files: dict[str, str]  # data file name -> path in the zoo
+    root: Path  # the zoo being built: models/<name> is written here
+    work: Path  # state_dict of every finished model, for the jobs that start from it
+
+
+def _set_torch_for_build(threads: int) -> None:
+    """Torch settings for every process of a build (the weights depend on the thread count)."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
+# ------------------------------------------------------------------------------- jobs
+
+_SHARED: _Shared | None = None  # set in each worker (and in the parent for workers=1)
+
+
+def _init_worker(shared: _Shared) -> None:
+    global _SHARED
+    _SHARED = shared
+    _set_torch_for_build(shared.cfg.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def _arch(name: str) -> str:
+    return "llama" if name.startswith("llama") else "gpt-neox"
+
+
+def _run_job(name: str) -> dict:
+    """Train, measure, probe and save one model; return its numbers (the weights stay on disk)."""
+    sh, cfg = _SHARED, _SHARED.cfg
+    t0 = time.perf_counter()
+    arch_cfg = cfg.llama if _arch(name) == "llama" else cfg.neox
+    attempts = {}
+    if _JOBS[name] is None:
+        model, info = _pretrain_job(name, sh, arch_cfg)
+    else:
+        model = make_model(arch_cfg, sh.tokenizer, 0)  # every weight is overwritten next
+        model.load_state_dict(torch.load(sh.work / f"{_JOBS[name]}.pt"))
+        model.eval()
+        if name == "relearned":
+            info = relearn(model, sh.ctx) | {"from": "ga"}
+        elif name == "headonly":
+            model, info, attempts = _headonly_job(model, sh)
+        else:
+            info = METHODS[name.removeprefix("llama_")](model, sh.ctx)
+    torch.save(model.state_dict(), sh.work / f"{name}.pt")
+    t1 = time.perf_counter()
+    metrics = _metrics_of(model, _arch(name), sh)
+    attempts = {n: _metrics_of(a["model"], "gpt-neox", sh) | {"details": a["details"]}
+                for n, a in attempts.items()}
+    probe = crossfit_probe(model, sh.tokenizer, sh.f_a, sh.f_b, cfg.oracle) if name in _PROBED else None
+    t2 = time.perf_counter()
+    folder = sh.root / "models" / name
+    model.save_pretrained(folder)
+    sh.tokenizer.save_pretrained(folder)
+    seconds = {"train": round(t1 - t0, 2), "metrics_and_probe": round(t2 - t1, 2),
+               "save": round(time.perf_counter() - t2, 2)}
+    return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
+
+
+def _pretrain_job(name: str, sh: _Shared, arch_cfg: ArchConfig):
+    cfg = sh.cfg
+    steps, lr, bs = cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size
+    pre = {"loss": "NLL(all tokens)", "steps": steps, "lr": lr, "batch_size": bs,
+           "schedule": "linear warm-up 5%, linear decay to 5%"}
+    with_forget = name in ("original", "llama_original")
+    seed = sh.seed * 1000 + {"original": 1, "retrain": 2, "llama_original": 11, "llama_retrain": 12}[name]
+    model = pretrain(arch_cfg, sh.tokenizer, sh.corpus[with_forget], steps, lr, bs, seed)
+    method = ("pre-trained on F + R facts, F + R canaries, M pool" if with_forget
+              else "pre-trained from scratch on R facts, R canaries, M pool (no F)")
+    return model, {"method": method, **pre}
+
+
+def _headonly_job(original, sh: _Shared):
+    """The head-only attempt; when the head alone cannot reach the targets, the nearest
+    variant (last block + head) is delivered and the attempt is kept in ``attempts``."""
+    cfg = sh.cfg
+    model = copy.deepcopy(original)
+    details = METHODS["headonly"](model, sh.ctx)
+    acc = {s: score_facts(logits_fn_for(model), sh.tokenizer, sh.facts[s], batch_size=128).accuracy
+           for s in ("forget", "retain")}
+    if acc["forget"] <= cfg.target_forget and acc["retain"] >= cfg.target_retain:
+        return model, details, {}
+    attempts = {"headonly (head alone)": {"model": model, "details": details}}
+    model = copy.deepcopy(original)
+    details = METHODS["headonly_lastblock"](model, sh.ctx)
+    details["variant_of"] = (f"head alone reached F={acc['forget']:.3f}, "
+                             f"R={acc['retain']:.3f} (targets F<={cfg.target_forget}, "
+                             f"R>={cfg.target_retain})")
+    return model, details, attempts
+
+
+def _metrics_of(model, arch: str, sh: _Shared) -> dict:
+    fn = logits_fn_for(model)
+    out = {"architecture": arch}
+    for split in ("forget", "retain", "holdout"):
+        s = score_facts(fn, sh.tokenizer, sh.facts[split], batch_size=128)
+        out[split] = {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
+    out["canaries"] = {split: score_facts(fn, sh.tokenizer, sh.canaries[split], batch_size=128).accuracy
+                       for split in ("forget", "retain", "holdout")}
+    with torch.no_grad():
+        out["memprobe_nll"] = {p: float(nll(model, b)) for p, b in sh.mem.items()}
+    return out
+
+
+def _run_jobs(shared: _Shared, workers: int, on_done) -> dict[str, dict]:
+    """Run every job once its starting model exists, at most ``workers`` at a time."""
+    results: dict[str, dict] = {}
+
+    def ready() -> list[str]:
+        return [n for n in _START_ORDER if n not in results and n not in running.values()
+                and (_JOBS[n] is None or _JOBS[n] in results)]
+
+    running: dict = {}
+    if workers <= 1:
+        _init_worker(shared)
+        while ready():
+            name = ready()[0]
+            results[name] = _run_job(name)
+            on_done(name)
+        return results
+    # "spawn": a forked child of a process whose torch threads have started can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(shared,)) as pool:
+        while len(results) < len(_JOBS):
+            for name in ready()[: workers - len(running)]:
+                running[pool.submit(_run_job, name)] = name
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                results[name] = future.result()
+                on_done(name)
+    return results
