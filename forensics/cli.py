@@ -153,7 +153,7 @@ def cmd_memprobe(args) -> int:
     from forensics.data import load_sequences
     from forensics.loading import load_model
     from forensics.output import atomic_output_dir, check_output_dir
-    from probes.memorisation import (
+    from probes.memprobe import (
         MemorisationConfig, memorisation_gap, memprobe_figure, memprobe_table, random_init_twin,
     )
 

@@ -1,5 +1,5 @@
-"""Unlearning-trace detector (METHODS section 11; "Unlearning Isn't Invisible", Chen et al.
-2025): was U modified at all?
+"""Unlearning-trace detector (METHODS section 11; "Unlearning Isn't Invisible: Detecting
+Unlearning Traces in LLMs from Model Outputs", 2025): was U modified at all?
 
 Span. Forget-*irrelevant* prompts (R and H; prompt only, no answer), at the prompt's final
 token: the last block's residual stream output, and separately the final-token log-probs

@@ -1,7 +1,9 @@
-"""Restoration by steering (METHODS section 6): can a fact-agnostic intervention in U bring
-F's behaviour back, beyond what the same intervention does on facts nobody trained on?
+"""Restoration by steering (METHODS section 6; Lucki et al. 2024): can a fact-agnostic
+intervention in U bring F's behaviour back, beyond what the same intervention does on facts
+nobody trained on?
 
-Interventions (plain TransformerLens hooks on U's residual stream, every token position):
+Interventions (plain TransformerLens hooks on U's residual stream, every token position of
+``prompt + answer`` while the answer is scored):
 
 - ``ablate``: project the mean unlearning direction out, ``h <- h - alpha (h . d_hat) d_hat``,
   at one block's output, or at every block's output at once (``layer="all"``, each with
@@ -34,18 +36,17 @@ Decision
     For each intervention, the best restoration over its grid (layers x alphas) on F is
     the effect and the best over the same grid on H the control (the maximum is part of
     the procedure, so both sides pay the same selection bias). CI of F - H: bootstrap over
-    subjects at the two chosen cells, at level ``1 - 0.05 / 3`` (Bonferroni over the three
-    interventions). Vote:
+    subjects at the two chosen cells, at level ``1 - alpha_level / 3`` (Bonferroni over the
+    three interventions). Vote:
 
     - no vote (status "descriptive") when U still answers F (O - U on F below
       ``min_forgetting``: restoration is undefined) or O itself does not answer F;
     - ``suppressed`` when some intervention's F - H CI is above 0 and F - H >=
-      ``min_restoration`` (10% of what was forgotten): a fact-agnostic push brings F back
+      ``min_restoration`` (default 10% of what was forgotten): a fact-agnostic push brings F back
       and does not bring back what was never known;
     - never ``deleted``: three fixed interventions failing to restore is not evidence that
       nothing is there (they have no demonstrated power against every suppression
-      mechanism; on the zoo they restore little for most methods that the oracle calls
-      suppressed). Failure is reported as "no restoration" without a vote.
+      mechanism). Failure is reported as "no restoration" without a vote.
 """
 
 from __future__ import annotations
@@ -71,37 +72,56 @@ INTERVENTIONS = ("ablate", "reverse", "features")
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "Fact-agnostic interventions on U (ablate or reverse the mean O-to-U direction per layer, add O's "
-    "expert SAE features), fitted on half the forget subjects and scored on the other half; "
-    "restoration of greedy accuracy on F against the same intervention on H, CI adjusted over "
-    "intervention kinds. Votes suppressed when some intervention restores F beyond H."
+    "Fact-agnostic steering of U's residual stream at every token: ablate or subtract the mean O-to-U "
+    "direction of a block's output, or add O's expert SAE features, over a grid of layers and strengths; "
+    "the vectors are fitted on half the forget subjects and scored on the other half (cross-fitted). "
+    "Effect: the best restoration of greedy answer accuracy on F, in units of what U forgot; control: the "
+    "best restoration the same grid gives on H; subject-bootstrap CI of F - H, adjusted over the three "
+    "interventions. Votes suppressed when some intervention's CI lies above 0 and F - H reaches a set "
+    "minimum; never votes deleted."
 )
 
 
 @dataclass
 class SteeringConfig:
+    """Settings of the steering-restoration line (:func:`steering_line`)."""
+
+    #: Intervention strengths tried (dimensionless multiplier ``alpha`` of each intervention).
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     #: Candidate blocks for ablate/reverse (None: every block); ablate also tries all at once.
     layers: tuple[int, ...] | None = None
+    #: Expert-feature selection and SAE settings for the ``features`` intervention.
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: R facts (seeded subsample) scored under every intervention for the retain cost.
     n_retain: int = 240
+    #: No vote unless acc_F(O) - acc_F(U) is at least this (accuracy, 0..1).
     min_forgetting: float = 0.2
+    #: "suppressed" needs restoration on F minus H at least this (share of what U forgot).
     min_restoration: float = 0.1
+    #: Family-wise error rate over the three interventions: CIs at ``1 - alpha_level / 3``.
     alpha_level: float = 0.05
+    #: Subject-bootstrap resamples for the CIs (count).
     n_boot: int = 2000
+    #: Seed of the subject split, the R subsample and the bootstrap.
     seed: int = 0
+    #: Prompts per forward pass when capturing activations for the vectors.
     batch_size: int = 64
+    #: Facts per forward pass when scoring steered answers.
     score_batch_size: int = 256
 
 
 @dataclass
 class Intervention:
+    """One cell of the grid: ``kind`` (``ablate``, ``reverse`` or ``features``), ``layer``
+    (a block index, or ``"all"`` for ablate at every block) and strength ``alpha``."""
+
     kind: str
     layer: int | str
     alpha: float
 
     @property
     def name(self) -> str:
+        """A unique label, ``"kind@layer/a=alpha"``."""
         return f"{self.kind}@{self.layer}/a={self.alpha:g}"
 
 
@@ -144,7 +164,12 @@ def feature_vector(ctx: AuditContext, O, fit: Sequence[Fact], retain: Sequence[F
 
 def make_hooks(iv: Intervention, directions: dict[int, torch.Tensor], feature_vec: torch.Tensor | None,
                sae_layer: int, device, dtype) -> list[tuple[str, Callable]]:
-    """TransformerLens ``fwd_hooks`` for one intervention."""
+    """TransformerLens ``fwd_hooks`` for one intervention: ``[(hook name, hook function)]``
+    at ``blocks.{l}.hook_resid_post``, acting on every position.
+
+    ``directions``: block -> ``d_l`` ``[d_model]``; ``feature_vec``: ``[d_model]`` (features
+    only). Raises ``ValueError`` for an unknown ``iv.kind``.
+    """
     alpha = iv.alpha
 
     def ablate(vec):
@@ -166,6 +191,8 @@ def make_hooks(iv: Intervention, directions: dict[int, torch.Tensor], feature_ve
 
 
 def grid(config: SteeringConfig, n_layers: int, sae_layer: int | None) -> list[Intervention]:
+    """Every intervention tried: per alpha, ablate at each candidate block and at all at once,
+    reverse at each candidate block, and features at the SAE's layer (when there is one)."""
     layers = list(config.layers) if config.layers is not None else list(range(n_layers))
     out = []
     for alpha in config.alphas:
@@ -180,7 +207,7 @@ def grid(config: SteeringConfig, n_layers: int, sae_layer: int | None) -> list[I
 
 class _MemoTokenizer:
     """The model's tokenizer with ``__call__`` memoised per text: the sweep scores the same
-    facts under ~80 interventions, and re-tokenising them was a fifth of its time."""
+    facts under every intervention of the grid."""
 
     def __init__(self, tokenizer):
         self._tokenizer = tokenizer
@@ -204,7 +231,13 @@ def _scores(loaded, facts, hooks, batch_size, tokenizer=None) -> np.ndarray:
 
 
 def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE | None) -> dict:
-    """Every intervention of the grid, cross-fitted: per-fact correctness on F, H and a subsample of R."""
+    """Every intervention of the grid, cross-fitted: per-fact correctness on F, H and a subsample of R.
+
+    Returns ``{"base", "results", "vectors", "cells"}``: unsteered correctness (O on F, U on
+    F, H and the R subsample), per intervention name the steered correctness arrays
+    (``[n_F]``, ``[n_H]``, ``[n_R_sub]``, R averaged over the two folds), the fitted vectors'
+    norms per fold, and the grid.
+    """
     O, U = ctx.original, ctx.unlearned
     F, H, R = list(ctx.forget), list(ctx.holdout), list(ctx.retain)
     rng = np.random.default_rng(config.seed)
@@ -243,7 +276,11 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
 
 
 def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
-    """Restoration rates per cell, the best cell per intervention on F and on H, with CIs."""
+    """Restoration rates per cell, the best cell per intervention on F and on H, with CIs.
+
+    Restoration per fact = ``(correct_steered - correct_U) / (acc_F(O) - acc_F(U))`` (NaN when
+    O does not answer F better than U); ``sweep`` from :func:`restoration_sweep`.
+    """
     base = sweep["base"]
     acc_o, acc_u = base["O_F"].mean(), base["U_F"].mean()
     denom = acc_o - acc_u
@@ -290,7 +327,14 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
 )
 def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
                   sae: TrainedSAE | None = None) -> Evidence:
-    """Restoration by fact-agnostic steering, F vs H (see the module docstring)."""
+    """Restoration by fact-agnostic steering, F vs H (see the module docstring).
+
+    ``sae``: O's SAE for the features intervention; None trains or loads it through the
+    audit context (``config.features.sae``). "Not run" without F, R and H or when F or H has
+    fewer than two subjects. ``details``: accuracies, the forgetting gap, the best cell per
+    intervention with its CI and retain cost, every cell of the grid, the SAE and the
+    vectors. ``config``: :class:`SteeringConfig`.
+    """
     config = config or SteeringConfig()
     if not ctx.forget or not ctx.retain or not ctx.holdout:
         return Evidence.not_run("steering_restoration", QUESTION, "steering needs forget, retain and holdout sets")

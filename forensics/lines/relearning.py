@@ -219,7 +219,7 @@ _POWER_CACHE: dict[tuple, dict] = {}
 
 
 def _positive_control(ctx: AuditContext, config: RelearningConfig) -> dict:
-    """Build a GA-suppressed copy of O and run the identical attack on it (seed-0 split)."""
+    """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split)."""
     from forensics.data import content_hash
 
     key = (ctx.original.weights_hash, content_hash(ctx.forget), content_hash(ctx.holdout),
