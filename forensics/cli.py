@@ -35,11 +35,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2 like every other bad input."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
+        """Print ``error: <message>`` and exit with status 2 (argparse's usage errors)."""
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``forensics`` argument parser with every sub-command."""
     parser = _Parser(prog="forensics", description="Forensic audit of machine unlearning.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -121,6 +123,7 @@ def _device_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_zoo_build(args) -> int:
+    """Build (or reuse) the model-organism zoo in ``--out``."""
     from forensics.zoo import build_zoo
 
     build_zoo(args.out, size=args.size, seed=args.seed, progress=True)
@@ -186,6 +189,7 @@ def _command_line() -> str:
 
 
 def cmd_audit(args) -> int:
+    """Audit U against O (:func:`forensics.pipeline.audit`), print the verdict and the line summary."""
     from forensics.config import parse_overrides
     from forensics.pipeline import audit
     from forensics.registry import discover_lines
@@ -263,6 +267,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    """Run the meta-evaluation bench (:func:`forensics.bench.run_bench`) and print its tables."""
     from forensics.bench import BenchConfig, run_bench
     from reports.bench import text_tables
 
@@ -312,6 +317,7 @@ COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (0, 2 for bad input, 130 when interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

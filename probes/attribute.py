@@ -176,7 +176,7 @@ def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: d
 
 def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: int) -> list[dict]:
     """Every depth at once (``X[(role, set)]`` is ``[L, n, d]``): one row of scores per depth."""
-    (yF, gF, _, aF), (yR, gR, _, aR), (yH, gH, _, aH) = labels["forget"], labels["retain"], labels["holdout"]
+    (forget_answers, forget_groups, _, forget_attributes), (retain_answers, retain_groups, _, retain_attributes), (holdout_answers, holdout_groups, _, holdout_attributes) = labels["forget"], labels["retain"], labels["holdout"]
     pc = config.probe
     n_depths = X[("U", "forget")].shape[0]
     grid = strength_grid(kind, pc)
@@ -184,7 +184,7 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     def select(role):  # per depth, the strength with the best grouped-CV score on R (ties: the first)
         if len(grid) == 1:
             return np.full(n_depths, grid[0])
-        means = out_of_fold_scores(kind, list(grid), X[(role, "retain")], [yR], gR, pc, strata=aR)[:, 0, :, 0].mean(-1)
+        means = out_of_fold_scores(kind, list(grid), X[(role, "retain")], [retain_answers], retain_groups, pc, strata=retain_attributes)[:, 0, :, 0].mean(-1)
         return np.array([grid[int(np.argmax(m > m.max() - 1e-12))] for m in means])
 
     strength_u, strength_o = select("U"), select("O")
@@ -192,29 +192,29 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     def refit(role, name, y, g, a, strength, X_score=None):  # -> [L, n_scored, n]
         return out_of_fold_scores(kind, strength[:, None], X[(role, name)], [y], g, pc, X_score, a)[:, 0, 0]
 
-    o_f = refit("O", "forget", yF, gF, aF, strength_o, [X[("O", "forget")], X[("U", "forget")]])
-    o_h = refit("O", "holdout", yH, gH, aH, strength_o)[:, 0]
-    (t_h,) = fit_and_predict(kind, strength_o, X[("O", "forget")], yF, [X[("U", "holdout")]], pc, aF, [aH])
-    u_f = refit("U", "forget", yF, gF, aF, strength_u)[:, 0]
-    u_h = refit("U", "holdout", yH, gH, aH, strength_u)[:, 0]
-    r_f, r_h = fit_and_predict(kind, strength_u, X[("U", "retain")], yR, [X[("U", "forget")], X[("U", "holdout")]],
-                               pc, aR, [aF, aH])
+    o_f = refit("O", "forget", forget_answers, forget_groups, forget_attributes, strength_o, [X[("O", "forget")], X[("U", "forget")]])
+    o_h = refit("O", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_o)[:, 0]
+    (t_h,) = fit_and_predict(kind, strength_o, X[("O", "forget")], forget_answers, [X[("U", "holdout")]], pc, forget_attributes, [holdout_attributes])
+    u_f = refit("U", "forget", forget_answers, forget_groups, forget_attributes, strength_u)[:, 0]
+    u_h = refit("U", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_u)[:, 0]
+    r_f, r_h = fit_and_predict(kind, strength_u, X[("U", "retain")], retain_answers, [X[("U", "forget")], X[("U", "holdout")]],
+                               pc, retain_attributes, [forget_attributes, holdout_attributes])
     rows = []
     for d in range(n_depths):
         scores = {
             "refit": (u_f[d], u_h[d]),
             "refit_original": (o_f[d, 0], o_h[d]),
-            "transfer": (o_f[d, 1], stratified_chance_corrected(t_h[d], yH, yF, aH, aF)),
-            "rfit": (stratified_chance_corrected(r_f[d], yF, yR, aF, aR),
-                     stratified_chance_corrected(r_h[d], yH, yR, aH, aR)),
+            "transfer": (o_f[d, 1], stratified_chance_corrected(t_h[d], holdout_answers, forget_answers, holdout_attributes, forget_attributes)),
+            "rfit": (stratified_chance_corrected(r_f[d], forget_answers, retain_answers, forget_attributes, retain_attributes),
+                     stratified_chance_corrected(r_h[d], holdout_answers, retain_answers, holdout_attributes, retain_attributes)),
         }
         row = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
         # The family-adjusted CI sits far in the tails (0.3% with 15 cells): a few hundred
         # draws cannot place it, so it gets at least FAMILY_BOOT draws (cheap: vectorised).
         family_boot = max(config.n_boot, FAMILY_BOOT)
         for name, (s_f, s_h) in scores.items():
-            ci = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, config.n_boot, config.seed)
-            ci_family = cluster_bootstrap_diff_ci(s_f, gF, s_h, gH, family_boot, config.seed,
+            ci = cluster_bootstrap_diff_ci(s_f, forget_groups, s_h, holdout_groups, config.n_boot, config.seed)
+            ci_family = cluster_bootstrap_diff_ci(s_f, forget_groups, s_h, holdout_groups, family_boot, config.seed,
                                                   level=1 - config.alpha / family_size)
             row[name] = {"forget": float(s_f.mean()), "holdout": float(s_h.mean()),
                          "difference": float(s_f.mean() - s_h.mean()), "ci": list(ci), "ci_family": list(ci_family)}
@@ -224,9 +224,9 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
 
 def _permuted_answers(forget_labels: tuple, n_perm: int, seed: int) -> list[np.ndarray]:
     """F's answers shuffled among F's facts, within attribute, a fact's paraphrases moving together."""
-    yF, _, keysF, attributes = forget_labels
+    forget_answers, _, keysF, attributes = forget_labels
     _, first, key_index = np.unique(keysF, return_index=True, return_inverse=True)
-    key_answer, key_attr = yF[first], attributes[first]
+    key_answer, key_attr = forget_answers[first], attributes[first]
     rng = np.random.default_rng(seed)
     permuted = []
     for _ in range(n_perm):
@@ -246,20 +246,20 @@ def label_permutation_p(ctx: AuditContext, acts: dict, row: dict, probe: str, ki
     re-fit and transfer probes are re-fitted on the permuted answers; the R-fitted probe
     never sees F's answers, so its fixed predictions are scored against them."""
     labels = _encoded_labels(ctx)
-    yF, gF, _, aF = labels["forget"]
-    yR, _, _, aR = labels["retain"]
+    forget_answers, forget_groups, _, forget_attributes = labels["forget"]
+    retain_answers, _, _, retain_attributes = labels["retain"]
     hook = row["hook"]
     X_uf = acts[("U", "forget")][hook]
     permuted = _permuted_answers(labels["forget"], config.n_perm, config.seed)
     if probe == "rfit":
-        (predicted,) = fit_and_predict(kind, row["strength_unlearned"], acts[("U", "retain")][hook], yR, [X_uf],
-                                       config.probe, aR, [aF])
-        null_means = np.array([stratified_chance_corrected(predicted, y, yR, aF, aR).mean() for y in permuted])
+        (predicted,) = fit_and_predict(kind, row["strength_unlearned"], acts[("U", "retain")][hook], retain_answers, [X_uf],
+                                       config.probe, retain_attributes, [forget_attributes])
+        null_means = np.array([stratified_chance_corrected(predicted, y, retain_answers, forget_attributes, retain_attributes).mean() for y in permuted])
     else:
         fit_on, strength = ((acts[("U", "forget")][hook], row["strength_unlearned"]) if probe == "refit"
                             else (acts[("O", "forget")][hook], row["strength_original"]))
-        null_means = out_of_fold_scores(kind, [strength], fit_on, permuted, gF, config.probe, [X_uf],
-                                        strata=aF)[:, 0, 0].mean(-1)
+        null_means = out_of_fold_scores(kind, [strength], fit_on, permuted, forget_groups, config.probe, [X_uf],
+                                        strata=forget_attributes)[:, 0, 0].mean(-1)
     null = np.abs(null_means - row[probe]["holdout"])
     return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
 

@@ -117,8 +117,8 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
         for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
-    gF = np.array([f.subject or f"fact-{i}" for i, f in enumerate(ctx.forget)])
-    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
+    forget_groups = np.array([f.subject or f"fact-{i}" for i, f in enumerate(ctx.forget)])
+    holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     n_depths = scores[("original", "forget")]["reciprocal_rank"].shape[0]
     table = {}
     for role in ("original", "unlearned"):
@@ -135,8 +135,8 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
     depth = max(intermediate, key=lambda d: o_diff[d])
     f_rr = scores[("unlearned", "forget")]["reciprocal_rank"][depth]
     h_rr = scores[("unlearned", "holdout")]["reciprocal_rank"][depth]
-    ci = cluster_bootstrap_diff_ci(f_rr, gF, h_rr, gH, config.n_boot, config.seed)
-    p = cluster_permutation_p(f_rr, gF, h_rr, gH, config.n_perm, config.seed)
+    ci = cluster_bootstrap_diff_ci(f_rr, forget_groups, h_rr, holdout_groups, config.n_boot, config.seed)
+    p = cluster_permutation_p(f_rr, forget_groups, h_rr, holdout_groups, config.n_perm, config.seed)
     readable = ci[0] > 0 and p < config.alpha
     pushed_down = ci[1] < 0 and p < config.alpha
     return Evidence(

@@ -103,12 +103,12 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
     if sae is None:
         sae = ctx.sae(config.sae)
     bs = config.batch_size
-    a = {(role, name): fact_activations(ctx, model, facts, sae, bs)
-         for role, model in (("O", O), ("U", U))
-         for name, facts in (("F", ctx.forget), ("R", ctx.retain), ("H", ctx.holdout))}
+    acts = {(role, name): fact_activations(ctx, model, facts, sae, bs)
+            for role, model in (("original", O), ("unlearned", U))
+            for name, facts in (("forget", ctx.forget), ("retain", ctx.retain), ("holdout", ctx.holdout))}
     ev_u_retain = explained_variance(sae, prompt_tokens(ctx, U, ctx.retain, sae.hook, bs))
     ev_u_forget = explained_variance(sae, prompt_tokens(ctx, U, ctx.forget, sae.hook, bs))
-    experts = expert_features(a[("O", "F")], a[("O", "R")], config)
+    experts = expert_features(acts[("original", "forget")], acts[("original", "retain")], config)
     idx = experts["indices"]
     details = {
         "sae": {"hook": sae.hook, "layer": sae.layer, "d_sae": int(sae.sae.cfg.d_sae),
@@ -120,9 +120,9 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
     if len(idx) == 0:
         return _not_voting("no expert features: no SAE latent fires on F far more than on R in O",
                            metric=metric, details=details)
-    frac_f, ratio_f = survival(a[("O", "F")], a[("U", "F")], idx)
-    frac_h, ratio_h = survival(a[("O", "H")], a[("U", "H")], idx)
-    gF, gH = _groups(ctx.forget, "forget"), _groups(ctx.holdout, "holdout")
+    frac_f, ratio_f = survival(acts[("original", "forget")], acts[("unlearned", "forget")], idx)
+    frac_h, ratio_h = survival(acts[("original", "holdout")], acts[("unlearned", "holdout")], idx)
+    forget_groups, holdout_groups = _groups(ctx.forget, "forget"), _groups(ctx.holdout, "holdout")
     mf, mh = ~np.isnan(frac_f), ~np.isnan(frac_h)
     table = {
         "survival_forget": float(np.nanmean(frac_f)) if mf.any() else None,
@@ -130,10 +130,10 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
         "activation_ratio_forget": float(np.nanmean(ratio_f)) if mf.any() else None,
         "activation_ratio_holdout": float(np.nanmean(ratio_h)) if mh.any() else None,
         "n_forget_facts_firing": int(mf.sum()), "n_holdout_facts_firing": int(mh.sum()),
-        "freq_O_forget": float((a[("O", "F")][:, idx] > 0).float().mean()),
-        "freq_O_holdout": float((a[("O", "H")][:, idx] > 0).float().mean()),
-        "freq_U_forget": float((a[("U", "F")][:, idx] > 0).float().mean()),
-        "freq_U_holdout": float((a[("U", "H")][:, idx] > 0).float().mean()),
+        "freq_O_forget": float((acts[("original", "forget")][:, idx] > 0).float().mean()),
+        "freq_O_holdout": float((acts[("original", "holdout")][:, idx] > 0).float().mean()),
+        "freq_U_forget": float((acts[("unlearned", "forget")][:, idx] > 0).float().mean()),
+        "freq_U_holdout": float((acts[("unlearned", "holdout")][:, idx] > 0).float().mean()),
     }
     details["survival"] = table
     figures = {"sae_feature_survival": _figure(table, sae.hook)}
@@ -142,7 +142,7 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
             f"too few facts fire any expert feature in O (F {int(mf.sum())}, H {int(mh.sum())}; "
             f"need {config.min_control_facts}): no sound control", metric=metric, details=details, figures=figures)
     effect, control = table["survival_forget"], table["survival_holdout"]
-    ci = cluster_bootstrap_diff_ci(frac_f[mf], gF[mf], frac_h[mh], gH[mh], config.n_boot, config.seed)
+    ci = cluster_bootstrap_diff_ci(frac_f[mf], forget_groups[mf], frac_h[mh], holdout_groups[mh], config.n_boot, config.seed)
     common = dict(metric=metric, effect=effect, control=control, ci=ci, details=details, figures=figures)
     if not sae.quality.trustworthy:
         return _not_voting(sae.quality.reason, **common)

@@ -284,8 +284,8 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     base = sweep["base"]
     acc_o, acc_u = base["O_F"].mean(), base["U_F"].mean()
     denom = acc_o - acc_u
-    gF = np.array([f.subject or f"forget-{i}" for i, f in enumerate(ctx.forget)])
-    gH = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
+    forget_groups = np.array([f.subject or f"forget-{i}" for i, f in enumerate(ctx.forget)])
+    holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     per_cell = {}
     for name, res in sweep["results"].items():
         rf = (res["F"] - base["U_F"]) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
@@ -302,7 +302,7 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
             continue
         cf = max(cells, key=lambda c: c["restoration_forget"])
         ch = max(cells, key=lambda c: c["restoration_holdout"])
-        ci = cluster_bootstrap_diff_ci(cf["_rf"], gF, ch["_rh"], gH, config.n_boot, config.seed, level=level)
+        ci = cluster_bootstrap_diff_ci(cf["_rf"], forget_groups, ch["_rh"], holdout_groups, config.n_boot, config.seed, level=level)
         best[kind] = {"forget": cf["restoration_forget"], "holdout": ch["restoration_holdout"],
                       "difference": cf["restoration_forget"] - ch["restoration_holdout"], "ci": list(ci),
                       "cell_forget": f"layer {cf['layer']}, alpha {cf['alpha']:g}",

@@ -119,6 +119,7 @@ class _Gatherer:
         self.gathered[hook.name] = act[self.rows, self.cols]
 
     def fwd_hooks(self):
+        """TransformerLens ``fwd_hooks``: this gatherer on every requested hook point."""
         return [(name, self) for name in self.hooks]
 
 

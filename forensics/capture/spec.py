@@ -99,14 +99,17 @@ class Activations:
 
     @property
     def hooks(self) -> tuple[str, ...]:
+        """The captured hook names, in the spec's order."""
         return self.spec.hooks
 
     @property
     def position(self) -> str:
+        """The captured position mode: ``"final"``, ``"subject"`` or ``"all"``."""
         return self.spec.position
 
     @property
     def n_prompts(self) -> int:
+        """Number of prompts captured."""
         return len(self.prompt_lengths)
 
     def __len__(self) -> int:

@@ -180,14 +180,14 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     for (role, name), per_attack in scores.items():
         if any(not np.isfinite(v).all() for v in per_attack.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set")
-    gF, gH = _groups(ctx.forget, "f"), _groups(ctx.holdout, "h")
+    forget_groups, holdout_groups = _groups(ctx.forget, "f"), _groups(ctx.holdout, "h")
     level = 1 - config.alpha / len(ATTACKS)
     roles = list(models)
     table: dict = {}
     for attack in ATTACKS:
         pos = [scores[(r, "forget")][attack] for r in roles]
         neg = [scores[(r, "holdout")][attack] for r in roles]
-        boots = bootstrap_aucs(pos, gF, neg, gH, config.n_boot, config.seed)
+        boots = bootstrap_aucs(pos, forget_groups, neg, holdout_groups, config.n_boot, config.seed)
         point = {r: auc(p, n) for r, p, n in zip(roles, pos, neg)}
         u = roles.index("unlearned")
         if "reference" in roles:
@@ -200,7 +200,8 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
             both = np.concatenate([pos[u], neg[u]])
             from scipy.stats import rankdata
             ranks = rankdata(both)
-            p = cluster_permutation_p(ranks[: len(pos[u])], gF, ranks[len(pos[u]):], gH, config.n_perm, config.seed)
+            p = cluster_permutation_p(ranks[: len(pos[u])], forget_groups, ranks[len(pos[u]):], holdout_groups,
+                                      config.n_perm, config.seed)
         o = roles.index("original")
         table[attack] = {
             "auc": point,

@@ -120,8 +120,8 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     sets = {"forget": ctx.forget, "holdout": ctx.holdout}
     if ctx.retain:
         sets["retain"] = ctx.retain
-    gF = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
-    gH = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
+    forget_groups = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
+    holdout_groups = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
     results: dict = {}
     for role, loaded in (("unlearned", ctx.unlearned), ("original", ctx.original)):
         device = loaded.device
@@ -149,15 +149,16 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
         }
     u = results["unlearned"]
     for bits in config.bits:
-        dF = u[bits]["forget"].correct.astype(float) - u["full"]["forget"].correct.astype(float)
-        dH = u[bits]["holdout"].correct.astype(float) - u["full"]["holdout"].correct.astype(float)
+        forget_gain = u[bits]["forget"].correct.astype(float) - u["full"]["forget"].correct.astype(float)
+        holdout_gain = u[bits]["holdout"].correct.astype(float) - u["full"]["holdout"].correct.astype(float)
+        paired = (forget_gain, forget_groups, holdout_gain, holdout_groups)
         per_bits[bits] = {
-            "gain_forget": float(dF.mean()), "gain_holdout": float(dH.mean()),
+            "gain_forget": float(forget_gain.mean()), "gain_holdout": float(holdout_gain.mean()),
             "logprob_gain_forget": float((u[bits]["forget"].logprob - u["full"]["forget"].logprob).mean()),
             "logprob_gain_holdout": float((u[bits]["holdout"].logprob - u["full"]["holdout"].logprob).mean()),
-            "ci": list(cluster_bootstrap_diff_ci(dF, gF, dH, gH, config.n_boot, config.seed)),
-            "ci_family": list(cluster_bootstrap_diff_ci(dF, gF, dH, gH, config.n_boot, config.seed, level=level)),
-            "p_value": min(1.0, cluster_permutation_p(dF, gF, dH, gH, config.n_perm, config.seed) * len(config.bits)),
+            "ci": list(cluster_bootstrap_diff_ci(*paired, config.n_boot, config.seed)),
+            "ci_family": list(cluster_bootstrap_diff_ci(*paired, config.n_boot, config.seed, level=level)),
+            "p_value": min(1.0, cluster_permutation_p(*paired, config.n_perm, config.seed) * len(config.bits)),
         }
     chosen = max(config.bits, key=lambda b: per_bits[b]["gain_forget"] - per_bits[b]["gain_holdout"])
     row = per_bits[chosen]

@@ -296,7 +296,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     }
 
     # The vote: length-adjusted slope contrast F vs H, in U and (power) in O.
-    gF, gH = groups["forget"], groups["holdout"]
+    forget_groups, holdout_groups = groups["forget"], groups["holdout"]
     n_tokens = token_counts(scan)
     contrast, per_token, adjusted = {}, {}, {}
     for role, feats in (("unlearned", u), ("original", o)):
@@ -304,9 +304,9 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         f, h = adjusted[role]["forget"], adjusted[role]["holdout"]
         contrast[role] = {
             "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
-            "ci": list(cluster_bootstrap_diff_ci(f, gF, h, gH, config.n_boot, config.seed)),
+            "ci": list(cluster_bootstrap_diff_ci(f, forget_groups, h, holdout_groups, config.n_boot, config.seed)),
         }
-    p = cluster_permutation_p(adjusted["unlearned"]["forget"], gF, adjusted["unlearned"]["holdout"], gH,
+    p = cluster_permutation_p(adjusted["unlearned"]["forget"], forget_groups, adjusted["unlearned"]["holdout"], holdout_groups,
                               config.n_perm, config.seed)
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
