@@ -7,12 +7,23 @@ shared by every test that needs trained models with known ground truth.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The test folders mirror the packages (tests/forensics, tests/probes, tests/saes, tests/reports).
+# pytest puts tests/ on sys.path (for this conftest), where those folders, having no __init__.py,
+# would pass for namespace packages and shadow the editable-installed packages under a plain
+# `pytest` (`python -m pytest` also puts the repository root on sys.path). With the root on
+# sys.path the real, regular packages always win: Python prefers a regular package wherever it
+# sits on the path. Spawned worker processes inherit sys.path, so they find them too.
+ROOT = str(Path(__file__).resolve().parent.parent)
+if ROOT not in sys.path:
+    sys.path.append(ROOT)
 WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars glow above calm water".split()
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from forensics.context import AuditContext
 from forensics.data import Fact
-from forensics.evidence import AuditInputs
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +26,13 @@ def zoo(tiny_zoo):
 
 def _inputs(zoo, unlearned, **overrides):
     sets, models = zoo
-    return AuditInputs(models["original"], models[unlearned], **(sets | overrides))
+    return AuditContext(models["original"], models[unlearned], **(sets | overrides))
 
 
 # ------------------------------------------------------------------ membership inference
 
 def test_attack_scores_follow_the_published_definitions():
-    from forensics.membership import attack_scores
+    from forensics.mia import attack_scores
 
     lp = np.array([-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.3, -0.4, -0.6, -0.7])
     mu = np.full(10, -1.0)
@@ -48,7 +48,7 @@ def test_attack_scores_follow_the_published_definitions():
 def test_auc_matches_sklearn():
     from sklearn.metrics import roc_auc_score
 
-    from forensics.membership import auc
+    from forensics.mia import auc
 
     rng = np.random.default_rng(0)
     pos, neg = rng.normal(0.5, 1, 40).round(1), rng.normal(0, 1, 30).round(1)  # with ties
@@ -57,21 +57,21 @@ def test_auc_matches_sklearn():
 
 
 def test_membership_sees_the_original_but_not_the_retrained_model(zoo):
-    from forensics.membership import MembershipConfig, membership_line
+    from forensics.lines.membership import MembershipConfig, membership_line
 
     cfg = MembershipConfig(n_boot=200, n_perm=200)
     retrain = membership_line(_inputs(zoo, "retrain"), cfg)
     assert retrain.status == "ok" and retrain.vote != "suppressed"
     # O "unlearned" nothing: F is plainly member-like
     sets, models = zoo
-    same = membership_line(AuditInputs(models["original"], models["original"], **sets), cfg)
+    same = membership_line(AuditContext(models["original"], models["original"], **sets), cfg)
     assert same.vote == "suppressed" and same.effect > 0.9 and same.ci[0] > 0
 
 
 # -------------------------------------------------------------------------- relearning
 
 def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
-    from forensics.relearning import relearning_line
+    from forensics.lines.relearning import relearning_line
 
     sets, _ = zoo
     one_subject = [f for f in sets["forget"] if f.subject == sets["forget"][0].subject]
@@ -80,7 +80,7 @@ def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
 
 
 def test_split_by_subject_is_disjoint_and_seeded():
-    from forensics.relearning import split_by_subject
+    from forensics.lines.relearning import split_by_subject
 
     facts = [Fact(f"p{i}", " a", subject=f"s{i % 6}") for i in range(30)]
     a, b = split_by_subject(facts, 3)
@@ -89,7 +89,7 @@ def test_split_by_subject_is_disjoint_and_seeded():
 
 
 def test_relearning_recovers_ga_but_not_retrain(zoo):
-    from forensics.relearning import RelearningConfig, relearning_line
+    from forensics.lines.relearning import RelearningConfig, relearning_line
 
     cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False,
                            eval_steps=(0, 10, 30))
@@ -106,7 +106,7 @@ def test_relearning_recovers_ga_but_not_retrain(zoo):
 # ------------------------------------------------------------------------ quantization
 
 def test_quantize_weight_is_per_channel_round_to_nearest():
-    from forensics.quantization import quantize_weight
+    from forensics.quantize import quantize_weight
 
     torch.manual_seed(0)
     w = torch.randn(6, 32) * torch.tensor([0.01, 0.1, 1, 10, 100, 0.0])[:, None]
@@ -122,7 +122,7 @@ def test_quantize_weight_is_per_channel_round_to_nearest():
 
 
 def test_quantization_vote_needs_a_material_recovery():
-    from forensics.quantization import QuantizationConfig, decide
+    from forensics.lines.quantization import QuantizationConfig, decide
 
     cfg = QuantizationConfig()
     small = {"gain_forget": 0.01, "gain_holdout": -0.01, "ci_family": [0.004, 0.044]}  # seed 1's llama_retrain
@@ -135,15 +135,17 @@ def test_quantization_vote_needs_a_material_recovery():
 
 
 def test_quantization_nan_is_not_run(zoo, monkeypatch):
-    import forensics.quantization as quant
+    import forensics.quantize
+    from forensics.lines.quantization import quantization_line
 
-    monkeypatch.setattr(quant, "quantize_weight", lambda w, bits: torch.full_like(w, float("nan")))
-    ev = quant.quantization_line(_inputs(zoo, "retrain"))
+    # the line quantizes through forensics.quantize.quantize_model, which calls quantize_weight there
+    monkeypatch.setattr(forensics.quantize, "quantize_weight", lambda w, bits: torch.full_like(w, float("nan")))
+    ev = quantization_line(_inputs(zoo, "retrain"))
     assert ev.status == "not_run" and "NaN" in ev.reason
 
 
 def test_quantization_line_on_the_zoo(zoo):
-    from forensics.quantization import QuantizationConfig, quantization_line
+    from forensics.lines.quantization import QuantizationConfig, quantization_line
 
     ev = quantization_line(_inputs(zoo, "retrain"), QuantizationConfig(n_boot=300, n_perm=300))
     assert ev.status == "ok" and ev.vote in (None, "suppressed")
@@ -156,7 +158,7 @@ def test_quantization_line_on_the_zoo(zoo):
 # --------------------------------------------------------------------------------- CKA
 
 def test_linear_cka_invariances():
-    from forensics.cka import linear_cka
+    from forensics.lines.cka import linear_cka
 
     torch.manual_seed(0)
     X = torch.randn(200, 16)
@@ -166,10 +168,10 @@ def test_linear_cka_invariances():
 
 
 def test_cka_line_is_descriptive(zoo):
-    from forensics.cka import CKAConfig, cka_line
+    from forensics.lines.cka import CKAConfig, cka_line
 
     sets, models = zoo
-    ev = cka_line(AuditInputs(models["original"], models["original"], **sets), CKAConfig(n_boot=20))
+    ev = cka_line(AuditContext(models["original"], models["original"], **sets), CKAConfig(n_boot=20))
     assert ev.status == "descriptive" and ev.vote is None
     assert ev.effect == pytest.approx(1.0) and ev.control == pytest.approx(1.0)
     assert len(ev.details["per_depth"]["forget"]) == models["original"].n_layers + 1

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forensics.evidence import EVIDENCE_LINES, Evidence, register
+from forensics.evidence import Evidence
+from forensics.registry import LINES, register
 from forensics.verdict import RULE, decide
 from reports.results_json import check_results
 
@@ -139,10 +140,10 @@ def test_bad_input_exits_2_and_leaves_nothing(tiny_zoo, tmp_path):
 
 
 def test_failing_line_is_recorded_and_resume_uses_the_cache(tiny_zoo, tmp_path):
-    from forensics.audit import audit
+    from forensics import audit
 
-    @register("test_boom", "Does a broken line stop the audit?", needs=("original",))
-    def boom(inputs, config=None):
+    @register("test_boom", question="Does a broken line stop the audit?", needs=("original",))
+    def boom(ctx, config=None):
         raise RuntimeError("boom\nsecond line")
 
     d = tiny_zoo / "data"
@@ -154,7 +155,7 @@ def test_failing_line_is_recorded_and_resume_uses_the_cache(tiny_zoo, tmp_path):
         again = audit(*args, cache_dir=tmp_path / "cache", profile="quick", progress=False,
                       lines=["behaviour", "logit_lens", "test_boom"])
     finally:
-        EVIDENCE_LINES.pop("test_boom", None)
+        LINES.pop("test_boom", None)
     failed = first.line("test_boom")
     assert failed.status == "not_run" and failed.reason == "error: RuntimeError: boom"
     assert first.line("logit_lens").status == "ok"
@@ -166,7 +167,7 @@ def test_failing_line_is_recorded_and_resume_uses_the_cache(tiny_zoo, tmp_path):
 
 
 def test_no_holdout_is_inconclusive(tiny_zoo):
-    from forensics.audit import audit
+    from forensics import audit
 
     d = tiny_zoo / "data"
     result = audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", d / "forget.jsonl",
@@ -177,7 +178,13 @@ def test_no_holdout_is_inconclusive(tiny_zoo):
 
 
 def test_profiles_name_real_config_fields():
-    from forensics.audit import PROFILES, profile_problems
+    from forensics.config import profile_problems
+    from forensics.profiles import PROFILES
+    from forensics.registry import discover_lines
 
     assert set(PROFILES) == {"quick", "standard", "thorough"}
-    assert profile_problems() == []
+    lines, broken = discover_lines()
+    assert broken == {}
+    assert profile_problems(lines, PROFILES) == []
+    # every line a profile names exists (a renamed line would leave its profile entry behind)
+    assert {name for p in PROFILES.values() for name in p.lines} <= set(lines)

@@ -1,4 +1,5 @@
-"""Behaviour scoring agrees with an independent greedy-generation loop."""
+"""Behaviour scoring (forensics.scoring) agrees with an independent greedy-generation loop; the behaviour
+line on the tiny zoo."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import math
 
 import torch
 
-from forensics.behaviour import logits_fn_for, score_facts
 from forensics.data import Fact
 from forensics.loading import load_hf_model
+from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
 
 
 def _greedy(model, ids: list[int], n: int) -> list[int]:
@@ -35,31 +36,37 @@ def test_greedy_accuracy_and_logprob_match_a_manual_loop(tiny_checkpoints, test_
                 facts.append(Fact(prompt, answer))
     assert len(facts) >= 4
     scores = score_facts(logits_fn_for(model), tok, facts, batch_size=3)
-    for fact, correct, logprob in zip(facts, scores.correct, scores.logprob):
+    for fact, correct, logprob, predicted in zip(facts, scores.correct, scores.logprob, scores.predicted):
         p_ids = tok(fact.prompt)["input_ids"]
         a_ids = tok(fact.answer, add_special_tokens=False)["input_ids"]
         assert correct == (_greedy(model, p_ids, len(a_ids)) == a_ids)
+        assert predicted == _greedy(model, p_ids, 1)[0]  # the greedy next token after the prompt
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([p_ids + a_ids])).logits[0], -1)
         manual = sum(float(lp[len(p_ids) - 1 + k, a]) for k, a in enumerate(a_ids))
         assert math.isclose(logprob, manual, abs_tol=1e-4)
     assert scores.correct.any() and not scores.correct.all()
+    # tokenised once, scored again: the same numbers; the batched accuracy agrees with score()
+    encoded = EncodedFacts(tok, facts, batch_size=3)
+    again = encoded.score(logits_fn_for(model))
+    assert (again.correct == scores.correct).all() and (again.logprob == scores.logprob).all()
+    assert encoded.accuracy(logits_fn_for(model)) == scores.accuracy
 
 
 def _inputs(zoo, name):
+    from forensics.context import AuditContext
     from forensics.data import load_facts
-    from forensics.evidence import AuditInputs
     from forensics.loading import load_model
 
     sets = {s: load_facts(zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
-    return AuditInputs(original=load_model(zoo / "models" / "original"),
-                       unlearned=load_model(zoo / "models" / name), **sets)
+    return AuditContext(original=load_model(zoo / "models" / "original"),
+                        unlearned=load_model(zoo / "models" / name), **sets)
 
 
 def test_behaviour_gate_on_the_zoo(tiny_zoo):
     import json
 
-    from forensics.behaviour import BehaviourConfig, behaviour_line
+    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
 
     config = BehaviourConfig(n_boot=500, n_perm=500)
     labels = json.loads((tiny_zoo / "labels.json").read_text())

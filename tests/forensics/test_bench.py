@@ -31,6 +31,43 @@ def test_measures():
     assert verdict_score({"label": "INCONCLUSIVE", "confidence": "n/a"}) == 0.0
 
 
+def test_line_score_reads_each_lines_side_of_the_control_from_the_registry():
+    from forensics.evidence import Evidence
+    from forensics.registry import LINES, discover_lines, register
+
+    lines = discover_lines()[0]
+    assert (lines["logit_lens"].side, lines["cka"].side, lines["remind"].side) == ("above", "either", "o_side")
+    below = {"status": "ok", "effect": 0.1, "control": 0.4}  # F 0.3 below the control
+    for name, spec in lines.items():  # every shipped line scores as it declares
+        score = line_score(below | {"line": name})
+        expected = {"above": -0.3, "either": 0.3, "o_side": -0.3}[spec.side]  # o_side, no details: as is
+        assert score == pytest.approx(expected), (name, spec.side)
+    # remind: signed by the side where O shows its own contrast (details at its o_side_path)
+    assert lines["remind"].o_side_path == ("contrast", "original", "difference")
+    for o_contrast, expected in ((-0.5, 0.3), (0.5, -0.3), (0.0, -0.3)):
+        details = {"contrast": {"original": {"difference": o_contrast}}}
+        assert line_score(below | {"line": "remind", "details": details}) == pytest.approx(expected)
+    # a line registered now is scored by what it declares; an unknown line by the absolute gap
+    def run(ctx, config=None):
+        return Evidence.not_run("x", "q", "never run")
+
+    try:
+        for name, side, path in (("toy_above", "above", ()), ("toy_either", "either", ()),
+                                 ("toy_o_side", "o_side", ("o", "sign"))):
+            register(name, question="q", needs=("original",), side=side, o_side_path=path)(run)
+        assert line_score(below | {"line": "toy_above"}) == pytest.approx(-0.3)
+        assert line_score({"line": "toy_above", "status": "ok", "effect": 0.4, "control": 0.1}) == pytest.approx(0.3)
+        assert line_score(below | {"line": "toy_either"}) == pytest.approx(0.3)
+        assert line_score(below | {"line": "toy_o_side", "details": {"o": {"sign": -1.0}}}) == pytest.approx(0.3)
+        assert line_score(below | {"line": "toy_o_side", "details": {"o": {"sign": 2.0}}}) == pytest.approx(-0.3)
+    finally:
+        for name in ("toy_above", "toy_either", "toy_o_side"):
+            LINES.pop(name, None)
+    assert line_score(below | {"line": "toy_above"}) == pytest.approx(0.3)  # gone: unknown, absolute
+    assert line_score(below | {"line": "toy_above", "status": "not_run"}) is None
+    assert line_score({"line": "logit_lens", "status": "ok", "effect": float("nan"), "control": 0.1}) is None
+
+
 def test_confusion_and_meta_evaluation_on_hand_made_rows():
     rows = [{"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "scores": {"a": 0.5, "verdict": 1.0}},
             {"truth": "NOT_FORGOTTEN", "verdict": "NOT_FORGOTTEN", "scores": {"a": 0.1, "verdict": 1.0}},

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import ARCHS, make_checkpoint
-from forensics.behaviour import encode_facts
 from forensics.capture import (
     MANIFEST,
     Activations,
@@ -22,6 +20,7 @@ from forensics.capture import (
 from forensics.data import Fact
 from forensics.errors import ForensicsInputError
 from forensics.loading import load_model
+from forensics.scoring import encode_facts
 
 # Different lengths (1 to ~20 tokens), so batches are padded.
 PROMPTS = [

@@ -45,7 +45,24 @@ def test_check_accepts_good_input(tmp_path, tiny_checkpoints):
     neox = str(tiny_checkpoints["gpt-neox"])
     result = run("check", "--original", neox, "--unlearned", neox, "--retain", str(facts))
     assert result.returncode == 0, result.stderr
-    assert "2 facts, 1 warnings" in result.stdout and "duplicate fact" in result.stdout
+    out = result.stdout.splitlines()
+    assert any(line.startswith("retain") and line.endswith(": 2 facts") for line in out), result.stdout
+    warnings = [line.strip() for line in out if line.strip().startswith("warning:")]
+    assert len(warnings) == 1 and "duplicate fact" in warnings[0], result.stdout
+    assert out[-1].strip() == warnings[0]  # warnings come last
+
+
+def test_check_refuses_duplicate_ids_and_a_holdout_overlapping_forget(tmp_path, tiny_checkpoints):
+    neox = str(tiny_checkpoints["gpt-neox"])
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text('{"prompt": "the quick", "answer": " fox", "id": "a"}\n'
+                      '{"prompt": "a lazy", "answer": " dog", "id": "a"}\n')
+    assert_one_line_error(run("check", "--original", neox, "--forget", str(forget)), "duplicate id 'a'")
+    forget.write_text('{"prompt": "the quick", "answer": " fox"}\n{"prompt": "a lazy", "answer": " dog"}\n')
+    holdout = tmp_path / "holdout.jsonl"
+    holdout.write_text('{"prompt": "calm water", "answer": " glow"}\n{"prompt": "a lazy", "answer": " fox"}\n')
+    result = run("check", "--original", neox, "--forget", str(forget), "--holdout", str(holdout))
+    assert_one_line_error(result, "holdout set overlaps the forget set")
 
 
 @pytest.mark.parametrize("args", [("zoo",), ()])

@@ -8,13 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from forensics.context import AuditContext
 from forensics.data import Fact
-from forensics.evidence import AuditInputs
-from forensics.membership import sequence_losses
-from forensics.remind import (
-    FEATURES, RemindConfig, Scan, decide, landscape_features, length_adjusted_slopes, make_neighbours, nearest_tokens,
-    remind_line, token_counts,
-)
+from forensics.landscape import FEATURES, landscape_features, make_neighbours, nearest_tokens
+from forensics.lines.remind import RemindConfig, Scan, decide, length_adjusted_slopes, remind_line, token_counts
+from forensics.scoring import sequence_losses
 
 
 def contrast(o_ci, u_ci):
@@ -95,8 +93,8 @@ def test_neighbours_substitute_nearest_tokens_at_the_stated_radii():
     seqs = [[0, 5, 6, 7, 8, 9, 10, 11, 12, 13], [0, 20, 21, 22, 23, 24, 25]]
     nearest = nearest_tokens(emb, {t for s in seqs for t in s}, k=3, exclude=[0])
     cfg = RemindConfig(n_neighbours=15, k_nearest=3)
-    nbs, owner, radius = make_neighbours(seqs, special, nearest, cfg)
-    again = make_neighbours(seqs, special, nearest, cfg)
+    nbs, owner, radius = make_neighbours(seqs, special, nearest, cfg.n_neighbours, cfg.substitution_share, cfg.seed)
+    again = make_neighbours(seqs, special, nearest, cfg.n_neighbours, cfg.substitution_share, cfg.seed)
     assert nbs == again[0]  # seeded
     assert len(nbs) == 30 and set(owner) == {0, 1}
     for nb, i, r in zip(nbs, owner, radius):
@@ -123,7 +121,7 @@ def test_slope_feature_is_the_least_squares_slope():
 def test_too_short_sequences_are_not_run(zoo_inputs):
     _, models = zoo_inputs
     short = [Fact("A", " b", subject=f"s{i}") for i in range(20)]
-    inputs = AuditInputs(models["original"], models["retrain"], short, short, short)
+    inputs = AuditContext(models["original"], models["retrain"], short, short, short)
     ev = remind_line(inputs)
     assert ev.status == "not_run" and "too short" in ev.reason
 
@@ -131,7 +129,7 @@ def test_too_short_sequences_are_not_run(zoo_inputs):
 def test_retrain_shows_no_contrast_and_original_does(zoo_inputs):
     sets, models = zoo_inputs
     cfg = RemindConfig(max_per_set=120, n_boot=300, n_perm=300)
-    ev = remind_line(AuditInputs(models["original"], models["retrain"], **sets), cfg)
+    ev = remind_line(AuditContext(models["original"], models["retrain"], **sets), cfg)
     assert ev.status == "ok" and ev.vote != "suppressed"
     assert ev.ci[0] <= 0 <= ev.ci[1]
     contrast_o = ev.details["contrast"]["original"]

@@ -63,7 +63,7 @@ def test_data_files_validate(tiny_zoo: Path):
 
 
 def test_every_model_loads(tiny_zoo: Path, manifest):
-    from forensics.behaviour import logits_fn_for, score_facts
+    from forensics.scoring import logits_fn_for, score_facts
     from forensics.data import load_facts
     from forensics.loading import load_model
 

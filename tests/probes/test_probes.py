@@ -8,8 +8,8 @@ import json
 
 import pytest
 
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 from probes.attribute import AttributeProbeConfig, attribute_probe_line
 from probes.logit_lens import LogitLensConfig, logit_lens_line
@@ -23,19 +23,20 @@ def zoo_sets(tiny_zoo):
 
 @pytest.fixture(scope="module")
 def pair(tiny_zoo, zoo_sets, tmp_path_factory):
+    """``pair(name, **sets)``: an audit context of O and the zoo model ``name``; every context
+    keeps its activations in one on-disk cache, so O's are captured once for the module."""
     original = load_model(tiny_zoo / "models" / "original")
     cache = tmp_path_factory.mktemp("acts")
 
-    def make(name: str, **overrides) -> AuditInputs:
+    def make(name: str, **overrides) -> AuditContext:
         unlearned = original if name == "original" else load_model(tiny_zoo / "models" / name)
-        return AuditInputs(original=original, unlearned=unlearned, **(zoo_sets | overrides))
+        return AuditContext(original=original, unlearned=unlearned, **(zoo_sets | overrides), cache_dir=cache)
 
-    make.cache = cache
     return make
 
 
 def test_logit_lens(pair):
-    config = LogitLensConfig(cache_dir=pair.cache)
+    config = LogitLensConfig()
     retrain = logit_lens_line(pair("retrain"), config)
     assert retrain.vote is None and retrain.ci[0] <= 0 <= retrain.ci[1]
     npo = logit_lens_line(pair("npo"), config)  # NPO leaves the answer readable mid-network
@@ -45,7 +46,7 @@ def test_logit_lens(pair):
 
 
 def test_trace_detector(pair):
-    config = TraceConfig(cache_dir=pair.cache)
+    config = TraceConfig()
     same = trace_line(pair("original"), config)
     assert same.vote == "unmodified" and same.effect == pytest.approx(0.5, abs=0.05)
     npo = trace_line(pair("npo"), config)
@@ -53,8 +54,7 @@ def test_trace_detector(pair):
 
 
 def test_attribute_probes_retrain_is_not_suppressed_and_npo_is(pair):
-    config = AttributeProbeConfig(curves=("final/linear",), n_perm=9, n_boot=1000,
-                                  cache_dir=pair.cache)
+    config = AttributeProbeConfig(curves=("final/linear",), n_perm=9, n_boot=1000)
     retrain = attribute_probe_line(pair("retrain"), config)
     assert retrain.status == "ok" and retrain.vote != "suppressed", retrain.reason
     npo = attribute_probe_line(pair("npo"), config)
@@ -79,7 +79,7 @@ def test_attribute_probes_bad_input_is_not_run(pair, zoo_sets):
 def test_memorisation_signature_is_descriptive_with_its_twin_control(pair, zoo_sets):
     from probes.memorisation import SignatureConfig, memorisation_line
 
-    config = SignatureConfig(cache_dir=pair.cache)
+    config = SignatureConfig()
     result = memorisation_line(pair("npo"), config)
     assert result.status == "descriptive" and result.vote is None
     curves = result.details["curves"]
@@ -93,7 +93,7 @@ def test_memorisation_signature_is_descriptive_with_its_twin_control(pair, zoo_s
 def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
     import numpy as np
 
-    from probes.memorisation import loo_accuracy
+    from probes.memprobe import loo_accuracy
 
     rng = np.random.default_rng(0)
     direction = rng.normal(size=32)

@@ -27,7 +27,7 @@ def hostile(tiny_zoo, tmp_path_factory):
 
 
 def _audit(hostile, name, **kwargs):
-    from forensics.audit import audit
+    from forensics import audit
 
     zoo, sets, root = hostile
     out = root / name

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
+from forensics.context import AuditContext
 from forensics.errors import ForensicsInputError
-from forensics.evidence import EVIDENCE_LINES, AuditInputs
+from forensics.registry import LINES
 from saes import (
     FeatureConfig, Intervention, SAETrainConfig, SteeringConfig, get_sae, load_sae_folder, make_hooks,
     sae_feature_line, split_by_subject, steering_line, token_texts,
@@ -38,21 +37,22 @@ def models(tiny_zoo):
 
 @pytest.fixture(scope="module")
 def trained(models, zoo_data, tmp_path_factory):
+    """O's SAE, trained once into an on-disk cache folder: (sae, config, texts, cache folder)."""
     cache = tmp_path_factory.mktemp("sae-cache")
-    config = SAETrainConfig(cache_dir=cache, **TEST_SAE)
+    config = SAETrainConfig(**TEST_SAE)
     texts = token_texts(zoo_data["forget"], zoo_data["retain"], zoo_data["holdout"], zoo_data["seq_retain"])
-    return get_sae(models["original"], texts, config), config, texts
+    return get_sae(models["original"], texts, config, cache_dir=cache), config, texts, cache
 
 
 def _inputs(models, data, name):
-    return AuditInputs(models["original"], models[name], data["forget"], data["retain"], data["holdout"],
-                       None, data["seq_retain"])
+    return AuditContext(models["original"], models[name], data["forget"], data["retain"], data["holdout"],
+                        None, data["seq_retain"])
 
 
 def test_sae_is_saelens_format_cached_and_reloads(trained, models):
     from sae_lens import SAE
 
-    sae, config, texts = trained
+    sae, config, texts, cache = trained
     assert not sae.from_cache and sae.train_seconds is not None
     assert (sae.path / "cfg.json").is_file() and (sae.path / "sae_weights.safetensors").is_file()
     assert json.loads((sae.path / "cfg.json").read_text())["architecture"] == "topk"
@@ -68,19 +68,20 @@ def test_sae_is_saelens_format_cached_and_reloads(trained, models):
     from saes import sae as sae_module
 
     sae_module._MEMO.clear()
-    cached = get_sae(models["original"], texts, config)
-    assert cached.from_cache and cached.path == sae.path
+    cached = get_sae(models["original"], texts, config, cache_dir=cache)
+    assert cached.from_cache and cached.path == sae.path and sae.path.parent == cache
     assert torch.equal(cached.decoder, sae.decoder)
     # The key changes with the hook, the training config and the model's weights.
     key = sae_module.cache_key("w", sae.hook, config, "t")
     assert key != sae_module.cache_key("w", "blocks.1.hook_resid_post", config, "t")
     assert key != sae_module.cache_key("w2", sae.hook, config, "t")
-    assert key != sae_module.cache_key("w", sae.hook, SAETrainConfig(cache_dir=config.cache_dir, k=8), "t")
-    assert key == sae_module.cache_key("w", sae.hook, SAETrainConfig(**TEST_SAE), "t")  # cache_dir is not in it
+    assert key != sae_module.cache_key("w", sae.hook, SAETrainConfig(**TEST_SAE, k=8), "t")
+    # an equal config gives the same key (the cache folder is get_sae's argument, not part of the key)
+    assert key == sae_module.cache_key("w", sae.hook, SAETrainConfig(**TEST_SAE), "t")
 
 
 def test_user_sae_folder(trained, models, zoo_data, tmp_path):
-    sae, config, texts = trained
+    sae, config, texts, _ = trained
     user = get_sae(models["original"], texts, SAETrainConfig(sae_path=sae.path))
     assert user.path == sae.path and user.hook == sae.hook
     with pytest.raises(ForensicsInputError, match="not found"):
@@ -116,7 +117,7 @@ def test_feature_survival_votes_right_on_the_zoo(trained, models, zoo_data):
     # A model retrained from scratch does not live in O's basis: no vote, and it says why.
     retrain = sae_feature_line(_inputs(models, zoo_data, "retrain"), config, sae=sae)
     assert retrain.vote is None and "does not transfer" in retrain.reason
-    assert EVIDENCE_LINES["sae_features"].run is sae_feature_line
+    assert LINES["sae_features"].run is sae_feature_line
 
 
 def test_split_by_subject_is_disjoint(zoo_data):
