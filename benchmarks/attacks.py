@@ -16,17 +16,17 @@ from pathlib import Path
 
 import torch
 
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 
 
 def main() -> None:
-    from forensics.cka import cka_line
-    from forensics.membership import membership_line
-    from forensics.quantization import quantization_line
-    from forensics.relearning import relearning_line
-    from forensics.remind import remind_line
+    from forensics.lines.cka import cka_line
+    from forensics.lines.membership import membership_line
+    from forensics.lines.quantization import quantization_line
+    from forensics.lines.relearning import relearning_line
+    from forensics.lines.remind import remind_line
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")
@@ -36,14 +36,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     zoo = Path(args.zoo)
     sets = {s: load_facts(zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
-    inputs = AuditInputs(load_model(zoo / "models" / "original"), load_model(zoo / "models" / args.model), **sets)
+    ctx = AuditContext(load_model(zoo / "models" / "original"), load_model(zoo / "models" / args.model), **sets)
     print(f"zoo {zoo}, U = {args.model}, F/R/H = {len(sets['forget'])}/{len(sets['retain'])}/{len(sets['holdout'])}, "
           f"threads {args.threads}")
     for name, fn in (("membership_inference", membership_line), ("quantization_attack", quantization_line),
                      ("cka", cka_line), ("remind", remind_line), ("relearning_attack", relearning_line)):
         load = os.getloadavg()[0]
         t = time.perf_counter()
-        ev = fn(inputs)
+        ev = fn(ctx)
         print(f"{name:<22} {time.perf_counter() - t:7.1f} s   vote {ev.vote or '-':<11} "
               f"(load average at start {load:.2f})", flush=True)
 

@@ -17,26 +17,26 @@ import json
 import time
 from pathlib import Path
 
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 
 LINES = ("remind", "relearning_attack", "quantization_attack", "membership_inference", "cka")
 
 
-def run_lines(inputs: AuditInputs) -> dict:
-    from forensics.cka import cka_line
-    from forensics.membership import membership_line
-    from forensics.quantization import quantization_line
-    from forensics.relearning import relearning_line
-    from forensics.remind import remind_line
+def run_lines(ctx: AuditContext) -> dict:
+    from forensics.lines.cka import cka_line
+    from forensics.lines.membership import membership_line
+    from forensics.lines.quantization import quantization_line
+    from forensics.lines.relearning import relearning_line
+    from forensics.lines.remind import remind_line
 
     fns = {"remind": remind_line, "relearning_attack": relearning_line, "quantization_attack": quantization_line,
            "membership_inference": membership_line, "cka": cka_line}
     out = {}
     for name, fn in fns.items():
         t = time.perf_counter()
-        ev = fn(inputs)
+        ev = fn(ctx)
         out[name] = ev.to_json() | {"seconds": round(time.perf_counter() - t, 1)}
     return out
 
@@ -58,8 +58,8 @@ def main() -> None:
         if o_name not in originals:
             originals[o_name] = load_model(zoo / "models" / o_name)
         u = load_model(zoo / "models" / name)
-        inputs = AuditInputs(originals[o_name], u, facts["forget"], facts["retain"], facts["holdout"])
-        results[name] = {"ground_truth": labels[name]["ground_truth"], "original": o_name, "lines": run_lines(inputs)}
+        ctx = AuditContext(originals[o_name], u, facts["forget"], facts["retain"], facts["holdout"])
+        results[name] = {"ground_truth": labels[name]["ground_truth"], "original": o_name, "lines": run_lines(ctx)}
         print_model(name, results[name], flush=True)
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1))

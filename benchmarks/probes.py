@@ -3,11 +3,15 @@
     python benchmarks/probes.py [--zoo DIR] [--model npo] [--curves final/linear,final/mlp,subject/linear]
 
 Capture (residual stream at every depth, final and subject tokens, O and U on F, R and
-H) is timed once, into a temporary activation cache; every probe line then reads that
-cache, so its timing is probe fitting plus the small extra passes the logit lens
-(unembedding) and the trace detector (last layer only) make. Prints the wall time of
-each and the ratio of probe time to capture time. Issue 3's target: all lines under
-30 s for one pair.
+H) is timed once, into a temporary activation cache (``<cache>/activations``, the on-disk
+store of :class:`forensics.context.AuditContext` with ``cache_dir=<cache>``); every probe
+line then runs on its own fresh ``AuditContext`` over that cache folder, so it reads the
+captures from disk and shares nothing in memory with the other lines. A line's timing is
+probe fitting plus the extra passes it makes itself: the logit lens's unembedding, the
+trace detector's capture of R and H as one prompt list and its unembedding of the last
+layer, the memorisation line's captures of the F and H fact texts (O, U and a random-init
+twin). Prints the wall time of each and the ratio of probe time to capture time. Issue
+3's target: all lines under 30 s for one pair.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 import torch
 
 from forensics.capture import CaptureSpec, capture_facts, resid_hooks
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 from probes.attribute import AttributeProbeConfig, attribute_probe_line
 from probes.logit_lens import LogitLensConfig, logit_lens_line
@@ -49,33 +53,39 @@ def main() -> None:
     sets = {s: load_facts(args.zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     original = load_model(args.zoo / "models" / "original")
     unlearned = load_model(args.zoo / "models" / args.model)
-    inputs = AuditInputs(original=original, unlearned=unlearned, **sets)
     n_facts = sum(len(v) for v in sets.values())
     print(f"zoo {args.zoo}: original vs {args.model}, {original.n_layers} layers, "
           f"d_model {original.model.cfg.d_model}, {n_facts} facts")
 
     cache = Path(tempfile.mkdtemp(prefix="probe-bench-"))
+
+    def fresh_context() -> AuditContext:
+        """A new audit context over the cache folder: nothing shared in memory, captures on disk."""
+        return AuditContext(original, unlearned, **sets, cache_dir=cache)
+
+    activation_dir = fresh_context().activation_dir  # where the context reads and writes captures
     start, cpu_start = time.perf_counter(), time.process_time()
     for loaded in (original, unlearned):
         for position in ("final", "subject"):
             spec = CaptureSpec(resid_hooks(loaded.n_layers), position)
             for facts in sets.values():
-                capture_facts(loaded, facts, spec, batch_size=64, cache_dir=cache)
+                capture_facts(loaded, facts, spec, batch_size=64, cache_dir=activation_dir)
     capture_seconds, capture_cpu = time.perf_counter() - start, time.process_time() - cpu_start
     print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s "
           f"(CPU {capture_cpu:.2f} s)")
 
     curves = tuple(args.curves.split(","))
     lines = (
-        ("attribute_probes", attribute_probe_line, AttributeProbeConfig(curves=curves, cache_dir=cache)),
-        ("logit_lens", logit_lens_line, LogitLensConfig(cache_dir=cache)),
-        ("trace_detector", trace_line, TraceConfig(cache_dir=cache)),
-        ("memorisation", memorisation_line, SignatureConfig(cache_dir=cache)),
+        ("attribute_probes", attribute_probe_line, AttributeProbeConfig(curves=curves)),
+        ("logit_lens", logit_lens_line, LogitLensConfig()),
+        ("trace_detector", trace_line, TraceConfig()),
+        ("memorisation", memorisation_line, SignatureConfig()),
     )
     total = total_cpu = 0.0
     for name, run, config in lines:
+        ctx = fresh_context()
         start, cpu_start = time.perf_counter(), time.process_time()
-        evidence = run(inputs, config)
+        evidence = run(ctx, config)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         total, total_cpu = total + seconds, total_cpu + cpu
         print(f"{name:<17} {seconds:7.2f} s (CPU {cpu:6.2f} s)   vote {evidence.vote}   ({evidence.reason[:60]})")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
 from forensics.loading import load_model
 from probes.attribute import AttributeProbeConfig, attribute_probe_line
 from probes.logit_lens import LogitLensConfig, logit_lens_line
@@ -38,11 +38,10 @@ def main() -> None:
     sets = {s: load_facts(args.zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     cache = Path(tempfile.mkdtemp(prefix="probe-table-"))
     configs = {
-        "attribute": (attribute_probe_line, AttributeProbeConfig(
-            curves=tuple(args.curves.split(",")), cache_dir=cache)),
-        "logit_lens": (logit_lens_line, LogitLensConfig(cache_dir=cache)),
-        "trace": (trace_line, TraceConfig(cache_dir=cache)),
-        "memorisation": (memorisation_line, SignatureConfig(cache_dir=cache)),
+        "attribute": (attribute_probe_line, AttributeProbeConfig(curves=tuple(args.curves.split(",")))),
+        "logit_lens": (logit_lens_line, LogitLensConfig()),
+        "trace": (trace_line, TraceConfig()),
+        "memorisation": (memorisation_line, SignatureConfig()),
     }
     originals = {}
     rows = []
@@ -56,10 +55,11 @@ def main() -> None:
             originals[original_name] = load_model(args.zoo / "models" / original_name)
         original = originals[original_name]
         unlearned = original if name == original_name else load_model(args.zoo / "models" / name)
-        inputs = AuditInputs(original=original, unlearned=unlearned, **sets)
         for line, (run, config) in configs.items():
+            # A fresh context per line: lines share captures only through the disk cache.
+            ctx = AuditContext(original=original, unlearned=unlearned, **sets, cache_dir=cache)
             start = time.perf_counter()
-            ev = run(inputs, config)
+            ev = run(ctx, config)
             seconds = time.perf_counter() - start
             ci = f"[{ev.ci[0]:+.3f}, {ev.ci[1]:+.3f}]" if ev.ci else "-"
             p = f"{ev.p_value:.3f}" if ev.p_value is not None else "-"

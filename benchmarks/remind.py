@@ -1,9 +1,9 @@
 """Benchmark: REMIND neighbour scoring, batched versus a naive loop over neighbours.
 
 On the same examples (the zoo's forget facts) and the same neighbours (15 per example,
-~30% substitution, seeded), times:
+~30% substitution, seeded; :func:`forensics.lines.remind.prepare_scan`), times:
 
-(a) ``batched``: :func:`forensics.membership.sequence_losses` over every neighbour at once
+(a) ``batched``: :func:`forensics.scoring.sequence_losses` over every neighbour at once
     (length-sorted, right-padded batches of ``--batch-size``), as the REMIND line does;
 (b) ``naive``: one forward pass per neighbour (batch of 1), the same loss.
 
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.context import AuditContext
 from forensics.data import load_facts
-from forensics.evidence import AuditInputs
+from forensics.lines.remind import RemindConfig, prepare_scan
 from forensics.loading import load_model
-from forensics.membership import sequence_losses
-from forensics.remind import RemindConfig, prepare_scan
+from forensics.scoring import sequence_losses
 
 
 def main() -> None:
@@ -43,8 +43,8 @@ def main() -> None:
     zoo = Path(args.zoo)
     loaded = load_model(zoo / "models" / args.model)
     facts = load_facts(zoo / "data" / "forget.jsonl")[0][: args.examples]
-    inputs = AuditInputs(loaded, loaded, facts, facts, facts)
-    scan = prepare_scan(inputs, RemindConfig(max_per_set=None), sets=("forget",))
+    ctx = AuditContext(loaded, loaded, facts, facts, facts)
+    scan = prepare_scan(ctx, RemindConfig(max_per_set=None), sets=("forget",))
     neighbours = scan.neighbours["forget"][0]
     pad = loaded.tokenizer.pad_token_id or 0
     n = len(neighbours)

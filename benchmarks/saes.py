@@ -24,11 +24,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     import torch
 
+    from forensics.capture import layer_hook
+    from forensics.context import AuditContext
     from forensics.data import load_facts, load_sequences
-    from forensics.evidence import AuditInputs
     from forensics.loading import load_model
     from saes.sae import SAETrainConfig, _split_texts, capture_tokens, default_layer, measure_quality, train_sae
-    from saes.sae import layer_hook, token_texts
+    from saes.sae import token_texts
     from saes.steering import SteeringConfig, restoration_sweep, grid
 
     parser = argparse.ArgumentParser()
@@ -68,10 +69,10 @@ def main() -> None:
 
     trained = TrainedSAE(_to_inference(sae), hook, layer, quality)
     steer = SteeringConfig()
-    inputs = AuditInputs(O, U, F, R, H, None, S)
+    ctx = AuditContext(O, U, F, R, H, None, S)
     n_cells = len(grid(steer, U.n_layers, layer))
     start = time.perf_counter()
-    restoration_sweep(inputs, steer, trained)
+    restoration_sweep(ctx, steer, trained)
     t_sweep = time.perf_counter() - start
     n_scored = n_cells * (len(F) + len(H) + 2 * min(steer.n_retain, len(R)))
     print(f"steering sweep ({n_cells} cells x 2 folds, {n_scored:,} fact scorings): {t_sweep:.1f} s "

@@ -1,11 +1,12 @@
 """Validation table for the SAE lines (issue 4): every zoo model against its original.
 
-    python benchmarks/saes_zoo_table.py [--zoo zoo] [--models rmu retrain ...] [--json out.json]
+    python benchmarks/saes_zoo_table.py [--zoo zoo] [--models rmu retrain ...] [--json out.json] [--cache DIR]
 
-Per model: the SAE's quality (trained once per original, cached), expert-feature survival
-on F vs H and the sae_features vote, the best restoration rate per steering intervention
-on F vs H (with the CI of F - H) and the steering vote. Llama models are compared with
-``llama_original``, the others with ``original``.
+Per model: the SAE's quality (trained once per original, cached in ``--cache`` by
+:func:`saes.sae.get_sae`), expert-feature survival on F vs H and the sae_features vote,
+the best restoration rate per steering intervention on F vs H (with the CI of F - H) and
+the steering vote. Llama models are compared with ``llama_original``, the others with
+``original``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
+    from forensics.context import AuditContext
     from forensics.data import load_facts, load_sequences
-    from forensics.evidence import AuditInputs
     from forensics.loading import load_model
-    from saes.features import FeatureConfig, sae_feature_line
+    from saes.experts import FeatureConfig
+    from saes.features import sae_feature_line
     from saes.sae import get_sae, token_texts
     from saes.steering import SteeringConfig, steering_line
 
@@ -46,7 +48,6 @@ def main() -> None:
     S, _ = load_sequences(data["seq_retain"])
     names = args.models or [n for n in info["models"] if n not in ("original", "llama_original")]
     fcfg = FeatureConfig()
-    fcfg.sae.cache_dir = Path(args.cache)
     scfg = SteeringConfig(features=fcfg)
     originals, saes, rows = {}, {}, []
     header = (f"{'model':<15}{'truth':<14}{'SAE EV/L0/dead':<17}{'surv F':>7}{'surv H':>7}{'feat vote':>11}"
@@ -56,13 +57,13 @@ def main() -> None:
         base = "llama_original" if name.startswith("llama_") else "original"
         if base not in originals:
             originals[base] = load_model(zoo / info["models"][base])
-            saes[base] = get_sae(originals[base], token_texts(F, R, H, S), fcfg.sae)
+            saes[base] = get_sae(originals[base], token_texts(F, R, H, S), fcfg.sae, cache_dir=Path(args.cache))
         O, sae = originals[base], saes[base]
         U = load_model(zoo / info["models"][name])
-        inputs = AuditInputs(O, U, F, R, H, None, S)
         start = time.perf_counter()
-        feat = sae_feature_line(inputs, fcfg, sae=sae)
-        steer = steering_line(inputs, scfg, sae=sae)
+        # One fresh context per line (no cache folder): each line captures and scores on its own.
+        feat = sae_feature_line(AuditContext(O, U, F, R, H, None, S), fcfg, sae=sae)
+        steer = steering_line(AuditContext(O, U, F, R, H, None, S), scfg, sae=sae)
         seconds = time.perf_counter() - start
         q = sae.quality
         best = steer.details.get("best", {})
