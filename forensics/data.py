@@ -113,6 +113,7 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
         for record in records:
             if not tokenizer(record["answer"], add_special_tokens=False)["input_ids"]:
                 warnings.append(f"{path}:{record['_line']}: answer {record['answer']!r} tokenises to zero tokens")
+        warnings += _boundary_warnings(path, records, tokenizer)
     for warning in warnings:
         log.warning(warning)
     return facts, warnings
@@ -129,6 +130,40 @@ def load_sequences(path: str | Path) -> tuple[list[Sequence], list[str]]:
     for warning in warnings:
         log.warning(warning)
     return sequences, warnings
+
+
+#: At most this many token-boundary warnings per file are listed one by one; the rest are counted.
+MAX_BOUNDARY_WARNINGS = 5
+
+
+def boundary_problem(tokenizer, prompt: str, answer: str) -> str | None:
+    """Why ``prompt + answer`` is scored on a token boundary the model likely never saw, or None.
+
+    Scoring tokenises the prompt and the answer apart (:func:`forensics.scoring.encode_facts`)
+    and concatenates the ids. That reads the answer as the model would see it after the prompt
+    only when (a) the two tokenisations agree with tokenising the joined text, (b) the prompt
+    does not end in a space or tab (which would belong to the answer's first token), and (c)
+    the answer is not glued to the prompt with no whitespace between them.
+    """
+    if prompt[-1:] in (" ", "\t"):
+        return "the prompt ends in a space: the answer's first token loses its leading space"
+    if answer[:1].isalnum() and prompt[-1:] and not prompt[-1:].isspace():
+        return (f"the answer has no leading space ({prompt[-12:] + answer[:12]!r}); in running text its "
+                f"first word follows a space")
+    joint = tokenizer(prompt + answer)["input_ids"]
+    apart = tokenizer(prompt)["input_ids"] + tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if list(joint) != list(apart):
+        return "prompt + answer tokenise differently together than apart"
+    return None
+
+
+def _boundary_warnings(path, records: list[dict], tokenizer) -> list[str]:
+    found = [(r["_line"], why) for r in records if (why := boundary_problem(tokenizer, r["prompt"], r["answer"]))]
+    warnings = [f"{path}:{line}: token boundary: {why}" for line, why in found[:MAX_BOUNDARY_WARNINGS]]
+    if len(found) > MAX_BOUNDARY_WARNINGS:
+        warnings.append(f"{path}: token boundary: {len(found) - MAX_BOUNDARY_WARNINGS} more facts like these "
+                        f"({len(found)} of {len(records)} in all)")
+    return warnings
 
 
 def _duplicate_warnings(path, records: list[dict], key, what: str) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from forensics.data import Fact
-from forensics.scoring import pad_right
+from forensics.scoring import encode_prompt, pad_right
 
 #: Label of a position that carries no loss (PyTorch's ``ignore_index`` default).
 IGNORE = -100
@@ -66,7 +66,7 @@ def encode_answers(tokenizer, facts: list[Fact], answer: str | None = None) -> B
     """
     rows, labels = [], []
     for fact in facts:
-        p = tokenizer(fact.prompt)["input_ids"]
+        p = encode_prompt(tokenizer, fact.prompt)
         a = tokenizer(answer if answer is not None else fact.answer, add_special_tokens=False)["input_ids"]
         rows.append(p + a)
         labels.append([IGNORE] * len(p) + a)

@@ -5,7 +5,11 @@ fastest): any problem is a one-line :class:`ForensicsInputError`. What the audit
 an empty or malformed set, duplicate fact ids within a set, a holdout set sharing a prompt
 with the forget set, an item longer than the model's context window, a model pair that
 does not match (:func:`forensics.loading.check_pair`). What it only warns about
-(:attr:`AuditInputs.warnings`): duplicate facts, answers that tokenise to nothing.
+(:attr:`AuditInputs.warnings`): duplicate facts, answers that tokenise to nothing, facts
+scored across an unusual token boundary (:func:`forensics.data.boundary_problem`), prompts
+whose BOS would be doubled (:func:`forensics.scoring.doubled_bos`: one is used), and
+forget / holdout sets below the lines' default minimum sample for a vote
+(:class:`forensics.minimum.VoteMinimum`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from typing import Any, Mapping
 from forensics.data import Fact, Sequence, content_hash, load_facts, load_sequences
 from forensics.errors import ForensicsInputError
 from forensics.loading import LoadedModel, check_pair, load_model
+from forensics.minimum import VoteMinimum, shortfall
+from forensics.scoring import doubled_bos
 
 FACT_SETS = ("forget", "retain", "holdout")
 
@@ -80,6 +86,17 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
     sets = {name: getattr(out, name) or [] for name in FACT_SETS}
     check_fact_sets(sets)
     check_lengths(out.original, sets, out.sequences)
+    for name in FACT_SETS:
+        doubled = sum(doubled_bos(out.original.tokenizer, out.original.tokenizer(f.prompt)["input_ids"])
+                      for f in getattr(out, name) or [])
+        if doubled:
+            out.warnings.append(f"{name} set: {doubled} prompts start with the BOS text "
+                                f"{out.original.tokenizer.bos_token!r} and the tokenizer adds BOS too; "
+                                f"one BOS is used, not two")
+    short = shortfall({name: getattr(out, name) for name in FACT_SETS}, VoteMinimum())
+    if short:
+        out.warnings.append(f"sets too small to vote on: {short} (the evidence lines' default minimum; "
+                            f"they report numbers without a vote)")
     for role in ("original", "unlearned", "reference"):
         model = getattr(out, role)
         out.records[role] = _model_record(model) if model is not None else None

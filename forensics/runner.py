@@ -23,8 +23,10 @@ from forensics.config import line_config
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
 from forensics.keys import stable_key
+from forensics.minimum import VoteMinimum, shortfall
 from forensics.profiles import Profile
 from forensics.registry import LineSpec, one_line
+from forensics.verdict import CONTROLLED_VOTES
 
 
 def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> str:
@@ -41,11 +43,22 @@ def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> st
 
 
 def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
-    """Run one line; an unexpected error becomes a ``not_run`` Evidence with its one-line message."""
+    """Run one line; an unexpected error becomes a ``not_run`` Evidence with its one-line message.
+
+    A controlled vote (deleted / suppressed / not_forgotten) is withheld when the forget or
+    holdout set is below the line's :class:`forensics.minimum.VoteMinimum`; the reason then
+    starts with ``"no vote: ..."`` and ``details["vote_withheld"]`` keeps what it would have been.
+    """
     try:
         evidence = line.run(ctx, config)
         if not isinstance(evidence, Evidence):
             raise TypeError(f"the line returned {type(evidence).__name__}, not Evidence")
+        if evidence.vote in CONTROLLED_VOTES and isinstance(config, VoteMinimum):
+            short = shortfall({"forget": ctx.forget, "holdout": ctx.holdout}, config)
+            if short:
+                evidence.details = {**evidence.details, "vote_withheld": {"vote": evidence.vote, "why": short}}
+                evidence.reason = f"no vote: {short} (would have voted {evidence.vote}: {evidence.reason})"
+                evidence.vote = None
         return evidence
     except KeyboardInterrupt:
         raise

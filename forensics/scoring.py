@@ -2,9 +2,10 @@
 per-token statistics of whole sequences.
 
 Tokenisation. A fact is ``prompt + answer``: the prompt is tokenised with the tokenizer's
-own special-token settings (a Llama tokenizer adds its BOS), the answer without special
-tokens, and the two id lists are concatenated (the answer carries its leading space, so
-the split is clean for byte-level BPE).
+own special-token settings (a Llama tokenizer adds its BOS; a prompt that already starts
+with the BOS text keeps one BOS, not two), the answer without special tokens, and the two
+id lists are concatenated (the answer carries its leading space, so the split is clean for
+byte-level BPE).
 
 Padding. Batches are right-padded. In a causal model real positions never attend to
 later (pad) positions and their position indices start at 0 as if unpadded, so right
@@ -48,11 +49,26 @@ class FactScores:
         return float(self.logprob.mean()) if len(self.logprob) else float("nan")
 
 
+def doubled_bos(tokenizer, ids: Sequence[int]) -> bool:
+    """True when ``ids`` start with two BOS tokens: the prompt text already begins with the BOS
+    text (a rendered chat template) and the tokenizer adds its own BOS as well."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return bos is not None and len(ids) >= 2 and ids[0] == bos and ids[1] == bos
+
+
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """A prompt's token ids with the tokenizer's own special tokens, a doubled BOS reduced to
+    one (:func:`doubled_bos`): the model sees one BOS, as in training."""
+    ids = list(tokenizer(prompt)["input_ids"])
+    return ids[1:] if doubled_bos(tokenizer, ids) else ids
+
+
 def encode_facts(tokenizer, facts: Sequence[Fact]) -> list[tuple[list[int], list[int]]]:
-    """``(prompt token ids, answer token ids)`` per fact (see the module docstring)."""
+    """``(prompt token ids, answer token ids)`` per fact (see the module docstring; prompts by
+    :func:`encode_prompt`)."""
     encoded = []
     for fact in facts:
-        prompt_ids = tokenizer(fact.prompt)["input_ids"]
+        prompt_ids = encode_prompt(tokenizer, fact.prompt)
         answer_ids = tokenizer(fact.answer, add_special_tokens=False)["input_ids"]
         encoded.append((list(prompt_ids), list(answer_ids)))
     return encoded

@@ -54,11 +54,18 @@ import numpy as np
 from forensics.capture import CaptureSpec, resid_hooks
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci
 from probes.classifiers import (
-    Labels, ProbeConfig, ProbeError, check_probe_data, fit_and_predict, out_of_fold_scores, strength_grid,
+    Labels,
+    ProbeConfig,
+    ProbeError,
+    check_probe_data,
+    fit_and_predict,
+    out_of_fold_scores,
     stratified_chance_corrected,
+    strength_grid,
 )
 
 QUESTION = "Is the forgotten attribute still readable from U's activations, beyond the holdout control?"
@@ -77,7 +84,7 @@ METHOD = (
 
 
 @dataclass
-class AttributeProbeConfig:
+class AttributeProbeConfig(VoteMinimum):
     """Settings of the attribute-probe line (:func:`attribute_probe_line`)."""
 
     #: "position/kind" curves to compute (position: ``final`` or ``subject``; kind: ``linear``

@@ -34,6 +34,7 @@ import torch
 from forensics.capture import CaptureSpec, resid_hooks
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
@@ -51,7 +52,7 @@ METHOD = (
 
 
 @dataclass
-class LogitLensConfig:
+class LogitLensConfig(VoteMinimum):
     """Settings of the logit-lens line (:func:`logit_lens_line`)."""
 
     #: Prompts per forward pass during activation capture.

@@ -19,11 +19,12 @@ import torch
 
 from forensics.capture import CaptureSpec
 from forensics.data import Fact
+from forensics.minimum import VoteMinimum
 from saes.sae import SAETrainConfig, TrainedSAE
 
 
 @dataclass
-class FeatureConfig:
+class FeatureConfig(VoteMinimum):
     """Expert selection (see the module docstring) and the SAE feature line's vote settings."""
 
     #: How O's SAE is obtained (:class:`saes.sae.SAETrainConfig`).

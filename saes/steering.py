@@ -58,9 +58,10 @@ import numpy as np
 import torch
 
 from forensics.capture import CaptureSpec, layer_hook
-from forensics.data import Fact
 from forensics.context import AuditContext
+from forensics.data import Fact
 from forensics.evidence import Evidence
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import score_facts
 from forensics.stats import cluster_bootstrap_diff_ci
@@ -83,7 +84,7 @@ METHOD = (
 
 
 @dataclass
-class SteeringConfig:
+class SteeringConfig(VoteMinimum):
     """Settings of the steering-restoration line (:func:`steering_line`)."""
 
     #: Intervention strengths tried (dimensionless multiplier ``alpha`` of each intervention).

@@ -12,7 +12,7 @@ import torch
 
 from forensics.capture.spec import Activations
 from forensics.errors import ForensicsInputError
-from forensics.scoring import pad_right
+from forensics.scoring import doubled_bos, pad_right
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 #: Hook points that run before block 0.
@@ -41,6 +41,12 @@ def _encode(tokenizer, prompts: Sequence[str], subjects: Sequence[str] | None,
     else:
         enc = tokenizer(list(prompts))
     ids = [list(x) for x in enc["input_ids"]]
+    offsets = list(enc["offset_mapping"]) if need_offsets else None
+    for k, row in enumerate(ids):  # a doubled BOS keeps one, as forensics.scoring.encode_prompt does
+        if doubled_bos(tokenizer, row):
+            ids[k] = row[1:]
+            if offsets is not None:
+                offsets[k] = list(offsets[k])[1:]
     positions = []
     for k, row in enumerate(ids):
         index = first_index + k
@@ -51,7 +57,7 @@ def _encode(tokenizer, prompts: Sequence[str], subjects: Sequence[str] | None,
                 f"prompt {index} is {len(row)} tokens long, more than the model's context of {n_ctx}"
             )
         if need_offsets:
-            positions.append(_subject_last_token(prompts[k], subjects[k], enc["offset_mapping"][k], index))
+            positions.append(_subject_last_token(prompts[k], subjects[k], offsets[k], index))
         else:
             positions.append(len(row) - 1)
     return _Encoded(ids=ids, positions=positions)

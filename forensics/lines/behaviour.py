@@ -33,12 +33,14 @@ import numpy as np
 
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import FactScores
 from forensics.stats import bootstrap_mean_diff_ci, permutation_p_value
 
+
 @dataclass
-class BehaviourConfig:
+class BehaviourConfig(VoteMinimum):
     """Settings of the behaviour gate (:func:`behaviour_line`)."""
 
     #: Bootstrap resamples for the CI of effect - control (count).

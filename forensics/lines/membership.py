@@ -53,11 +53,12 @@ from typing import Sequence
 
 import numpy as np
 
-from forensics.data import Fact
 from forensics.context import AuditContext
+from forensics.data import Fact
 from forensics.evidence import Evidence
-from forensics.registry import register
 from forensics.mia import ATTACKS, attack_scores, auc
+from forensics.minimum import VoteMinimum
+from forensics.registry import register
 from forensics.scoring import fact_token_ids, token_stats
 from forensics.stats import cluster_permutation_p
 
@@ -117,7 +118,7 @@ def _groups(facts: Sequence[Fact], prefix: str) -> np.ndarray:
 # ------------------------------------------------------------------------------ the line
 
 @dataclass
-class MembershipConfig:
+class MembershipConfig(VoteMinimum):
     """Settings of the membership-inference line (:func:`membership_line`)."""
 
     #: Share (fraction) of a text's lowest-scoring tokens that Min-K% and Min-K%++ average.

@@ -40,9 +40,10 @@ import torch
 
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
-from forensics.registry import register
 from forensics.loading import load_hf_model
+from forensics.minimum import VoteMinimum
 from forensics.quantize import quantize_model
+from forensics.registry import register
 from forensics.scoring import logits_fn_for, score_facts
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
@@ -60,7 +61,7 @@ METHOD = (
 
 
 @dataclass
-class QuantizationConfig:
+class QuantizationConfig(VoteMinimum):
     """Settings of the quantization attack (:func:`quantization_line`)."""
 
     #: Bit widths tried, each quantized from the full-precision weights.

@@ -52,11 +52,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forensics.data import Fact
 from forensics.context import AuditContext
+from forensics.data import Fact
 from forensics.evidence import Evidence
+from forensics.finetune import (
+    IGNORE,
+    Sampler,
+    encode_answers,
+    run_steps,
+    trainable_copy,
+)
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
-from forensics.finetune import IGNORE, Sampler, encode_answers, run_steps, trainable_copy
 from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
 from forensics.stats import cluster_permutation_p
 
@@ -75,7 +82,7 @@ METHOD = (
 
 
 @dataclass
-class RelearningConfig:
+class RelearningConfig(VoteMinimum):
     """Settings of the relearning attack (:func:`relearning_line`): the attack budget, the
     resampling and the vote thresholds."""
 

@@ -63,14 +63,21 @@ from typing import Sequence
 
 import numpy as np
 
-from forensics.data import Fact
 from forensics.context import AuditContext
+from forensics.data import Fact
 from forensics.evidence import Evidence
-from forensics.registry import register
 from forensics.landscape import (
-    FEATURES, baseline_scores, classify, landscape_features, make_neighbours, max_radius, nearest_tokens,
+    FEATURES,
+    baseline_scores,
+    classify,
+    landscape_features,
+    make_neighbours,
+    max_radius,
+    nearest_tokens,
     split_indices,
 )
+from forensics.minimum import VoteMinimum
+from forensics.registry import register
 from forensics.scoring import fact_token_ids, sequence_losses
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
@@ -89,7 +96,7 @@ METHOD = (
 
 
 @dataclass
-class RemindConfig:
+class RemindConfig(VoteMinimum):
     """Settings of the REMIND line (:func:`remind_line`)."""
 
     #: Neighbours per example (count); neighbour ``j`` substitutes ``1 + j mod R`` tokens.

@@ -66,3 +66,12 @@ def test_no_source_file_is_over_the_size_limit():
             if n > MAX_LINES:
                 too_long[str(path.relative_to(ROOT))] = n
     assert not too_long, f"files over {MAX_LINES} lines: {too_long}"
+
+
+def test_every_voting_line_declares_its_minimum_sample():
+    from forensics.minimum import VoteMinimum
+    from forensics.registry import discover_lines
+
+    for name, spec in discover_lines()[0].items():
+        if set(spec.votes) & {"deleted", "suppressed", "not_forgotten"}:
+            assert issubclass(spec.config, VoteMinimum), name
