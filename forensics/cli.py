@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 from forensics.errors import ForensicsInputError
+from forensics.registry import LineRegistrationError
 
 DEFAULT_ZOO = Path("zoo")
 DEFAULT_DEMO_OUT = Path("demo_reports")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--holdout", type=Path,
                        help="H: facts of the same form no model saw, the control (without it: INCONCLUSIVE)")
     audit.add_argument("--reference", type=Path, help="a model retrained without F (a second control)")
-    audit.add_argument("--sequences", type=Path, help="sequence set (JSONL) for the sequence-level lines")
+    audit.add_argument("--sequences", type=Path, help="sequence set (JSONL): extra text for training the SAE on O")
     audit.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     audit.add_argument("--seed", type=int, default=0)
     audit.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
@@ -213,7 +214,8 @@ def _print_result(result, indent: str = "") -> None:
     for e in result.evidence:
         seconds = result.timings.get(e.line, {}).get("seconds", 0.0)
         vote = e.vote or ("not run" if e.status == "not_run" else e.status if e.status != "ok" else "no vote")
-        print(f"{indent}  {e.line:<22} {vote:<14} {seconds:7.1f} s")
+        cached = " (cached)" if result.timings.get(e.line, {}).get("cached") else ""
+        print(f"{indent}  {e.line:<22} {vote:<14} {seconds:7.1f} s{cached}")
     if result.out is not None:
         for name in ("report.html", "report.pdf", "results.json"):
             if (result.out / name).exists():
@@ -302,6 +304,7 @@ def cmd_lines(args) -> int:
         print(f"  question: {spec.question}")
         print(f"  needs:    {', '.join(spec.needs)}")
         print(f"  votes:    {', '.join(spec.votes) or 'none (descriptive)'}; control side: {spec.side}")
+        print(f"  method:   {spec.method}")
         if spec.config is not None:
             print(f"  config ({spec.config.__name__}; set with --set {name}.FIELD=VALUE):")
             for path, kind, default, doc in describe_config(spec.config):
@@ -321,12 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ForensicsInputError as err:
+    except (ForensicsInputError, LineRegistrationError) as err:  # bad input, or a plug-in declared wrongly
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is not None:  # tuple[int, ...], int | None ...
+        return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -187,7 +189,10 @@ def describe_config(cls: type, prefix: str = "") -> list[tuple[str, str, str, st
     config dataclasses flattened as ``outer.inner``."""
     rows = []
     hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
+    docs: dict[str, str] = {}
+    for base in reversed(cls.__mro__):  # inherited fields (VoteMinimum ...) keep their docs
+        if dataclasses.is_dataclass(base):
+            docs.update(field_docs(base))
     default = cls()
     for f in dataclasses.fields(cls):
         if not f.init or f.name.startswith("_"):

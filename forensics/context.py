@@ -7,8 +7,9 @@ per audit and then served from memory:
 - **activations** (:meth:`AuditContext.capture`, :meth:`AuditContext.capture_facts`):
   keyed by (model, prompts and subjects, hook spec), as the on-disk capture cache is
   (:func:`forensics.capture.cache_key`; the batch size does not enter the key). With a
-  ``cache_dir`` they also live on disk under ``cache_dir/activations`` and survive the
-  process (resume, and audits that share an original);
+  ``cache_dir`` the captures of the audit's own models also live on disk under
+  ``cache_dir/activations`` and survive the process (resume, and audits that share an
+  original); models a line derives (copies, twins) stay in memory;
 - **answer scores** (:meth:`AuditContext.fact_scores`): greedy correctness and answer
   log-prob per fact (:func:`forensics.scoring.score_facts`, batches of
   :data:`SCORE_BATCH_SIZE`), keyed by (model, fact set);
@@ -66,14 +67,22 @@ class AuditContext:
         """The on-disk activation store (None without a cache folder)."""
         return self.cache_dir / "activations" if self.cache_dir is not None else None
 
-    def _shared(self, kind: str, key: tuple, compute):
+    def _shared(self, kind: str, key: tuple, compute, owner: Any = None):
+        """The memoised ``compute()`` under ``(kind,) + key``. ``owner`` (a model whose ``id``
+        is part of the key) is kept alive with the entry, so its ``id`` cannot be reused."""
         full = (kind,) + key
         if full in self._memo:
             self.counts[f"{kind}.served"] += 1
-            return self._memo[full]
+            return self._memo[full][1]
         self.counts[f"{kind}.computed"] += 1
-        value = self._memo[full] = compute()
+        value = compute()
+        self._memo[full] = (owner, value)
         return value
+
+    def _is_input_model(self, loaded) -> bool:
+        """True for the audit's own models; derived ones (copies, twins) never touch the disk
+        cache, whose key names a model by its checkpoint's files."""
+        return any(loaded is m for m in (self.original, self.unlearned, self.reference))
 
     def capture(self, loaded: "LoadedModel", prompts: Sequence[str], spec: CaptureSpec,
                 subjects: Sequence[str | None] | None = None, batch_size: int = 64) -> Activations:
@@ -83,8 +92,9 @@ class AuditContext:
         subject_key = tuple(subjects) if spec.position == "subject" and subjects is not None else None
         key = (id(loaded.model), loaded.weights_hash, content_hash(prompts),
                content_hash(s or "" for s in subject_key) if subject_key else None, spec.hooks, spec.position)
+        disk = self.activation_dir if self._is_input_model(loaded) else None
         return self._shared("activations", key, lambda: capture(
-            loaded, prompts, spec, subjects=subjects, batch_size=batch_size, cache_dir=self.activation_dir))
+            loaded, prompts, spec, subjects=subjects, batch_size=batch_size, cache_dir=disk), owner=loaded.model)
 
     def capture_facts(self, loaded: "LoadedModel", facts: Sequence[Fact], spec: CaptureSpec,
                       batch_size: int = 64) -> Activations:
@@ -98,7 +108,7 @@ class AuditContext:
         facts = list(facts)
         key = (id(loaded.model), loaded.weights_hash, content_hash(facts))
         return self._shared("fact_scores", key, lambda: score_facts(
-            logits_fn_for(loaded.model), loaded.tokenizer, facts, SCORE_BATCH_SIZE, loaded.device))
+            logits_fn_for(loaded.model), loaded.tokenizer, facts, SCORE_BATCH_SIZE, loaded.device), owner=loaded.model)
 
     def sae(self, config, layer: int | None = None):
         """O's SAE (:func:`saes.sae.get_sae`) for ``config`` (a :class:`saes.sae.SAETrainConfig`)

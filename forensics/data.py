@@ -148,8 +148,7 @@ def boundary_problem(tokenizer, prompt: str, answer: str) -> str | None:
     if prompt[-1:] in (" ", "\t"):
         return "the prompt ends in a space: the answer's first token loses its leading space"
     if answer[:1].isalnum() and prompt[-1:] and not prompt[-1:].isspace():
-        return (f"the answer has no leading space ({prompt[-12:] + answer[:12]!r}); in running text its "
-                f"first word follows a space")
+        return "the answer has no leading space: it is glued to the prompt's last word"
     joint = tokenizer(prompt + answer)["input_ids"]
     apart = tokenizer(prompt)["input_ids"] + tokenizer(answer, add_special_tokens=False)["input_ids"]
     if list(joint) != list(apart):

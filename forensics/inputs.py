@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 from forensics.data import Fact, Sequence, content_hash, load_facts, load_sequences
 from forensics.errors import ForensicsInputError
+from forensics.keys import model_identity
 from forensics.loading import LoadedModel, check_pair, load_model
 from forensics.minimum import VoteMinimum, shortfall
 from forensics.scoring import doubled_bos
@@ -34,7 +35,8 @@ class AuditInputs:
     """Loaded and validated inputs; ``None`` where not given.
 
     ``records``: role -> what ``results.json`` says of each input (path, hashes, sizes);
-    ``hashes``: role -> weights or content hash (the line cache's input key);
+    ``hashes``: role -> model identity (:func:`forensics.keys.model_identity`) or data content
+    hash (the line cache's input key);
     ``warnings``: data-validation warnings, one line each.
     """
 
@@ -100,7 +102,7 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
     for role in ("original", "unlearned", "reference"):
         model = getattr(out, role)
         out.records[role] = _model_record(model) if model is not None else None
-        out.hashes[role] = model.weights_hash if model is not None else None
+        out.hashes[role] = model_identity(model) if model is not None else None
     for name in FACT_SETS + ("sequences",):
         items = getattr(out, name)
         if items is None:

@@ -20,9 +20,35 @@ def check_output_dir(path: str | Path) -> Path:
     """Return ``path`` as a :class:`~pathlib.Path`; raises :class:`ForensicsInputError` when it
     exists and is not an empty folder."""
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise ForensicsInputError(f"output folder {path} is a file; choose a new folder")
+    if path.exists() and any(path.iterdir()):
         raise ForensicsInputError(f"output folder {path} already exists and is not empty; choose a new one")
+    _check_parents(path)
     return path
+
+
+def check_cache_dir(cache: str | Path, out: Path | None) -> Path:
+    """Return ``cache`` as a Path; raises :class:`ForensicsInputError` when it is a file, when
+    a parent is a file, or when it lies inside (or is) the output folder ``out``, which is
+    written atomically at the end."""
+    cache = Path(cache)
+    if cache.exists() and not cache.is_dir():
+        raise ForensicsInputError(f"cache folder {cache} is a file; choose a folder")
+    _check_parents(cache)
+    if out is not None:
+        inner, outer = cache.resolve(), out.resolve()
+        if inner == outer or outer in inner.parents:
+            raise ForensicsInputError(f"the cache folder {cache} must not be inside the output folder {out}")
+    return cache
+
+
+def _check_parents(path: Path) -> None:
+    for parent in path.resolve().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ForensicsInputError(f"cannot create {path}: {parent} is a file")
+            return
 
 
 @contextmanager

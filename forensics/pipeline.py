@@ -45,29 +45,30 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
     """
     from forensics.context import AuditContext
     from forensics.inputs import load_inputs
-    from forensics.output import check_output_dir
+    from forensics.output import check_cache_dir, check_output_dir
     from forensics.registry import discover_lines
     from forensics.runner import run_lines
     from forensics.verdict import decide
 
     started = time.time()
-    if profile not in PROFILES:
-        raise ForensicsInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    _check_arguments(profile, seed, lines, settings)
     out = check_output_dir(out) if out is not None else None
+    own_cache = cache_dir is None and out is not None
+    cache = (check_cache_dir(cache_dir, out) if cache_dir is not None
+             else out.parent / f".{out.name}.cache" if out is not None else None)
     registry, broken = discover_lines()
     chosen = _chosen_lines(registry, lines, settings, PROFILES[profile], seed)
     inputs = load_inputs(original, unlearned, forget, retain, holdout, reference, sequences, device, dtype)
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     say(f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
         f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}")
-    own_cache = cache_dir is None and out is not None
-    cache = Path(cache_dir) if cache_dir is not None else out.parent / f".{out.name}.cache" if out else None
     ctx = AuditContext(original=inputs.original, unlearned=inputs.unlearned, forget=inputs.forget,
                        retain=inputs.retain, holdout=inputs.holdout, reference=inputs.reference,
                        sequences=inputs.sequences, cache_dir=cache)
     evidence, timings = run_lines(ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say)
     result = _result(inputs, ctx, evidence, timings, decide(evidence, has_holdout=bool(inputs.holdout)), broken,
                      seed=seed, profile=profile, device=device, dtype=dtype, redact=redact, started=started,
+                     lines=list(lines) if lines is not None else None, settings=dict(settings or {}),
                      command=command or _api_command(original, unlearned, profile, seed))
     if out is not None:
         say("writing the reports ...")
@@ -76,6 +77,19 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
             shutil.rmtree(cache, ignore_errors=True)
         say(f"verdict: {result.verdict.label} ({result.verdict.confidence}); report: {out / 'report.html'}")
     return result
+
+
+def _check_arguments(profile: str, seed, lines, settings) -> None:
+    """The plain arguments' types and values (one-line errors)."""
+    if profile not in PROFILES:
+        raise ForensicsInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ForensicsInputError(f"seed must be an integer, got {seed!r}")
+    if lines is not None and (isinstance(lines, str) or not all(isinstance(n, str) for n in lines)):
+        raise ForensicsInputError(f"lines must be a list of line names, got {lines!r}")
+    if settings is not None and not (isinstance(settings, dict)
+                                     and all(isinstance(v, dict) for v in settings.values())):
+        raise ForensicsInputError("settings must be a dict of line name -> {field: value}")
 
 
 def _chosen_lines(registry: dict, lines: list[str] | None, settings: Mapping | None, profile, seed: int) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Literal
@@ -30,6 +31,8 @@ from forensics.evidence import Evidence
 REQUIREMENTS = ("original", "unlearned", "reference", "forget", "retain", "holdout", "sequences")
 #: Votes a line may cast.
 VOTES = ("deleted", "suppressed", "not_forgotten", "modified", "unmodified")
+#: What a line name may look like (it is used in ``--lines a,b`` and ``--set LINE.FIELD=...``).
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 #: Packages whose modules are scanned for lines.
 LINE_PACKAGES = ("forensics.lines", "probes", "saes")
 #: Entry-point group through which other distributions add lines.
@@ -106,6 +109,10 @@ def register(
     Raises :class:`LineRegistrationError` for an unknown need, vote or side, a config that is not a
     dataclass, or a name already registered by another function.
     """
+    if not NAME_PATTERN.fullmatch(name):
+        raise LineRegistrationError(f"line name {name!r}: use lower-case letters, digits and underscores")
+    if side == "o_side" and not o_side_path:
+        raise LineRegistrationError(f"line {name!r}: side='o_side' needs o_side_path (details keys to O's contrast)")
     unknown = sorted(set(needs) - set(REQUIREMENTS))
     if unknown:
         raise LineRegistrationError(f"line {name!r}: unknown requirements {unknown}; choose from {REQUIREMENTS}")

@@ -35,7 +35,9 @@ class AuditResult:
     device: str = "cpu"
     dtype: str = "float32"
     redact: bool = False
-    timings: dict[str, dict[str, Any]] = field(default_factory=dict)  # line -> {seconds, cached}
+    lines: list[str] | None = None  # the lines asked for (None: every line)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-line config overrides
+    timings: dict[str, dict[str, Any]] = field(default_factory=dict)  # line -> {seconds, cached, config}
     examples: list[dict[str, Any]] = field(default_factory=list)  # a few forget facts, O's and U's answers
     skipped_modules: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -55,7 +57,7 @@ class AuditResult:
 
     def to_json(self) -> dict[str, Any]:
         """The ``results.json`` object (schema :data:`SCHEMA`), redacted when the audit ran with
-        ``--redact``; each evidence entry carries its line's ``seconds`` and ``cached``."""
+        ``--redact``; each evidence entry carries its line's ``seconds``, ``cached`` and ``config``."""
         evidence = []
         for e in self.evidence:
             entry = e.to_json()
@@ -71,7 +73,8 @@ class AuditResult:
             "inputs": jsonable(self.inputs),
             "run": {
                 "command": self.command, "seed": self.seed, "profile": self.profile, "device": self.device,
-                "dtype": self.dtype, "redact": self.redact, "started": self.started,
+                "dtype": self.dtype, "redact": self.redact, "lines": self.lines,
+                "settings": jsonable(self.settings), "started": self.started,
                 "seconds": round(self.seconds, 2),
             },
             "versions": self.versions,

@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any, Callable, Mapping
 from forensics.config import line_config
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
-from forensics.keys import stable_key
+from forensics.keys import code_version, stable_key
 from forensics.minimum import VoteMinimum, shortfall
 from forensics.profiles import Profile
 from forensics.registry import LineSpec, one_line
@@ -30,16 +32,20 @@ from forensics.verdict import CONTROLLED_VOTES
 
 
 def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> str:
-    """Cache key of a line's result: its module's source, its configuration and its inputs
-    (32 hex characters)."""
+    """Cache key of a line's result (32 hex characters): its module's source and the whole
+    package's (:func:`forensics.keys.code_version`, dependency versions included), its
+    configuration and its inputs (models by :func:`forensics.keys.model_identity`: weights,
+    config, dtype, device, tokenizer; data sets by content hash)."""
     module = sys.modules.get(line.module)
     try:
-        source = inspect.getsource(module) if module else line.name
-    except (OSError, TypeError):
-        source = line.name
+        source = inspect.getsource(module) if module else inspect.getsource(line.run)
+    except (OSError, TypeError):  # defined interactively: its compiled code stands in for the source
+        code = line.run.__code__
+        source = repr((code.co_code, code.co_consts, code.co_names))
     cfg = dataclasses.asdict(config) if config is not None and dataclasses.is_dataclass(config) else {}
     return stable_key({"line": line.name, "source": hashlib.sha256(source.encode()).hexdigest(),
-                       "config": cfg, "inputs": dict(input_hashes), "needs": list(line.needs)})[:32]
+                       "code": code_version(), "config": cfg, "inputs": dict(input_hashes),
+                       "needs": list(line.needs)})[:32]
 
 
 def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
@@ -53,6 +59,10 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
         evidence = line.run(ctx, config)
         if not isinstance(evidence, Evidence):
             raise TypeError(f"the line returned {type(evidence).__name__}, not Evidence")
+        if evidence.line != line.name:
+            raise ValueError(f"the line returned evidence named {evidence.line!r}")
+        if evidence.vote is not None and evidence.vote not in line.votes:
+            raise ValueError(f"the line voted {evidence.vote!r} but declares votes {line.votes}")
         if evidence.vote in CONTROLLED_VOTES and isinstance(config, VoteMinimum):
             short = shortfall({"forget": ctx.forget, "holdout": ctx.holdout}, config)
             if short:
@@ -71,7 +81,8 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
 def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile, seed: int,
               overrides: Mapping[str, Mapping[str, Any]], input_hashes: Mapping[str, Any],
               cache_dir: Path | None, say: Callable[[str], None]) -> tuple[list[Evidence], dict[str, dict]]:
-    """Run ``lines`` in order on ``ctx``; returns the evidence and ``{line: {seconds, cached}}``.
+    """Run ``lines`` in order on ``ctx``; returns the evidence and ``{line: {seconds, cached,
+    config}}`` (``config``: the configuration the line ran with, as a dict).
 
     A line whose needs the inputs do not meet is recorded as "not run". With ``cache_dir``
     finished results are read from and written to ``cache_dir/lines`` (see the module
@@ -93,8 +104,8 @@ def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile
         config = line_config(line, profile, seed, overrides.get(name))
         stored = cache_dir / "lines" / f"{name}-{line_key(line, config, input_hashes)}.json" if cache_dir else None
         start = time.time()
-        if stored is not None and stored.is_file():
-            saved = json.loads(stored.read_text())
+        saved = _read_stored(stored)
+        if saved is not None:
             result = Evidence.from_json(saved["evidence"])
             timings[name] = {"seconds": saved["seconds"], "cached": True}
         else:
@@ -102,11 +113,39 @@ def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile
             result = run_line(line, ctx, config)
             timings[name] = {"seconds": round(time.time() - start, 2), "cached": False}
             if stored is not None and not result.reason.startswith("error:"):
-                tmp = stored.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"seconds": timings[name]["seconds"],
-                                           "evidence": result.to_json(include_figures=True)}))
-                tmp.replace(stored)
+                _write_stored(stored, {"seconds": timings[name]["seconds"],
+                                       "evidence": result.to_json(include_figures=True)})
+        timings[name]["config"] = (json.loads(json.dumps(dataclasses.asdict(config), default=str))
+                                   if config is not None else None)
         evidence.append(result)
         vote = result.vote or ("not run" if result.status == "not_run" else "no vote")
         say(f"{step}: {vote} ({timings[name]['seconds']:.1f} s{', cached' if timings[name]['cached'] else ''})")
     return evidence, timings
+
+
+def _read_stored(path: Path | None) -> dict | None:
+    """A finished line's stored result, or None (absent, unreadable or corrupt: a cache miss)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        Evidence.from_json(saved["evidence"])
+        float(saved["seconds"])
+        return saved
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_stored(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a unique temp file, fsync, rename), so two
+    audits sharing a cache never read half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

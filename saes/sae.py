@@ -65,7 +65,7 @@ import torch
 from forensics.capture import CaptureSpec, capture, layer_hook
 from forensics.data import Fact, content_hash
 from forensics.errors import ForensicsInputError
-from forensics.keys import stable_key
+from forensics.keys import model_identity, stable_key
 
 QUALITY_FILE = "forensics_quality.json"
 #: In-process memo of trained SAEs by cache key (two lines of one audit share one SAE).
@@ -290,12 +290,14 @@ def _split_texts(offsets: torch.Tensor, fraction: float, seed: int) -> tuple[tor
     return ~row_eval, row_eval
 
 
-def cache_key(weights_hash: str, hook: str, config: SAETrainConfig, texts_hash: str) -> str:
-    """The SHA-256 (hex) naming a trained SAE: O's weights hash, the hook, the training fields
-    of ``config``, the token texts' content hash, the SAELens version and :data:`SAE_FORMAT_VERSION`."""
+def cache_key(model: dict | str, hook: str, config: SAETrainConfig, texts_hash: str) -> str:
+    """The SHA-256 (hex) naming a trained SAE: O's identity (``model``:
+    :func:`forensics.keys.model_identity`, or any string naming it), the hook, the training
+    fields of ``config``, the token texts' content hash, the SAELens version and
+    :data:`SAE_FORMAT_VERSION`."""
     import sae_lens
 
-    parts = {"weights": weights_hash, "hook": hook, "config": config.training_fields(),
+    parts = {"model": model, "hook": hook, "config": config.training_fields(),
              "texts": texts_hash, "sae_lens": sae_lens.__version__, "format": SAE_FORMAT_VERSION}
     return stable_key(parts)
 
@@ -370,7 +372,7 @@ def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
         quality = measure_quality(user_sae, x_all[eval_rows], x_all, config)
         return TrainedSAE(user_sae, hook, layer, quality, path=Path(config.sae_path), from_cache=True)
 
-    key = cache_key(loaded.weights_hash, hook, config, content_hash(list(texts)))
+    key = cache_key(model_identity(loaded), hook, config, content_hash(list(texts)))
     if key in _MEMO:
         sae, path = _MEMO[key]
         quality = measure_quality(sae, x_all[eval_rows], x_all, config)

@@ -19,7 +19,7 @@ What is captured
     embeddings, plus positional embeddings for GPT-2) and the output of every block.
 
 Tokenisation
-    Exactly as :func:`forensics.behaviour.encode_facts` tokenises a prompt:
+    Exactly as :func:`forensics.scoring.encode_facts` tokenises a prompt:
     ``tokenizer(prompt)`` with the tokenizer's own special-token settings (a Llama
     tokenizer adds its BOS itself), so captured positions align with behaviour scoring.
 

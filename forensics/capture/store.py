@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -13,37 +12,18 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 
 from forensics.data import content_hash
-from forensics.keys import stable_key
+from forensics.keys import model_config_hash, stable_key, tokenizer_hash
 
 if TYPE_CHECKING:
     from forensics.capture.spec import CaptureSpec
 
 #: Bump when the on-disk layout or the meaning of a cached tensor changes.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: a doubled BOS is captured as one
 MANIFEST = "manifest.json"
 SPEC_FILE = "spec.json"
 #: Tensor names in a shard that are not hooks (hook names never start with "meta.").
 META_LENGTHS = "meta.prompt_lengths"
 META_POSITIONS = "meta.positions"
-
-def tokenizer_hash(tokenizer) -> str:
-    """SHA-256 of a tokenizer's vocabulary and (fast tokenizers) full backend definition."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False).encode())
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        digest.update(backend.to_str().encode())
-    for attr in ("add_bos_token", "add_eos_token", "bos_token_id", "eos_token_id"):
-        digest.update(f"{attr}={getattr(tokenizer, attr, None)!r};".encode())
-    return digest.hexdigest()
-
-
-def _model_config_hash(model) -> str:
-    cfg = model.cfg.to_dict() if hasattr(model.cfg, "to_dict") else dict(vars(model.cfg))
-    skip = {"model_name", "tokenizer_name", "device", "n_devices"}
-    cleaned = {k: v for k, v in cfg.items() if k not in skip}
-    return hashlib.sha256(json.dumps(cleaned, sort_keys=True, default=str).encode()).hexdigest()
-
 
 def data_hash(prompts: Sequence[str], subjects: Sequence[str | None] | None, position: str) -> str:
     """Content hash of what is fed to the model (subjects only count for position='subject')."""
@@ -59,7 +39,7 @@ def cache_key_parts(loaded, prompts: Sequence[str], spec: CaptureSpec,
     return {
         "format": CACHE_FORMAT_VERSION,
         "weights_hash": loaded.weights_hash,
-        "model_config_hash": _model_config_hash(model),
+        "model_config_hash": model_config_hash(model),
         "dtype": str(model.cfg.dtype).removeprefix("torch."),
         "device_type": torch.device(model.cfg.device).type,
         "tokenizer_hash": tokenizer_hash(loaded.tokenizer),

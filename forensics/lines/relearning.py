@@ -62,6 +62,7 @@ from forensics.finetune import (
     run_steps,
     trainable_copy,
 )
+from forensics.keys import model_identity
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
@@ -229,7 +230,7 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig) -> dict:
     """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split)."""
     from forensics.data import content_hash
 
-    key = (ctx.original.weights_hash, content_hash(ctx.forget), content_hash(ctx.holdout),
+    key = (repr(sorted(model_identity(ctx.original).items())), content_hash(ctx.forget), content_hash(ctx.holdout),
            repr(asdict(config)), ctx.original.device)
     if key in _POWER_CACHE:
         return _POWER_CACHE[key]

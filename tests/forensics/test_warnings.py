@@ -22,7 +22,7 @@ def _write(path: Path, rows: list[dict]) -> Path:
 
 def _no_leading_space(rows):
     rows[3]["answer"] = rows[3]["answer"].lstrip()
-    return rows, ":4: token boundary: the answer has no leading space"
+    return rows, ":4: token boundary: the answer has no leading space: it is glued to the prompt's last word"
 
 
 def _prompt_ends_in_space(rows):
