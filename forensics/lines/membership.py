@@ -1,14 +1,19 @@
 """Membership inference (METHODS section 10): does U still treat the forget set like
 training data, beyond the holdout control?
 
-Span and scores. Each fact is scored as one text, ``prompt + answer``, tokenised as
-behaviour scoring does (:func:`forensics.scoring.fact_token_ids`), so the subject's name,
-which U was trained on, counts as well as the answer. Per text, with ``lp_t`` the
-log-probability of token ``t`` given its prefix (every token after the first;
-:func:`forensics.scoring.token_stats`, :func:`forensics.mia.attack_scores`):
+Span and scores. Each fact is tokenised as behaviour scoring does
+(:func:`forensics.scoring.encode_facts`) and scored on a *span* (``span``): by default the
+answer's tokens given the prompt, as open-unlearning scores QA data, so that a model which
+has only seen the subjects' names and the question forms (but never the answers) does not
+look like a member; ``span="text"`` scores every token of ``prompt + answer`` after the first
+(the subject's name counts too), and whichever span does not decide is reported as a
+descriptive table (``details.other_span``). Per span, with ``lp_t`` the log-probability of
+token ``t`` given its prefix (:func:`forensics.scoring.token_stats`,
+:func:`forensics.mia.attack_scores`):
 
 - **LOSS** (Yeom et al. 2018): the mean token NLL;
-- **zlib** (Carlini et al. 2021): mean token NLL / ``len(zlib.compress(text.encode("utf-8")))``;
+- **zlib** (Carlini et al. 2021): mean token NLL / ``len(zlib.compress(text.encode("utf-8")))``
+  (the answer's text, or the whole text);
 - **Min-K%** (Shi et al. 2024, k = 20%): mean of the ``max(1, int(k * n))`` lowest ``lp_t``;
 - **Min-K%++** (Zhang et al. 2024, k = 20%): the same over ``(lp_t - mu_t) / sigma_t``, where
   ``mu_t`` and ``sigma_t^2`` are the mean and variance of ``log p(z)`` for ``z`` drawn from
@@ -59,32 +64,56 @@ from forensics.evidence import Evidence
 from forensics.mia import ATTACKS, attack_scores, auc
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
-from forensics.scoring import fact_token_ids, token_stats
+from forensics.scoring import encode_facts, token_stats
 from forensics.stats import cluster_permutation_p
 
 QUESTION = "Does U still treat the forget set like training data (membership inference), beyond the control?"
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "LOSS, zlib, Min-K% and Min-K%++ membership scores of each fact's prompt + answer text under U; "
-    "ROC-AUC of F (members) against H per attack, with a subject-bootstrap CI Bonferroni-adjusted over "
-    "the four attacks. Control: 0.5, or a reference model's AUC on the same texts when one is given. Votes "
+    "LOSS, zlib, Min-K% and Min-K%++ membership scores of each fact's answer tokens given its prompt "
+    "(the span is configurable; the whole prompt + answer text is reported alongside) under U; ROC-AUC "
+    "of F (members) against H per attack, with a subject-bootstrap CI Bonferroni-adjusted over the four "
+    "attacks. Control: 0.5, or a reference model's AUC on the same facts when one is given. Votes "
     "suppressed when some attack's CI of AUC minus control lies above 0; deleted when every attack has "
     "power in O (O's AUC clearly above 0.5) and every attack's CI stays within a set share (default a "
     "quarter) of O's margin over 0.5. F scored below the control does not vote."
 )
 
 
-def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Membership scores of each fact's ``prompt + answer`` text under ``loaded``:
-    ``{attack: [n_facts]}`` for every attack in :data:`forensics.mia.ATTACKS`, higher = more
-    member-like (NaN for a single-token text). ``k``: Min-K% share (fraction)."""
+#: The spans the attacks can score.
+SPANS = ("answer", "text")
+
+
+def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256,
+                       spans: Sequence[str] = SPANS) -> dict[str, dict[str, np.ndarray]]:
+    """Membership scores of each fact under ``loaded``, per span: ``{span: {attack: [n_facts]}}``
+    for every attack in :data:`forensics.mia.ATTACKS`, higher = more member-like.
+
+    Span ``"answer"``: the answer's tokens given the prompt (zlib over the answer text);
+    ``"text"``: every token of ``prompt + answer`` after the first (zlib over the whole text).
+    One forward pass serves both. NaN where a span has no token. ``k``: Min-K% share (fraction).
+    """
     pad = loaded.tokenizer.pad_token_id or 0
-    stats = token_stats(loaded.model, fact_token_ids(loaded.tokenizer, facts), batch_size, loaded.device, pad)
-    return attack_scores(stats, [f.text for f in facts], k)
+    encoded = encode_facts(loaded.tokenizer, facts)
+    stats = token_stats(loaded.model, [p + a for p, a in encoded], batch_size, loaded.device, pad)
+    out = {}
+    if "text" in spans:
+        out["text"] = attack_scores(stats, [f.text for f in facts], k)
+    if "answer" in spans:  # lp[t] is the log-prob of token t + 1: the answer's tokens sit at len(p) - 1 ...
+        answer_stats = [{key: s[key][len(p) - 1: len(p) - 1 + len(a)] for key in ("lp", "mu", "sigma")}
+                        for s, (p, a) in zip(stats, encoded)]
+        out["answer"] = attack_scores(answer_stats, [f.answer for f in facts], k)
+    return out
 
 
 # ---------------------------------------------------------------------------- AUC + CI
+
+def _finite_auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """AUC over the finite scores only (None when a side has none): a descriptive number."""
+    pos, neg = pos[np.isfinite(pos)], neg[np.isfinite(neg)]
+    return auc(pos, neg) if len(pos) and len(neg) else None
+
 
 def _cluster_index(groups: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(groups == g) for g in dict.fromkeys(groups.tolist())]
@@ -121,6 +150,10 @@ def _groups(facts: Sequence[Fact], prefix: str) -> np.ndarray:
 class MembershipConfig(VoteMinimum):
     """Settings of the membership-inference line (:func:`membership_line`)."""
 
+    #: Which tokens the attacks score: "answer" (the answer's tokens given the prompt, as
+    #: open-unlearning scores QA data) or "text" (every token of prompt + answer). The other span is
+    #: reported as a descriptive table.
+    span: str = "answer"
     #: Share (fraction) of a text's lowest-scoring tokens that Min-K% and Min-K%++ average.
     k: float = 0.2
     #: Texts per forward pass when computing token statistics.
@@ -174,10 +207,17 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     models = {"unlearned": ctx.unlearned, "original": ctx.original}
     if ctx.reference is not None:
         models["reference"] = ctx.reference
-    scores = {
+    if config.span not in SPANS:
+        return Evidence.not_run(line, QUESTION, f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
+    by_span = {
         (role, name): fact_attack_scores(m, facts, config.k, config.batch_size)
         for role, m in models.items() for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
+    scores = {key: spans[config.span] for key, spans in by_span.items()}
+    other = next(s for s in SPANS if s != config.span)
+    other_span = {"span": other, "auc": {role: {attack: _finite_auc(by_span[(role, "forget")][other][attack],
+                                                                    by_span[(role, "holdout")][other][attack])
+                                                for attack in ATTACKS} for role in models}}
     for (role, name), per_attack in scores.items():
         if any(not np.isfinite(v).all() for v in per_attack.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set")
@@ -251,7 +291,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         line=line,
         question=QUESTION,
         status="ok",
-        metric=f"ROC-AUC of {chosen} membership scores, F (members) vs H; control = "
+        metric=f"ROC-AUC of {chosen} membership scores of the {config.span} span, F (members) vs H; control = "
                + ("the reference model's AUC" if "reference" in roles else "0.5")
                + f"; CI adjusted over {len(ATTACKS)} attacks",
         effect=row["auc"]["unlearned"],
@@ -260,7 +300,8 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         p_value=min(1.0, row["p_value"] * len(ATTACKS)),
         vote=vote,
         reason=reason,
-        details={"attacks": table, "decision_attack": chosen, "k": config.k,
+        details={"attacks": table, "decision_attack": chosen, "k": config.k, "span": config.span,
+                 "other_span": other_span,
                  "privleak": {a: table[a]["privleak"] for a in ATTACKS} if "reference" in roles else None},
         figures={"membership_inference": _figure(table, roles)},
     )

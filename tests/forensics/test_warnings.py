@@ -82,9 +82,10 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
         first = rows[0]["subject"]
         return [Fact(**r) for r in rows if r["subject"] == first][:2]
 
+    text_span = {"span": "text"}  # the reproduction scored whole texts, which voted here
     result = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", two("forget"),
                              two("retain"), two("holdout"), profile="quick", lines=["membership_inference"],
-                             progress=False)
+                             settings={"membership_inference": text_span}, progress=False)
     evidence = result.line("membership_inference")
     assert evidence.status == "ok" and evidence.vote is None
     assert evidence.reason.startswith("no vote: 1 forget subject, at least 8 needed; 2 forget facts, at least 16")
@@ -95,5 +96,6 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
     # the minimum is the line's config: lowered, the vote comes back
     lowered = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", two("forget"),
                               two("retain"), two("holdout"), profile="quick", lines=["membership_inference"],
-                              settings={"membership_inference": {"min_subjects": 1, "min_facts": 1}}, progress=False)
+                              settings={"membership_inference": {**text_span, "min_subjects": 1, "min_facts": 1}},
+                              progress=False)
     assert lowered.line("membership_inference").vote == withheld["vote"]

@@ -1,0 +1,49 @@
+"""Which tokens each answer-level score reads, pinned on a hand-built example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
+    from forensics.data import Fact
+    from forensics.lines.membership import MembershipConfig, fact_attack_scores
+    from forensics.loading import load_model
+    from forensics.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+
+    loaded = load_model(tiny_checkpoints["gpt-neox"])
+    facts = [Fact("the quick brown fox", " jumps over"), Fact("a lazy dog while seven", " bright stars glow"),
+             Fact("calm water", " above")]
+    assert MembershipConfig().span == "answer"
+    spans = fact_attack_scores(loaded, facts)
+    answer_lp = score_facts(logits_fn_for(loaded.model), loaded.tokenizer, facts).logprob
+    n_answer = np.array([len(a) for _, a in encode_facts(loaded.tokenizer, facts)])
+    assert (n_answer >= 1).all() and n_answer.max() > 1
+    # LOSS on the answer span: the mean log-prob of the answer's tokens given the prompt
+    np.testing.assert_allclose(spans["answer"]["loss"], answer_lp / n_answer, atol=1e-5)
+    # LOSS on the text span: minus the mean NLL of every token of prompt + answer after the first
+    ids = [p + a for p, a in encode_facts(loaded.tokenizer, facts)]
+    np.testing.assert_allclose(spans["text"]["loss"], -sequence_losses(loaded.model, ids), atol=1e-5)
+    # a changed prompt moves the text span but not the answer tokens' own positions in the sum
+    assert not np.allclose(spans["answer"]["loss"], spans["text"]["loss"])
+
+
+def test_membership_line_reports_the_other_span(tiny_zoo):
+    from forensics.context import AuditContext
+    from forensics.data import load_facts
+    from forensics.lines.membership import MembershipConfig, membership_line
+    from forensics.loading import load_model
+
+    data = tiny_zoo / "data"
+    facts = {n: load_facts(data / f"{n}.jsonl")[0][:60] for n in ("forget", "retain", "holdout")}
+    ctx = AuditContext(load_model(tiny_zoo / "models" / "original"), load_model(tiny_zoo / "models" / "npo"), **facts)
+    ev = membership_line(ctx, MembershipConfig(n_boot=50, n_perm=50))
+    assert ev.details["span"] == "answer" and ev.details["other_span"]["span"] == "text"
+    assert set(ev.details["other_span"]["auc"]) == {"unlearned", "original"}
+    text = membership_line(ctx, MembershipConfig(n_boot=50, n_perm=50, span="text"))
+    assert text.details["other_span"]["span"] == "answer"
+    assert text.details["attacks"]["loss"]["auc"]["unlearned"] == pytest.approx(
+        ev.details["other_span"]["auc"]["unlearned"]["loss"])
+    bad = membership_line(ctx, MembershipConfig(span="prompt"))
+    assert bad.status == "not_run" and "unknown span" in bad.reason
