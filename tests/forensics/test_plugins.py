@@ -6,11 +6,22 @@ import sys
 import textwrap
 
 
-def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
-    from forensics.registry import ENTRY_POINT_GROUP, LINES, discover_lines
+def _install_plugin(folder, monkeypatch, dist: str, module: str, source: str) -> None:
+    """A module and a distribution whose entry point names it in the lines group, on sys.path."""
+    from forensics.registry import ENTRY_POINT_GROUP
 
-    package = tmp_path / "toy_plugin_line.py"
-    package.write_text(textwrap.dedent('''
+    (folder / f"{module}.py").write_text(source)
+    info = folder / f"{dist}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nentry = {module}\n")
+    monkeypatch.syspath_prepend(str(folder))
+
+
+def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
+    from forensics.registry import LINES, discover_lines
+
+    _install_plugin(tmp_path, monkeypatch, "toy_plugin", "toy_plugin_line", textwrap.dedent('''
         from dataclasses import dataclass
 
         from forensics.evidence import Evidence
@@ -29,11 +40,6 @@ def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
             return Evidence(line="toy_plugin", question="Does a plug-in line load?", status="descriptive",
                             effect=float(config.volume))
     '''))
-    dist = tmp_path / "toy_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\ntoy = toy_plugin_line\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
     try:
         lines, broken = discover_lines()
         assert "toy_plugin" in lines and not broken
@@ -45,14 +51,10 @@ def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
 
 
 def test_a_broken_plug_in_is_reported_not_fatal(tmp_path, monkeypatch):
-    from forensics.registry import ENTRY_POINT_GROUP, discover_lines
+    from forensics.registry import discover_lines
 
-    (tmp_path / "broken_plugin_line.py").write_text("raise RuntimeError('plug-in exploded')\n")
-    dist = tmp_path / "broken_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\nbroken = broken_plugin_line\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    _install_plugin(tmp_path, monkeypatch, "broken_plugin", "broken_plugin_line",
+                    "raise RuntimeError('plug-in exploded')\n")
     try:
         lines, broken = discover_lines()
         assert broken == {"broken_plugin_line": "RuntimeError: plug-in exploded"}
