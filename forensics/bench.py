@@ -121,10 +121,11 @@ class BenchConfig:
 # --------------------------------------------------------------------------- scores
 
 
-def line_score(entry: dict[str, Any]) -> float | None:
+def line_score(entry: dict[str, Any], lines: dict | None = None) -> float | None:
     """A line's score for one audited model (see the module docstring), from its results.json
     entry, oriented by the side of the control the line declares (:data:`forensics.registry.Side`;
-    a line not registered here scores ``|effect - control|``)."""
+    a line not registered here scores ``|effect - control|``). ``lines``: the registry
+    (:func:`forensics.registry.discover_lines`; discovered when not given)."""
     from forensics.registry import discover_lines
 
     if entry.get("status") == "not_run" or entry.get("effect") is None or entry.get("control") is None:
@@ -132,7 +133,7 @@ def line_score(entry: dict[str, Any]) -> float | None:
     diff = float(entry["effect"]) - float(entry["control"])
     if not math.isfinite(diff):
         return None
-    spec = discover_lines()[0].get(entry["line"])
+    spec = (lines if lines is not None else discover_lines()[0]).get(entry["line"])
     if spec is not None and spec.side == "o_side":
         o_side: Any = entry.get("details") or {}
         for key in spec.o_side_path:
@@ -150,7 +151,10 @@ def verdict_score(verdict: dict[str, Any]) -> float:
 
 def scores_of(results: dict[str, Any]) -> dict[str, float]:
     """Every line's score plus the combined ``verdict`` score of one results.json."""
-    out = {e["line"]: s for e in results["evidence"] if (s := line_score(e)) is not None}
+    from forensics.registry import discover_lines
+
+    lines = discover_lines()[0]
+    out = {e["line"]: s for e in results["evidence"] if (s := line_score(e, lines)) is not None}
     out["verdict"] = verdict_score(results["verdict"])
     return out
 
