@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lines = sub.add_parser("lines", help="list the evidence lines: question, needs, votes and configuration fields")
     lines.add_argument("names", nargs="*", help="only these lines")
+    lines.add_argument("--profile", choices=("quick", "standard", "thorough"),
+                       help="show the values this profile runs each line with (default: the config defaults)")
 
     demo = sub.add_parser("demo", help="build the small zoo (cached) and audit two of its models")
     demo.add_argument("--zoo", type=Path, default=DEFAULT_ZOO, help="zoo folder (built if missing)")
@@ -290,7 +292,8 @@ def cmd_bench(args) -> int:
 
 def cmd_lines(args) -> int:
     """Print each evidence line: question, needs, votes, side of the control, method and config fields."""
-    from forensics.config import describe_config
+    from forensics.config import describe_config, line_config
+    from forensics.profiles import PROFILES
     from forensics.registry import discover_lines
 
     registry, broken = discover_lines()
@@ -306,8 +309,10 @@ def cmd_lines(args) -> int:
         print(f"  votes:    {', '.join(spec.votes) or 'none (descriptive)'}; control side: {spec.side}")
         print(f"  method:   {spec.method}")
         if spec.config is not None:
-            print(f"  config ({spec.config.__name__}; set with --set {name}.FIELD=VALUE):")
-            for path, kind, default, doc in describe_config(spec.config):
+            shown = f"profile {args.profile}" if args.profile else "defaults"
+            print(f"  config ({spec.config.__name__}, {shown}; set with --set {name}.FIELD=VALUE):")
+            values = line_config(spec, PROFILES[args.profile], seed=0) if args.profile else None
+            for path, kind, default, doc in describe_config(spec.config, values=values):
                 print(f"    {path:<28} {kind:<18} {default:<14} {doc}")
         print()
     for module, error in broken.items():

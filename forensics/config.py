@@ -184,22 +184,23 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_config(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """``(field path, type, default, doc)`` for every field of a config dataclass, nested
-    config dataclasses flattened as ``outer.inner``."""
+def describe_config(cls: type, prefix: str = "", values: Any = None) -> list[tuple[str, str, str, str]]:
+    """``(field path, type, value, doc)`` for every field of a config dataclass, nested config
+    dataclasses flattened as ``outer.inner``. ``values``: a config object whose values to show
+    (default: the class defaults)."""
     rows = []
     hints = typing.get_type_hints(cls)
     docs: dict[str, str] = {}
     for base in reversed(cls.__mro__):  # inherited fields (VoteMinimum ...) keep their docs
         if dataclasses.is_dataclass(base):
             docs.update(field_docs(base))
-    default = cls()
+    shown = values if values is not None else cls()
     for f in dataclasses.fields(cls):
         if not f.init or f.name.startswith("_"):
             continue
-        value = getattr(default, f.name)
+        value = getattr(shown, f.name)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            rows += describe_config(type(value), f"{prefix}{f.name}.")
+            rows += describe_config(type(value), f"{prefix}{f.name}.", value)
             continue
         rows.append((prefix + f.name, _type_name(hints.get(f.name, type(value))), repr(value), docs.get(f.name, "")))
     return rows

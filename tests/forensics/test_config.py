@@ -241,3 +241,16 @@ def test_a_comma_list_of_strings_is_a_tuple_of_strings():
     assert got == {"attribute_probes": {"curves": ("final/linear", "subject/linear")}}
     assert parse_overrides(["attribute_probes.curves=final/mlp"], lines)["attribute_probes"]["curves"] == ("final/mlp",)
     assert parse("knobs.name=a,b")["knobs"]["name"] == "a,b"  # a str field keeps its commas
+
+
+def test_lines_command_shows_a_profiles_values(capsys):
+    from forensics.cli import main
+
+    assert main(["lines", "attribute_probes", "--profile", "quick"]) == 0
+    quick = capsys.readouterr().out
+    assert main(["lines", "attribute_probes"]) == 0
+    defaults = capsys.readouterr().out
+    row = lambda text, field: next(line for line in text.splitlines() if line.strip().startswith(field + " "))
+    assert "('final/linear',)" in row(quick, "curves") and "profile quick" in quick
+    assert "('final/linear', 'final/mlp', 'subject/linear')" in row(defaults, "curves") and "defaults" in defaults
+    assert row(quick, "n_perm").split()[2] == "10" and row(defaults, "n_perm").split()[2] == "100"
