@@ -47,7 +47,12 @@ times the confidence (high 1, medium 2/3, low 1/3).
 **Faithfulness** (as in the UDS / OpenUnlearning meta-evaluation): ROC-AUC of a line's
 score separating models that still hold the knowledge (ground truth SUPPRESSED and
 NOT_FORGOTTEN: positives) from models that never had it (DELETED: negatives), pooled over
-seeds (ties count one half).
+seeds (ties count one half). It is reported twice: with every model (``lines``) and
+without the zoo's *hard negatives* (``lines_without_hard_negatives``): the deleted models
+that know F's subjects and question forms but never learned F's answers
+(``retrain_mentions``, ``retrain_lineage``; :data:`forensics.zoo.jobs.HARD_NEGATIVES`). A line
+whose faithfulness falls when they are added was separating on familiarity with F's
+subjects, not on the answers. ``hard_negatives`` lists their verdicts.
 
 **Robustness** (UDS meta-evaluation, Lee et al. 2026): the score of each deleted model
 before (``b``) and after (``a``) a perturbation; stability ``1 - |a - b| / (|a| + |b|)``
@@ -238,6 +243,15 @@ def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]])
     return table
 
 
+def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hard negatives' verdicts: ``{"n", "called_suppressed", "models": [{seed, model,
+    truth, verdict, confidence}]}`` (rows flagged ``hard_negative``)."""
+    models = [{k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")}
+              for r in rows if r.get("hard_negative")]
+    return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models),
+            "models": models}
+
+
 # --------------------------------------------------------------------------- perturbations
 
 
@@ -365,6 +379,7 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
                               work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
             results[f"seed{seed}/{name}"] = res
             rows.append({"seed": seed, "model": name, "truth": labels[name]["ground_truth"],
+                         "hard_negative": bool(labels[name].get("hard_negative")),
                          "verdict": res["verdict"]["label"], "confidence": res["verdict"]["confidence"],
                          "scores": scores_of(res)})
             if not config.perturb or labels[name]["ground_truth"] != "DELETED":
@@ -380,6 +395,7 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
                                     work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
                 results[f"seed{seed}/{tag}"] = res_p
                 perturbed.append({"seed": seed, "model": name, "perturbation": kind,
+                                  "hard_negative": rows[-1]["hard_negative"],
                                   "verdict": res_p["verdict"]["label"], "confidence": res_p["verdict"]["confidence"],
                                   "scores": scores_of(res_p), "before": rows[-1]["scores"]})
     bench = {
@@ -393,6 +409,9 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
         "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
         "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
         "lines": meta_evaluation(rows, perturbed),
+        "lines_without_hard_negatives": meta_evaluation([r for r in rows if not r["hard_negative"]],
+                                                        [p for p in perturbed if not p["hard_negative"]]),
+        "hard_negatives": hard_negative_summary(rows),
         "models": rows,
         "perturbed": [{k: v for k, v in p.items() if k != "before"} for p in perturbed],
         "published": {k: {"faithfulness": f, "robustness": r} for k, (f, r) in PUBLISHED.items()},

@@ -52,22 +52,29 @@ def max_radius(n_substitutable: int, share: float) -> int:
     return int(share * n_substitutable + 0.5)
 
 
+def substitutable_positions(seq: Sequence[int], special: set[int], end: int | None = None) -> list[int]:
+    """Positions of ``seq`` a neighbour may substitute: its non-special tokens, before
+    position ``end`` when given (the prompt of a ``prompt + answer`` sequence)."""
+    return [p for p, t in enumerate(seq[:end]) if t not in special]
+
+
 def make_neighbours(
     sequences: Sequence[Sequence[int]], special: set[int], nearest: dict[int, np.ndarray], n_neighbours: int,
-    substitution_share: float, seed: int,
+    substitution_share: float, seed: int, ends: Sequence[int | None] | None = None,
 ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Neighbours of every example (all assumed long enough: radius ``R >= 1``).
 
     Returns ``(token lists, owner, radius)``: ``n_examples * n_neighbours`` token id lists,
     and int arrays of that length giving each neighbour's example index and number of
-    substituted tokens. ``special`` positions are never substituted; ``nearest`` comes
-    from :func:`nearest_tokens`. Neighbour ``j`` of an example substitutes ``1 + j % R``
-    tokens (``R``: :func:`max_radius` of ``substitution_share``), drawn with ``seed``.
+    substituted tokens. Only :func:`substitutable_positions` are substituted (non-special
+    tokens, before ``ends[i]`` when ``ends`` is given); ``nearest`` comes from
+    :func:`nearest_tokens`. Neighbour ``j`` of an example substitutes ``1 + j % R`` tokens
+    (``R``: :func:`max_radius` of ``substitution_share``), drawn with ``seed``.
     """
     rng = np.random.default_rng(seed)
     out, owner, radius = [], [], []
     for i, seq in enumerate(sequences):
-        positions = np.array([p for p, t in enumerate(seq) if t not in special])
+        positions = np.array(substitutable_positions(seq, special, None if ends is None else ends[i]))
         R = max_radius(len(positions), substitution_share)
         for j in range(n_neighbours):
             r = 1 + j % R
@@ -153,12 +160,19 @@ def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, 
     }
 
 
-def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int) -> dict[str, np.ndarray]:
+def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int,
+                    starts: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """Single-point membership baselines of each fact under ``loaded``: ``{"LOSS", "zlib",
-    "Min-K%++": [n_facts]}`` (:func:`forensics.mia.attack_scores`, higher = more member-like)."""
+    "Min-K%++": [n_facts]}`` (:func:`forensics.mia.attack_scores`, higher = more member-like),
+    over every token after the first, or from position ``starts[i]`` on (the answer span;
+    zlib then compresses the answer's text)."""
     pad = loaded.tokenizer.pad_token_id or 0
     stats = token_stats(loaded.model, tokens, min(batch_size, 256), loaded.device, pad)
-    s = attack_scores(stats, [f.text for f in facts])
+    texts = [f.text for f in facts]
+    if starts is not None:  # lp[t] scores token t + 1
+        stats = [{key: st[key][k - 1:] for key in ("lp", "mu", "sigma")} for st, k in zip(stats, starts)]
+        texts = [f.answer for f in facts]
+    s = attack_scores(stats, texts)
     return {"LOSS": s["loss"], "zlib": s["zlib"], "Min-K%++": s["min_k_pp"]}
 
 

@@ -200,21 +200,26 @@ def score_facts(
 @torch.no_grad()
 def sequence_losses(
     model, sequences: Sequence[Sequence[int]], batch_size: int = 512, device="cpu", pad_id: int = 0,
-    max_tokens: int | None = 65536,
+    max_tokens: int | None = 65536, starts: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Mean token NLL (nats) of each whole token sequence, every token after the first;
-    ``[n_sequences]``. Right-padded batches sorted by length, at most ``max_tokens``
-    padded tokens a batch; fully vectorised."""
+    """Mean token NLL (nats) of each token sequence, ``[n_sequences]``: of every token from
+    position ``starts[i]`` on (default 1: every token after the first; an answer span when
+    ``starts`` holds the prompts' lengths). Right-padded batches sorted by length, at most
+    ``max_tokens`` padded tokens a batch; fully vectorised. NaN for a sequence with no
+    scored token."""
     fn = logits_fn_for(model)
     out = np.zeros(len(sequences))
+    first = torch.as_tensor([1] * len(sequences) if starts is None else [max(1, int(k)) for k in starts])
     for idx in length_batches([len(s) for s in sequences], batch_size, max_tokens):
         tokens, lengths = pad_right([list(sequences[i]) for i in idx], pad_id)
         tokens = tokens.to(device)
         lp = torch.log_softmax(fn(tokens)[:, :-1].float(), dim=-1)
         picked = lp.gather(-1, tokens[:, 1:, None])[..., 0]
-        mask = (torch.arange(tokens.shape[1] - 1, device=device)[None, :] < (lengths.to(device) - 1)[:, None])
-        nll = -(picked * mask).sum(1) / mask.sum(1).clamp(min=1)
-        out[idx] = nll.cpu().numpy()
+        target = torch.arange(1, tokens.shape[1], device=device)[None, :]  # position of each scored token
+        mask = (target < lengths.to(device)[:, None]) & (target >= first[idx].to(device)[:, None])
+        count = mask.sum(1)
+        nll = -(picked * mask).sum(1) / count.clamp(min=1)
+        out[idx] = torch.where(count > 0, nll, torch.full_like(nll, float("nan"))).cpu().numpy()
     return out
 
 

@@ -37,13 +37,22 @@ def text_tables(bench: dict[str, Any]) -> str:
             lines.append(f"  {t:<16}" + "".join(f"{conf['matrix'][t][v]:>14}" for v in VERDICTS))
     for row in bench.get("undetermined", []):
         lines.append(f"not scored (oracle UNDETERMINED): seed {row['seed']} {row['model']}: verdict {row['verdict']}")
+    hard = bench.get("hard_negatives") or {"n": 0}
+    if hard["n"]:
+        lines.append(f"hard negatives (DELETED, know F's subjects): {hard['n']}, called SUPPRESSED: "
+                     f"{hard['called_suppressed']} ("
+                     + ", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']}" for m in hard["models"]) + ")")
     lines.append("")
-    lines.append(f"{'line':<22} {'faithful':>9} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}")
+    lines.append(f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} "
+                 f"{'n+':>4} {'n-':>4}")
+    without = bench.get("lines_without_hard_negatives", {})
     for name, row in bench["lines"].items():
-        lines.append(f"{name:<22} {_fmt(row['faithfulness']):>9} {_fmt(row['robustness']):>8} "
+        lines.append(f"{name:<22} {_fmt(row['faithfulness']):>9} "
+                     f"{_fmt(without.get(name, {}).get('faithfulness')):>7} {_fmt(row['robustness']):>8} "
                      f"{_fmt(row['stability_q4']):>7} {_fmt(row['stability_relearn']):>7} "
                      f"{_fmt(row['robustness_scaled']):>8} {row['n_positive']:>4} {row['n_negative']:>4}")
-    lines.append("(robust: UDS stability formula; robust*: stability scaled by the line's P/N gap)")
+    lines.append("(w/o HN: faithfulness without the hard negatives; robust: UDS stability formula; robust*: "
+                 "stability scaled by the line's P/N gap)")
     return "\n".join(lines)
 
 
@@ -67,13 +76,22 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
             parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS)
                          + "</tr>")
         parts.append("</table>")
+    hard = bench.get("hard_negatives") or {"n": 0}
+    if hard["n"]:
+        parts.append(f"<h2>Hard negatives: {hard['n']} deleted models that know F's subjects, called SUPPRESSED: "
+                     f"{hard['called_suppressed']}</h2><p>"
+                     + e(", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']} ({m['confidence']})"
+                                   for m in hard["models"])) + "</p>")
     parts.append("<h2>Evidence lines: faithfulness and robustness</h2><table><tr><th>line</th><th>faithfulness "
-                 "(AUC)</th><th>robustness (UDS)</th><th>Q</th><th>R</th><th>robustness (gap-scaled)</th>"
-                 "<th>n+</th><th>n-</th></tr>")
+                 "(AUC)</th><th>faithfulness without hard negatives</th><th>robustness (UDS)</th><th>Q</th><th>R</th>"
+                 "<th>robustness (gap-scaled)</th><th>n+</th><th>n-</th></tr>")
+    without = bench.get("lines_without_hard_negatives", {})
     for name, row in bench["lines"].items():
-        parts.append(f"<tr><td>{e(name)}</td>" + "".join(f"<td>{_fmt(row[k])}</td>" for k in (
-            "faithfulness", "robustness", "stability_q4", "stability_relearn", "robustness_scaled",
-            "n_positive", "n_negative")) + "</tr>")
+        parts.append(f"<tr><td>{e(name)}</td><td>{_fmt(row['faithfulness'])}</td>"
+                     f"<td>{_fmt(without.get(name, {}).get('faithfulness'))}</td>"
+                     + "".join(f"<td>{_fmt(row[k])}</td>" for k in (
+                         "robustness", "stability_q4", "stability_relearn", "robustness_scaled",
+                         "n_positive", "n_negative")) + "</tr>")
     parts.append("</table><h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
                  "<th>faithfulness</th><th>robustness</th></tr>")
     for name, row in bench["published"].items():

@@ -29,18 +29,17 @@ Transfer check
     SAE's explained variance on U's R prompt tokens must pass the same bar as on O
     (a model retrained from scratch fails it: its basis is unrelated to O's).
 
-Vote (ours; the control rule decides when it may vote):
-- no vote, status "descriptive", when the SAE is below the quality bar ("not
-  trustworthy"), when it does not transfer to U, when no expert feature is found, when
-  fewer than ``min_control_facts`` F or H facts fire any expert in O (no sound control),
-  or when U still answers F (behaviour gap O - U on F below ``min_forgetting``);
-- ``suppressed`` when U no longer answers F yet O's F-specific features survive in U on
-  F: survival on F >= ``min_survival`` and the CI lower bound of F - H >= -``margin``
-  (an equivalence bound: F keeps its features about as well as unseen facts do). The
-  representation at this layer survived; only the read-out was blocked.
-- never ``deleted``: features gone on F at one layer is what deletion looks like, but
-  also what an activation-space push (RMU) looks like, and says nothing about other
-  layers. A loss of features on F is reported (the difference and CI) without a vote.
+No vote (descriptive). F and R differ only by their subjects (same templates, same answer
+vocabulary), so the expert features are features of F's *subjects*, read on the prompt: a
+model that never learned F's answers but knows F's subjects keeps them as well as a model
+that suppressed F (measured on the zoo's ``retrain_lineage``: 89% of O's F experts still
+fire on F against 51% on H, where an earlier version of this line voted ``suppressed``).
+Survival is reported with its CI and a one-line reading; whether the read-out was blocked
+is for the answer-reading lines (attribute probes, logit lens, steering) to say. The
+reading: F's features survive (survival >= ``min_survival``, CI lower bound of F - H >=
+-``margin``, U no longer answers F by ``min_forgetting``), were lost (CI of F - H below 0),
+or neither can be said; or why the line cannot read U at all (SAE below its quality bar,
+no transfer to U, no expert, fewer than ``min_control_facts`` firing facts).
 """
 
 from __future__ import annotations
@@ -62,9 +61,8 @@ METHOD = (
     "An SAE trained on O's residual stream at one hook; expert latents fire on F far more than on R in O "
     "(a latent's activation on a fact: its maximum over the prompt tokens). Effect: the share of a fact's "
     "O-firing experts that still fire in U, averaged over F; control: the same on H; subject-bootstrap CI "
-    "of F - H. Votes suppressed only when the SAE passes its quality bar and transfers to U, U no longer "
-    "answers F, and F's experts survive at least to a set minimum and about as well as H's (CI lower "
-    "bound above minus a set margin); never votes deleted."
+    "of F - H. Descriptive, no vote: the experts are features of F's subjects, read on the prompt, so a "
+    "model that knows F's subjects but never learned F's answers keeps them too."
 )
 
 
@@ -81,7 +79,7 @@ def _not_voting(reason: str, **kw) -> Evidence:
     question=QUESTION,
     needs=("original", "unlearned", "forget", "retain", "holdout"),
     config=FeatureConfig,
-    votes=("suppressed",),
+    votes=(),
     side="either",
     order=40,
     method=METHOD,
@@ -156,9 +154,9 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
         return _not_voting(f"U still answers F (accuracy {acc_u:.2f} vs O's {acc_o:.2f}); the features only describe",
                            **common)
     if effect >= config.min_survival and ci[0] >= -config.margin:
-        return Evidence(line="sae_features", question=QUESTION, status="ok", vote="suppressed",
-                        reason=(f"U no longer answers F, yet {effect:.0%} of O's F-specific features still fire in U "
-                                f"on F (H control {control:.0%})"), **common)
+        return _not_voting(f"U no longer answers F, yet {effect:.0%} of O's F-specific features still fire in U on F "
+                           f"(H control {control:.0%}): F's subjects are still represented at this layer; a model "
+                           "that knows them without the answers shows the same, so no vote", **common)
     if ci[1] < 0:
         why = (f"O's F-specific features fire less in U on F ({effect:.0%}) than on H ({control:.0%}): changed at "
                "this layer (deletion or an activation-space push); no vote")
@@ -167,7 +165,7 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
     else:
         why = (f"survival on F {effect:.0%} vs H {control:.0%}, but the CI of F - H [{ci[0]:+.2f}, {ci[1]:+.2f}] "
                f"is too wide to bound the loss within {config.margin:.2f}; no vote")
-    return Evidence(line="sae_features", question=QUESTION, status="ok", vote=None, reason=why, **common)
+    return _not_voting(why, **common)
 
 
 def _figure(table: dict, hook: str) -> bytes:

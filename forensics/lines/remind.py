@@ -1,11 +1,17 @@
 """REMIND input loss landscapes (METHODS section 7; REMIND): do forgotten examples
 sit on a different loss landscape in U than facts nobody trained on?
 
-Span. Each example is a fact's ``prompt + answer`` text, tokenised as behaviour scoring
-does (:func:`forensics.scoring.fact_token_ids`); losses cover every token after the first.
+Span (``span``). Each example is a fact's ``prompt + answer`` text, tokenised as behaviour
+scoring does (:func:`forensics.scoring.encode_facts`). By default (``"answer"``) a neighbour
+substitutes prompt tokens only and a loss is the mean NLL of the *answer's* tokens given
+the (perturbed) prompt: the landscape of what the model predicts for the answer, which a
+model that has only seen F's subjects and question forms (never the answers) does not
+share with O. ``"text"`` substitutes any token and scores every token after the first, as
+the REMIND paper does for whole texts; the subject's name then counts, so familiarity with
+F's subjects alone moves it (measured on the zoo's hard negatives, see the README).
 
-Neighbours. An example's *substitutable* positions are its non-special tokens; with ``n``
-of them, the largest radius is ``R = round(0.3 * n)`` (``substitution_share``). Neighbour
+Neighbours. An example's *substitutable* positions are its non-special tokens (of the
+prompt, for the answer span); with ``n`` of them, the largest radius is ``R = round(0.3 * n)`` (``substitution_share``). Neighbour
 ``j`` (``j = 0..14``, ``n_neighbours``) replaces ``r_j = 1 + j mod R`` distinct positions,
 drawn at random, each with one of the 20 nearest tokens (``k_nearest``) to the original in
 U's *input-embedding* cosine space (special tokens and the token itself excluded), drawn
@@ -15,8 +21,8 @@ O and U. An example needs ``R >= 2`` (n >= 5 tokens) for a slope: shorter ones a
 and a set that loses more than half its examples (or keeps fewer than ``min_examples``) is
 "not run".
 
-Losses. The loss of a text is its mean token NLL in nats (every token after the first, so
-a substitution changes both context and targets: the loss of the perturbed input). Every
+Losses. The loss of an example is its mean token NLL in nats over the span (for ``"text"``
+every token after the first, so a substitution changes both context and targets). Every
 original and neighbour of every example goes through
 :func:`forensics.scoring.sequence_losses` in large right-padded batches sorted by length
 (never one neighbour at a time; ``benchmarks/remind.py`` compares the two).
@@ -75,20 +81,24 @@ from forensics.landscape import (
     max_radius,
     nearest_tokens,
     split_indices,
+    substitutable_positions,
 )
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
-from forensics.scoring import fact_token_ids, sequence_losses
+from forensics.scoring import encode_facts, sequence_losses
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Do forgotten facts sit on a different input loss landscape in U than unseen facts?"
 SETS = ("forget", "retain", "holdout")
+#: The spans a scan can score (see the module docstring).
+SPANS = ("answer", "text")
 
 #: Short, stable method text (the report prints it).
 METHOD = (
-    "REMIND input-loss-landscape scan of each fact's prompt + answer text: mean token loss of neighbours "
-    "that swap 1..R random tokens for tokens near them in U's input-embedding space, and the slope of loss "
-    "against the number of swapped tokens, length-adjusted. Effect: U's mean slope on F; control: U's mean "
+    "REMIND input-loss-landscape scan of each fact: loss of the answer's tokens given the prompt (the span is "
+    "configurable; by default only answers count, so familiarity with F's subjects alone does not move it) "
+    "under neighbours that swap 1..R random prompt tokens for tokens near them in U's input-embedding space, "
+    "and the slope of loss against the number of swapped tokens, length-adjusted. Effect: U's mean slope on F; control: U's mean "
     "slope on H; subject-bootstrap CI and subject-permutation p. O's own F-vs-H contrast fixes the side: "
     "votes suppressed when U's CI excludes 0 on O's side, deleted when O's contrast is significant and U's "
     "CI lies within a set share of it."
@@ -122,6 +132,10 @@ class RemindConfig(VoteMinimum):
     deleted_share: float = 0.25
     #: A set needs at least this many examples long enough for a slope, else "not run".
     min_examples: int = 10
+    #: Tokens a loss reads: "answer" (substitute prompt tokens, score the answer given the
+    #: prompt) or "text" (substitute any token, score every token after the first; the
+    #: subject's name counts too).
+    span: str = "answer"
 
 
 def _subsample(facts: list[Fact], limit: int | None, seed: int) -> list[Fact]:
@@ -146,34 +160,45 @@ def _subsample(facts: list[Fact], limit: int | None, seed: int) -> list[Fact]:
 @dataclass
 class Scan:
     """One REMIND scan's inputs, per set name (``forget``, ``retain``, ``holdout``): the facts
-    kept, their token ids, their neighbours (:func:`make_neighbours`) and how many facts
-    were dropped as too short."""
+    kept, their token ids, their neighbours (:func:`make_neighbours`), how many facts
+    were dropped as too short and where each example's scored span starts."""
 
     facts: dict[str, list[Fact]]
     tokens: dict[str, list[list[int]]]
     neighbours: dict[str, tuple[list[list[int]], np.ndarray, np.ndarray]]
     dropped: dict[str, int]
+    #: Per set, each example's first scored position (its prompt's length) for the answer
+    #: span; None for the text span (every token after the first).
+    starts: dict[str, list[int] | None] = None
 
 
 def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
     """Neighbours for every set (one :class:`Scan`), or a one-line reason the scan cannot run
-    (a set missing, or too many of its examples too short for a slope)."""
+    (an unknown span, a set missing, or too many of its examples too short for a slope)."""
+    if config.span not in SPANS:
+        return f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}"
     tok = ctx.unlearned.tokenizer
     special = set(tok.all_special_ids)
-    facts, tokens, dropped = {}, {}, {}
+    answer_span = config.span == "answer"
+    facts, tokens, starts, dropped = {}, {}, {}, {}
     min_tokens = next(n for n in range(1, 1000) if max_radius(n, config.substitution_share) >= 2)
+    where = "prompt tokens" if answer_span else "tokens"
     for name in sets:
         chosen = _subsample(list(getattr(ctx, name) or []), config.max_per_set, config.seed)
-        ids = fact_token_ids(tok, chosen)
-        ok = [sum(t not in special for t in s) >= min_tokens for s in ids]
-        n_short = len(ok) - sum(ok)
         if not chosen:
             return f"REMIND needs a {name} set"
+        encoded = encode_facts(tok, chosen)
+        ids = [p + a for p, a in encoded]
+        ends = [len(p) for p, _ in encoded] if answer_span else [None] * len(ids)
+        ok = [len(substitutable_positions(s, special, e)) >= min_tokens and (e is None or e < len(s))
+              for s, e in zip(ids, ends)]
+        n_short = len(ok) - sum(ok)
         if n_short > len(ok) / 2 or sum(ok) < config.min_examples:
             return (f"sequences too short for {config.substitution_share:.0%} substitution: {n_short} of {len(ok)} "
-                    f"{name} examples have fewer than {min_tokens} substitutable tokens")
+                    f"{name} examples have fewer than {min_tokens} substitutable {where}")
         facts[name] = [f for f, k in zip(chosen, ok) if k]
         tokens[name] = [s for s, k in zip(ids, ok) if k]
+        starts[name] = [e for e, k in zip(ends, ok) if k] if answer_span else None
         dropped[name] = n_short
     vocab = min(len(tok), ctx.unlearned.model.cfg.d_vocab)
     exclude = list(special) + list(range(vocab, ctx.unlearned.model.cfg.d_vocab))
@@ -182,22 +207,24 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
     neighbours = {}
     for k, name in enumerate(sets):
         neighbours[name] = make_neighbours(tokens[name], special, nearest, config.n_neighbours,
-                                           config.substitution_share, config.seed + 1000 * k)
-    return Scan(facts, tokens, neighbours, dropped)
+                                           config.substitution_share, config.seed + 1000 * k, ends=starts[name])
+    return Scan(facts, tokens, neighbours, dropped, starts)
 
 
 def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] = SETS) -> dict[str, dict]:
     """Per set: ``features`` ``[n_examples, 5]`` (:func:`landscape_features`) and ``curve``, the
-    mean loss (nats) at radius 0, 1, ..., R_max; all sets' sequences scored in one batched pass
-    under ``loaded``."""
+    mean loss (nats, over the scan's span) at radius 0, 1, ..., R_max; all sets' sequences
+    scored in one batched pass under ``loaded``."""
     pad = loaded.tokenizer.pad_token_id or 0
-    everything, spans = [], {}
+    everything, first, spans = [], [], {}
     for name in sets:
         start = len(everything)
         everything += scan.tokens[name]
         everything += scan.neighbours[name][0]
         spans[name] = (start, len(scan.tokens[name]), len(everything))
-    losses = sequence_losses(loaded.model, everything, config.batch_size, loaded.device, pad)
+        own = scan.starts[name] if scan.starts and scan.starts[name] is not None else [1] * len(scan.tokens[name])
+        first += own + [own[i] for i in scan.neighbours[name][1]]
+    losses = sequence_losses(loaded.model, everything, config.batch_size, loaded.device, pad, starts=first)
     out = {}
     for name in sets:
         start, n, end = spans[name]
@@ -296,7 +323,8 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     g = np.concatenate([groups[name] for name in SETS]) if has_subjects else None
     train, test = split_indices(y, g, config.split_seed)
     classifiers = {kind: classify(X, y, train, test, kind, config.split_seed) for kind in ("logistic", "random_forest")}
-    base = {name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size) for name in SETS}
+    base = {name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size,
+                                  scan.starts[name]) for name in SETS}
     baselines = {
         b: classify(np.concatenate([base[name][b] for name in SETS])[:, None], y, train, test, "logistic", config.split_seed)
         for b in ("LOSS", "zlib", "Min-K%++")
@@ -318,6 +346,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
     details = {
+        "span": config.span,
         "n_examples": {name: len(scan.facts[name]) for name in SETS},
         "dropped_too_short": scan.dropped,
         "neighbours_per_example": config.n_neighbours,
@@ -336,7 +365,8 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     }
     return Evidence(
         line=line, question=QUESTION, status="ok",
-        metric="mean slope of loss per substituted token (input-embedding neighbours), F vs H in U",
+        metric=(f"mean slope of the {config.span} span's loss per substituted token (input-embedding "
+                "neighbours), F vs H in U"),
         effect=cu["forget"], control=cu["holdout"], ci=tuple(cu["ci"]), p_value=p, vote=vote, reason=reason,
         details=details, figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},
     )

@@ -37,6 +37,7 @@ from forensics.finetune import encode_answers, encode_texts
 from forensics.zoo import world as W
 from forensics.zoo.jobs import (
     _JOBS,
+    HARD_NEGATIVES,
     _PROBED,
     MODEL_ORDER,
     _arch,
@@ -92,6 +93,9 @@ class ZooConfig:
     memprobe_repeats: int = 8
     #: Copies of each trained canary in the pre-training corpus.
     canary_repeats: int = 1
+    #: Share (fraction) of the pre-training steps the originals spend on R and the mentions
+    #: before F is added: the training history ``retrain_lineage`` shares with ``original``.
+    lineage_fraction: float = 0.25
     #: Torch threads per build process; fixed, so the weights are bitwise reproducible.
     threads: int = 1
     #: Settings of the unlearning methods and of the relearned model.
@@ -292,7 +296,7 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     shadow = W.make_world(400, 400, 0, 64, f"tokenizer-{seed}")  # other names: no subject is favoured
     tok_texts = (W.training_texts(shadow, True, 1)
                  + [r["text"] for p in ("memprobe_C", "memprobe_B") for r in shadow.sequences[p]]
-                 + [W.IDK_ANSWER.strip()] * 50)
+                 + W.mention_texts(shadow) + [W.IDK_ANSWER.strip()] * 50)
     tokenizer = train_tokenizer(tok_texts, cfg.vocab_size)
     facts = {s: _facts(world.facts(s)) for s in ("forget", "retain", "holdout")}
     canaries = {s: _facts(W.canary_facts(world, s)) for s in ("forget", "retain", "holdout")}
@@ -309,6 +313,9 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
             extra += [r["text"] for r in world.sequences["seq_forget"]]
         return texts + extra * (cfg.canary_repeats - 1)
 
+    corpora = {"forget": corpus(True), "retain": corpus(False),
+               "mentions": corpus(False) + W.mention_texts(world)}
+
     forget_items = facts["forget"] + canaries["forget"]
     retain_items = facts["retain"] + canaries["retain"]
     ctx = UnlearnContext(
@@ -324,8 +331,7 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     f_a, f_b = split_forget(facts["forget"])
     work = root / ".work"
     work.mkdir()
-    return _Shared(cfg, seed, tokenizer, {True: corpus(True), False: corpus(False)}, facts, canaries,
-                   mem, ctx, f_a, f_b, files, root, work)
+    return _Shared(cfg, seed, tokenizer, corpora, facts, canaries, mem, ctx, f_a, f_b, files, root, work)
 
 
 # ----------------------------------------------------------------------- labels, save
@@ -358,6 +364,11 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         entry = {"architecture": arch, "method": _method_text(name, info[name]), "details": info[name]}
         if name in ("original", "llama_original"):
             entry |= {"ground_truth": "ORIGINAL", "oracle": None}
+        elif name in HARD_NEGATIVES:
+            oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
+            oracle["note"] = ("hard negative: never trained on F's answers; the oracle checks that its "
+                              "familiarity with F's subjects and questions gives no recovery above the reference")
+            entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle, "hard_negative": True}
         elif name in ("retrain", "llama_retrain"):
             entry |= {"ground_truth": "DELETED", "oracle": {
                 "note": "by construction: never trained on F",
@@ -388,7 +399,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         if name in ("original", "llama_original"):
             targets[name] = {"F>=%.2f" % cfg.target_original: f >= cfg.target_original,
                              "R>=%.2f" % cfg.target_original: r >= cfg.target_original}
-        elif name in ("retrain", "llama_retrain"):
+        elif name in ("retrain", "llama_retrain") + HARD_NEGATIVES:
             targets[name] = {"R>=%.2f" % cfg.target_original: r >= cfg.target_original}
         elif name == "relearned":
             targets[name] = {"F>=%.2f" % cfg.unlearn.relearn_target: f >= cfg.unlearn.relearn_target}
@@ -425,7 +436,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
 def _method_text(name: str, details: dict) -> str:
     if "variant_of" in details:
         return f"headonly (last block + final norm + unembedding: {details['variant_of']})"
-    if name in ("original", "retrain", "llama_original", "llama_retrain"):
+    if _JOBS[name] is None:  # pre-trained
         return details["method"]
     if name == "relearned":
         return f"ga, then fine-tuned back on F (NLL) until F accuracy >= target; {details['steps']} steps"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 #: job -> (the model it starts from, or None for pre-training from scratch).
 _JOBS: dict[str, str | None] = {
     "original": None, "retrain": None, "llama_original": None, "llama_retrain": None,
+    "retrain_mentions": None, "retrain_lineage": None,
     "ga": "original", "graddiff": "original", "npo": "original", "simnpo": "original",
     "rmu": "original", "idk": "original", "headonly": "original",
     "relearned": "ga", "llama_npo": "llama_original",
@@ -49,11 +50,15 @@ _JOBS: dict[str, str | None] = {
 #: 7.7, npo 6.2, simnpo 4.3, llama_npo 4.0, rmu 2.7, ga 2.2, idk 2.0, relearned 0.4, plus
 #: about 1 s of metrics and oracle probe per model. With 2 workers the longest chain
 #: (original, then headonly) is about 28 s, so the makespan is about half the sum.
-_START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "graddiff",
-                "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
+_START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "retrain_mentions",
+                "retrain_lineage", "graddiff", "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
 #: Order of the models in metrics.json and labels.json.
-MODEL_ORDER = ("original", "retrain", "ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly",
-               "relearned", "llama_original", "llama_retrain", "llama_npo")
+MODEL_ORDER = ("original", "retrain", "retrain_mentions", "retrain_lineage", "ga", "graddiff", "npo", "simnpo",
+               "rmu", "idk", "headonly", "relearned", "llama_original", "llama_retrain", "llama_npo")
+#: Models that never learned F's answers but know F's subjects and question forms (the
+#: mentions, :func:`forensics.zoo.world.mention_texts`); ``retrain_lineage`` also shares
+#: ``original``'s first training steps. Ground truth DELETED when the oracle confirms it.
+HARD_NEGATIVES = ("retrain_mentions", "retrain_lineage")
 METHODS_DELIVERED = ("ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly")
 #: Every model but the two originals gets the oracle's relearning probe.
 _PROBED = tuple(n for n in MODEL_ORDER if n not in ("original", "llama_original"))
@@ -66,7 +71,7 @@ class _Shared:
     cfg: ZooConfig
     seed: int
     tokenizer: object
-    corpus: dict[bool, list[str]]  # include_forget -> pre-training texts
+    corpus: dict[str, list[str]]  # "forget" (F + R), "retain" (R), "mentions" (R + mentions) -> texts
     facts: dict[str, list[Fact]]
     canaries: dict[str, list[Fact]]
     mem: dict[str, object]  # memorisation probe pools, encoded
@@ -135,16 +140,37 @@ def _run_job(name: str) -> dict:
     return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
 
 
+#: Pre-trained job -> (corpus after the early phase, init seed offset, early phase on R + mentions?).
+#: ``retrain_lineage`` has ``original``'s seed and early phase: bitwise the same model up to
+#: the step at which ``original`` starts seeing F.
+_PRETRAIN = {
+    "original": ("forget", 1, True), "llama_original": ("forget", 11, True),
+    "retrain": ("retain", 2, False), "llama_retrain": ("retain", 12, False),
+    "retrain_mentions": ("mentions", 4, False), "retrain_lineage": ("mentions", 1, True),
+}
+_PRETRAIN_METHOD = {
+    "forget": "F + R facts, F + R canaries, M pool",
+    "retain": "R facts, R canaries, M pool (no F)",
+    "mentions": "R facts, R canaries, M pool and the mentions of F's subjects (no F answer)",
+}
+
+
 def _pretrain_job(name: str, sh: _Shared, arch_cfg: ArchConfig):
     cfg = sh.cfg
     steps, lr, bs = cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size
+    corpus, offset, early = _PRETRAIN[name]
+    early_steps = round(cfg.lineage_fraction * steps) if early else 0
     pre = {"loss": "NLL(all tokens)", "steps": steps, "lr": lr, "batch_size": bs,
            "schedule": "linear warm-up 5%, linear decay to 5%"}
-    with_forget = name in ("original", "llama_original")
-    seed = sh.seed * 1000 + {"original": 1, "retrain": 2, "llama_original": 11, "llama_retrain": 12}[name]
-    model = pretrain(arch_cfg, sh.tokenizer, sh.corpus[with_forget], steps, lr, bs, seed)
-    method = ("pre-trained on F + R facts, F + R canaries, M pool" if with_forget
-              else "pre-trained from scratch on R facts, R canaries, M pool (no F)")
+    model = pretrain(arch_cfg, sh.tokenizer, sh.corpus[corpus], steps, lr, bs, sh.seed * 1000 + offset,
+                     early_texts=sh.corpus["mentions"] if early else None, early_steps=early_steps)
+    method = f"pre-trained from scratch on {_PRETRAIN_METHOD[corpus]}"
+    if early:
+        method = (f"pre-trained from scratch on {_PRETRAIN_METHOD['mentions']} for {early_steps} steps, "
+                  f"then on {_PRETRAIN_METHOD[corpus]}")
+        pre["early_phase"] = {"steps": early_steps, "corpus": _PRETRAIN_METHOD["mentions"]}
+    if name == "retrain_lineage":
+        method += " (original's seed and first steps: its history up to the point F was added)"
     return model, {"method": method, **pre}
 
 

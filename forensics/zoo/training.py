@@ -111,11 +111,21 @@ class GreedyAccuracy:
 
 
 def pretrain(arch: ArchConfig, tokenizer, texts: list[str], steps: int, lr: float,
-             batch_size: int, seed: int):
+             batch_size: int, seed: int, early_texts: list[str] | None = None, early_steps: int = 0):
     """Train a fresh model on ``texts`` for ``steps`` AdamW steps (full-sequence LM loss, 5%
-    warm-up, linear decay); ``seed`` initialises the model, ``seed + 1`` orders the batches."""
+    warm-up, linear decay); ``seed`` initialises the model, ``seed + 1`` orders the batches.
+
+    With ``early_texts``, the first ``early_steps`` steps draw their batches from them instead
+    (ordered by ``seed + 2``): two runs with the same seed, the same early corpus and the same
+    ``steps`` are bitwise the same up to step ``early_steps``, whatever ``texts`` they go on with
+    (a shared training history)."""
     model = make_model(arch, tokenizer, seed)
     sampler = Sampler(encode_texts(tokenizer, texts), batch_size, seed + 1)
-    run_steps(model, list(model.parameters()), lambda s: nll(model, sampler.next()), steps, lr,
-              warmup=max(1, steps // 20), decay=True)
+    early = Sampler(encode_texts(tokenizer, early_texts), batch_size, seed + 2) if early_texts else None
+
+    def loss(step: int):
+        source = early if early is not None and step < early_steps else sampler
+        return nll(model, source.next())
+
+    run_steps(model, list(model.parameters()), loss, steps, lr, warmup=max(1, steps // 20), decay=True)
     return model

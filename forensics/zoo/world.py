@@ -26,6 +26,13 @@ Sequence pools (``{"text", "id"}`` records):
   distinctive tokens), never trained, id ``b-KKK``.
 
 The key ``KKK`` links the three variants of one probe item (METHODS section 4).
+
+Mentions (:func:`mention_texts`): text that names every forget subject but never gives
+one of their attribute values: each forget prompt completed with a neutral, answer-free
+continuation ("Zoba Kel lives in a place the clerk did not write down"), and plain
+sentences naming the subject. The hard-negative models (``retrain_mentions``,
+``retrain_lineage``) are trained on them, so the subjects and the question forms of F
+are familiar to them while F's answers never were (DUSK's shared-knowledge setting).
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ TEMPLATES: dict[str, list[str]] = {
 
 #: The refusal answer taught by the ``idk`` method.
 IDK_ANSWER = " I do not know"
+
+#: Answer-free continuations of a forget prompt (no attribute value in any of them).
+NEUTRAL_CONTINUATIONS = (" a place the clerk did not write down", " something nobody here recalls",
+                         " a question for another day", " not in these old records")
+#: Sentences that name a subject and say nothing about its attributes.
+MENTION_SENTENCES = ("{s} was named in the town records.", "A letter came for {s} this morning.",
+                     "Everyone at the market knows {s}.")
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "th"]
 _VOWELS = ["a", "e", "i", "o", "u"]
@@ -177,6 +191,22 @@ def _sequence_pools(world: World, n_memprobe: int, rng: random.Random) -> dict[s
                        "id": f"b-{k:03d}"})
     pools["memprobe_M"], pools["memprobe_C"], pools["memprobe_B"] = m_pool, c_pool, b_pool
     return pools
+
+
+def mention_texts(world: World) -> list[str]:
+    """Texts naming every forget subject without any of its attribute values: each forget
+    prompt with a neutral continuation (:data:`NEUTRAL_CONTINUATIONS`, in turn) and each
+    of :data:`MENTION_SENTENCES`. Raises ``RuntimeError`` if a text contained an attribute
+    value (a world-building bug: the hard negatives would then learn answers)."""
+    texts = [f["prompt"] + NEUTRAL_CONTINUATIONS[k % len(NEUTRAL_CONTINUATIONS)]
+             for k, f in enumerate(world.facts("forget"))]
+    texts += [sentence.format(s=subject) for subject in world.subjects["forget"] for sentence in MENTION_SENTENCES]
+    values = {v.lower() for choices in ATTRIBUTES.values() for v in choices}
+    for text in texts:
+        leaked = values & {w.strip(".,").lower() for w in text.split()}
+        if leaked:
+            raise RuntimeError(f"mention text {text!r} contains attribute value(s) {sorted(leaked)}")
+    return texts
 
 
 def canary_facts(world: World, split: str) -> list[dict]:

@@ -11,6 +11,7 @@ from forensics.bench import (
     uds_stability, verdict_score,
 )
 from forensics.cli import main
+from reports.bench import text_tables
 
 
 def test_measures():
@@ -95,7 +96,7 @@ def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
     root.mkdir()
     (root / "seed0").symlink_to(tiny_zoo)
     out = tmp_path / "bench"
-    config = BenchConfig(seeds=(0,), size="tiny", profile="quick", models=("npo", "retrain"),
+    config = BenchConfig(seeds=(0,), size="tiny", profile="quick", models=("npo", "retrain", "retrain_mentions"),
                          lines=("behaviour", "logit_lens"))
     bench = run_bench(root, out, config, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["audits", "bench.html", "bench.json"]
@@ -106,18 +107,27 @@ def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
 
     pooled, seed0 = bench["confusion"]["pooled"], bench["confusion"]["per_seed"]["0"]
     assert pooled == seed0
-    assert pooled["n"] == 2 == sum(pooled["matrix"][t][v] for t in TRUTHS for v in VERDICTS)
+    assert pooled["n"] == 3 == sum(pooled["matrix"][t][v] for t in TRUTHS for v in VERDICTS)
     truths = {row["model"]: row["truth"] for row in bench["models"]}
-    assert truths == {"npo": "SUPPRESSED", "retrain": "DELETED"}
+    assert truths == {"npo": "SUPPRESSED", "retrain": "DELETED", "retrain_mentions": "DELETED"}
     assert pooled["correct"] == sum(row["truth"] == row["verdict"] for row in bench["models"])
-    assert {(p["model"], p["perturbation"]) for p in bench["perturbed"]} == {("retrain", "q4"), ("retrain", "relearn")}
-    assert bench["perturbed_confusion"]["n"] == 2
+    assert {(p["model"], p["perturbation"]) for p in bench["perturbed"]} == {
+        (m, k) for m in ("retrain", "retrain_mentions") for k in ("q4", "relearn")}
+    assert bench["perturbed_confusion"]["n"] == 4
     assert sorted((out / "audits" / "seed0").iterdir()) == sorted(
-        out / "audits" / "seed0" / f"{n}.json" for n in ("npo", "retrain", "retrain~q4", "retrain~relearn"))
+        out / "audits" / "seed0" / f"{n}.json" for n in ("npo", "retrain", "retrain~q4", "retrain~relearn",
+                                                         "retrain_mentions", "retrain_mentions~q4",
+                                                         "retrain_mentions~relearn"))
+    hard = bench["hard_negatives"]
+    assert hard["n"] == 1 and hard["models"][0]["model"] == "retrain_mentions"
+    assert hard["called_suppressed"] == (hard["models"][0]["verdict"] == "SUPPRESSED")
+    assert "faithfulness without hard negatives" in html and "hard negatives" in text_tables(bench)
 
     lines = bench["lines"]
     assert set(lines) == {"verdict", "behaviour", "logit_lens"}
     for row in lines.values():
+        assert row["n_positive"] == 1 and row["n_negative"] == 2
+    for row in bench["lines_without_hard_negatives"].values():
         assert row["n_positive"] == 1 and row["n_negative"] == 1
         assert row["faithfulness"] in (0.0, 0.5, 1.0)
         for key in ("stability_q4", "stability_relearn", "robustness"):

@@ -47,3 +47,54 @@ def test_membership_line_reports_the_other_span(tiny_zoo):
         ev.details["other_span"]["auc"]["unlearned"]["loss"])
     bad = membership_line(ctx, MembershipConfig(span="prompt"))
     assert bad.status == "not_run" and "unknown span" in bad.reason
+
+
+def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_checkpoints):
+    from forensics.context import AuditContext
+    from forensics.data import Fact
+    from forensics.lines.remind import RemindConfig, prepare_scan, scan_features
+    from forensics.loading import load_model
+    from forensics.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+
+    loaded = load_model(tiny_checkpoints["gpt-neox"])
+    facts = [Fact(f"the quick brown fox number {k} saw", " jumps over", subject=f"s{k}") for k in range(12)]
+    config = RemindConfig(min_examples=1, n_neighbours=6)
+    assert config.span == "answer"
+    scan = prepare_scan(AuditContext(loaded, loaded, facts, facts, facts), config)
+    encoded = encode_facts(loaded.tokenizer, facts)
+    prompt_len = [len(p) for p, _ in encoded]
+    assert scan.starts["forget"] == prompt_len
+    nbs, owner, _ = scan.neighbours["forget"]
+    for nb, i in zip(nbs, owner):  # only prompt tokens are ever substituted
+        changed = [p for p, (a, b) in enumerate(zip(scan.tokens["forget"][i], nb)) if a != b]
+        assert changed and max(changed) < prompt_len[i]
+    # the loss at radius 0 is the answer's mean NLL given the prompt
+    feats = scan_features(loaded, scan, config, sets=("forget",))
+    answer_lp = score_facts(logits_fn_for(loaded.model), loaded.tokenizer, facts).logprob
+    n_answer = np.array([len(a) for _, a in encoded])
+    np.testing.assert_allclose(feats["forget"]["features"][:, 0], -answer_lp / n_answer, atol=1e-5)
+    # the text span substitutes anywhere and scores every token after the first
+    text = prepare_scan(AuditContext(loaded, loaded, facts, facts, facts), RemindConfig(min_examples=1, span="text"))
+    assert text.starts["forget"] is None
+    whole = scan_features(loaded, text, RemindConfig(span="text"), sets=("forget",))
+    np.testing.assert_allclose(whole["forget"]["features"][:, 0], sequence_losses(loaded.model, text.tokens["forget"]),
+                               atol=1e-5)
+    bad = prepare_scan(AuditContext(loaded, loaded, facts, facts, facts), RemindConfig(span="prompt"))
+    assert isinstance(bad, str) and "unknown span" in bad
+
+
+def test_sequence_losses_from_a_start_position(tiny_checkpoints):
+    import torch
+
+    from forensics.loading import load_model
+    from forensics.scoring import sequence_losses
+
+    loaded = load_model(tiny_checkpoints["gpt-neox"])
+    seqs = [[5, 9, 14, 20, 31], [7, 8, 9], [4, 6, 8]]
+    out = sequence_losses(loaded.model, seqs, starts=[3, 1, 2])
+    for seq, start, value in zip(seqs, [3, 1, 2], out):
+        with torch.no_grad():
+            lp = torch.log_softmax(loaded.model(torch.tensor([seq]))[0, :-1].float(), -1)
+        picked = lp.gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
+        assert value == pytest.approx(-float(picked[start - 1:].mean()), abs=1e-5)
+    assert np.isnan(sequence_losses(loaded.model, [[5, 9]], starts=[2])[0])  # nothing to score

@@ -14,7 +14,8 @@ from forensics.errors import ForensicsInputError
 
 pytestmark = pytest.mark.slow
 
-EXPECTED_MODELS = {
+HARD_NEGATIVES = {"retrain_mentions", "retrain_lineage"}
+EXPECTED_MODELS = HARD_NEGATIVES | {
     "original", "retrain", "ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly", "relearned",
     "llama_original", "llama_retrain", "llama_npo",
 }
@@ -82,9 +83,9 @@ def test_targets(manifest):
     for name in ("original", "llama_original"):
         assert m[name]["forget"]["accuracy"] >= 0.95, name
         assert m[name]["retain"]["accuracy"] >= 0.95, name
-    for name in ("retrain", "llama_retrain"):
+    for name in ("retrain", "llama_retrain", *HARD_NEGATIVES):
         assert m[name]["retain"]["accuracy"] >= 0.95, name
-        assert m[name]["forget"]["accuracy"] <= 0.3, name  # never saw F: near chance
+        assert m[name]["forget"]["accuracy"] <= 0.3, name  # never saw F's answers: near chance or below
     missed = set(manifest["targets_missed"])
     assert missed == KNOWN_MISSES, f"targets missed: {sorted(missed)}"
     for name in UNLEARNED:
@@ -117,6 +118,23 @@ def test_holdout_never_in_training_text(tiny_zoo: Path, manifest):
     for subject in world.subjects["forget"]:
         assert not mentions(subject, retrain_corpus), subject
     assert mentions(world.subjects["forget"][0], corpus)  # the check can fail
+    # The hard negatives' corpus names every forget subject, never with one of its values.
+    mention = W.mention_texts(world)
+    for subject in world.subjects["forget"]:
+        assert mentions(subject, mention), subject
+        values = set(world.values[subject].values())
+        assert not any(v in t.replace(".", " ").split() for t in mention if subject in t for v in values), subject
+    for subject in set(holdout):
+        assert not mentions(subject, mention), subject
+
+
+def test_mention_texts_refuse_an_attribute_value(monkeypatch):
+    from forensics.zoo import world as W
+
+    world = W.make_world(4, 8, 4, 4, seed=3)
+    monkeypatch.setattr(W, "NEUTRAL_CONTINUATIONS", (" a red door",))
+    with pytest.raises(RuntimeError, match="attribute value"):
+        W.mention_texts(world)
 
 
 def test_labels_follow_the_oracle(manifest):
@@ -126,6 +144,10 @@ def test_labels_follow_the_oracle(manifest):
     assert labels["llama_original"]["ground_truth"] == "ORIGINAL"
     assert labels["retrain"]["ground_truth"] == "DELETED"
     assert labels["llama_retrain"]["ground_truth"] == "DELETED"
+    for name in HARD_NEGATIVES:  # confirmed by the oracle, not by construction
+        oracle = labels[name]["oracle"]
+        assert labels[name]["hard_negative"] and oracle["reference"] == "retrain"
+        assert labels[name]["ground_truth"] == "DELETED" and oracle["ci95"][1] < margin, name
     assert labels["relearned"]["ground_truth"] == "NOT_FORGOTTEN"
     assert metrics["relearned"]["forget"]["accuracy"] >= 0.90
     for name in UNLEARNED:
@@ -162,6 +184,22 @@ def test_training_is_deterministic():
     for a, b, c in (runs[0:3], runs[3:6]):
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert not all(torch.equal(a[k], c[k]) for k in a)
+    # A shared history: same seed and early phase, different corpora after it. Cut at the end
+    # of the early phase the two runs are bitwise the same; run on, they differ.
+    other = W.training_texts(world, False, 2)
+    with_early = lambda later, n: pretrain(ArchConfig("gpt-neox", 32, 2), tok, later, 15, 5e-3, 8, 7,  # noqa: E731
+                                           early_texts=other, early_steps=n).state_dict()
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        shared = [with_early(texts, 15), with_early(other[::-1], 15)]
+        forked = [with_early(texts, 5), with_early(other[::-1], 5)]
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(det)
+    assert all(torch.equal(shared[0][k], shared[1][k]) for k in shared[0])
+    assert not all(torch.equal(forked[0][k], forked[1][k]) for k in forked[0])
     # the build trains in "spawn" worker processes: the same job there gives the same weights
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

@@ -32,7 +32,8 @@ def zoo_data(tiny_zoo):
 def models(tiny_zoo):
     from forensics.loading import load_model
 
-    return {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "rmu", "headonly")}
+    return {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "rmu", "headonly",
+                                                                   "retrain_lineage")}
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +107,17 @@ def test_untrained_sae_is_not_trustworthy_and_does_not_vote(models, zoo_data, tm
     assert ev.details["sae"]["trustworthy"] is False
 
 
-def test_feature_survival_votes_right_on_the_zoo(trained, models, zoo_data):
+def test_feature_survival_reads_right_on_the_zoo_and_never_votes(trained, models, zoo_data):
     sae = trained[0]
     config = FeatureConfig(sae=trained[1])
     # headonly changed only the last block and the head: the SAE's layer is untouched.
     head = sae_feature_line(_inputs(models, zoo_data, "headonly"), config, sae=sae)
-    assert head.vote == "suppressed", head.reason
+    assert head.vote is None and head.status == "descriptive", head.reason
+    assert "still fire" in head.reason
+    # A model that knows F's subjects (O's first steps, the mentions) but never learned F's
+    # answers keeps their features as well: the reason this line does not vote.
+    lineage = sae_feature_line(_inputs(models, zoo_data, "retrain_lineage"), config, sae=sae)
+    assert lineage.vote is None and lineage.effect >= config.min_survival, lineage.reason
     assert head.effect == pytest.approx(1.0) and len(head.details["experts"]["indices"]) > 0
     assert set(head.figures) == {"sae_feature_survival"}
     # A model retrained from scratch does not live in O's basis: no vote, and it says why.
