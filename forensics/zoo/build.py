@@ -37,15 +37,14 @@ from forensics.finetune import encode_answers, encode_texts
 from forensics.zoo import world as W
 from forensics.zoo.jobs import (
     _JOBS,
-    HARD_NEGATIVES,
     _PROBED,
     MODEL_ORDER,
-    _arch,
     _run_jobs,
     _set_torch_for_build,
     _Shared,
 )
-from forensics.zoo.oracle import OracleConfig, decide, held_out_facts, split_forget
+from forensics.zoo.labels import check_targets, make_labels
+from forensics.zoo.oracle import OracleConfig, held_out_facts, split_forget
 from forensics.zoo.tokenizer import train_tokenizer
 from forensics.zoo.training import ArchConfig
 from forensics.zoo.unlearning import UnlearnConfig, UnlearnContext
@@ -356,56 +355,8 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     probes = {name: results[name]["probe"] for name in _PROBED}
     held_out = held_out_facts(shared.f_a, shared.f_b)
 
-    # -- oracle and labels
-    labels = {}
-    for name in MODEL_ORDER:
-        arch = _arch(name)
-        reference = "llama_retrain" if arch == "llama" else "retrain"
-        entry = {"architecture": arch, "method": _method_text(name, info[name]), "details": info[name]}
-        if name in ("original", "llama_original"):
-            entry |= {"ground_truth": "ORIGINAL", "oracle": None}
-        elif name in HARD_NEGATIVES:
-            oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
-            oracle["note"] = ("hard negative: never trained on F's answers; the oracle checks that its "
-                              "familiarity with F's subjects and questions gives no recovery above the reference")
-            entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle, "hard_negative": True}
-        elif name in ("retrain", "llama_retrain"):
-            entry |= {"ground_truth": "DELETED", "oracle": {
-                "note": "by construction: never trained on F",
-                "acc_held_out_before": float(probes[name]["before"].mean()),
-                "acc_held_out_after": float(probes[name]["after"].mean()),
-                "acc_tuned_half_after": float(probes[name]["acc_tuned_half_after"])}}
-        else:
-            oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
-            if name == "relearned":
-                f_acc = metrics["models"][name]["forget"]["accuracy"]
-                entry |= {"ground_truth": "NOT_FORGOTTEN", "oracle": oracle | {
-                    "note": f"F accuracy is back to {f_acc:.3f} (original "
-                            f"{metrics['models']['original']['forget']['accuracy']:.3f})"}}
-            else:
-                entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle}
-                if oracle["ground_truth"] == "DELETED":
-                    oracle["note"] = ("the oracle rules out a recovery above the reference: this method "
-                                      "really deleted F in this build")
-                elif oracle["ground_truth"] == "UNDETERMINED":
-                    oracle["note"] = ("the oracle's CI straddles its margin: neither suppression nor deletion "
-                                      "is established for this build")
-        labels[name] = entry
-
-    # -- targets
-    targets = {}
-    for name, m in metrics["models"].items():
-        f, r = m["forget"]["accuracy"], m["retain"]["accuracy"]
-        if name in ("original", "llama_original"):
-            targets[name] = {"F>=%.2f" % cfg.target_original: f >= cfg.target_original,
-                             "R>=%.2f" % cfg.target_original: r >= cfg.target_original}
-        elif name in ("retrain", "llama_retrain") + HARD_NEGATIVES:
-            targets[name] = {"R>=%.2f" % cfg.target_original: r >= cfg.target_original}
-        elif name == "relearned":
-            targets[name] = {"F>=%.2f" % cfg.unlearn.relearn_target: f >= cfg.unlearn.relearn_target}
-        else:
-            targets[name] = {"F<=%.2f" % cfg.target_forget: f <= cfg.target_forget,
-                             "R>=%.2f" % cfg.target_retain: r >= cfg.target_retain}
+    labels = make_labels(info, metrics["models"], probes, held_out, cfg)
+    targets = check_targets(metrics["models"], cfg)
 
     # -- save (the model folders were written by the jobs)
     _dump(root / "labels.json", labels)
@@ -431,19 +382,6 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     }
     _dump(root / "zoo.json", manifest)  # written last: its presence marks a complete zoo
     return manifest | {"labels": labels, "metrics": metrics}
-
-
-def _method_text(name: str, details: dict) -> str:
-    if "variant_of" in details:
-        return f"headonly (last block + final norm + unembedding: {details['variant_of']})"
-    if _JOBS[name] is None:  # pre-trained
-        return details["method"]
-    if name == "relearned":
-        return f"ga, then fine-tuned back on F (NLL) until F accuracy >= target; {details['steps']} steps"
-    base = name.removeprefix("llama_")
-    where = f" at residual layer {details['layer']}" if "layer" in details else ""
-    return (f"{base}: {details.get('loss', '')}{where}; trainable {details.get('trainable')}; "
-            f"{details['steps']} steps")
 
 
 def _dump(path: Path, obj) -> None:
