@@ -79,7 +79,9 @@ METHOD = (
     "chance-corrected probe accuracy on F; control: the identical procedure on H; subject-bootstrap CIs "
     "adjusted over depths and probes, and a label-permutation p. Votes suppressed when some depth and probe "
     "reads F above H; deleted when, at the depth where O's re-fit probe reads F best, O's reading is "
-    "significant and every U probe's CI upper bound is below a set share (default 10%) of O's."
+    "significant and every U probe's CI upper bound is below a set share (default 10%) of O's. Span: the "
+    "prompt's final token, labelled by the answer; familiarity with F's subjects alone cannot make a probe "
+    "read F's answers on held-out subjects."
 )
 
 

@@ -47,7 +47,8 @@ METHOD = (
     "mean reciprocal rank on F at the intermediate depth where O's F-vs-H difference is largest (chosen "
     "from O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes "
     "suppressed when the CI lies above 0 and p is below alpha; F ranked below H does not vote, and the "
-    "lens never votes deleted."
+    "lens never votes deleted. Span: the answer's first token, read at the prompt's final token; "
+    "familiarity with F's subjects alone cannot raise its rank."
 )
 
 

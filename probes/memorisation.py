@@ -37,7 +37,8 @@ METHOD = (
     "F's texts (prompt + answer) from H's by the residual stream at the last token, at every depth, in O, "
     "in U and in a random-initialisation twin of O (the control: what surface differences alone give). "
     "Effect: U's chance-corrected accuracy at the depth where O's margin over the twin peaks; control: the "
-    "twin's there, with a subject-bootstrap CI. Descriptive: it never votes."
+    "twin's there, with a subject-bootstrap CI. Descriptive: it never votes. Span: the last token of "
+    "prompt + answer; familiarity with F's subjects alone moves it."
 )
 
 

@@ -47,7 +47,8 @@ METHOD = (
     "final-token log-probs are probed the same way and reported. Effect: the residual probe's accuracy; "
     "control: chance, 0.5; CI by a bootstrap over subjects, p by a sign-flip test of per-subject "
     "accuracies. Votes modified when the CI lies above 0.5 and p is below alpha, else unmodified: context "
-    "only, whether U was modified at all."
+    "only, whether U was modified at all. Span: the final token of R and H prompts; F is not read, so "
+    "familiarity with F's subjects does not enter."
 )
 
 

@@ -61,8 +61,9 @@ METHOD = (
     "An SAE trained on O's residual stream at one hook; expert latents fire on F far more than on R in O "
     "(a latent's activation on a fact: its maximum over the prompt tokens). Effect: the share of a fact's "
     "O-firing experts that still fire in U, averaged over F; control: the same on H; subject-bootstrap CI "
-    "of F - H. Descriptive, no vote: the experts are features of F's subjects, read on the prompt, so a "
-    "model that knows F's subjects but never learned F's answers keeps them too."
+    "of F - H. Descriptive, no vote. Span: the prompt's tokens, no answer token; the experts are features "
+    "of F's subjects, so familiarity with F's subjects alone keeps them (a model that never learned F's "
+    "answers keeps them too)."
 )
 
 

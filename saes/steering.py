@@ -79,7 +79,8 @@ METHOD = (
     "Effect: the best restoration of greedy answer accuracy on F, in units of what U forgot; control: the "
     "best restoration the same grid gives on H; subject-bootstrap CI of F - H, adjusted over the three "
     "interventions. Votes suppressed when some intervention's CI lies above 0 and F - H reaches a set "
-    "minimum; never votes deleted."
+    "minimum; never votes deleted. Span: the answer's tokens given the prompt, on held-out subjects; "
+    "familiarity with F's subjects alone cannot restore answers never learned."
 )
 
 

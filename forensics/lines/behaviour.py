@@ -63,7 +63,8 @@ METHOD = (
     "accuracy on H (facts no model saw), with a bootstrap CI over facts and a permutation p. Votes "
     "not_forgotten when O answers F above its own H accuracy, U keeps at least a set share (default half) "
     "of that margin on F and the CI of F minus H lies above 0; otherwise it does not vote and the other "
-    "lines decide."
+    "lines decide. Span: the answer's tokens given the prompt; familiarity with F's subjects alone cannot "
+    "raise it."
 )
 
 

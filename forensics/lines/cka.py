@@ -34,7 +34,8 @@ METHOD = (
     "Linear CKA between O's and U's residual streams at the prompt's final token, at every depth, on F "
     "and on R (and on H when given). Effect: mean CKA over the block outputs on F; control: the same on R; "
     "CI of the difference by a bootstrap over facts. Descriptive: it never votes; it shows where in the "
-    "network unlearning changed the representations."
+    "network unlearning changed the representations. Span: the prompt's final token, no answer token; "
+    "familiarity with F's subjects alone moves it."
 )
 
 

@@ -77,7 +77,8 @@ METHOD = (
     "attacks. Control: 0.5, or a reference model's AUC on the same facts when one is given. Votes "
     "suppressed when some attack's CI of AUC minus control lies above 0; deleted when every attack has "
     "power in O (O's AUC clearly above 0.5) and every attack's CI stays within a set share (default a "
-    "quarter) of O's margin over 0.5. F scored below the control does not vote."
+    "quarter) of O's margin over 0.5. F scored below the control does not vote. On the answer span, "
+    "familiarity with F's subjects alone does not move it; on the text span it does."
 )
 
 

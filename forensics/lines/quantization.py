@@ -56,7 +56,9 @@ METHOD = (
     "the accuracy gained on F; control: the accuracy gained on H; subject-bootstrap CI of the difference, "
     "Bonferroni-adjusted over bit widths. Votes suppressed when, at the best bit width, the CI lies above 0 "
     "and F's gain beyond H is at least a set share (default 10%) of the accuracy unlearning removed from F; "
-    "never votes deleted."
+    "never votes deleted. Span: the answer's tokens given the prompt. It counts gains, so a model familiar "
+    "with F's prompts that learned other continuations for them (never the answers) could gain chance "
+    "accuracy on F if rounding restored the answer format; the recovery floor guards against it."
 )
 
 

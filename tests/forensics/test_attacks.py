@@ -20,7 +20,7 @@ def zoo(tiny_zoo):
     from forensics.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
-    models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "retrain", "ga")}
+    models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "retrain", "ga", "retrain_mentions")}
     return sets, models
 
 
@@ -101,6 +101,26 @@ def test_relearning_recovers_ga_but_not_retrain(zoo):
     budget = ga.details["budget"]
     assert budget["steps"] == cfg.steps and budget["lr"] == cfg.lr and "AdamW" in budget["optimiser"]
     assert set(ga.details["curves"]["forget"][0]) == set(cfg.eval_steps)
+    # effect and control are the accuracies reached after the attack, not the gains
+    rows = ga.details["per_seed"]
+    assert ga.effect == pytest.approx(np.mean([r["acc_forget_b_after"] for r in rows]))
+    assert ga.control == pytest.approx(np.mean([r["acc_holdout_b_after"] for r in rows]))
+    for r in rows:
+        assert r["gain_forget_b"] == pytest.approx(r["acc_forget_b_after"] - r["acc_forget_b_before"])
+
+
+def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
+    """The hard negative answers none of F before the attack (its F prompts learned other
+    continuations), against chance on H: the fine-tune restores the answer format, so its *gain*
+    on F_b beats H_b's, but the accuracy it reaches on F_b is chance, like H_b's."""
+    from forensics.lines.relearning import RelearningConfig, relearning_line
+
+    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False, eval_steps=(0, 30))
+    ev = relearning_line(_inputs(zoo, "retrain_mentions"), cfg)
+    rows = ev.details["per_seed"]
+    assert all(r["acc_forget_b_before"] == 0.0 for r in rows)
+    assert np.mean([r["gain_forget_b"] - r["gain_holdout_b"] for r in rows]) > 0
+    assert ev.vote != "suppressed", ev.reason
 
 
 # ------------------------------------------------------------------------ quantization

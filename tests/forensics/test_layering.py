@@ -53,6 +53,10 @@ def test_every_line_declares_config_votes_side_and_method():
     for name, spec in discover_lines()[0].items():
         assert spec.config is not None, name
         assert spec.method and len(spec.method) < 900, name
+        # every built-in line says which tokens it reads and whether familiarity with F's
+        # subjects alone could move it (issue: right for the right reason)
+        if spec.module.split(".")[0] in ("forensics", "probes", "saes"):
+            assert "span" in spec.method.lower() and "familiar" in spec.method.lower(), name
         assert spec.side in ("above", "o_side", "either"), name
         if spec.side == "o_side":
             assert spec.o_side_path, name
