@@ -28,9 +28,14 @@ Disjoint data (cross-fitting)
 Scores
     Teacher-forced greedy exact match, by :func:`forensics.scoring.score_facts` with a
     logits function that runs U with the hooks. Restoration per fact =
-    ``(correct_steered - correct_U) / (acc_F(O) - acc_F(U))``; its mean over F is the
-    restoration rate. On H the same per-fact formula with the *same* denominator: the
-    accuracy the intervention injects into facts nobody knows, in units of what U forgot.
+    ``(correct_steered - acc_H(U)) / (acc_F(O) - acc_F(U))``: the accuracy reached under the
+    intervention above U's own accuracy on unseen facts (H, unsteered, the chance level of
+    the answer format), in units of what U forgot; its mean over F is the restoration rate.
+    On H the same formula: the accuracy the intervention injects into facts nobody knows.
+    The baseline is H's, not each fact's own unsteered correctness: a model that never
+    learned F's answers but gave F's prompts other continuations (the zoo's hard negatives:
+    0% on F, chance on H) would otherwise "restore" chance accuracy on F whenever the push
+    brings the answer format back. F - H is then the difference of the accuracies reached.
 
 Decision
     For each intervention, the best restoration over its grid (layers x alphas) on F is
@@ -76,7 +81,8 @@ METHOD = (
     "Fact-agnostic steering of U's residual stream at every token: ablate or subtract the mean O-to-U "
     "direction of a block's output, or add O's expert SAE features, over a grid of layers and strengths; "
     "the vectors are fitted on half the forget subjects and scored on the other half (cross-fitted). "
-    "Effect: the best restoration of greedy answer accuracy on F, in units of what U forgot; control: the "
+    "Effect: the best greedy answer accuracy reached on F above U's accuracy on H, in units of what U "
+    "forgot; control: the "
     "best restoration the same grid gives on H; subject-bootstrap CI of F - H, adjusted over the three "
     "interventions. Votes suppressed when some intervention's CI lies above 0 and F - H reaches a set "
     "minimum; never votes deleted. Span: the answer's tokens given the prompt, on held-out subjects; "
@@ -280,18 +286,19 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
 def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     """Restoration rates per cell, the best cell per intervention on F and on H, with CIs.
 
-    Restoration per fact = ``(correct_steered - correct_U) / (acc_F(O) - acc_F(U))`` (NaN when
+    Restoration per fact = ``(correct_steered - acc_H(U)) / (acc_F(O) - acc_F(U))`` (NaN when
     O does not answer F better than U); ``sweep`` from :func:`restoration_sweep`.
     """
     base = sweep["base"]
     acc_o, acc_u = base["O_F"].mean(), base["U_F"].mean()
     denom = acc_o - acc_u
+    chance = base["U_H"].mean()  # U's accuracy on unseen facts: the floor restoration counts from
     forget_groups = np.array([f.subject or f"forget-{i}" for i, f in enumerate(ctx.forget)])
     holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     per_cell = {}
     for name, res in sweep["results"].items():
-        rf = (res["F"] - base["U_F"]) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
-        rh = (res["H"] - base["U_H"]) / denom if denom > 0 else np.full(len(res["H"]), np.nan)
+        rf = (res["F"] - chance) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
+        rh = (res["H"] - chance) / denom if denom > 0 else np.full(len(res["H"]), np.nan)
         per_cell[name] = {"kind": res["iv"].kind, "layer": res["iv"].layer, "alpha": res["iv"].alpha,
                           "restoration_forget": float(np.mean(rf)), "restoration_holdout": float(np.mean(rh)),
                           "acc_forget": float(res["F"].mean()), "acc_holdout": float(res["H"].mean()),
@@ -351,7 +358,7 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
     summary = summarise(sweep, ctx, config)
     summary["sae"] = {"hook": sae.hook, **sae.quality.to_dict()}
     summary["vectors"] = sweep["vectors"]
-    metric = "best restoration rate over layers x alphas, (acc_F(U steered) - acc_F(U)) / (acc_F(O) - acc_F(U))"
+    metric = "best restoration rate over layers x alphas, (acc_F(U steered) - acc_H(U)) / (acc_F(O) - acc_F(U))"
     if summary["gap"] < config.min_forgetting:
         return Evidence(line="steering_restoration", question=QUESTION, status="descriptive", metric=metric,
                         reason=(f"U still answers F (accuracy {summary['acc_forget_U']:.2f} vs O's "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from forensics.context import AuditContext
+from forensics.data import Fact
 from forensics.errors import ForensicsInputError
 from forensics.registry import LINES
 from saes import (
@@ -174,3 +176,29 @@ def test_steering_refuses_missing_holdout(models, zoo_data):
     assert ev.status == "not_run" and "holdout" in ev.reason
     ev = sae_feature_line(inputs, FeatureConfig())
     assert ev.status == "not_run" and "holdout" in ev.reason
+
+
+def test_restoration_counts_from_the_holdout_level_not_from_each_facts_own():
+    """A model that answers none of F (its F prompts learned other continuations) and chance on
+    H: a push that brings back the answer format lifts F to chance. Counted from each fact's own
+    unsteered correctness that is a restoration; counted from H's level it is none."""
+    from types import SimpleNamespace
+
+    from saes.steering import summarise
+
+    n = 40
+    forget = [Fact(f"f{i} lives in", " x", subject=f"f{i // 4}") for i in range(n)]
+    holdout = [Fact(f"h{i} lives in", " x", subject=f"h{i // 4}") for i in range(n)]
+    chance = (np.arange(n) % 8 == 0).astype(float)  # 1 in 8 right
+    base = {"O_F": np.ones(n), "U_F": np.zeros(n), "U_H": chance, "U_R": np.ones(4)}
+    cell = {"iv": SimpleNamespace(kind="ablate", layer=0, alpha=1.0), "F": chance.copy(), "H": chance.copy(),
+            "R": np.ones(4)}
+    sweep = {"base": base, "results": {"ablate-0-1": cell}, "cells": []}
+    ctx = AuditContext(None, None, forget, [], holdout)
+    summary = summarise(sweep, ctx, SteeringConfig(n_boot=200))
+    best = summary["best"]["ablate"]
+    assert best["difference"] == pytest.approx(0.0) and best["ci"][0] <= 0 <= best["ci"][1]
+    # a push that restores real answers on F does count
+    cell["F"] = np.ones(n)
+    best = summarise(sweep, ctx, SteeringConfig(n_boot=200))["best"]["ablate"]
+    assert best["difference"] == pytest.approx(1.0 - chance.mean()) and best["ci"][0] > 0
