@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", type=Path, default=DEFAULT_DEMO_OUT, help="where the demo's reports go")
     demo.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
-    demo.add_argument("--models", default="npo,retrain", help="comma-separated zoo models to audit")
+    demo.add_argument("--models", default="rmu,retrain", help="comma-separated zoo models to audit")
     _device_args(demo)
 
     bench = sub.add_parser("bench", help="meta-evaluation: audit every zoo model per seed; verdict accuracy, "
