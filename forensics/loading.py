@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from forensics.agreement import LOGIT_TOLERANCE, logit_disagreement, unmapped_fields
 from forensics.errors import ForensicsInputError
 
 #: Hugging Face architecture name -> family name shown to users.
@@ -123,6 +124,7 @@ def read_checkpoint_config(path: str | Path) -> tuple[Path, dict]:
                 "loading them can run code; convert the checkpoint to safetensors"
             )
         raise ForensicsInputError(f"{folder} has no *.safetensors weights")
+    weight_files(folder)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise ForensicsInputError(
             f"{folder} has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})"
@@ -130,10 +132,45 @@ def read_checkpoint_config(path: str | Path) -> tuple[Path, dict]:
     return folder, config
 
 
+INDEX_FILE = "model.safetensors.index.json"
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The safetensors files ``transformers`` loads from ``folder``: the shards named in
+    ``model.safetensors.index.json`` when it exists, else ``model.safetensors``.
+
+    Raises :class:`ForensicsInputError` when the folder holds weights outside that layout
+    (shards plus a leftover single file, a shard the index does not name, a single file
+    under another name): which weights an audit reads must never be a guess.
+    """
+    folder = Path(folder)
+    present = sorted(p.name for p in folder.glob("*.safetensors"))
+    index = folder / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise ForensicsInputError(f"{index} is not a valid safetensors index ({_first_line(err)})") from None
+        expected = sorted(set(weight_map.values()))
+        missing = [n for n in expected if n not in present]
+        if missing:
+            raise ForensicsInputError(f"{folder}: shard(s) named in {INDEX_FILE} are missing: {', '.join(missing)}")
+    else:
+        expected = ["model.safetensors"] if "model.safetensors" in present else present[:1]
+    extra = [n for n in present if n not in expected]
+    if extra:
+        raise ForensicsInputError(
+            f"{folder} holds two weight layouts: {', '.join(expected)} "
+            f"({'listed in ' + INDEX_FILE if index.is_file() else 'loaded by transformers'}) and also "
+            f"{', '.join(extra)}; remove the files that are not this checkpoint's")
+    return [folder / n for n in expected]
+
+
 def weights_hash(folder: str | Path) -> str:
-    """SHA-256 over the folder's safetensors files (names and bytes), for cache keys."""
+    """SHA-256 over the safetensors files the checkpoint loads (:func:`weight_files`: names and
+    bytes), for cache keys."""
     digest = hashlib.sha256()
-    for file in sorted(Path(folder).glob("*.safetensors")):
+    for file in weight_files(folder):
         digest.update(file.name.encode())
         with open(file, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 22), b""):
@@ -201,6 +238,11 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
     )
 
     arch = hf_config.architectures[0]
+    unmapped = unmapped_fields(hf_config)
+    if unmapped:
+        raise ForensicsInputError(
+            f"config.json sets {', '.join(unmapped)}, which this loader does not map for {arch}: the hooked "
+            "model would compute something other than the checkpoint does")
     if arch == "GPT2LMHeadModel":
         return {
             "d_model": hf_config.n_embd,
@@ -281,9 +323,12 @@ def load_model(
 
     Prompts are tokenised with the checkpoint's own tokenizer as it is configured (a
     Llama tokenizer adds its BOS token itself; TransformerLens is told not to add another).
-    Every parameter is frozen and the model is in eval mode. Raises
+    Every parameter is frozen and the model is in eval mode. The hooked model's logits are
+    compared with ``transformers``' on :data:`AGREEMENT_TEXT` (:func:`logit_disagreement`)
+    and the load is refused beyond :data:`LOGIT_TOLERANCE`. Raises
     :class:`ForensicsInputError` for a bad folder (:func:`read_checkpoint_config`), device,
-    dtype, tokenizer, or weights that fail to load or hold NaN / infinite values.
+    dtype, tokenizer, an unmapped config field (:func:`unmapped_fields`), logits that
+    disagree, or weights that fail to load or hold NaN / infinite values.
     """
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
@@ -315,8 +360,14 @@ def load_model(
         fold_value_biases=False,
         refactor_factored_attn_matrices=False,
     )
-    del hf_model, state_dict
     model.eval()
+    gap = logit_disagreement(model, hf_model, tokenizer, device)
+    if not gap <= LOGIT_TOLERANCE[torch_dtype]:
+        raise ForensicsInputError(
+            f"{folder}: the hooked model's logits differ from transformers' by {gap:.2g} of the logit scale "
+            f"(tolerance {LOGIT_TOLERANCE[torch_dtype]:g} in {str(torch_dtype).removeprefix('torch.')}); "
+            "a config field is not mapped, so the audit would read another model")
+    del hf_model, state_dict
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(

@@ -88,6 +88,22 @@ def _unsupported_architecture(zoo, d):
     return {"unlearned": m}, "unsupported architecture"
 
 
+def _two_weight_layouts(zoo, d):
+    m = _copy_model(zoo, "npo", d / "m")
+    shutil.copy(zoo / "models" / "ga" / "model.safetensors", m / "model-00001-of-00002.safetensors")
+    return {"unlearned": m}, "two weight layouts"
+
+
+def _llama_config_edit(field: str, value, pattern: str):
+    def case(zoo, d):
+        m = _copy_model(zoo, "llama_npo", d / "m")
+        cfg = json.loads((m / "config.json").read_text())
+        cfg[field] = value
+        (m / "config.json").write_text(json.dumps(cfg))
+        return {"unlearned": m}, pattern
+    return case
+
+
 def _malformed_config(zoo, d):
     m = _copy_model(zoo, "npo", d / "m")
     (m / "config.json").write_text("{not json")
@@ -156,6 +172,10 @@ CASES = {
     "different architectures": _other_architecture,
     "unsupported architecture": _unsupported_architecture,
     "malformed config.json": _malformed_config,
+    "weights in two layouts": _two_weight_layouts,
+    "linear RoPE scaling (unmapped)": _llama_config_edit("rope_scaling", {"rope_type": "linear", "factor": 2.0},
+                                                        "rope_scaling (type linear)"),
+    "attention biases (unmapped)": _llama_config_edit("attention_bias", True, "attention_bias"),
     "no tokenizer": _no_tokenizer,
     "missing model folder": _missing_model,
     "model path is a file": _file_as_model,

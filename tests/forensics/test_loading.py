@@ -140,3 +140,61 @@ def test_pair_mismatches(tmp_path, tiny_checkpoints):
     swapped_ckpt = make_checkpoint(tmp_path / "swapped", "gpt-neox", tokenizer=tok2)
     with pytest.raises(ForensicsInputError, match="vocabularies differ"):
         check_pair(neox, load_model(swapped_ckpt))
+
+
+def test_sharded_checkpoint_loads_and_a_leftover_single_file_is_refused(tmp_path, tiny_checkpoints):
+    from forensics.loading import weight_files, weights_hash
+
+    sharded = tmp_path / "sharded"
+    load_hf_model(tiny_checkpoints["llama"]).save_pretrained(sharded, max_shard_size="100KB")
+    for f in tiny_checkpoints["llama"].glob("tokenizer*"):
+        shutil.copy(f, sharded / f.name)
+    shards = weight_files(sharded)
+    assert len(shards) > 1 and (sharded / "model.safetensors.index.json").is_file()
+    single = load_model(tiny_checkpoints["llama"])
+    assert torch.equal(load_model(sharded).model.W_E, single.model.W_E)
+    before = weights_hash(sharded)
+    shutil.copy(tiny_checkpoints["gpt2"] / "model.safetensors", sharded / "model.safetensors")
+    with pytest.raises(ForensicsInputError, match="two weight layouts"):
+        load_model(sharded)
+    (sharded / "model.safetensors").unlink()
+    assert weights_hash(sharded) == before  # the hash covers exactly the shards transformers loads
+
+
+@pytest.mark.parametrize("field, value, named", [
+    ("rope_scaling", {"rope_type": "linear", "factor": 4.0}, "rope_scaling (type linear)"),
+    ("rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_scaling (type dynamic)"),
+    ("attention_bias", True, "attention_bias"),
+    ("mlp_bias", True, "mlp_bias"),
+])
+def test_config_fields_that_change_the_computation_are_refused_by_name(tmp_path, tiny_checkpoints, field, value,
+                                                                       named):
+    folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config[field] = value
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ForensicsInputError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        load_model(folder)
+
+
+def test_llama3_rope_scaling_is_mapped_not_refused(tmp_path, tiny_checkpoints):
+    folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    config["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = load_model(folder)  # the agreement check passes: the scaling is mapped
+    assert loaded.model.cfg.use_NTK_by_parts_rope
+
+
+def test_logits_that_disagree_with_transformers_refuse_the_load(monkeypatch, tiny_checkpoints):
+    import forensics.loading as loading
+
+    mapped = loading.tl_config_dict
+
+    def mis_mapped(hf_config):  # a field mapped wrongly, as an unknown one would be
+        return mapped(hf_config) | {"rotary_base": 500.0}
+
+    monkeypatch.setattr(loading, "tl_config_dict", mis_mapped)
+    with pytest.raises(ForensicsInputError, match="logits differ from transformers"):
+        load_model(tiny_checkpoints["llama"])
