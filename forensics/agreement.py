@@ -42,12 +42,36 @@ AGREEMENT_TEXT = ("The quick brown fox jumps over the lazy dog while seven brigh
 
 
 @torch.no_grad()
-def logit_disagreement(model, hf_model, tokenizer, device: str) -> float:
+def logit_disagreement(model, hf_model, tokenizer, device: str, rows: list[list[int]] | None = None) -> float:
     """Largest absolute difference between the hooked model's and the ``transformers``
-    model's logits on :data:`AGREEMENT_TEXT` (at most 32 tokens), divided by
-    ``max(1, largest |logit|)`` of ``transformers``: 0 for identical computations."""
-    ids = tokenizer(AGREEMENT_TEXT, add_special_tokens=False)["input_ids"][: min(32, model.cfg.n_ctx)]
-    tokens = torch.tensor([ids], device=device)
-    ours = model(tokens).float().cpu()
-    theirs = hf_model(tokens.cpu()).logits.float()[..., : ours.shape[-1]]
-    return float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0))
+    model's logits, divided by ``max(1, largest |logit|)`` of ``transformers`` (0 for identical
+    computations), over token ``rows`` (default: :data:`AGREEMENT_TEXT`), each cut to 32 tokens."""
+    rows = rows or [tokenizer(AGREEMENT_TEXT, add_special_tokens=False)["input_ids"]]
+    worst = 0.0
+    for ids in rows:
+        tokens = torch.tensor([list(ids)[: min(32, model.cfg.n_ctx)]], device=device)
+        ours = model(tokens).float().cpu()
+        theirs = hf_model(tokens.cpu()).logits.float()[..., : ours.shape[-1]]
+        worst = max(worst, float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0)))
+    return worst
+
+
+def prompt_agreement(loaded, prompts: list[str]) -> float:
+    """:func:`logit_disagreement` of a loaded model (:class:`forensics.loading.LoadedModel`)
+    against a fresh float32 ``transformers`` copy of its checkpoint, on ``prompts`` tokenised as
+    the audit feeds them (:func:`forensics.scoring.encode_prompt`). Raises
+    :class:`forensics.errors.ForensicsInputError` beyond :data:`LOGIT_TOLERANCE` for the
+    model's dtype, with the difference."""
+    from forensics.errors import ForensicsInputError
+    from forensics.loading import load_hf_model, resolve_dtype
+    from forensics.scoring import encode_prompt
+
+    hf_model = load_hf_model(loaded.path)
+    rows = [encode_prompt(loaded.tokenizer, p) for p in prompts]
+    gap = logit_disagreement(loaded.model, hf_model, loaded.tokenizer, loaded.device, rows)
+    tolerance = LOGIT_TOLERANCE[resolve_dtype(loaded.dtype)]
+    if not gap <= tolerance:
+        raise ForensicsInputError(
+            f"{loaded.path}: on your prompts the hooked model's logits differ from transformers' by {gap:.2g} "
+            f"of the logit scale (tolerance {tolerance:g} in {loaded.dtype}); the audit would read another model")
+    return gap

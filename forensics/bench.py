@@ -330,7 +330,7 @@ def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Pa
     audit(original=original, unlearned=unlearned, forget=data / "forget.jsonl", retain=data / "retain.jsonl",
           holdout=data / "holdout.jsonl", out=out, device=config.device, dtype=config.dtype, seed=seed,
           profile=config.profile, progress=progress, cache_dir=cache, pdf=False,
-          lines=list(config.lines) if config.lines else None,
+          lines=list(config.lines) if config.lines else None, all_lines=True,
           command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}")
     return json.loads(done.read_text())
 

@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--redact", action="store_true", help="replace fact text by ids in the reports")
     audit.add_argument("--lines", help="comma-separated evidence lines to run (default: every line the inputs "
                                        "allow; behaviour always runs)")
+    audit.add_argument("--all-lines", action="store_true",
+                       help="run every line even when the behaviour gate already decided NOT_FORGOTTEN "
+                            "(by default the others are skipped: they cannot change that verdict)")
     audit.add_argument("--set", action="append", default=[], metavar="LINE.FIELD=VALUE", dest="settings",
                        help="override one field of a line's configuration (repeatable; after the profile; "
                             "`forensics lines` lists the fields)")
@@ -141,9 +144,19 @@ def cmd_check(args) -> int:
     inputs = load_inputs(args.original, args.unlearned, args.forget, args.retain, args.holdout,
                          sequences=args.sequences, device=args.device, dtype=args.dtype)
     original = inputs.original
-    print(f"original   {original.path}: {original.architecture}, {original.n_layers} layers, ok")
+    prompts = [f.prompt for f in (inputs.forget or inputs.retain or inputs.holdout or [])[:4]]
+    agree = {}
+    if prompts:  # the check a careful auditor runs by hand: our logits against transformers' on their prompts
+        from forensics.agreement import prompt_agreement
+
+        agree = {role: prompt_agreement(m, prompts) for role, m in (("original", original),
+                                                                     ("unlearned", inputs.unlearned)) if m}
+    tail = (f"; logits equal transformers' on {len(prompts)} of your prompts (max difference "
+            f"{agree['original']:.1g} of the logit scale)" if prompts else "")
+    print(f"original   {original.path}: {original.architecture}, {original.n_layers} layers, ok{tail}")
     if inputs.unlearned is not None:
-        print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary")
+        tail = (f"; logits equal transformers' (max difference {agree['unlearned']:.1g})" if prompts else "")
+        print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary{tail}")
     for name in ("forget", "retain", "holdout"):
         if inputs.records.get(name):
             print(f"{name:<10} {getattr(args, name)}: {inputs.records[name]['n']} facts")
@@ -202,7 +215,7 @@ def cmd_audit(args) -> int:
         original=args.original, unlearned=args.unlearned, forget=args.forget, retain=args.retain,
         holdout=args.holdout, reference=args.reference, sequences=args.sequences, out=args.out,
         device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile, redact=args.redact,
-        cache_dir=args.cache, command=_command_line(), settings=settings,
+        cache_dir=args.cache, command=_command_line(), settings=settings, all_lines=args.all_lines,
         lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     _print_result(result)

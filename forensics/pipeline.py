@@ -33,14 +33,16 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
           profile: str = "standard", redact: bool = False, progress: bool = True,
           cache_dir: str | Path | None = None, lines: list[str] | None = None,
           settings: Mapping[str, Mapping[str, Any]] | None = None, pdf: bool = True,
-          command: str | None = None):
+          command: str | None = None, all_lines: bool = False):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.results.AuditResult`.
 
     Models are checkpoint folders or loaded :class:`forensics.loading.LoadedModel`; data
     sets are JSONL paths or lists of :class:`forensics.data.Fact` / ``Sequence``. ``out``:
     write the reports there (the folder must not exist or be empty). ``lines``: run only
     these lines (behaviour always runs). ``settings``: per-line config overrides,
-    ``{line: {"field.sub": value}}``, applied after the profile. Bad input raises
+    ``{line: {"field.sub": value}}``, applied after the profile. ``all_lines``: run every line
+    even when the behaviour gate already decided NOT_FORGOTTEN (by default the others are
+    then recorded as skipped: none of them can change that verdict). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
     from forensics.context import AuditContext
@@ -65,10 +67,12 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
     ctx = AuditContext(original=inputs.original, unlearned=inputs.unlearned, forget=inputs.forget,
                        retain=inputs.retain, holdout=inputs.holdout, reference=inputs.reference,
                        sequences=inputs.sequences, cache_dir=cache)
-    evidence, timings = run_lines(ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say)
+    evidence, timings = run_lines(ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say,
+                                  all_lines=all_lines)
     result = _result(inputs, ctx, evidence, timings, decide(evidence, has_holdout=bool(inputs.holdout)), broken,
                      seed=seed, profile=profile, device=device, dtype=dtype, redact=redact, started=started,
                      lines=list(lines) if lines is not None else None, settings=dict(settings or {}),
+                     all_lines=all_lines,
                      command=command or _api_command(original, unlearned, profile, seed))
     if out is not None:
         say("writing the reports ...")

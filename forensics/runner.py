@@ -78,23 +78,40 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
         return evidence
 
 
+#: The behaviour gate: when it votes ``not_forgotten`` the verdict is NOT_FORGOTTEN whatever
+#: the other lines say (:mod:`forensics.verdict`, step 1).
+GATE = "behaviour"
+#: The reason recorded for a line skipped after the gate decided.
+SKIPPED_AFTER_GATE = ("skipped: the behaviour gate decided NOT_FORGOTTEN (U still answers F), so no other line "
+                      "can change the verdict; --all-lines runs them for description")
+
+
 def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile, seed: int,
               overrides: Mapping[str, Mapping[str, Any]], input_hashes: Mapping[str, Any],
-              cache_dir: Path | None, say: Callable[[str], None]) -> tuple[list[Evidence], dict[str, dict]]:
+              cache_dir: Path | None, say: Callable[[str], None],
+              all_lines: bool = False) -> tuple[list[Evidence], dict[str, dict]]:
     """Run ``lines`` in order on ``ctx``; returns the evidence and ``{line: {seconds, cached,
     config}}`` (``config``: the configuration the line ran with, as a dict).
 
-    A line whose needs the inputs do not meet is recorded as "not run". With ``cache_dir``
-    finished results are read from and written to ``cache_dir/lines`` (see the module
-    docstring). ``say`` receives one progress message per line.
+    A line whose needs the inputs do not meet is recorded as "not run". Once the behaviour
+    gate (:data:`GATE`) votes ``not_forgotten``, the remaining lines are recorded as "not run"
+    with :data:`SKIPPED_AFTER_GATE`, unless ``all_lines``. With ``cache_dir`` finished results
+    are read from and written to ``cache_dir/lines`` (see the module docstring). ``say``
+    receives one progress message per line.
     """
     available = ctx.available()
     evidence: list[Evidence] = []
     timings: dict[str, dict[str, Any]] = {}
     if cache_dir is not None:
         (cache_dir / "lines").mkdir(parents=True, exist_ok=True)
+    decided = False
     for i, (name, line) in enumerate(lines.items(), start=1):
         step = f"[{i}/{len(lines)}] {name}"
+        if decided:
+            evidence.append(Evidence.not_run(name, line.question, SKIPPED_AFTER_GATE))
+            timings[name] = {"seconds": 0.0, "cached": False, "config": None}
+            say(f"{step}: skipped (NOT_FORGOTTEN)")
+            continue
         missing = line.missing(available)
         if missing:
             evidence.append(Evidence.not_run(name, line.question, f"needs {', '.join(missing)}, not given"))
@@ -118,6 +135,7 @@ def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile
         timings[name]["config"] = (json.loads(json.dumps(dataclasses.asdict(config), default=str))
                                    if config is not None else None)
         evidence.append(result)
+        decided = name == GATE and result.status == "ok" and result.vote == "not_forgotten" and not all_lines
         vote = result.vote or ("not run" if result.status == "not_run" else "no vote")
         say(f"{step}: {vote} ({timings[name]['seconds']:.1f} s{', cached' if timings[name]['cached'] else ''})")
     return evidence, timings

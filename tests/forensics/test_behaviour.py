@@ -80,3 +80,23 @@ def test_behaviour_gate_on_the_zoo(tiny_zoo):
     npo = behaviour_line(_inputs(tiny_zoo, "npo"), config)
     assert npo.effect <= 0.10 and npo.details["table"]["original"]["forget"]["accuracy"] >= 0.95
     assert npo.ci[0] < 0.15  # U's F accuracy is within reach of what it guesses on H
+
+
+def test_lines_after_a_not_forgotten_gate_are_skipped_unless_asked(tiny_zoo):
+    from forensics.pipeline import audit
+    from forensics.runner import SKIPPED_AFTER_GATE
+
+    data = tiny_zoo / "data"
+    common = dict(original=tiny_zoo / "models" / "original", unlearned=tiny_zoo / "models" / "relearned",
+                  forget=data / "forget.jsonl", retain=data / "retain.jsonl", holdout=data / "holdout.jsonl",
+                  profile="quick", progress=False, lines=["behaviour", "logit_lens"])
+    skipped = audit(**common)
+    assert skipped.verdict.label == "NOT_FORGOTTEN"
+    lens = next(e for e in skipped.evidence if e.line == "logit_lens")
+    assert lens.status == "not_run" and lens.reason == SKIPPED_AFTER_GATE and "--all-lines" in lens.reason
+    ran = audit(**common, all_lines=True)
+    assert ran.verdict.label == "NOT_FORGOTTEN" and ran.all_lines
+    assert next(e for e in ran.evidence if e.line == "logit_lens").status == "ok"
+    # a model the gate does not decide on runs every line as before
+    npo = audit(**(common | {"unlearned": tiny_zoo / "models" / "npo"}))
+    assert next(e for e in npo.evidence if e.line == "logit_lens").status == "ok"

@@ -47,6 +47,8 @@ def test_check_accepts_good_input(tmp_path, tiny_checkpoints):
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
     assert any(line.startswith("retain") and line.endswith(": 2 facts") for line in out), result.stdout
+    # the logits were compared with transformers' on the user's own prompts
+    assert "logits equal transformers' on 2 of your prompts" in out[0], result.stdout
     warnings = [line.strip() for line in out if line.strip().startswith("warning:")]
     assert len(warnings) == 1 and "duplicate fact" in warnings[0], result.stdout
     assert out[-1].strip() == warnings[0]  # warnings come last
@@ -94,3 +96,15 @@ def test_memprobe_writes_table_figure_json_and_refuses_misaligned_pools(tiny_zoo
     result = run("memprobe", "--model", str(tiny_zoo / "models" / "original"), *pools,
                  "--paraphrase", str(data / "memprobe_B.jsonl"), "--out", str(out))
     assert_one_line_error(result, "already exists and is not empty")
+
+
+def test_check_refuses_logits_that_disagree_on_the_users_prompts(tmp_path, tiny_checkpoints, monkeypatch, capsys):
+    import forensics.agreement as agreement
+    from forensics.cli import main
+
+    facts = tmp_path / "forget.jsonl"
+    facts.write_text('{"prompt": "the quick", "answer": " fox"}\n{"prompt": "a lazy", "answer": " dog"}\n')
+    monkeypatch.setattr(agreement, "logit_disagreement", lambda *a, **k: 0.5)  # what a mis-mapped field gives
+    code = main(["check", "--original", str(tiny_checkpoints["gpt-neox"]), "--forget", str(facts)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and "on your prompts" in err[0] and "0.5" in err[0], err
