@@ -19,7 +19,8 @@ def _rope_type(hf_config) -> str:
 def unmapped_fields(hf_config) -> list[str]:
     """Config fields of a supported ``transformers`` config that change what the model
     computes but that :func:`tl_config_dict` does not map (each as ``"field (value)"``):
-    RoPE scaling other than Llama 3's, attention or MLP biases in the Llama layout. Empty
+    RoPE scaling other than Llama 3's, attention or MLP biases in the Llama layout, Qwen2's
+    sliding window. Empty
     when the config is fully mapped."""
     arch = hf_config.architectures[0]
     out = []
@@ -30,6 +31,8 @@ def unmapped_fields(hf_config) -> list[str]:
         for field in ("attention_bias", "mlp_bias"):
             if getattr(hf_config, field, False):
                 out.append(f"{field} (true)")
+    if arch == "Qwen2ForCausalLM" and getattr(hf_config, "use_sliding_window", False):
+        out.append("use_sliding_window (true)")
     return out
 
 

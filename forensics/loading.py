@@ -33,6 +33,7 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
     "GPT2LMHeadModel": "GPT-2",
     "LlamaForCausalLM": "Llama",
     "MistralForCausalLM": "Mistral",
+    "Qwen2ForCausalLM": "Qwen2 / Qwen2.5",
 }
 
 DTYPES: dict[str, torch.dtype] = {
@@ -283,7 +284,9 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
             "normalization_type": "LN",
             "default_prepend_bos": False,
         }
-    if arch in ("LlamaForCausalLM", "MistralForCausalLM"):
+    if arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):
+        # Qwen2 is the Llama layout with q/k/v biases, which TransformerLens' Qwen2 weight
+        # converter (chosen by ``original_architecture``) loads.
         head_dim = getattr(hf_config, "head_dim", None)
         d_head = head_dim if head_dim else hf_config.hidden_size // hf_config.num_attention_heads
         kv_heads = hf_config.num_key_value_heads

@@ -38,7 +38,7 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
     """Write a random-init checkpoint folder (safetensors + tokenizer) of one family."""
     from transformers import (
         GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM,
-        LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM,
+        LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
     )
 
     tokenizer = tokenizer or train_test_tokenizer()
@@ -56,6 +56,9 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
             vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128,
             sliding_window=None)),
+        "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128)),
     }
     torch.manual_seed(seed)
     model = configs[arch]().eval()
@@ -68,7 +71,7 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
     return folder
 
 
-ARCHS = ("gpt-neox", "gpt2", "llama", "mistral")
+ARCHS = ("gpt-neox", "gpt2", "llama", "mistral", "qwen2")
 
 
 @pytest.fixture(scope="session")
