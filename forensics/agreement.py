@@ -33,6 +33,8 @@ def unmapped_fields(hf_config) -> list[str]:
                 out.append(f"{field} (true)")
     if arch == "Qwen2ForCausalLM" and getattr(hf_config, "use_sliding_window", False):
         out.append("use_sliding_window (true)")
+    if arch == "PhiForCausalLM" and getattr(hf_config, "qk_layernorm", False):
+        out.append("qk_layernorm (true)")
     return out
 
 

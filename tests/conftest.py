@@ -38,7 +38,8 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
     """Write a random-init checkpoint folder (safetensors + tokenizer) of one family."""
     from transformers import (
         GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM,
-        LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM,
+        LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PhiConfig, PhiForCausalLM,
+        Qwen2Config, Qwen2ForCausalLM,
     )
 
     tokenizer = tokenizer or train_test_tokenizer()
@@ -59,6 +60,9 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
         "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(
             vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128)),
+        "phi": lambda: PhiForCausalLM(PhiConfig(
+            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=4 * d_model, max_position_embeddings=128, partial_rotary_factor=0.5)),
     }
     torch.manual_seed(seed)
     model = configs[arch]().eval()
@@ -71,7 +75,7 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
     return folder
 
 
-ARCHS = ("gpt-neox", "gpt2", "llama", "mistral", "qwen2")
+ARCHS = ("gpt-neox", "gpt2", "llama", "mistral", "qwen2", "phi")
 
 
 @pytest.fixture(scope="session")
