@@ -50,14 +50,18 @@ AGREEMENT_TEXT = ("The quick brown fox jumps over the lazy dog while seven brigh
 def logit_disagreement(model, hf_model, tokenizer, device: str, rows: list[list[int]] | None = None) -> float:
     """Largest absolute difference between the hooked model's and the ``transformers``
     model's logits, divided by ``max(1, largest |logit|)`` of ``transformers`` (0 for identical
-    computations), over token ``rows`` (default: :data:`AGREEMENT_TEXT`), each cut to 32 tokens."""
+    computations; NaN or inf when the hooked model's logits are not finite), over token ``rows``
+    (default: :data:`AGREEMENT_TEXT`), each cut to 32 tokens."""
     rows = rows or [tokenizer(AGREEMENT_TEXT, add_special_tokens=False)["input_ids"]]
     worst = 0.0
     for ids in rows:
         tokens = torch.tensor([list(ids)[: min(32, model.cfg.n_ctx)]], device=device)
         ours = model(tokens).float().cpu()
         theirs = hf_model(tokens.cpu()).logits.float()[..., : ours.shape[-1]]
-        worst = max(worst, float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0)))
+        gap = float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0))
+        if gap != gap:  # NaN (an overflow) must not be lost to max()
+            return gap
+        worst = max(worst, gap)
     return worst
 
 

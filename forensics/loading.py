@@ -389,6 +389,10 @@ def load_model(
     )
     model.eval()
     gap = logit_disagreement(model, hf_model, tokenizer, device)
+    if gap != gap or gap == float("inf"):  # NaN or inf: the half-precision forward overflowed
+        raise ForensicsInputError(
+            f"{folder}: the model's logits are not finite in {str(torch_dtype).removeprefix('torch.')} "
+            "(an activation overflows its range); load it with --dtype bfloat16 or float32")
     if not gap <= LOGIT_TOLERANCE[torch_dtype]:
         raise ForensicsInputError(
             f"{folder}: the hooked model's logits differ from transformers' by {gap:.2g} of the logit scale "

@@ -198,3 +198,16 @@ def test_logits_that_disagree_with_transformers_refuse_the_load(monkeypatch, tin
     monkeypatch.setattr(loading, "tl_config_dict", mis_mapped)
     with pytest.raises(ForensicsInputError, match="logits differ from transformers"):
         load_model(tiny_checkpoints["llama"])
+
+
+def test_float16_overflow_is_reported_not_silently_nan(tmp_path, tiny_checkpoints):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
+    tensors = load_file(folder / "model.safetensors")
+    key = next(k for k in tensors if k.endswith("mlp.down_proj.weight"))
+    tensors[key] = tensors[key] * 3e5  # fine in float32, beyond float16's 65504 in the residual stream
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    assert load_model(folder).model.cfg.dtype == torch.float32  # float32 loads and agrees
+    with pytest.raises(ForensicsInputError, match="not finite in float16"):
+        load_model(folder, dtype="float16")
