@@ -49,15 +49,23 @@ AGREEMENT_TEXT = ("The quick brown fox jumps over the lazy dog while seven brigh
 @torch.no_grad()
 def logit_disagreement(model, hf_model, tokenizer, device: str, rows: list[list[int]] | None = None) -> float:
     """Largest absolute difference between the hooked model's and the ``transformers``
-    model's logits, divided by ``max(1, largest |logit|)`` of ``transformers`` (0 for identical
-    computations; NaN or inf when the hooked model's logits are not finite), over token ``rows``
-    (default: :data:`AGREEMENT_TEXT`), each cut to 32 tokens."""
+    model's logits, each position's logits centred on their mean (a shift changes no
+    probability), divided by ``max(1, largest |centred logit|)`` of ``transformers``: 0 for
+    identical computations, NaN or inf when either model's logits are not finite. Over token
+    ``rows`` (default: :data:`AGREEMENT_TEXT`), each cut to 32 tokens. Raises
+    :class:`forensics.errors.ForensicsInputError` when the two vocabularies differ in width."""
+    from forensics.errors import ForensicsInputError
+
     rows = rows or [tokenizer(AGREEMENT_TEXT, add_special_tokens=False)["input_ids"]]
     worst = 0.0
     for ids in rows:
         tokens = torch.tensor([list(ids)[: min(32, model.cfg.n_ctx)]], device=device)
         ours = model(tokens).float().cpu()
-        theirs = hf_model(tokens.cpu()).logits.float()[..., : ours.shape[-1]]
+        theirs = hf_model(tokens.cpu()).logits.float()
+        if ours.shape != theirs.shape:
+            raise ForensicsInputError(f"the hooked model's logits have shape {tuple(ours.shape)}, transformers' "
+                                      f"{tuple(theirs.shape)}")
+        ours, theirs = ours - ours.mean(-1, keepdim=True), theirs - theirs.mean(-1, keepdim=True)
         gap = float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0))
         if gap != gap:  # NaN (an overflow) must not be lost to max()
             return gap
@@ -78,7 +86,7 @@ def prompt_agreement(loaded, prompts: list[str]) -> float:
     hf_model = load_hf_model(loaded.path)
     rows = [encode_prompt(loaded.tokenizer, p) for p in prompts]
     gap = logit_disagreement(loaded.model, hf_model, loaded.tokenizer, loaded.device, rows)
-    tolerance = LOGIT_TOLERANCE[resolve_dtype(loaded.dtype)]
+    tolerance = LOGIT_TOLERANCE.get(resolve_dtype(loaded.dtype), LOGIT_TOLERANCE[torch.float32])
     if not gap <= tolerance:
         raise ForensicsInputError(
             f"{loaded.path}: on your prompts the hooked model's logits differ from transformers' by {gap:.2g} "

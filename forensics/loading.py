@@ -153,12 +153,19 @@ def weight_files(folder: str | Path) -> list[Path]:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ForensicsInputError(f"{index} is not a valid safetensors index ({_first_line(err)})") from None
+        if not (isinstance(weight_map, dict) and weight_map and all(isinstance(v, str) for v in weight_map.values())):
+            raise ForensicsInputError(f"{index} is not a valid safetensors index (weight_map must map tensor "
+                                      "names to shard file names)")
         expected = sorted(set(weight_map.values()))
         missing = [n for n in expected if n not in present]
         if missing:
             raise ForensicsInputError(f"{folder}: shard(s) named in {INDEX_FILE} are missing: {', '.join(missing)}")
+    elif "model.safetensors" in present:
+        expected = ["model.safetensors"]
     else:
-        expected = ["model.safetensors"] if "model.safetensors" in present else present[:1]
+        raise ForensicsInputError(
+            f"{folder} has safetensors weights ({', '.join(present)}) but neither model.safetensors nor "
+            f"{INDEX_FILE}: transformers would not load them")
     extra = [n for n in present if n not in expected]
     if extra:
         raise ForensicsInputError(
@@ -389,14 +396,16 @@ def load_model(
     )
     model.eval()
     gap = logit_disagreement(model, hf_model, tokenizer, device)
-    if gap != gap or gap == float("inf"):  # NaN or inf: the half-precision forward overflowed
+    tolerance = LOGIT_TOLERANCE.get(torch_dtype, LOGIT_TOLERANCE[torch.float32])
+    if gap != gap or gap == float("inf"):  # NaN or inf
+        half = torch_dtype in (torch.float16, torch.bfloat16)
         raise ForensicsInputError(
-            f"{folder}: the model's logits are not finite in {str(torch_dtype).removeprefix('torch.')} "
-            "(an activation overflows its range); load it with --dtype bfloat16 or float32")
-    if not gap <= LOGIT_TOLERANCE[torch_dtype]:
+            f"{folder}: the model's logits are not finite in {str(torch_dtype).removeprefix('torch.')}"
+            + (" (an activation overflows its range); load it with --dtype float32" if half else ""))
+    if not gap <= tolerance:
         raise ForensicsInputError(
             f"{folder}: the hooked model's logits differ from transformers' by {gap:.2g} of the logit scale "
-            f"(tolerance {LOGIT_TOLERANCE[torch_dtype]:g} in {str(torch_dtype).removeprefix('torch.')}); "
+            f"(tolerance {tolerance:g} in {str(torch_dtype).removeprefix('torch.')}); "
             "a config field is not mapped, so the audit would read another model")
     del hf_model, state_dict
     for param in model.parameters():

@@ -211,3 +211,14 @@ def test_float16_overflow_is_reported_not_silently_nan(tmp_path, tiny_checkpoint
     assert load_model(folder).model.cfg.dtype == torch.float32  # float32 loads and agrees
     with pytest.raises(ForensicsInputError, match="not finite in float16"):
         load_model(folder, dtype="float16")
+
+
+def test_weights_transformers_would_not_load_are_refused(tmp_path, tiny_checkpoints):
+    renamed = _copy(tiny_checkpoints["gpt2"], tmp_path / "renamed")
+    (renamed / "model.safetensors").rename(renamed / "weights.safetensors")
+    with pytest.raises(ForensicsInputError, match="neither model.safetensors nor"):
+        load_model(renamed)
+    empty_index = _copy(tiny_checkpoints["gpt2"], tmp_path / "index")
+    (empty_index / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
+    with pytest.raises(ForensicsInputError, match="not a valid safetensors index"):
+        load_model(empty_index)
