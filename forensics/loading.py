@@ -269,7 +269,9 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
             "normalization_type": "LN",
             "default_prepend_bos": False,
         }
-    if arch == "GPTNeoXForCausalLM":
+    if arch in ("GPTNeoXForCausalLM", "PhiForCausalLM"):
+        # Phi is the GPT-NeoX layout (LayerNorm, partial rotary, parallel attention and MLP);
+        # TransformerLens' Phi weight converter (chosen by ``original_architecture``) loads it.
         d_head = hf_config.hidden_size // hf_config.num_attention_heads
         return {
             "d_model": hf_config.hidden_size,
@@ -290,29 +292,6 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
             "rotary_dim": round(get_rotary_pct_from_config(hf_config) * d_head),
             "rotary_base": _get_rope_theta(hf_config),
             "normalization_type": "LN",
-            "default_prepend_bos": False,
-        }
-    if arch == "PhiForCausalLM":
-        d_head = hf_config.hidden_size // hf_config.num_attention_heads
-        rope = getattr(hf_config, "rope_parameters", None) or {}
-        share = getattr(hf_config, "partial_rotary_factor", None) or rope.get("partial_rotary_factor", 1.0)
-        return {
-            "d_model": hf_config.hidden_size,
-            "d_head": d_head,
-            "n_heads": hf_config.num_attention_heads,
-            "d_mlp": hf_config.intermediate_size,
-            "n_layers": hf_config.num_hidden_layers,
-            "n_ctx": hf_config.max_position_embeddings,
-            "eps": hf_config.layer_norm_eps,
-            "d_vocab": hf_config.vocab_size,
-            "act_fn": hf_config.hidden_act,
-            "normalization_type": "LN",
-            "positional_embedding_type": "rotary",
-            "rotary_base": _get_rope_theta(hf_config),
-            "rotary_dim": round(share * d_head),
-            "rotary_adjacent_pairs": False,
-            "use_attn_scale": True,
-            "parallel_attn_mlp": True,
             "default_prepend_bos": False,
         }
     if arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):
