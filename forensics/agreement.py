@@ -1,42 +1,15 @@
-"""Does the hooked model compute what the checkpoint computes? Config fields the loader does
-not map, and a logit comparison with ``transformers`` on a fixed text.
+"""Does the hooked model compute what the checkpoint computes? A logit comparison with
+``transformers``, on a fixed text or on the user's own prompts.
 
 An audit of a wrongly loaded model is a wrong audit: a Llama checkpoint with linear RoPE
 scaling loaded as if unscaled, or with its attention biases dropped, gives logits off by
-several units with nothing failing. :func:`unmapped_fields` names such fields before the
-load; :func:`logit_disagreement` catches whatever else differs after it.
+several units with nothing failing. :func:`forensics.families.unmapped_fields` names such
+fields before the load; :func:`logit_disagreement` catches whatever else differs after it.
 """
 
 from __future__ import annotations
 
 import torch
-
-def _rope_type(hf_config) -> str:
-    rope = getattr(hf_config, "rope_scaling", None) or getattr(hf_config, "rope_parameters", None) or {}
-    return str(rope.get("rope_type") or rope.get("type") or "default").lower() if isinstance(rope, dict) else "default"
-
-
-def unmapped_fields(hf_config) -> list[str]:
-    """Config fields of a supported ``transformers`` config that change what the model
-    computes but that :func:`tl_config_dict` does not map (each as ``"field (value)"``):
-    RoPE scaling other than Llama 3's, attention or MLP biases in the Llama layout, Qwen2's
-    sliding window. Empty
-    when the config is fully mapped."""
-    arch = hf_config.architectures[0]
-    out = []
-    rope = _rope_type(hf_config)
-    if rope != "default" and not (arch == "LlamaForCausalLM" and rope == "llama3"):
-        out.append(f"rope_scaling (type {rope})")
-    if arch in ("LlamaForCausalLM", "MistralForCausalLM"):
-        for field in ("attention_bias", "mlp_bias"):
-            if getattr(hf_config, field, False):
-                out.append(f"{field} (true)")
-    if arch == "Qwen2ForCausalLM" and getattr(hf_config, "use_sliding_window", False):
-        out.append("use_sliding_window (true)")
-    if arch == "PhiForCausalLM" and getattr(hf_config, "qk_layernorm", False):
-        out.append("qk_layernorm (true)")
-    return out
-
 
 #: Largest logit difference (in units of the largest logit magnitude, at least 1) allowed
 #: between the hooked model and ``transformers`` on the agreement check, per dtype.

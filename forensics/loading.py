@@ -24,18 +24,9 @@ from typing import Any
 
 import torch
 
-from forensics.agreement import LOGIT_TOLERANCE, logit_disagreement, unmapped_fields
+from forensics.agreement import LOGIT_TOLERANCE, logit_disagreement
 from forensics.errors import ForensicsInputError
-
-#: Hugging Face architecture name -> family name shown to users.
-SUPPORTED_ARCHITECTURES: dict[str, str] = {
-    "GPTNeoXForCausalLM": "GPT-NeoX (Pythia)",
-    "GPT2LMHeadModel": "GPT-2",
-    "LlamaForCausalLM": "Llama",
-    "MistralForCausalLM": "Mistral",
-    "Qwen2ForCausalLM": "Qwen2 / Qwen2.5",
-    "PhiForCausalLM": "Phi-1 / Phi-1.5 / Phi-2",
-}
+from forensics.families import SUPPORTED_ARCHITECTURES, tl_config_dict, unmapped_fields  # noqa: F401 (re-exported)
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -234,99 +225,6 @@ def _hf_model_from(folder: Path, dtype: str | torch.dtype):
         if not torch.isfinite(param).all():
             raise ForensicsInputError(f"the weights in {folder} contain NaN or infinite values ({name})")
     return model.eval()
-
-
-def tl_config_dict(hf_config) -> dict[str, Any]:
-    """HookedTransformerConfig fields for a supported ``transformers`` config (the mapping
-    follows transformer-lens' own; no weight processing). Raises :class:`ForensicsInputError`
-    for an architecture outside :data:`SUPPORTED_ARCHITECTURES`."""
-    from transformer_lens.loading_from_pretrained import (
-        _apply_llama3_rope_scaling,
-        _get_rope_theta,
-        get_rotary_pct_from_config,
-    )
-
-    arch = hf_config.architectures[0]
-    unmapped = unmapped_fields(hf_config)
-    if unmapped:
-        raise ForensicsInputError(
-            f"config.json sets {', '.join(unmapped)}, which this loader does not map for {arch}: the hooked "
-            "model would compute something other than the checkpoint does")
-    if arch == "GPT2LMHeadModel":
-        return {
-            "d_model": hf_config.n_embd,
-            "d_head": hf_config.n_embd // hf_config.n_head,
-            "n_heads": hf_config.n_head,
-            "d_mlp": hf_config.n_inner or 4 * hf_config.n_embd,
-            "n_layers": hf_config.n_layer,
-            "n_ctx": hf_config.n_positions,
-            "eps": hf_config.layer_norm_epsilon,
-            "d_vocab": hf_config.vocab_size,
-            "act_fn": hf_config.activation_function,
-            "use_attn_scale": getattr(hf_config, "scale_attn_weights", True),
-            "use_local_attn": False,
-            "scale_attn_by_inverse_layer_idx": hf_config.scale_attn_by_inverse_layer_idx,
-            "normalization_type": "LN",
-            "default_prepend_bos": False,
-        }
-    if arch in ("GPTNeoXForCausalLM", "PhiForCausalLM"):
-        # Phi is the GPT-NeoX layout (LayerNorm, partial rotary, parallel attention and MLP);
-        # TransformerLens' Phi weight converter (chosen by ``original_architecture``) loads it.
-        d_head = hf_config.hidden_size // hf_config.num_attention_heads
-        return {
-            "d_model": hf_config.hidden_size,
-            "d_head": d_head,
-            "n_heads": hf_config.num_attention_heads,
-            "d_mlp": hf_config.intermediate_size,
-            "n_layers": hf_config.num_hidden_layers,
-            "n_ctx": hf_config.max_position_embeddings,
-            "eps": hf_config.layer_norm_eps,
-            "d_vocab": hf_config.vocab_size,
-            "act_fn": hf_config.hidden_act,
-            "use_attn_scale": True,
-            "use_local_attn": False,
-            "scale_attn_by_inverse_layer_idx": False,
-            "parallel_attn_mlp": getattr(hf_config, "use_parallel_residual", True),
-            "positional_embedding_type": "rotary",
-            "rotary_adjacent_pairs": False,
-            "rotary_dim": round(get_rotary_pct_from_config(hf_config) * d_head),
-            "rotary_base": _get_rope_theta(hf_config),
-            "normalization_type": "LN",
-            "default_prepend_bos": False,
-        }
-    if arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"):
-        # Qwen2 is the Llama layout with q/k/v biases, which TransformerLens' Qwen2 weight
-        # converter (chosen by ``original_architecture``) loads.
-        head_dim = getattr(hf_config, "head_dim", None)
-        d_head = head_dim if head_dim else hf_config.hidden_size // hf_config.num_attention_heads
-        kv_heads = hf_config.num_key_value_heads
-        sliding = getattr(hf_config, "sliding_window", None) if arch == "MistralForCausalLM" else None
-        cfg = {
-            "d_model": hf_config.hidden_size,
-            "d_head": d_head,
-            "n_heads": hf_config.num_attention_heads,
-            "d_mlp": hf_config.intermediate_size,
-            "n_layers": hf_config.num_hidden_layers,
-            "n_ctx": hf_config.max_position_embeddings,
-            "eps": hf_config.rms_norm_eps,
-            "d_vocab": hf_config.vocab_size,
-            "act_fn": hf_config.hidden_act,
-            "n_key_value_heads": kv_heads if kv_heads != hf_config.num_attention_heads else None,
-            "normalization_type": "RMS",
-            "positional_embedding_type": "rotary",
-            "rotary_adjacent_pairs": False,
-            "rotary_dim": d_head,
-            "rotary_base": _get_rope_theta(hf_config),
-            "final_rms": True,
-            "gated_mlp": True,
-            "default_prepend_bos": False,
-        }
-        if sliding:
-            cfg.update(use_local_attn=True, window_size=sliding, attn_types=["local"] * cfg["n_layers"])
-        if arch == "LlamaForCausalLM":
-            _apply_llama3_rope_scaling(cfg, hf_config)
-        return cfg
-    raise ForensicsInputError(f"unsupported architecture {arch}")
 
 
 def load_model(

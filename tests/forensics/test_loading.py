@@ -16,14 +16,21 @@ from forensics.loading import check_pair, load_hf_model, load_model
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_logits_match_transformers(tiny_checkpoints, test_tokenizer, arch):
+def test_residual_stream_and_logits_match_transformers(tiny_checkpoints, test_tokenizer, arch):
     path = tiny_checkpoints[arch]
     hooked = load_model(path)
     reference = load_hf_model(path)
-    ids = test_tokenizer(["the quick brown fox jumps over", "seven bright stars glow"], padding=True)["input_ids"]
+    ids = test_tokenizer(["the quick brown fox jumps over the lazy dog while seven bright stars",
+                          "seven bright stars glow"], padding=True)["input_ids"]
     tokens = torch.tensor(ids)
     with torch.no_grad():
-        diff = (hooked.model(tokens) - reference(tokens).logits).abs().max().item()
+        logits, cache = hooked.model.run_with_cache(tokens)
+        expected = reference(tokens, output_hidden_states=True)
+    # hidden_states[l] is the residual stream entering block l (the last one is after the final norm)
+    for layer in range(hooked.model.cfg.n_layers):
+        resid = (cache[f"blocks.{layer}.hook_resid_pre"] - expected.hidden_states[layer]).abs().max().item()
+        assert resid <= 1e-4, f"{arch}: residual stream entering block {layer} differs by {resid}"
+    diff = (logits - expected.logits).abs().max().item()
     assert diff <= 1e-4, f"{arch}: max abs logit difference {diff}"
     assert hooked.architecture == reference.config.architectures[0]
     assert len(hooked.weights_hash) == 64
@@ -161,20 +168,36 @@ def test_sharded_checkpoint_loads_and_a_leftover_single_file_is_refused(tmp_path
     assert weights_hash(sharded) == before  # the hash covers exactly the shards transformers loads
 
 
-@pytest.mark.parametrize("field, value, named", [
-    ("rope_scaling", {"rope_type": "linear", "factor": 4.0}, "rope_scaling (type linear)"),
-    ("rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_scaling (type dynamic)"),
-    ("attention_bias", True, "attention_bias"),
-    ("mlp_bias", True, "mlp_bias"),
+@pytest.mark.parametrize("arch, field, value, named", [
+    ("llama", "rope_scaling", {"rope_type": "linear", "factor": 4.0}, "rope_scaling (type linear)"),
+    ("llama", "rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_scaling (type dynamic)"),
+    ("llama", "attention_bias", True, "attention_bias"),
+    ("llama", "mlp_bias", True, "mlp_bias"),
+    ("qwen3", "use_sliding_window", True, "use_sliding_window"),
+    ("gemma2", "attention_bias", True, "attention_bias"),
+    ("opt", "do_layer_norm_before", False, "do_layer_norm_before (false)"),
+    ("phi", "qk_layernorm", True, "qk_layernorm"),
 ])
-def test_config_fields_that_change_the_computation_are_refused_by_name(tmp_path, tiny_checkpoints, field, value,
-                                                                       named):
-    folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
+def test_config_fields_that_change_the_computation_are_refused_by_name(tmp_path, tiny_checkpoints, arch, field,
+                                                                       value, named):
+    folder = _copy(tiny_checkpoints[arch], tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
     config[field] = value
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ForensicsInputError, match=named.replace("(", r"\(").replace(")", r"\)")):
         load_model(folder)
+
+
+def test_grouped_query_attention_is_refused_where_the_converter_has_none():
+    from transformers import Olmo2Config, OlmoConfig
+
+    from forensics.families import unmapped_fields
+
+    for config_class in (OlmoConfig, Olmo2Config):
+        config = config_class(num_attention_heads=4, num_key_value_heads=2, architectures=[
+            config_class.__name__.replace("Config", "ForCausalLM")])
+        assert unmapped_fields(config) == ["num_key_value_heads (2 of 4 heads)"]
+        assert unmapped_fields(config_class(num_attention_heads=4, architectures=config.architectures)) == []
 
 
 def test_llama3_rope_scaling_is_mapped_not_refused(tmp_path, tiny_checkpoints):
