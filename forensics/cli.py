@@ -6,12 +6,12 @@ never a traceback, never a half-written output folder.
 Commands:
   forensics zoo build --out DIR [--size tiny|small] [--seed N]
   forensics check --original O [--unlearned U] [--forget F.jsonl] [--retain R.jsonl]
-                  [--holdout H.jsonl] [--sequences S.jsonl] [--device] [--dtype]
+                  [--holdout H.jsonl] [--sequences S.jsonl] [--device] [--dtype] [--chat-template]
   forensics memprobe --model DIR --memorised M.jsonl --matched C.jsonl --paraphrase B.jsonl --out DIR
   forensics audit --original O --unlearned U --forget F.jsonl --retain R.jsonl [--holdout H.jsonl]
                   [--reference REF] [--sequences S.jsonl] --out DIR [--device] [--dtype] [--seed N]
                   [--profile quick|standard|thorough] [--redact] [--cache DIR] [--lines a,b]
-                  [--set LINE.FIELD=VALUE ...]
+                  [--set LINE.FIELD=VALUE ...] [--all-lines] [--chat-template]
   forensics lines [NAME ...]
   forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
   forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("forget", "retain", "holdout", "sequences"):
         check.add_argument(f"--{name}", type=Path)
     _device_args(check)
+    _chat_args(check)
 
     memprobe = sub.add_parser("memprobe", help="leave-one-out cross-sequence memorisation probe")
     memprobe.add_argument("--model", required=True, type=Path)
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="activation / resume cache to keep and share (default: .OUT.cache beside --out, "
                             "deleted after a successful run)")
     _device_args(audit)
+    _chat_args(audit)
 
     lines = sub.add_parser("lines", help="list the evidence lines: question, needs, votes and configuration fields")
     lines.add_argument("names", nargs="*", help="only these lines")
@@ -123,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chat_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--chat-template", action="store_true",
+                        help="render every fact prompt as a user turn in the original checkpoint's own chat "
+                             "template (for chat-tuned models; recorded in the report)")
+
+
 def _device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
@@ -142,7 +150,8 @@ def cmd_check(args) -> int:
     from forensics.inputs import load_inputs
 
     inputs = load_inputs(args.original, args.unlearned, args.forget, args.retain, args.holdout,
-                         sequences=args.sequences, device=args.device, dtype=args.dtype)
+                         sequences=args.sequences, device=args.device, dtype=args.dtype,
+                         chat_template=args.chat_template)
     original = inputs.original
     prompts = [f.prompt for f in (inputs.forget or inputs.retain or inputs.holdout or [])[:4]]
     agree = {}
@@ -157,6 +166,9 @@ def cmd_check(args) -> int:
     if inputs.unlearned is not None:
         tail = (f"; logits equal transformers' (max difference {agree['unlearned']:.1g})" if prompts else "")
         print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary{tail}")
+    if inputs.chat_template:
+        print(f"chat template of {inputs.chat_template['source']}: prompts become "
+              f"{inputs.chat_template['example']!r}")
     for name in ("forget", "retain", "holdout"):
         if inputs.records.get(name):
             print(f"{name:<10} {getattr(args, name)}: {inputs.records[name]['n']} facts")
@@ -216,6 +228,7 @@ def cmd_audit(args) -> int:
         holdout=args.holdout, reference=args.reference, sequences=args.sequences, out=args.out,
         device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile, redact=args.redact,
         cache_dir=args.cache, command=_command_line(), settings=settings, all_lines=args.all_lines,
+        chat_template=args.chat_template,
         lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     _print_result(result)

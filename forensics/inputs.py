@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from forensics.chat import template_of, template_record, templated
 from forensics.data import Fact, Sequence, content_hash, load_facts, load_sequences
 from forensics.errors import ForensicsInputError
 from forensics.keys import model_identity
@@ -37,7 +38,9 @@ class AuditInputs:
     ``records``: role -> what ``results.json`` says of each input (path, hashes, sizes);
     ``hashes``: role -> model identity (:func:`forensics.keys.model_identity`) or data content
     hash (the line cache's input key);
-    ``warnings``: data-validation warnings, one line each.
+    ``warnings``: data-validation warnings, one line each;
+    ``chat_template``: the chat template the fact prompts were rendered with
+    (:func:`forensics.chat.template_record`), or None when they are fed as written.
     """
 
     original: LoadedModel
@@ -50,13 +53,15 @@ class AuditInputs:
     records: dict[str, Any] = field(default_factory=dict)
     hashes: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    chat_template: dict[str, Any] | None = None
 
 
 def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None, reference=None, sequences=None,
-                device: str = "cpu", dtype: str = "float32") -> AuditInputs:
+                device: str = "cpu", dtype: str = "float32", chat_template: bool = False) -> AuditInputs:
     """Load and validate every input given. Models: checkpoint folders or loaded
     :class:`LoadedModel`; fact and sequence sets: JSONL paths or lists of
-    :class:`forensics.data.Fact` / :class:`forensics.data.Sequence`.
+    :class:`forensics.data.Fact` / :class:`forensics.data.Sequence`. ``chat_template``: render
+    every fact prompt with the original checkpoint's chat template (:mod:`forensics.chat`).
 
     Raises :class:`ForensicsInputError` on any problem (see the module docstring).
     """
@@ -78,11 +83,18 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
     if reference is not None:
         out.reference = _load_model(reference, device, dtype)
         check_pair(out.original, out.reference)
+    if chat_template:
+        out.chat_template = template_record(out.original)
+        for role in ("unlearned", "reference"):
+            other = getattr(out, role)
+            if other is not None and template_of(other.tokenizer) not in (None, template_of(out.original.tokenizer)):
+                out.warnings.append(f"the {role} model's chat template differs from the original's; the original's "
+                                    "is used for both")
     paths: dict[str, Path | None] = {}
     for name, value in given.items():
         if value is not None:
             facts, paths[name] = _load_facts(value, name, out.original.tokenizer, out.warnings)
-            setattr(out, name, facts)
+            setattr(out, name, templated(facts, out.original.tokenizer) if chat_template else facts)
     if sequences is not None:
         out.sequences, paths["sequences"] = _load_sequences(sequences, out.warnings)
     sets = {name: getattr(out, name) or [] for name in FACT_SETS}

@@ -33,7 +33,7 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
           profile: str = "standard", redact: bool = False, progress: bool = True,
           cache_dir: str | Path | None = None, lines: list[str] | None = None,
           settings: Mapping[str, Mapping[str, Any]] | None = None, pdf: bool = True,
-          command: str | None = None, all_lines: bool = False):
+          command: str | None = None, all_lines: bool = False, chat_template: bool = False):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.results.AuditResult`.
 
     Models are checkpoint folders or loaded :class:`forensics.loading.LoadedModel`; data
@@ -42,7 +42,9 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
     these lines (behaviour always runs). ``settings``: per-line config overrides,
     ``{line: {"field.sub": value}}``, applied after the profile. ``all_lines``: run every line
     even when the behaviour gate already decided NOT_FORGOTTEN (by default the others are
-    then recorded as skipped: none of them can change that verdict). Bad input raises
+    then recorded as skipped: none of them can change that verdict). ``chat_template``: render
+    every fact prompt with the original checkpoint's chat template (:mod:`forensics.chat`;
+    recorded in the report). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
     from forensics.context import AuditContext
@@ -60,7 +62,8 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
              else out.parent / f".{out.name}.cache" if out is not None else None)
     registry, broken = discover_lines()
     chosen = _chosen_lines(registry, lines, settings, PROFILES[profile], seed)
-    inputs = load_inputs(original, unlearned, forget, retain, holdout, reference, sequences, device, dtype)
+    inputs = load_inputs(original, unlearned, forget, retain, holdout, reference, sequences, device, dtype,
+                         chat_template=chat_template)
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     say(f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
         f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}")
@@ -72,7 +75,7 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
     result = _result(inputs, ctx, evidence, timings, decide(evidence, has_holdout=bool(inputs.holdout)), broken,
                      seed=seed, profile=profile, device=device, dtype=dtype, redact=redact, started=started,
                      lines=list(lines) if lines is not None else None, settings=dict(settings or {}),
-                     all_lines=all_lines,
+                     all_lines=all_lines, chat_template=inputs.chat_template,
                      command=command or _api_command(original, unlearned, profile, seed))
     if out is not None:
         say("writing the reports ...")

@@ -38,6 +38,7 @@ class AuditResult:
     lines: list[str] | None = None  # the lines asked for (None: every line)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-line config overrides
     all_lines: bool = False  # every line ran even after the behaviour gate decided NOT_FORGOTTEN
+    chat_template: dict[str, Any] | None = None  # the template prompts were rendered with (forensics.chat)
     timings: dict[str, dict[str, Any]] = field(default_factory=dict)  # line -> {seconds, cached, config}
     examples: list[dict[str, Any]] = field(default_factory=list)  # a few forget facts, O's and U's answers
     skipped_modules: dict[str, str] = field(default_factory=dict)
@@ -75,7 +76,8 @@ class AuditResult:
             "run": {
                 "command": self.command, "seed": self.seed, "profile": self.profile, "device": self.device,
                 "dtype": self.dtype, "redact": self.redact, "lines": self.lines,
-                "settings": jsonable(self.settings), "all_lines": self.all_lines, "started": self.started,
+                "settings": jsonable(self.settings), "all_lines": self.all_lines,
+                "chat_template": jsonable(self.chat_template), "started": self.started,
                 "seconds": round(self.seconds, 2),
             },
             "versions": self.versions,

@@ -297,6 +297,14 @@ def render_html(result) -> str:
     parts.append(f"<p>Seed {e(run['seed'])}, profile {e(run['profile'])}, device {e(run['device'])}, "
                  f"dtype {e(run['dtype'])}, total {num(run['seconds'], 1)} s. Results schema "
                  f"{e(data['schema'])} version {e(data['schema_version'])}.</p>")
+    template = run.get("chat_template")
+    if template:
+        parts.append(f"<p><b>Chat template:</b> every fact prompt was rendered as a user turn in the template of "
+                     f"<span class='mono'>{e(template['source'])}</span> (sha256 "
+                     f"<span class='mono'>{e(template['sha256'][:16])}</span>): "
+                     f"<code class='mono'>{e(template['example'])}</code></p>")
+    else:
+        parts.append("<p><b>Chat template:</b> none; fact prompts were fed as written.</p>")
     rows = []
     for role, rec in inputs.items():
         if rec is None:

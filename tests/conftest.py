@@ -34,6 +34,23 @@ def train_test_tokenizer(vocab_size: int = 300):
     return train_tokenizer([" ".join(WORDS)] * 20, vocab_size)
 
 
+#: A Llama-2-chat-style template that starts with the BOS text, as Llama-2's does.
+CHAT_TEMPLATE = "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+
+
+def bos_tokenizer(template: str | None = CHAT_TEMPLATE):
+    """The test tokenizer with a ``<s>`` BOS that it adds to every text (as Llama's does)."""
+    from tokenizers import processors
+
+    tok = train_test_tokenizer()
+    tok.add_special_tokens({"bos_token": "<s>"})
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    if template:
+        tok.chat_template = template
+    return tok
+
+
 def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_model: int = 64) -> Path:
     """Write a random-init checkpoint folder (safetensors + tokenizer) of one family."""
     from transformers import (

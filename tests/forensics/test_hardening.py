@@ -94,6 +94,45 @@ def _two_weight_layouts(zoo, d):
     return {"unlearned": m}, "two weight layouts"
 
 
+def _missing_shard(zoo, d):
+    from forensics.loading import load_hf_model
+
+    m = d / "m"
+    load_hf_model(zoo / "models" / "npo").save_pretrained(m, max_shard_size="50KB")
+    for f in (zoo / "models" / "npo").glob("*"):
+        if not f.name.endswith(".safetensors") and f.name != "config.json":
+            shutil.copy(f, m / f.name)
+    shards = sorted(m.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    shards[-1].unlink()
+    return {"unlearned": m}, "shard(s) named in model.safetensors.index.json are missing"
+
+
+def _float16_overflow(zoo, d):
+    """A bfloat16 checkpoint whose residual stream passes float16's 65504, asked to run in float16."""
+    from safetensors.torch import load_file, save_file
+
+    m = _copy_model(zoo, "npo", d / "m")
+    tensors = load_file(m / "model.safetensors")
+    key = next(k for k in tensors if k.endswith("dense_4h_to_h.weight"))
+    tensors[key] = tensors[key] * 3e5
+    save_file({k: v.bfloat16() for k, v in tensors.items()}, m / "model.safetensors", metadata={"format": "pt"})
+    cfg = json.loads((m / "config.json").read_text())
+    cfg["dtype"] = "bfloat16"
+    (m / "config.json").write_text(json.dumps(cfg))
+    return {"unlearned": m, "args": ["--dtype", "float16"]}, "not finite in float16"
+
+
+def _no_chat_template(zoo, d):
+    return {"args": ["--chat-template"]}, "has no chat template"
+
+
+def _broken_chat_template(zoo, d):
+    m = _copy_model(zoo, "original", d / "o")
+    (m / "chat_template.jinja").write_text("{{ raise_exception('system turns only') }}")
+    return {"original": m, "args": ["--chat-template"]}, "cannot render a user turn"
+
+
 def _llama_config_edit(field: str, value, pattern: str):
     def case(zoo, d):
         m = _copy_model(zoo, "llama_npo", d / "m")
@@ -196,6 +235,10 @@ CASES = {
     "duplicate ids": _duplicate_ids,
     "holdout overlapping forget": _holdout_overlaps_forget,
     "output folder not empty": _out_not_empty,
+    "sharded checkpoint missing a shard": _missing_shard,
+    "bfloat16 checkpoint overflowing in float16": _float16_overflow,
+    "--chat-template without a template": _no_chat_template,
+    "chat template that cannot render": _broken_chat_template,
 }
 
 
@@ -206,6 +249,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_zoo, tmp_pat
     paths = {"original": tiny_zoo / "models" / "original", "unlearned": tiny_zoo / "models" / "npo",
              **{r: tiny_zoo / "data" / f"{r}.jsonl" for r in ("forget", "retain", "holdout")}}
     changed, pattern = CASES[case](tiny_zoo, inputs)
+    extra = changed.pop("args", [])
     paths.update(changed)
     outs = tmp_path / "outs"
     outs.mkdir()
@@ -213,7 +257,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_zoo, tmp_pat
     if case == "output folder not empty":
         out.mkdir()
         (out / "keep.txt").write_text("mine")
-    args = ["audit", "--profile", "quick", "--out", str(out)]
+    args = ["audit", "--profile", "quick", "--out", str(out), *extra]
     for role, path in paths.items():
         args += [f"--{role}", str(path)]
     capsys.readouterr()

@@ -1,0 +1,48 @@
+"""Scores do not depend on batch composition: a fact scored alone and in a right-padded batch of
+mixed lengths gives the same log-prob, on every family, with or without a BOS the tokenizer adds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import ARCHS, WORDS, bos_tokenizer, make_checkpoint
+from forensics.data import Fact
+
+
+def _mixed_lengths() -> list[Fact]:
+    """Facts whose prompts run from 1 to 12 words, so every batch pads most rows."""
+    return [Fact(" ".join(WORDS[k % 5: k % 5 + 1 + (7 * k) % 12]), " " + WORDS[(3 * k) % len(WORDS)])
+            for k in range(10)]
+
+
+def _alone_and_together(loaded):
+    from forensics.scoring import fact_token_ids, logits_fn_for, score_facts, sequence_losses
+
+    facts, fn, tok = _mixed_lengths(), logits_fn_for(loaded.model), loaded.tokenizer
+    alone = np.array([score_facts(fn, tok, [f], batch_size=1).logprob[0] for f in facts])
+    together = score_facts(fn, tok, facts, batch_size=len(facts)).logprob
+    rows = fact_token_ids(tok, facts)
+    seq_alone = np.array([sequence_losses(loaded.model, [r])[0] for r in rows])
+    seq_together = sequence_losses(loaded.model, rows, batch_size=len(rows))
+    return alone, together, seq_alone, seq_together
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_fact_scores_the_same_alone_and_in_a_mixed_batch(arch, tiny_checkpoints):
+    from forensics.loading import load_model
+
+    alone, together, seq_alone, seq_together = _alone_and_together(load_model(tiny_checkpoints[arch]))
+    assert np.abs(alone - together).max() <= 1e-5, (arch, alone, together)
+    assert np.abs(seq_alone - seq_together).max() <= 1e-5, (arch, seq_alone, seq_together)
+    assert np.ptp(alone) > 0.01  # the facts differ, so equality is not trivial
+
+
+def test_the_same_holds_when_the_tokenizer_adds_a_bos(tmp_path):
+    from forensics.loading import load_model
+
+    loaded = load_model(make_checkpoint(tmp_path / "m", "llama", tokenizer=bos_tokenizer(template=None)))
+    assert loaded.tokenizer("the fox")["input_ids"][0] == loaded.tokenizer.bos_token_id
+    alone, together, seq_alone, seq_together = _alone_and_together(loaded)
+    assert np.abs(alone - together).max() <= 1e-5
+    assert np.abs(seq_alone - seq_together).max() <= 1e-5
