@@ -72,6 +72,9 @@ class Timers:
         self.backward_lm = 0.0
         self.backward_other = 0.0
         self.n_lm_forward = 0
+        self.lm_tokens = 0  # token positions through LM forwards (batch x length of the input ids)
+        self.lm_grad_tokens = 0  # of which with gradients enabled (a backward follows)
+        self.lm_tokens_by_line: dict[str, int] = {}  # forward token positions by the line that ran them
         self._depth = 0
         self._capture_depth = 0
         self._fwd_start = 0.0
@@ -93,8 +96,14 @@ def instrument(t: Timers) -> None:
         if t._depth == 0:
             t._fwd_start = time.perf_counter()
             t._fwd_is_lm = isinstance(module, (HookedTransformer, PreTrainedModel))
-            if t._fwd_is_lm and torch.is_grad_enabled():
-                t._grad_lm_since_backward = True
+            if t._fwd_is_lm:
+                tokens = args[0].numel() if args and isinstance(args[0], torch.Tensor) else 0
+                t.lm_tokens += tokens
+                where = t.current_line or "loading and other"
+                t.lm_tokens_by_line[where] = t.lm_tokens_by_line.get(where, 0) + tokens
+                if torch.is_grad_enabled():
+                    t._grad_lm_since_backward = True
+                    t.lm_grad_tokens += tokens
         t._depth += 1
 
     def post(module, args, output):

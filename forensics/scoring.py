@@ -15,6 +15,12 @@ Scores. *Greedy accuracy* is exact match of greedy decoding over the answer toke
 teacher forcing that is "every answer token is the arg-max at its position", which one
 forward pass decides. *Answer log-prob* is ``log P(answer | prompt)``, the sum of the
 answer tokens' log-probabilities (natural log).
+
+Only the logits that a score reads are computed: the answer positions of a fact, the
+scored span of a sequence (:func:`logits_fn_for` with ``positions``). The unembedding and
+the softmax over the vocabulary then run on a few positions a row instead of every one,
+which matters once the vocabulary is large (a 50k-token unembedding is most of a 70M
+model's forward pass).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ import torch
 
 from forensics.data import Fact
 
-LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+#: ``(tokens [batch, pos], positions [batch, k] or None) -> logits [batch, k or pos, vocab]``.
+LogitsFn = Callable[..., torch.Tensor]
 
 
 @dataclass
@@ -107,12 +114,38 @@ def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int | No
         yield batch
 
 
-def logits_fn_for(model) -> LogitsFn:
-    """A ``tokens [batch, pos] -> logits [batch, pos, vocab]`` function for a TransformerLens
-    ``HookedTransformer`` or a ``transformers`` causal LM."""
+def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
+    """A ``(tokens [batch, pos], positions=None) -> logits`` function for a TransformerLens
+    ``HookedTransformer`` (with forward ``hooks``, as ``run_with_hooks`` takes them) or a
+    ``transformers`` causal LM. With ``positions`` (a long tensor ``[batch, k]``) only the
+    logits at those positions of each row are returned, ``[batch, k, vocab]``: for a
+    TransformerLens model the blocks run on every position and the final norm, unembedding
+    and output soft-cap only on those (equal to the full logits gathered there); a
+    ``transformers`` model computes every position and gathers."""
     if hasattr(model, "run_with_hooks"):  # TransformerLens
-        return lambda tokens: model(tokens)
-    return lambda tokens: model(tokens).logits
+        def run(tokens, **kwargs):
+            return model.run_with_hooks(tokens, fwd_hooks=list(hooks), **kwargs) if hooks else model(tokens, **kwargs)
+
+        def tl_logits(tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+            if positions is None:
+                return run(tokens)
+            from transformer_lens.utilities.activation_functions import apply_softcap
+
+            resid = run(tokens, stop_at_layer=model.cfg.n_layers)  # after the last block
+            picked = resid.gather(1, positions.to(resid.device)[..., None].expand(-1, -1, resid.shape[-1]))
+            if model.cfg.normalization_type is not None:
+                picked = model.ln_final(picked)
+            return apply_softcap(model.unembed(picked), model.cfg.output_logits_soft_cap)
+
+        return tl_logits
+
+    def hf_logits(tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        logits = model(tokens).logits
+        if positions is None:
+            return logits
+        return logits.gather(1, positions.to(logits.device)[..., None].expand(-1, -1, logits.shape[-1]))
+
+    return hf_logits
 
 
 class EncodedFacts:
@@ -138,31 +171,10 @@ class EncodedFacts:
     def __len__(self) -> int:
         return len(self.encoded)
 
-    @torch.no_grad()
-    def score(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> FactScores:
-        """Greedy exact match and answer log-prob of every fact (see the module docstring)."""
-        correct = np.zeros(len(self.encoded), dtype=bool)
-        logprob = np.zeros(len(self.encoded), dtype=float)
-        predicted = np.zeros(len(self.encoded), dtype=np.int64)
-        for idx, tokens in self.batches:
-            logits = logits_fn(tokens.to(device)).float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(idx):
-                prompt_ids, answer_ids = self.encoded[i]
-                predicted[i] = int(logprobs[row, len(prompt_ids) - 1].argmax())
-                if not answer_ids:
-                    continue
-                positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) + len(answer_ids) - 1)
-                targets = torch.tensor(answer_ids, device=logits.device)
-                row_lp = logprobs[row, positions.to(logits.device)]
-                logprob[i] = float(row_lp.gather(1, targets[:, None]).sum())
-                correct[i] = bool((row_lp.argmax(dim=-1) == targets).all())
-        return FactScores(correct=correct, logprob=logprob, predicted=predicted)
-
-    @torch.no_grad()
-    def accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> float:
-        """Greedy accuracy alone, every row of a batch decided at once; equals
-        ``score(...).accuracy`` (same batches, same arg-max)."""
+    def _answers(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per batch: the positions whose logits predict each answer token ``[rows, A]`` (the
+        first is always the prompt's last position, answer or not), the answer tokens, their
+        mask and which rows have an answer."""
         if self._answer_index is None:
             self._answer_index = []
             for idx, _ in self.batches:
@@ -172,14 +184,36 @@ class EncodedFacts:
                 targets = torch.zeros((len(rows), n_answer), dtype=torch.long)
                 mask = torch.zeros((len(rows), n_answer), dtype=torch.bool)
                 for r, (p, a) in enumerate(rows):
+                    positions[r, 0] = len(p) - 1
                     positions[r, : len(a)] = torch.arange(len(p) - 1, len(p) + len(a) - 1)
                     targets[r, : len(a)] = torch.tensor(a, dtype=torch.long)
                     mask[r, : len(a)] = True
                 self._answer_index.append((positions, targets, mask, mask.any(1)))
+        return self._answer_index
+
+    @torch.no_grad()
+    def score(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> FactScores:
+        """Greedy exact match and answer log-prob of every fact (see the module docstring);
+        logits are computed at the answer positions only."""
+        correct = np.zeros(len(self.encoded), dtype=bool)
+        logprob = np.zeros(len(self.encoded), dtype=float)
+        predicted = np.zeros(len(self.encoded), dtype=np.int64)
+        for (idx, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answers()):
+            logprobs = torch.log_softmax(logits_fn(tokens.to(device), positions).float(), dim=-1).cpu()
+            picked = logprobs.gather(-1, targets[..., None])[..., 0]
+            hits = (logprobs.argmax(-1) == targets) | ~mask
+            order = np.asarray(idx)
+            predicted[order] = logprobs[:, 0].argmax(-1).numpy()
+            logprob[order] = (picked * mask).sum(1).double().numpy()
+            correct[order] = (hits.all(1) & has_answer).numpy()
+        return FactScores(correct=correct, logprob=logprob, predicted=predicted)
+
+    @torch.no_grad()
+    def accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> float:
+        """Greedy accuracy alone; equals ``score(...).accuracy`` (same batches, same arg-max)."""
         n_correct = 0
-        for (_, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answer_index):
-            logprobs = torch.log_softmax(logits_fn(tokens.to(device)).float(), dim=-1)
-            predicted = logprobs.argmax(dim=-1).gather(1, positions.to(logprobs.device)).cpu()
+        for (_, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answers()):
+            predicted = logits_fn(tokens.to(device), positions).argmax(dim=-1).cpu()
             n_correct += int((((predicted == targets) | ~mask).all(1) & has_answer).sum())
         return n_correct / len(self.encoded) if len(self.encoded) else float("nan")
 
@@ -213,10 +247,17 @@ def sequence_losses(
     for idx in length_batches([len(s) for s in sequences], batch_size, max_tokens):
         tokens, lengths = pad_right([list(sequences[i]) for i in idx], pad_id)
         tokens = tokens.to(device)
-        lp = torch.log_softmax(fn(tokens)[:, :-1].float(), dim=-1)
-        picked = lp.gather(-1, tokens[:, 1:, None])[..., 0]
-        target = torch.arange(1, tokens.shape[1], device=device)[None, :]  # position of each scored token
-        mask = (target < lengths.to(device)[:, None]) & (target >= first[idx].to(device)[:, None])
+        if starts is None:  # every position is scored
+            lp = torch.log_softmax(fn(tokens)[:, :-1].float(), dim=-1)
+            picked = lp.gather(-1, tokens[:, 1:, None])[..., 0]
+            target = torch.arange(1, tokens.shape[1], device=device)[None, :]  # position of each scored token
+            mask = (target < lengths.to(device)[:, None]) & (target >= first[idx].to(device)[:, None])
+        else:  # logits only where a scored token is predicted: from starts[i] - 1 on
+            wanted = first[idx][:, None] + torch.arange(max(1, int((lengths - first[idx]).max())))[None, :]
+            mask = (wanted < lengths[:, None]).to(device)
+            target = wanted.clamp(max=tokens.shape[1] - 1).to(device)  # clamped where masked out
+            lp = torch.log_softmax(fn(tokens, target - 1).float(), dim=-1)
+            picked = lp.gather(-1, tokens.gather(1, target)[..., None])[..., 0]
         count = mask.sum(1)
         nll = -(picked * mask).sum(1) / count.clamp(min=1)
         out[idx] = torch.where(count > 0, nll, torch.full_like(nll, float("nan"))).cpu().numpy()

@@ -68,7 +68,7 @@ from forensics.data import Fact
 from forensics.evidence import Evidence
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
-from forensics.scoring import score_facts
+from forensics.scoring import logits_fn_for, score_facts
 from forensics.stats import cluster_bootstrap_diff_ci
 from saes.experts import FeatureConfig, expert_features, fact_activations
 from saes.sae import TrainedSAE
@@ -233,8 +233,7 @@ class _MemoTokenizer:
 
 def _scores(loaded, facts, hooks, batch_size, tokenizer=None) -> np.ndarray:
     """Teacher-forced greedy correctness (with ``hooks``) per fact, by :func:`score_facts`."""
-    model = loaded.model
-    fn = (lambda tokens: model.run_with_hooks(tokens, fwd_hooks=hooks)) if hooks else (lambda tokens: model(tokens))
+    fn = logits_fn_for(loaded.model, hooks)
     return score_facts(fn, tokenizer or loaded.tokenizer, facts, batch_size, loaded.device).correct.astype(float)
 
 

@@ -46,3 +46,23 @@ def test_the_same_holds_when_the_tokenizer_adds_a_bos(tmp_path):
     alone, together, seq_alone, seq_together = _alone_and_together(loaded)
     assert np.abs(alone - together).max() <= 1e-5
     assert np.abs(seq_alone - seq_together).max() <= 1e-5
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_logits_at_chosen_positions_equal_the_full_logits_there(arch, tiny_checkpoints, test_tokenizer):
+    import torch
+
+    from forensics.loading import load_model
+    from forensics.scoring import logits_fn_for
+
+    loaded = load_model(tiny_checkpoints[arch])
+    tokens = torch.tensor(test_tokenizer(["the quick brown fox jumps over the lazy dog", "seven bright stars"],
+                                         padding=True)["input_ids"])
+    positions = torch.tensor([[0, 3, 7], [2, 2, 1]])
+    fn = logits_fn_for(loaded.model)
+    with torch.no_grad():
+        full = fn(tokens)
+        picked = fn(tokens, positions)
+    expected = full.gather(1, positions[..., None].expand(-1, -1, full.shape[-1]))
+    assert picked.shape == (2, 3, full.shape[-1])
+    assert torch.allclose(picked, expected, atol=1e-5, rtol=0), (arch, (picked - expected).abs().max())
