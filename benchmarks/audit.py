@@ -20,7 +20,8 @@ included, as the command does), with no cache to start from. Instrumentation:
   and the audit context's shared results: how many captures and answer scorings were
   computed and how many were served from the context instead;
 - **model passes**: global module hooks (``torch.nn.modules.module.register_module_forward_pre_hook``
-  / ``register_module_forward_hook``) time every *outermost* module call; a call whose
+  / ``register_module_forward_hook``) time every *outermost* module call (and
+  ``HookedTransformer.forward`` is wrapped, since ``run_with_hooks`` calls it directly); a call whose
   outermost module is a language model (a TransformerLens ``HookedTransformer`` or a
   ``transformers`` ``PreTrainedModel``) counts as an LM forward, anything else (SAEs,
   probe MLPs) as another module's forward. ``torch.autograd.backward`` / ``torch.autograd.grad``
@@ -118,6 +119,24 @@ def instrument(t: Timers) -> None:
 
     nn_module.register_module_forward_pre_hook(pre)
     nn_module.register_module_forward_hook(post)
+
+    # ``run_with_hooks`` calls ``HookedTransformer.forward`` directly, not through ``__call__``,
+    # so the module hooks above never see that pass as an LM forward: count it here.
+    forward = HookedTransformer.forward
+
+    @functools.wraps(forward)
+    def counted_forward(self, *args, **kwargs):
+        if t._depth > 0:  # called through __call__ (already counted) or inside another module
+            return forward(self, *args, **kwargs)
+        pre(self, args)
+        output = None
+        try:
+            output = forward(self, *args, **kwargs)
+            return output
+        finally:
+            post(self, args, output)
+
+    HookedTransformer.forward = counted_forward
 
     def timed_backward(fn):
         @functools.wraps(fn)
