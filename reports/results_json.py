@@ -16,7 +16,7 @@ Schema ``unlearning-forensics/results``, version 1 (top-level keys; see README f
 - ``examples``: a few forget facts with O's and U's greedy next token
 - ``inputs``: per role, models ``{path, name, architecture, n_layers, weights_sha256,
   dtype}`` and data sets ``{path, n, content_sha256, file_sha256}`` (null when not given)
-- ``run``: ``command, seed, profile, device, dtype, redact, started, seconds``
+- ``run``: ``command, seed, profile, device, dtype, redact, all_lines, chat_template, started, seconds``
 - ``versions``: Python, platform and package versions
 - ``skipped_modules``: evidence-line modules that exist but failed to import
 - ``warnings``: data-validation warnings
@@ -38,7 +38,8 @@ REQUIRED = {
     "verdict": ("label", "confidence", "step", "reason", "deciding_lines", "lines_against", "rule_version", "rule"),
     "evidence": ("line", "question", "status", "metric", "effect", "control", "difference", "ci", "p_value",
                  "vote", "reason", "details", "figures", "seconds", "cached"),
-    "run": ("command", "seed", "profile", "device", "dtype", "redact", "started", "seconds"),
+    "run": ("command", "seed", "profile", "device", "dtype", "redact", "all_lines", "chat_template", "started",
+            "seconds"),
     "inputs": ("original", "unlearned", "reference", "forget", "retain", "holdout", "sequences"),
 }
 
