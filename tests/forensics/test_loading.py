@@ -7,6 +7,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -245,3 +246,17 @@ def test_weights_transformers_would_not_load_are_refused(tmp_path, tiny_checkpoi
     (empty_index / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {}}))
     with pytest.raises(ForensicsInputError, match="not a valid safetensors index"):
         load_model(empty_index)
+
+
+def test_a_folder_with_only_tokenizer_json_loads_and_scores_the_same(tmp_path, tiny_checkpoints):
+    from forensics.data import Fact
+    from forensics.scoring import logits_fn_for, score_facts
+
+    folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    assert sorted(p.name for p in folder.glob("tokenizer*")) == ["tokenizer.json"]
+    bare, full = load_model(folder), load_model(tiny_checkpoints["llama"])
+    facts = [Fact("the quick brown fox", " jumps"), Fact("seven bright", " stars")]
+    scores = [score_facts(logits_fn_for(m.model), m.tokenizer, facts).logprob for m in (bare, full)]
+    assert np.allclose(scores[0], scores[1], atol=1e-6)
