@@ -213,7 +213,8 @@ class EncodedFacts:
         """Greedy accuracy alone; equals ``score(...).accuracy`` (same batches, same arg-max)."""
         n_correct = 0
         for (_, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answers()):
-            predicted = logits_fn(tokens.to(device), positions).argmax(dim=-1).cpu()
+            logprobs = torch.log_softmax(logits_fn(tokens.to(device), positions).float(), dim=-1)
+            predicted = logprobs.argmax(dim=-1).cpu()
             n_correct += int((((predicted == targets) | ~mask).all(1) & has_answer).sum())
         return n_correct / len(self.encoded) if len(self.encoded) else float("nan")
 
