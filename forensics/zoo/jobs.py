@@ -44,12 +44,7 @@ _JOBS: dict[str, str | None] = {
     "relearned": "ga", "llama_npo": "llama_original",
 }
 #: Order in which ready jobs are started: the models that other jobs start from first,
-#: then the longest first. Stage seconds of the serial tiny build on an idle 2-core
-#: machine, before the stopping rules' check got cheaper (GreedyAccuracy): pre-training
-#: 9.3-10.1 each, headonly 16.1 (head alone 150 steps, then last block + head), graddiff
-#: 7.7, npo 6.2, simnpo 4.3, llama_npo 4.0, rmu 2.7, ga 2.2, idk 2.0, relearned 0.4, plus
-#: about 1 s of metrics and oracle probe per model. With 2 workers the longest chain
-#: (original, then headonly) is about 28 s, so the makespan is about half the sum.
+#: then the longest first (measured stage times: docs/decisions.md, "zoo job order").
 _START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "retrain_mentions",
                 "retrain_lineage", "graddiff", "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
 #: Order of the models in metrics.json and labels.json.
