@@ -108,7 +108,9 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
     raise ForensicsInputError(f"unsupported architecture {arch}")
 
 
-def _gpt2(c) -> dict[str, Any]:
+def _gpt2_shape(c) -> dict[str, Any]:
+    """The shape fields of a GPT-2-style config (``n_embd``, ``n_head``, ``n_layer``, ...),
+    shared by GPT-2 and GPT-J."""
     return {
         "d_model": c.n_embd,
         "d_head": c.n_embd // c.n_head,
@@ -119,11 +121,17 @@ def _gpt2(c) -> dict[str, Any]:
         "eps": c.layer_norm_epsilon,
         "d_vocab": c.vocab_size,
         "act_fn": c.activation_function,
-        "use_attn_scale": getattr(c, "scale_attn_weights", True),
         "use_local_attn": False,
-        "scale_attn_by_inverse_layer_idx": c.scale_attn_by_inverse_layer_idx,
         "normalization_type": "LN",
         "default_prepend_bos": False,
+    }
+
+
+def _gpt2(c) -> dict[str, Any]:
+    return {
+        **_gpt2_shape(c),
+        "use_attn_scale": getattr(c, "scale_attn_weights", True),
+        "scale_attn_by_inverse_layer_idx": c.scale_attn_by_inverse_layer_idx,
     }
 
 
@@ -150,24 +158,13 @@ def _gptj(c) -> dict[str, Any]:
     """GPT-J: LayerNorm, rotary on adjacent pairs of the first ``rotary_dim`` dimensions,
     parallel attention and MLP."""
     return {
-        "d_model": c.n_embd,
-        "d_head": c.n_embd // c.n_head,
-        "n_heads": c.n_head,
-        "d_mlp": c.n_inner or 4 * c.n_embd,
-        "n_layers": c.n_layer,
-        "n_ctx": c.n_positions,
-        "eps": c.layer_norm_epsilon,
-        "d_vocab": c.vocab_size,
-        "act_fn": c.activation_function,
+        **_gpt2_shape(c),
         "use_attn_scale": True,
-        "use_local_attn": False,
         "scale_attn_by_inverse_layer_idx": False,
         "parallel_attn_mlp": True,
         "positional_embedding_type": "rotary",
         "rotary_dim": c.rotary_dim or c.n_embd // c.n_head,
         "rotary_adjacent_pairs": True,
-        "normalization_type": "LN",
-        "default_prepend_bos": False,
     }
 
 

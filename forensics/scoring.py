@@ -123,14 +123,14 @@ def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
     and output soft-cap only on those (equal to the full logits gathered there); a
     ``transformers`` model computes every position and gathers."""
     if hasattr(model, "run_with_hooks"):  # TransformerLens
+        from transformer_lens.utilities.activation_functions import apply_softcap
+
         def run(tokens, **kwargs):
             return model.run_with_hooks(tokens, fwd_hooks=list(hooks), **kwargs) if hooks else model(tokens, **kwargs)
 
         def tl_logits(tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
             if positions is None:
                 return run(tokens)
-            from transformer_lens.utilities.activation_functions import apply_softcap
-
             resid = run(tokens, stop_at_layer=model.cfg.n_layers)  # after the last block
             picked = resid.gather(1, positions.to(resid.device)[..., None].expand(-1, -1, resid.shape[-1]))
             if model.cfg.normalization_type is not None:
