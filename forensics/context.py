@@ -14,7 +14,8 @@ per audit and then served from memory:
   log-prob per fact (:func:`forensics.scoring.score_facts`, batches of
   :data:`SCORE_BATCH_SIZE`), keyed by (model, fact set);
 - **the SAE** (:meth:`AuditContext.sae`): O's SAE for a training config and layer,
-  trained (or loaded from ``cache_dir``) once.
+  trained (or loaded from ``cache_dir``) once;
+- **the tuned lens** (:meth:`AuditContext.tuned_lens`): O's translators, fitted on R once.
 
 ``counts`` records how many times each kind of result was computed and served, for
 benchmarks.
@@ -120,3 +121,14 @@ class AuditContext:
                config.min_explained_variance, config.max_dead_fraction, config.max_l0_fraction)
         return self._shared("sae", key, lambda: get_sae(
             self.original, texts, config, layer=layer, capture_fn=self.capture, cache_dir=self.cache_dir))
+
+    def tuned_lens(self, config):
+        """O's tuned lens (:func:`forensics.lens.fit_tuned_lens`) for ``config`` (a
+        :class:`probes.tuned_lens.TunedLensConfig`), fitted on every token of R's texts; once per audit."""
+        from forensics.lens import fit_tuned_lens
+
+        texts = [f.text for f in self.retain]
+        key = (id(self.original.model), self.original.weights_hash, content_hash(texts),
+               repr(sorted(config.training_fields().items())))
+        return self._shared("tuned_lens", key, lambda: fit_tuned_lens(self.original, texts, config, self.capture),
+                            owner=self.original.model)

@@ -48,6 +48,8 @@ PROFILES: dict[str, Profile] = {
             "attribute_probes": {"n_perm": 100},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
             "logit_lens": {"n_perm": 1000},
+            "tuned_lens": {"n_perm": 1000},
+            "patching": {"n_perm": 1000},
             "trace_detector": {"n_perm": 2000},
             "steering_restoration": {"alphas": (1.0, 2.0, 4.0)},
             "relearning_attack": {"seeds": (0, 1)},

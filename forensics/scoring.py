@@ -171,7 +171,7 @@ class EncodedFacts:
     def __len__(self) -> int:
         return len(self.encoded)
 
-    def _answers(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def answer_index(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per batch: the positions whose logits predict each answer token ``[rows, A]`` (the
         first is always the prompt's last position, answer or not), the answer tokens, their
         mask and which rows have an answer."""
@@ -198,7 +198,7 @@ class EncodedFacts:
         correct = np.zeros(len(self.encoded), dtype=bool)
         logprob = np.zeros(len(self.encoded), dtype=float)
         predicted = np.zeros(len(self.encoded), dtype=np.int64)
-        for (idx, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answers()):
+        for (idx, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self.answer_index()):
             logprobs = torch.log_softmax(logits_fn(tokens.to(device), positions).float(), dim=-1).cpu()
             picked = logprobs.gather(-1, targets[..., None])[..., 0]
             hits = (logprobs.argmax(-1) == targets) | ~mask
@@ -212,7 +212,7 @@ class EncodedFacts:
     def accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> float:
         """Greedy accuracy alone; equals ``score(...).accuracy`` (same batches, same arg-max)."""
         n_correct = 0
-        for (_, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self._answers()):
+        for (_, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self.answer_index()):
             logprobs = torch.log_softmax(logits_fn(tokens.to(device), positions).float(), dim=-1)
             predicted = logprobs.argmax(dim=-1).cpu()
             n_correct += int((((predicted == targets) | ~mask).all(1) & has_answer).sum())

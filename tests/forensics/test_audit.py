@@ -158,7 +158,7 @@ def test_failing_line_is_recorded_and_resume_uses_the_cache(tiny_zoo, tmp_path):
         LINES.pop("test_boom", None)
     failed = first.line("test_boom")
     assert failed.status == "not_run" and failed.reason == "error: RuntimeError: boom"
-    assert first.line("logit_lens").status == "ok"
+    assert first.line("logit_lens").status == "descriptive"
     assert again.timings["logit_lens"]["cached"] and again.timings["behaviour"]["cached"]
     assert not again.timings["test_boom"]["cached"]  # errors are retried, not cached
     assert again.line("logit_lens").to_json() == first.line("logit_lens").to_json()

@@ -35,14 +35,41 @@ def pair(tiny_zoo, zoo_sets, tmp_path_factory):
     return make
 
 
-def test_logit_lens(pair):
+def test_logit_lens_is_descriptive(pair):
     config = LogitLensConfig()
     retrain = logit_lens_line(pair("retrain"), config)
-    assert retrain.vote is None and retrain.ci[0] <= 0 <= retrain.ci[1]
+    assert retrain.status == "descriptive" and retrain.ci[0] <= 0 <= retrain.ci[1]
     npo = logit_lens_line(pair("npo"), config)  # NPO leaves the answer readable mid-network
-    assert npo.vote == "suppressed" and npo.ci[0] > 0
+    assert npo.vote is None and npo.ci[0] > 0 and npo.reason.startswith("the answer is readable")
     assert npo.figures["logit_lens"].startswith(b"\x89PNG")
     json.dumps(npo.to_json())
+
+
+def test_tuned_lens_votes_on_suppression_and_not_on_retraining(pair):
+    from probes.tuned_lens import TunedLensConfig, tuned_lens_line
+
+    config = TunedLensConfig(n_boot=500, n_perm=500)
+    retrain = tuned_lens_line(pair("retrain"), config)
+    assert retrain.status == "ok" and retrain.vote is None, retrain.reason
+    npo = tuned_lens_line(pair("npo"), config)
+    assert npo.vote == "suppressed" and npo.ci[0] > 0, npo.reason
+    kl = npo.details["kl_to_output_on_retain"]
+    # the translators, fitted on R, bring every depth's read-out closer to O's own output
+    assert all(tuned < raw for raw, tuned in zip(kl["raw"], kl["tuned"])), kl
+    assert npo.figures["tuned_lens"].startswith(b"\x89PNG")
+    json.dumps(npo.to_json())
+
+
+def test_an_unfitted_tuned_lens_is_the_logit_lens(pair):
+    """Zero steps leave every translator at the identity: on U = O the two lenses read the same
+    ranks at every depth."""
+    from probes.tuned_lens import TunedLensConfig, tuned_lens_line
+
+    ctx = pair("original")
+    tuned = tuned_lens_line(ctx, TunedLensConfig(steps=0, n_boot=50, n_perm=20))
+    raw = logit_lens_line(ctx, LogitLensConfig(n_boot=50, n_perm=20))
+    assert tuned.details["table"] == raw.details["table"]
+    assert tuned.details["kl_to_output_on_retain"]["raw"] == tuned.details["kl_to_output_on_retain"]["tuned"]
 
 
 def test_trace_detector(pair):

@@ -1,0 +1,122 @@
+"""Activation patching: a model's teacher-forced answer log-prob with part of its residual
+stream replaced by states taken from elsewhere (METHODS section 12).
+
+A patch writes source states into the residual stream ``blocks.{l}.hook_resid_post`` of the
+patched model during one forward pass (a TransformerLens ``run_with_hooks`` hook), at one of
+two position sets per fact:
+
+* ``"final"``: the prompt's last token (the position that predicts the answer's first token).
+  The source is one ``[n_facts, d]`` tensor: a state per fact, e.g. a ``"final"`` capture
+  (:mod:`forensics.capture`) of another model or of other prompts;
+* ``"prompt"``: every prompt token (the answer's positions keep the patched model's own
+  states, as in the Unlearning Depth Score's protocol). The source is an ``"all"``-position
+  capture of the *same prompts* through a model with the same tokenizer; each fact's source
+  rows must have exactly its prompt's length.
+
+Facts are tokenised and batched as :class:`forensics.scoring.EncodedFacts` does (right
+padding, sorted by length), one forward pass per batch, logits only at the answer positions.
+The score is ``log P(answer | prompt)`` in nats, summed over the answer's tokens (for a
+closed-vocabulary answer every token of it is a key token).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from forensics.capture import layer_hook
+from forensics.errors import ForensicsInputError
+from forensics.scoring import EncodedFacts, logits_fn_for
+
+PatchPositions = Literal["final", "prompt"]
+
+
+class PatchSource:
+    """States to write at one layer: ``states`` ``[n_facts, d]`` for ``"final"``, or
+    ``[total_prompt_tokens, d]`` with ``offsets`` (``n_facts + 1``, as an ``"all"`` capture's
+    ``token_offsets``) for ``"prompt"``."""
+
+    def __init__(self, layer: int, positions: PatchPositions, states: torch.Tensor,
+                 offsets: torch.Tensor | None = None):
+        if positions not in ("final", "prompt"):
+            raise ValueError(f"patch positions must be 'final' or 'prompt', not {positions!r}")
+        if positions == "prompt" and offsets is None:
+            raise ValueError("a 'prompt' patch needs the source's token offsets")
+        self.layer, self.positions, self.states, self.offsets = layer, positions, states, offsets
+
+    def rows_for(self, fact: int) -> torch.Tensor:
+        """The source rows of fact ``fact``: ``[d]`` (final) or ``[prompt_len, d]`` (prompt)."""
+        if self.positions == "final":
+            return self.states[fact]
+        return self.states[int(self.offsets[fact]) : int(self.offsets[fact + 1])]
+
+
+@torch.no_grad()
+def answer_logprobs(model, encoded: EncodedFacts, source: PatchSource | None = None,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """``log P(answer | prompt)`` (nats, float64 ``[n_facts]``) of every fact under the
+    TransformerLens ``model``, with ``source`` patched in (None: no patch).
+
+    Raises :class:`ForensicsInputError` when a ``"prompt"`` source's row count for a fact
+    differs from the fact's prompt length (another tokenizer, other prompts).
+    """
+    out = np.zeros(len(encoded), dtype=np.float64)
+    dtype = next(model.parameters()).dtype
+    for (idx, tokens), (positions, targets, mask, _) in zip(encoded.batches, encoded.answer_index()):
+        hooks = []
+        if source is not None:
+            hooks = [(layer_hook(source.layer), _writer(encoded, idx, source, dtype, device))]
+        logits = logits_fn_for(model, hooks)(tokens.to(device), positions)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        picked = logprobs.gather(-1, targets[..., None])[..., 0]
+        out[np.asarray(idx)] = (picked * mask).sum(1).double().numpy()
+    return out
+
+
+def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, device):
+    prompt_lengths = [len(encoded.encoded[i][0]) for i in idx]
+    if source.positions == "final":
+        rows = torch.tensor(idx)
+        cols = torch.tensor(prompt_lengths) - 1
+        values = source.states[rows].to(device=device, dtype=dtype)
+
+        def write_final(act: torch.Tensor, hook) -> torch.Tensor:
+            act[torch.arange(len(idx), device=act.device), cols.to(act.device)] = values
+            return act
+
+        return write_final
+    pieces = []
+    for r, i in enumerate(idx):
+        piece = source.rows_for(i)
+        if piece.shape[0] != prompt_lengths[r]:
+            raise ForensicsInputError(
+                f"patch source has {piece.shape[0]} prompt tokens for a fact whose prompt has {prompt_lengths[r]}: "
+                "source and patched model must share the tokenizer and the prompts")
+        pieces.append(piece.to(device=device, dtype=dtype))
+
+    def write_prompt(act: torch.Tensor, hook) -> torch.Tensor:
+        for r, piece in enumerate(pieces):
+            act[r, : piece.shape[0]] = piece
+        return act
+
+    return write_prompt
+
+
+def counterfactual_partners(answers: list[str], groups: list[str], strata: list[str | None],
+                            seed: int) -> np.ndarray:
+    """For each fact, another fact of the same set to take a counterfactual state from:
+    one with a different answer and a different group (subject), from the same stratum
+    (attribute) when one exists, else from anywhere in the set; drawn with ``seed``.
+    Returns int64 ``[n]``; ``-1`` where no fact qualifies."""
+    rng = np.random.default_rng(seed)
+    n = len(answers)
+    partners = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        ok = [j for j in range(n) if answers[j] != answers[i] and groups[j] != groups[i]]
+        same = [j for j in ok if strata[i] is not None and strata[j] == strata[i]]
+        pool = same or ok
+        if pool:
+            partners[i] = pool[int(rng.integers(len(pool)))]
+    return partners

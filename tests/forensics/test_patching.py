@@ -1,0 +1,98 @@
+"""Activation patching (forensics.patch) and the patching line on the tiny zoo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from forensics.capture import CaptureSpec, layer_hook, resid_hooks
+from forensics.errors import ForensicsInputError
+from forensics.patch import PatchSource, answer_logprobs, counterfactual_partners
+from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_zoo):
+    from forensics.data import load_facts
+    from forensics.loading import load_model
+
+    sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
+    models = {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "idk", "rmu")}
+    return sets, models
+
+
+def test_patching_a_model_with_its_own_states_changes_nothing(zoo):
+    from forensics.capture import capture
+
+    sets, models = zoo
+    o, facts = models["original"], sets["forget"][:20]
+    encoded = EncodedFacts(o.tokenizer, facts, batch_size=7)
+    base = answer_logprobs(o.model, encoded)
+    expected = score_facts(logits_fn_for(o.model), o.tokenizer, facts).logprob
+    assert np.allclose(base, expected, atol=1e-4)
+    prompts = [f.prompt for f in facts]
+    final = capture(o, prompts, CaptureSpec(resid_hooks(o.n_layers), "final"))
+    every = capture(o, prompts, CaptureSpec(resid_hooks(o.n_layers), "all"))
+    for layer in range(o.n_layers):
+        hook = layer_hook(layer)
+        same_final = answer_logprobs(o.model, encoded, PatchSource(layer, "final", final[hook]))
+        same_prompt = answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", every[hook], every.token_offsets))
+        assert np.allclose(same_final, base, atol=1e-4) and np.allclose(same_prompt, base, atol=1e-4)
+    # another fact's final state after the last block: O now answers that fact's question
+    swapped = answer_logprobs(o.model, encoded, PatchSource(o.n_layers - 1, "final", final[layer_hook(1)].roll(1, 0)))
+    assert swapped.mean() < base.mean() - 1.0
+
+
+def test_a_prompt_patch_must_match_the_prompt_lengths(zoo):
+    sets, models = zoo
+    o, facts = models["original"], sets["forget"][:4]
+    encoded = EncodedFacts(o.tokenizer, facts)
+    states, offsets = torch.zeros(3, o.model.cfg.d_model), torch.tensor([0, 1, 2, 3, 3])
+    with pytest.raises(ForensicsInputError, match="share the tokenizer"):
+        answer_logprobs(o.model, encoded, PatchSource(0, "prompt", states, offsets))
+
+
+def test_counterfactual_partners_differ_in_subject_and_answer_and_keep_the_attribute():
+    answers = [" a", " b", " a", " c", " e", " d"]
+    groups = ["s1", "s1", "s2", "s2", "s3", "s3"]
+    strata = ["city", "job", "city", "city", "job", None]
+    partners = counterfactual_partners(answers, groups, strata, seed=0)
+    for i, j in enumerate(partners):
+        assert j >= 0 and answers[j] != answers[i] and groups[j] != groups[i]
+    assert strata[partners[0]] == "city" and strata[partners[1]] == "job"
+    assert list(counterfactual_partners([" a", " a"], ["s1", "s2"], [None, None], 0)) == [-1, -1]
+
+
+def test_patching_line_finds_suppression_and_not_retraining(zoo):
+    from forensics.context import AuditContext
+    from forensics.lines.patching import PatchingConfig, patching_line
+
+    sets, models = zoo
+    config = PatchingConfig(n_boot=500, n_perm=500)
+    results = {name: patching_line(AuditContext(original=models["original"], unlearned=models[name], **sets), config)
+               for name in ("retrain", "idk", "rmu")}
+    assert results["retrain"].vote is None, results["retrain"].reason
+    for name in ("idk", "rmu"):
+        assert results[name].vote == "suppressed", (name, results[name].reason)
+        assert 0 < results[name].details["kept_share"] <= 1.5
+    assert results["idk"].figures["patching"].startswith(b"\x89PNG")
+    assert "uds" not in results["idk"].details
+    json.dumps(results["idk"].to_json())
+
+
+def test_published_uds_is_one_for_the_reference_and_zero_for_the_original(zoo):
+    from forensics.context import AuditContext
+    from forensics.lines.patching import PatchingConfig, patching_line
+
+    sets, models = zoo
+    config = PatchingConfig(n_boot=100, n_perm=50)
+    as_reference = patching_line(AuditContext(original=models["original"], unlearned=models["retrain"],
+                                              reference=models["retrain"], **sets), config).details["uds"]
+    assert as_reference["uds"] == pytest.approx(1.0) and as_reference["facts_scored"] > 0
+    unchanged = patching_line(AuditContext(original=models["original"], unlearned=models["original"],
+                                           reference=models["retrain"], **sets), config).details["uds"]
+    assert unchanged["uds"] == pytest.approx(0.0, abs=1e-6)
+    assert unchanged["published_meta_evaluation"] == {"faithfulness": 0.971, "robustness": 0.933}
