@@ -89,14 +89,14 @@ def test_lines_after_a_not_forgotten_gate_are_skipped_unless_asked(tiny_zoo):
     data = tiny_zoo / "data"
     common = dict(original=tiny_zoo / "models" / "original", unlearned=tiny_zoo / "models" / "relearned",
                   forget=data / "forget.jsonl", retain=data / "retain.jsonl", holdout=data / "holdout.jsonl",
-                  profile="quick", progress=False, lines=["behaviour", "logit_lens"])
+                  profile="quick", progress=False, lines=["behaviour", "tuned_lens"])
     skipped = audit(**common)
     assert skipped.verdict.label == "NOT_FORGOTTEN"
-    lens = next(e for e in skipped.evidence if e.line == "logit_lens")
+    lens = next(e for e in skipped.evidence if e.line == "tuned_lens")
     assert lens.status == "not_run" and lens.reason == SKIPPED_AFTER_GATE and "--all-lines" in lens.reason
     ran = audit(**common, all_lines=True)
     assert ran.verdict.label == "NOT_FORGOTTEN" and ran.all_lines
-    assert next(e for e in ran.evidence if e.line == "logit_lens").status == "descriptive"
+    assert next(e for e in ran.evidence if e.line == "tuned_lens").status == "ok"
     # a model the gate does not decide on runs every line as before
     npo = audit(**(common | {"unlearned": tiny_zoo / "models" / "npo"}))
-    assert next(e for e in npo.evidence if e.line == "logit_lens").status == "ok"
+    assert next(e for e in npo.evidence if e.line == "tuned_lens").status == "ok"
