@@ -53,6 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--size", choices=("tiny", "small"), default="small")
     build.add_argument("--seed", type=int, default=0)
 
+    data = sub.add_parser("data", help="fact sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    imp = data_sub.add_parser("import", help="convert a TOFU-, WMDP- or JSONL-shaped file into a fact set")
+    imp.add_argument("source", type=Path, help="JSON array or JSONL of records")
+    imp.add_argument("--format", required=True, choices=("tofu", "wmdp", "jsonl"))
+    imp.add_argument("--out", required=True, type=Path, help="folder for <source name>.jsonl")
+    imp.add_argument("--prompt-template", default="Question: {question}\nAnswer:",
+                     help="the prompt around each question ({question} is replaced)")
+    imp.add_argument("--subject-field", help="record field naming each fact's subject (default: none)")
+    imp.add_argument("--chat-template", type=Path, metavar="CHECKPOINT",
+                     help="render prompts in this checkpoint's chat template (then do not pass --chat-template "
+                          "to audit)")
+
     check = sub.add_parser("check", help="validate models and data sets without auditing")
     check.add_argument("--original", required=True, type=Path)
     check.add_argument("--unlearned", type=Path)
@@ -134,6 +147,20 @@ def _chat_args(parser: argparse.ArgumentParser) -> None:
 def _device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+
+
+def cmd_data_import(args) -> int:
+    """Convert a public-format file into a fact set (:mod:`forensics.importers`)."""
+    from forensics.importers import import_facts
+    from forensics.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(args.chat_template) if args.chat_template else None
+    target, facts = import_facts(args.source, args.out, args.format, args.prompt_template, args.subject_field,
+                                 tokenizer)
+    subjects = len({f.subject for f in facts if f.subject})
+    print(f"{len(facts)} facts written to {target}" + (f" ({subjects} subjects)" if subjects else
+                                                        " (no subjects: each fact is its own group)"))
+    return 0
 
 
 def cmd_zoo_build(args) -> int:
@@ -346,7 +373,7 @@ def cmd_lines(args) -> int:
     return 0
 
 
-COMMANDS = {"zoo": cmd_zoo_build, "check": cmd_check, "memprobe": cmd_memprobe, "audit": cmd_audit,
+COMMANDS = {"zoo": cmd_zoo_build, "data": cmd_data_import, "check": cmd_check, "memprobe": cmd_memprobe, "audit": cmd_audit,
             "lines": cmd_lines, "demo": cmd_demo, "bench": cmd_bench}
 
 

@@ -6,7 +6,18 @@ Fact set, one JSON object a line::
      "attribute": "city", "id": "f-0001"}
 
 ``prompt`` and ``answer`` are required strings; ``subject``, ``attribute`` and ``id``
-are optional strings. Sequence set: ``{"text": "..."}`` (``id`` optional).
+are optional strings. Free-text and multiple-choice records may also carry (METHODS,
+"Free-text knowledge"):
+
+- ``paraphrased_answer``: the answer in other words (string);
+- ``perturbed_answers``: wrong but plausible answers (non-empty list of non-empty strings,
+  none equal to ``answer``), as TOFU gives them;
+- ``choices`` + ``answer_index``: multiple choice (a non-empty list of strings and the
+  integer index of the correct one; each needs the other);
+- ``key``: the answer's key span (a string that occurs in ``answer``, e.g. the entity in
+  "The father of X is a civil engineer.").
+
+Sequence set: ``{"text": "..."}`` (``id`` optional).
 
 Every problem is reported with the file and line number as a one-line
 :class:`ForensicsInputError`. Duplicates and answers that tokenise to nothing are
@@ -27,7 +38,14 @@ from forensics.errors import ForensicsInputError
 log = logging.getLogger(__name__)
 
 FACT_REQUIRED = ("prompt", "answer")
-FACT_OPTIONAL = ("subject", "attribute", "id")
+FACT_OPTIONAL = ("subject", "attribute", "id", "paraphrased_answer", "key")
+#: Optional fact fields that hold a list of strings.
+FACT_LISTS = ("perturbed_answers", "choices")
+#: Optional fact fields that hold an integer.
+FACT_INTS = ("answer_index",)
+#: Fields added after the first record format: left out of :func:`content_hash` when unset,
+#: so a set written in the first format keeps its hash (and its cached activations).
+LATER_FIELDS = ("paraphrased_answer", "key") + FACT_LISTS + FACT_INTS
 SEQUENCE_REQUIRED = ("text",)
 SEQUENCE_OPTIONAL = ("id",)
 
@@ -36,13 +54,19 @@ SEQUENCE_OPTIONAL = ("id",)
 class Fact:
     """One fact: ``prompt`` ends right before the answer; ``answer`` carries its leading space
     (``" Kelmar"``). ``subject``, ``attribute`` and ``id`` are optional labels (probes group by
-    ``subject``; reports and redaction name facts by ``id``)."""
+    ``subject``; reports and redaction name facts by ``id``); the free-text and multiple-choice
+    fields are described in the module docstring."""
 
     prompt: str
     answer: str
     subject: str | None = None
     attribute: str | None = None
     id: str | None = None
+    paraphrased_answer: str | None = None
+    perturbed_answers: tuple[str, ...] | None = None
+    choices: tuple[str, ...] | None = None
+    answer_index: int | None = None
+    key: str | None = None
 
     @property
     def text(self) -> str:
@@ -58,7 +82,9 @@ class Sequence:
     id: str | None = None
 
 
-def _read_records(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...]) -> list[dict]:
+def _read_records(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...],
+                  lists: tuple[str, ...] = (), ints: tuple[str, ...] = (),
+                  nonempty: tuple[str, ...] = ()) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ForensicsInputError(f"data file not found: {path}")
@@ -86,10 +112,24 @@ def _read_records(path: str | Path, required: tuple[str, ...], optional: tuple[s
                 raise ForensicsInputError(
                     f"{path}:{line_no}: field {field!r} must be a string, got {type(value).__name__}"
                 )
-        for field in required:
-            if not obj[field].strip():
+        for field in lists:
+            value = obj.get(field)
+            if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+                raise ForensicsInputError(f"{path}:{line_no}: field {field!r} must be a list of strings")
+        for field in ints:
+            value = obj.get(field)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ForensicsInputError(
+                    f"{path}:{line_no}: field {field!r} must be an integer, got {type(value).__name__}")
+        for field in required + tuple(f for f in nonempty + lists if obj.get(f) is not None):
+            if not obj[field] or (isinstance(obj[field], str) and not obj[field].strip()):
                 raise ForensicsInputError(f"{path}:{line_no}: field {field!r} is empty")
-        records.append({k: obj.get(k) for k in required + optional} | {"_line": line_no})
+            if isinstance(obj[field], list) and not all(v.strip() for v in obj[field]):
+                raise ForensicsInputError(f"{path}:{line_no}: field {field!r} holds an empty string")
+        record = {k: obj.get(k) for k in required + optional} | {"_line": line_no}
+        record |= {k: tuple(obj[k]) if obj.get(k) is not None else None for k in lists}
+        record |= {k: obj.get(k) for k in ints}
+        records.append(record)
     if not records:
         raise ForensicsInputError(f"{path}: the set is empty")
     return records
@@ -100,10 +140,14 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
 
     With a tokenizer, facts whose answer tokenises to zero tokens are warned about.
     Duplicate facts and ids are warnings too. Raises :class:`ForensicsInputError` (with
-    file and line number) for a missing file, invalid UTF-8 or JSON, a missing, empty or
-    non-string field, or an empty set.
+    file and line number) for a missing file, invalid UTF-8 or JSON, a missing or empty
+    field, a field of the wrong type, an inconsistent multiple-choice or free-text record
+    (:func:`_check_fact`), or an empty set.
     """
-    records = _read_records(path, FACT_REQUIRED, FACT_OPTIONAL)
+    records = _read_records(path, FACT_REQUIRED, FACT_OPTIONAL, FACT_LISTS, FACT_INTS,
+                            nonempty=("paraphrased_answer", "key"))
+    for record in records:
+        _check_fact(path, record)
     facts = [Fact(**{k: v for k, v in r.items() if k != "_line"}) for r in records]
     warnings = _duplicate_warnings(path, records, key=lambda r: (r["prompt"], r["answer"]), what="fact")
     warnings += _duplicate_warnings(
@@ -117,6 +161,23 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
     for warning in warnings:
         log.warning(warning)
     return facts, warnings
+
+
+def _check_fact(path, record: dict) -> None:
+    """The rules that tie a fact's fields together (one-line errors with file and line)."""
+    where = f"{path}:{record['_line']}"
+    choices, index = record["choices"], record["answer_index"]
+    if (choices is None) != (index is None):
+        missing = "answer_index" if index is None else "choices"
+        raise ForensicsInputError(f"{where}: a multiple-choice fact needs both 'choices' and 'answer_index' "
+                                  f"(field {missing!r} is missing)")
+    if choices is not None and not 0 <= index < len(choices):
+        raise ForensicsInputError(f"{where}: 'answer_index' {index} is out of range for {len(choices)} choices")
+    if record["key"] is not None and record["key"].strip() not in record["answer"]:
+        raise ForensicsInputError(f"{where}: 'key' {record['key']!r} does not occur in the answer")
+    perturbed = record["perturbed_answers"] or ()
+    if any(p.strip() == record["answer"].strip() for p in perturbed):
+        raise ForensicsInputError(f"{where}: a perturbed answer equals the answer")
 
 
 def load_sequences(path: str | Path) -> tuple[list[Sequence], list[str]]:
@@ -185,11 +246,20 @@ def write_jsonl(path: str | Path, records: Iterable[Fact | Sequence | dict]) -> 
             handle.write(json.dumps({k: v for k, v in obj.items() if v is not None}, ensure_ascii=False) + "\n")
 
 
+def _hashed_fields(item) -> dict:
+    obj = asdict(item)
+    for name in LATER_FIELDS:
+        if obj.get(name) is None:
+            obj.pop(name, None)
+    return obj
+
+
 def content_hash(items: Iterable[Fact | Sequence | str]) -> str:
-    """A stable SHA-256 of a data set's content, for cache keys and reports."""
+    """A stable SHA-256 of a data set's content, for cache keys and reports (fields of
+    :data:`LATER_FIELDS` count only when set)."""
     digest = hashlib.sha256()
     for item in items:
-        obj = item if isinstance(item, str) else asdict(item)
+        obj = item if isinstance(item, str) else _hashed_fields(item)
         digest.update(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode())
         digest.update(b"\n")
     return digest.hexdigest()

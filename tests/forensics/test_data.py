@@ -78,3 +78,29 @@ def test_sequences(tmp_path):
     assert warnings and "duplicate sequence" in warnings[0]
     with pytest.raises(ForensicsInputError, match=r"seq.jsonl:1: missing field 'text'"):
         load_sequences(_write(tmp_path, '{"prompt": "a"}\n', "seq.jsonl"))
+
+
+def test_free_text_and_multiple_choice_fields_load_as_tuples(tmp_path):
+    text = ('{"prompt": "Q: What does Zorbil do?\\nA:", "answer": " Zorbil is a civil engineer.", '
+            '"paraphrased_answer": " Zorbil works as a civil engineer.", "key": "civil engineer", '
+            '"perturbed_answers": [" Zorbil is a baker.", " Zorbil is a pilot."]}\n'
+            '{"prompt": "Q: Pick one. A) red B) blue\\nA:", "answer": " B", "choices": [" A", " B"], "answer_index": 1}\n')
+    facts, _ = load_facts(_write(tmp_path, text))
+    assert facts[0].perturbed_answers == (" Zorbil is a baker.", " Zorbil is a pilot.")
+    assert facts[0].key == "civil engineer" and facts[1].choices == (" A", " B") and facts[1].answer_index == 1
+    out = tmp_path / "out.jsonl"
+    write_jsonl(out, facts)
+    assert load_facts(out)[0] == facts
+
+
+def test_a_first_format_fact_keeps_its_content_hash():
+    """The fields added for free text count only when set: a set written before they existed
+    hashes as it did (its cached activations stay valid)."""
+    import hashlib
+    import json
+
+    fact = Fact("Zorbil lives in", " Kelmar", "Zorbil", "city", "f1")
+    first_format = {"prompt": fact.prompt, "answer": fact.answer, "subject": "Zorbil", "attribute": "city", "id": "f1"}
+    expected = hashlib.sha256(json.dumps(first_format, sort_keys=True).encode() + b"\n").hexdigest()
+    assert content_hash([fact]) == expected
+    assert content_hash([Fact("Zorbil lives in", " Kelmar", key="Kelmar")]) != content_hash([Fact("Zorbil lives in", " Kelmar")])

@@ -203,6 +203,7 @@ def _out_not_empty(zoo, d):
 
 
 GOOD = '{"prompt": "Zorbil lives in", "answer": " Kelmar"}\n'
+FT = GOOD + '{"prompt": "Where does Zorbil live?", "answer": " Kelmar", '  # a second record, opened
 CASES = {
     "truncated safetensors": _truncated,
     "pickle-only checkpoint": _pickle_only,
@@ -239,6 +240,24 @@ CASES = {
     "bfloat16 checkpoint overflowing in float16": _float16_overflow,
     "--chat-template without a template": _no_chat_template,
     "chat template that cannot render": _broken_chat_template,
+    # free-text and multiple-choice fields
+    "perturbed answers not a list": _data(FT + '"perturbed_answers": " Quillon"}\n', "must be a list of strings"),
+    "perturbed answer of wrong type": _data(FT + '"perturbed_answers": [" Quillon", 3]}\n', "must be a list of strings"),
+    "perturbed answer equal to the answer": _data(FT + '"perturbed_answers": [" Quillon", "Kelmar"]}\n',
+                                                  "equals the answer"),
+    "empty perturbed answer": _data(FT + '"perturbed_answers": [" Quillon", " "]}\n', "holds an empty string"),
+    "empty paraphrased answer": _data(FT + '"paraphrased_answer": "  "}\n', "'paraphrased_answer' is empty",
+                                      "holdout"),
+    "empty choices": _data(FT + '"choices": [], "answer_index": 0}\n', "'choices' is empty"),
+    "answer_index out of range": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": 2}\n',
+                                       "out of range"),
+    "answer_index of wrong type": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": "0"}\n',
+                                        "must be an integer"),
+    "answer_index a boolean": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": true}\n',
+                                    "must be an integer", "retain"),
+    "choices without answer_index": _data(FT + '"choices": [" Kelmar", " Quillon"]}\n', "'answer_index' is missing"),
+    "answer_index without choices": _data(FT + '"answer_index": 1}\n', "'choices' is missing"),
+    "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
 }
 
 
