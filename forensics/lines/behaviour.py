@@ -21,6 +21,12 @@ Vote. ``not_forgotten`` when O answers F above its own control (margin
 margin (``(acc_F(U) - acc_H(U)) / margin``) and the CI lies above 0. Otherwise no vote:
 U forgot behaviourally, and the other lines decide between deleted and suppressed.
 
+Free text. When the forget set carries free-text or multiple-choice fields
+(``paraphrased_answer``, ``perturbed_answers``, ``choices``, ``key``), ``details["free_text"]``
+adds per model and set: ROUGE-L recall of greedy generations, the truth ratio and choice
+accuracy (:mod:`forensics.freetext`). They are reported, not yet voted on: the gate's rule
+is still exact match.
+
 Paper: no single one; this is the output-level forgetting check of unlearning benchmarks
 such as TOFU (Maini et al. 2024), with exact match in place of ROUGE.
 """
@@ -52,6 +58,11 @@ class BehaviourConfig(VoteMinimum):
     #: U counts as still answering F when it keeps at least this share (fraction, 0..1) of O's
     #: above-control F accuracy and the CI of F minus control lies above 0.
     retained_share_not_forgotten: float = 0.5
+    #: Free-text measures (ROUGE-L, truth ratio, choice accuracy): "auto" when the forget set
+    #: carries free-text or multiple-choice fields, "on" or "off".
+    free_text: str = "auto"
+    #: Longest greedy generation for ROUGE-L (tokens).
+    max_new_tokens: int = 32
 
 
 QUESTION = "Does the unlearned model still answer the forget set?"
@@ -132,9 +143,45 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
             "retained_share": retained_share if np.isfinite(retained_share) else None,
             "retain_cost": retain_cost,
             "forgotten_behaviourally": not still_answers,
+            **({"free_text": _free_text_table(ctx, sets, config)} if _wants_free_text(ctx, config) else {}),
         },
         figures={"behaviour": _behaviour_figure(table)},
     )
+
+
+FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
+
+
+def _wants_free_text(ctx: AuditContext, config: BehaviourConfig) -> bool:
+    if config.free_text not in ("auto", "on", "off"):
+        from forensics.errors import ForensicsInputError
+
+        raise ForensicsInputError(f"behaviour.free_text must be auto, on or off, not {config.free_text!r}")
+    if config.free_text != "auto":
+        return config.free_text == "on"
+    return any(getattr(f, name) is not None for f in ctx.forget for name in FREE_TEXT_FIELDS)
+
+
+def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> dict:
+    """Per model and set: mean ROUGE-L recall of greedy generations, mean truth ratio and choice
+    accuracy (None where no fact carries what the measure needs)."""
+    from forensics.freetext import choice_correct, greedy_generations, rouge_l_recall, truth_ratios
+
+    def mean(values: np.ndarray):
+        return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+    table = {}
+    for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+        table[role] = {}
+        for name, facts in sets.items():
+            generations = greedy_generations(loaded.model, loaded.tokenizer, facts, config.max_new_tokens,
+                                             device=loaded.device)
+            table[role][name] = {
+                "rouge_l_recall": mean(rouge_l_recall([f.answer for f in facts], generations)),
+                "truth_ratio": mean(truth_ratios(loaded.model, loaded.tokenizer, facts, loaded.device)),
+                "choice_accuracy": mean(choice_correct(loaded.model, loaded.tokenizer, facts, loaded.device)),
+            }
+    return table
 
 
 def _behaviour_figure(table: dict) -> bytes:

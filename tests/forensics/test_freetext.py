@@ -1,0 +1,77 @@
+"""Free-text and multiple-choice behaviour measures on the tiny zoo."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from forensics.freetext import choice_correct, greedy_generations, rouge_l_recall, truth_ratios
+from forensics.scoring import logits_fn_for, score_facts
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_zoo):
+    from forensics.data import load_facts
+    from forensics.loading import load_model
+
+    sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "holdout")}
+    return sets, load_model(tiny_zoo / "models" / "original")
+
+
+def _with_alternatives(facts, k=3):
+    """Each fact with up to ``k`` other answers to the same attribute (wrong for it)."""
+    out = []
+    for f in facts:
+        others = sorted({g.answer for g in facts if g.attribute == f.attribute and g.answer != f.answer})[:k]
+        out.append(replace(f, perturbed_answers=tuple(others), choices=(f.answer, *others), answer_index=0))
+    return out
+
+
+def test_rouge_l_recall_is_measured_against_the_answer():
+    recall = rouge_l_recall(["the father is a civil engineer", "Kelmar"], ["he is an engineer", "Kelmar, of course"])
+    assert recall == pytest.approx([2 / 6, 1.0])
+
+
+def test_greedy_generations_agree_with_exact_match_and_do_not_depend_on_batching(zoo):
+    sets, o = zoo
+    facts = sets["forget"][:40]
+    generations = greedy_generations(o.model, o.tokenizer, facts, max_new_tokens=4, batch_size=32)
+    assert generations == greedy_generations(o.model, o.tokenizer, facts, max_new_tokens=4, batch_size=1)
+    correct = score_facts(logits_fn_for(o.model), o.tokenizer, facts).correct
+    recall = rouge_l_recall([f.answer for f in facts], generations)
+    assert correct.any() and np.all(recall[correct] == 1.0)  # a greedy exact match is generated word for word
+
+
+def test_truth_ratio_and_choice_accuracy_separate_known_from_unseen_facts(zoo):
+    sets, o = zoo
+    forget, holdout = _with_alternatives(sets["forget"]), _with_alternatives(sets["holdout"])
+    ratio_f, ratio_h = truth_ratios(o.model, o.tokenizer, forget), truth_ratios(o.model, o.tokenizer, holdout)
+    assert np.nanmean(ratio_f) < 0.5 * np.nanmean(ratio_h)
+    choice_f, choice_h = choice_correct(o.model, o.tokenizer, forget), choice_correct(o.model, o.tokenizer, holdout)
+    assert np.nanmean(choice_f) > 0.9 and np.nanmean(choice_f) > np.nanmean(choice_h) + 0.3
+    plain = sets["forget"][:3]
+    assert np.isnan(truth_ratios(o.model, o.tokenizer, plain)).all()
+    assert np.isnan(choice_correct(o.model, o.tokenizer, plain)).all()
+
+
+def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_zoo):
+    from forensics.context import AuditContext
+    from forensics.data import load_facts
+    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
+    from forensics.loading import load_model
+
+    sets, o = zoo
+    retain = load_facts(tiny_zoo / "data" / "retain.jsonl")[0]
+    u = load_model(tiny_zoo / "models" / "idk")
+    config = BehaviourConfig(n_boot=50, n_perm=20, max_new_tokens=4)
+    plain = behaviour_line(AuditContext(original=o, unlearned=u, retain=retain, **sets), config)
+    assert "free_text" not in plain.details
+    rich = {name: _with_alternatives(facts) for name, facts in sets.items()}
+    result = behaviour_line(AuditContext(original=o, unlearned=u, retain=retain, **rich), config)
+    table = result.details["free_text"]
+    assert table["original"]["forget"]["choice_accuracy"] > 0.9
+    assert table["original"]["forget"]["rouge_l_recall"] > table["unlearned"]["forget"]["rouge_l_recall"]
+    assert table["original"]["retain"]["truth_ratio"] is None  # R carries no perturbed answers here
+    assert result.effect == plain.effect  # the gate still reads exact match
