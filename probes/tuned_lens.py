@@ -45,8 +45,9 @@ METHOD = (
     "through O's head; the reciprocal rank of the answer's first token. Effect: U's mean reciprocal rank on F "
     "at the earliest intermediate depth where O's F-vs-H difference reaches half its largest (chosen from O "
     "alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes suppressed when "
-    "the CI lies above 0 and p is below alpha; never votes deleted. The translators never see F. Span: the answer's first token, read at "
-    "the prompt's final token; familiarity with F's subjects alone cannot raise its rank."
+    "the CI lies above 0 and p is below alpha; never votes deleted. The translators never see F. Span: the "
+    "answer's first token, read at the prompt's final token; familiarity with F's subjects alone cannot "
+    "raise its rank."
 )
 
 
