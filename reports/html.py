@@ -206,6 +206,17 @@ def render_html(result) -> str:
                            rows, keep=True, numeric={1, 2, 3, 4, 5}))
         parts.append("<p class='sub'>Accuracy: greedy exact match of the answer. Log-prob: mean "
                      "log P(answer | prompt). The holdout accuracy is what guessing achieves.</p>")
+        free = next((ev["details"].get("free_text") for ev in data["evidence"] if ev["line"] == "behaviour"), None)
+        if free:
+            rows = [[e(names.get(name, name))] + [num(free[role][name][m], 2) for m in
+                                                   ("rouge_l_recall", "truth_ratio", "choice_accuracy")
+                                                   for role in ("original", "unlearned")]
+                    for name in free.get("original", {})]
+            parts.append(table(["set", "ROUGE-L O", "ROUGE-L U", "truth ratio O", "truth ratio U", "choice acc. O",
+                                "choice acc. U"], rows, keep=True, numeric={1, 2, 3, 4, 5, 6}))
+            parts.append("<p class='sub'>Free text: ROUGE-L recall of greedy generations against the answer; truth "
+                         "ratio of perturbed to paraphrased answers (near 0: the true answer is preferred); accuracy "
+                         "of the likeliest choice. Reported, not voted on.</p>")
     else:
         parts.append("<p class='notrun'>The behaviour gate did not run.</p>")
     if data["examples"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -75,3 +76,26 @@ def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_
     assert table["original"]["forget"]["rouge_l_recall"] > table["unlearned"]["forget"]["rouge_l_recall"]
     assert table["original"]["retain"]["truth_ratio"] is None  # R carries no perturbed answers here
     assert result.effect == plain.effect  # the gate still reads exact match
+
+
+def test_a_free_text_audit_reports_the_measures_in_html_and_json(zoo, tiny_zoo, tmp_path):
+    from forensics import audit
+    from forensics.data import load_facts, write_jsonl
+    from reports.results_json import check_results
+
+    sets, _ = zoo
+    paths = {}
+    for name in ("forget", "holdout"):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(paths[name], _with_alternatives(sets[name]))
+    assert load_facts(paths["forget"])[0][0].perturbed_answers  # the fields survive the file
+    out = tmp_path / "report"
+    audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "idk", forget=paths["forget"],
+          retain=tiny_zoo / "data" / "retain.jsonl", holdout=paths["holdout"], out=out, profile="quick",
+          progress=False, lines=["behaviour"], pdf=False, settings={"behaviour": {"max_new_tokens": 4}})
+    html = (out / "report.html").read_text()
+    assert "ROUGE-L O" in html and "truth ratio U" in html
+    results = json.loads((out / "results.json").read_text())
+    check_results(results)
+    behaviour = next(e for e in results["evidence"] if e["line"] == "behaviour")
+    assert behaviour["details"]["free_text"]["unlearned"]["forget"]["choice_accuracy"] is not None
