@@ -15,8 +15,10 @@ two position sets per fact:
 
 Facts are tokenised and batched as :class:`forensics.scoring.EncodedFacts` does (right
 padding, sorted by length), one forward pass per batch, logits only at the answer positions.
-The score is ``log P(answer | prompt)`` in nats, summed over the answer's tokens (for a
-closed-vocabulary answer every token of it is a key token).
+The score is the log-probability of the answer's *key tokens* given the prompt and the
+answer's earlier tokens (teacher-forced), in nats: the tokens that overlap the fact's ``key``
+span where it has one (:func:`key_token_masks`), else every answer token (a closed-vocabulary
+answer is all key).
 """
 
 from __future__ import annotations
@@ -53,11 +55,31 @@ class PatchSource:
         return self.states[int(self.offsets[fact]) : int(self.offsets[fact + 1])]
 
 
+def key_token_masks(tokenizer, facts) -> list[list[bool]]:
+    """Per fact, which of its answer tokens (tokenised without special tokens, as scoring does)
+    are key tokens: those whose characters overlap the ``key`` span inside the answer; every
+    token when the fact has no ``key`` or the tokenizer gives no offsets."""
+    masks = []
+    for fact in facts:
+        encoding = tokenizer(fact.answer, add_special_tokens=False, return_offsets_mapping=bool(fact.key))
+        n = len(encoding["input_ids"])
+        key = (fact.key or "").strip()
+        start = fact.answer.find(key) if key else -1
+        offsets = encoding.get("offset_mapping") if key else None
+        if start < 0 or not offsets:
+            masks.append([True] * n)
+            continue
+        end = start + len(key)
+        masks.append([a < end and b > start for a, b in offsets])
+    return masks
+
+
 @torch.no_grad()
 def answer_logprobs(model, encoded: EncodedFacts, source: PatchSource | None = None,
-                    device: str | torch.device = "cpu") -> np.ndarray:
-    """``log P(answer | prompt)`` (nats, float64 ``[n_facts]``) of every fact under the
-    TransformerLens ``model``, with ``source`` patched in (None: no patch).
+                    device: str | torch.device = "cpu", key_masks: list[list[bool]] | None = None) -> np.ndarray:
+    """Key-token log-probability (nats, float64 ``[n_facts]``; see the module docstring) of every
+    fact under the TransformerLens ``model``, with ``source`` patched in (None: no patch).
+    ``key_masks``: :func:`key_token_masks` of the encoded facts (None: every answer token).
 
     Raises :class:`ForensicsInputError` when a ``"prompt"`` source's row count for a fact
     differs from the fact's prompt length (another tokenizer, other prompts).
@@ -71,6 +93,10 @@ def answer_logprobs(model, encoded: EncodedFacts, source: PatchSource | None = N
         logits = logits_fn_for(model, hooks)(tokens.to(device), positions)
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         picked = logprobs.gather(-1, targets[..., None])[..., 0]
+        if key_masks is not None:
+            mask = mask.clone()
+            for r, i in enumerate(idx):
+                mask[r, : len(key_masks[i])] &= torch.tensor(key_masks[i], dtype=torch.bool)
         out[np.asarray(idx)] = (picked * mask).sum(1).double().numpy()
     return out
 

@@ -42,7 +42,7 @@ from forensics.capture import CaptureSpec, resid_hooks, layer_hook
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
 from forensics.minimum import VoteMinimum
-from forensics.patch import PatchSource, answer_logprobs, counterfactual_partners
+from forensics.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
 from forensics.registry import register
 from forensics.scoring import EncodedFacts
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
@@ -59,8 +59,9 @@ METHOD = (
     "Effect: mean kept - min_share x carried on F; control: the same on H; subject-bootstrap CI and "
     "subject-permutation p. Votes suppressed when the CI lies above 0 and p is below alpha; never deleted. "
     "With a reference model, the published Unlearning Depth Score is reported beside it, without a vote. "
-    "Span: the answer tokens (teacher-forced); familiarity with F's subjects alone moves it (O's later layers "
-    "can look F up from a state naming the subject), which min_share absorbs."
+    "Span: the answer's key tokens (its key span where given, else all; teacher-forced); familiarity with "
+    "F's subjects alone moves it (O's later layers can look F up from a state naming the subject), which "
+    "min_share absorbs."
 )
 
 
@@ -98,7 +99,8 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     spec = CaptureSpec(resid_hooks(o.n_layers), "final")
     o_acts, u_acts = ctx.capture_facts(o, facts, spec), ctx.capture_facts(u, facts, spec)
     encoded = EncodedFacts(o.tokenizer, facts, config.batch_size)
-    base = ctx.fact_scores(o, facts).logprob
+    keys = key_token_masks(o.tokenizer, facts) if any(f.key for f in facts) else None
+    base = ctx.fact_scores(o, facts).logprob if keys is None else answer_logprobs(o.model, encoded, None, o.device, keys)
     partners = counterfactual_partners([f.answer for f in facts], list(_groups(facts, "x")),
                                        [f.attribute for f in facts], config.seed)
     valid = partners >= 0
@@ -106,8 +108,8 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     carried, kept = [], []
     for layer in range(o.n_layers):
         hook = layer_hook(layer)
-        cf = answer_logprobs(o.model, encoded, PatchSource(layer, "final", o_acts[hook][source]), o.device)
-        patched = answer_logprobs(o.model, encoded, PatchSource(layer, "final", u_acts[hook]), o.device)
+        cf = answer_logprobs(o.model, encoded, PatchSource(layer, "final", o_acts[hook][source]), o.device, keys)
+        patched = answer_logprobs(o.model, encoded, PatchSource(layer, "final", u_acts[hook]), o.device, keys)
         carried.append(base - cf)
         kept.append(patched - cf)
     return {"carried": np.stack(carried), "kept": np.stack(kept), "valid": valid}
@@ -122,14 +124,16 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     spec = CaptureSpec(resid_hooks(o.n_layers)[1:], "all")
     ref_acts, u_acts = ctx.capture_facts(ref, ctx.forget, spec), ctx.capture_facts(u, ctx.forget, spec)
     encoded = EncodedFacts(o.tokenizer, ctx.forget, config.batch_size)
-    base = ctx.fact_scores(o, ctx.forget).logprob
+    keys = key_token_masks(o.tokenizer, ctx.forget) if any(f.key for f in ctx.forget) else None
+    base = ctx.fact_scores(o, ctx.forget).logprob if keys is None else answer_logprobs(o.model, encoded, None,
+                                                                                        o.device, keys)
     d1, d2 = [], []
     for layer in range(o.n_layers):
         hook = layer_hook(layer)
         d1.append(base - answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", ref_acts[hook],
-                                                                       ref_acts.token_offsets), o.device))
+                                                                       ref_acts.token_offsets), o.device, keys))
         d2.append(base - answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", u_acts[hook],
-                                                                       u_acts.token_offsets), o.device))
+                                                                       u_acts.token_offsets), o.device, keys))
     d1, d2 = np.stack(d1), np.stack(d2)
     held = d1 > config.threshold
     scored = held.any(0)
@@ -182,7 +186,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     o_diff = np.array(table["forget"]["carried"]) - np.array(table["holdout"]["carried"])
     layers = [l for l in range(o.n_layers - 1) if o_diff[l] > config.threshold]
     details = {"decision_layers": layers, "table": table, "threshold": config.threshold,
-               "key_tokens": "every answer token (closed-vocabulary answers)",
+               "key_tokens": _key_text(sets),
                "counterfactual_partners": {n: int(r["valid"].sum()) for n, r in res.items()}}
     uds = None
     if ctx.reference is not None:
@@ -238,6 +242,14 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
                      f"{config.min_share:.0%}") + beside,
         details=details, figures=figures,
     )
+
+
+def _key_text(sets: dict) -> str:
+    n_key = sum(1 for facts in sets.values() for f in facts if f.key)
+    n_all = sum(len(facts) for facts in sets.values())
+    if not n_key:
+        return "every answer token (no fact gives a key span)"
+    return f"the tokens of the fact's key span ({n_key} of {n_all} facts give one), else every answer token"
 
 
 def _figure(table: dict, layers: list[int], uds: dict | None) -> bytes:

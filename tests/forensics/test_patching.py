@@ -96,3 +96,27 @@ def test_published_uds_is_one_for_the_reference_and_zero_for_the_original(zoo):
                                            reference=models["retrain"], **sets), config).details["uds"]
     assert unchanged["uds"] == pytest.approx(0.0, abs=1e-6)
     assert unchanged["published_meta_evaluation"] == {"faithfulness": 0.971, "robustness": 0.933}
+
+
+def test_key_tokens_are_the_answer_tokens_that_overlap_the_key_span(zoo):
+    from dataclasses import replace
+
+    from forensics.patch import key_token_masks
+
+    sets, models = zoo
+    o = models["original"]
+    fact = replace(sets["forget"][0], answer=" lives in Kelmar now", key="Kelmar")
+    (mask,) = key_token_masks(o.tokenizer, [fact])
+    ids = o.tokenizer(fact.answer, add_special_tokens=False)["input_ids"]
+    assert len(mask) == len(ids) and 0 < sum(mask) < len(mask)
+    assert "Kelmar" in o.tokenizer.decode([t for t, m in zip(ids, mask) if m]).replace(" ", "")
+    # a key equal to the whole answer is the same as no key
+    whole = [replace(f, key=f.answer.strip()) for f in sets["forget"][:12]]
+    encoded = EncodedFacts(o.tokenizer, whole)
+    assert np.allclose(answer_logprobs(o.model, encoded, key_masks=key_token_masks(o.tokenizer, whole)),
+                       answer_logprobs(o.model, encoded))
+    # a key that is part of the answer scores fewer tokens: a log-prob at least the whole answer's
+    partial = [fact, replace(sets["forget"][1], answer=" lives in Kelmar now", key="now")]
+    encoded = EncodedFacts(o.tokenizer, partial)
+    keyed = answer_logprobs(o.model, encoded, key_masks=key_token_masks(o.tokenizer, partial))
+    assert np.all(keyed >= answer_logprobs(o.model, encoded) - 1e-9)
