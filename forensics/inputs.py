@@ -107,6 +107,11 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
             out.warnings.append(f"{name} set: {doubled} prompts start with the BOS text "
                                 f"{out.original.tokenizer.bos_token!r} and the tokenizer adds BOS too; "
                                 f"one BOS is used, not two")
+        facts = getattr(out, name) or []
+        if facts and not any(f.subject for f in facts):
+            out.warnings.append(f"{name} set: no fact names a subject; each fact is its own group (folds, "
+                                f"bootstraps and permutations resample single facts, and the attribute probes "
+                                f"do not run)")
     short = shortfall({name: getattr(out, name) for name in FACT_SETS}, VoteMinimum())
     if short:
         out.warnings.append(f"sets too small to vote on: {short} (the evidence lines' default minimum; "

@@ -166,8 +166,8 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     """Activation patching of U's states into O, F against H, and with a reference model the
     published UDS beside it (see the module docstring).
 
-    "Not run" for a model with fewer than two blocks, or when U's residual stream has another
-    shape than O's. ``details``: the decision layers, per block the mean carried / kept log-prob
+    "Not run" for a model with fewer than two blocks, when U's residual stream has another
+    shape than O's, or when a set has no counterfactual partner for any fact. ``details``: the decision layers, per block the mean carried / kept log-prob
     on F, H and R, U's kept share and the controlled depth (1 - share), and ``uds`` with a
     reference model.
     ``config``: :class:`PatchingConfig`.
@@ -181,6 +181,10 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
                                 f"{u.model.cfg.d_model}) does not match O's ({o.n_layers}, {o.model.cfg.d_model})")
     sets = {"forget": ctx.forget, "holdout": ctx.holdout, "retain": ctx.retain}
     res = {name: carriage(ctx, facts, config) for name, facts in sets.items()}
+    lacking = [name for name, r in res.items() if not r["valid"].any()]
+    if lacking:
+        return Evidence.not_run("patching", QUESTION, f"no counterfactual in the {' and '.join(lacking)} set: no "
+                                "fact has a partner with another subject and another answer")
     table = {name: {"carried": r["carried"][:, r["valid"]].mean(1).tolist(),
                     "kept": r["kept"][:, r["valid"]].mean(1).tolist()} for name, r in res.items()}
     o_diff = np.array(table["forget"]["carried"]) - np.array(table["holdout"]["carried"])

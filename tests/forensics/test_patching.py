@@ -120,3 +120,16 @@ def test_key_tokens_are_the_answer_tokens_that_overlap_the_key_span(zoo):
     encoded = EncodedFacts(o.tokenizer, partial)
     keyed = answer_logprobs(o.model, encoded, key_masks=key_token_masks(o.tokenizer, partial))
     assert np.all(keyed >= answer_logprobs(o.model, encoded) - 1e-9)
+
+
+def test_patching_without_counterfactuals_is_not_run(zoo):
+    from dataclasses import replace
+
+    from forensics.context import AuditContext
+    from forensics.lines.patching import PatchingConfig, patching_line
+
+    sets, models = zoo
+    same = [replace(f, answer=" Kelmar") for f in sets["holdout"]]
+    result = patching_line(AuditContext(original=models["original"], unlearned=models["idk"],
+                                        **(sets | {"holdout": same})), PatchingConfig(n_boot=50, n_perm=20))
+    assert result.status == "not_run" and "holdout set" in result.reason

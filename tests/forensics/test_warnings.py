@@ -42,11 +42,18 @@ def _one_subject(rows):
     return [r for r in rows if r["subject"] == first][:2], "sets too small to vote on: 1 forget subject, at least 8 needed"
 
 
+def _no_subjects(rows):
+    for r in rows:
+        r.pop("subject", None)
+    return rows, "forget set: no fact names a subject; each fact is its own group"
+
+
 WARNINGS = {
     "answer without its leading space": _no_leading_space,
     "prompt ending in a space": _prompt_ends_in_space,
     "every answer glued to its prompt (summarised after five)": _many_boundary_problems,
     "a forget set of one subject": _one_subject,
+    "a forget set without subjects (imported without --subject-field)": _no_subjects,
 }
 
 
@@ -60,7 +67,8 @@ def test_check_warns_with_file_and_line(case, tiny_zoo, tmp_path, capsys):
     assert code == 0
     warnings = [line for line in out.splitlines() if line.strip().startswith("warning:")]
     assert any(expected in w for w in warnings), (expected, warnings)
-    if case != "a forget set of one subject":
+    if case not in ("a forget set of one subject",
+                    "a forget set without subjects (imported without --subject-field)"):
         assert any(str(forget) in w for w in warnings)
 
 
