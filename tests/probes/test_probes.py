@@ -128,3 +128,26 @@ def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
     pos = rng.normal(size=(12, 3, 32)) + 0.8 * direction
     assert loo_accuracy(pos, neg).mean() > 0.9
     assert abs(loo_accuracy(rng.normal(size=(12, 3, 32)), neg).mean() - 0.5) < 0.2
+
+
+def test_answer_probe_reads_the_prompt_by_answer_interaction(pair, zoo_sets):
+    import numpy as np
+
+    from probes.answer_probe import AnswerProbeConfig, answer_probe_line, candidates, centred
+
+    # built perturbed answers: other subjects' answers to the same attribute, never the true one
+    perturbed, source = candidates(zoo_sets["forget"], 3, seed=0)
+    assert source == "built"
+    for fact, wrong in zip(zoo_sets["forget"], perturbed):
+        assert wrong and fact.answer not in wrong
+        assert all(w in {g.answer for g in zoo_sets["forget"] if g.attribute == fact.attribute} for w in wrong)
+    # two-way centring removes what the answer string alone or the prompt alone carries
+    rng = np.random.default_rng(0)
+    owner, answers = np.repeat(np.arange(6), 3), np.tile(np.array(["a", "b", "c"]), 6)
+    main_effects = rng.normal(size=(6, 4))[owner] + rng.normal(size=(3, 4))[np.searchsorted(["a", "b", "c"], answers)]
+    assert np.allclose(centred(main_effects, owner, answers), 0)
+    config = AnswerProbeConfig(n_boot=300, n_perm=300)
+    retrain = answer_probe_line(pair("retrain"), config)
+    assert retrain.status == "ok" and retrain.vote is None, retrain.reason
+    assert retrain.details["perturbed_answers"]["forget"].startswith("built")
+    assert retrain.figures["answer_probe"].startswith(b"\x89PNG")
