@@ -20,9 +20,12 @@ O's states) is largest, chosen from O alone. effect = U's mean score on F there,
 H (the model never learned which H answer is true: only surface cues separate them), with a
 subject-bootstrap CI and a subject-permutation p.
 
-Vote: ``suppressed`` when the CI of F minus H lies above 0 and p < ``alpha``. Never ``deleted``.
-This is the re-fitted variant; the R-fitted and O-transfer variants of the attribute probes
-are not built yet.
+Descriptive for now: it reports whether the CI of F minus H lies above 0 with p < ``alpha``
+but does not vote. On the closed-vocabulary small zoo (3 seeds, standard resampling) that test
+held for 2 of 13 deleted models (seed 2's ``retrain``, seed 1's ``npo``), far above the ~2.5%
+a vote may err by under the verdict rule; it is to vote once it is validated on free-text
+model organisms. This is the re-fitted variant; the R-fitted and O-transfer variants of the
+attribute probes are not built yet.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ import numpy as np
 from forensics.capture import CaptureSpec, resid_hooks
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
-from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
@@ -46,15 +48,15 @@ METHOD = (
     "logistic-regression probe true vs perturbed, fitted on U's states of one set and scored out of fold "
     "(folds grouped by subject); per fact the share of its perturbed answers scored below the true one, minus "
     "0.5. Effect: U's mean on F at the intermediate depth where O's F-vs-H difference is largest (chosen from "
-    "O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes suppressed when "
-    "the CI lies above 0 and p is below alpha; never deleted. Span: the answer's tokens given the prompt "
+    "O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Descriptive until "
+    "validated on free-text model organisms. Span: the answer's tokens given the prompt "
     "(read at its last token); familiarity with F's subjects alone cannot tell F's true answer from another "
     "subject's."
 )
 
 
 @dataclass
-class AnswerProbeConfig(VoteMinimum):
+class AnswerProbeConfig:
     """Settings of the answer-discrimination probe (:func:`answer_probe_line`)."""
 
     #: Perturbed answers per fact when the data give none (built from other subjects' answers).
@@ -71,7 +73,7 @@ class AnswerProbeConfig(VoteMinimum):
     n_perm: int = 1000
     #: Seed of the built perturbed answers, the bootstrap and the permutations.
     seed: int = 0
-    #: "suppressed" also needs the permutation p below this.
+    #: "Finds F" (the reason) also needs the permutation p below this.
     alpha: float = 0.05
 
 
@@ -144,7 +146,6 @@ def _texts(facts, perturbed) -> tuple[list[str], np.ndarray, np.ndarray, np.ndar
     question=QUESTION,
     needs=("original", "unlearned", "forget", "holdout"),
     config=AnswerProbeConfig,
-    votes=("suppressed",),
     side="above",
     order=22,
     method=METHOD,
@@ -180,12 +181,11 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     found = ci[0] > 0 and p < config.alpha
     table = {f"{role}/{name}": scores[(role, name)].mean(1).tolist() for role, name in scores}
     return Evidence(
-        line="answer_probe", question=QUESTION, status="ok",
+        line="answer_probe", question=QUESTION, status="descriptive",
         metric=f"share of perturbed answers a probe scores below the true one, minus 0.5, at depth {depth}",
         effect=float(f.mean()), control=float(h.mean()), ci=ci, p_value=p,
-        vote="suppressed" if found else None,
         reason=("a probe on U tells F's true answers from wrong ones beyond the holdout control" if found
-                else "no discrimination of F's true answers above the control"),
+                else "no discrimination of F's true answers above the control") + " (descriptive)",
         details={"decision_depth": depth, "original_difference_by_depth": o_diff.tolist(), "table": table,
                  "perturbed_answers": {n: "from the data" if s == "data" else
                                        "built from other subjects' answers to the same question form"
