@@ -108,7 +108,7 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
                                 f"{out.original.tokenizer.bos_token!r} and the tokenizer adds BOS too; "
                                 f"one BOS is used, not two")
         facts = getattr(out, name) or []
-        if facts and not any(f.subject for f in facts):
+        if name in ("forget", "holdout") and facts and not any(f.subject for f in facts):
             out.warnings.append(f"{name} set: no fact names a subject; each fact is its own group (folds, "
                                 f"bootstraps and permutations resample single facts, and the attribute probes "
                                 f"do not run)")
