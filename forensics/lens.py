@@ -52,13 +52,18 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[s
     return {"reciprocal_rank": np.stack(rr), "probability": np.stack(prob)}
 
 
-def lens_comparison(ctx, scores: dict, config, earliest_share: float | None = None) -> dict:
-    """F against H at O's decision depth, from ``scores[(role, set)]`` (:func:`lens_scores` of
-    O and U on F and H): the per-depth table, O's F-minus-H difference by depth, the decision
+def lens_comparison(ctx, config, translate=None, head=None, earliest_share: float | None = None) -> dict:
+    """F against H at O's decision depth, from :func:`lens_scores` of O and U on F and H (with
+    ``translate`` and ``head`` as there): the per-depth table, O's F-minus-H difference by depth, the decision
     depth (the intermediate depth where it is largest; with ``earliest_share``, the earliest
     intermediate depth where it reaches that share of its largest), U's F and H reciprocal ranks there,
     the subject-bootstrap CI and permutation p of their difference, and ``readable`` /
     ``pushed_down`` (CI above / below 0 with p < ``alpha``)."""
+    scores = {
+        (role, name): lens_scores(ctx, model, facts, config, translate=translate, head=head)
+        for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
+        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
+    }
     forget_groups = np.array([f.subject or f"fact-{i}" for i, f in enumerate(ctx.forget)])
     holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
     n_depths = scores[("original", "forget")]["reciprocal_rank"].shape[0]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
-from forensics.lens import lens_comparison, lens_heatmap, lens_scores
+from forensics.lens import lens_comparison, lens_heatmap
 from forensics.registry import register
 
 QUESTION = "Is the answer readable by the logit lens at intermediate layers of U, beyond the holdout control?"
@@ -82,12 +82,7 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
     config = config or LogitLensConfig()
     if ctx.original.n_layers < 2:
         return Evidence.not_run("logit_lens", QUESTION, "the logit lens needs at least two layers")
-    scores = {
-        (role, name): lens_scores(ctx, model, facts, config)
-        for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
-        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
-    }
-    c = lens_comparison(ctx, scores, config)
+    c = lens_comparison(ctx, config)
     return Evidence(
         line="logit_lens",
         question=QUESTION,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
-from forensics.lens import lens_comparison, lens_heatmap, lens_scores
+from forensics.lens import lens_comparison, lens_heatmap
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
 
@@ -107,12 +107,7 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         return Evidence.not_run("tuned_lens", QUESTION, "U's residual stream does not have O's shape, so O's "
                                 "translators cannot read it")
     lens = ctx.tuned_lens(config)
-    scores = {
-        (role, name): lens_scores(ctx, model, facts, config, translate=lens.translate, head=o)
-        for role, model in (("original", o), ("unlearned", u))
-        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
-    }
-    c = lens_comparison(ctx, scores, config, earliest_share=config.earliest_share)
+    c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
     return Evidence(
         line="tuned_lens",
         question=QUESTION,
