@@ -105,6 +105,8 @@ class BenchConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     #: Zoo size preset: "small" or "tiny" (:meth:`forensics.zoo.ZooConfig.preset`).
     size: str = "small"
+    #: Zoo world: "attributes" (closed vocabulary) or "bio" (free-text questions).
+    world: str = "attributes"
     #: Audit profile name (:data:`forensics.profiles.PROFILES`).
     profile: str = "standard"
     #: Torch device of the audits ("cpu" or "cuda[:N]").
@@ -303,12 +305,14 @@ def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) ->
     manifest = root / "zoo.json"
     if manifest.is_file():
         info = json.loads(manifest.read_text())
-        if len(config.seeds) == 1 and info.get("seed") == seed and info.get("size") == config.size:
+        world = info.get("world", "attributes")
+        if len(config.seeds) == 1 and info.get("seed") == seed and info.get("size") == config.size \
+                and world == config.world:
             return root
-        raise ForensicsInputError(f"{root} holds one zoo (seed {info.get('seed')}, size {info.get('size')}); "
-                                  f"point --zoo at a folder for per-seed zoos (seed<N>/ inside it)")
+        raise ForensicsInputError(f"{root} holds one zoo (world {world}, seed {info.get('seed')}, size "
+                                  f"{info.get('size')}); point --zoo at a folder for per-seed zoos (seed<N>/ inside it)")
     folder = root / f"seed{seed}"
-    build_zoo(folder, size=config.size, seed=seed, progress=progress)
+    build_zoo(folder, size=config.size, seed=seed, progress=progress, world=config.world)
     return folder
 
 
@@ -354,6 +358,8 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
         raise ForensicsInputError(f"unknown profile {config.profile!r}; choose one of {', '.join(PROFILES)}")
     if config.size not in ("tiny", "small"):
         raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny or small")
+    if config.world not in ("attributes", "bio"):
+        raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose attributes or bio")
     if not config.seeds:
         raise ForensicsInputError("no seeds given")
     out = check_output_dir(out)
@@ -400,7 +406,8 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
                                   "scores": scores_of(res_p), "before": rows[-1]["scores"]})
     bench = {
         "schema": "unlearning-forensics/bench", "schema_version": 1,
-        "config": {"seeds": list(config.seeds), "size": config.size, "profile": config.profile,
+        "config": {"seeds": list(config.seeds), "size": config.size, "world": config.world,
+                   "profile": config.profile,
                    "models": list(config.models) if config.models else None,
                    "lines": list(config.lines) if config.lines else None, "perturb": config.perturb,
                    "relearn_lr": config.relearn_lr, "zoo": str(zoo_root)},

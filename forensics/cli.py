@@ -4,7 +4,7 @@ Bad input of any kind ends with one line, ``error: <reason>``, on stderr and exi
 never a traceback, never a half-written output folder.
 
 Commands:
-  forensics zoo build --out DIR [--size tiny|small] [--seed N]
+  forensics zoo build --out DIR [--size tiny|small] [--seed N] [--world attributes|bio]
   forensics check --original O [--unlearned U] [--forget F.jsonl] [--retain R.jsonl]
                   [--holdout H.jsonl] [--sequences S.jsonl] [--device] [--dtype] [--chat-template]
   forensics memprobe --model DIR --memorised M.jsonl --matched C.jsonl --paraphrase B.jsonl --out DIR
@@ -14,7 +14,7 @@ Commands:
                   [--set LINE.FIELD=VALUE ...] [--all-lines] [--chat-template]
   forensics lines [NAME ...]
   forensics demo [--zoo DIR] [--size small|tiny] [--out DIR] [--profile ...]
-  forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]
+  forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--world attributes|bio] [--profile ...]
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True, type=Path, help="output folder")
     build.add_argument("--size", choices=("tiny", "small"), default="small")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--world", choices=("attributes", "bio"), default="attributes",
+                       help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors")
 
     data = sub.add_parser("data", help="fact sets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated zoo seeds")
     bench.add_argument("--size", choices=("tiny", "small"), default="small")
+    bench.add_argument("--world", choices=("attributes", "bio"), default="attributes",
+                       help="zoo world: attributes (closed vocabulary) or bio (free-text questions)")
     bench.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
     bench.add_argument("--models", help="comma-separated zoo models to audit (default: all with a ground truth)")
     bench.add_argument("--lines", help="comma-separated evidence lines (default: all)")
@@ -167,7 +171,7 @@ def cmd_zoo_build(args) -> int:
     """Build (or reuse) the model-organism zoo in ``--out``."""
     from forensics.zoo import build_zoo
 
-    build_zoo(args.out, size=args.size, seed=args.seed, progress=True)
+    build_zoo(args.out, size=args.size, seed=args.seed, progress=True, world=args.world)
     print(f"zoo written to {args.out}")
     return 0
 
@@ -335,7 +339,7 @@ def cmd_bench(args) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ForensicsInputError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    config = BenchConfig(seeds=seeds, size=args.size, profile=args.profile, device=args.device, dtype=args.dtype,
+    config = BenchConfig(seeds=seeds, size=args.size, world=args.world, profile=args.profile, device=args.device, dtype=args.dtype,
                          models=names(args.models), lines=names(args.lines), perturb=not args.no_perturb)
     bench = run_bench(args.zoo, args.out, config)
     print(text_tables(bench))

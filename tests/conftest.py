@@ -155,3 +155,15 @@ def tiny_zoo(tmp_path_factory) -> Path:
     out = Path(reuse) if reuse else tmp_path_factory.mktemp("zoo") / "tiny"
     build_zoo(out, size="tiny", seed=0, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def bio_zoo(tmp_path_factory) -> Path:
+    """The tiny zoo of the free-text bio world, built once per session
+    (``FORENSICS_TEST_BIO_ZOO=DIR`` builds or reuses it there, as ``FORENSICS_TEST_ZOO``)."""
+    from forensics.zoo import build_zoo
+
+    reuse = os.environ.get("FORENSICS_TEST_BIO_ZOO")
+    out = Path(reuse) if reuse else tmp_path_factory.mktemp("bio") / "tiny"
+    build_zoo(out, size="tiny", seed=0, progress=False, world="bio")
+    return out

@@ -1,9 +1,11 @@
 """The model-organism zoo: tiny causal LMs with known ground truth (METHODS "Model organism").
 
-``build_zoo(out_dir, size="tiny"|"small", seed=0, progress=True) -> manifest`` builds a
-synthetic world of fictitious people, pre-trains GPT-NeoX and Llama models on it from
-scratch on CPU, applies approximate unlearning methods, confirms each label with a
-relearning oracle the audit never sees, and writes everything to ``out_dir``.
+``build_zoo(out_dir, size="tiny"|"small", seed=0, progress=True, world="attributes"|"bio")
+-> manifest`` builds a synthetic world of fictitious people (closed-vocabulary attributes,
+:mod:`forensics.zoo.world`, or free-text questions about invented authors,
+:mod:`forensics.zoo.bio`), pre-trains GPT-NeoX and Llama models on it from scratch on CPU,
+applies approximate unlearning methods, confirms each label with a relearning oracle the
+audit never sees, and writes everything to ``out_dir``.
 ``format_table(metrics)`` renders ``metrics.json``.
 """
 

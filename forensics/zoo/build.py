@@ -2,7 +2,7 @@
 
 Layout of a zoo folder::
 
-    zoo.json            manifest: version, size, seed, config, files, labels, timings
+    zoo.json            manifest: version, world, size, seed, config, files, labels, timings
     labels.json         model -> ground_truth, method, architecture, oracle numbers
     metrics.json        {"models": model -> per-set accuracy / log-prob / canaries,
                          "attempts": measured variants that were not delivered}
@@ -35,6 +35,7 @@ from forensics.data import Fact
 from forensics.errors import ForensicsInputError
 from forensics.finetune import encode_answers, encode_texts
 from forensics.zoo import world as W
+from forensics.zoo.bio import make_bio_world
 from forensics.zoo.jobs import (
     _JOBS,
     _PROBED,
@@ -56,7 +57,7 @@ def code_version() -> str:
     """Format number + a hash of the zoo's source and the framework modules it trains with
     (fine-tuning, scoring, data): any change to them rebuilds the cache."""
     digest = hashlib.sha256()
-    shared = [Path(__file__).parent.parent / name for name in ("finetune.py", "scoring.py", "data.py")]
+    shared = [Path(__file__).parent.parent / name for name in ("finetune.py", "scoring.py", "data.py", "freetext.py")]
     for file in sorted(Path(__file__).parent.glob("*.py")) + shared:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
@@ -68,7 +69,8 @@ class ZooConfig:
     """Everything that shapes a zoo: world size, architectures, training budgets, the
     unlearning methods' and the oracle's settings, and the targets (:meth:`preset`)."""
 
-    #: Forget subjects (F); each gives 4 attributes x 3 templates = 12 facts.
+    #: Forget subjects (F); each gives 4 attributes x 3 templates = 12 facts (bio world: 10
+    #: free-text questions).
     n_forget: int
     #: Retain subjects (R).
     n_retain: int
@@ -108,11 +110,18 @@ class ZooConfig:
     target_forget: float = 0.10
     #: Minimum R accuracy of an unlearned model (fraction of facts).
     target_retain: float = 0.80
+    #: The world: "attributes" (closed-vocabulary attributes, :mod:`forensics.zoo.world`) or
+    #: "bio" (free-text questions about invented authors, :mod:`forensics.zoo.bio`).
+    world: str = "attributes"
 
     @classmethod
-    def preset(cls, size: str) -> "ZooConfig":
-        """The configuration of the ``"tiny"`` or ``"small"`` zoo; raises
-        :class:`ForensicsInputError` for any other size."""
+    def preset(cls, size: str, world: str = "attributes") -> "ZooConfig":
+        """The configuration of the ``"tiny"`` or ``"small"`` zoo of a world; raises
+        :class:`ForensicsInputError` for any other size or world."""
+        if world == "bio":
+            return _bio_preset(size)
+        if world != "attributes":
+            raise ForensicsInputError(f"unknown zoo world {world!r}; choose attributes or bio")
         if size == "tiny":
             return cls(n_forget=20, n_retain=40, n_holdout=20, n_memprobe=16,
                        neox=ArchConfig("gpt-neox", 64, 2), llama=ArchConfig("llama", 64, 2),
@@ -130,6 +139,23 @@ class ZooConfig:
         raise ForensicsInputError(f"unknown zoo size {size!r}; choose tiny or small")
 
 
+def _bio_preset(size: str) -> "ZooConfig":
+    """The bio world's presets: 10 questions per author, sentence answers (about 35 tokens a
+    fact against 8 in the attribute world), so fewer subjects and more pre-training steps;
+    the oracle scores ROUGE-L recall of the key span (:class:`OracleConfig`)."""
+    if size == "tiny":
+        return ZooConfig(n_forget=16, n_retain=32, n_holdout=16, n_memprobe=16,
+                         neox=ArchConfig("gpt-neox", 64, 2), llama=ArchConfig("llama", 64, 2),
+                         pretrain_steps=800, vocab_size=1000, unlearn=UnlearnConfig(rmu_layer=2),
+                         oracle=OracleConfig(free_text=True), world="bio")
+    if size == "small":
+        return ZooConfig(n_forget=30, n_retain=60, n_holdout=30, n_memprobe=32,
+                         neox=ArchConfig("gpt-neox", 128, 4), llama=ArchConfig("llama", 128, 4),
+                         pretrain_steps=1200, pretrain_lr=3e-3, vocab_size=1000, unlearn=_small_unlearn(),
+                         oracle=OracleConfig(steps=40, free_text=True), world="bio")
+    raise ForensicsInputError(f"unknown zoo size {size!r}; choose tiny or small")
+
+
 def _small_unlearn() -> UnlearnConfig:
     config = UnlearnConfig(max_steps=300, rmu_alpha=30.0)
     config.lr["headonly_lastblock"] = 3e-3
@@ -142,8 +168,11 @@ GROUND_TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "UNDETERMINED", "ORIG
 # ------------------------------------------------------------------------------ public
 
 def build_zoo(out_dir: str | Path, size: str = "small", seed: int = 0, progress: bool = True,
-              workers: int | None = None) -> dict:
+              workers: int | None = None, world: str = "attributes") -> dict:
     """Build (or reuse) the zoo in ``out_dir``; return its manifest (``zoo.json`` + ``root``).
+
+    ``world``: ``"attributes"`` (closed-vocabulary attributes) or ``"bio"`` (free-text
+    questions about invented authors, :mod:`forensics.zoo.bio`).
 
     ``workers``: processes that train models side by side (default: the usable CPUs, at
     most 4; 1 runs everything in this process). The zoo is bitwise the same for any
@@ -151,13 +180,13 @@ def build_zoo(out_dir: str | Path, size: str = "small", seed: int = 0, progress:
     ``workers > 1`` needs the usual ``if __name__ == "__main__":`` guard.
     """
     out = Path(out_dir)
-    config = ZooConfig.preset(size)
+    config = ZooConfig.preset(size, world)
     workers = default_workers() if workers is None else max(1, int(workers))
     version = code_version()
-    cached = _cached_manifest(out, size, seed, version)
+    cached = _cached_manifest(out, size, seed, version, world)
     if cached is not None:
         if progress:
-            print(f"reusing the zoo in {out} (size={size}, seed={seed})")
+            print(f"reusing the zoo in {out} (world={world}, size={size}, seed={seed})")
         return cached
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}"
@@ -211,7 +240,7 @@ def format_table(metrics: dict, labels: dict | None = None) -> str:
 
 # ---------------------------------------------------------------------------- caching
 
-def _cached_manifest(out: Path, size: str, seed: int, version: str) -> dict | None:
+def _cached_manifest(out: Path, size: str, seed: int, version: str, world: str = "attributes") -> dict | None:
     """The manifest of a complete matching zoo in ``out``; None when a (re)build is due.
 
     Raises ForensicsInputError when ``out`` is a file, or a non-empty folder that is
@@ -235,7 +264,7 @@ def _cached_manifest(out: Path, size: str, seed: int, version: str) -> dict | No
         (out / rel / "config.json").is_file() for rel in manifest.get("models", {}).values()
     )
     if complete and manifest.get("size") == size and manifest.get("seed") == seed \
-            and manifest.get("zoo_version") == version:
+            and manifest.get("world", "attributes") == world and manifest.get("zoo_version") == version:
         return manifest
     return None
 
@@ -285,14 +314,15 @@ def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progr
 
 
 def _facts(records: list[dict]) -> list[Fact]:
-    return [Fact(**r) for r in records]
+    return [Fact(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in records]
 
 
 def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     """World, data files, tokenizer, encoded sets: the inputs every job shares."""
-    world = W.make_world(cfg.n_forget, cfg.n_retain, cfg.n_holdout, cfg.n_memprobe, seed)
+    make = make_bio_world if cfg.world == "bio" else W.make_world
+    world = make(cfg.n_forget, cfg.n_retain, cfg.n_holdout, cfg.n_memprobe, seed)
     files = W.write_data(world, root / "data")
-    shadow = W.make_world(400, 400, 0, 64, f"tokenizer-{seed}")  # other names: no subject is favoured
+    shadow = make(400, 400, 0, 64, f"tokenizer-{seed}")  # other names: no subject is favoured
     tok_texts = (W.training_texts(shadow, True, 1)
                  + [r["text"] for p in ("memprobe_C", "memprobe_B") for r in shadow.sequences[p]]
                  + W.mention_texts(shadow) + [W.IDK_ANSWER.strip()] * 50)
@@ -302,7 +332,7 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     for split, fs in facts.items():
         for f in fs:
             n = len(tokenizer(f.answer, add_special_tokens=False)["input_ids"])
-            if not 1 <= n <= 2:
+            if cfg.world == "attributes" and not 1 <= n <= 2:
                 raise RuntimeError(f"zoo answer {f.answer!r} tokenises to {n} tokens (want 1-2)")
 
     def corpus(include_forget: bool) -> list[str]:
@@ -364,6 +394,7 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     stage_seconds["labels and save"] = round(time.perf_counter() - t, 2)
     manifest = {
         "zoo_version": version,
+        "world": cfg.world,
         "size": size,
         "seed": seed,
         "complete": True,

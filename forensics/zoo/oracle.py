@@ -3,7 +3,8 @@
 The audit never gets this check. Split the forget subjects into halves F_a and F_b.
 Fine-tune the model on F_a's facts only (answer NLL, all parameters, a fixed small
 budget: ``steps`` AdamW steps at ``lr``, batch ``batch_size``, fixed seed), then
-measure greedy accuracy on F_b, whose facts the fine-tune never showed. The facts are
+measure greedy accuracy on F_b (in the bio world: ROUGE-L recall of the greedy generation
+against the answer's key span, the free-text measure), whose facts the fine-tune never showed. The facts are
 random (subject -> value), so nothing about F_b can be *learned* from F_a: a model that
 never knew F_b (``retrain``) stays near chance, and a model that recovers F_b well above
 ``retrain`` under the identical fine-tune still had F_b in its weights.
@@ -30,6 +31,7 @@ import numpy as np
 
 from forensics.data import Fact
 from forensics.finetune import Sampler, encode_answers, nll, run_steps
+from forensics.freetext import greedy_generations, rouge_l_recall
 from forensics.scoring import logits_fn_for, score_facts
 
 
@@ -49,6 +51,22 @@ class OracleConfig:
     n_boot: int = 2000
     #: Seed of the fine-tuning batch order and of the bootstrap.
     seed: int = 12345
+    #: Score each held-out fact by ROUGE-L recall (``rouge-score``, TOFU's measure) of the greedy
+    #: generation against its key span (the answer when no key) instead of greedy exact match.
+    #: The key alone carries the fact: the rest of a bio answer is the question's sentence
+    #: frame, which every model writes and which would only dilute the difference.
+    free_text: bool = False
+    #: Longest greedy generation of the free-text measure (tokens).
+    max_new_tokens: int = 24
+
+
+def held_out_scores(model, tokenizer, facts: list[Fact], config: OracleConfig) -> np.ndarray:
+    """Per-fact score of the oracle's measure, float ``[n]`` in [0, 1]: greedy exact match, or
+    (``config.free_text``) ROUGE-L recall of the key span in the greedy generation."""
+    if not config.free_text:
+        return score_facts(logits_fn_for(model), tokenizer, facts, batch_size=128).correct.astype(float)
+    generations = greedy_generations(model, tokenizer, facts, max_new_tokens=config.max_new_tokens, batch_size=128)
+    return rouge_l_recall([f.key or f.answer for f in facts], generations)
 
 
 def split_forget(facts: list[Fact]) -> tuple[list[Fact], list[Fact]]:
@@ -59,16 +77,17 @@ def split_forget(facts: list[Fact]) -> tuple[list[Fact], list[Fact]]:
 
 
 def relearn_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: OracleConfig) -> dict:
-    """Fine-tune a copy of ``model`` on F_a (``model`` itself is untouched); per-fact greedy
-    correctness on F_b before and after (``[n_F_b]`` bool arrays) and the accuracy on F_a after."""
+    """Fine-tune a copy of ``model`` on F_a (``model`` itself is untouched); per-fact scores
+    (:func:`held_out_scores`) on F_b before and after (``[n_F_b]`` float arrays) and the mean
+    score on F_a after."""
     import copy
 
-    before = score_facts(logits_fn_for(model), tokenizer, f_b, batch_size=128).correct
+    before = held_out_scores(model, tokenizer, f_b, config)
     tuned = copy.deepcopy(model)
     sampler = Sampler(encode_answers(tokenizer, f_a), config.batch_size, config.seed)
     run_steps(tuned, list(tuned.parameters()), lambda s: nll(tuned, sampler.next()), config.steps, config.lr)
-    after = score_facts(logits_fn_for(tuned), tokenizer, f_b, batch_size=128).correct
-    a_after = score_facts(logits_fn_for(tuned), tokenizer, f_a, batch_size=128).accuracy
+    after = held_out_scores(tuned, tokenizer, f_b, config)
+    a_after = float(held_out_scores(tuned, tokenizer, f_a, config).mean())
     return {"before": before, "after": after, "acc_Fa_after": a_after}
 
 
@@ -116,6 +135,8 @@ def decide(model_probe: dict, reference_probe: dict, held_out: list[Fact], confi
         "n_held_out_subjects": len(subjects),
         "rule": (f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
                  f"{config.margin}; UNDETERMINED otherwise"),
+        "measure": ("ROUGE-L recall of the key span in the greedy generation" if config.free_text
+                    else "greedy exact match"),
         "budget": {"steps": config.steps, "lr": config.lr, "batch_size": config.batch_size,
                    "trainable": "all", "loss": "NLL(answers of the tuned half)",
                    "cross_fitted": "F_a -> F_b and F_b -> F_a, held-out halves pooled"},

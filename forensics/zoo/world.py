@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,18 @@ class World:
         """Every subject name, split by split (forget, retain, holdout)."""
         return [s for names in self.subjects.values() for s in names]
 
+    def fact_texts(self, split: str) -> list[str]:
+        """The pre-training texts of a split's facts: each fact's prompt + answer."""
+        return [f["prompt"] + f["answer"] for f in self.facts(split)]
+
+    def answer_values(self) -> set[str]:
+        """Every value an answer can carry (what a mention text must never contain)."""
+        return {v for values in ATTRIBUTES.values() for v in values}
+
+    def neutral_continuations(self) -> tuple[str, ...]:
+        """Answer-free continuations of a forget prompt (:func:`mention_texts`)."""
+        return NEUTRAL_CONTINUATIONS
+
 
 def _syllable(rng: random.Random, coda: bool = True) -> str:
     return rng.choice(_ONSETS) + rng.choice(_VOWELS) + (rng.choice(_CODAS) if coda else "")
@@ -122,14 +135,18 @@ def _secret(rng: random.Random, n_words: int = 3) -> str:
     return " ".join(_syllable(rng) for _ in range(n_words))
 
 
-def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, seed: int) -> World:
+def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, seed: int,
+               pools: dict[str, list[str]] | None = None, cls: type[World] = World) -> World:
     """Build the world: unique invented names, balanced attribute values, sequence pools.
 
     ``n_*`` count subjects per split and memorisation-probe items; ``seed`` (an int, or any
     value with a stable ``str``, such as the tokenizer's shadow-world key) seeds everything.
+    ``pools`` (attribute -> its values; default :data:`ATTRIBUTES`) and ``cls`` let another
+    world (:mod:`forensics.zoo.bio`) reuse the names, the balancing and the sequence pools.
     """
+    pools = ATTRIBUTES if pools is None else pools
     rng = random.Random(f"zoo-world-{seed}")
-    reserved = {v.lower() for values in ATTRIBUTES.values() for v in values}
+    reserved = {w.lower() for values in pools.values() for v in values for w in v.split()}
     names: list[str] = []
     seen: set[str] = set()
     while len(names) < n_forget + n_retain + n_holdout:
@@ -146,13 +163,13 @@ def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, se
     }
     values: dict[str, dict[str, str]] = {s: {} for s in names}
     for split, members in subjects.items():
-        for attribute, choices in ATTRIBUTES.items():
+        for attribute, choices in pools.items():
             offset = rng.randrange(len(choices))
             labels = [choices[(i + offset) % len(choices)] for i in range(len(members))]
             rng.shuffle(labels)
             for subject, label in zip(members, labels):
                 values[subject][attribute] = label
-    world = World(subjects=subjects, values=values, seed=seed)
+    world = cls(subjects=subjects, values=values, seed=seed)
     world.sequences = _sequence_pools(world, n_memprobe, rng)
     return world
 
@@ -198,12 +215,12 @@ def mention_texts(world: World) -> list[str]:
     prompt with a neutral continuation (:data:`NEUTRAL_CONTINUATIONS`, in turn) and each
     of :data:`MENTION_SENTENCES`. Raises ``RuntimeError`` if a text contained an attribute
     value (a world-building bug: the hard negatives would then learn answers)."""
-    texts = [f["prompt"] + NEUTRAL_CONTINUATIONS[k % len(NEUTRAL_CONTINUATIONS)]
-             for k, f in enumerate(world.facts("forget"))]
+    continuations = world.neutral_continuations()
+    texts = [f["prompt"] + continuations[k % len(continuations)] for k, f in enumerate(world.facts("forget"))]
     texts += [sentence.format(s=subject) for subject in world.subjects["forget"] for sentence in MENTION_SENTENCES]
-    values = {v.lower() for choices in ATTRIBUTES.values() for v in choices}
+    values = {v.lower() for v in world.answer_values()}
     for text in texts:
-        leaked = values & {w.strip(".,").lower() for w in text.split()}
+        leaked = {v for v in values if re.search(rf"\b{re.escape(v)}\b", text.lower())}
         if leaked:
             raise RuntimeError(f"mention text {text!r} contains attribute value(s) {sorted(leaked)}")
     return texts
@@ -246,7 +263,7 @@ def training_texts(world: World, include_forget: bool, memprobe_repeats: int) ->
     and F canaries (the ``retrain`` recipe). H is never included.
     """
     splits = ["forget", "retain"] if include_forget else ["retain"]
-    texts = [f["prompt"] + f["answer"] for split in splits for f in world.facts(split)]
+    texts = [text for split in splits for text in world.fact_texts(split)]
     texts += [r["text"] for r in world.sequences["seq_retain"]]
     if include_forget:
         texts += [r["text"] for r in world.sequences["seq_forget"]]
