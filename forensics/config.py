@@ -119,6 +119,8 @@ def parse_value(text: str, hint: Any, where: str) -> Any:
 
 def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint), value
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(hint):
             ok, converted = _coerce(value, option)
@@ -159,6 +161,8 @@ def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
 
 
 def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
     if typing.get_origin(hint) is not None:  # tuple[int, ...], int | None ...
         return str(hint).replace("typing.", "")
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

@@ -12,7 +12,9 @@ per audit and then served from memory:
   original); models a line derives (copies, twins) stay in memory;
 - **answer scores** (:meth:`AuditContext.fact_scores`): greedy correctness and answer
   log-prob per fact (:func:`forensics.scoring.score_facts`, batches of
-  :data:`SCORE_BATCH_SIZE`), keyed by (model, fact set);
+  :data:`SCORE_BATCH_SIZE`), keyed by (model, fact set); greedy **generations**
+  (:meth:`AuditContext.generations`) and the **answer measure** built on them or on the
+  answer scores (:meth:`AuditContext.answer_scores`, :mod:`forensics.measures`);
 - **the SAE** (:meth:`AuditContext.sae`): O's SAE for a training config and layer,
   trained (or loaded from ``cache_dir``) once;
 - **the tuned lens** (:meth:`AuditContext.tuned_lens`): O's translators, fitted on R once.
@@ -27,6 +29,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
 
 from forensics.capture import Activations, CaptureSpec, capture
 from forensics.data import Fact, content_hash
@@ -110,6 +114,29 @@ class AuditContext:
         key = (id(loaded.model), loaded.weights_hash, content_hash(facts))
         return self._shared("fact_scores", key, lambda: score_facts(
             logits_fn_for(loaded.model), loaded.tokenizer, facts, SCORE_BATCH_SIZE, loaded.device), owner=loaded.model)
+
+    def generations(self, loaded: "LoadedModel", facts: Sequence[Fact], max_new_tokens: int = 32) -> list[str]:
+        """Greedy generations of ``loaded`` for the facts' prompts
+        (:func:`forensics.freetext.greedy_generations`), once per audit for each (model, facts, length)."""
+        from forensics.freetext import greedy_generations
+
+        facts = list(facts)
+        key = (id(loaded.model), loaded.weights_hash, content_hash(facts), max_new_tokens)
+        return self._shared("generations", key, lambda: greedy_generations(
+            loaded.model, loaded.tokenizer, facts, max_new_tokens, SCORE_BATCH_SIZE, loaded.device), owner=loaded.model)
+
+    def answer_scores(self, loaded: "LoadedModel", facts: Sequence[Fact], measure: str,
+                      max_new_tokens: int = 32) -> np.ndarray:
+        """Per-fact scores of the answer measure ``measure`` (:mod:`forensics.measures`) of
+        ``loaded``, float ``[n]``; exact match from :meth:`fact_scores`, ROUGE-L from :meth:`generations`."""
+        from forensics.measures import measure_facts
+
+        facts = list(facts)
+        if measure == "exact":
+            return self.fact_scores(loaded, facts).correct.astype(float)
+        generations = self.generations(loaded, facts, max_new_tokens) if measure == "rouge" else None
+        return measure_facts(measure, loaded.model, loaded.tokenizer, facts, loaded.device, SCORE_BATCH_SIZE,
+                             max_new_tokens, generations)
 
     def sae(self, config, layer: int | None = None):
         """O's SAE (:func:`saes.sae.get_sae`) for ``config`` (a :class:`saes.sae.SAETrainConfig`)

@@ -111,9 +111,12 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
         return Verdict("INCONCLUSIVE", "n/a", 2,
                        "No holdout set: without a control no line can tell deletion from suppression.",
                        [], [_summary(e) for e in controlled])
-    table = behaviour.details.get("table", {}).get("original", {})
-    o_f, o_h = table.get("forget", {}).get("accuracy"), table.get("holdout", {}).get("accuracy")
-    if o_f is None or o_h is None or not o_f > o_h:
+    margin = behaviour.details.get("original_margin")
+    if margin is None:  # a gate without its own margin: exact match from its table
+        table = behaviour.details.get("table", {}).get("original", {})
+        o_f, o_h = table.get("forget", {}).get("accuracy"), table.get("holdout", {}).get("accuracy")
+        margin = o_f - o_h if o_f is not None and o_h is not None else None
+    if margin is None or not margin > 0:
         return Verdict("INCONCLUSIVE", "n/a", 2,
                        "The original model does not answer the forget set above the holdout control: "
                        "there was nothing to forget.", [_summary(behaviour)])

@@ -24,11 +24,16 @@ U forgot behaviourally, and the other lines decide between deleted and suppresse
 Free text. When the forget set carries free-text or multiple-choice fields
 (``paraphrased_answer``, ``perturbed_answers``, ``choices``, ``key``), ``details["free_text"]``
 adds per model and set: ROUGE-L recall of greedy generations, the truth ratio and choice
-accuracy (:mod:`forensics.freetext`). They are reported, not yet voted on: the gate's rule
-is still exact match.
+accuracy (:mod:`forensics.freetext`), and the gate's measure (effect, control, CI, vote) is
+the set's answer measure (:mod:`forensics.measures`): choice accuracy when every fact is
+multiple choice, else ROUGE-L recall of greedy generations against the key span (the whole
+answer where there is no key, as TOFU): exact match of a whole sentence says little about
+what a model knows. The rule is the same on any measure; ``details["gate_measure"]`` names the one used and
+``details["original_margin"]`` is O's F minus H on it (the verdict's "O answers F above the
+control" check).
 
 Paper: no single one; this is the output-level forgetting check of unlearning benchmarks
-such as TOFU (Maini et al. 2024), with exact match in place of ROUGE.
+such as TOFU (Maini et al. 2024).
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ import numpy as np
 
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.measures import NAMES as MEASURE_NAMES
+from forensics.measures import SHORT as MEASURE_SHORT
+from forensics.measures import is_free_text, measure_for
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import FactScores
@@ -74,7 +82,8 @@ METHOD = (
     "accuracy on H (facts no model saw), with a bootstrap CI over facts and a permutation p. Votes "
     "not_forgotten when O answers F above its own H accuracy, U keeps at least a set share (default half) "
     "of that margin on F and the CI of F minus H lies above 0; otherwise it does not vote and the other "
-    "lines decide. Span: the answer's tokens given the prompt; familiarity with F's subjects alone cannot "
+    "lines decide. On free text the measure is ROUGE-L recall of greedy generations (choice accuracy for "
+    "multiple choice). Span: the answer's tokens given the prompt; familiarity with F's subjects alone cannot "
     "raise it."
 )
 
@@ -92,14 +101,16 @@ METHOD = (
 def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> Evidence:
     """Greedy accuracy and answer log-prob on F, R, H for O and U (see the module docstring).
 
-    effect = acc_F(U); control = acc_H(U) (what U "knows" about facts nobody trained on:
-    guessing the commonest answers; 0 without a holdout set). Vote ``not_forgotten`` when U
-    keeps at least ``retained_share_not_forgotten`` of O's above-control accuracy on F with
-    a CI above zero; otherwise no vote (U forgot behaviourally and the other lines decide).
+    effect = U's answer measure on F; control = the same on H (what U "knows" about facts
+    nobody trained on: guessing the commonest answers; 0 without a holdout set). Vote
+    ``not_forgotten`` when U keeps at least ``retained_share_not_forgotten`` of O's
+    above-control measure on F with a CI above zero; otherwise no vote (U forgot
+    behaviourally and the other lines decide).
 
     ``details``: ``table`` (role -> set -> accuracy, mean answer log-prob in nats, n),
-    ``retained_share``, ``retain_cost`` (acc_R(O) - acc_R(U)) and
-    ``forgotten_behaviourally``. ``config``: :class:`BehaviourConfig` (defaults when None).
+    ``gate_measure``, ``original_margin``, ``retained_share``, ``retain_cost`` (the measure
+    on R, O minus U), ``forgotten_behaviourally`` and, for free text, ``free_text``.
+    ``config``: :class:`BehaviourConfig` (defaults when None).
     """
     config = config or BehaviourConfig()
     sets = {"forget": ctx.forget, "retain": ctx.retain}
@@ -113,43 +124,47 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
                for name, s in per_set.items()}
         for role, per_set in scores.items()
     }
-    u, o = scores["unlearned"], scores["original"]
-    effect = u["forget"].accuracy
-    control_scores = u["holdout"].correct if "holdout" in u else np.zeros(1)
+    free_text = _wants_free_text(ctx, config)
+    measure = "exact" if not free_text else measure_for(ctx.forget) if is_free_text(ctx.forget) else "rouge"
+    per_fact = {role: {name: ctx.answer_scores(loaded, facts, measure, config.max_new_tokens)
+                       for name, facts in sets.items()}
+                for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned))}
+    u, o = per_fact["unlearned"], per_fact["original"]
+    effect = float(u["forget"].mean())
+    control_scores = u["holdout"] if "holdout" in u else np.zeros(1)
     control = float(control_scores.mean())
-    ci = bootstrap_mean_diff_ci(u["forget"].correct, control_scores, config.n_boot, config.seed)
-    p = permutation_p_value(u["forget"].correct, control_scores, config.n_perm, config.seed)
-    o_control = float(o["holdout"].correct.mean()) if "holdout" in o else 0.0
-    o_margin = o["forget"].accuracy - o_control
+    ci = bootstrap_mean_diff_ci(u["forget"], control_scores, config.n_boot, config.seed)
+    p = permutation_p_value(u["forget"], control_scores, config.n_perm, config.seed)
+    o_control = float(o["holdout"].mean()) if "holdout" in o else 0.0
+    o_margin = float(o["forget"].mean()) - o_control
     retained_share = (effect - control) / o_margin if o_margin > 0 else float("nan")
     still_answers = bool(o_margin > 0 and retained_share >= config.retained_share_not_forgotten and ci[0] > 0)
-    retain_cost = o["retain"].accuracy - u["retain"].accuracy
+    retain_cost = float(o["retain"].mean() - u["retain"].mean())
     return Evidence(
         line="behaviour",
         question=QUESTION,
         status="ok",
-        metric="greedy answer accuracy of U on F (effect) vs on H (control)",
+        metric=f"{MEASURE_NAMES[measure]} of U on F (effect) vs on H (control)",
         effect=effect,
         control=control if "holdout" in u else None,
         ci=ci,
         p_value=p,
         vote="not_forgotten" if still_answers else None,
         reason=(
-            f"U keeps {retained_share:.0%} of O's above-control accuracy on F"
+            f"U keeps {retained_share:.0%} of O's above-control {MEASURE_SHORT[measure]} on F"
             if o_margin > 0 else "O itself does not answer F above the control"
         ),
         details={
             "table": table,
+            "gate_measure": MEASURE_NAMES[measure],
+            "original_margin": o_margin,
             "retained_share": retained_share if np.isfinite(retained_share) else None,
             "retain_cost": retain_cost,
             "forgotten_behaviourally": not still_answers,
-            **({"free_text": _free_text_table(ctx, sets, config)} if _wants_free_text(ctx, config) else {}),
+            **({"free_text": _free_text_table(ctx, sets, config)} if free_text else {}),
         },
         figures={"behaviour": _behaviour_figure(table)},
     )
-
-
-FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
 
 
 def _wants_free_text(ctx: AuditContext, config: BehaviourConfig) -> bool:
@@ -159,13 +174,14 @@ def _wants_free_text(ctx: AuditContext, config: BehaviourConfig) -> bool:
         raise ForensicsInputError(f"behaviour.free_text must be auto, on or off, not {config.free_text!r}")
     if config.free_text != "auto":
         return config.free_text == "on"
-    return any(getattr(f, name) is not None for f in ctx.forget for name in FREE_TEXT_FIELDS)
+    return is_free_text(ctx.forget)
 
 
 def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> dict:
-    """Per model and set: mean ROUGE-L recall of greedy generations, mean truth ratio and choice
+    """Per model and set: mean ROUGE-L recall of greedy generations against the answer (TOFU's
+    number) and against the key span (where facts have one), mean truth ratio and choice
     accuracy (None where no fact carries what the measure needs)."""
-    from forensics.freetext import choice_correct, greedy_generations, rouge_l_recall, truth_ratios
+    from forensics.freetext import choice_correct, rouge_l_recall, truth_ratios
 
     def mean(values: np.ndarray):
         return float(np.nanmean(values)) if np.isfinite(values).any() else None
@@ -174,10 +190,12 @@ def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> 
     for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
         table[role] = {}
         for name, facts in sets.items():
-            generations = greedy_generations(loaded.model, loaded.tokenizer, facts, config.max_new_tokens,
-                                             device=loaded.device)
+            generations = ctx.generations(loaded, facts, config.max_new_tokens)
+            keyed = [i for i, f in enumerate(facts) if f.key]
             table[role][name] = {
                 "rouge_l_recall": mean(rouge_l_recall([f.answer for f in facts], generations)),
+                "rouge_l_recall_key": mean(rouge_l_recall([facts[i].key for i in keyed],
+                                                          [generations[i] for i in keyed])) if keyed else None,
                 "truth_ratio": mean(truth_ratios(loaded.model, loaded.tokenizer, facts, loaded.device)),
                 "choice_accuracy": mean(choice_correct(loaded.model, loaded.tokenizer, facts, loaded.device)),
             }

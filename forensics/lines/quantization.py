@@ -12,9 +12,11 @@ Embeddings, norms, biases and the output head stay in full precision, as in usua
 weight-only quantization (set ``quantize_head`` to include the head). Each bit width
 starts again from the full-precision weights.
 
-Span. Greedy accuracy (exact match of every answer token of ``prompt + answer`` under
-teacher forcing) and answer log-prob, re-measured on F, H and R (R shows what the
-quantization costs).
+Span. The audit's answer measure (:mod:`forensics.measures`: greedy exact match of every
+answer token of ``prompt + answer`` under teacher forcing on closed-vocabulary facts,
+ROUGE-L recall of the greedy generation against the key span on free text, choice accuracy
+on multiple choice; "accuracy" below) and answer log-prob, re-measured on F, H and R (R
+shows what the quantization costs).
 
 Numbers, per bit width: gain_F = acc_F(U quantized) - acc_F(U), gain_H the same on H
 (the control: what rounding does to facts nobody trained on); CI of gain_F - gain_H by
@@ -39,8 +41,11 @@ import numpy as np
 import torch
 
 from forensics.context import AuditContext
+from forensics.errors import ForensicsInputError
 from forensics.evidence import Evidence
 from forensics.loading import load_hf_model
+from forensics.measures import NAMES as MEASURE_NAMES
+from forensics.measures import MeasureChoice, measure_facts, measure_for
 from forensics.minimum import VoteMinimum
 from forensics.quantize import quantize_model
 from forensics.registry import register
@@ -52,7 +57,8 @@ QUESTION = "Does round-to-nearest weight quantization bring the forgotten facts 
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Round-to-nearest, per-output-channel quantization (int8 and 4-bit) of the linear weights of U's "
-    "transformer blocks, then greedy answer accuracy (answer tokens of prompt + answer) re-measured. Effect: "
+    "transformer blocks, then greedy answer accuracy (answer tokens of prompt + answer; on free text ROUGE-L "
+    "recall of the key span) re-measured. Effect: "
     "the accuracy gained on F; control: the accuracy gained on H; subject-bootstrap CI of the difference, "
     "Bonferroni-adjusted over bit widths. Votes suppressed when, at the best bit width, the CI lies above 0 "
     "and F's gain beyond H is at least a set share (default 10%) of the accuracy unlearning removed from F; "
@@ -83,6 +89,11 @@ class QuantizationConfig(VoteMinimum):
     #: "suppressed" needs gain_F - gain_H to be at least this share (fraction) of
     #: acc_F(O) - acc_F(U).
     min_recovered_share: float = 0.10
+    #: The answer measure (:func:`forensics.measures.measure_for`): "auto" (from the forget
+    #: set), "exact", "rouge" or "choice".
+    measure: MeasureChoice = "auto"
+    #: Longest greedy generation of the "rouge" measure (tokens).
+    max_new_tokens: int = 32
 
 
 def _finite(model) -> str | None:
@@ -92,9 +103,16 @@ def _finite(model) -> str | None:
     return None
 
 
-def _score(model, tok, sets, config, device):
+def _score(model, tok, sets, config, device, measure: str) -> dict:
+    """Per set: (FactScores, the answer measure per fact, float ``[n]``)."""
     fn = logits_fn_for(model)
-    return {name: score_facts(fn, tok, facts, config.batch_size, device) for name, facts in sets.items()}
+    out = {}
+    for name, facts in sets.items():
+        scores = score_facts(fn, tok, facts, config.batch_size, device)
+        values = (scores.correct.astype(float) if measure == "exact" else
+                  measure_facts(measure, model, tok, facts, device, config.batch_size, config.max_new_tokens))
+        out[name] = (scores, values)
+    return out
 
 
 @register(
@@ -123,13 +141,17 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     sets = {"forget": ctx.forget, "holdout": ctx.holdout}
     if ctx.retain:
         sets["retain"] = ctx.retain
+    try:
+        measure = measure_for(ctx.forget, config.measure)
+    except ValueError as exc:
+        raise ForensicsInputError(f"quantization_attack.measure: {exc}") from None
     forget_groups = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
     holdout_groups = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
     results: dict = {}
     for role, loaded in (("unlearned", ctx.unlearned), ("original", ctx.original)):
         device = loaded.device
         base = load_hf_model(loaded.path, loaded.dtype).to(device)
-        full = _score(base, tok, sets, config, device)
+        full = _score(base, tok, sets, config, device, measure)
         results[role] = {"full": full}
         state = {k: v.clone() for k, v in base.state_dict().items()}
         for bits in config.bits:
@@ -138,8 +160,8 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
             bad = _finite(base)
             if bad:
                 return Evidence.not_run(line, QUESTION, f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})")
-            scored = _score(base, tok, sets, config, device)
-            if any(not np.isfinite(s.logprob).all() for s in scored.values()):
+            scored = _score(base, tok, sets, config, device, measure)
+            if any(not np.isfinite(s.logprob).all() for s, _ in scored.values()):
                 return Evidence.not_run(line, QUESTION, f"{role} model gives NaN/inf log-probs after {bits}-bit quantization")
             results[role][bits] = scored
         del base, state
@@ -147,33 +169,35 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     table, per_bits = {}, {}
     for role in results:
         table[role] = {
-            str(key): {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob} for name, s in per.items()}
+            str(key): {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "measure": float(m.mean())}
+                       for name, (s, m) in per.items()}
             for key, per in results[role].items()
         }
     u = results["unlearned"]
     for bits in config.bits:
-        forget_gain = u[bits]["forget"].correct.astype(float) - u["full"]["forget"].correct.astype(float)
-        holdout_gain = u[bits]["holdout"].correct.astype(float) - u["full"]["holdout"].correct.astype(float)
+        forget_gain = u[bits]["forget"][1] - u["full"]["forget"][1]
+        holdout_gain = u[bits]["holdout"][1] - u["full"]["holdout"][1]
         paired = (forget_gain, forget_groups, holdout_gain, holdout_groups)
         per_bits[bits] = {
             "gain_forget": float(forget_gain.mean()), "gain_holdout": float(holdout_gain.mean()),
-            "logprob_gain_forget": float((u[bits]["forget"].logprob - u["full"]["forget"].logprob).mean()),
-            "logprob_gain_holdout": float((u[bits]["holdout"].logprob - u["full"]["holdout"].logprob).mean()),
+            "logprob_gain_forget": float((u[bits]["forget"][0].logprob - u["full"]["forget"][0].logprob).mean()),
+            "logprob_gain_holdout": float((u[bits]["holdout"][0].logprob - u["full"]["holdout"][0].logprob).mean()),
             "ci": list(cluster_bootstrap_diff_ci(*paired, config.n_boot, config.seed)),
             "ci_family": list(cluster_bootstrap_diff_ci(*paired, config.n_boot, config.seed, level=level)),
             "p_value": min(1.0, cluster_permutation_p(*paired, config.n_perm, config.seed) * len(config.bits)),
         }
     chosen = max(config.bits, key=lambda b: per_bits[b]["gain_forget"] - per_bits[b]["gain_holdout"])
     row = per_bits[chosen]
-    removed = results["original"]["full"]["forget"].accuracy - u["full"]["forget"].accuracy
+    removed = float(results["original"]["full"]["forget"][1].mean() - u["full"]["forget"][1].mean())
     vote, why, share = decide(row, chosen, removed, config)
     return Evidence(
         line=line, question=QUESTION, status="ok",
-        metric=f"greedy accuracy gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
+        metric=f"{MEASURE_NAMES[measure]} gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
                f"(CI adjusted over {len(config.bits)} bit widths)",
         effect=row["gain_forget"], control=row["gain_holdout"], ci=tuple(row["ci_family"]), p_value=row["p_value"],
         vote=vote, reason=why,
         details={"per_bits": {str(b): v for b, v in per_bits.items()}, "table": table,
+                 "measure": MEASURE_NAMES[measure],
                  "accuracy_removed_on_forget": removed, "recovered_share": share,
                  "min_recovered_share": config.min_recovered_share,
                  "scheme": {"symmetric": True, "granularity": "per output channel", "rounding": "nearest",

@@ -11,8 +11,10 @@ with a reference model, also the identical F_a fine-tune of the reference, measu
 F_b.
 
 Span. Fine-tuning loss: NLL of the answer tokens of ``prompt + answer`` given the prompt.
-Measurement: greedy accuracy, exact match of every answer token under teacher forcing
-(:mod:`forensics.scoring`), per fact.
+Measurement: the audit's answer measure per fact (:mod:`forensics.measures`): greedy
+accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary
+facts, ROUGE-L recall of the greedy generation against the key span on free text, choice
+accuracy on multiple choice. "Accuracy" below means that measure.
 
 Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
 decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
@@ -35,9 +37,9 @@ Vote.
   reference, so does the CI of acc_after_U(F_b) - acc_after_Ref(F_b)).
 - ``deleted`` only when the attack demonstrably has power here. Power is measured on a
   *positive control* built from O: a copy of O is made to forget all of F by gradient
-  ascent on F's answers (same lr, until its F accuracy is no higher than O's H accuracy +
-  0.05, at most ``max_suppress_steps``), then the identical attack (first seed's split) is
-  run on it. If that recovers at least ``min_power`` of F_b, the budget is known to undo
+  ascent on F's answers (same lr, until its F exact-match accuracy is no higher than O's H
+  exact-match accuracy + 0.05, at most ``max_suppress_steps``), then the identical attack
+  (first seed's split) is run on it. If that recovers at least ``min_power`` of F_b, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the CI upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
@@ -58,6 +60,7 @@ import torch.nn.functional as F
 
 from forensics.context import AuditContext
 from forensics.data import Fact
+from forensics.errors import ForensicsInputError
 from forensics.evidence import Evidence
 from forensics.finetune import (
     IGNORE,
@@ -67,9 +70,11 @@ from forensics.finetune import (
     trainable_copy,
 )
 from forensics.keys import model_identity
+from forensics.measures import NAMES as MEASURE_NAMES
+from forensics.measures import MeasureChoice, measure_facts, measure_for
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
-from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
+from forensics.scoring import EncodedFacts, logits_fn_for
 from forensics.stats import cluster_permutation_p
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
@@ -77,8 +82,8 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
-    "the greedy answer accuracy it then reaches on the other half (F_b); control: the identical fine-tune on "
-    "half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
+    "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
+    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
     "recovers a gradient-ascent-suppressed copy of O (the positive control for power), and the CI's upper "
@@ -126,6 +131,11 @@ class RelearningConfig(VoteMinimum):
     forgot_margin: float = 0.1
     #: Facts per forward pass when scoring greedy accuracy.
     eval_batch_size: int = 128
+    #: The answer measure (:func:`forensics.measures.measure_for`): "auto" (from the forget
+    #: set), "exact", "rouge" or "choice".
+    measure: MeasureChoice = "auto"
+    #: Longest greedy generation of the "rouge" measure (tokens).
+    max_new_tokens: int = 32
 
 
 def split_by_subject(facts: list[Fact], seed: int) -> tuple[list[Fact], list[Fact]]:
@@ -144,34 +154,39 @@ def _answer_loss(model, batch, device, sign: float = 1.0) -> torch.Tensor:
 
 
 def finetune(model, tokenizer, train: list[Fact], evaluate: list[Fact], config: RelearningConfig, seed: int,
-             device) -> dict:
-    """Fine-tune a copy of ``model`` on ``train``; greedy correctness on ``evaluate`` at each eval step.
+             device, measure: str = "exact") -> dict:
+    """Fine-tune a copy of ``model`` on ``train``; the answer measure ``measure``
+    (:mod:`forensics.measures`) on ``evaluate`` at each eval step.
 
     Loss: NLL of ``train``'s answer tokens given the prompt; ``config.steps`` AdamW steps at
-    ``config.lr``. ``model`` itself is not changed. Returns ``{"after": bool
-    [len(evaluate)], "curve": {step: accuracy}, "train_accuracy": float}``.
+    ``config.lr``. ``model`` itself is not changed. Returns ``{"after": float
+    [len(evaluate)], "curve": {step: mean}, "train_accuracy": float}``.
     """
     tuned = trainable_copy(model)
     torch.manual_seed(seed)
     sampler = Sampler(encode_answers(tokenizer, train), config.batch_size, seed)
-    evaluation = EncodedFacts(tokenizer, evaluate, config.eval_batch_size)
+    evaluation = EncodedFacts(tokenizer, evaluate, config.eval_batch_size) if measure == "exact" else None
     curve = {}
 
-    def measure():
+    def scores(facts: list[Fact]) -> np.ndarray:
         tuned.eval()
-        return evaluation.score(logits_fn_for(tuned), device).correct
+        if facts is evaluate and evaluation is not None:
+            return evaluation.score(logits_fn_for(tuned), device).correct.astype(float)
+        return measure_facts(measure, tuned, tokenizer, facts, device, config.eval_batch_size, config.max_new_tokens)
+
+    def measure_now():
+        return scores(evaluate)
 
     def record(step: int) -> bool:  # called with `step` optimiser steps done
         if step in config.eval_steps:
-            curve[step] = float(measure().mean())
+            curve[step] = float(measure_now().mean())
         return False
 
     run_steps(tuned, list(tuned.parameters()), lambda _: _answer_loss(tuned, sampler.next(), device), config.steps,
               config.lr, stop=record, check_every=1, betas=(0.9, 0.999))
-    after = measure()
+    after = measure_now()
     curve[config.steps] = float(after.mean())
-    train_acc = score_facts(logits_fn_for(tuned), tokenizer, train, config.eval_batch_size, device).accuracy
-    return {"after": after, "curve": curve, "train_accuracy": train_acc}
+    return {"after": after, "curve": curve, "train_accuracy": float(scores(train).mean())}
 
 
 def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config: RelearningConfig, device):
@@ -231,24 +246,24 @@ def seed_subject_bootstrap(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, 
 _POWER_CACHE: dict[tuple, dict] = {}
 
 
-def _positive_control(ctx: AuditContext, config: RelearningConfig) -> dict:
+def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str) -> dict:
     """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split)."""
     from forensics.data import content_hash
 
     key = (repr(sorted(model_identity(ctx.original).items())), content_hash(ctx.forget), content_hash(ctx.holdout),
-           repr(asdict(config)), ctx.original.device)
+           repr(asdict(config)), ctx.original.device, measure)
     if key in _POWER_CACHE:
         return _POWER_CACHE[key]
     o_tok, device = ctx.original.tokenizer, ctx.original.device
     o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
     suppressed_o, n_steps, acc_f = suppress_copy(ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device)
     f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
-    before = score_facts(logits_fn_for(suppressed_o), o_tok, f_b, config.eval_batch_size, device).correct
-    pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device)
+    before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
+    pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, measure)
     del suppressed_o
     _POWER_CACHE[key] = {
         "suppression_steps": n_steps, "acc_forget_after_suppression": acc_f, "target_accuracy": o_h + 0.05,
-        "recovery_forget_b": float((pc["after"].astype(float) - before).mean()), "curve": pc["curve"],
+        "recovery_forget_b": float((pc["after"] - before).mean()), "curve": pc["curve"],
     }
     return _POWER_CACHE[key]
 
@@ -293,18 +308,22 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     if reason:
         return Evidence.not_run(line, QUESTION, reason)
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
-    before = {name: dict(zip(facts, ctx.fact_scores(ctx.unlearned, facts).correct))
+    try:
+        measure = measure_for(ctx.forget, config.measure)
+    except ValueError as exc:
+        raise ForensicsInputError(f"relearning_attack.measure: {exc}") from None
+    before = {name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, facts, measure, config.max_new_tokens)))
               for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))}
-    ref_before = (dict(zip(ctx.forget, ctx.fact_scores(ctx.reference, ctx.forget).correct))
+    ref_before = (dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, ctx.forget, measure, config.max_new_tokens)))
                   if ctx.reference is not None else None)
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
         h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
-        fr = finetune(U, tok, f_a, f_b, config, seed, device)
-        hr = finetune(U, tok, h_a, h_b, config, seed, device)
-        rec_f, rec_h = fr["after"].astype(float), hr["after"].astype(float)
+        fr = finetune(U, tok, f_a, f_b, config, seed, device, measure)
+        hr = finetune(U, tok, h_a, h_b, config, seed, device, measure)
+        rec_f, rec_h = fr["after"], hr["after"]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
         runs.append((rec_f, gf, rec_h, gh))
@@ -317,8 +336,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
                "train_accuracy_forget_a": fr["train_accuracy"], "train_accuracy_holdout_a": hr["train_accuracy"],
                "n_subjects_forget_b": len(set(gf)), "n_subjects_holdout_b": len(set(gh))}
         if ctx.reference is not None:
-            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device)
-            rec_r = rr["after"].astype(float)
+            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, measure)
+            rec_r = rr["after"]
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])
             row["reference_acc_forget_b_after"] = float(rec_r.mean())
@@ -335,7 +354,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
 
     power = None
     if config.positive_control:
-        power = _positive_control(ctx, config)
+        power = _positive_control(ctx, config, measure)
 
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     above_ref = ref_ci is None or ref_ci[0] > 0
@@ -354,10 +373,10 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     budget |= {"trainable": "all parameters", "loss": "NLL of answer tokens", "model": "copy of U's TransformerLens model"}
     return Evidence(
         line=line, question=QUESTION, status="ok",
-        metric=f"greedy accuracy on held-out subjects after {config.steps} fine-tuning steps "
+        metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {config.steps} fine-tuning steps "
                f"(F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
         effect=effect, control=control, ci=ci, p_value=p, vote=vote, reason=why,
-        details={"budget": budget, "per_seed": per_seed, "curves": curves,
+        details={"budget": budget, "measure": MEASURE_NAMES[measure], "per_seed": per_seed, "curves": curves,
                  "reference_ci": list(ref_ci) if ref_ci else None, "positive_control": power,
                  "forgot_behaviourally": forgot},
         figures={"relearning_curve": _figure(curves, power)},

@@ -75,7 +75,15 @@ def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_
     assert table["original"]["forget"]["choice_accuracy"] > 0.9
     assert table["original"]["forget"]["rouge_l_recall"] > table["unlearned"]["forget"]["rouge_l_recall"]
     assert table["original"]["retain"]["truth_ratio"] is None  # R carries no perturbed answers here
-    assert result.effect == plain.effect  # the gate still reads exact match
+    # every fact is multiple choice: the gate reads choice accuracy; with perturbed answers
+    # only, ROUGE-L recall (against the answer: these facts have no key)
+    assert result.details["gate_measure"] == "choice accuracy"
+    assert result.effect == pytest.approx(table["unlearned"]["forget"]["choice_accuracy"])
+    free = {name: [replace(f, choices=None, answer_index=None) for f in facts] for name, facts in rich.items()}
+    rouge = behaviour_line(AuditContext(original=o, unlearned=u, retain=retain, **free), config)
+    assert rouge.details["gate_measure"] == "ROUGE-L recall of greedy generations"
+    assert rouge.effect == pytest.approx(rouge.details["free_text"]["unlearned"]["forget"]["rouge_l_recall"])
+    assert plain.details["gate_measure"] == "greedy answer accuracy"
 
 
 def test_a_free_text_audit_reports_the_measures_in_html_and_json(zoo, tiny_zoo, tmp_path):

@@ -258,6 +258,8 @@ CASES = {
     "choices without answer_index": _data(FT + '"choices": [" Kelmar", " Quillon"]}\n', "'answer_index' is missing"),
     "answer_index without choices": _data(FT + '"answer_index": 1}\n', "'choices' is missing"),
     "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
+    "unknown answer measure": lambda zoo, d: ({"args": ["--set", "relearning_attack.measure=bleu"]},
+                                              "expected one of auto, exact, rouge, choice"),
 }
 
 
