@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from forensics.capture import CaptureSpec, resid_hooks
+from forensics.measures import key_reading
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 
@@ -26,7 +27,9 @@ def decode(head, resid: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[str, np.ndarray]:
-    """Per depth: reciprocal rank and probability of each fact's first answer token.
+    """Per depth: reciprocal rank and probability of each fact's first answer token (of its key
+    span, read after the answer's frame up to the key, where the fact has a ``key``:
+    :func:`forensics.measures.key_reading`).
 
     The final-token residual at each depth (``translate(depth, resid)`` applied first, when
     given) goes through ``head``'s final norm and unembedding (default: ``loaded``'s own).
@@ -36,8 +39,10 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[s
     """
     head = head or loaded
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
-    acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)
-    first = torch.tensor([loaded.tokenizer(f.answer, add_special_tokens=False)["input_ids"][0] for f in facts])
+    readings = [key_reading(f) for f in facts]
+    acts = ctx.capture(loaded, [text for text, _ in readings], spec, batch_size=config.batch_size)
+    first = torch.tensor([loaded.tokenizer(target, add_special_tokens=False)["input_ids"][0]
+                          for _, target in readings])
     rr, prob = [], []
     dtype = next(head.model.parameters()).dtype
     for depth, hook in enumerate(spec.hooks):

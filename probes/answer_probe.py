@@ -1,62 +1,83 @@
 """Answer-discrimination probe (METHODS, "Free-text knowledge"): can a probe on U's residual
 stream tell a fact's true answer from wrong but plausible ones, beyond the holdout control?
 
-Candidates. For each fact: the true answer (label 1) and its perturbed answers (label 0): the
-fact's own ``perturbed_answers`` where given, else up to ``n_perturbed`` other answers of the
-same set to the same question form (the same ``attribute`` where one is given; other subjects'
-answers, so each answer string is true for some facts and wrong for others and its surface
-alone separates nothing). The report says which source was used.
+Candidates. For each fact: the true answer and its perturbed answers: the fact's own
+``perturbed_answers`` where given, else up to ``n_perturbed`` other answers of the same set to
+the same question form (the same ``attribute`` where one is given; other subjects' answers).
+The report says which source was used. Where the fact has its own perturbed answers and a
+``paraphrased_answer``, the paraphrase stands for the true answer (:func:`true_candidate`:
+TOFU builds perturbed answers from the paraphrase, so the two share a sentence frame).
 
-Probe. The residual stream at the last token of ``prompt + candidate`` (a ``"final"`` capture of
-the joined text), at every depth, with each answer string's mean state and then each fact's
-mean state removed (:func:`centred`: the answer alone and the prompt alone cannot separate
-anything, and a grouped fold cannot learn an answer string's base rate). Per depth, a standardised logistic regression (C = ``c``)
-is fitted true-vs-perturbed on U's states of one set and scored out of fold (grouped K-fold by
-subject: a subject's facts never sit on both sides). Per fact: the share of its perturbed
-answers that the probe scores below the true one (ties count half), minus 0.5 (chance).
+Answers as labels. A fact's candidates share a sentence frame (``" Zo was born in <place>."``);
+the part that differs (:func:`distinctive_spans`: ``"Port Kelmar"``) names each answer, and
+other subjects' facts carry the same parts as their true answers (values repeat across
+subjects). One-word answers are their own part.
+
+Probe. The residual stream at the last token before the distinctive part: the prompt plus
+the frame's head (``"...Answer: Zo was born in"``; the prompt alone for one-word answers),
+where the model's next token would start the answer, at every depth. Per depth and model, a
+standardised, class-balanced multinomial logistic regression (C = ``c``) decodes the true part
+from that state. Variant ``"retain"`` (default, the one that votes): fitted on the model's own
+states of R's facts and applied to F and H, which it never saw (R's answers are the same
+kind: values repeat across subjects). Variant ``"refit"``: fitted on the set's own facts out
+of fold, grouped by subject. Per fact: the share of its perturbed answers whose decoder logit
+(without intercept) lies below the true answer's, ties half, minus 0.5 (chance); facts whose
+true part (or every perturbed part) the decoder never had as a label are not scored.
 
 Decision depth: the intermediate depth where O's F-minus-H score (the identical procedure on
 O's states) is largest, chosen from O alone. effect = U's mean score on F there, control = on
-H (the model never learned which H answer is true: only surface cues separate them), with a
-subject-bootstrap CI and a subject-permutation p.
+H (facts no model learned: the decoder can only guess), with a subject-bootstrap CI and a
+subject-permutation p.
 
-Descriptive for now: it reports whether the CI of F minus H lies above 0 with p < ``alpha``
-but does not vote. On the closed-vocabulary small zoo (3 seeds, standard resampling) that test
-held for 2 of 13 deleted models (seed 2's ``retrain``, seed 1's ``npo``), far above the ~2.5%
-a vote may err by under the verdict rule; it is to vote once it is validated on free-text
-model organisms. This is the re-fitted variant; the R-fitted and O-transfer variants of the
-attribute probes are not built yet.
+Vote: ``suppressed`` when the CI of F minus H lies above 0 and p < ``alpha``. Never
+``deleted``: a decoder that finds nothing has not shown it could.
+
+Why R-fitted. Re-fitted out of fold, a held-out subject's own answer is rarer in the other
+folds of a balanced world, which pulls both F and H below chance by amounts that differ
+between the sets by more than the subject bootstrap sees: on the bio zoo it voted on one
+``retrain`` of three (seed 1: CI [+0.03, +0.15]). Fitted on R, H sits at chance (-0.02 to
++0.03) and that ``retrain`` gives [-0.13, +0.01] (docs/decisions.md).
+
+Why the prompt side. Reading at the answer's own last token (``prompt + candidate``, true vs
+perturbed) found no discrimination even in O on the bio zoo (docs/decisions.md): the state
+after an answer need not say whether it was right, while the state before it carries the
+answer the model is about to give. It is the attribute probes' decoding, with answers as
+labels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from forensics.capture import CaptureSpec, resid_hooks
 from forensics.context import AuditContext
 from forensics.evidence import Evidence
+from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Can a probe on U's residual stream tell F's true answers from wrong ones, beyond the holdout control?"
 
 METHOD = (
-    "Answer discrimination: the residual at the last token of prompt + true answer and of prompt + each "
-    "perturbed answer (the data's own, else other subjects' answers to the same question form); per depth a "
-    "logistic-regression probe true vs perturbed, fitted on U's states of one set and scored out of fold "
-    "(folds grouped by subject); per fact the share of its perturbed answers scored below the true one, minus "
-    "0.5. Effect: U's mean on F at the intermediate depth where O's F-vs-H difference is largest (chosen from "
-    "O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Descriptive until "
-    "validated on free-text model organisms. Span: the answer's tokens given the prompt "
-    "(read at its last token); familiarity with F's subjects alone cannot tell F's true answer from another "
-    "subject's."
+    "Answer discrimination: the residual at the last token before the part of the answer that differs "
+    "between the true and the perturbed answers (the data's own perturbed answers, else other subjects' "
+    "answers to the same question form); per depth a logistic-regression decoder of that part, fitted on U's "
+    "states of the retain set and applied to F and H; per fact the share of its "
+    "perturbed answers scored below the true one, minus 0.5. Effect: U's mean on F at the intermediate depth "
+    "where O's F-vs-H difference is largest (chosen from O alone); control: the same on H; subject-bootstrap "
+    "CI and permutation p. Votes suppressed when the CI lies above 0; never votes deleted. Span: the answer's "
+    "first token given the prompt; familiarity with F's subjects alone cannot tell F's true answer from "
+    "another subject's."
 )
 
 
 @dataclass
-class AnswerProbeConfig:
+class AnswerProbeConfig(VoteMinimum):
     """Settings of the answer-discrimination probe (:func:`answer_probe_line`)."""
 
     #: Perturbed answers per fact when the data give none (built from other subjects' answers).
@@ -73,8 +94,13 @@ class AnswerProbeConfig:
     n_perm: int = 1000
     #: Seed of the built perturbed answers, the bootstrap and the permutations.
     seed: int = 0
-    #: "Finds F" (the reason) also needs the permutation p below this.
+    #: The "suppressed" vote also needs the permutation p below this.
     alpha: float = 0.05
+    #: Below this share (fraction) of scorable facts in F or H the line does not run.
+    min_scorable: float = 0.5
+    #: Where the decoder is fitted: "retain" (on each model's own R states, applied to F and H,
+    #: which are never fitted on) or "refit" (on the set's own facts, out of fold by subject).
+    variant: Literal["retain", "refit"] = "retain"
 
 
 def candidates(facts, n_perturbed: int, seed: int) -> tuple[list[list[str]], str]:
@@ -90,103 +116,185 @@ def candidates(facts, n_perturbed: int, seed: int) -> tuple[list[list[str]], str
     return out, "built"
 
 
-def centred(X: np.ndarray, owner: np.ndarray, answer_ids: np.ndarray) -> np.ndarray:
-    """``X`` ``[n_texts, d]`` with the mean state of each answer string removed, then the mean
-    state of each fact's candidates: what is left is the prompt-by-answer interaction. No label
-    is used, so nothing leaks across folds; the answer string alone and the prompt alone
-    separate nothing."""
-    X = X - _group_means(X, answer_ids)
-    return X - _group_means(X, owner)
+def true_candidate(fact) -> str:
+    """The true answer the perturbed ones are compared with: the paraphrased answer where the
+    fact has one and its own perturbed answers (TOFU builds those from the paraphrase, so the two
+    share a sentence frame), else the answer."""
+    if fact.paraphrased_answer and fact.perturbed_answers:
+        return fact.paraphrased_answer
+    return fact.answer
 
 
-def _group_means(X: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    _, index = np.unique(ids, return_inverse=True)
-    sums = np.zeros((index.max() + 1, X.shape[1]))
-    np.add.at(sums, index, X)
-    return (sums / np.bincount(index)[:, None])[index]
+def distinctive_spans(candidates: list[str]) -> list[tuple[str, str]]:
+    """For one fact's candidate answers: each candidate's frame head and the part that names its
+    answer. The words and punctuation all candidates share at the start and at the end are the
+    sentence frame: ``" Zo was born in Port Kelmar."`` and ``" Zo was born in Old Dravos."``
+    give ``(" Zo was born in ", "Port Kelmar")`` and ``(" Zo was born in ", "Old Dravos")``.
+    Candidates that do not differ in such a part (or a single candidate) are whole answers:
+    ``("", candidate.strip())``."""
+    found = [list(re.finditer(r"\w+|[^\w\s]", c)) for c in candidates]
+    words = [[m.group() for m in f] for f in found]
+    shortest = min(len(w) for w in words)
+    head = 0
+    while head < shortest and len({w[head] for w in words}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head and len({w[len(w) - 1 - tail] for w in words}) == 1:
+        tail += 1
+    whole = [("", c.strip()) for c in candidates]
+    if len(candidates) < 2 or head + tail == shortest:
+        return whole
+    out = [(c[:f[head].start()], c[f[head].start():f[len(f) - 1 - tail].end()]) for c, f in zip(candidates, found)]
+    return out if len({span for _, span in out}) == len(out) else whole
 
 
-def _scores(acts, hooks, labels, owner, answer_ids, groups, n_facts, config) -> np.ndarray:
-    """Per depth and fact: share of its perturbed answers scored below its true one, minus 0.5."""
+def reading_prefixes(facts, perturbed) -> tuple[list[str], np.ndarray, list[list[str]]]:
+    """Per fact: the text the probe reads (prompt + the frame head of its true candidate, ending
+    on the last token before the answer's distinctive part), the true part, and the perturbed
+    answers' parts."""
+    prefixes, true, wrong = [], [], []
+    for f, others in zip(facts, perturbed):
+        spans = distinctive_spans([true_candidate(f)] + list(others))
+        prefixes.append(f.prompt + spans[0][0].rstrip())
+        true.append(spans[0][1])
+        wrong.append([span for _, span in spans[1:]])
+    return prefixes, np.array(true), wrong
+
+
+def _decoder(X: np.ndarray, labels: np.ndarray, config):
+    """A standardised multinomial logistic regression of ``labels`` on ``X``, class-balanced;
+    returns ``(scaler, coefficients [n_classes, d], label -> row)``, or None with fewer than two
+    labels."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    text_groups = groups[owner]
-    out = np.zeros((len(hooks), n_facts))
-    for d, hook in enumerate(hooks):
-        X = centred(acts[hook].numpy().astype(np.float64), owner, answer_ids)
-        decision = np.zeros(len(labels))
-        for train, test in GroupKFold(n_splits=config.n_folds).split(X, groups=text_groups):
-            probe = make_pipeline(StandardScaler(), LogisticRegression(C=config.c, max_iter=1000))
-            probe.fit(X[train], labels[train])
-            decision[test] = probe.decision_function(X[test])
-        for i in range(n_facts):
-            mine = owner == i
-            true = decision[mine & (labels == 1)]
-            wrong = decision[mine & (labels == 0)]
-            out[d, i] = ((true[0] > wrong).mean() + 0.5 * (true[0] == wrong).mean() - 0.5) if len(wrong) else 0.0
+    if len(set(labels)) < 2:
+        return None
+    scaler = StandardScaler().fit(X)
+    with warnings.catch_warnings():  # many answers, few facts each: expected, not a mistake
+        warnings.filterwarnings("ignore", message="The number of unique classes", category=UserWarning)
+        clf = LogisticRegression(C=config.c, max_iter=1000, class_weight="balanced").fit(scaler.transform(X), labels)
+    coef = clf.coef_ if len(clf.classes_) > 2 else np.vstack([-clf.coef_[0], clf.coef_[0]]) / 2
+    return scaler, coef, {label: k for k, label in enumerate(clf.classes_)}
+
+
+def _rank_scores(decoder, X: np.ndarray, true, wrong) -> np.ndarray:
+    """Per fact: share of its perturbed answers whose decoder logit (without intercept) lies below
+    the true answer's, ties half, minus 0.5; NaN where the decoder never had the true answer (or
+    any perturbed one) as a label."""
+    out = np.full(len(true), np.nan)
+    if decoder is None:
+        return out
+    scaler, coef, column = decoder
+    logits = scaler.transform(X) @ coef.T
+    for i, (t_label, w_labels) in enumerate(zip(true, wrong)):
+        known = [column[w] for w in w_labels if w in column]
+        if t_label in column and known:
+            t, w = logits[i, column[t_label]], logits[i, known]
+            out[i] = (t > w).mean() + 0.5 * (t == w).mean() - 0.5
     return out
 
 
-def _texts(facts, perturbed) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    texts, labels, owner, answers = [], [], [], []
-    for i, (f, wrong) in enumerate(zip(facts, perturbed)):
-        for answer, label in [(f.answer, 1)] + [(w, 0) for w in wrong]:
-            texts.append(replace(f, answer=answer).text)
-            labels.append(label)
-            owner.append(i)
-            answers.append(answer.strip())
-    return texts, np.array(labels), np.array(owner), np.array(answers)
+def _refit_scores(acts, hooks, true, wrong, groups, config) -> np.ndarray:
+    """``[n_depths, n_facts]``: the decoder fitted on the set's own facts out of fold (grouped by
+    subject) and applied to the held-out fold."""
+    from sklearn.model_selection import GroupKFold
+
+    out = np.full((len(hooks), len(true)), np.nan)
+    for d, hook in enumerate(hooks):
+        X = acts[hook].numpy().astype(np.float64)
+        for train, test in GroupKFold(n_splits=config.n_folds).split(X, groups=groups):
+            decoder = _decoder(X[train], true[train], config)
+            out[d, test] = _rank_scores(decoder, X[test], true[test], [wrong[i] for i in test])
+    return out
+
+
+def _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config) -> np.ndarray:
+    """``[n_depths, n_facts]``: the decoder fitted on another set's states (R's) applied to these."""
+    out = np.full((len(hooks), len(true)), np.nan)
+    for d, hook in enumerate(hooks):
+        decoder = _decoder(train_acts[hook].numpy().astype(np.float64), train_true, config)
+        out[d] = _rank_scores(decoder, acts[hook].numpy().astype(np.float64), true, wrong)
+    return out
 
 
 @register(
     "answer_probe",
     question=QUESTION,
-    needs=("original", "unlearned", "forget", "holdout"),
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
     config=AnswerProbeConfig,
+    votes=("suppressed",),
     side="above",
     order=22,
     method=METHOD,
 )
 def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None) -> Evidence:
     """The answer-discrimination probe on O and U, F vs H at O's decision depth (see the module
-    docstring). "Not run" with fewer subjects than folds in a set, fewer than two layers, or a
-    set where no fact has a perturbed answer. ``details``: where the perturbed answers came
-    from, the decision depth and per model and set the mean score at every depth."""
+    docstring). "Not run" with fewer subjects than folds in a set, fewer than two layers, a set
+    where no fact has a perturbed answer, or one where fewer than ``min_scorable`` of the facts
+    can be scored (answers whose distinctive part no other subject's fact has). ``details``:
+    where the perturbed answers came from, the decision depth, the scorable share per set and
+    per model and set the mean score at every depth."""
     config = config or AnswerProbeConfig()
+    line = "answer_probe"
     if ctx.original.n_layers < 2:
-        return Evidence.not_run("answer_probe", QUESTION, "the probe needs at least two layers")
+        return Evidence.not_run(line, QUESTION, "the probe needs at least two layers")
     hooks = resid_hooks(ctx.original.n_layers)
-    scores, sources, groups = {}, {}, {}
+    spec = CaptureSpec(hooks, "final")
+    scores, sources, groups, scorable, fitted = {}, {}, {}, {}, {}
+    if config.variant not in ("retain", "refit"):
+        return Evidence.not_run(line, QUESTION, f"unknown variant {config.variant!r}; choose retain or refit")
+    if config.variant == "retain":
+        if not ctx.retain:
+            return Evidence.not_run(line, QUESTION, "the retain-fitted decoder needs a retain set")
+        retain_perturbed, _ = candidates(ctx.retain, config.n_perturbed, config.seed)
+        retain_prefixes, retain_true, _ = reading_prefixes(ctx.retain, retain_perturbed)
+        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+            fitted[role] = (ctx.capture(loaded, retain_prefixes, spec, batch_size=config.batch_size), retain_true)
     for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout)):
         perturbed, sources[name] = candidates(facts, config.n_perturbed, config.seed)
         if not any(perturbed):
-            return Evidence.not_run("answer_probe", QUESTION, f"no {name} fact has a perturbed answer (none given, "
+            return Evidence.not_run(line, QUESTION, f"no {name} fact has a perturbed answer (none given, "
                                     "and no other subject's answer to the same question form)")
         groups[name] = np.array([f.subject or f"{name}-{i}" for i, f in enumerate(facts)])
         if len(np.unique(groups[name])) < config.n_folds:
-            return Evidence.not_run("answer_probe", QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, "
+            return Evidence.not_run(line, QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, "
                                     f"fewer than the {config.n_folds} folds")
-        texts, labels, owner, answer_ids = _texts(facts, perturbed)
+        prefixes, true, wrong = reading_prefixes(facts, perturbed)
         for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
-            acts = ctx.capture(loaded, texts, CaptureSpec(hooks, "final"), batch_size=config.batch_size)
-            scores[(role, name)] = _scores(acts, hooks, labels, owner, answer_ids, groups[name], len(facts), config)
-    o_diff = scores[("original", "forget")].mean(1) - scores[("original", "holdout")].mean(1)
+            acts = ctx.capture(loaded, prefixes, spec, batch_size=config.batch_size)
+            if config.variant == "refit":
+                scores[(role, name)] = _refit_scores(acts, hooks, true, wrong, groups[name], config)
+            else:
+                train_acts, train_true = fitted[role]
+                scores[(role, name)] = _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config)
+        scorable[name] = float(np.isfinite(scores[("original", name)][-1]).mean())
+        if scorable[name] < config.min_scorable:
+            return Evidence.not_run(line, QUESTION, (
+                f"only {scorable[name]:.0%} of the {name} facts can be scored: their answers share no distinctive "
+                "part with other subjects' answers (sentence answers need perturbed answers in the same frame, "
+                "or a 'key')"))
+    mean = {k: np.nanmean(v, axis=1) for k, v in scores.items()}
+    o_diff = mean[("original", "forget")] - mean[("original", "holdout")]
     depth = max(range(1, len(hooks) - 1), key=lambda d: o_diff[d])
     f, h = scores[("unlearned", "forget")][depth], scores[("unlearned", "holdout")][depth]
-    ci = cluster_bootstrap_diff_ci(f, groups["forget"], h, groups["holdout"], config.n_boot, config.seed)
-    p = cluster_permutation_p(f, groups["forget"], h, groups["holdout"], config.n_perm, config.seed)
+    keep_f, keep_h = np.isfinite(f), np.isfinite(h)
+    f, gf, h, gh = f[keep_f], groups["forget"][keep_f], h[keep_h], groups["holdout"][keep_h]
+    ci = cluster_bootstrap_diff_ci(f, gf, h, gh, config.n_boot, config.seed)
+    p = cluster_permutation_p(f, gf, h, gh, config.n_perm, config.seed)
     found = ci[0] > 0 and p < config.alpha
-    table = {f"{role}/{name}": scores[(role, name)].mean(1).tolist() for role, name in scores}
+    table = {f"{role}/{name}": mean[(role, name)].tolist() for role, name in scores}
     return Evidence(
-        line="answer_probe", question=QUESTION, status="descriptive",
-        metric=f"share of perturbed answers a probe scores below the true one, minus 0.5, at depth {depth}",
+        line=line, question=QUESTION, status="ok",
+        metric=f"share of perturbed answers a decoder on U's residual scores below the true one, minus 0.5, "
+               f"at depth {depth}",
         effect=float(f.mean()), control=float(h.mean()), ci=ci, p_value=p,
-        reason=("a probe on U tells F's true answers from wrong ones beyond the holdout control" if found
-                else "no discrimination of F's true answers above the control") + " (descriptive)",
-        details={"decision_depth": depth, "original_difference_by_depth": o_diff.tolist(), "table": table,
+        vote="suppressed" if found else None,
+        reason=("a probe on U's residual stream tells F's true answers from wrong ones beyond the holdout control"
+                if found else "no discrimination of F's true answers above the control; this probe never votes "
+                "deleted"),
+        details={"variant": config.variant, "decision_depth": depth,
+                 "original_difference_by_depth": o_diff.tolist(), "table": table, "scorable_share": scorable,
                  "perturbed_answers": {n: "from the data" if s == "data" else
                                        "built from other subjects' answers to the same question form"
                                        for n, s in sources.items()}},

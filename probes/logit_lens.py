@@ -4,7 +4,9 @@ intermediate layers and only blocked late?
 Span. Each depth's residual stream at the prompt's final token (prompt only, no answer;
 :func:`forensics.capture.resid_hooks`: the embeddings and every block's output) is decoded
 through the model's own final norm and unembedding. For the answer's first token (the
-answer tokenised without special tokens) we report, per depth and per set (F, H) and model
+answer tokenised without special tokens; for a fact with a ``key``, the key's first token,
+read after the prompt and the answer's frame up to the key:
+:func:`forensics.measures.key_reading`) we report, per depth and per set (F, H) and model
 (O, U): its mean reciprocal rank (1 = top-1; robust to the scale of logits) and its mean
 probability.
 
@@ -42,7 +44,7 @@ METHOD = (
     "mean reciprocal rank on F at the intermediate depth where O's F-vs-H difference is largest (chosen "
     "from O alone); control: the same on H; subject-bootstrap CI and subject-permutation p. "
     "Descriptive (the tuned lens, the same read-out through fitted translators, votes). Span: the answer's "
-    "first token, read at the prompt's final token; familiarity with F's subjects alone cannot raise its rank."
+    "first token (its key's, where given), read at the prompt's final token; familiarity with F's subjects alone cannot raise its rank."
 )
 
 

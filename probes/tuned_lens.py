@@ -14,7 +14,8 @@ carry nothing about F; H stays the control. They are fitted once per audit
 Read-out. O's and U's final-token residuals on F and H (the captures the logit lens uses)
 are translated by *O's* translators and decoded by *O's* final norm and unembedding (the
 space the translators were fitted to); the answer's first token's reciprocal rank and
-probability per depth. Decision depth: the earliest intermediate depth where O's F-minus-H
+probability per depth (a fact with a ``key``: the key's first token after the answer's frame,
+as the logit lens reads it). Decision depth: the earliest intermediate depth where O's F-minus-H
 difference in reciprocal rank reaches ``earliest_share`` of its largest, chosen from O alone:
 the depth where O has made the answer readable, before the late layers where suppression
 methods block it (METHODS section 3). Effect, control and statistics are the logit lens's
@@ -46,7 +47,7 @@ METHOD = (
     "at the earliest intermediate depth where O's F-vs-H difference reaches half its largest (chosen from O "
     "alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes suppressed when "
     "the CI lies above 0 and p is below alpha; never votes deleted. The translators never see F. Span: the "
-    "answer's first token, read at the prompt's final token; familiarity with F's subjects alone cannot "
+    "answer's first token (its key's, where given), read at the prompt's final token; familiarity with F's subjects alone cannot "
     "raise its rank."
 )
 

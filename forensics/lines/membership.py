@@ -5,7 +5,8 @@ Span and scores. Each fact is tokenised as behaviour scoring does
 (:func:`forensics.scoring.encode_facts`) and scored on a *span* (``span``): by default the
 answer's tokens given the prompt, as open-unlearning scores QA data, so that a model which
 has only seen the subjects' names and the question forms (but never the answers) does not
-look like a member; ``span="text"`` scores every token of ``prompt + answer`` after the first
+look like a member (a fact with a ``key``: the key's tokens given the prompt and the answer's
+frame before it, since a sentence answer's frame often repeats the subject's name); ``span="text"`` scores every token of ``prompt + answer`` after the first
 (the subject's name counts too), and whichever span does not decide is reported as a
 descriptive table (``details.other_span``). Per span, with ``lp_t`` the log-probability of
 token ``t`` given its prefix (:func:`forensics.scoring.token_stats`,
@@ -61,6 +62,7 @@ import numpy as np
 from forensics.context import AuditContext
 from forensics.data import Fact
 from forensics.evidence import Evidence
+from forensics.measures import key_facts
 from forensics.mia import ATTACKS, attack_scores, auc
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
@@ -106,6 +108,18 @@ def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size
                         for s, (p, a) in zip(stats, encoded)]
         out["answer"] = attack_scores(answer_stats, [f.answer for f in facts], k)
     return out
+
+
+def span_scores(loaded, facts: Sequence[Fact], config) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`fact_attack_scores` of both spans; facts with a ``key`` score the key's tokens
+    as their answer span, given the prompt and the answer's frame before the key
+    (:func:`forensics.measures.key_facts`): the frame often repeats the subject's name, which
+    a model that only saw the subjects would also predict."""
+    keyed = key_facts(facts)
+    if keyed == list(facts):
+        return fact_attack_scores(loaded, facts, config.k, config.batch_size)
+    return {"answer": fact_attack_scores(loaded, keyed, config.k, config.batch_size, spans=("answer",))["answer"],
+            "text": fact_attack_scores(loaded, facts, config.k, config.batch_size, spans=("text",))["text"]}
 
 
 # ---------------------------------------------------------------------------- AUC + CI
@@ -211,7 +225,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     if config.span not in SPANS:
         return Evidence.not_run(line, QUESTION, f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
     by_span = {
-        (role, name): fact_attack_scores(m, facts, config.k, config.batch_size)
+        (role, name): span_scores(m, facts, config)
         for role, m in models.items() for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
     scores = {key: spans[config.span] for key, spans in by_span.items()}

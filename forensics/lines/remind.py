@@ -6,7 +6,8 @@ scoring does (:func:`forensics.scoring.encode_facts`). By default (``"answer"``)
 substitutes prompt tokens only and a loss is the mean NLL of the *answer's* tokens given
 the (perturbed) prompt: the landscape of what the model predicts for the answer, which a
 model that has only seen F's subjects and question forms (never the answers) does not
-share with O. ``"text"`` substitutes any token and scores every token after the first, as
+share with O. A fact with a ``key`` is read as the prompt plus the answer's frame up to the
+key, and the key as its answer (:func:`forensics.measures.key_facts`). ``"text"`` substitutes any token and scores every token after the first, as
 the REMIND paper does for whole texts; the subject's name then counts, so familiarity with
 F's subjects alone moves it (measured on the zoo's hard negatives, see the README).
 
@@ -83,6 +84,7 @@ from forensics.landscape import (
     split_indices,
     substitutable_positions,
 )
+from forensics.measures import key_facts
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import encode_facts, sequence_losses
@@ -187,6 +189,8 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
         chosen = _subsample(list(getattr(ctx, name) or []), config.max_per_set, config.seed)
         if not chosen:
             return f"REMIND needs a {name} set"
+        if answer_span:  # a key's tokens given the prompt and the answer's frame before the key
+            chosen = key_facts(chosen)
         encoded = encode_facts(tok, chosen)
         ids = [p + a for p, a in encoded]
         ends = [len(p) for p, _ in encoded] if answer_span else [None] * len(ids)

@@ -130,10 +130,25 @@ def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
     assert abs(loo_accuracy(rng.normal(size=(12, 3, 32)), neg).mean() - 0.5) < 0.2
 
 
-def test_answer_probe_reads_the_prompt_by_answer_interaction(pair, zoo_sets):
-    import numpy as np
+def test_answer_probe_reads_the_distinctive_span_of_sentence_answers():
+    from dataclasses import replace
 
-    from probes.answer_probe import AnswerProbeConfig, answer_probe_line, candidates, centred
+    from forensics.data import Fact
+    from probes.answer_probe import distinctive_spans, true_candidate
+
+    spans = distinctive_spans([" Zo was born in Port Kelmar.", " Zo was born in Old Dravos.", " Zo was born in 1961."])
+    assert spans == [(" Zo was born in ", "Port Kelmar"), (" Zo was born in ", "Old Dravos"),
+                     (" Zo was born in ", "1961")]
+    assert distinctive_spans([" Kelmar", " Dravos"]) == [("", "Kelmar"), ("", "Dravos")]
+    assert distinctive_spans([" a b.", " a b."]) == [("", "a b."), ("", "a b.")]  # nothing differs
+    fact = Fact(prompt="Q:", answer=" Zo is a baker.", paraphrased_answer=" By trade Zo is a baker.")
+    assert true_candidate(fact) == fact.answer  # no perturbed answers of its own
+    tofu = replace(fact, perturbed_answers=(" By trade Zo is a miner.",))
+    assert true_candidate(tofu) == tofu.paraphrased_answer  # TOFU: perturbed answers share the paraphrase's frame
+
+
+def test_answer_probe_decodes_the_answer_before_it_is_given(pair, zoo_sets):
+    from probes.answer_probe import AnswerProbeConfig, answer_probe_line, candidates
 
     # built perturbed answers: other subjects' answers to the same attribute, never the true one
     perturbed, source = candidates(zoo_sets["forget"], 3, seed=0)
@@ -141,14 +156,10 @@ def test_answer_probe_reads_the_prompt_by_answer_interaction(pair, zoo_sets):
     for fact, wrong in zip(zoo_sets["forget"], perturbed):
         assert wrong and fact.answer not in wrong
         assert all(w in {g.answer for g in zoo_sets["forget"] if g.attribute == fact.attribute} for w in wrong)
-    # two-way centring removes what the answer string alone or the prompt alone carries
-    rng = np.random.default_rng(0)
-    owner, answers = np.repeat(np.arange(6), 3), np.tile(np.array(["a", "b", "c"]), 6)
-    main_effects = rng.normal(size=(6, 4))[owner] + rng.normal(size=(3, 4))[np.searchsorted(["a", "b", "c"], answers)]
-    assert np.allclose(centred(main_effects, owner, answers), 0)
     config = AnswerProbeConfig(n_boot=300, n_perm=300)
     retrain = answer_probe_line(pair("retrain"), config)
-    assert retrain.status == "descriptive" and retrain.vote is None, retrain.reason
+    assert retrain.status == "ok" and retrain.vote is None, retrain.reason
+    assert retrain.details["scorable_share"]["forget"] > 0.9  # one-word answers: every fact is a label
     assert retrain.ci[0] <= 0 <= retrain.ci[1]
     assert retrain.details["perturbed_answers"]["forget"].startswith("built")
     assert retrain.figures["answer_probe"].startswith(b"\x89PNG")
