@@ -91,8 +91,10 @@ def test_answer_scores_are_computed_once_per_model_and_set(zoo, monkeypatch):
     evidence = behaviour_line(ctx, BehaviourConfig(n_boot=100, n_perm=100))
     assert evidence.status == "ok"
     assert ctx.counts["fact_scores.computed"] == 6 == len(calls)  # O, U x F, R, H
+    served = ctx.counts["fact_scores.served"]  # the gate's exact-match measure reads the same scores
+    assert served == 6
     rows = examples(ctx)  # the report's examples: O's and U's greedy next token on F, served
-    assert ctx.counts["fact_scores.computed"] == 6 and ctx.counts["fact_scores.served"] == 2
+    assert ctx.counts["fact_scores.computed"] == 6 and ctx.counts["fact_scores.served"] == served + 2
     o_forget = ctx.fact_scores(models["original"], sets["forget"])
     assert o_forget.predicted is not None and len(o_forget.predicted) == len(sets["forget"])
     tok = models["original"].tokenizer
