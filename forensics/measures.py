@@ -86,6 +86,17 @@ def rouge_targets(facts: Sequence[Fact]) -> list[str]:
     return [f.key or f.answer for f in facts]
 
 
+def line_measure(facts: Sequence[Fact], mode: str, line: str) -> str:
+    """:func:`measure_for` for a line's ``measure`` config field; an unknown mode raises
+    :class:`~forensics.errors.ForensicsInputError` naming ``line``."""
+    from forensics.errors import ForensicsInputError
+
+    try:
+        return measure_for(facts, mode)
+    except ValueError as exc:
+        raise ForensicsInputError(f"{line}.measure: {exc}") from None
+
+
 def measure_facts(name: str, model, tokenizer, facts: Sequence[Fact], device="cpu", batch_size: int = 64,
                   max_new_tokens: int = 32, generations: Sequence[str] | None = None) -> np.ndarray:
     """Per-fact score of measure ``name`` (:data:`NAMES`) of a TransformerLens or ``transformers``

@@ -41,11 +41,10 @@ import numpy as np
 import torch
 
 from forensics.context import AuditContext
-from forensics.errors import ForensicsInputError
 from forensics.evidence import Evidence
 from forensics.loading import load_hf_model
 from forensics.measures import NAMES as MEASURE_NAMES
-from forensics.measures import MeasureChoice, measure_facts, measure_for
+from forensics.measures import MeasureChoice, line_measure, measure_facts
 from forensics.minimum import VoteMinimum
 from forensics.quantize import quantize_model
 from forensics.registry import register
@@ -141,10 +140,7 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     sets = {"forget": ctx.forget, "holdout": ctx.holdout}
     if ctx.retain:
         sets["retain"] = ctx.retain
-    try:
-        measure = measure_for(ctx.forget, config.measure)
-    except ValueError as exc:
-        raise ForensicsInputError(f"quantization_attack.measure: {exc}") from None
+    measure = line_measure(ctx.forget, config.measure, "quantization_attack")
     forget_groups = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
     holdout_groups = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
     results: dict = {}

@@ -60,7 +60,6 @@ import torch.nn.functional as F
 
 from forensics.context import AuditContext
 from forensics.data import Fact
-from forensics.errors import ForensicsInputError
 from forensics.evidence import Evidence
 from forensics.finetune import (
     IGNORE,
@@ -71,7 +70,7 @@ from forensics.finetune import (
 )
 from forensics.keys import model_identity
 from forensics.measures import NAMES as MEASURE_NAMES
-from forensics.measures import MeasureChoice, measure_facts, measure_for
+from forensics.measures import MeasureChoice, line_measure, measure_facts
 from forensics.minimum import VoteMinimum
 from forensics.registry import register
 from forensics.scoring import EncodedFacts, logits_fn_for
@@ -308,10 +307,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     if reason:
         return Evidence.not_run(line, QUESTION, reason)
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
-    try:
-        measure = measure_for(ctx.forget, config.measure)
-    except ValueError as exc:
-        raise ForensicsInputError(f"relearning_attack.measure: {exc}") from None
+    measure = line_measure(ctx.forget, config.measure, "relearning_attack")
     before = {name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, facts, measure, config.max_new_tokens)))
               for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))}
     ref_before = (dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, ctx.forget, measure, config.max_new_tokens)))
