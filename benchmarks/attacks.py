@@ -16,17 +16,17 @@ from pathlib import Path
 
 import torch
 
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.loading import load_model
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.inputs.loading import load_model
 
 
 def main() -> None:
     from forensics.lines.cka import cka_line
-    from forensics.lines.membership import membership_line
-    from forensics.lines.quantization import quantization_line
-    from forensics.lines.relearning import relearning_line
-    from forensics.lines.remind import remind_line
+    from forensics.lines.membership_inference import membership_line
+    from forensics.lines.quantization_attack import quantization_line
+    from forensics.lines.relearning_attack import relearning_line
+    from forensics.lines.remind.line import remind_line
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")

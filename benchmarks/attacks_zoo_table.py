@@ -17,19 +17,19 @@ import json
 import time
 from pathlib import Path
 
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.loading import load_model
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.inputs.loading import load_model
 
 LINES = ("remind", "relearning_attack", "quantization_attack", "membership_inference", "cka")
 
 
 def run_lines(ctx: AuditContext) -> dict:
     from forensics.lines.cka import cka_line
-    from forensics.lines.membership import membership_line
-    from forensics.lines.quantization import quantization_line
-    from forensics.lines.relearning import relearning_line
-    from forensics.lines.remind import remind_line
+    from forensics.lines.membership_inference import membership_line
+    from forensics.lines.quantization_attack import quantization_line
+    from forensics.lines.relearning_attack import relearning_line
+    from forensics.lines.remind.line import remind_line
 
     fns = {"remind": remind_line, "relearning_attack": relearning_line, "quantization_attack": quantization_line,
            "membership_inference": membership_line, "cka": cka_line}

@@ -9,7 +9,7 @@ included, as the command does), with no cache to start from. Instrumentation:
   registry entries are wrapped before the audit starts) and assigned to a stage: probes
   (behaviour gate, attribute probes, logit lens, trace detector, memorisation, CKA), SAE
   (sae_features), steering, REMIND, attacks (relearning, quantization, membership
-  inference). **capture** is the time inside :func:`forensics.capture.capture` (and
+  inference). **capture** is the time inside :func:`forensics.compute.capture.capture` (and
   ``capture_facts``), wherever a line calls it (outermost call only), and is *subtracted*
   from the line it happened in, so the stages partition the wall time: loading (models,
   data, validation: everything before the first line), capture, the line stages (net of
@@ -89,9 +89,9 @@ def instrument(t: Timers) -> None:
     from transformer_lens import HookedTransformer
     from transformers import PreTrainedModel
 
-    import forensics.capture as capture_mod
-    from forensics.registry import LINES, discover_lines
-    from forensics.results import AuditResult
+    import forensics.compute.capture as capture_mod
+    from forensics.core.registry import LINES, discover_lines
+    from forensics.reports.results import AuditResult
 
     def pre(module, args):
         if t._depth == 0:
@@ -225,7 +225,7 @@ def _pass_counter(zoo: Path, original: str, model: str):
 
 def _watch_contexts() -> list:
     """Every AuditContext created from now on, in order (to read its ``counts``)."""
-    from forensics.context import AuditContext
+    from forensics.core.context import AuditContext
 
     seen: list = []
     init = AuditContext.__init__
@@ -257,7 +257,7 @@ def main() -> None:
     t = Timers()
     instrument(t)
     contexts = _watch_contexts()
-    from forensics.pipeline import audit
+    from forensics.core.pipeline import audit
 
     d = zoo / "data"
     load_before = os.getloadavg()

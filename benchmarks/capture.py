@@ -1,11 +1,11 @@
 """Benchmark: activation capture versus a plain forward pass.
 
-Builds (or takes via ``--model``) a checkpoint, loads it with ``forensics.loading.load_model``
+Builds (or takes via ``--model``) a checkpoint, loads it with ``forensics.inputs.loading.load_model``
 and, on the same prompts, times:
 
 (a) ``forward``: ``model(tokens)`` over pre-tokenised, length-sorted, right-padded batches
     (the same batches capture builds: same batch size, same shard-wise length sorting);
-(b) ``capture``: ``forensics.capture.capture`` of the residual stream at every depth
+(b) ``capture``: ``forensics.compute.capture.capture`` of the residual stream at every depth
     (``resid_hooks``) at the final token, end to end from the prompt strings (tokenisation,
     batching, hooks, gathering, float32 copy to CPU included);
 (c) ``capture+disk``: the same with ``cache_dir`` set (a fresh folder each repetition, so
@@ -140,8 +140,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     args = parser.parse_args(argv)
 
-    from forensics.capture import CaptureSpec, capture, resid_hooks
-    from forensics.loading import load_model
+    from forensics.compute.capture import CaptureSpec, capture, resid_hooks
+    from forensics.inputs.loading import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,7 +12,7 @@ the command line does (so the audit's own cache folder is in use), and attribute
   text, embeddings fed directly, perturbed inputs).
 
 It prints one row per (model, set): forward calls and rows (prompts) passed, plus the
-totals. The counting patches only PyTorch and ``forensics.loading.load_model``, so the same
+totals. The counting patches only PyTorch and ``forensics.inputs.loading.load_model``, so the same
 script measures any version of the audit.
 
     python benchmarks/forward_passes.py --zoo ZOO [--model npo] [--profile quick] [--json FILE]
@@ -43,8 +43,8 @@ class PassCounter:
     """
 
     def __init__(self, zoo: Path, original: str, unlearned: str):
-        from forensics.data import load_facts
-        from forensics.loading import load_tokenizer
+        from forensics.inputs.data import load_facts
+        from forensics.inputs.loading import load_tokenizer
 
         self.original, self.unlearned = original, unlearned
         self.roles: dict[int, str] = {}
@@ -58,8 +58,8 @@ class PassCounter:
         self._depth = 0
 
     def watch_loading(self) -> None:
-        """Wrap ``forensics.loading.load_model`` so the loaded O and U are recognised."""
-        import forensics.loading as loading
+        """Wrap ``forensics.inputs.loading.load_model`` so the loaded O and U are recognised."""
+        import forensics.inputs.loading as loading
 
         real = loading.load_model
 

@@ -42,8 +42,8 @@ def child(folder: str, n: int, cache_dir: str | None, shard_size: int) -> None:
     sys.path.insert(0, str(HERE))
     from capture import make_prompts  # benchmarks/capture.py
 
-    from forensics.capture import CaptureSpec, capture, resid_hooks
-    from forensics.loading import load_model
+    from forensics.compute.capture import CaptureSpec, capture, resid_hooks
+    from forensics.inputs.loading import load_model
 
     torch.set_num_threads(1)
     loaded = load_model(folder)

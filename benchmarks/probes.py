@@ -4,7 +4,7 @@
 
 Capture (residual stream at every depth, final and subject tokens, O and U on F, R and
 H) is timed once, into a temporary activation cache (``<cache>/activations``, the on-disk
-store of :class:`forensics.context.AuditContext` with ``cache_dir=<cache>``); every probe
+store of :class:`forensics.core.context.AuditContext` with ``cache_dir=<cache>``); every probe
 line then runs on its own fresh ``AuditContext`` over that cache folder, so it reads the
 captures from disk and shares nothing in memory with the other lines. A line's timing is
 probe fitting plus the extra passes it makes itself: the logit lens's unembedding, the
@@ -29,14 +29,14 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import torch
 
-from forensics.capture import CaptureSpec, capture_facts, resid_hooks
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.loading import load_model
-from probes.attribute import AttributeProbeConfig, attribute_probe_line
-from probes.logit_lens import LogitLensConfig, logit_lens_line
-from probes.memorisation import SignatureConfig, memorisation_line
-from probes.trace import TraceConfig, trace_line
+from forensics.compute.capture import CaptureSpec, capture_facts, resid_hooks
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.inputs.loading import load_model
+from forensics.lines.attribute_probes import AttributeProbeConfig, attribute_probe_line
+from forensics.lines.logit_lens import LogitLensConfig, logit_lens_line
+from forensics.lines.memorisation_probe import SignatureConfig, memorisation_line
+from forensics.lines.trace_detector import TraceConfig, trace_line
 
 
 def main() -> None:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.loading import load_model
-from probes.attribute import AttributeProbeConfig, attribute_probe_line
-from probes.logit_lens import LogitLensConfig, logit_lens_line
-from probes.memorisation import SignatureConfig, memorisation_line
-from probes.trace import TraceConfig, trace_line
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.inputs.loading import load_model
+from forensics.lines.attribute_probes import AttributeProbeConfig, attribute_probe_line
+from forensics.lines.logit_lens import LogitLensConfig, logit_lens_line
+from forensics.lines.memorisation_probe import SignatureConfig, memorisation_line
+from forensics.lines.trace_detector import TraceConfig, trace_line
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Benchmark: REMIND neighbour scoring, batched versus a naive loop over neighbours.
 
 On the same examples (the zoo's forget facts) and the same neighbours (15 per example,
-~30% substitution, seeded; :func:`forensics.lines.remind.prepare_scan`), times:
+~30% substitution, seeded; :func:`forensics.lines.remind.line.prepare_scan`), times:
 
-(a) ``batched``: :func:`forensics.scoring.sequence_losses` over every neighbour at once
+(a) ``batched``: :func:`forensics.compute.scoring.sequence_losses` over every neighbour at once
     (length-sorted, right-padded batches of ``--batch-size``), as the REMIND line does;
 (b) ``naive``: one forward pass per neighbour (batch of 1), the same loss.
 
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.lines.remind import RemindConfig, prepare_scan
-from forensics.loading import load_model
-from forensics.scoring import sequence_losses
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.lines.remind.line import RemindConfig, prepare_scan
+from forensics.inputs.loading import load_model
+from forensics.compute.scoring import sequence_losses
 
 
 def main() -> None:

@@ -24,13 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     import torch
 
-    from forensics.capture import layer_hook
-    from forensics.context import AuditContext
-    from forensics.data import load_facts, load_sequences
-    from forensics.loading import load_model
-    from saes.sae import SAETrainConfig, _split_texts, capture_tokens, default_layer, measure_quality, train_sae
-    from saes.sae import token_texts
-    from saes.steering import SteeringConfig, restoration_sweep, grid
+    from forensics.compute.capture import layer_hook
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts, load_sequences
+    from forensics.inputs.loading import load_model
+    from forensics.sae.train import SAETrainConfig, _split_texts, capture_tokens, default_layer, measure_quality, train_sae
+    from forensics.sae.train import token_texts
+    from forensics.lines.steering_restoration import SteeringConfig, restoration_sweep, grid
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"quality: EV {quality.explained_variance:.3f}, L0 {quality.mean_l0:.1f}, dead {quality.dead_fraction:.2f}, "
           f"trustworthy {quality.trustworthy}")
 
-    from saes.sae import TrainedSAE, _to_inference
+    from forensics.sae.train import TrainedSAE, _to_inference
 
     trained = TrainedSAE(_to_inference(sae), hook, layer, quality)
     steer = SteeringConfig()

@@ -3,7 +3,7 @@
     python benchmarks/saes_zoo_table.py [--zoo zoo] [--models rmu retrain ...] [--json out.json] [--cache DIR]
 
 Per model: the SAE's quality (trained once per original, cached in ``--cache`` by
-:func:`saes.sae.get_sae`), expert-feature survival on F vs H and the sae_features vote,
+:func:`forensics.sae.train.get_sae`), expert-feature survival on F vs H and the sae_features vote,
 the best restoration rate per steering intervention on F vs H (with the CI of F - H) and
 the steering vote. Llama models are compared with ``llama_original``, the others with
 ``original``.
@@ -24,13 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
-    from forensics.context import AuditContext
-    from forensics.data import load_facts, load_sequences
-    from forensics.loading import load_model
-    from saes.experts import FeatureConfig
-    from saes.features import sae_feature_line
-    from saes.sae import get_sae, token_texts
-    from saes.steering import SteeringConfig, steering_line
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts, load_sequences
+    from forensics.inputs.loading import load_model
+    from forensics.sae.experts import FeatureConfig
+    from forensics.lines.sae_features import sae_feature_line
+    from forensics.sae.train import get_sae, token_texts
+    from forensics.lines.steering_restoration import SteeringConfig, steering_line
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")

@@ -132,7 +132,7 @@ def count_params(folder: Path) -> tuple[int, int]:
     """(all parameters, those of the input embedding) of a checkpoint, from its safetensors headers."""
     from safetensors import safe_open
 
-    from forensics.loading import weight_files
+    from forensics.inputs.loading import weight_files
 
     total = embedding = 0
     for file in weight_files(folder):
@@ -164,7 +164,7 @@ def child(spec: dict) -> dict:
     cuda = spec["device"].startswith("cuda")
     peaks: dict[str, float] = {}
 
-    from forensics.registry import LINES
+    from forensics.core.registry import LINES
 
     def measured(name, run):
         def wrapper(*args, **kwargs):
@@ -182,7 +182,7 @@ def child(spec: dict) -> dict:
     for name, line in list(LINES.items()):
         LINES[name] = replace(line, run=measured(name, line.run))
 
-    from forensics.pipeline import audit
+    from forensics.core.pipeline import audit
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,7 +215,7 @@ def pass_costs(spec: dict) -> dict:
 
     import torch
 
-    from forensics.loading import load_model
+    from forensics.inputs.loading import load_model
 
     torch.set_num_threads(spec["threads"])
     start = time.perf_counter()

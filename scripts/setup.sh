@@ -16,7 +16,7 @@ if [ ! -f "$stamp" ]; then
   quiet_pip --upgrade pip
   quiet_pip torch==2.13.0
   quiet_pip -e ".[test]"
-  .venv/bin/python -c "import torch, transformer_lens, sae_lens, sklearn, matplotlib, nbclient, forensics, probes" \
+  .venv/bin/python -c "import torch, transformer_lens, sae_lens, sklearn, matplotlib, nbclient, forensics" \
     || { echo "setup failed: the pinned stack did not install" >&2; exit 1; }
   touch "$stamp"
 fi

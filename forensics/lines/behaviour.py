@@ -4,7 +4,7 @@ A *gate*, not a verdict on its own: if U still answers F like O does, the line v
 ``not_forgotten`` (verdict NOT_FORGOTTEN) and the deeper lines only describe.
 
 Span. Each fact is run as ``prompt + answer`` under teacher forcing and scored on its
-answer tokens (:mod:`forensics.scoring`: the prompt tokenised with the tokenizer's own
+answer tokens (:mod:`forensics.compute.scoring`: the prompt tokenised with the tokenizer's own
 special-token settings, the answer without special tokens, the two concatenated).
 *Greedy accuracy* is exact match of greedy decoding over the answer's tokens (every answer
 token is the arg-max at its position, which one forward pass decides). *Answer log-prob*
@@ -14,7 +14,7 @@ are reported for O and U on F, R and H (R shows what unlearning cost on kept fac
 Effect and control. effect = U's greedy accuracy on F; control = U's greedy accuracy on H
 (facts no model saw: what U gets by guessing common answers; 0 when no holdout set is
 given). CI of effect - control: percentile bootstrap over facts, F and H resampled
-independently; p: two-sided permutation test (:mod:`forensics.stats`).
+independently; p: two-sided permutation test (:mod:`forensics.compute.stats`).
 
 Vote. ``not_forgotten`` when O answers F above its own control (margin
 ``acc_F(O) - acc_H(O) > 0``), U keeps at least ``retained_share_not_forgotten`` of that
@@ -24,8 +24,8 @@ U forgot behaviourally, and the other lines decide between deleted and suppresse
 Free text. When the forget set carries free-text or multiple-choice fields
 (``paraphrased_answer``, ``perturbed_answers``, ``choices``, ``key``), ``details["free_text"]``
 adds per model and set: ROUGE-L recall of greedy generations, the truth ratio and choice
-accuracy (:mod:`forensics.freetext`), and the gate's measure (effect, control, CI, vote) is
-the set's answer measure (:mod:`forensics.measures`): choice accuracy when every fact is
+accuracy (:mod:`forensics.compute.freetext`), and the gate's measure (effect, control, CI, vote) is
+the set's answer measure (:mod:`forensics.compute.measures`): choice accuracy when every fact is
 multiple choice, else ROUGE-L recall of greedy generations against the key span (the whole
 answer where there is no key, as TOFU): exact match of a whole sentence says little about
 what a model knows. The rule is the same on any measure; ``details["gate_measure"]`` names the one used and
@@ -42,15 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.context import AuditContext
-from forensics.evidence import Evidence
-from forensics.measures import NAMES as MEASURE_NAMES
-from forensics.measures import SHORT as MEASURE_SHORT
-from forensics.measures import is_free_text, measure_for
-from forensics.minimum import VoteMinimum
-from forensics.registry import register
-from forensics.scoring import FactScores
-from forensics.stats import bootstrap_mean_diff_ci, permutation_p_value
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.compute.measures import NAMES as MEASURE_NAMES
+from forensics.compute.measures import SHORT as MEASURE_SHORT
+from forensics.compute.measures import is_free_text, measure_for
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+from forensics.compute.scoring import FactScores
+from forensics.compute.stats import bootstrap_mean_diff_ci, permutation_p_value
 
 
 @dataclass
@@ -169,7 +169,7 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
 
 def _wants_free_text(ctx: AuditContext, config: BehaviourConfig) -> bool:
     if config.free_text not in ("auto", "on", "off"):
-        from forensics.errors import ForensicsInputError
+        from forensics.core.errors import ForensicsInputError
 
         raise ForensicsInputError(f"behaviour.free_text must be auto, on or off, not {config.free_text!r}")
     if config.free_text != "auto":
@@ -181,7 +181,7 @@ def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> 
     """Per model and set: mean ROUGE-L recall of greedy generations against the answer (TOFU's
     number) and against the key span (where facts have one), mean truth ratio and choice
     accuracy (None where no fact carries what the measure needs)."""
-    from forensics.freetext import choice_correct, rouge_l_recall, truth_ratios
+    from forensics.compute.freetext import choice_correct, rouge_l_recall, truth_ratios
 
     def mean(values: np.ndarray):
         return float(np.nanmean(values)) if np.isfinite(values).any() else None
@@ -203,7 +203,7 @@ def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> 
 
 
 def _behaviour_figure(table: dict) -> bytes:
-    from forensics.plotting import figure_png, plt
+    from forensics.compute.plotting import figure_png, plt
 
     sets = list(table["original"])
     fig, ax = plt.subplots(figsize=(5, 3))

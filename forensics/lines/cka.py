@@ -2,9 +2,9 @@
 on F inputs and on R inputs. Descriptive only: it never votes (CKA is not robust enough to
 decide; see the UDS meta-evaluation, Lee et al. 2026).
 
-Span: the residual stream at every depth (:func:`forensics.capture.resid_hooks`: the
+Span: the residual stream at every depth (:func:`forensics.compute.capture.resid_hooks`: the
 embeddings, then every block's output) at the prompt's final token, captured with
-:meth:`forensics.context.AuditContext.capture_facts` (prompt only, no answer).
+:meth:`forensics.core.context.AuditContext.capture_facts` (prompt only, no answer).
 
 Linear CKA (Kornblith et al. 2019) of column-centred ``X`` (O) and ``Y`` (U), rows = facts:
 ``||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)``. 1 = the same geometry up to rotation and
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forensics.capture import CaptureSpec, resid_hooks
-from forensics.context import AuditContext
-from forensics.evidence import Evidence
-from forensics.registry import register
+from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.core.registry import register
 
 QUESTION = "How similar are U's representations of F (and of R) to O's, layer by layer? (descriptive)"
 
@@ -123,7 +123,7 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
 
 
 def _figure(profile: dict) -> bytes:
-    from forensics.plotting import figure_png, plt
+    from forensics.compute.plotting import figure_png, plt
 
     fig, ax = plt.subplots(figsize=(4.5, 3))
     for name, values in profile.items():

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.data import Fact
-from forensics.errors import ForensicsInputError
-from forensics.finetune import encode_answers, encode_texts
+from forensics.inputs.data import Fact
+from forensics.core.errors import ForensicsInputError
+from forensics.compute.finetune import encode_answers, encode_texts
 from forensics.zoo import world as W
 from forensics.zoo.bio import make_bio_world
 from forensics.zoo.jobs import (
@@ -53,11 +53,14 @@ from forensics.zoo.unlearning import UnlearnConfig, UnlearnContext
 ZOO_FORMAT = 1
 
 
-def code_version() -> str:
+def zoo_version() -> str:
     """Format number + a hash of the zoo's source and the framework modules it trains with
-    (fine-tuning, scoring, data): any change to them rebuilds the cache."""
+    (fine-tuning, scoring, data, free text): any change to them rebuilds the cache. (The
+    audit's own cache key is :func:`forensics.core.keys.code_version`.)"""
     digest = hashlib.sha256()
-    shared = [Path(__file__).parent.parent / name for name in ("finetune.py", "scoring.py", "data.py", "freetext.py")]
+    package = Path(__file__).parent.parent
+    shared = [package / name for name in ("compute/finetune.py", "compute/scoring.py", "inputs/data.py",
+                                          "compute/freetext.py")]
     for file in sorted(Path(__file__).parent.glob("*.py")) + shared:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
@@ -182,7 +185,7 @@ def build_zoo(out_dir: str | Path, size: str = "small", seed: int = 0, progress:
     out = Path(out_dir)
     config = ZooConfig.preset(size, world)
     workers = default_workers() if workers is None else max(1, int(workers))
-    version = code_version()
+    version = zoo_version()
     cached = _cached_manifest(out, size, seed, version, world)
     if cached is not None:
         if progress:

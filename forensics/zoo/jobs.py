@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from forensics.data import Fact
-from forensics.finetune import nll
-from forensics.scoring import logits_fn_for, score_facts
+from forensics.inputs.data import Fact
+from forensics.compute.finetune import nll
+from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.zoo.oracle import crossfit_probe
 from forensics.zoo.training import ArchConfig, make_model, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnContext, relearn

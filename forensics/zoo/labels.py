@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from forensics.data import Fact
+from forensics.inputs.data import Fact
 from forensics.zoo.jobs import _JOBS, HARD_NEGATIVES, MODEL_ORDER, _arch
 from forensics.zoo.oracle import decide
 

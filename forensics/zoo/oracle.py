@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.data import Fact
-from forensics.finetune import Sampler, encode_answers, nll, run_steps
-from forensics.freetext import greedy_generations, rouge_l_recall
-from forensics.scoring import logits_fn_for, score_facts
+from forensics.inputs.data import Fact
+from forensics.compute.finetune import Sampler, encode_answers, nll, run_steps
+from forensics.compute.freetext import greedy_generations, rouge_l_recall
+from forensics.compute.scoring import logits_fn_for, score_facts
 
 
 @dataclass

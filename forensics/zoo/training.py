@@ -1,4 +1,4 @@
-"""Zoo model construction and pre-training (the fine-tuning loop is :mod:`forensics.finetune`).
+"""Zoo model construction and pre-training (the fine-tuning loop is :mod:`forensics.compute.finetune`).
 
 Batches are short right-padded token sequences; no attention mask is needed because
 right padding never changes the logits of real positions in a causal model, and pad
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from forensics.data import Fact
-from forensics.finetune import Sampler, encode_texts, nll, run_steps
-from forensics.scoring import EncodedFacts, logits_fn_for
+from forensics.inputs.data import Fact
+from forensics.compute.finetune import Sampler, encode_texts, nll, run_steps
+from forensics.compute.scoring import EncodedFacts, logits_fn_for
 
 
 @dataclass

@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from forensics.data import Fact
-from forensics.finetune import Batchable, Sampler, frozen_copy, nll, run_steps, token_logprobs
+from forensics.inputs.data import Fact
+from forensics.compute.finetune import Batchable, Sampler, frozen_copy, nll, run_steps, token_logprobs
 from forensics.zoo.training import GreedyAccuracy, blocks, head_modules
 
 
@@ -93,7 +93,7 @@ class UnlearnContext:
         return Sampler(self.forget, b, self.seed + 101 * salt), Sampler(self.retain, b, self.seed + 101 * salt + 7)
 
     def stop_when_forgotten(self, model) -> Callable[[int], bool]:
-        """The stopping rule for :func:`forensics.finetune.run_steps`: True once
+        """The stopping rule for :func:`forensics.compute.finetune.run_steps`: True once
         :meth:`forget_accuracy` of ``model`` is at most ``target_forget``."""
         return lambda step: self.forget_accuracy(model) <= self.config.target_forget
 

@@ -5,7 +5,7 @@ seed)`` gives the same world, the same splits and the same sequence pools.
 
 Facts. Every subject has one value for each attribute (home city, favourite colour,
 profession, pet; 8 values each). A fact record is one (subject, attribute, template)
-rendering, in the format of :mod:`forensics.data`: ``prompt`` ends before the answer,
+rendering, in the format of :mod:`forensics.inputs.data`: ``prompt`` ends before the answer,
 ``answer`` carries its leading space (``" Kelmar"``). Values are assigned so that
 every answer class has (almost) the same number of subjects within each split, which
 leaves every class enough facts for probes cross-validated by subject.

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.context import AuditContext
-from forensics.data import Fact
+from forensics.core.context import AuditContext
+from forensics.inputs.data import Fact
 
 
 @pytest.fixture(scope="module")
 def zoo(tiny_zoo):
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "retrain", "ga", "retrain_mentions")}
@@ -32,7 +32,7 @@ def _inputs(zoo, unlearned, **overrides):
 # ------------------------------------------------------------------ membership inference
 
 def test_attack_scores_follow_the_published_definitions():
-    from forensics.mia import attack_scores
+    from forensics.compute.mia import attack_scores
 
     lp = np.array([-0.1, -2.0, -0.5, -3.0, -0.2, -1.0, -0.3, -0.4, -0.6, -0.7])
     mu = np.full(10, -1.0)
@@ -48,7 +48,7 @@ def test_attack_scores_follow_the_published_definitions():
 def test_auc_matches_sklearn():
     from sklearn.metrics import roc_auc_score
 
-    from forensics.mia import auc
+    from forensics.compute.mia import auc
 
     rng = np.random.default_rng(0)
     pos, neg = rng.normal(0.5, 1, 40).round(1), rng.normal(0, 1, 30).round(1)  # with ties
@@ -57,7 +57,7 @@ def test_auc_matches_sklearn():
 
 
 def test_membership_sees_the_original_but_not_the_retrained_model(zoo):
-    from forensics.lines.membership import MembershipConfig, membership_line
+    from forensics.lines.membership_inference import MembershipConfig, membership_line
 
     cfg = MembershipConfig(n_boot=200, n_perm=200)
     retrain = membership_line(_inputs(zoo, "retrain"), cfg)
@@ -71,7 +71,7 @@ def test_membership_sees_the_original_but_not_the_retrained_model(zoo):
 # -------------------------------------------------------------------------- relearning
 
 def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
-    from forensics.lines.relearning import relearning_line
+    from forensics.lines.relearning_attack import relearning_line
 
     sets, _ = zoo
     one_subject = [f for f in sets["forget"] if f.subject == sets["forget"][0].subject]
@@ -80,7 +80,7 @@ def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
 
 
 def test_split_by_subject_is_disjoint_and_seeded():
-    from forensics.lines.relearning import split_by_subject
+    from forensics.lines.relearning_attack import split_by_subject
 
     facts = [Fact(f"p{i}", " a", subject=f"s{i % 6}") for i in range(30)]
     a, b = split_by_subject(facts, 3)
@@ -89,7 +89,7 @@ def test_split_by_subject_is_disjoint_and_seeded():
 
 
 def test_relearning_recovers_ga_but_not_retrain(zoo):
-    from forensics.lines.relearning import RelearningConfig, relearning_line
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
 
     cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False,
                            eval_steps=(0, 10, 30))
@@ -113,7 +113,7 @@ def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
     """The hard negative answers none of F before the attack (its F prompts learned other
     continuations), against chance on H: the fine-tune restores the answer format, so its *gain*
     on F_b beats H_b's, but the accuracy it reaches on F_b is chance, like H_b's."""
-    from forensics.lines.relearning import RelearningConfig, relearning_line
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
 
     cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False, eval_steps=(0, 30))
     ev = relearning_line(_inputs(zoo, "retrain_mentions"), cfg)
@@ -126,7 +126,7 @@ def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
 # ------------------------------------------------------------------------ quantization
 
 def test_quantize_weight_is_per_channel_round_to_nearest():
-    from forensics.quantize import quantize_weight
+    from forensics.compute.quantize import quantize_weight
 
     torch.manual_seed(0)
     w = torch.randn(6, 32) * torch.tensor([0.01, 0.1, 1, 10, 100, 0.0])[:, None]
@@ -142,7 +142,7 @@ def test_quantize_weight_is_per_channel_round_to_nearest():
 
 
 def test_quantization_vote_needs_a_material_recovery():
-    from forensics.lines.quantization import QuantizationConfig, decide
+    from forensics.lines.quantization_attack import QuantizationConfig, decide
 
     cfg = QuantizationConfig()
     small = {"gain_forget": 0.01, "gain_holdout": -0.01, "ci_family": [0.004, 0.044]}  # seed 1's llama_retrain
@@ -155,17 +155,17 @@ def test_quantization_vote_needs_a_material_recovery():
 
 
 def test_quantization_nan_is_not_run(zoo, monkeypatch):
-    import forensics.quantize
-    from forensics.lines.quantization import quantization_line
+    import forensics.compute.quantize
+    from forensics.lines.quantization_attack import quantization_line
 
-    # the line quantizes through forensics.quantize.quantize_model, which calls quantize_weight there
-    monkeypatch.setattr(forensics.quantize, "quantize_weight", lambda w, bits: torch.full_like(w, float("nan")))
+    # the line quantizes through forensics.compute.quantize.quantize_model, which calls quantize_weight there
+    monkeypatch.setattr(forensics.compute.quantize, "quantize_weight", lambda w, bits: torch.full_like(w, float("nan")))
     ev = quantization_line(_inputs(zoo, "retrain"))
     assert ev.status == "not_run" and "NaN" in ev.reason
 
 
 def test_quantization_line_on_the_zoo(zoo):
-    from forensics.lines.quantization import QuantizationConfig, quantization_line
+    from forensics.lines.quantization_attack import QuantizationConfig, quantization_line
 
     ev = quantization_line(_inputs(zoo, "retrain"), QuantizationConfig(n_boot=300, n_perm=300))
     assert ev.status == "ok" and ev.vote in (None, "suppressed")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from forensics.evidence import Evidence
-from forensics.registry import LINES, register
-from forensics.verdict import RULE, decide
-from reports.results_json import check_results
+from forensics.core.evidence import Evidence
+from forensics.core.registry import LINES, register
+from forensics.core.verdict import RULE, decide
+from forensics.reports.results_json import check_results
 
 FORENSICS = str(Path(sys.executable).parent / "forensics")
 
@@ -178,9 +178,9 @@ def test_no_holdout_is_inconclusive(tiny_zoo):
 
 
 def test_profiles_name_real_config_fields():
-    from forensics.config import profile_problems
-    from forensics.profiles import PROFILES
-    from forensics.registry import discover_lines
+    from forensics.core.config import profile_problems
+    from forensics.core.profiles import PROFILES
+    from forensics.core.registry import discover_lines
 
     assert set(PROFILES) == {"quick", "standard", "thorough"}
     lines, broken = discover_lines()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ARCHS, WORDS, bos_tokenizer, make_checkpoint
-from forensics.data import Fact
+from forensics.inputs.data import Fact
 
 
 def _mixed_lengths() -> list[Fact]:
@@ -17,7 +17,7 @@ def _mixed_lengths() -> list[Fact]:
 
 
 def _alone_and_together(loaded):
-    from forensics.scoring import fact_token_ids, logits_fn_for, score_facts, sequence_losses
+    from forensics.compute.scoring import fact_token_ids, logits_fn_for, score_facts, sequence_losses
 
     facts, fn, tok = _mixed_lengths(), logits_fn_for(loaded.model), loaded.tokenizer
     alone = np.array([score_facts(fn, tok, [f], batch_size=1).logprob[0] for f in facts])
@@ -30,7 +30,7 @@ def _alone_and_together(loaded):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_a_fact_scores_the_same_alone_and_in_a_mixed_batch(arch, tiny_checkpoints):
-    from forensics.loading import load_model
+    from forensics.inputs.loading import load_model
 
     alone, together, seq_alone, seq_together = _alone_and_together(load_model(tiny_checkpoints[arch]))
     assert np.abs(alone - together).max() <= 1e-5, (arch, alone, together)
@@ -39,7 +39,7 @@ def test_a_fact_scores_the_same_alone_and_in_a_mixed_batch(arch, tiny_checkpoint
 
 
 def test_the_same_holds_when_the_tokenizer_adds_a_bos(tmp_path):
-    from forensics.loading import load_model
+    from forensics.inputs.loading import load_model
 
     loaded = load_model(make_checkpoint(tmp_path / "m", "llama", tokenizer=bos_tokenizer(template=None)))
     assert loaded.tokenizer("the fox")["input_ids"][0] == loaded.tokenizer.bos_token_id
@@ -52,8 +52,8 @@ def test_the_same_holds_when_the_tokenizer_adds_a_bos(tmp_path):
 def test_logits_at_chosen_positions_equal_the_full_logits_there(arch, tiny_checkpoints, test_tokenizer):
     import torch
 
-    from forensics.loading import load_model
-    from forensics.scoring import logits_fn_for
+    from forensics.inputs.loading import load_model
+    from forensics.compute.scoring import logits_fn_for
 
     loaded = load_model(tiny_checkpoints[arch])
     tokens = torch.tensor(test_tokenizer(["the quick brown fox jumps over the lazy dog", "seven bright stars"],

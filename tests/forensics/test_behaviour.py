@@ -1,4 +1,4 @@
-"""Behaviour scoring (forensics.scoring) agrees with an independent greedy-generation loop; the behaviour
+"""Behaviour scoring (forensics.compute.scoring) agrees with an independent greedy-generation loop; the behaviour
 line on the tiny zoo."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import math
 
 import torch
 
-from forensics.data import Fact
-from forensics.loading import load_hf_model
-from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
+from forensics.inputs.data import Fact
+from forensics.inputs.loading import load_hf_model
+from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 
 
 def _greedy(model, ids: list[int], n: int) -> list[int]:
@@ -54,9 +54,9 @@ def test_greedy_accuracy_and_logprob_match_a_manual_loop(tiny_checkpoints, test_
 
 
 def _inputs(zoo, name):
-    from forensics.context import AuditContext
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     return AuditContext(original=load_model(zoo / "models" / "original"),
@@ -83,8 +83,8 @@ def test_behaviour_gate_on_the_zoo(tiny_zoo):
 
 
 def test_lines_after_a_not_forgotten_gate_are_skipped_unless_asked(tiny_zoo):
-    from forensics.pipeline import audit
-    from forensics.runner import SKIPPED_AFTER_GATE
+    from forensics.core.pipeline import audit
+    from forensics.core.runner import SKIPPED_AFTER_GATE
 
     data = tiny_zoo / "data"
     common = dict(original=tiny_zoo / "models" / "original", unlearned=tiny_zoo / "models" / "relearned",

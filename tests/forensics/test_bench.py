@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from forensics.bench import (
+from forensics.metaeval.bench import (
     BenchConfig, TRUTHS, VERDICTS, confusion, line_score, meta_evaluation, roc_auc, run_bench, scaled_stability,
     uds_stability, verdict_score,
 )
 from forensics.cli import main
-from reports.bench import text_tables
+from forensics.reports.bench import text_tables
 
 
 def test_measures():
@@ -33,8 +33,8 @@ def test_measures():
 
 
 def test_line_score_reads_each_lines_side_of_the_control_from_the_registry():
-    from forensics.evidence import Evidence
-    from forensics.registry import LINES, discover_lines, register
+    from forensics.core.evidence import Evidence
+    from forensics.core.registry import LINES, discover_lines, register
 
     lines = discover_lines()[0]
     assert (lines["logit_lens"].side, lines["cka"].side, lines["remind"].side) == ("above", "either", "o_side")

@@ -18,7 +18,7 @@ def world():
 
 
 def test_bio_facts_are_free_text_records_the_loader_accepts(world, tmp_path):
-    from forensics.data import load_facts
+    from forensics.inputs.data import load_facts
 
     W.write_data(world, tmp_path)
     for split, n in (("forget", 6), ("retain", 12), ("holdout", 6)):
@@ -66,8 +66,8 @@ def test_bio_mention_texts_name_forget_authors_without_their_values(world, monke
 def test_answer_measure_follows_the_data():
     from dataclasses import replace
 
-    from forensics.data import Fact
-    from forensics.measures import measure_for, rouge_targets
+    from forensics.inputs.data import Fact
+    from forensics.compute.measures import measure_for, rouge_targets
 
     plain = Fact(prompt="Q", answer=" a", subject="s")
     keyed = replace(plain, answer=" Zo is a civil engineer.", key="civil engineer")
@@ -81,8 +81,8 @@ def test_answer_measure_follows_the_data():
 
 
 def test_read_outs_of_the_answer_look_at_the_key_after_its_frame():
-    from forensics.data import Fact
-    from forensics.measures import key_facts, key_reading
+    from forensics.inputs.data import Fact
+    from forensics.compute.measures import key_facts, key_reading
 
     keyed = Fact(prompt="Question: What does Zo do?\nAnswer:", answer=" Zo works as a civil engineer.",
                  key="civil engineer", subject="Zo")
@@ -122,7 +122,7 @@ def test_a_tofu_shaped_audit_of_the_bio_zoo(bio_zoo: Path, tmp_path, model):
     """Free text, perturbed answers, holdout authors, standard profile: at least three controlled
     lines can vote, the gate reads ROUGE-L, and the verdict matches the oracle's label."""
     from forensics import audit
-    from forensics.registry import LINES
+    from forensics.core.registry import LINES
 
     labels = json.loads((bio_zoo / "labels.json").read_text())
     data = bio_zoo / "data"

@@ -27,11 +27,11 @@ def bos_checkpoint(tmp_path_factory):
 
 
 def test_one_bos_is_fed_and_scores_match_the_plain_prompt(bos_checkpoint):
-    from forensics.capture import CaptureSpec, resid_hooks
-    from forensics.context import AuditContext
-    from forensics.data import Fact
-    from forensics.loading import load_model
-    from forensics.scoring import doubled_bos, encode_prompt
+    from forensics.compute.capture import CaptureSpec, resid_hooks
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import Fact
+    from forensics.inputs.loading import load_model
+    from forensics.compute.scoring import doubled_bos, encode_prompt
 
     loaded = load_model(bos_checkpoint)
     tok = loaded.tokenizer
@@ -56,7 +56,7 @@ def test_one_bos_is_fed_and_scores_match_the_plain_prompt(bos_checkpoint):
 def test_the_inputs_warn_about_a_doubled_bos(bos_checkpoint, tmp_path):
     import json
 
-    from forensics.inputs import load_inputs
+    from forensics.inputs.prepare import load_inputs
 
     rows = [{"prompt": f"<s>the quick brown fox {w}", "answer": " jumps", "subject": w}
             for w in ("over", "while", "above")]

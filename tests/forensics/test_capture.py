@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import ARCHS, make_checkpoint
-from forensics.capture import (
+from forensics.compute.capture import (
     MANIFEST,
     Activations,
     CaptureSpec,
@@ -17,10 +17,10 @@ from forensics.capture import (
     capture_facts,
     resid_hooks,
 )
-from forensics.data import Fact
-from forensics.errors import ForensicsInputError
-from forensics.loading import load_model
-from forensics.scoring import encode_facts
+from forensics.inputs.data import Fact
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.loading import load_model
+from forensics.compute.scoring import encode_facts
 
 # Different lengths (1 to ~20 tokens), so batches are padded.
 PROMPTS = [

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import WORDS, bos_tokenizer, make_checkpoint
-from forensics.data import Fact
-from forensics.errors import ForensicsInputError
+from forensics.inputs.data import Fact
+from forensics.core.errors import ForensicsInputError
 
 @pytest.fixture(scope="module")
 def chat_pair(tmp_path_factory):
@@ -28,9 +28,9 @@ def _facts(offset: int, n: int = 24) -> list[Fact]:
 
 
 def test_rendered_prompt_tokenises_as_transformers_chat_path_with_one_bos(chat_pair):
-    from forensics.chat import render_prompt
-    from forensics.loading import load_tokenizer
-    from forensics.scoring import encode_prompt
+    from forensics.inputs.chat import render_prompt
+    from forensics.inputs.loading import load_tokenizer
+    from forensics.compute.scoring import encode_prompt
 
     tok = load_tokenizer(chat_pair[0])
     text = render_prompt(tok, "the quick brown fox")
@@ -42,8 +42,8 @@ def test_rendered_prompt_tokenises_as_transformers_chat_path_with_one_bos(chat_p
 
 
 def test_audit_scores_templated_prompts_and_records_the_template(chat_pair, tmp_path):
-    from forensics.loading import load_hf_model, load_tokenizer
-    from forensics.pipeline import audit
+    from forensics.inputs.loading import load_hf_model, load_tokenizer
+    from forensics.core.pipeline import audit
 
     forget, retain, holdout = _facts(0), _facts(3), _facts(6)
     result = audit(chat_pair[0], chat_pair[1], forget, retain, holdout, profile="quick", lines=["behaviour"],
@@ -66,7 +66,7 @@ def test_audit_scores_templated_prompts_and_records_the_template(chat_pair, tmp_
 
 
 def test_no_template_and_a_differing_template(tmp_path, chat_pair):
-    from forensics.inputs import load_inputs
+    from forensics.inputs.prepare import load_inputs
 
     plain = make_checkpoint(tmp_path / "plain", "llama", tokenizer=bos_tokenizer(template=None))
     with pytest.raises(ForensicsInputError, match="has no chat template"):

@@ -99,7 +99,7 @@ def test_memprobe_writes_table_figure_json_and_refuses_misaligned_pools(tiny_zoo
 
 
 def test_check_refuses_logits_that_disagree_on_the_users_prompts(tmp_path, tiny_checkpoints, monkeypatch, capsys):
-    import forensics.agreement as agreement
+    import forensics.inputs.agreement as agreement
     from forensics.cli import main
 
     facts = tmp_path / "forget.jsonl"

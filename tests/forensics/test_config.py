@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from forensics.cli import main
-from forensics.config import describe_config, field_docs, line_config, parse_overrides, profile_problems
-from forensics.errors import ForensicsInputError
-from forensics.profiles import PROFILES, Profile
-from forensics.registry import LineSpec, discover_lines
+from forensics.core.config import describe_config, field_docs, line_config, parse_overrides, profile_problems
+from forensics.core.errors import ForensicsInputError
+from forensics.core.profiles import PROFILES, Profile
+from forensics.core.registry import LineSpec, discover_lines
 
 
 @dataclass

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-import forensics.context as context_module
-from forensics.capture import CaptureSpec, resid_hooks
-from forensics.context import AuditContext
+import forensics.core.context as context_module
+from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.core.context import AuditContext
 
 
 @pytest.fixture(scope="module")
 def zoo(tiny_zoo):
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "npo")}
@@ -48,7 +48,7 @@ def _spy_requests(ctx: AuditContext, monkeypatch) -> tuple[list[tuple], list[tup
 
 def test_two_lines_share_the_final_token_residual_stream(zoo, monkeypatch):
     from forensics.lines.cka import CKAConfig, cka_line
-    from probes.logit_lens import LogitLensConfig, logit_lens_line
+    from forensics.lines.logit_lens import LogitLensConfig, logit_lens_line
 
     sets, models = zoo
     ctx = AuditContext(models["original"], models["npo"], **sets)
@@ -76,7 +76,7 @@ def test_two_lines_share_the_final_token_residual_stream(zoo, monkeypatch):
 
 def test_answer_scores_are_computed_once_per_model_and_set(zoo, monkeypatch):
     from forensics.lines.behaviour import BehaviourConfig, behaviour_line
-    from forensics.pipeline import examples
+    from forensics.core.pipeline import examples
 
     sets, models = zoo
     ctx = AuditContext(models["original"], models["npo"], **sets)

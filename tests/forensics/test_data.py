@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forensics.data import Fact, content_hash, load_facts, load_sequences, write_jsonl
-from forensics.errors import ForensicsInputError
+from forensics.inputs.data import Fact, content_hash, load_facts, load_sequences, write_jsonl
+from forensics.core.errors import ForensicsInputError
 
 
 def _write(tmp_path, text: str | bytes, name="facts.jsonl"):

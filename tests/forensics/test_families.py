@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import ARCHS, WORDS, make_checkpoint
-from forensics.data import Fact
+from forensics.inputs.data import Fact
 
 
 def _facts(offset: int) -> list[Fact]:
@@ -21,7 +21,7 @@ def _facts(offset: int) -> list[Fact]:
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS)
 def test_quick_audit_end_to_end(arch, tiny_checkpoints, test_tokenizer, tmp_path):
-    from forensics.pipeline import audit
+    from forensics.core.pipeline import audit
 
     unlearned = make_checkpoint(tmp_path / "u", arch, seed=1, tokenizer=test_tokenizer)
     result = audit(tiny_checkpoints[arch], unlearned, _facts(0), _facts(3), _facts(6), profile="quick",

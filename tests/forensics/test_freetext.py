@@ -8,14 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from forensics.freetext import choice_correct, greedy_generations, rouge_l_recall, truth_ratios
-from forensics.scoring import logits_fn_for, score_facts
+from forensics.compute.freetext import choice_correct, greedy_generations, rouge_l_recall, truth_ratios
+from forensics.compute.scoring import logits_fn_for, score_facts
 
 
 @pytest.fixture(scope="module")
 def zoo(tiny_zoo):
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "holdout")}
     return sets, load_model(tiny_zoo / "models" / "original")
@@ -58,10 +58,10 @@ def test_truth_ratio_and_choice_accuracy_separate_known_from_unseen_facts(zoo):
 
 
 def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_zoo):
-    from forensics.context import AuditContext
-    from forensics.data import load_facts
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts
     from forensics.lines.behaviour import BehaviourConfig, behaviour_line
-    from forensics.loading import load_model
+    from forensics.inputs.loading import load_model
 
     sets, o = zoo
     retain = load_facts(tiny_zoo / "data" / "retain.jsonl")[0]
@@ -88,8 +88,8 @@ def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_
 
 def test_a_free_text_audit_reports_the_measures_in_html_and_json(zoo, tiny_zoo, tmp_path):
     from forensics import audit
-    from forensics.data import load_facts, write_jsonl
-    from reports.results_json import check_results
+    from forensics.inputs.data import load_facts, write_jsonl
+    from forensics.reports.results_json import check_results
 
     sets, _ = zoo
     paths = {}

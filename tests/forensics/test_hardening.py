@@ -95,7 +95,7 @@ def _two_weight_layouts(zoo, d):
 
 
 def _missing_shard(zoo, d):
-    from forensics.loading import load_hf_model
+    from forensics.inputs.loading import load_hf_model
 
     m = d / "m"
     load_hf_model(zoo / "models" / "npo").save_pretrained(m, max_shard_size="50KB")

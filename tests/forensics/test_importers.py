@@ -7,8 +7,8 @@ import json
 import pytest
 
 from forensics.cli import main
-from forensics.errors import ForensicsInputError
-from forensics.importers import import_facts
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.importers import import_facts
 
 TOFU = [
     {"question": "What is the profession of Basil Mahfouz's father?", "answer": "His father is a civil engineer.",

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("forensics", "probes", "saes", "reports")
+PACKAGES = ("forensics",)
 MAX_LINES = 450
 
 
@@ -22,7 +22,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_evidence_lines_import_neither_each_other_nor_the_zoo():
-    from forensics.registry import discover_lines
+    from forensics.core.registry import discover_lines
 
     lines, broken = discover_lines()
     assert not broken
@@ -37,7 +37,7 @@ def test_evidence_lines_import_neither_each_other_nor_the_zoo():
 
 
 def test_the_framework_does_not_import_evidence_lines():
-    from forensics.registry import discover_lines
+    from forensics.core.registry import discover_lines
 
     line_modules = {spec.module for spec in discover_lines()[0].values()}
     for path in sorted((ROOT / "forensics").rglob("*.py")):
@@ -48,14 +48,14 @@ def test_the_framework_does_not_import_evidence_lines():
 
 
 def test_every_line_declares_config_votes_side_and_method():
-    from forensics.registry import discover_lines
+    from forensics.core.registry import discover_lines
 
     for name, spec in discover_lines()[0].items():
         assert spec.config is not None, name
         assert spec.method and len(spec.method) < 900, name
         # every built-in line says which tokens it reads and whether familiarity with F's
         # subjects alone could move it (issue: right for the right reason)
-        if spec.module.split(".")[0] in ("forensics", "probes", "saes"):
+        if spec.module.split(".")[0] == "forensics":
             assert "span" in spec.method.lower() and "familiar" in spec.method.lower(), name
         assert spec.side in ("above", "o_side", "either"), name
         if spec.side == "o_side":
@@ -73,8 +73,8 @@ def test_no_source_file_is_over_the_size_limit():
 
 
 def test_every_voting_line_declares_its_minimum_sample():
-    from forensics.minimum import VoteMinimum
-    from forensics.registry import discover_lines
+    from forensics.core.minimum import VoteMinimum
+    from forensics.core.registry import discover_lines
 
     for name, spec in discover_lines()[0].items():
         if set(spec.votes) & {"deleted", "suppressed", "not_forgotten"}:

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import ARCHS, make_checkpoint, train_test_tokenizer
-from forensics.errors import ForensicsInputError
-from forensics.loading import check_pair, load_hf_model, load_model
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.loading import check_pair, load_hf_model, load_model
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -151,7 +151,7 @@ def test_pair_mismatches(tmp_path, tiny_checkpoints):
 
 
 def test_sharded_checkpoint_loads_and_a_leftover_single_file_is_refused(tmp_path, tiny_checkpoints):
-    from forensics.loading import weight_files, weights_hash
+    from forensics.inputs.loading import weight_files, weights_hash
 
     sharded = tmp_path / "sharded"
     load_hf_model(tiny_checkpoints["llama"]).save_pretrained(sharded, max_shard_size="100KB")
@@ -192,7 +192,7 @@ def test_config_fields_that_change_the_computation_are_refused_by_name(tmp_path,
 def test_grouped_query_attention_is_refused_where_the_converter_has_none():
     from transformers import Olmo2Config, OlmoConfig
 
-    from forensics.families import unmapped_fields
+    from forensics.inputs.families import unmapped_fields
 
     for config_class in (OlmoConfig, Olmo2Config):
         config = config_class(num_attention_heads=4, num_key_value_heads=2, architectures=[
@@ -212,7 +212,7 @@ def test_llama3_rope_scaling_is_mapped_not_refused(tmp_path, tiny_checkpoints):
 
 
 def test_logits_that_disagree_with_transformers_refuse_the_load(monkeypatch, tiny_checkpoints):
-    import forensics.loading as loading
+    import forensics.inputs.loading as loading
 
     mapped = loading.tl_config_dict
 
@@ -249,8 +249,8 @@ def test_weights_transformers_would_not_load_are_refused(tmp_path, tiny_checkpoi
 
 
 def test_a_folder_with_only_tokenizer_json_loads_and_scores_the_same(tmp_path, tiny_checkpoints):
-    from forensics.data import Fact
-    from forensics.scoring import logits_fn_for, score_facts
+    from forensics.inputs.data import Fact
+    from forensics.compute.scoring import logits_fn_for, score_facts
 
     folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
     for name in ("tokenizer_config.json", "special_tokens_map.json"):

@@ -1,4 +1,4 @@
-"""Activation patching (forensics.patch) and the patching line on the tiny zoo."""
+"""Activation patching (forensics.lines.patching.patch) and the patching line on the tiny zoo."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.capture import CaptureSpec, layer_hook, resid_hooks
-from forensics.errors import ForensicsInputError
-from forensics.patch import PatchSource, answer_logprobs, counterfactual_partners
-from forensics.scoring import EncodedFacts, logits_fn_for, score_facts
+from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
+from forensics.core.errors import ForensicsInputError
+from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners
+from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 
 
 @pytest.fixture(scope="module")
 def zoo(tiny_zoo):
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     models = {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "idk", "rmu")}
@@ -25,7 +25,7 @@ def zoo(tiny_zoo):
 
 
 def test_patching_a_model_with_its_own_states_changes_nothing(zoo):
-    from forensics.capture import capture
+    from forensics.compute.capture import capture
 
     sets, models = zoo
     o, facts = models["original"], sets["forget"][:20]
@@ -67,8 +67,8 @@ def test_counterfactual_partners_differ_in_subject_and_answer_and_keep_the_attri
 
 
 def test_patching_line_finds_suppression_and_not_retraining(zoo):
-    from forensics.context import AuditContext
-    from forensics.lines.patching import PatchingConfig, patching_line
+    from forensics.core.context import AuditContext
+    from forensics.lines.patching.line import PatchingConfig, patching_line
 
     sets, models = zoo
     config = PatchingConfig(n_boot=500, n_perm=500)
@@ -84,8 +84,8 @@ def test_patching_line_finds_suppression_and_not_retraining(zoo):
 
 
 def test_published_uds_is_one_for_the_reference_and_zero_for_the_original(zoo):
-    from forensics.context import AuditContext
-    from forensics.lines.patching import PatchingConfig, patching_line
+    from forensics.core.context import AuditContext
+    from forensics.lines.patching.line import PatchingConfig, patching_line
 
     sets, models = zoo
     config = PatchingConfig(n_boot=100, n_perm=50)
@@ -101,7 +101,7 @@ def test_published_uds_is_one_for_the_reference_and_zero_for_the_original(zoo):
 def test_key_tokens_are_the_answer_tokens_that_overlap_the_key_span(zoo):
     from dataclasses import replace
 
-    from forensics.patch import key_token_masks
+    from forensics.lines.patching.patch import key_token_masks
 
     sets, models = zoo
     o = models["original"]
@@ -125,8 +125,8 @@ def test_key_tokens_are_the_answer_tokens_that_overlap_the_key_span(zoo):
 def test_patching_without_counterfactuals_is_not_run(zoo):
     from dataclasses import replace
 
-    from forensics.context import AuditContext
-    from forensics.lines.patching import PatchingConfig, patching_line
+    from forensics.core.context import AuditContext
+    from forensics.lines.patching.line import PatchingConfig, patching_line
 
     sets, models = zoo
     same = [replace(f, answer=" Kelmar") for f in sets["holdout"]]

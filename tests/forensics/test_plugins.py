@@ -8,7 +8,7 @@ import textwrap
 
 def _install_plugin(folder, monkeypatch, dist: str, module: str, source: str) -> None:
     """A module and a distribution whose entry point names it in the lines group, on sys.path."""
-    from forensics.registry import ENTRY_POINT_GROUP
+    from forensics.core.registry import ENTRY_POINT_GROUP
 
     (folder / f"{module}.py").write_text(source)
     info = folder / f"{dist}-1.0.dist-info"
@@ -19,13 +19,13 @@ def _install_plugin(folder, monkeypatch, dist: str, module: str, source: str) ->
 
 
 def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
-    from forensics.registry import LINES, discover_lines
+    from forensics.core.registry import LINES, discover_lines
 
     _install_plugin(tmp_path, monkeypatch, "toy_plugin", "toy_plugin_line", textwrap.dedent('''
         from dataclasses import dataclass
 
-        from forensics.evidence import Evidence
-        from forensics.registry import register
+        from forensics.core.evidence import Evidence
+        from forensics.core.registry import register
 
 
         @dataclass
@@ -51,7 +51,7 @@ def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
 
 
 def test_a_broken_plug_in_is_reported_not_fatal(tmp_path, monkeypatch):
-    from forensics.registry import discover_lines
+    from forensics.core.registry import discover_lines
 
     _install_plugin(tmp_path, monkeypatch, "broken_plugin", "broken_plugin_line",
                     "raise RuntimeError('plug-in exploded')\n")

@@ -21,7 +21,7 @@ def _example_source() -> str:
 @pytest.mark.slow
 def test_readme_line_example_registers_and_runs_in_an_audit(tiny_zoo):
     import forensics
-    from forensics.registry import LINES, discover_lines
+    from forensics.core.registry import LINES, discover_lines
 
     module = types.ModuleType("readme_line_example")
     sys.modules[module.__name__] = module  # dataclasses look their module up there

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 
 from forensics.cli import main
-from forensics.evidence import Evidence
-from forensics.registry import LINES, REQUIREMENTS, LineRegistrationError, discover_lines, register
+from forensics.core.evidence import Evidence
+from forensics.core.registry import LINES, REQUIREMENTS, LineRegistrationError, discover_lines, register
 
 TOY = "toy_line"
 TOY_QUESTION = "Does a line declared only through register() take part in an audit?"
@@ -66,7 +66,7 @@ def test_a_registered_line_is_discovered_in_report_order(toy_line):
     assert {"behaviour", "attribute_probes", "logit_lens", "sae_features", "steering_restoration", "remind",
             "relearning_attack", "quantization_attack", "membership_inference", "memorisation_probe", "cka",
             "trace_detector"} <= set(lines)
-    assert lines["cka"].module == "forensics.lines.cka" and lines["sae_features"].module == "saes.features"
+    assert lines["cka"].module == "forensics.lines.cka" and lines["sae_features"].module == "forensics.lines.sae_features"
     assert all(set(spec.needs) <= set(REQUIREMENTS) for spec in lines.values())
     # registering the same function again (a module imported twice) is harmless
     _register_toy()
@@ -75,7 +75,7 @@ def test_a_registered_line_is_discovered_in_report_order(toy_line):
 
 def test_a_registered_line_runs_in_a_real_audit_with_its_settings_and_seed(toy_line, tiny_zoo, tmp_path):
     import forensics
-    from reports.results_json import check_results
+    from forensics.reports.results_json import check_results
 
     d = tiny_zoo / "data"
     out = tmp_path / "report"

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.context import AuditContext
-from forensics.data import Fact
-from forensics.landscape import FEATURES, landscape_features, make_neighbours, nearest_tokens
-from forensics.lines.remind import RemindConfig, Scan, decide, length_adjusted_slopes, remind_line, token_counts
-from forensics.scoring import sequence_losses
+from forensics.core.context import AuditContext
+from forensics.inputs.data import Fact
+from forensics.lines.remind.landscape import FEATURES, landscape_features, make_neighbours, nearest_tokens
+from forensics.lines.remind.line import RemindConfig, Scan, decide, length_adjusted_slopes, remind_line, token_counts
+from forensics.compute.scoring import sequence_losses
 
 
 def contrast(o_ci, u_ci):
@@ -65,8 +65,8 @@ def test_vote_is_one_sided_on_o_s_side():
 
 @pytest.fixture(scope="module")
 def zoo_inputs(tiny_zoo):
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(tiny_zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     models = {n: load_model(tiny_zoo / "models" / n) for n in ("original", "retrain")}

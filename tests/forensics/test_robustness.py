@@ -12,8 +12,8 @@ from forensics.cli import main
 
 
 def test_model_identity_sees_dtype_and_weights(tiny_checkpoints):
-    from forensics.keys import code_version, model_identity
-    from forensics.loading import load_model
+    from forensics.core.keys import code_version, model_identity
+    from forensics.inputs.loading import load_model
 
     f32 = model_identity(load_model(tiny_checkpoints["llama"], dtype="float32"))
     bf16 = model_identity(load_model(tiny_checkpoints["llama"], dtype="bfloat16"))
@@ -76,8 +76,8 @@ class _Config:
 
 def test_a_line_that_breaks_its_declaration_is_not_run(tiny_zoo):
     import forensics
-    from forensics.evidence import Evidence
-    from forensics.registry import LINES, register
+    from forensics.core.evidence import Evidence
+    from forensics.core.registry import LINES, register
 
     @register("liar_line", question="?", needs=("forget",), config=_Config, votes=(), order=500)
     def liar(ctx, config):
@@ -106,7 +106,7 @@ def test_a_line_that_breaks_its_declaration_is_not_run(tiny_zoo):
                                                ({"settings": {"remind": 5}}, "settings must be a dict")])
 def test_api_arguments_of_the_wrong_type(kwargs, expected, tiny_zoo):
     import forensics
-    from forensics.errors import ForensicsInputError
+    from forensics.core.errors import ForensicsInputError
 
     data = tiny_zoo / "data"
     with pytest.raises(ForensicsInputError, match=expected):

@@ -7,10 +7,10 @@ import pytest
 
 
 def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
-    from forensics.data import Fact
-    from forensics.lines.membership import MembershipConfig, fact_attack_scores
-    from forensics.loading import load_model
-    from forensics.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+    from forensics.inputs.data import Fact
+    from forensics.lines.membership_inference import MembershipConfig, fact_attack_scores
+    from forensics.inputs.loading import load_model
+    from forensics.compute.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
     facts = [Fact("the quick brown fox", " jumps over"), Fact("a lazy dog while seven", " bright stars glow"),
@@ -30,10 +30,10 @@ def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
 
 
 def test_membership_line_reports_the_other_span(tiny_zoo):
-    from forensics.context import AuditContext
-    from forensics.data import load_facts
-    from forensics.lines.membership import MembershipConfig, membership_line
-    from forensics.loading import load_model
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts
+    from forensics.lines.membership_inference import MembershipConfig, membership_line
+    from forensics.inputs.loading import load_model
 
     data = tiny_zoo / "data"
     facts = {n: load_facts(data / f"{n}.jsonl")[0][:60] for n in ("forget", "retain", "holdout")}
@@ -50,11 +50,11 @@ def test_membership_line_reports_the_other_span(tiny_zoo):
 
 
 def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_checkpoints):
-    from forensics.context import AuditContext
-    from forensics.data import Fact
-    from forensics.lines.remind import RemindConfig, prepare_scan, scan_features
-    from forensics.loading import load_model
-    from forensics.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import Fact
+    from forensics.lines.remind.line import RemindConfig, prepare_scan, scan_features
+    from forensics.inputs.loading import load_model
+    from forensics.compute.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
     facts = [Fact(f"the quick brown fox number {k} saw", " jumps over", subject=f"s{k}") for k in range(12)]
@@ -86,8 +86,8 @@ def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_che
 def test_sequence_losses_from_a_start_position(tiny_checkpoints):
     import torch
 
-    from forensics.loading import load_model
-    from forensics.scoring import sequence_losses
+    from forensics.inputs.loading import load_model
+    from forensics.compute.scoring import sequence_losses
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
     seqs = [[5, 9, 14, 20, 31], [7, 8, 9], [4, 6, 8]]

@@ -83,7 +83,7 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
     """Two facts of one subject per set: the subject bootstrap has nothing to resample, so the
     line reports its numbers but its vote is withheld, and says why."""
     import forensics
-    from forensics.data import Fact
+    from forensics.inputs.data import Fact
 
     def two(name):
         rows = _rows(tiny_zoo, name)

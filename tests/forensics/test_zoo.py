@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from forensics.errors import ForensicsInputError
+from forensics.core.errors import ForensicsInputError
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_layout_and_labels(tiny_zoo: Path, manifest):
 
 
 def test_data_files_validate(tiny_zoo: Path):
-    from forensics.data import load_facts, load_sequences
+    from forensics.inputs.data import load_facts, load_sequences
 
     for split in ("forget", "retain", "holdout"):
         facts, warnings = load_facts(tiny_zoo / "data" / f"{split}.jsonl")
@@ -64,9 +64,9 @@ def test_data_files_validate(tiny_zoo: Path):
 
 
 def test_every_model_loads(tiny_zoo: Path, manifest):
-    from forensics.scoring import logits_fn_for, score_facts
-    from forensics.data import load_facts
-    from forensics.loading import load_model
+    from forensics.compute.scoring import logits_fn_for, score_facts
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
 
     facts, _ = load_facts(tiny_zoo / "data" / "forget.jsonl")
     for name, rel in manifest["models"].items():
@@ -217,7 +217,7 @@ def test_greedy_accuracy_matches_score_facts(tiny_zoo: Path, manifest):
     """The stopping rules' fast check gives exactly the build's score_facts accuracy."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from forensics.data import load_facts
+    from forensics.inputs.data import load_facts
     from forensics.zoo.training import GreedyAccuracy
 
     facts, _ = load_facts(tiny_zoo / "data" / "forget.jsonl")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes.batched import Task, fit_predict
-from probes.classifiers import (
+from forensics.probing.batched import Task, fit_predict
+from forensics.probing.classifiers import (
     Labels, ProbeConfig, ProbeError, chance_corrected, chance_level, fit_and_score, fold_masks,
     grouped_out_of_fold_scores, out_of_fold_scores, select_strength,
 )

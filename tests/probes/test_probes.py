@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from forensics.context import AuditContext
-from forensics.data import load_facts
-from forensics.loading import load_model
-from probes.attribute import AttributeProbeConfig, attribute_probe_line
-from probes.logit_lens import LogitLensConfig, logit_lens_line
-from probes.trace import TraceConfig, trace_line
+from forensics.core.context import AuditContext
+from forensics.inputs.data import load_facts
+from forensics.inputs.loading import load_model
+from forensics.lines.attribute_probes import AttributeProbeConfig, attribute_probe_line
+from forensics.lines.logit_lens import LogitLensConfig, logit_lens_line
+from forensics.lines.trace_detector import TraceConfig, trace_line
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_logit_lens_is_descriptive(pair):
 
 
 def test_tuned_lens_votes_on_suppression_and_not_on_retraining(pair):
-    from probes.tuned_lens import TunedLensConfig, tuned_lens_line
+    from forensics.lines.tuned_lens import TunedLensConfig, tuned_lens_line
 
     config = TunedLensConfig(n_boot=500, n_perm=500)
     retrain = tuned_lens_line(pair("retrain"), config)
@@ -63,7 +63,7 @@ def test_tuned_lens_votes_on_suppression_and_not_on_retraining(pair):
 def test_an_unfitted_tuned_lens_is_the_logit_lens(pair):
     """Zero steps leave every translator at the identity: on U = O the two lenses read the same
     ranks at every depth."""
-    from probes.tuned_lens import TunedLensConfig, tuned_lens_line
+    from forensics.lines.tuned_lens import TunedLensConfig, tuned_lens_line
 
     ctx = pair("original")
     tuned = tuned_lens_line(ctx, TunedLensConfig(steps=0, n_boot=50, n_perm=20))
@@ -104,7 +104,7 @@ def test_attribute_probes_bad_input_is_not_run(pair, zoo_sets):
 
 
 def test_memorisation_signature_is_descriptive_with_its_twin_control(pair, zoo_sets):
-    from probes.memorisation import SignatureConfig, memorisation_line
+    from forensics.lines.memorisation_probe import SignatureConfig, memorisation_line
 
     config = SignatureConfig()
     result = memorisation_line(pair("npo"), config)
@@ -120,7 +120,7 @@ def test_memorisation_signature_is_descriptive_with_its_twin_control(pair, zoo_s
 def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
     import numpy as np
 
-    from probes.memprobe import loo_accuracy
+    from forensics.probing.leave_one_out import loo_accuracy
 
     rng = np.random.default_rng(0)
     direction = rng.normal(size=32)
@@ -133,8 +133,8 @@ def test_leave_one_out_probe_finds_a_shared_direction_and_not_noise():
 def test_answer_probe_reads_the_distinctive_span_of_sentence_answers():
     from dataclasses import replace
 
-    from forensics.data import Fact
-    from probes.answer_probe import distinctive_spans, true_candidate
+    from forensics.inputs.data import Fact
+    from forensics.lines.answer_probe import distinctive_spans, true_candidate
 
     spans = distinctive_spans([" Zo was born in Port Kelmar.", " Zo was born in Old Dravos.", " Zo was born in 1961."])
     assert spans == [(" Zo was born in ", "Port Kelmar"), (" Zo was born in ", "Old Dravos"),
@@ -148,7 +148,7 @@ def test_answer_probe_reads_the_distinctive_span_of_sentence_answers():
 
 
 def test_answer_probe_decodes_the_answer_before_it_is_given(pair, zoo_sets):
-    from probes.answer_probe import AnswerProbeConfig, answer_probe_line, candidates
+    from forensics.lines.answer_probe import AnswerProbeConfig, answer_probe_line, candidates
 
     # built perturbed answers: other subjects' answers to the same attribute, never the true one
     perturbed, source = candidates(zoo_sets["forget"], 3, seed=0)

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from forensics.data import load_facts
-from reports.results_json import check_results
+from forensics.inputs.data import load_facts
+from forensics.reports.results_json import check_results
 
 SCRIPT = '<script>alert("pwned")</script>'
 LINES = ["behaviour", "logit_lens"]

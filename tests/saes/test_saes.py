@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from forensics.context import AuditContext
-from forensics.data import Fact
-from forensics.errors import ForensicsInputError
-from forensics.registry import LINES
-from saes import (
-    FeatureConfig, Intervention, SAETrainConfig, SteeringConfig, get_sae, load_sae_folder, make_hooks,
-    sae_feature_line, split_by_subject, steering_line, token_texts,
+from forensics.core.context import AuditContext
+from forensics.inputs.data import Fact
+from forensics.core.errors import ForensicsInputError
+from forensics.core.registry import LINES
+from forensics.lines.sae_features import sae_feature_line
+from forensics.lines.steering_restoration import (
+    Intervention, SteeringConfig, make_hooks, split_by_subject, steering_line,
 )
+from forensics.sae.experts import FeatureConfig
+from forensics.sae.train import SAETrainConfig, get_sae, load_sae_folder, token_texts
 
 #: Small enough for tests: the tiny zoo's SAE trains in a few seconds.
 TEST_SAE = dict(training_tokens=150_000)
@@ -23,7 +25,7 @@ TEST_SAE = dict(training_tokens=150_000)
 
 @pytest.fixture(scope="module")
 def zoo_data(tiny_zoo):
-    from forensics.data import load_facts, load_sequences
+    from forensics.inputs.data import load_facts, load_sequences
 
     data = {name: load_facts(tiny_zoo / "data" / f"{name}.jsonl")[0] for name in ("forget", "retain", "holdout")}
     data["seq_retain"] = load_sequences(tiny_zoo / "data" / "seq_retain.jsonl")[0]
@@ -32,7 +34,7 @@ def zoo_data(tiny_zoo):
 
 @pytest.fixture(scope="module")
 def models(tiny_zoo):
-    from forensics.loading import load_model
+    from forensics.inputs.loading import load_model
 
     return {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "rmu", "headonly",
                                                                    "retrain_lineage")}
@@ -68,7 +70,7 @@ def test_sae_is_saelens_format_cached_and_reloads(trained, models):
     assert 0.7 <= q.explained_variance <= 1.0 and q.trustworthy, q
     assert q.mean_l0 == pytest.approx(config.k)
     # The same model, layer, config and texts: read back from the cache, not retrained.
-    from saes import sae as sae_module
+    from forensics.sae import train as sae_module
 
     sae_module._MEMO.clear()
     cached = get_sae(models["original"], texts, config, cache_dir=cache)
@@ -184,7 +186,7 @@ def test_restoration_counts_from_the_holdout_level_not_from_each_facts_own():
     unsteered correctness that is a restoration; counted from H's level it is none."""
     from types import SimpleNamespace
 
-    from saes.steering import summarise
+    from forensics.lines.steering_restoration import summarise
 
     n = 40
     forget = [Fact(f"f{i} lives in", " x", subject=f"f{i // 4}") for i in range(n)]

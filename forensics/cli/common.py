@@ -1,0 +1,56 @@
+"""Helpers the sub-commands share: device and chat-template arguments, the command line as
+typed, and the printed summary of an audit."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+#: Where ``forensics demo`` keeps its zoo and its reports by default.
+DEFAULT_ZOO = Path("zoo")
+DEFAULT_DEMO_OUT = Path("demo_reports")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other bad input."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        """Print ``error: <message>`` and exit with status 2 (argparse's usage errors)."""
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def chat_args(parser: argparse.ArgumentParser) -> None:
+    """``--chat-template``."""
+    parser.add_argument("--chat-template", action="store_true",
+                        help="render every fact prompt as a user turn in the original checkpoint's own chat "
+                             "template (for chat-tuned models; recorded in the report)")
+
+
+def device_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+
+
+def command_line() -> str:
+    """The command as typed (quoted for a shell), recorded in the report."""
+    return " ".join(shlex.quote(a) for a in ["forensics", *sys.argv[1:]])
+
+
+def print_result(result, indent: str = "") -> None:
+    """Print an audit's verdict, each line's vote and time, and the report files."""
+    v = result.verdict
+    print(f"{indent}verdict: {v.label} (confidence {v.confidence})")
+    print(f"{indent}  {v.reason}")
+    for e in result.evidence:
+        seconds = result.timings.get(e.line, {}).get("seconds", 0.0)
+        vote = e.vote or ("not run" if e.status == "not_run" else e.status if e.status != "ok" else "no vote")
+        cached = " (cached)" if result.timings.get(e.line, {}).get("cached") else ""
+        print(f"{indent}  {e.line:<22} {vote:<14} {seconds:7.1f} s{cached}")
+    if result.out is not None:
+        for name in ("report.html", "report.pdf", "results.json"):
+            if (result.out / name).exists():
+                print(f"{indent}  {result.out / name}")

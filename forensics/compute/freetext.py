@@ -1,0 +1,115 @@
+"""Free-text and multiple-choice behaviour measures (METHODS, "Free-text knowledge").
+
+- **ROUGE-L recall** of greedy generations against the answer (TOFU, 2024): the longest
+  common subsequence of words over the answer's length, by the ``rouge-score`` package
+  (no stemming). Generation: greedy, from the prompt tokenised as every score here
+  (:func:`forensics.compute.scoring.encode_prompt`), at most ``max_new_tokens`` tokens, stopping at
+  the tokenizer's EOS or at a newline.
+- **Truth ratio** (TOFU): with ``P(a)`` the length-normalised likelihood of answer ``a``
+  (the exponential of its mean per-token log-prob given the prompt), ``R = mean over
+  perturbed answers of P(perturbed) / P(paraphrased answer)``; the true answer stands in
+  where no paraphrase is given. Near 0: the model prefers the true answer; near 1 or above:
+  it cannot tell it from wrong ones. Reported per fact as ``R``.
+- **Choice accuracy** (WMDP): the choice with the highest answer log-prob is the correct one.
+
+All functions take a TransformerLens or ``transformers`` model through
+:func:`forensics.compute.scoring.logits_fn_for`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from forensics.inputs.data import Fact
+from forensics.compute.scoring import EncodedFacts, encode_prompt, logits_fn_for, pad_right
+
+
+@torch.no_grad()
+def greedy_generations(model, tokenizer, facts: Sequence[Fact], max_new_tokens: int = 32, batch_size: int = 32,
+                       device: str | torch.device = "cpu") -> list[str]:
+    """Greedy continuation of each fact's prompt (decoded text, special tokens skipped).
+
+    Prompts of equal token length are generated together (no padding inside a batch, so
+    no attention mask is needed); each row stops at EOS or at its first newline."""
+    logits_fn = logits_fn_for(model)
+    prompts = [encode_prompt(tokenizer, f.prompt) for f in facts]
+    eos = getattr(tokenizer, "eos_token_id", None)
+    out: list[str] = [""] * len(facts)
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(prompts):
+        by_length.setdefault(len(ids), []).append(i)
+    for length, members in sorted(by_length.items()):
+        for start in range(0, len(members), batch_size):
+            idx = members[start : start + batch_size]
+            tokens, _ = pad_right([prompts[i] for i in idx], 0)
+            tokens = tokens.to(device)
+            new = torch.zeros((len(idx), 0), dtype=torch.long, device=device)
+            done = torch.zeros(len(idx), dtype=torch.bool, device=device)
+            for _ in range(max_new_tokens):
+                last = torch.full((len(idx), 1), tokens.shape[1] - 1, dtype=torch.long, device=device)
+                step = logits_fn(tokens, last)[:, 0].argmax(-1)
+                new = torch.cat([new, step[:, None]], 1)
+                tokens = torch.cat([tokens, step[:, None]], 1)
+                if eos is not None:
+                    done |= step == eos
+                if bool(done.all()):
+                    break
+            for r, i in enumerate(idx):
+                ids = new[r].tolist()
+                if eos is not None and eos in ids:
+                    ids = ids[: ids.index(eos)]
+                out[i] = tokenizer.decode(ids, skip_special_tokens=True).split("\n")[0]
+    return out
+
+
+def rouge_l_recall(answers: Sequence[str], generations: Sequence[str]) -> np.ndarray:
+    """ROUGE-L recall of each generation against its answer (``rouge-score``, no stemmer),
+    float ``[n]`` in [0, 1]."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return np.array([scorer.score(a, g)["rougeL"].recall for a, g in zip(answers, generations)], dtype=float)
+
+
+def _mean_token_logprobs(model, tokenizer, facts: Sequence[Fact], device) -> np.ndarray:
+    encoded = EncodedFacts(tokenizer, facts)
+    total = encoded.score(logits_fn_for(model), device).logprob
+    lengths = np.array([max(1, len(a)) for _, a in encoded.encoded], dtype=float)
+    return total / lengths
+
+
+def truth_ratios(model, tokenizer, facts: Sequence[Fact], device: str | torch.device = "cpu") -> np.ndarray:
+    """TOFU's truth ratio per fact with perturbed answers (see the module docstring); NaN for a
+    fact without them. Float ``[n]``."""
+    out = np.full(len(facts), np.nan)
+    rows = [i for i, f in enumerate(facts) if f.perturbed_answers]
+    if not rows:
+        return out
+    reference = [replace(facts[i], answer=facts[i].paraphrased_answer or facts[i].answer) for i in rows]
+    wrong = [(k, replace(facts[i], answer=p)) for k, i in enumerate(rows) for p in facts[i].perturbed_answers]
+    ref_lp = _mean_token_logprobs(model, tokenizer, reference, device)
+    wrong_lp = _mean_token_logprobs(model, tokenizer, [f for _, f in wrong], device)
+    owner = np.array([k for k, _ in wrong])
+    for k, i in enumerate(rows):
+        out[i] = float(np.exp(wrong_lp[owner == k] - ref_lp[k]).mean())
+    return out
+
+
+def choice_correct(model, tokenizer, facts: Sequence[Fact], device: str | torch.device = "cpu") -> np.ndarray:
+    """Per multiple-choice fact: whether the highest-log-prob choice is ``choices[answer_index]``
+    (float 1/0); NaN for a fact without choices. Float ``[n]``."""
+    out = np.full(len(facts), np.nan)
+    rows = [i for i, f in enumerate(facts) if f.choices]
+    options = [(k, c, replace(facts[i], answer=choice)) for k, i in enumerate(rows)
+               for c, choice in enumerate(facts[i].choices)]
+    if not options:
+        return out
+    lp = EncodedFacts(tokenizer, [f for _, _, f in options]).score(logits_fn_for(model), device).logprob
+    owner = np.array([k for k, _, _ in options])
+    for k, i in enumerate(rows):
+        out[i] = float(int(np.argmax(lp[owner == k])) == facts[i].answer_index)
+    return out

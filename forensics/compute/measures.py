@@ -1,0 +1,118 @@
+"""The answer measure: how well a model answers each fact, on closed-vocabulary, free-text and
+multiple-choice data alike (METHODS, "Free-text knowledge").
+
+One measure per audit, chosen from the forget set (:func:`measure_for`):
+
+- ``"exact"``: greedy exact match of every answer token under teacher forcing
+  (:func:`forensics.compute.scoring.score_facts`); 1 or 0 per fact;
+- ``"rouge"``: ROUGE-L recall of the greedy generation (:mod:`forensics.compute.freetext`) against the
+  fact's ``key`` span where it has one, else against the whole answer (TOFU's measure). The key
+  is preferred because the rest of a sentence answer is its frame, which a model writes whether
+  or not it knows the fact: against the whole answer a model that knows nothing scores the
+  frame's share of words, and a recovery is diluted by the same share;
+- ``"choice"``: whether the highest-log-prob choice is the correct one (WMDP).
+
+The behaviour gate votes on it, and the relearning and quantization attacks re-measure with it,
+so a recovery is stated in the gate's units.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+
+from forensics.inputs.data import Fact
+
+#: A line's choice of answer measure: "auto" (:func:`measure_for`) or one of :data:`NAMES`.
+MeasureChoice = Literal["auto", "exact", "rouge", "choice"]
+
+#: Data fields that mark a free-text or multiple-choice set.
+FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
+#: Measure name -> what reports call it.
+NAMES = {"exact": "greedy answer accuracy", "rouge": "ROUGE-L recall of greedy generations",
+         "choice": "choice accuracy"}
+#: Measure name -> a short word for sentences ("U keeps 80% of O's ... on F").
+SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy"}
+
+
+def is_free_text(facts: Sequence[Fact]) -> bool:
+    """Whether any fact carries a free-text or multiple-choice field (:data:`FREE_TEXT_FIELDS`)."""
+    return any(getattr(f, name) is not None for f in facts for name in FREE_TEXT_FIELDS)
+
+
+def measure_for(facts: Sequence[Fact], mode: str = "auto") -> str:
+    """The measure for a set: ``mode`` "exact", "rouge" or "choice" as given; "auto": "choice"
+    when every fact is multiple choice, "rouge" when some fact carries a free-text field,
+    else "exact". Raises ``ValueError`` for another mode."""
+    if mode in NAMES:
+        return mode
+    if mode != "auto":
+        raise ValueError(f"unknown answer measure {mode!r}; choose auto, exact, rouge or choice")
+    if facts and all(f.choices for f in facts):
+        return "choice"
+    return "rouge" if is_free_text(facts) else "exact"
+
+
+def key_reading(fact: Fact) -> tuple[str, str]:
+    """Where a read-out of the answer looks: ``(text, target)``. With a ``key``, the text is the
+    prompt plus the answer up to the key (its space moved into the target) and the target is
+    the key: ``("Q: ...\nAnswer: Zo works as a", " civil engineer")``; the sentence frame
+    before the key says nothing about the fact (it often starts by repeating the subject's name,
+    which familiarity alone predicts). Without a key: ``(prompt, answer)``."""
+    if not fact.key or fact.key not in fact.answer:
+        return fact.prompt, fact.answer
+    start = fact.answer.index(fact.key)
+    head = fact.answer[:start]
+    stripped = head.rstrip()
+    return fact.prompt + stripped, head[len(stripped):] + fact.key
+
+
+def key_facts(facts: Sequence[Fact]) -> list[Fact]:
+    """The facts as :func:`key_reading` reads them: a fact with a ``key`` becomes prompt = its
+    prompt plus the answer's frame up to the key, answer = the key (with its space); others
+    are unchanged. For lines that score "the answer's tokens given the prompt"."""
+    from dataclasses import replace
+
+    out = []
+    for f in facts:
+        text, target = key_reading(f)
+        out.append(f if text == f.prompt and target == f.answer else replace(f, prompt=text, answer=target))
+    return out
+
+
+def rouge_targets(facts: Sequence[Fact]) -> list[str]:
+    """What "rouge" scores each generation against: the key span, else the whole answer."""
+    return [f.key or f.answer for f in facts]
+
+
+def line_measure(facts: Sequence[Fact], mode: str, line: str) -> str:
+    """:func:`measure_for` for a line's ``measure`` config field; an unknown mode raises
+    :class:`~forensics.core.errors.ForensicsInputError` naming ``line``."""
+    from forensics.core.errors import ForensicsInputError
+
+    try:
+        return measure_for(facts, mode)
+    except ValueError as exc:
+        raise ForensicsInputError(f"{line}.measure: {exc}") from None
+
+
+def measure_facts(name: str, model, tokenizer, facts: Sequence[Fact], device="cpu", batch_size: int = 64,
+                  max_new_tokens: int = 32, generations: Sequence[str] | None = None) -> np.ndarray:
+    """Per-fact score of measure ``name`` (:data:`NAMES`) of a TransformerLens or ``transformers``
+    model, float ``[n]`` in [0, 1]. ``max_new_tokens`` bounds the greedy generation of "rouge";
+    ``generations`` (the model's greedy generations for ``facts``) skips generating. A fact
+    without choices scores NaN under "choice"."""
+    from forensics.compute.freetext import choice_correct, greedy_generations, rouge_l_recall
+    from forensics.compute.scoring import logits_fn_for, score_facts
+
+    facts = list(facts)
+    if name == "exact":
+        return score_facts(logits_fn_for(model), tokenizer, facts, batch_size, device).correct.astype(float)
+    if name == "choice":
+        return choice_correct(model, tokenizer, facts, device)
+    if name == "rouge":
+        if generations is None:
+            generations = greedy_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
+        return rouge_l_recall(rouge_targets(facts), generations)
+    raise ValueError(f"unknown answer measure {name!r}")

@@ -1,0 +1,110 @@
+"""The common contract every evidence line follows.
+
+An evidence line is one question asked of an (original, unlearned) model pair. It
+declares what it *needs* (which models and data sets) and returns an :class:`Evidence`:
+
+- ``effect``: the line's score measured on the forget set F;
+- ``control``: the identical procedure measured on the holdout set H (facts no model
+  ever saw), or on the reference model when that is the line's control;
+- ``ci``: a confidence interval for ``effect - control`` (the number that matters);
+- ``p_value``: two-sided, for ``effect - control == 0``;
+- ``vote``: what the line says about the verdict (``None`` when it does not vote:
+  descriptive lines, lines that were not run, lines whose control failed);
+- ``details``: JSON-serialisable tables (per-layer curves, per-set metrics ...);
+- ``figures``: name -> PNG bytes.
+
+A line that cannot run on the given inputs returns ``Evidence.not_run(...)`` with the
+reason instead of a meaningless number. Lines are declared with
+:func:`forensics.core.registry.register`.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["ok", "descriptive", "not_run"]
+Vote = Literal["deleted", "suppressed", "not_forgotten", "modified", "unmodified"]
+
+@dataclass
+class Evidence:
+    """What one evidence line found (see the module docstring for the fields)."""
+
+    line: str
+    question: str
+    status: Status
+    effect: float | None = None
+    control: float | None = None
+    ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    vote: Vote | None = None
+    reason: str = ""
+    metric: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def difference(self) -> float | None:
+        """``effect - control`` (None when either is missing)."""
+        if self.effect is None or self.control is None:
+            return None
+        return self.effect - self.control
+
+    @classmethod
+    def not_run(cls, line: str, question: str, reason: str) -> "Evidence":
+        """A line that could not run, with the reason."""
+        return cls(line=line, question=question, status="not_run", reason=reason)
+
+    def to_json(self, include_figures: bool = False) -> dict[str, Any]:
+        """The line's ``results.json`` entry; ``include_figures`` adds the PNGs as base64
+        (``figure_data``), as the resume cache stores them."""
+        out = {
+            "line": self.line,
+            "question": self.question,
+            "status": self.status,
+            "metric": self.metric,
+            "effect": _finite(self.effect),
+            "control": _finite(self.control),
+            "difference": _finite(self.difference),
+            "ci": [_finite(x) for x in self.ci] if self.ci else None,
+            "p_value": _finite(self.p_value),
+            "vote": self.vote,
+            "reason": self.reason,
+            "details": jsonable(self.details),
+            "figures": sorted(self.figures),
+        }
+        if include_figures:
+            out["figure_data"] = {k: base64.b64encode(v).decode() for k, v in self.figures.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Evidence":
+        """The inverse of :meth:`to_json` (figures only when ``figure_data`` is present)."""
+        return cls(
+            line=obj["line"], question=obj["question"], status=obj["status"], effect=obj["effect"],
+            control=obj["control"], ci=tuple(obj["ci"]) if obj["ci"] else None, p_value=obj["p_value"],
+            vote=obj["vote"], reason=obj["reason"], metric=obj["metric"], details=obj["details"],
+            figures={k: base64.b64decode(v) for k, v in obj.get("figure_data", {}).items()},
+        )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays turned into plain Python (and NaN/inf into None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return jsonable(value.tolist())
+    if isinstance(value, float):
+        return _finite(value)
+    return value
+
+
+def _finite(x: float | None) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None

@@ -1,0 +1,52 @@
+"""The sample a vote needs: a voting line casts its vote only when the forget and holdout
+sets are large enough for its subject-level statistics.
+
+Every voting line's config inherits :class:`VoteMinimum`. After a line ran, the runner
+checks the forget and holdout sets against it (:func:`shortfall`); when either is too small
+the line keeps its numbers but its vote is withheld, and its reason says why
+("no vote: 1 forget subject, at least 8 needed"). A subject bootstrap over one or two
+subjects has (nearly) zero width and cannot support a claim about F.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from forensics.inputs.data import Fact
+
+#: The sets whose comparison makes a vote (F against its control H).
+CHECKED_SETS = ("forget", "holdout")
+
+
+@dataclass
+class VoteMinimum:
+    """Config fields of every voting line: the smallest sample it votes on."""
+
+    #: A vote needs at least this many distinct subjects in F and in H (a fact without a subject
+    #: counts as its own subject).
+    min_subjects: int = 8
+    #: A vote needs at least this many facts in F and in H.
+    min_facts: int = 16
+
+
+def n_subjects(facts: Sequence[Fact]) -> int:
+    """Distinct subjects in ``facts``; a fact without a subject counts as its own."""
+    return len({f.subject if f.subject else f"\x00{i}" for i, f in enumerate(facts)})
+
+
+def shortfall(sets: dict[str, Sequence[Fact] | None], minimum: VoteMinimum) -> str | None:
+    """Why the sets are too small to vote on (e.g. ``"1 forget subject, at least 8 needed"``),
+    or None. ``sets``: set name -> facts (None or absent: not checked)."""
+    problems = []
+    for name in CHECKED_SETS:
+        facts = sets.get(name)
+        if facts is None:
+            continue
+        subjects, n = n_subjects(facts), len(facts)
+        if subjects < minimum.min_subjects:
+            problems.append(f"{subjects} {name} subject{'s' if subjects != 1 else ''}, "
+                            f"at least {minimum.min_subjects} needed")
+        if n < minimum.min_facts:
+            problems.append(f"{n} {name} fact{'s' if n != 1 else ''}, at least {minimum.min_facts} needed")
+    return "; ".join(problems) or None

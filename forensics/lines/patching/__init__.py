@@ -1,0 +1,1 @@
+"""Activation patching (the ``patching`` line) and its patching machinery."""

@@ -1,0 +1,1 @@
+"""REMIND (the ``remind`` line) and its loss-landscape scans."""

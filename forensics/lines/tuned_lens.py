@@ -1,0 +1,135 @@
+"""Tuned lens (METHODS section 3; Belrose et al. 2023, "Eliciting Latent Predictions from
+Transformers with the Tuned Lens"): is the answer readable at intermediate layers of U
+through translators fitted on O's retain set?
+
+Translators. For every depth ``d`` of O's residual stream (the embeddings and every block's
+output but the last), one affine map ``h -> h + A_d h + b_d`` (``A_d`` ``[d_model, d_model]``,
+``b_d`` ``[d_model]``, both zero at the start: the raw logit lens) is fitted so that O's final
+norm and unembedding applied to the translated state match O's own output distribution:
+KL(O's final softmax || lens softmax), averaged over every token position of the retain
+set's texts (prompt + answer), Adam, ``steps`` steps. The translators see R only, so they
+carry nothing about F; H stays the control. They are fitted once per audit
+(:meth:`forensics.core.context.AuditContext.tuned_lens`).
+
+Read-out. O's and U's final-token residuals on F and H (the captures the logit lens uses)
+are translated by *O's* translators and decoded by *O's* final norm and unembedding (the
+space the translators were fitted to); the answer's first token's reciprocal rank and
+probability per depth (a fact with a ``key``: the key's first token after the answer's frame,
+as the logit lens reads it). Decision depth: the earliest intermediate depth where O's F-minus-H
+difference in reciprocal rank reaches ``earliest_share`` of its largest, chosen from O alone:
+the depth where O has made the answer readable, before the late layers where suppression
+methods block it (METHODS section 3). Effect, control and statistics are the logit lens's
+(:func:`forensics.lines.logit_lens.lens_comparison`).
+
+Vote: ``suppressed`` when the CI of MRR(U, F) - MRR(U, H) at the decision depth lies above 0
+and the subject-permutation p < ``alpha``. F ranked below H is a trace of the unlearning, no
+vote. Never ``deleted``: a linear read-out that finds nothing does not show that nothing is
+there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.compute.lens import lens_comparison, lens_heatmap
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+
+QUESTION = "Is the answer readable by a tuned lens (fitted on O's retain set) at intermediate layers of U, beyond the holdout control?"
+
+METHOD = (
+    "Tuned lens: one affine translator per depth of O's residual stream (identity at the start), fitted on "
+    "every token of the retain set's texts so that O's final norm and unembedding of the translated state "
+    "match O's own output (KL); then U's and O's final-token residuals on F and H, translated and decoded "
+    "through O's head; the reciprocal rank of the answer's first token. Effect: U's mean reciprocal rank on F "
+    "at the earliest intermediate depth where O's F-vs-H difference reaches half its largest (chosen from O "
+    "alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes suppressed when "
+    "the CI lies above 0 and p is below alpha; never votes deleted. The translators never see F. Span: the "
+    "answer's first token (its key's, where given), read at the prompt's final token; familiarity with F's subjects alone cannot "
+    "raise its rank."
+)
+
+
+@dataclass
+class TunedLensConfig(VoteMinimum):
+    """Settings of the tuned-lens line (:func:`tuned_lens_line`)."""
+
+    #: Prompts per forward pass during activation capture.
+    batch_size: int = 64
+    #: Adam steps per translator.
+    steps: int = 300
+    #: Adam learning rate of the translators.
+    lr: float = 1e-3
+    #: Token positions per step (all of them when R has fewer).
+    tokens_per_step: int = 512
+    #: Subject-bootstrap resamples for the CI of MRR(F) - MRR(H) (count).
+    n_boot: int = 1000
+    #: Subject permutations for the p-value (count).
+    n_perm: int = 1000
+    #: Seed of the translators' token sampling, the bootstrap and the permutations.
+    seed: int = 0
+    #: "suppressed" also needs the permutation p below this.
+    alpha: float = 0.05
+    #: Decision depth: the earliest intermediate depth where O's F-minus-H reciprocal rank reaches
+    #: this share of its largest (0..1; see the module docstring).
+    earliest_share: float = 0.5
+
+    def training_fields(self) -> dict:
+        """The fields that change the fitted translators (the context's cache key)."""
+        return {"steps": self.steps, "lr": self.lr, "tokens_per_step": self.tokens_per_step, "seed": self.seed}
+
+
+@register(
+    "tuned_lens",
+    question=QUESTION,
+    needs=("original", "unlearned", "forget", "retain", "holdout"),
+    config=TunedLensConfig,
+    votes=("suppressed",),
+    side="above",
+    order=31,
+    method=METHOD,
+)
+def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) -> Evidence:
+    """The tuned lens (O's translators) on O and U, F vs H at O's decision depth, and the vote
+    (see the module docstring).
+
+    "Not run" for a model with fewer than two layers, or when U's residual width differs from
+    O's. ``details``: the decision depth, O's F-minus-H difference per depth, per model the mean
+    reciprocal rank and probability on F and H at every depth, and the translators' KL to O's
+    output on R per depth before and after fitting. ``config``: :class:`TunedLensConfig`.
+    """
+    config = config or TunedLensConfig()
+    o, u = ctx.original, ctx.unlearned
+    if o.n_layers < 2:
+        return Evidence.not_run("tuned_lens", QUESTION, "the tuned lens needs at least two layers")
+    if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
+        return Evidence.not_run("tuned_lens", QUESTION, "U's residual stream does not have O's shape, so O's "
+                                "translators cannot read it")
+    lens = ctx.tuned_lens(config)
+    c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
+    return Evidence(
+        line="tuned_lens",
+        question=QUESTION,
+        status="ok",
+        metric=f"mean reciprocal rank of the answer's first token through the tuned lens at depth {c['depth']} "
+               f"(of {c['n_depths'] - 1})",
+        effect=float(c["f_rr"].mean()),
+        control=float(c["h_rr"].mean()),
+        ci=c["ci"],
+        p_value=c["p"],
+        vote="suppressed" if c["readable"] else None,
+        reason=(
+            "the answer is readable through O's tuned lens at an intermediate layer of U above the holdout control"
+            if c["readable"]
+            else "F's answers rank below the unseen facts' at an intermediate layer: a trace of the unlearning, "
+                 "not of the knowledge (no vote)" if c["pushed_down"]
+            else "no intermediate-layer read-out of F above the control"
+        ),
+        details={"decision_depth": c["depth"], "original_difference_by_depth": c["o_diff"], "table": c["table"],
+                 "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
+                 "training_tokens": lens.n_tokens},
+        figures={"tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank")},
+    )
+

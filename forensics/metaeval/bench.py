@@ -1,0 +1,435 @@
+"""The meta-evaluation bench: how often is the verdict right, and how trustworthy is each line?
+
+``forensics bench --zoo DIR --out DIR [--seeds 0,1,2] [--size small|tiny] [--profile ...]``
+(and :func:`run_bench`) does, for every seed ``s``:
+
+1. **Zoo**: builds (or reuses, :func:`forensics.zoo.build_zoo` caches by size, seed and code
+   version) the model-organism zoo in ``DIR/seed<s>``. When ``DIR`` itself holds a zoo
+   (``DIR/zoo.json``) of the one seed asked for, that zoo is used in place.
+2. **Audits** every zoo model with a ground truth against its own original (``llama_*``
+   against ``llama_original``, the rest against ``original``) on the zoo's F / R / H, with
+   the chosen profile. Audits of one original share an activation / SAE cache.
+3. **Perturbs each deleted model** (ground truth DELETED: ``retrain``, ``llama_retrain``, and
+   any method whose build the zoo's oracle found to have deleted F) twice and audits the
+   perturbed copies the same way:
+   - ``<name>~q4``: every ``nn.Linear`` weight of the blocks quantized to 4 bits
+     (round-to-nearest per output channel, :func:`forensics.compute.quantize.quantize_model`);
+   - ``<name>~relearn``: one epoch of fine-tuning on data unrelated to F: the retain facts R
+     (disjoint subjects; loss on the answer tokens, AdamW, lr ``relearn_lr``, batch 16,
+     shuffled with the seed).
+
+Outputs (``--out``, written atomically: the folder appears whole or not at all):
+``bench.json`` (everything below), ``bench.html`` (the tables, self-contained) and
+``audits/seed<s>/<model>.json`` (each audit's ``results.json``). Work in progress (the
+audits' report folders, caches, perturbed checkpoints) lives in the hidden sibling
+``.DIR.work``; an interrupted bench re-run with the same command resumes from it (finished
+audits are read back); it is deleted after a successful run.
+
+Models the zoo's oracle labelled UNDETERMINED (its CI straddles its margin) are audited and
+listed (``undetermined``) but not scored: not in the confusion matrices, not in faithfulness.
+
+**Confusion matrix**: ground truth (rows: DELETED, SUPPRESSED, NOT_FORGOTTEN) by verdict
+(columns: DELETED, SUPPRESSED, NOT_FORGOTTEN, INCONCLUSIVE), per seed and pooled, with the
+accuracy (verdict == ground truth) and the number of deleted models called SUPPRESSED.
+Perturbed models are reported separately (their ground truth stays DELETED).
+
+**Line scores** (:func:`line_score`): one number per (line, audited model), oriented so that
+*higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
+probes, logit lens, steering, relearning, quantization and membership attacks: they vote
+only on F above the control) it is the signed ``effect - control``; for REMIND, which votes only on the side
+where O shows its own contrast, ``effect - control`` signed by O's side; for the others
+(SAE feature survival, CKA ...) it is
+``|effect - control|``, a gap in either direction. A line that did not
+run (or ran with no number) has no score for that model. ``verdict`` is the combined score
+of the verdict: +1 for SUPPRESSED / NOT_FORGOTTEN, -1 for DELETED, 0 for INCONCLUSIVE,
+times the confidence (high 1, medium 2/3, low 1/3).
+
+**Faithfulness** (as in the UDS / OpenUnlearning meta-evaluation): ROC-AUC of a line's
+score separating models that still hold the knowledge (ground truth SUPPRESSED and
+NOT_FORGOTTEN: positives) from models that never had it (DELETED: negatives), pooled over
+seeds (ties count one half). It is reported twice: with every model (``lines``) and
+without the zoo's *hard negatives* (``lines_without_hard_negatives``): the deleted models
+that know F's subjects and question forms but never learned F's answers
+(``retrain_mentions``, ``retrain_lineage``; :data:`forensics.zoo.jobs.HARD_NEGATIVES`). A line
+whose faithfulness falls when they are added was separating on familiarity with F's
+subjects, not on the answers. ``hard_negatives`` lists their verdicts.
+
+**Robustness** (UDS meta-evaluation, Lee et al. 2026): the score of each deleted model
+before (``b``) and after (``a``) a perturbation; stability ``1 - |a - b| / (|a| + |b|)``
+(1 when both are 0), averaged over seeds and deleted models, for 4-bit quantization (Q)
+and relearning (R); robustness = harmonic mean of Q and R. UDS uses this formula for its
+quantization stability; its relearning stability compares the unlearned model's change
+with the retain model's change under relearning on the forget set, which has no
+counterpart here (the perturbation is applied to the deleted model itself, on unrelated
+data, so the expected change is zero): we use the quantization formula for both. Because
+our scores are control-subtracted, a deleted model's score sits near 0 by design and this
+relative change is noisy there; ``robustness_scaled`` is therefore also reported: stability
+``max(0, 1 - |a - b| / gap)`` with ``gap = |median(positives) - median(negatives)|`` of the
+same line, pooled (how much of the separation faithfulness relies on a perturbation eats).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from forensics.core.errors import ForensicsInputError
+
+TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
+#: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
+#: of the accuracy and the faithfulness (there is no truth to score against).
+UNDETERMINED = "UNDETERMINED"
+VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
+POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
+PERTURBATIONS = ("q4", "relearn")
+
+CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
+
+#: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
+PUBLISHED = {"UDS": (0.971, 0.933), "logit lens": (0.927, 0.879), "Min-K": (0.907, 0.675), "CKA": (0.648, 0.026)}
+
+
+@dataclass
+class BenchConfig:
+    """What :func:`run_bench` builds, audits and perturbs (see the module docstring)."""
+
+    #: Zoo seeds: one zoo per seed, each audited with its own seed.
+    seeds: tuple[int, ...] = (0, 1, 2)
+    #: Zoo size preset: "small" or "tiny" (:meth:`forensics.zoo.ZooConfig.preset`).
+    size: str = "small"
+    #: Zoo world: "attributes" (closed vocabulary) or "bio" (free-text questions).
+    world: str = "attributes"
+    #: Audit profile name (:data:`forensics.core.profiles.PROFILES`).
+    profile: str = "standard"
+    #: Torch device of the audits ("cpu" or "cuda[:N]").
+    device: str = "cpu"
+    #: Model dtype of the audits ("float32", "bfloat16" or "float16").
+    dtype: str = "float32"
+    #: Zoo models to audit (None: every model with a ground truth).
+    models: tuple[str, ...] | None = None
+    #: Evidence lines to run (None: all of the profile's).
+    lines: tuple[str, ...] | None = None
+    #: Also audit each deleted model's perturbed copies (4-bit quantized, relearned on R).
+    perturb: bool = True
+    #: AdamW learning rate of the relearning perturbation (one epoch on R).
+    relearn_lr: float = 1e-3
+    #: Facts per step of the relearning perturbation.
+    relearn_batch: int = 16
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def line_score(entry: dict[str, Any], lines: dict | None = None) -> float | None:
+    """A line's score for one audited model (see the module docstring), from its results.json
+    entry, oriented by the side of the control the line declares (:data:`forensics.core.registry.Side`;
+    a line not registered here scores ``|effect - control|``). ``lines``: the registry
+    (:func:`forensics.core.registry.discover_lines`; discovered when not given)."""
+    from forensics.core.registry import discover_lines
+
+    if entry.get("status") == "not_run" or entry.get("effect") is None or entry.get("control") is None:
+        return None
+    diff = float(entry["effect"]) - float(entry["control"])
+    if not math.isfinite(diff):
+        return None
+    spec = (lines if lines is not None else discover_lines()[0]).get(entry["line"])
+    if spec is not None and spec.side == "o_side":
+        o_side: Any = entry.get("details") or {}
+        for key in spec.o_side_path:
+            o_side = o_side.get(key, {}) if isinstance(o_side, dict) else {}
+        return diff * (-1.0 if isinstance(o_side, (int, float)) and o_side < 0 else 1.0)
+    return diff if spec is not None and spec.side == "above" else abs(diff)
+
+
+def verdict_score(verdict: dict[str, Any]) -> float:
+    """The combined score of a results.json ``verdict``: +1 for SUPPRESSED / NOT_FORGOTTEN, -1
+    for DELETED, 0 for INCONCLUSIVE, times :data:`CONFIDENCE_WEIGHT` (1 for any other confidence)."""
+    sign = {"SUPPRESSED": 1.0, "NOT_FORGOTTEN": 1.0, "DELETED": -1.0}.get(verdict["label"], 0.0)
+    return sign * CONFIDENCE_WEIGHT.get(verdict.get("confidence"), 1.0)
+
+
+def scores_of(results: dict[str, Any]) -> dict[str, float]:
+    """Every line's score plus the combined ``verdict`` score of one results.json."""
+    from forensics.core.registry import discover_lines
+
+    lines = discover_lines()[0]
+    out = {e["line"]: s for e in results["evidence"] if (s := line_score(e, lines)) is not None}
+    out["verdict"] = verdict_score(results["verdict"])
+    return out
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties one half (Mann-Whitney)."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def uds_stability(before: float, after: float) -> float:
+    """UDS stability of a score under a perturbation: ``1 - |after - before| / (|after| + |before|)``,
+    1 when both are 0; in [0, 1]."""
+    denom = abs(before) + abs(after)
+    return 1.0 if denom == 0 else 1.0 - abs(after - before) / denom
+
+
+def scaled_stability(before: float, after: float, gap: float | None) -> float | None:
+    """Gap-scaled stability ``max(0, 1 - |after - before| / gap)``; None without a gap (None or 0)."""
+    if not gap:
+        return None
+    return max(0.0, 1.0 - abs(after - before) / gap)
+
+
+def harmonic(a: float | None, b: float | None) -> float | None:
+    """Harmonic mean of two stabilities (0 when both are 0; None when either is missing)."""
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confusion matrix (truth -> verdict -> count), accuracy and deleted-called-suppressed count.
+    Rows without a scorable truth (the oracle's UNDETERMINED) are left out."""
+    rows = [row for row in rows if row["truth"] in TRUTHS]
+    matrix = {t: {v: 0 for v in VERDICTS} for t in TRUTHS}
+    for row in rows:
+        matrix[row["truth"]][row["verdict"]] += 1
+    n = len(rows)
+    correct = sum(row["truth"] == row["verdict"] for row in rows)
+    return {"matrix": matrix, "n": n, "correct": correct, "accuracy": correct / n if n else None,
+            "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"]}
+
+
+def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds:
+    ``{name: {"faithfulness", "robustness", "stability_q4", "stability_relearn", ... "gap"}}``."""
+    names = sorted({n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
+                   key=lambda n: (n != "verdict", n))
+    table = {}
+    for name in names:
+        pos = [r["scores"][name] for r in rows if r["truth"] in POSITIVE and name in r["scores"]]
+        neg = [r["scores"][name] for r in rows if r["truth"] == "DELETED" and name in r["scores"]]
+        gap = abs(statistics.median(pos) - statistics.median(neg)) if pos and neg else None
+        stab: dict[str, dict[str, list[float]]] = {k: {"uds": [], "scaled": []} for k in PERTURBATIONS}
+        for p in perturbed:
+            before, after = p["before"].get(name), p["scores"].get(name)
+            if before is None or after is None:
+                continue
+            stab[p["perturbation"]]["uds"].append(uds_stability(before, after))
+            scaled = scaled_stability(before, after, gap)
+            if scaled is not None:
+                stab[p["perturbation"]]["scaled"].append(scaled)
+        q, r = _mean(stab["q4"]["uds"]), _mean(stab["relearn"]["uds"])
+        qs, rs = _mean(stab["q4"]["scaled"]), _mean(stab["relearn"]["scaled"])
+        table[name] = {
+            "faithfulness": roc_auc(pos, neg), "n_positive": len(pos), "n_negative": len(neg),
+            "stability_q4": q, "stability_relearn": r, "robustness": harmonic(q, r),
+            "stability_q4_scaled": qs, "stability_relearn_scaled": rs, "robustness_scaled": harmonic(qs, rs),
+            "gap": gap, "n_perturbed": len(stab["q4"]["uds"]) + len(stab["relearn"]["uds"]),
+        }
+    return table
+
+
+def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hard negatives' verdicts: ``{"n", "called_suppressed", "models": [{seed, model,
+    truth, verdict, confidence}]}`` (rows flagged ``hard_negative``)."""
+    models = [{k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")}
+              for r in rows if r.get("hard_negative")]
+    return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models),
+            "models": models}
+
+
+# --------------------------------------------------------------------------- perturbations
+
+
+def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: BenchConfig, seed: int) -> Path:
+    """Write a perturbed copy of checkpoint ``source`` to ``dest`` (atomically): ``q4`` or ``relearn``.
+
+    A checkpoint already at ``dest`` is reused as it is; returns ``dest``. Raises ``ValueError``
+    for another ``kind``.
+    """
+    import torch
+
+    from forensics.inputs.loading import load_hf_model, load_tokenizer
+    from forensics.compute.quantize import quantize_model
+
+    if (dest / "config.json").is_file():
+        return dest
+    model = load_hf_model(source)
+    tokenizer = load_tokenizer(source)
+    if kind == "q4":
+        quantize_model(model, 4)
+    elif kind == "relearn":
+        from forensics.compute.finetune import encode_answers, nll, run_steps
+
+        torch.manual_seed(seed)
+        batch = encode_answers(tokenizer, list(retain_facts))
+        order = torch.randperm(len(batch), generator=torch.Generator().manual_seed(seed))
+        params = [p for p in model.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        size = config.relearn_batch
+        run_steps(model, params, lambda step: nll(model, batch.take(order[step * size:(step + 1) * size])),
+                  steps=-(-len(order) // size), lr=config.relearn_lr, betas=(0.9, 0.999))
+    else:
+        raise ValueError(f"unknown perturbation {kind!r}")
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- the bench
+
+
+def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) -> Path:
+    from forensics.zoo import build_zoo
+
+    manifest = root / "zoo.json"
+    if manifest.is_file():
+        info = json.loads(manifest.read_text())
+        world = info.get("world", "attributes")
+        if len(config.seeds) == 1 and info.get("seed") == seed and info.get("size") == config.size \
+                and world == config.world:
+            return root
+        raise ForensicsInputError(f"{root} holds one zoo (world {world}, seed {info.get('seed')}, size "
+                                  f"{info.get('size')}); point --zoo at a folder for per-seed zoos (seed<N>/ inside it)")
+    folder = root / f"seed{seed}"
+    build_zoo(folder, size=config.size, seed=seed, progress=progress, world=config.world)
+    return folder
+
+
+def _original_of(name: str) -> str:
+    return "llama_original" if name.startswith("llama_") else "original"
+
+
+def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int,
+                config: BenchConfig, progress: bool) -> dict[str, Any]:
+    """Audit one model (or read back a finished audit from an interrupted bench)."""
+    from forensics.core.pipeline import audit
+
+    done = out / "results.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    if out.exists():
+        shutil.rmtree(out)  # audits are written atomically; anything else here is debris
+    data = zoo / "data"
+    audit(original=original, unlearned=unlearned, forget=data / "forget.jsonl", retain=data / "retain.jsonl",
+          holdout=data / "holdout.jsonl", out=out, device=config.device, dtype=config.dtype, seed=seed,
+          profile=config.profile, progress=progress, cache_dir=cache, pdf=False,
+          lines=list(config.lines) if config.lines else None, all_lines=True,
+          command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}")
+    return json.loads(done.read_text())
+
+
+def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run the bench (see the module docstring); returns what ``bench.json`` holds.
+
+    Raises :class:`ForensicsInputError` for an unknown profile, zoo size or zoo model, no
+    seeds, an output folder that exists and is not empty, or a ``zoo_root`` that holds a
+    single zoo of another seed or size.
+    """
+    from forensics.core.profiles import PROFILES
+    from forensics.inputs.data import load_facts
+    from forensics.compute.atomic import atomic_output_dir, check_output_dir
+    from forensics.reports.bench import render_html
+
+    config = config or BenchConfig()
+    started = time.time()
+    if config.profile not in PROFILES:
+        raise ForensicsInputError(f"unknown profile {config.profile!r}; choose one of {', '.join(PROFILES)}")
+    if config.size not in ("tiny", "small"):
+        raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny or small")
+    if config.world not in ("attributes", "bio"):
+        raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose attributes or bio")
+    if not config.seeds:
+        raise ForensicsInputError("no seeds given")
+    out = check_output_dir(out)
+    zoo_root = Path(zoo_root)
+    work = out.parent / f".{out.name}.work"
+    rows: list[dict[str, Any]] = []
+    perturbed: list[dict[str, Any]] = []
+    results: dict[str, dict[str, Any]] = {}
+    for seed in config.seeds:
+        zoo = _zoo_for_seed(zoo_root, seed, config, progress)
+        labels = json.loads((zoo / "labels.json").read_text())
+        names = [n for n, info in labels.items() if info.get("ground_truth") in TRUTHS + (UNDETERMINED,)]
+        if config.models:
+            unknown = sorted(set(config.models) - set(names))
+            if unknown:
+                raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+            names = [n for n in names if n in config.models]
+        for name in names:
+            original = zoo / "models" / _original_of(name)
+            if progress:
+                print(f"== seed {seed}: {name} vs {original.name}", file=sys.stderr, flush=True)
+            res = _audit_json(zoo, original, zoo / "models" / name, work / "audits" / f"seed{seed}" / name,
+                              work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+            results[f"seed{seed}/{name}"] = res
+            rows.append({"seed": seed, "model": name, "truth": labels[name]["ground_truth"],
+                         "hard_negative": bool(labels[name].get("hard_negative")),
+                         "verdict": res["verdict"]["label"], "confidence": res["verdict"]["confidence"],
+                         "scores": scores_of(res)})
+            if not config.perturb or labels[name]["ground_truth"] != "DELETED":
+                continue
+            retain, _ = load_facts(zoo / "data" / "retain.jsonl")
+            for kind in PERTURBATIONS:
+                tag = f"{name}~{kind}"
+                model_dir = perturb_model(zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind,
+                                          retain, config, seed)
+                if progress:
+                    print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
+                res_p = _audit_json(zoo, original, model_dir, work / "audits" / f"seed{seed}" / tag,
+                                    work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+                results[f"seed{seed}/{tag}"] = res_p
+                perturbed.append({"seed": seed, "model": name, "perturbation": kind,
+                                  "hard_negative": rows[-1]["hard_negative"],
+                                  "verdict": res_p["verdict"]["label"], "confidence": res_p["verdict"]["confidence"],
+                                  "scores": scores_of(res_p), "before": rows[-1]["scores"]})
+    bench = {
+        "schema": "unlearning-forensics/bench", "schema_version": 1,
+        "config": {"seeds": list(config.seeds), "size": config.size, "world": config.world,
+                   "profile": config.profile,
+                   "models": list(config.models) if config.models else None,
+                   "lines": list(config.lines) if config.lines else None, "perturb": config.perturb,
+                   "relearn_lr": config.relearn_lr, "zoo": str(zoo_root)},
+        "confusion": {"pooled": confusion(rows),
+                      "per_seed": {str(s): confusion([r for r in rows if r["seed"] == s]) for s in config.seeds}},
+        "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
+        "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
+        "lines": meta_evaluation(rows, perturbed),
+        "lines_without_hard_negatives": meta_evaluation([r for r in rows if not r["hard_negative"]],
+                                                        [p for p in perturbed if not p["hard_negative"]]),
+        "hard_negatives": hard_negative_summary(rows),
+        "models": rows,
+        "perturbed": [{k: v for k, v in p.items() if k != "before"} for p in perturbed],
+        "published": {k: {"faithfulness": f, "robustness": r} for k, (f, r) in PUBLISHED.items()},
+        "seconds": round(time.time() - started, 1),
+    }
+    with atomic_output_dir(out) as tmp:
+        (tmp / "bench.json").write_text(json.dumps(bench, indent=2, sort_keys=False))
+        (tmp / "bench.html").write_text(render_html(bench, __doc__ or ""), encoding="utf-8")
+        for key, res in results.items():
+            target = tmp / "audits" / f"{key}.json"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(res, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+    return bench
