@@ -37,15 +37,25 @@ def main() -> None:
     zoo = Path(args.zoo)
     sets = {s: load_facts(zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     ctx = AuditContext(load_model(zoo / "models" / "original"), load_model(zoo / "models" / args.model), **sets)
-    print(f"zoo {zoo}, U = {args.model}, F/R/H = {len(sets['forget'])}/{len(sets['retain'])}/{len(sets['holdout'])}, "
-          f"threads {args.threads}")
-    for name, fn in (("membership_inference", membership_line), ("quantization_attack", quantization_line),
-                     ("cka", cka_line), ("remind", remind_line), ("relearning_attack", relearning_line)):
+    print(
+        f"zoo {zoo}, U = {args.model}, F/R/H = {len(sets['forget'])}/{len(sets['retain'])}/{len(sets['holdout'])}, "
+        f"threads {args.threads}"
+    )
+    for name, fn in (
+        ("membership_inference", membership_line),
+        ("quantization_attack", quantization_line),
+        ("cka", cka_line),
+        ("remind", remind_line),
+        ("relearning_attack", relearning_line),
+    ):
         load = os.getloadavg()[0]
         t = time.perf_counter()
         ev = fn(ctx)
-        print(f"{name:<22} {time.perf_counter() - t:7.1f} s   vote {ev.vote or '-':<11} "
-              f"(load average at start {load:.2f})", flush=True)
+        print(
+            f"{name:<22} {time.perf_counter() - t:7.1f} s   vote {ev.vote or '-':<11} "
+            f"(load average at start {load:.2f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

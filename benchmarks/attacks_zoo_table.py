@@ -31,8 +31,13 @@ def run_lines(ctx: AuditContext) -> dict:
     from forensics.lines.relearning_attack import relearning_line
     from forensics.lines.remind.line import remind_line
 
-    fns = {"remind": remind_line, "relearning_attack": relearning_line, "quantization_attack": quantization_line,
-           "membership_inference": membership_line, "cka": cka_line}
+    fns = {
+        "remind": remind_line,
+        "relearning_attack": relearning_line,
+        "quantization_attack": quantization_line,
+        "membership_inference": membership_line,
+        "cka": cka_line,
+    }
     out = {}
     for name, fn in fns.items():
         t = time.perf_counter()
@@ -74,9 +79,12 @@ def _f(x, fmt="{:+.3f}"):
 def print_model(name: str, result: dict, flush: bool = False) -> None:
     for line, ev in result["lines"].items():
         ci = ev["ci"]
-        print(f"{name:<14} {result['ground_truth']:<13} {line:<21} {ev['status']:<11} effect {_f(ev['effect'])} "
-              f"control {_f(ev['control'])} CI [{_f(ci[0]) if ci else '-'}, {_f(ci[1]) if ci else '-'}] "
-              f"vote {ev['vote'] or '-':<11} ({ev['seconds']} s)", flush=flush)
+        print(
+            f"{name:<14} {result['ground_truth']:<13} {line:<21} {ev['status']:<11} effect {_f(ev['effect'])} "
+            f"control {_f(ev['control'])} CI [{_f(ci[0]) if ci else '-'}, {_f(ci[1]) if ci else '-'}] "
+            f"vote {ev['vote'] or '-':<11} ({ev['seconds']} s)",
+            flush=flush,
+        )
 
 
 def print_table(results: dict) -> None:
@@ -86,24 +94,31 @@ def print_table(results: dict) -> None:
         for line, ev in r["lines"].items():
             ci = ev["ci"]
             ci_text = f"[{_f(ci[0])}, {_f(ci[1])}]" if ci else "-"
-            vote = ev["vote"] or ("descriptive" if ev["status"] == "descriptive" else
-                                  "not run" if ev["status"] == "not_run" else "-")
-            print(f"| {name} | {r['ground_truth']} | {line} | {_f(ev['effect'])} | {_f(ev['control'])} | {ci_text} | {vote} |")
+            vote = ev["vote"] or (
+                "descriptive" if ev["status"] == "descriptive" else "not run" if ev["status"] == "not_run" else "-"
+            )
+            print(
+                f"| {name} | {r['ground_truth']} | {line} | {_f(ev['effect'])} | {_f(ev['control'])} | {ci_text} | {vote} |"
+            )
     print()
     print("REMIND classifiers, out of sample (published: 0.82 multi-class ROC-AUC)")
-    print("| model | truth | LR multi-class | LR F-vs-H | RF multi-class | RF F-vs-H | RF TPR@1%FPR (F) | "
-          "LOSS F-vs-H | zlib F-vs-H | Min-K%++ F-vs-H |")
+    print(
+        "| model | truth | LR multi-class | LR F-vs-H | RF multi-class | RF F-vs-H | RF TPR@1%FPR (F) | "
+        "LOSS F-vs-H | zlib F-vs-H | Min-K%++ F-vs-H |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         d = r["lines"]["remind"]["details"]
         if not d:
             continue
         c, b = d["classifiers"], d["baselines"]
-        print(f"| {name} | {r['ground_truth']} | {c['logistic']['auc_multiclass_ovr']:.3f} | "
-              f"{c['logistic']['auc_forget_vs_holdout']:.3f} | {c['random_forest']['auc_multiclass_ovr']:.3f} | "
-              f"{c['random_forest']['auc_forget_vs_holdout']:.3f} | {c['random_forest']['tpr_at_1pct_fpr_forget']:.3f} | "
-              f"{b['LOSS']['auc_forget_vs_holdout']:.3f} | {b['zlib']['auc_forget_vs_holdout']:.3f} | "
-              f"{b['Min-K%++']['auc_forget_vs_holdout']:.3f} |")
+        print(
+            f"| {name} | {r['ground_truth']} | {c['logistic']['auc_multiclass_ovr']:.3f} | "
+            f"{c['logistic']['auc_forget_vs_holdout']:.3f} | {c['random_forest']['auc_multiclass_ovr']:.3f} | "
+            f"{c['random_forest']['auc_forget_vs_holdout']:.3f} | {c['random_forest']['tpr_at_1pct_fpr_forget']:.3f} | "
+            f"{b['LOSS']['auc_forget_vs_holdout']:.3f} | {b['zlib']['auc_forget_vs_holdout']:.3f} | "
+            f"{b['Min-K%++']['auc_forget_vs_holdout']:.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,17 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 STAGES = {
-    "behaviour": "probes", "attribute_probes": "probes", "logit_lens": "probes", "trace_detector": "probes",
-    "memorisation_probe": "probes", "cka": "probes", "sae_features": "SAE", "steering_restoration": "steering",
-    "remind": "REMIND", "relearning_attack": "attacks", "quantization_attack": "attacks",
+    "behaviour": "probes",
+    "attribute_probes": "probes",
+    "logit_lens": "probes",
+    "trace_detector": "probes",
+    "memorisation_probe": "probes",
+    "cka": "probes",
+    "sae_features": "SAE",
+    "steering_restoration": "steering",
+    "remind": "REMIND",
+    "relearning_attack": "attacks",
+    "quantization_attack": "attacks",
     "membership_inference": "attacks",
 }
 
@@ -151,6 +159,7 @@ def instrument(t: Timers) -> None:
                 else:
                     t.backward_other += dt
                 t._grad_lm_since_backward = False
+
         return wrapper
 
     torch.autograd.backward = timed_backward(torch.autograd.backward)
@@ -170,6 +179,7 @@ def instrument(t: Timers) -> None:
                     t.capture += dt
                     if t.current_line:
                         t.capture_in_line[t.current_line] = t.capture_in_line.get(t.current_line, 0.0) + dt
+
         return wrapper
 
     registry, _ = discover_lines()  # imports every line module first
@@ -192,6 +202,7 @@ def instrument(t: Timers) -> None:
             finally:
                 t.line_wall[name] = t.line_wall.get(name, 0.0) + time.perf_counter() - t0
                 t.current_line = None
+
         return wrapper
 
     for name, line in registry.items():
@@ -263,9 +274,17 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        result = audit(zoo / "models" / original, zoo / "models" / args.model, d / "forget.jsonl",
-                       d / "retain.jsonl", d / "holdout.jsonl", out=Path(tmp) / "report", profile=args.profile,
-                       progress=args.progress, seed=0)
+        result = audit(
+            zoo / "models" / original,
+            zoo / "models" / args.model,
+            d / "forget.jsonl",
+            d / "retain.jsonl",
+            d / "holdout.jsonl",
+            out=Path(tmp) / "report",
+            profile=args.profile,
+            progress=args.progress,
+            seed=0,
+        )
         wall = time.perf_counter() - start
     load_after = os.getloadavg()
     missing = sorted(set(STAGES) - set(t.line_wall))
@@ -277,15 +296,19 @@ def main() -> None:
     stages["report"] = t.report
     stages["other"] = wall - sum(stages.values())
     floor = t.lm_forward + t.backward_lm
-    print(f"audit of {args.model} vs {original} ({zoo}), profile {args.profile}, {args.threads} torch threads: "
-          f"verdict {result.verdict.label} ({result.verdict.confidence})")
+    print(
+        f"audit of {args.model} vs {original} ({zoo}), profile {args.profile}, {args.threads} torch threads: "
+        f"verdict {result.verdict.label} ({result.verdict.confidence})"
+    )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1-min; other processes share the CPU)")
     print(f"\n{'stage':<12} {'seconds':>8} {'share':>7}")
     for stage, seconds in stages.items():
         print(f"{stage:<12} {seconds:>8.1f} {seconds / wall:>7.1%}")
     print(f"{'total':<12} {wall:>8.1f}")
-    print("\nper line (wall, capture inside): " + ", ".join(
-        f"{n} {s:.1f} ({t.capture_in_line.get(n, 0.0):.1f})" for n, s in t.line_wall.items()))
+    print(
+        "\nper line (wall, capture inside): "
+        + ", ".join(f"{n} {s:.1f} ({t.capture_in_line.get(n, 0.0):.1f})" for n, s in t.line_wall.items())
+    )
     if missing:
         print(f"lines that did not run through the timer (not registered or not applicable): {', '.join(missing)}")
     print(f"\nLM forward passes   {t.lm_forward:8.1f} s  ({t.n_lm_forward} calls)")
@@ -297,14 +320,30 @@ def main() -> None:
     shared = contexts[-1].counts if contexts else {}
     print("audit context: " + ", ".join(f"{k} {v}" for k, v in sorted(shared.items())))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "model": args.model, "profile": args.profile, "threads": args.threads, "wall": wall, "stages": stages,
-            "lines": t.line_wall, "capture_in_line": t.capture_in_line, "lm_forward": t.lm_forward,
-            "lm_backward": t.backward_lm, "other_forward": t.other_forward, "other_backward": t.backward_other,
-            "floor_share": floor / wall, "load_before": load_before, "load_after": load_after,
-            "forward_calls": {f"{m}/{s}": v for (m, s), v in sorted(passes.counts.items())},
-            "context_counts": dict(shared),
-            "verdict": result.verdict.label}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "profile": args.profile,
+                    "threads": args.threads,
+                    "wall": wall,
+                    "stages": stages,
+                    "lines": t.line_wall,
+                    "capture_in_line": t.capture_in_line,
+                    "lm_forward": t.lm_forward,
+                    "lm_backward": t.backward_lm,
+                    "other_forward": t.other_forward,
+                    "other_backward": t.backward_other,
+                    "floor_share": floor / wall,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "forward_calls": {f"{m}/{s}": v for (m, s), v in sorted(passes.counts.items())},
+                    "context_counts": dict(shared),
+                    "verdict": result.verdict.label,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -74,16 +74,21 @@ def train_tokenizer(vocab_size: int = 1000):
     return train_bpe([" ".join(sentence) for sentence in _sentences(2000, 20)], vocab_size)
 
 
-def build_checkpoint(folder: Path, n_layers: int = 4, d_model: int = 128, n_ctx: int = 64,
-                     vocab_size: int = 1000, seed: int = 0) -> Path:
+def build_checkpoint(
+    folder: Path, n_layers: int = 4, d_model: int = 128, n_ctx: int = 64, vocab_size: int = 1000, seed: int = 0
+) -> Path:
     """A random-init GPT-NeoX checkpoint folder (safetensors + tokenizer)."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     tokenizer = train_tokenizer(vocab_size)
     torch.manual_seed(seed)
     config = GPTNeoXConfig(
-        vocab_size=len(tokenizer), hidden_size=d_model, num_hidden_layers=n_layers,
-        num_attention_heads=4, intermediate_size=4 * d_model, max_position_embeddings=n_ctx,
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=4,
+        intermediate_size=4 * d_model,
+        max_position_embeddings=n_ctx,
         rotary_pct=0.25,
     )
     model = GPTNeoXForCausalLM(config).eval()
@@ -155,16 +160,21 @@ def main(argv=None) -> int:
         spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
         batches = forward_batches(tokenizer, prompts, args.batch_size, args.shard_size)
         cfg = model.cfg
-        print(f"model: {loaded.architecture} {folder.name}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
-              f"vocab {cfg.d_vocab}, n_ctx {cfg.n_ctx}, dtype {loaded.dtype}, device {loaded.device}")
-        print(f"data: {len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens "
-              f"(mean {statistics.mean(lengths):.1f}), batch {args.batch_size}, {len(batches)} batches; "
-              f"capture: {len(spec.hooks)} hooks ({spec.hooks[0]} .. {spec.hooks[-1]}) at the final token; "
-              f"torch threads {torch.get_num_threads()}")
+        print(
+            f"model: {loaded.architecture} {folder.name}: {cfg.n_layers} layers, d_model {cfg.d_model}, "
+            f"vocab {cfg.d_vocab}, n_ctx {cfg.n_ctx}, dtype {loaded.dtype}, device {loaded.device}"
+        )
+        print(
+            f"data: {len(prompts)} prompts, {min(lengths)}-{max(lengths)} tokens "
+            f"(mean {statistics.mean(lengths):.1f}), batch {args.batch_size}, {len(batches)} batches; "
+            f"capture: {len(spec.hooks)} hooks ({spec.hooks[0]} .. {spec.hooks[-1]}) at the final token; "
+            f"torch threads {torch.get_num_threads()}"
+        )
 
         chunks = [(lo, min(lo + args.chunk, len(prompts))) for lo in range(0, len(prompts), args.chunk)]
-        chunk_batches = [forward_batches(tokenizer, prompts[lo:hi], args.batch_size, args.shard_size)
-                         for lo, hi in chunks]
+        chunk_batches = [
+            forward_batches(tokenizer, prompts[lo:hi], args.batch_size, args.shard_size) for lo, hi in chunks
+        ]
 
         def run_forward(c):
             with torch.inference_mode():
@@ -179,8 +189,14 @@ def main(argv=None) -> int:
             lo, hi = chunks[c]
             cache = Path(tempfile.mkdtemp(dir=workdir, prefix="cache-"))
             try:
-                acts = capture(loaded, prompts[lo:hi], spec, batch_size=args.batch_size,
-                               shard_size=args.shard_size, cache_dir=cache)
+                acts = capture(
+                    loaded,
+                    prompts[lo:hi],
+                    spec,
+                    batch_size=args.batch_size,
+                    shard_size=args.shard_size,
+                    cache_dir=cache,
+                )
                 assert not acts.from_cache
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -204,17 +220,22 @@ def main(argv=None) -> int:
             for name in names:
                 times[name].append(total[name])
         med = {name: statistics.median(t) for name, t in times.items()}
-        print(f"repetitions: {args.reps}, interleaved in chunks of {args.chunk} prompts; "
-              f"rate from the median pass (min-max seconds per pass over all prompts):")
+        print(
+            f"repetitions: {args.reps}, interleaved in chunks of {args.chunk} prompts; "
+            f"rate from the median pass (min-max seconds per pass over all prompts):"
+        )
         for name, t in times.items():
-            print(f"  {name:13s} {len(prompts) / med[name]:9.0f} prompts/s   "
-                  f"median {med[name]:.3f}s  ({min(t):.3f}-{max(t):.3f})")
-        per_rep = {name: [t / f for t, f in zip(times[name], times["forward"])]
-                   for name in ("capture", "capture+disk")}
+            print(
+                f"  {name:13s} {len(prompts) / med[name]:9.0f} prompts/s   "
+                f"median {med[name]:.3f}s  ({min(t):.3f}-{max(t):.3f})"
+            )
+        per_rep = {name: [t / f for t, f in zip(times[name], times["forward"])] for name in ("capture", "capture+disk")}
         for name in ("capture", "capture+disk"):
-            print(f"ratio {name}/forward: {med[name] / med['forward']:.3f} (per repetition: "
-                  + ", ".join(f"{r:.3f}" for r in per_rep[name])
-                  + (")  target <= 1.15" if name == "capture" else ")"))
+            print(
+                f"ratio {name}/forward: {med[name] / med['forward']:.3f} (per repetition: "
+                + ", ".join(f"{r:.3f}" for r in per_rep[name])
+                + (")  target <= 1.15" if name == "capture" else ")")
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

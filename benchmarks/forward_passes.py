@@ -66,8 +66,9 @@ class PassCounter:
         def load_model(path, *args, **kwargs):
             loaded = real(path, *args, **kwargs)
             name = Path(str(path)).name
-            self.roles[id(loaded.model)] = ("original" if name == self.original else
-                                            "unlearned" if name == self.unlearned else name)
+            self.roles[id(loaded.model)] = (
+                "original" if name == self.original else "unlearned" if name == self.unlearned else name
+            )
             return loaded
 
         for mod in [loading] + list(sys.modules.values()):
@@ -82,8 +83,9 @@ class PassCounter:
             return "other"
         votes: Counter = Counter()
         for row in tokens.tolist():
-            hit = next((self.prefixes[tuple(row[:n])] for n in self.lengths if tuple(row[:n]) in self.prefixes),
-                       "other")
+            hit = next(
+                (self.prefixes[tuple(row[:n])] for n in self.lengths if tuple(row[:n]) in self.prefixes), "other"
+            )
             votes[hit] += 1
         return votes.most_common(1)[0][0]
 
@@ -127,11 +129,23 @@ def count_passes(zoo: Path, model: str, profile: str, seed: int = 0) -> dict:
 
     data = zoo / "data"
     with tempfile.TemporaryDirectory() as tmp:
-        result = forensics.audit(zoo / "models" / original, zoo / "models" / model, data / "forget.jsonl",
-                                 data / "retain.jsonl", data / "holdout.jsonl", out=Path(tmp) / "report",
-                                 profile=profile, progress=False, seed=seed, pdf=False)
-    return {"passes": {f"{m}/{s}": v for (m, s), v in sorted(counter.counts.items())},
-            "verdict": [result.verdict.label, result.verdict.confidence], "table": counter.table()}
+        result = forensics.audit(
+            zoo / "models" / original,
+            zoo / "models" / model,
+            data / "forget.jsonl",
+            data / "retain.jsonl",
+            data / "holdout.jsonl",
+            out=Path(tmp) / "report",
+            profile=profile,
+            progress=False,
+            seed=seed,
+            pdf=False,
+        )
+    return {
+        "passes": {f"{m}/{s}": v for (m, s), v in sorted(counter.counts.items())},
+        "verdict": [result.verdict.label, result.verdict.confidence],
+        "table": counter.table(),
+    }
 
 
 def main() -> None:

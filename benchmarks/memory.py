@@ -55,8 +55,17 @@ def child(folder: str, n: int, cache_dir: str | None, shard_size: int) -> None:
     peak = _status_kib("VmHWM")
     n_tokens = int(acts.prompt_lengths.sum())
     result_mib = n_tokens * len(spec.hooks) * loaded.model.cfg.d_model * 4 / 2**20
-    print(json.dumps({"n": n, "cached": cache_dir is not None, "peak_above_start_mib": (peak - before) / 1024,
-                      "result_mib": result_mib, "tokens": n_tokens}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "cached": cache_dir is not None,
+                "peak_above_start_mib": (peak - before) / 1024,
+                "result_mib": result_mib,
+                "tokens": n_tokens,
+            }
+        )
+    )
 
 
 def main(argv=None) -> int:
@@ -76,18 +85,24 @@ def main(argv=None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="capture-memory-"))
     try:
         folder = build_checkpoint(workdir / "gpt-neox-small")
-        print(f"capture position='all', residual stream at every depth, shard size {args.shard_size}; "
-              "peak RSS during capture above RSS at its start:")
+        print(
+            f"capture position='all', residual stream at every depth, shard size {args.shard_size}; "
+            "peak RSS during capture above RSS at its start:"
+        )
         for cached in (True, False):
             for n in args.counts:
                 cache = str(workdir / f"cache-{n}") if cached else "-"
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", str(folder), str(n), cache, str(args.shard_size)],
-                    check=True, capture_output=True, text=True,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 row = json.loads(out.stdout.strip().splitlines()[-1])
-                print(f"  {'cached   ' if cached else 'in memory'} {row['n']:6d} prompts ({row['tokens']:6d} tokens): "
-                      f"peak +{row['peak_above_start_mib']:7.1f} MiB   (result itself {row['result_mib']:6.1f} MiB)")
+                print(
+                    f"  {'cached   ' if cached else 'in memory'} {row['n']:6d} prompts ({row['tokens']:6d} tokens): "
+                    f"peak +{row['peak_above_start_mib']:7.1f} MiB   (result itself {row['result_mib']:6.1f} MiB)"
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0

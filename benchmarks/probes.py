@@ -43,8 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=Path("zoo"), help="a built zoo (forensics zoo build)")
     parser.add_argument("--model", default="npo")
-    parser.add_argument("--curves", default=",".join(AttributeProbeConfig().curves),
-                        help="attribute-probe curves, position/kind (default: the audit's)")
+    parser.add_argument(
+        "--curves",
+        default=",".join(AttributeProbeConfig().curves),
+        help="attribute-probe curves, position/kind (default: the audit's)",
+    )
     args = parser.parse_args()
     if not (args.zoo / "labels.json").is_file():
         from forensics.zoo import build_zoo
@@ -54,8 +57,10 @@ def main() -> None:
     original = load_model(args.zoo / "models" / "original")
     unlearned = load_model(args.zoo / "models" / args.model)
     n_facts = sum(len(v) for v in sets.values())
-    print(f"zoo {args.zoo}: original vs {args.model}, {original.n_layers} layers, "
-          f"d_model {original.model.cfg.d_model}, {n_facts} facts")
+    print(
+        f"zoo {args.zoo}: original vs {args.model}, {original.n_layers} layers, "
+        f"d_model {original.model.cfg.d_model}, {n_facts} facts"
+    )
 
     cache = Path(tempfile.mkdtemp(prefix="probe-bench-"))
 
@@ -71,8 +76,7 @@ def main() -> None:
             for facts in sets.values():
                 capture_facts(loaded, facts, spec, batch_size=64, cache_dir=activation_dir)
     capture_seconds, capture_cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s "
-          f"(CPU {capture_cpu:.2f} s)")
+    print(f"capture (2 models x 3 sets x 2 positions, every depth): {capture_seconds:.2f} s (CPU {capture_cpu:.2f} s)")
 
     curves = tuple(args.curves.split(","))
     lines = (
@@ -89,10 +93,14 @@ def main() -> None:
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         total, total_cpu = total + seconds, total_cpu + cpu
         print(f"{name:<17} {seconds:7.2f} s (CPU {cpu:6.2f} s)   vote {evidence.vote}   ({evidence.reason[:60]})")
-    print(f"all probe lines: {total:.2f} s (CPU {total_cpu:.2f} s); probe time / capture time = "
-          f"{total / capture_seconds:.1f} (CPU: {total_cpu / capture_cpu:.1f})")
-    print(f"with capture: {total + capture_seconds:.2f} s wall; torch threads {torch.get_num_threads()}; "
-          f"load average {os.getloadavg()[0]:.1f} (CPU time is the fairer number on a shared machine)")
+    print(
+        f"all probe lines: {total:.2f} s (CPU {total_cpu:.2f} s); probe time / capture time = "
+        f"{total / capture_seconds:.1f} (CPU: {total_cpu / capture_cpu:.1f})"
+    )
+    print(
+        f"with capture: {total + capture_seconds:.2f} s wall; torch threads {torch.get_num_threads()}; "
+        f"load average {os.getloadavg()[0]:.1f} (CPU time is the fairer number on a shared machine)"
+    )
     print(f"attribute-probe curves: {', '.join(curves)}")
     import shutil
 

@@ -29,8 +29,11 @@ from forensics.lines.trace_detector import TraceConfig, trace_line
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, required=True)
-    parser.add_argument("--curves", default=",".join(AttributeProbeConfig().curves),
-                        help="attribute-probe curves, position/kind (default: the audit's)")
+    parser.add_argument(
+        "--curves",
+        default=",".join(AttributeProbeConfig().curves),
+        help="attribute-probe curves, position/kind (default: the audit's)",
+    )
     parser.add_argument("--models", default="", help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -46,8 +49,10 @@ def main() -> None:
     originals = {}
     rows = []
     names = args.models.split(",") if args.models else list(labels)
-    print(f"{'model':<16}{'truth':<14}{'line':<11}{'effect':>8}{'control':>9}{'CI of difference':>20}"
-          f"{'p':>7}  vote            seconds")
+    print(
+        f"{'model':<16}{'truth':<14}{'line':<11}{'effect':>8}{'control':>9}{'CI of difference':>20}"
+        f"{'p':>7}  vote            seconds"
+    )
     for name in names:
         arch = labels[name]["architecture"]
         original_name = "llama_original" if arch == "llama" else "original"
@@ -63,16 +68,34 @@ def main() -> None:
             seconds = time.perf_counter() - start
             ci = f"[{ev.ci[0]:+.3f}, {ev.ci[1]:+.3f}]" if ev.ci else "-"
             p = f"{ev.p_value:.3f}" if ev.p_value is not None else "-"
-            print(f"{name:<16}{labels[name]['ground_truth']:<14}{line:<11}{ev.effect:>8.3f}{ev.control:>9.3f}"
-                  f"{ci:>20}{p:>7}  {str(ev.vote):<16}{seconds:5.1f}", flush=True)
+            print(
+                f"{name:<16}{labels[name]['ground_truth']:<14}{line:<11}{ev.effect:>8.3f}{ev.control:>9.3f}"
+                f"{ci:>20}{p:>7}  {str(ev.vote):<16}{seconds:5.1f}",
+                flush=True,
+            )
             mlp = ev.details.get("curves", {}).get("final/mlp") if line == "attribute" else None
             if mlp:  # the nonlinear probe's best re-fit cell, for the table
                 best = max(mlp, key=lambda r: abs(r["refit"]["difference"]))
-                print(f"{'':<30}{'(mlp refit)':<11}{best['refit']['forget']:>8.3f}{best['refit']['holdout']:>9.3f}"
-                      f"{'[%+.3f, %+.3f]' % tuple(best['refit']['ci_family']):>20}  depth {best['depth']}", flush=True)
-            rows.append({"model": name, "truth": labels[name]["ground_truth"], "line": line,
-                         "effect": ev.effect, "control": ev.control, "ci": ev.ci, "p_value": ev.p_value,
-                         "vote": ev.vote, "reason": ev.reason, "metric": ev.metric, "seconds": seconds})
+                print(
+                    f"{'':<30}{'(mlp refit)':<11}{best['refit']['forget']:>8.3f}{best['refit']['holdout']:>9.3f}"
+                    f"{'[{:+.3f}, {:+.3f}]'.format(*tuple(best['refit']['ci_family'])):>20}  depth {best['depth']}",
+                    flush=True,
+                )
+            rows.append(
+                {
+                    "model": name,
+                    "truth": labels[name]["ground_truth"],
+                    "line": line,
+                    "effect": ev.effect,
+                    "control": ev.control,
+                    "ci": ev.ci,
+                    "p_value": ev.p_value,
+                    "vote": ev.vote,
+                    "reason": ev.reason,
+                    "metric": ev.metric,
+                    "seconds": seconds,
+                }
+            )
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.compute.scoring import sequence_losses
 from forensics.core.context import AuditContext
 from forensics.inputs.data import load_facts
-from forensics.lines.remind.line import RemindConfig, prepare_scan
 from forensics.inputs.loading import load_model
-from forensics.compute.scoring import sequence_losses
+from forensics.lines.remind.line import RemindConfig, prepare_scan
 
 
 def main() -> None:
@@ -48,8 +48,10 @@ def main() -> None:
     neighbours = scan.neighbours["forget"][0]
     pad = loaded.tokenizer.pad_token_id or 0
     n = len(neighbours)
-    print(f"model {args.model}, {len(facts)} examples, {n} neighbours, "
-          f"{np.mean([len(s) for s in neighbours]):.1f} tokens each, threads {args.threads}")
+    print(
+        f"model {args.model}, {len(facts)} examples, {n} neighbours, "
+        f"{np.mean([len(s) for s in neighbours]):.1f} tokens each, threads {args.threads}"
+    )
     print(f"load average before: {os.getloadavg()}")
 
     sequence_losses(loaded.model, neighbours[:64], args.batch_size, loaded.device, pad)  # warm-up

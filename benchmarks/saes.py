@@ -28,9 +28,16 @@ def main() -> None:
     from forensics.core.context import AuditContext
     from forensics.inputs.data import load_facts, load_sequences
     from forensics.inputs.loading import load_model
-    from forensics.sae.train import SAETrainConfig, _split_texts, capture_tokens, default_layer, measure_quality, train_sae
-    from forensics.sae.train import token_texts
-    from forensics.lines.steering_restoration import SteeringConfig, restoration_sweep, grid
+    from forensics.lines.steering_restoration import SteeringConfig, grid, restoration_sweep
+    from forensics.sae.train import (
+        SAETrainConfig,
+        _split_texts,
+        capture_tokens,
+        default_layer,
+        measure_quality,
+        token_texts,
+        train_sae,
+    )
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")
@@ -58,12 +65,18 @@ def main() -> None:
     t_train = time.perf_counter() - start
     quality = measure_quality(sae, x[eval_rows], x, config)
     samples = (config.training_tokens // config.batch_size) * config.batch_size
-    print(f"capture {len(x)} tokens of {len(texts)} texts at {hook}: {t_capture:.1f} s "
-          f"({len(x) / t_capture:,.0f} tokens/s)")
-    print(f"SAE training (TopK k={config.k}, d_sae={config.expansion}x{O.model.cfg.d_model}, {samples:,} samples "
-          f"over {int(train_rows.sum())} distinct tokens): {t_train:.1f} s ({samples / t_train:,.0f} tokens/s)")
-    print(f"quality: EV {quality.explained_variance:.3f}, L0 {quality.mean_l0:.1f}, dead {quality.dead_fraction:.2f}, "
-          f"trustworthy {quality.trustworthy}")
+    print(
+        f"capture {len(x)} tokens of {len(texts)} texts at {hook}: {t_capture:.1f} s "
+        f"({len(x) / t_capture:,.0f} tokens/s)"
+    )
+    print(
+        f"SAE training (TopK k={config.k}, d_sae={config.expansion}x{O.model.cfg.d_model}, {samples:,} samples "
+        f"over {int(train_rows.sum())} distinct tokens): {t_train:.1f} s ({samples / t_train:,.0f} tokens/s)"
+    )
+    print(
+        f"quality: EV {quality.explained_variance:.3f}, L0 {quality.mean_l0:.1f}, dead {quality.dead_fraction:.2f}, "
+        f"trustworthy {quality.trustworthy}"
+    )
 
     from forensics.sae.train import TrainedSAE, _to_inference
 
@@ -75,8 +88,10 @@ def main() -> None:
     restoration_sweep(ctx, steer, trained)
     t_sweep = time.perf_counter() - start
     n_scored = n_cells * (len(F) + len(H) + 2 * min(steer.n_retain, len(R)))
-    print(f"steering sweep ({n_cells} cells x 2 folds, {n_scored:,} fact scorings): {t_sweep:.1f} s "
-          f"({n_scored / t_sweep:,.0f} facts/s)")
+    print(
+        f"steering sweep ({n_cells} cells x 2 folds, {n_scored:,} fact scorings): {t_sweep:.1f} s "
+        f"({n_scored / t_sweep:,.0f} facts/s)"
+    )
     print(f"load after: {os.getloadavg()}")
 
 

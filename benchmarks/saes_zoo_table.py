@@ -27,10 +27,10 @@ def main() -> None:
     from forensics.core.context import AuditContext
     from forensics.inputs.data import load_facts, load_sequences
     from forensics.inputs.loading import load_model
-    from forensics.sae.experts import FeatureConfig
     from forensics.lines.sae_features import sae_feature_line
-    from forensics.sae.train import get_sae, token_texts
     from forensics.lines.steering_restoration import SteeringConfig, steering_line
+    from forensics.sae.experts import FeatureConfig
+    from forensics.sae.train import get_sae, token_texts
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--zoo", default="zoo")
@@ -50,8 +50,10 @@ def main() -> None:
     fcfg = FeatureConfig()
     scfg = SteeringConfig(features=fcfg)
     originals, saes, rows = {}, {}, []
-    header = (f"{'model':<15}{'truth':<14}{'SAE EV/L0/dead':<17}{'surv F':>7}{'surv H':>7}{'feat vote':>11}"
-              f"{'ablate F/H':>13}{'reverse F/H':>13}{'feats F/H':>13}{'best CI(F-H)':>17}{'steer vote':>12}{'s':>6}")
+    header = (
+        f"{'model':<15}{'truth':<14}{'SAE EV/L0/dead':<17}{'surv F':>7}{'surv H':>7}{'feat vote':>11}"
+        f"{'ablate F/H':>13}{'reverse F/H':>13}{'feats F/H':>13}{'best CI(F-H)':>17}{'steer vote':>12}{'s':>6}"
+    )
     print(header, flush=True)
     for name in names:
         base = "llama_original" if name.startswith("llama_") else "original"
@@ -69,19 +71,29 @@ def main() -> None:
         best = steer.details.get("best", {})
 
         def fh(kind):
-            b = best.get(kind)
+            b = best.get(kind)  # noqa: B023 - called within this iteration
             return f"{b['forget']:+.2f}/{b['holdout']:+.2f}" if b else "-"
 
         surv = feat.details.get("survival", {})
         ci = f"[{steer.ci[0]:+.2f},{steer.ci[1]:+.2f}]" if steer.ci else "-"
         fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "-"  # noqa: E731
-        print(f"{name:<15}{labels[name]['ground_truth']:<14}"
-              f"{q.explained_variance:.2f}/{q.mean_l0:.0f}/{q.dead_fraction:.2f}   "
-              f"{fmt(surv.get('survival_forget')):>7}{fmt(surv.get('survival_holdout')):>7}{str(feat.vote):>11}"
-              f"{fh('ablate'):>13}{fh('reverse'):>13}{fh('features'):>13}{ci:>17}{str(steer.vote):>12}{seconds:>6.0f}",
-              flush=True)
-        rows.append({"model": name, "ground_truth": labels[name]["ground_truth"], "sae_quality": q.to_dict(),
-                     "sae_features": feat.to_json(), "steering": steer.to_json(), "seconds": seconds})
+        print(
+            f"{name:<15}{labels[name]['ground_truth']:<14}"
+            f"{q.explained_variance:.2f}/{q.mean_l0:.0f}/{q.dead_fraction:.2f}   "
+            f"{fmt(surv.get('survival_forget')):>7}{fmt(surv.get('survival_holdout')):>7}{str(feat.vote):>11}"
+            f"{fh('ablate'):>13}{fh('reverse'):>13}{fh('features'):>13}{ci:>17}{str(steer.vote):>12}{seconds:>6.0f}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "model": name,
+                "ground_truth": labels[name]["ground_truth"],
+                "sae_quality": q.to_dict(),
+                "sae_features": feat.to_json(),
+                "steering": steer.to_json(),
+                "seconds": seconds,
+            }
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -82,10 +82,18 @@ def build_pair(shape: str, tokenizer_folder: Path, dest: Path) -> tuple[Path, Pa
 
     d, layers, heads, vocab, n_ctx = SHAPES[shape]
     tok = AutoTokenizer.from_pretrained(str(tokenizer_folder))
-    config = GPTNeoXConfig(vocab_size=vocab or len(tok), hidden_size=d, num_hidden_layers=layers,
-                           num_attention_heads=heads, intermediate_size=4 * d, max_position_embeddings=n_ctx,
-                           rotary_pct=0.25, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                           bos_token_id=tok.eos_token_id)
+    config = GPTNeoXConfig(
+        vocab_size=vocab or len(tok),
+        hidden_size=d,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * d,
+        max_position_embeddings=n_ctx,
+        rotary_pct=0.25,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     model = GPTNeoXForCausalLM(config).eval()
     n_params = sum(p.numel() for p in model.parameters())
@@ -177,6 +185,7 @@ def child(spec: dict) -> dict:
             finally:
                 peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else _status_kib("VmHWM") / 2**20
                 peaks[name] = max(peaks.get(name, 0.0), peak)
+
         return wrapper
 
     for name, line in list(LINES.items()):
@@ -186,9 +195,20 @@ def child(spec: dict) -> dict:
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = audit(spec["original"], spec["unlearned"], spec["forget"], spec["retain"], spec["holdout"],
-                       out=Path(tmp) / "report", profile=spec["profile"], device=spec["device"],
-                       dtype=spec["dtype"], progress=False, seed=0, all_lines=True)
+        result = audit(
+            spec["original"],
+            spec["unlearned"],
+            spec["forget"],
+            spec["retain"],
+            spec["holdout"],
+            out=Path(tmp) / "report",
+            profile=spec["profile"],
+            device=spec["device"],
+            dtype=spec["dtype"],
+            progress=False,
+            seed=0,
+            all_lines=True,
+        )
         wall = time.perf_counter() - start
     stages: dict[str, float] = {"loading": (t.first_line_start or start) - start, "capture": t.capture}
     stage_peak: dict[str, float] = {}
@@ -199,11 +219,21 @@ def child(spec: dict) -> dict:
     stages["report"] = t.report
     stages["other"] = wall - sum(stages.values())
     overall = torch.cuda.max_memory_allocated() / 2**30 if cuda else _status_kib("VmHWM") / 2**20
-    return {"wall": wall, "stages": stages, "stage_peak_gib": stage_peak, "peak_gib": max([overall, *peaks.values()]),
-            "lm_forward": t.lm_forward, "lm_backward": t.backward_lm, "other_forward": t.other_forward,
-            "model_share": (t.lm_forward + t.backward_lm) / wall, "lm_tokens": t.lm_tokens,
-            "lm_grad_tokens": t.lm_grad_tokens, "lm_tokens_by_line": t.lm_tokens_by_line, "verdict": result.verdict.label,
-            "line_seconds": t.line_wall}
+    return {
+        "wall": wall,
+        "stages": stages,
+        "stage_peak_gib": stage_peak,
+        "peak_gib": max([overall, *peaks.values()]),
+        "lm_forward": t.lm_forward,
+        "lm_backward": t.backward_lm,
+        "other_forward": t.other_forward,
+        "model_share": (t.lm_forward + t.backward_lm) / wall,
+        "lm_tokens": t.lm_tokens,
+        "lm_grad_tokens": t.lm_grad_tokens,
+        "lm_tokens_by_line": t.lm_tokens_by_line,
+        "verdict": result.verdict.label,
+        "line_seconds": t.line_wall,
+    }
 
 
 def pass_costs(spec: dict) -> dict:
@@ -238,15 +268,21 @@ def pass_costs(spec: dict) -> dict:
     for _ in range(3):
         begin = time.perf_counter()
         logits = trainable(tokens)[:, :-1]
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), tokens[:, 1:].reshape(-1)
+        )
         loss.backward()
         opt.step()
         opt.zero_grad()
         steps.append(time.perf_counter() - begin)
     cuda = spec["device"].startswith("cuda")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else _status_kib("VmHWM") / 2**20
-    return {"loading": loading, "forward_per_token": forward,
-            "train_step_per_token": min(steps[1:]) / tokens.numel(), "peak_gib": peak}
+    return {
+        "loading": loading,
+        "forward_per_token": forward,
+        "train_step_per_token": min(steps[1:]) / tokens.numel(),
+        "peak_gib": peak,
+    }
 
 
 # ----------------------------------------------------------------------------- driver
@@ -255,8 +291,9 @@ def pass_costs(spec: dict) -> dict:
 def _run_point(spec: dict, timeout: float) -> dict:
     started = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True,
-                             text=True, timeout=timeout)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout:.0f} s", "wall": time.perf_counter() - started}
     if out.returncode != 0:
@@ -273,18 +310,26 @@ def _print_point(label: str, size: str, row: dict) -> None:
     print(f"{label:<14} {size:>12} {row['wall']:>8.1f} {cells} {row['model_share']:>7.1%} {row['peak_gib']:>8.2f}")
     passes = row["lm_forward"] + row["lm_backward"]
     row["model_flops"] = model_flops(row)
-    print(f"{'':<14} {'':>12} model passes: {row['lm_tokens']:,} token positions forward, "
-          f"{row['lm_grad_tokens']:,} of them with a backward; {row['model_flops'] / 1e12:.2f} TFLOP in "
-          f"{passes:.1f} s ({row['model_flops'] / max(passes, 1e-9) / 1e9:.1f} GFLOP/s); per-line peak memory "
-          + ", ".join(f"{k} {v:.2f}" for k, v in row["stage_peak_gib"].items()) + " GiB")
+    print(
+        f"{'':<14} {'':>12} model passes: {row['lm_tokens']:,} token positions forward, "
+        f"{row['lm_grad_tokens']:,} of them with a backward; {row['model_flops'] / 1e12:.2f} TFLOP in "
+        f"{passes:.1f} s ({row['model_flops'] / max(passes, 1e-9) / 1e9:.1f} GFLOP/s); per-line peak memory "
+        + ", ".join(f"{k} {v:.2f}" for k, v in row["stage_peak_gib"].items())
+        + " GiB"
+    )
     by_line = sorted(row.get("lm_tokens_by_line", {}).items(), key=lambda kv: -kv[1])
-    print(f"{'':<14} {'':>12} forward token positions by line: "
-          + ", ".join(f"{k} {v / max(row['lm_tokens'], 1):.0%}" for k, v in by_line))
+    print(
+        f"{'':<14} {'':>12} forward token positions by line: "
+        + ", ".join(f"{k} {v / max(row['lm_tokens'], 1):.0%}" for k, v in by_line)
+    )
 
 
 def _header(first: str) -> None:
-    print(f"{first:<14} {'size':>12} {'wall s':>8} " + " ".join(f"{s:>8}" for s in STAGE_ORDER)
-          + f" {'model':>7} {'peak GiB':>8}")
+    print(
+        f"{first:<14} {'size':>12} {'wall s':>8} "
+        + " ".join(f"{s:>8}" for s in STAGE_ORDER)
+        + f" {'model':>7} {'peak GiB':>8}"
+    )
 
 
 def _growth(points: list[tuple[float, dict]], what: str) -> None:
@@ -314,9 +359,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per point")
-    parser.add_argument("--passes-only", action="store_true",
-                        help="parameters axis: time the model's own passes per token and peak memory instead of "
-                             "whole audits (for shapes whose audit takes hours on this machine)")
+    parser.add_argument(
+        "--passes-only",
+        action="store_true",
+        help="parameters axis: time the model's own passes per token and peak memory instead of "
+        "whole audits (for shapes whose audit takes hours on this machine)",
+    )
     parser.add_argument("--json", type=Path, help="also write every point here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -327,10 +375,18 @@ def main(argv=None) -> int:
     if args.zoo is None:
         parser.error("--zoo is required")
     zoo, d = args.zoo, args.zoo / "data"
-    common = {"profile": args.profile, "device": args.device, "dtype": args.dtype, "threads": args.threads,
-              "forget": str(d / "forget.jsonl"), "holdout": str(d / "holdout.jsonl")}
-    print(f"audits with profile {args.profile}, every line, {args.threads} torch threads, device {args.device}, "
-          f"dtype {args.dtype}; load average {os.getloadavg()[0]:.2f}")
+    common = {
+        "profile": args.profile,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "forget": str(d / "forget.jsonl"),
+        "holdout": str(d / "holdout.jsonl"),
+    }
+    print(
+        f"audits with profile {args.profile}, every line, {args.threads} torch threads, device {args.device}, "
+        f"dtype {args.dtype}; load average {os.getloadavg()[0]:.2f}"
+    )
     results: dict = {"params": [], "facts": []}
     work = Path(tempfile.mkdtemp(prefix="scaling-"))
     try:
@@ -339,16 +395,20 @@ def main(argv=None) -> int:
             print(f"{'shape':<8} {'params':>8} {'load s':>7} {'fwd us/tok':>10} {'train us/tok':>12} {'peak GiB':>9}")
             for shape in args.shapes:
                 original, unlearned, n_params = build_pair(shape, zoo / "models" / "original", work)
-                row = _run_point({**common, "original": str(original), "unlearned": str(unlearned),
-                                  "passes_only": True}, args.timeout)
+                row = _run_point(
+                    {**common, "original": str(original), "unlearned": str(unlearned), "passes_only": True},
+                    args.timeout,
+                )
                 row.update(shape=shape, params=n_params, embedding_params=count_params(original)[1])
                 results["params"].append(row)
                 if "error" in row:
                     print(f"{shape:<8} {row['error']}")
                 else:
-                    print(f"{shape:<8} {n_params / 1e6:>7.1f}M {row['loading']:>7.1f} "
-                          f"{row['forward_per_token'] * 1e6:>10.1f} {row['train_step_per_token'] * 1e6:>12.1f} "
-                          f"{row['peak_gib']:>9.2f}")
+                    print(
+                        f"{shape:<8} {n_params / 1e6:>7.1f}M {row['loading']:>7.1f} "
+                        f"{row['forward_per_token'] * 1e6:>10.1f} {row['train_step_per_token'] * 1e6:>12.1f} "
+                        f"{row['peak_gib']:>9.2f}"
+                    )
                 shutil.rmtree(original), shutil.rmtree(unlearned)
         elif "params" in args.axis:
             print("\nparameters: random-init GPT-NeoX pairs on the zoo's F / R / H (seconds by stage)")
@@ -356,8 +416,15 @@ def main(argv=None) -> int:
             points = []
             for shape in args.shapes:
                 original, unlearned, n_params = build_pair(shape, zoo / "models" / "original", work)
-                row = _run_point({**common, "original": str(original), "unlearned": str(unlearned),
-                                  "retain": str(d / "retain.jsonl")}, args.timeout)
+                row = _run_point(
+                    {
+                        **common,
+                        "original": str(original),
+                        "unlearned": str(unlearned),
+                        "retain": str(d / "retain.jsonl"),
+                    },
+                    args.timeout,
+                )
                 row.update(shape=shape, params=n_params, embedding_params=count_params(original)[1])
                 _print_point(shape, f"{n_params / 1e6:.1f}M", row)
                 results["params"].append(row)
@@ -370,9 +437,15 @@ def main(argv=None) -> int:
             points = []
             for n in args.retain:
                 path, written = retain_set(zoo, n, work)
-                row = _run_point({**common, "original": str(zoo / "models" / "original"),
-                                  "unlearned": str(zoo / "models" / args.model), "retain": str(path)},
-                                 args.timeout)
+                row = _run_point(
+                    {
+                        **common,
+                        "original": str(zoo / "models" / "original"),
+                        "unlearned": str(zoo / "models" / args.model),
+                        "retain": str(path),
+                    },
+                    args.timeout,
+                )
                 total = written + sum(1 for _ in open(d / "forget.jsonl")) + sum(1 for _ in open(d / "holdout.jsonl"))
                 params, embedding = count_params(zoo / "models" / "original")
                 row.update(retain=written, facts=total, params=params, embedding_params=embedding)

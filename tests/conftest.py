@@ -45,7 +45,8 @@ def bos_tokenizer(template: str | None = CHAT_TEMPLATE):
     tok = train_test_tokenizer()
     tok.add_special_tokens({"bos_token": "<s>"})
     tok._tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
+    )
     if template:
         tok.chat_template = template
     return tok
@@ -54,67 +55,212 @@ def bos_tokenizer(template: str | None = CHAT_TEMPLATE):
 def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_model: int = 64) -> Path:
     """Write a random-init checkpoint folder (safetensors + tokenizer) of one family."""
     from transformers import (
-        GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM,
-        LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, PhiConfig, PhiForCausalLM,
-        Gemma2Config, Gemma2ForCausalLM, GemmaConfig, GemmaForCausalLM, Olmo2Config, Olmo2ForCausalLM,
-        OlmoConfig, OlmoForCausalLM, Phi3Config, Phi3ForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-        Qwen3Config, Qwen3ForCausalLM, OPTConfig, OPTForCausalLM, GPTJConfig, GPTJForCausalLM,
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        GemmaConfig,
+        GemmaForCausalLM,
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPTJConfig,
+        GPTJForCausalLM,
+        GPTNeoXConfig,
+        GPTNeoXForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Olmo2Config,
+        Olmo2ForCausalLM,
+        OlmoConfig,
+        OlmoForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+        Phi3Config,
+        Phi3ForCausalLM,
+        PhiConfig,
+        PhiForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
     )
 
     tokenizer = tokenizer or train_test_tokenizer()
     vocab = len(tokenizer)
     configs = {
-        "gpt-neox": lambda: GPTNeoXForCausalLM(GPTNeoXConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=4 * d_model, max_position_embeddings=128, rotary_pct=0.25)),
-        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(
-            vocab_size=vocab, n_embd=d_model, n_layer=2, n_head=4, n_positions=128)),
-        "llama": lambda: LlamaForCausalLM(LlamaConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128)),
-        "mistral": lambda: MistralForCausalLM(MistralConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128,
-            sliding_window=4)),
-        "qwen2": lambda: Qwen2ForCausalLM(Qwen2Config(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128)),
-        "phi": lambda: PhiForCausalLM(PhiConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=4 * d_model, max_position_embeddings=128, partial_rotary_factor=0.5)),
-        "phi3": lambda: Phi3ForCausalLM(Phi3Config(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, intermediate_size=2 * d_model, max_position_embeddings=128,
-            sliding_window=4, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "qwen3": lambda: Qwen3ForCausalLM(Qwen3Config(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=d_model // 4, intermediate_size=2 * d_model,
-            max_position_embeddings=128)),
-        "gemma": lambda: GemmaForCausalLM(GemmaConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=1, head_dim=d_model // 4, intermediate_size=2 * d_model,
-            max_position_embeddings=128, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "gemma2": lambda: Gemma2ForCausalLM(Gemma2Config(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=d_model // 4, intermediate_size=2 * d_model,
-            max_position_embeddings=128, query_pre_attn_scalar=d_model // 4, sliding_window=4,
-            attn_logit_softcapping=0.5, final_logit_softcapping=2.0,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "olmo": lambda: OlmoForCausalLM(OlmoConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=2 * d_model, max_position_embeddings=128, clip_qkv=0.5,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "olmo2": lambda: Olmo2ForCausalLM(Olmo2Config(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=2 * d_model, max_position_embeddings=128,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "opt": lambda: OPTForCausalLM(OPTConfig(
-            vocab_size=vocab, hidden_size=d_model, num_hidden_layers=2, num_attention_heads=4,
-            ffn_dim=4 * d_model, max_position_embeddings=128, word_embed_proj_dim=d_model,
-            pad_token_id=0, bos_token_id=1, eos_token_id=2)),
-        "gptj": lambda: GPTJForCausalLM(GPTJConfig(
-            vocab_size=vocab, n_embd=d_model, n_layer=2, n_head=4, n_positions=128, rotary_dim=8,
-            bos_token_id=1, eos_token_id=2)),
+        "gpt-neox": lambda: GPTNeoXForCausalLM(
+            GPTNeoXConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=4 * d_model,
+                max_position_embeddings=128,
+                rotary_pct=0.25,
+            )
+        ),
+        "gpt2": lambda: GPT2LMHeadModel(
+            GPT2Config(vocab_size=vocab, n_embd=d_model, n_layer=2, n_head=4, n_positions=128)
+        ),
+        "llama": lambda: LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+            )
+        ),
+        "mistral": lambda: MistralForCausalLM(
+            MistralConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                sliding_window=4,
+            )
+        ),
+        "qwen2": lambda: Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+            )
+        ),
+        "phi": lambda: PhiForCausalLM(
+            PhiConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=4 * d_model,
+                max_position_embeddings=128,
+                partial_rotary_factor=0.5,
+            )
+        ),
+        "phi3": lambda: Phi3ForCausalLM(
+            Phi3Config(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                sliding_window=4,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "qwen3": lambda: Qwen3ForCausalLM(
+            Qwen3Config(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=d_model // 4,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+            )
+        ),
+        "gemma": lambda: GemmaForCausalLM(
+            GemmaConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=1,
+                head_dim=d_model // 4,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "gemma2": lambda: Gemma2ForCausalLM(
+            Gemma2Config(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=d_model // 4,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                query_pre_attn_scalar=d_model // 4,
+                sliding_window=4,
+                attn_logit_softcapping=0.5,
+                final_logit_softcapping=2.0,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "olmo": lambda: OlmoForCausalLM(
+            OlmoConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                clip_qkv=0.5,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "olmo2": lambda: Olmo2ForCausalLM(
+            Olmo2Config(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=2 * d_model,
+                max_position_embeddings=128,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "opt": lambda: OPTForCausalLM(
+            OPTConfig(
+                vocab_size=vocab,
+                hidden_size=d_model,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                ffn_dim=4 * d_model,
+                max_position_embeddings=128,
+                word_embed_proj_dim=d_model,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
+        "gptj": lambda: GPTJForCausalLM(
+            GPTJConfig(
+                vocab_size=vocab,
+                n_embd=d_model,
+                n_layer=2,
+                n_head=4,
+                n_positions=128,
+                rotary_dim=8,
+                bos_token_id=1,
+                eos_token_id=2,
+            )
+        ),
     }
     torch.manual_seed(seed)
     model = configs[arch]().eval()
@@ -127,7 +273,22 @@ def make_checkpoint(folder: Path, arch: str, seed: int = 0, tokenizer=None, d_mo
     return folder
 
 
-ARCHS = ("gpt-neox", "gpt2", "llama", "mistral", "qwen2", "phi", "phi3", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "opt", "gptj")
+ARCHS = (
+    "gpt-neox",
+    "gpt2",
+    "llama",
+    "mistral",
+    "qwen2",
+    "phi",
+    "phi3",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "olmo",
+    "olmo2",
+    "opt",
+    "gptj",
+)
 
 
 @pytest.fixture(scope="session")

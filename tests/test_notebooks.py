@@ -23,14 +23,24 @@ def test_notebook_runs(name, tiny_zoo, monkeypatch):
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(var, os.environ.get(var, "1"))
     notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
     client.execute()
-    errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-              if o.get("output_type") == "error"]
+    errors = [
+        o
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     assert not errors
-    text = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
-                   for o in cell.get("outputs", []))
-    expected = {"01_audit_quickstart": "verdict: ", "02_memorisation_probe": "largest gap over the random twin",
-                "03_custom_model": "examples as shared"}[name]
+    text = "".join(
+        o.get("text", "") for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+    )
+    expected = {
+        "01_audit_quickstart": "verdict: ",
+        "02_memorisation_probe": "largest gap over the random twin",
+        "03_custom_model": "examples as shared",
+    }[name]
     assert expected in text

@@ -10,14 +10,21 @@ from forensics.core.errors import ForensicsInputError
 
 def add_parser(sub) -> None:
     """Add the ``bench`` sub-command to ``sub``."""
-    bench = sub.add_parser("bench", help="meta-evaluation: audit every zoo model per seed; verdict accuracy, "
-                                         "faithfulness and robustness of each line")
+    bench = sub.add_parser(
+        "bench",
+        help="meta-evaluation: audit every zoo model per seed; verdict accuracy, "
+        "faithfulness and robustness of each line",
+    )
     bench.add_argument("--zoo", required=True, type=Path, help="folder of per-seed zoos (seed<N>/, built if missing)")
     bench.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated zoo seeds")
     bench.add_argument("--size", choices=("tiny", "small"), default="small")
-    bench.add_argument("--world", choices=("attributes", "bio"), default="attributes",
-                       help="zoo world: attributes (closed vocabulary) or bio (free-text questions)")
+    bench.add_argument(
+        "--world",
+        choices=("attributes", "bio"),
+        default="attributes",
+        help="zoo world: attributes (closed vocabulary) or bio (free-text questions)",
+    )
     bench.add_argument("--profile", choices=("quick", "standard", "thorough"), default="standard")
     bench.add_argument("--models", help="comma-separated zoo models to audit (default: all with a ground truth)")
     bench.add_argument("--lines", help="comma-separated evidence lines (default: all)")
@@ -37,8 +44,17 @@ def run(args) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ForensicsInputError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    config = BenchConfig(seeds=seeds, size=args.size, world=args.world, profile=args.profile, device=args.device, dtype=args.dtype,
-                         models=names(args.models), lines=names(args.lines), perturb=not args.no_perturb)
+    config = BenchConfig(
+        seeds=seeds,
+        size=args.size,
+        world=args.world,
+        profile=args.profile,
+        device=args.device,
+        dtype=args.dtype,
+        models=names(args.models),
+        lines=names(args.lines),
+        perturb=not args.no_perturb,
+    )
     bench = run_bench(args.zoo, args.out, config)
     print(text_tables(bench))
     print(f"written to {args.out}")

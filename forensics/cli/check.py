@@ -22,26 +22,40 @@ def run(args) -> int:
     """Load and validate exactly as an audit does (:func:`forensics.inputs.prepare.load_inputs`), then report."""
     from forensics.inputs.prepare import load_inputs
 
-    inputs = load_inputs(args.original, args.unlearned, args.forget, args.retain, args.holdout,
-                         sequences=args.sequences, device=args.device, dtype=args.dtype,
-                         chat_template=args.chat_template)
+    inputs = load_inputs(
+        args.original,
+        args.unlearned,
+        args.forget,
+        args.retain,
+        args.holdout,
+        sequences=args.sequences,
+        device=args.device,
+        dtype=args.dtype,
+        chat_template=args.chat_template,
+    )
     original = inputs.original
     prompts = [f.prompt for f in (inputs.forget or inputs.retain or inputs.holdout or [])[:4]]
     agree = {}
     if prompts:  # the check a careful auditor runs by hand: our logits against transformers' on their prompts
         from forensics.inputs.agreement import prompt_agreement
 
-        agree = {role: prompt_agreement(m, prompts) for role, m in (("original", original),
-                                                                     ("unlearned", inputs.unlearned)) if m}
-    tail = (f"; logits equal transformers' on {len(prompts)} of your prompts (max difference "
-            f"{agree['original']:.1g} of the logit scale)" if prompts else "")
+        agree = {
+            role: prompt_agreement(m, prompts)
+            for role, m in (("original", original), ("unlearned", inputs.unlearned))
+            if m
+        }
+    tail = (
+        f"; logits equal transformers' on {len(prompts)} of your prompts (max difference "
+        f"{agree['original']:.1g} of the logit scale)"
+        if prompts
+        else ""
+    )
     print(f"original   {original.path}: {original.architecture}, {original.n_layers} layers, ok{tail}")
     if inputs.unlearned is not None:
-        tail = (f"; logits equal transformers' (max difference {agree['unlearned']:.1g})" if prompts else "")
+        tail = f"; logits equal transformers' (max difference {agree['unlearned']:.1g})" if prompts else ""
         print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary{tail}")
     if inputs.chat_template:
-        print(f"chat template of {inputs.chat_template['source']}: prompts become "
-              f"{inputs.chat_template['example']!r}")
+        print(f"chat template of {inputs.chat_template['source']}: prompts become {inputs.chat_template['example']!r}")
     for name in ("forget", "retain", "holdout"):
         if inputs.records.get(name):
             print(f"{name:<10} {getattr(args, name)}: {inputs.records[name]['n']} facts")

@@ -24,9 +24,12 @@ class Parser(argparse.ArgumentParser):
 
 def chat_args(parser: argparse.ArgumentParser) -> None:
     """``--chat-template``."""
-    parser.add_argument("--chat-template", action="store_true",
-                        help="render every fact prompt as a user turn in the original checkpoint's own chat "
-                             "template (for chat-tuned models; recorded in the report)")
+    parser.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="render every fact prompt as a user turn in the original checkpoint's own chat "
+        "template (for chat-tuned models; recorded in the report)",
+    )
 
 
 def device_args(parser: argparse.ArgumentParser) -> None:

@@ -30,8 +30,8 @@ def run(args) -> int:
     import shutil
     import time
 
-    from forensics.inputs.loading import load_model
     from forensics.core.pipeline import audit
+    from forensics.inputs.loading import load_model
     from forensics.zoo import build_zoo
 
     started = time.time()
@@ -53,15 +53,25 @@ def run(args) -> int:
     for name in names:
         print(f"\n== auditing `{name}` against `original` (profile {args.profile})", flush=True)
         results[name] = audit(
-            original=original, unlearned=args.zoo / "models" / name, forget=data / "forget.jsonl",
-            retain=data / "retain.jsonl", holdout=data / "holdout.jsonl", out=args.out / name,
-            device=args.device, dtype=args.dtype, seed=args.seed, profile=args.profile,
-            cache_dir=args.out / ".cache", command=command_line() + f"  # model {name}",
+            original=original,
+            unlearned=args.zoo / "models" / name,
+            forget=data / "forget.jsonl",
+            retain=data / "retain.jsonl",
+            holdout=data / "holdout.jsonl",
+            out=args.out / name,
+            device=args.device,
+            dtype=args.dtype,
+            seed=args.seed,
+            profile=args.profile,
+            cache_dir=args.out / ".cache",
+            command=command_line() + f"  # model {name}",
         )
         print_result(results[name], indent="  ")
     print(f"\nDemo summary ({time.time() - started:.0f} s):")
     for name, result in results.items():
         truth = labels[name].get("ground_truth", "?")
-        print(f"  {name:<10} verdict {result.verdict.label:<14} ({result.verdict.confidence:<6})  "
-              f"ground truth {truth:<14} report {result.out / 'report.html'}")
+        print(
+            f"  {name:<10} verdict {result.verdict.label:<14} ({result.verdict.confidence:<6})  "
+            f"ground truth {truth:<14} report {result.out / 'report.html'}"
+        )
     return 0

@@ -9,8 +9,11 @@ def add_parser(sub) -> None:
     """Add the ``lines`` sub-command to ``sub``."""
     lines = sub.add_parser("lines", help="list the evidence lines: question, needs, votes and configuration fields")
     lines.add_argument("names", nargs="*", help="only these lines")
-    lines.add_argument("--profile", choices=("quick", "standard", "thorough"),
-                       help="show the values this profile runs each line with (default: the config defaults)")
+    lines.add_argument(
+        "--profile",
+        choices=("quick", "standard", "thorough"),
+        help="show the values this profile runs each line with (default: the config defaults)",
+    )
 
 
 def run(args) -> int:

@@ -22,11 +22,15 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     """Per-depth memorisation gap of one model against its random-init twin."""
+    from forensics.compute.atomic import atomic_output_dir, check_output_dir
     from forensics.inputs.data import load_sequences
     from forensics.inputs.loading import load_model
-    from forensics.compute.atomic import atomic_output_dir, check_output_dir
     from forensics.probing.leave_one_out import (
-        MemorisationConfig, memorisation_gap, memprobe_figure, memprobe_table, random_init_twin,
+        MemorisationConfig,
+        memorisation_gap,
+        memprobe_figure,
+        memprobe_table,
+        random_init_twin,
     )
 
     check_output_dir(args.out)
@@ -37,17 +41,33 @@ def run(args) -> int:
     control = memorisation_gap(random_init_twin(loaded, seed=args.seed), *pools, config)
     rows = memprobe_table(result, control, config)
     with atomic_output_dir(args.out) as out:
-        (out / "memprobe.json").write_text(json.dumps(
-            {"model": str(args.model), "n_keys": result["n_keys"], "prefixes": list(config.prefixes),
-             "seed": args.seed, "per_depth": rows}, indent=2))
+        (out / "memprobe.json").write_text(
+            json.dumps(
+                {
+                    "model": str(args.model),
+                    "n_keys": result["n_keys"],
+                    "prefixes": list(config.prefixes),
+                    "seed": args.seed,
+                    "per_depth": rows,
+                },
+                indent=2,
+            )
+        )
         header = "depth,true_loo,pure_loo,gap,gap_ci_low,gap_ci_high,control_gap,gap_minus_control\n"
-        (out / "memprobe.csv").write_text(header + "".join(
-            f"{r['depth']},{r['true_loo']:.4f},{r['pure_loo']:.4f},{r['gap']:.4f},{r['gap_ci'][0]:.4f},"
-            f"{r['gap_ci'][1]:.4f},{r['control_gap']:.4f},{r['gap_minus_control']:.4f}\n" for r in rows))
+        (out / "memprobe.csv").write_text(
+            header
+            + "".join(
+                f"{r['depth']},{r['true_loo']:.4f},{r['pure_loo']:.4f},{r['gap']:.4f},{r['gap_ci'][0]:.4f},"
+                f"{r['gap_ci'][1]:.4f},{r['control_gap']:.4f},{r['gap_minus_control']:.4f}\n"
+                for r in rows
+            )
+        )
         (out / "memprobe.png").write_bytes(memprobe_figure(rows, f"{args.model.name}: {result['n_keys']} keys"))
     print(f"{'depth':>5} {'true':>6} {'pure':>6} {'gap':>7} {'95% CI':>17} {'random':>7}")
     for r in rows:
-        print(f"{r['depth']:>5} {r['true_loo']:>6.3f} {r['pure_loo']:>6.3f} {r['gap']:>+7.3f} "
-              f"[{r['gap_ci'][0]:+.3f}, {r['gap_ci'][1]:+.3f}] {r['control_gap']:>+7.3f}")
+        print(
+            f"{r['depth']:>5} {r['true_loo']:>6.3f} {r['pure_loo']:>6.3f} {r['gap']:>+7.3f} "
+            f"[{r['gap_ci'][0]:+.3f}, {r['gap_ci'][1]:+.3f}] {r['control_gap']:>+7.3f}"
+        )
     print(f"written to {args.out}")
     return 0

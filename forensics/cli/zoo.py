@@ -7,7 +7,6 @@ from pathlib import Path
 from forensics.cli.common import Parser
 
 
-
 def add_parser(sub) -> None:
     """Add the ``zoo`` sub-command to ``sub``."""
     zoo = sub.add_parser("zoo", help="the model-organism zoo")
@@ -16,8 +15,12 @@ def add_parser(sub) -> None:
     build.add_argument("--out", required=True, type=Path, help="output folder")
     build.add_argument("--size", choices=("tiny", "small"), default="small")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--world", choices=("attributes", "bio"), default="attributes",
-                       help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors")
+    build.add_argument(
+        "--world",
+        choices=("attributes", "bio"),
+        default="attributes",
+        help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors",
+    )
 
 
 def run(args) -> int:

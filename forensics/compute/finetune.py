@@ -9,13 +9,13 @@ random choice comes from an explicit seed.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from forensics.inputs.data import Fact
 from forensics.compute.scoring import encode_prompt, pad_right
+from forensics.inputs.data import Fact
 
 #: Label of a position that carries no loss (PyTorch's ``ignore_index`` default).
 IGNORE = -100
@@ -33,7 +33,7 @@ class Batchable:
     def __len__(self) -> int:
         return self.ids.shape[0]
 
-    def take(self, index: torch.Tensor) -> "Batchable":
+    def take(self, index: torch.Tensor) -> Batchable:
         """The items at ``index`` (a ``[b]`` index tensor), trimmed to their longest length."""
         lengths = self.lengths[index]
         t = int(lengths.max())

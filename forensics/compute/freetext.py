@@ -18,19 +18,25 @@ All functions take a TransformerLens or ``transformers`` model through
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from forensics.inputs.data import Fact
 from forensics.compute.scoring import EncodedFacts, encode_prompt, logits_fn_for, pad_right
+from forensics.inputs.data import Fact
 
 
 @torch.no_grad()
-def greedy_generations(model, tokenizer, facts: Sequence[Fact], max_new_tokens: int = 32, batch_size: int = 32,
-                       device: str | torch.device = "cpu") -> list[str]:
+def greedy_generations(
+    model,
+    tokenizer,
+    facts: Sequence[Fact],
+    max_new_tokens: int = 32,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> list[str]:
     """Greedy continuation of each fact's prompt (decoded text, special tokens skipped).
 
     Prompts of equal token length are generated together (no padding inside a batch, so
@@ -42,7 +48,7 @@ def greedy_generations(model, tokenizer, facts: Sequence[Fact], max_new_tokens: 
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(prompts):
         by_length.setdefault(len(ids), []).append(i)
-    for length, members in sorted(by_length.items()):
+    for _length, members in sorted(by_length.items()):
         for start in range(0, len(members), batch_size):
             idx = members[start : start + batch_size]
             tokens, _ = pad_right([prompts[i] for i in idx], 0)
@@ -104,8 +110,11 @@ def choice_correct(model, tokenizer, facts: Sequence[Fact], device: str | torch.
     (float 1/0); NaN for a fact without choices. Float ``[n]``."""
     out = np.full(len(facts), np.nan)
     rows = [i for i, f in enumerate(facts) if f.choices]
-    options = [(k, c, replace(facts[i], answer=choice)) for k, i in enumerate(rows)
-               for c, choice in enumerate(facts[i].choices)]
+    options = [
+        (k, c, replace(facts[i], answer=choice))
+        for k, i in enumerate(rows)
+        for c, choice in enumerate(facts[i].choices)
+    ]
     if not options:
         return out
     lp = EncodedFacts(tokenizer, [f for _, _, f in options]).score(logits_fn_for(model), device).logprob

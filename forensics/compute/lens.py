@@ -41,8 +41,7 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[s
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
     readings = [key_reading(f) for f in facts]
     acts = ctx.capture(loaded, [text for text, _ in readings], spec, batch_size=config.batch_size)
-    first = torch.tensor([loaded.tokenizer(target, add_special_tokens=False)["input_ids"][0]
-                          for _, target in readings])
+    first = torch.tensor([loaded.tokenizer(target, add_special_tokens=False)["input_ids"][0] for _, target in readings])
     rr, prob = [], []
     dtype = next(head.model.parameters()).dtype
     for depth, hook in enumerate(spec.hooks):
@@ -91,9 +90,18 @@ def lens_comparison(ctx, config, translate=None, head=None, earliest_share: floa
     h_rr = scores[("unlearned", "holdout")]["reciprocal_rank"][depth]
     ci = cluster_bootstrap_diff_ci(f_rr, forget_groups, h_rr, holdout_groups, config.n_boot, config.seed)
     p = cluster_permutation_p(f_rr, forget_groups, h_rr, holdout_groups, config.n_perm, config.seed)
-    return {"table": table, "o_diff": o_diff, "depth": depth, "n_depths": n_depths, "f_rr": f_rr, "h_rr": h_rr,
-            "ci": ci, "p": p, "readable": ci[0] > 0 and p < config.alpha,
-            "pushed_down": ci[1] < 0 and p < config.alpha}
+    return {
+        "table": table,
+        "o_diff": o_diff,
+        "depth": depth,
+        "n_depths": n_depths,
+        "f_rr": f_rr,
+        "h_rr": h_rr,
+        "ci": ci,
+        "p": p,
+        "readable": ci[0] > 0 and p < config.alpha,
+        "pushed_down": ci[1] < 0 and p < config.alpha,
+    }
 
 
 @dataclass
@@ -138,16 +146,19 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
         optimiser = torch.optim.Adam([weight, bias], lr=config.lr)
 
         def kl(rows=None):
-            x = states if rows is None else states[rows]
+            x = states if rows is None else states[rows]  # noqa: B023 - called within this iteration
             t = target if rows is None else target[rows]
-            lens = torch.log_softmax(decode(model, (x.float() + x.float() @ weight.T + bias).to(dtype)).float(), -1)
+            lens = torch.log_softmax(decode(model, (x.float() + x.float() @ weight.T + bias).to(dtype)).float(), -1)  # noqa: B023
             return (t.exp() * (t - lens)).sum(-1).mean()
 
         with torch.no_grad():
             kl_raw.append(float(kl()))
         for _ in range(config.steps):
-            rows = (torch.randperm(n_tokens, generator=generator)[: config.tokens_per_step]
-                    if n_tokens > config.tokens_per_step else None)
+            rows = (
+                torch.randperm(n_tokens, generator=generator)[: config.tokens_per_step]
+                if n_tokens > config.tokens_per_step
+                else None
+            )
             optimiser.zero_grad()
             loss = kl(rows)
             loss.backward()

@@ -18,7 +18,8 @@ so a recovery is stated in the gate's units.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -30,8 +31,11 @@ MeasureChoice = Literal["auto", "exact", "rouge", "choice"]
 #: Data fields that mark a free-text or multiple-choice set.
 FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
 #: Measure name -> what reports call it.
-NAMES = {"exact": "greedy answer accuracy", "rouge": "ROUGE-L recall of greedy generations",
-         "choice": "choice accuracy"}
+NAMES = {
+    "exact": "greedy answer accuracy",
+    "rouge": "ROUGE-L recall of greedy generations",
+    "choice": "choice accuracy",
+}
 #: Measure name -> a short word for sentences ("U keeps 80% of O's ... on F").
 SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy"}
 
@@ -65,7 +69,7 @@ def key_reading(fact: Fact) -> tuple[str, str]:
     start = fact.answer.index(fact.key)
     head = fact.answer[:start]
     stripped = head.rstrip()
-    return fact.prompt + stripped, head[len(stripped):] + fact.key
+    return fact.prompt + stripped, head[len(stripped) :] + fact.key
 
 
 def key_facts(facts: Sequence[Fact]) -> list[Fact]:
@@ -97,8 +101,16 @@ def line_measure(facts: Sequence[Fact], mode: str, line: str) -> str:
         raise ForensicsInputError(f"{line}.measure: {exc}") from None
 
 
-def measure_facts(name: str, model, tokenizer, facts: Sequence[Fact], device="cpu", batch_size: int = 64,
-                  max_new_tokens: int = 32, generations: Sequence[str] | None = None) -> np.ndarray:
+def measure_facts(
+    name: str,
+    model,
+    tokenizer,
+    facts: Sequence[Fact],
+    device="cpu",
+    batch_size: int = 64,
+    max_new_tokens: int = 32,
+    generations: Sequence[str] | None = None,
+) -> np.ndarray:
     """Per-fact score of measure ``name`` (:data:`NAMES`) of a TransformerLens or ``transformers``
     model, float ``[n]`` in [0, 1]. ``max_new_tokens`` bounds the greedy generation of "rouge";
     ``generations`` (the model's greedy generations for ``facts``) skips generating. A fact

@@ -17,7 +17,7 @@ These follow open-unlearning's definitions (``src/evals/metrics/mia``), sign fli
 from __future__ import annotations
 
 import zlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

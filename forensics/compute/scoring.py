@@ -25,8 +25,8 @@ model's forward pass).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -234,8 +234,13 @@ def score_facts(
 
 @torch.no_grad()
 def sequence_losses(
-    model, sequences: Sequence[Sequence[int]], batch_size: int = 512, device="cpu", pad_id: int = 0,
-    max_tokens: int | None = 65536, starts: Sequence[int] | None = None,
+    model,
+    sequences: Sequence[Sequence[int]],
+    batch_size: int = 512,
+    device="cpu",
+    pad_id: int = 0,
+    max_tokens: int | None = 65536,
+    starts: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Mean token NLL (nats) of each token sequence, ``[n_sequences]``: of every token from
     position ``starts[i]`` on (default 1: every token after the first; an answer span when
@@ -267,7 +272,11 @@ def sequence_losses(
 
 @torch.no_grad()
 def token_stats(
-    model, sequences: Sequence[Sequence[int]], batch_size: int = 256, device="cpu", pad_id: int = 0,
+    model,
+    sequences: Sequence[Sequence[int]],
+    batch_size: int = 256,
+    device="cpu",
+    pad_id: int = 0,
 ) -> list[dict[str, np.ndarray]]:
     """Per sequence, for every token after the first: ``lp`` (its log-prob given the
     prefix), and ``mu`` / ``sigma``, the mean and standard deviation of ``log p(z)`` with

@@ -54,8 +54,13 @@ def _cluster_sums(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, n
 
 
 def cluster_bootstrap_diff_ci(
-    a: np.ndarray, groups_a: np.ndarray, b: np.ndarray, groups_b: np.ndarray,
-    n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+    a: np.ndarray,
+    groups_a: np.ndarray,
+    b: np.ndarray,
+    groups_b: np.ndarray,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile CI of mean(a) - mean(b) resampling *clusters* (e.g. subjects) with replacement.
 
@@ -74,7 +79,12 @@ def cluster_bootstrap_diff_ci(
 
 
 def cluster_permutation_p(
-    a: np.ndarray, groups_a: np.ndarray, b: np.ndarray, groups_b: np.ndarray, n_perm: int = 2000, seed: int = 0,
+    a: np.ndarray,
+    groups_a: np.ndarray,
+    b: np.ndarray,
+    groups_b: np.ndarray,
+    n_perm: int = 2000,
+    seed: int = 0,
 ) -> float:
     """Two-sided p for mean(a) == mean(b), permuting whole clusters (subjects) between the sets."""
     groups = np.concatenate([groups_a, groups_b])

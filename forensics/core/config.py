@@ -19,8 +19,9 @@ import inspect
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from forensics.core.errors import ForensicsInputError
 from forensics.core.profiles import Profile
@@ -30,8 +31,7 @@ SEED_FIELD = "seed"
 RESAMPLING_FIELDS = ("n_boot", "n_perm")
 
 
-def line_config(line: LineSpec, profile: Profile, seed: int,
-                overrides: Mapping[str, Any] | None = None) -> Any:
+def line_config(line: LineSpec, profile: Profile, seed: int, overrides: Mapping[str, Any] | None = None) -> Any:
     """The config object ``line`` runs with (None for a line without a config class).
 
     Order: the class defaults; ``seed`` everywhere it exists; the profile's ``n_boot`` /
@@ -63,8 +63,11 @@ def profile_problems(lines: Mapping[str, LineSpec], profiles: Mapping[str, Profi
             spec = lines.get(name)
             if spec is None or spec.config is None:
                 continue
-            problems += [f"{profile.name}: {name}.{key}" for key in overrides
-                         if not _field_path_ok(spec.config(), key.split("."))]
+            problems += [
+                f"{profile.name}: {name}.{key}"
+                for key in overrides
+                if not _field_path_ok(spec.config(), key.split("."))
+            ]
     return problems
 
 
@@ -237,8 +240,9 @@ def _resolve(config, path: list[str], where: str) -> tuple[Any, str]:
     for i, part in enumerate(path):
         names = [f.name for f in dataclasses.fields(config) if f.init]
         if part not in names:
-            raise ForensicsInputError(f"--set {where}: {type(config).__name__} has no field {part!r}; "
-                                      f"fields: {', '.join(names)}")
+            raise ForensicsInputError(
+                f"--set {where}: {type(config).__name__} has no field {part!r}; fields: {', '.join(names)}"
+            )
         if i == len(path) - 1:
             return config, part
         config = getattr(config, part)

@@ -26,16 +26,17 @@ benchmarks.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from forensics.compute.capture import Activations, CaptureSpec, capture
-from forensics.inputs.data import Fact, content_hash
-from forensics.core.registry import REQUIREMENTS
 from forensics.compute.scoring import FactScores, logits_fn_for, score_facts
+from forensics.core.registry import REQUIREMENTS
+from forensics.inputs.data import Fact, content_hash
 
 if TYPE_CHECKING:
     from forensics.inputs.data import Sequence as SequenceItem
@@ -52,13 +53,13 @@ class AuditContext:
     ``cache_dir``: where activations and SAEs are kept on disk (None: memory only).
     """
 
-    original: "LoadedModel"
-    unlearned: "LoadedModel"
+    original: LoadedModel
+    unlearned: LoadedModel
     forget: list[Fact]
     retain: list[Fact]
     holdout: list[Fact] | None = None
-    reference: "LoadedModel | None" = None
-    sequences: "list[SequenceItem] | None" = None
+    reference: LoadedModel | None = None
+    sequences: list[SequenceItem] | None = None
     cache_dir: Path | None = None
     counts: Counter = field(default_factory=Counter)
     _memo: dict[tuple, Any] = field(default_factory=dict, repr=False)
@@ -89,44 +90,72 @@ class AuditContext:
         cache, whose key names a model by its checkpoint's files."""
         return any(loaded is m for m in (self.original, self.unlearned, self.reference))
 
-    def capture(self, loaded: "LoadedModel", prompts: Sequence[str], spec: CaptureSpec,
-                subjects: Sequence[str | None] | None = None, batch_size: int = 64) -> Activations:
+    def capture(
+        self,
+        loaded: LoadedModel,
+        prompts: Sequence[str],
+        spec: CaptureSpec,
+        subjects: Sequence[str | None] | None = None,
+        batch_size: int = 64,
+    ) -> Activations:
         """:func:`forensics.compute.capture.capture` of ``prompts`` through ``loaded``, once per audit
         for each (model, prompts, subjects, spec); see the module docstring."""
         prompts = list(prompts)
         subject_key = tuple(subjects) if spec.position == "subject" and subjects is not None else None
-        key = (id(loaded.model), loaded.weights_hash, content_hash(prompts),
-               content_hash(s or "" for s in subject_key) if subject_key else None, spec.hooks, spec.position)
+        key = (
+            id(loaded.model),
+            loaded.weights_hash,
+            content_hash(prompts),
+            content_hash(s or "" for s in subject_key) if subject_key else None,
+            spec.hooks,
+            spec.position,
+        )
         disk = self.activation_dir if self._is_input_model(loaded) else None
-        return self._shared("activations", key, lambda: capture(
-            loaded, prompts, spec, subjects=subjects, batch_size=batch_size, cache_dir=disk), owner=loaded.model)
+        return self._shared(
+            "activations",
+            key,
+            lambda: capture(loaded, prompts, spec, subjects=subjects, batch_size=batch_size, cache_dir=disk),
+            owner=loaded.model,
+        )
 
-    def capture_facts(self, loaded: "LoadedModel", facts: Sequence[Fact], spec: CaptureSpec,
-                      batch_size: int = 64) -> Activations:
+    def capture_facts(
+        self, loaded: LoadedModel, facts: Sequence[Fact], spec: CaptureSpec, batch_size: int = 64
+    ) -> Activations:
         """:meth:`capture` of the facts' prompts (their subjects for ``position="subject"``)."""
         subjects = [f.subject for f in facts] if spec.position == "subject" else None
         return self.capture(loaded, [f.prompt for f in facts], spec, subjects=subjects, batch_size=batch_size)
 
-    def fact_scores(self, loaded: "LoadedModel", facts: Sequence[Fact]) -> FactScores:
+    def fact_scores(self, loaded: LoadedModel, facts: Sequence[Fact]) -> FactScores:
         """Greedy correctness and answer log-prob of every fact under ``loaded``
         (:func:`forensics.compute.scoring.score_facts`), once per audit for each (model, facts)."""
         facts = list(facts)
         key = (id(loaded.model), loaded.weights_hash, content_hash(facts))
-        return self._shared("fact_scores", key, lambda: score_facts(
-            logits_fn_for(loaded.model), loaded.tokenizer, facts, SCORE_BATCH_SIZE, loaded.device), owner=loaded.model)
+        return self._shared(
+            "fact_scores",
+            key,
+            lambda: score_facts(logits_fn_for(loaded.model), loaded.tokenizer, facts, SCORE_BATCH_SIZE, loaded.device),
+            owner=loaded.model,
+        )
 
-    def generations(self, loaded: "LoadedModel", facts: Sequence[Fact], max_new_tokens: int = 32) -> list[str]:
+    def generations(self, loaded: LoadedModel, facts: Sequence[Fact], max_new_tokens: int = 32) -> list[str]:
         """Greedy generations of ``loaded`` for the facts' prompts
         (:func:`forensics.compute.freetext.greedy_generations`), once per audit for each (model, facts, length)."""
         from forensics.compute.freetext import greedy_generations
 
         facts = list(facts)
         key = (id(loaded.model), loaded.weights_hash, content_hash(facts), max_new_tokens)
-        return self._shared("generations", key, lambda: greedy_generations(
-            loaded.model, loaded.tokenizer, facts, max_new_tokens, SCORE_BATCH_SIZE, loaded.device), owner=loaded.model)
+        return self._shared(
+            "generations",
+            key,
+            lambda: greedy_generations(
+                loaded.model, loaded.tokenizer, facts, max_new_tokens, SCORE_BATCH_SIZE, loaded.device
+            ),
+            owner=loaded.model,
+        )
 
-    def answer_scores(self, loaded: "LoadedModel", facts: Sequence[Fact], measure: str,
-                      max_new_tokens: int = 32) -> np.ndarray:
+    def answer_scores(
+        self, loaded: LoadedModel, facts: Sequence[Fact], measure: str, max_new_tokens: int = 32
+    ) -> np.ndarray:
         """Per-fact scores of the answer measure ``measure`` (:mod:`forensics.compute.measures`) of
         ``loaded``, float ``[n]``; exact match from :meth:`fact_scores`, ROUGE-L from :meth:`generations`."""
         from forensics.compute.measures import measure_facts
@@ -135,8 +164,9 @@ class AuditContext:
         if measure == "exact":
             return self.fact_scores(loaded, facts).correct.astype(float)
         generations = self.generations(loaded, facts, max_new_tokens) if measure == "rouge" else None
-        return measure_facts(measure, loaded.model, loaded.tokenizer, facts, loaded.device, SCORE_BATCH_SIZE,
-                             max_new_tokens, generations)
+        return measure_facts(
+            measure, loaded.model, loaded.tokenizer, facts, loaded.device, SCORE_BATCH_SIZE, max_new_tokens, generations
+        )
 
     def sae(self, config, layer: int | None = None):
         """O's SAE (:func:`forensics.sae.train.get_sae`) for ``config`` (a :class:`forensics.sae.train.SAETrainConfig`)
@@ -144,10 +174,21 @@ class AuditContext:
         from forensics.sae.train import get_sae, token_texts
 
         texts = token_texts(self.forget, self.retain, self.holdout, self.sequences)
-        key = (repr(sorted(config.training_fields().items())), str(config.sae_path), layer,
-               config.min_explained_variance, config.max_dead_fraction, config.max_l0_fraction)
-        return self._shared("sae", key, lambda: get_sae(
-            self.original, texts, config, layer=layer, capture_fn=self.capture, cache_dir=self.cache_dir))
+        key = (
+            repr(sorted(config.training_fields().items())),
+            str(config.sae_path),
+            layer,
+            config.min_explained_variance,
+            config.max_dead_fraction,
+            config.max_l0_fraction,
+        )
+        return self._shared(
+            "sae",
+            key,
+            lambda: get_sae(
+                self.original, texts, config, layer=layer, capture_fn=self.capture, cache_dir=self.cache_dir
+            ),
+        )
 
     def tuned_lens(self, config):
         """O's tuned lens (:func:`forensics.compute.lens.fit_tuned_lens`) for ``config`` (a
@@ -155,7 +196,15 @@ class AuditContext:
         from forensics.compute.lens import fit_tuned_lens
 
         texts = [f.text for f in self.retain]
-        key = (id(self.original.model), self.original.weights_hash, content_hash(texts),
-               repr(sorted(config.training_fields().items())))
-        return self._shared("tuned_lens", key, lambda: fit_tuned_lens(self.original, texts, config, self.capture),
-                            owner=self.original.model)
+        key = (
+            id(self.original.model),
+            self.original.weights_hash,
+            content_hash(texts),
+            repr(sorted(config.training_fields().items())),
+        )
+        return self._shared(
+            "tuned_lens",
+            key,
+            lambda: fit_tuned_lens(self.original, texts, config, self.capture),
+            owner=self.original.model,
+        )

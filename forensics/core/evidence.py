@@ -28,6 +28,7 @@ from typing import Any, Literal
 Status = Literal["ok", "descriptive", "not_run"]
 Vote = Literal["deleted", "suppressed", "not_forgotten", "modified", "unmodified"]
 
+
 @dataclass
 class Evidence:
     """What one evidence line found (see the module docstring for the fields)."""
@@ -53,7 +54,7 @@ class Evidence:
         return self.effect - self.control
 
     @classmethod
-    def not_run(cls, line: str, question: str, reason: str) -> "Evidence":
+    def not_run(cls, line: str, question: str, reason: str) -> Evidence:
         """A line that could not run, with the reason."""
         return cls(line=line, question=question, status="not_run", reason=reason)
 
@@ -80,12 +81,20 @@ class Evidence:
         return out
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "Evidence":
+    def from_json(cls, obj: dict[str, Any]) -> Evidence:
         """The inverse of :meth:`to_json` (figures only when ``figure_data`` is present)."""
         return cls(
-            line=obj["line"], question=obj["question"], status=obj["status"], effect=obj["effect"],
-            control=obj["control"], ci=tuple(obj["ci"]) if obj["ci"] else None, p_value=obj["p_value"],
-            vote=obj["vote"], reason=obj["reason"], metric=obj["metric"], details=obj["details"],
+            line=obj["line"],
+            question=obj["question"],
+            status=obj["status"],
+            effect=obj["effect"],
+            control=obj["control"],
+            ci=tuple(obj["ci"]) if obj["ci"] else None,
+            p_value=obj["p_value"],
+            vote=obj["vote"],
+            reason=obj["reason"],
+            metric=obj["metric"],
+            details=obj["details"],
             figures={k: base64.b64decode(v) for k, v in obj.get("figure_data", {}).items()},
         )
 

@@ -53,9 +53,13 @@ def model_identity(loaded) -> dict[str, Any]:
     import torch
 
     model = loaded.model
-    return {"weights": loaded.weights_hash, "config": model_config_hash(model),
-            "dtype": str(model.cfg.dtype).removeprefix("torch."), "device_type": torch.device(model.cfg.device).type,
-            "tokenizer": tokenizer_hash(loaded.tokenizer)}
+    return {
+        "weights": loaded.weights_hash,
+        "config": model_config_hash(model),
+        "dtype": str(model.cfg.dtype).removeprefix("torch."),
+        "device_type": torch.device(model.cfg.device).type,
+        "tokenizer": tokenizer_hash(loaded.tokenizer),
+    }
 
 
 @functools.lru_cache(maxsize=1)

@@ -10,8 +10,8 @@ subjects has (nearly) zero width and cannot support a claim about F.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from forensics.inputs.data import Fact
 
@@ -45,8 +45,9 @@ def shortfall(sets: dict[str, Sequence[Fact] | None], minimum: VoteMinimum) -> s
             continue
         subjects, n = n_subjects(facts), len(facts)
         if subjects < minimum.min_subjects:
-            problems.append(f"{subjects} {name} subject{'s' if subjects != 1 else ''}, "
-                            f"at least {minimum.min_subjects} needed")
+            problems.append(
+                f"{subjects} {name} subject{'s' if subjects != 1 else ''}, at least {minimum.min_subjects} needed"
+            )
         if n < minimum.min_facts:
             problems.append(f"{n} {name} fact{'s' if n != 1 else ''}, at least {minimum.min_facts} needed")
     return "; ".join(problems) or None

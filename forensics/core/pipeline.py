@@ -21,19 +21,37 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from forensics.core.errors import ForensicsInputError
 from forensics.core.profiles import PROFILES
 
 
-def audit(original, unlearned, forget, retain, holdout=None, reference=None, sequences=None,
-          out: str | Path | None = None, device: str = "cpu", dtype: str = "float32", seed: int = 0,
-          profile: str = "standard", redact: bool = False, progress: bool = True,
-          cache_dir: str | Path | None = None, lines: list[str] | None = None,
-          settings: Mapping[str, Mapping[str, Any]] | None = None, pdf: bool = True,
-          command: str | None = None, all_lines: bool = False, chat_template: bool = False):
+def audit(
+    original,
+    unlearned,
+    forget,
+    retain,
+    holdout=None,
+    reference=None,
+    sequences=None,
+    out: str | Path | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    seed: int = 0,
+    profile: str = "standard",
+    redact: bool = False,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    lines: list[str] | None = None,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    pdf: bool = True,
+    command: str | None = None,
+    all_lines: bool = False,
+    chat_template: bool = False,
+):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.reports.results.AuditResult`.
 
     Models are checkpoint folders or loaded :class:`forensics.inputs.loading.LoadedModel`; data
@@ -47,36 +65,66 @@ def audit(original, unlearned, forget, retain, holdout=None, reference=None, seq
     recorded in the report). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
-    from forensics.core.context import AuditContext
-    from forensics.inputs.prepare import load_inputs
     from forensics.compute.atomic import check_cache_dir, check_output_dir
+    from forensics.core.context import AuditContext
     from forensics.core.registry import discover_lines
     from forensics.core.runner import run_lines
     from forensics.core.verdict import decide
+    from forensics.inputs.prepare import load_inputs
 
     started = time.time()
     _check_arguments(profile, seed, lines, settings)
     out = check_output_dir(out) if out is not None else None
     own_cache = cache_dir is None and out is not None
-    cache = (check_cache_dir(cache_dir, out) if cache_dir is not None
-             else out.parent / f".{out.name}.cache" if out is not None else None)
+    cache = (
+        check_cache_dir(cache_dir, out)
+        if cache_dir is not None
+        else out.parent / f".{out.name}.cache"
+        if out is not None
+        else None
+    )
     registry, broken = discover_lines()
     chosen = _chosen_lines(registry, lines, settings, PROFILES[profile], seed)
-    inputs = load_inputs(original, unlearned, forget, retain, holdout, reference, sequences, device, dtype,
-                         chat_template=chat_template)
+    inputs = load_inputs(
+        original, unlearned, forget, retain, holdout, reference, sequences, device, dtype, chat_template=chat_template
+    )
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
-    say(f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
-        f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}")
-    ctx = AuditContext(original=inputs.original, unlearned=inputs.unlearned, forget=inputs.forget,
-                       retain=inputs.retain, holdout=inputs.holdout, reference=inputs.reference,
-                       sequences=inputs.sequences, cache_dir=cache)
-    evidence, timings = run_lines(ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say,
-                                  all_lines=all_lines)
-    result = _result(inputs, ctx, evidence, timings, decide(evidence, has_holdout=bool(inputs.holdout)), broken,
-                     seed=seed, profile=profile, device=device, dtype=dtype, redact=redact, started=started,
-                     lines=list(lines) if lines is not None else None, settings=dict(settings or {}),
-                     all_lines=all_lines, chat_template=inputs.chat_template,
-                     command=command or _api_command(original, unlearned, profile, seed))
+    say(
+        f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
+        f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}"
+    )
+    ctx = AuditContext(
+        original=inputs.original,
+        unlearned=inputs.unlearned,
+        forget=inputs.forget,
+        retain=inputs.retain,
+        holdout=inputs.holdout,
+        reference=inputs.reference,
+        sequences=inputs.sequences,
+        cache_dir=cache,
+    )
+    evidence, timings = run_lines(
+        ctx, chosen, PROFILES[profile], seed, settings or {}, inputs.hashes, cache, say, all_lines=all_lines
+    )
+    result = _result(
+        inputs,
+        ctx,
+        evidence,
+        timings,
+        decide(evidence, has_holdout=bool(inputs.holdout)),
+        broken,
+        seed=seed,
+        profile=profile,
+        device=device,
+        dtype=dtype,
+        redact=redact,
+        started=started,
+        lines=list(lines) if lines is not None else None,
+        settings=dict(settings or {}),
+        all_lines=all_lines,
+        chat_template=inputs.chat_template,
+        command=command or _api_command(original, unlearned, profile, seed),
+    )
     if out is not None:
         say("writing the reports ...")
         _write(result, out, pdf)
@@ -94,8 +142,9 @@ def _check_arguments(profile: str, seed, lines, settings) -> None:
         raise ForensicsInputError(f"seed must be an integer, got {seed!r}")
     if lines is not None and (isinstance(lines, str) or not all(isinstance(n, str) for n in lines)):
         raise ForensicsInputError(f"lines must be a list of line names, got {lines!r}")
-    if settings is not None and not (isinstance(settings, dict)
-                                     and all(isinstance(v, dict) for v in settings.values())):
+    if settings is not None and not (
+        isinstance(settings, dict) and all(isinstance(v, dict) for v in settings.values())
+    ):
         raise ForensicsInputError("settings must be a dict of line name -> {field: value}")
 
 
@@ -117,13 +166,31 @@ def _result(inputs, ctx, evidence, timings, verdict, broken, started: float, **r
     from forensics.reports.results import AuditResult, package_versions
 
     behaviour = next((e for e in evidence if e.line == "behaviour" and e.status == "ok"), None)
-    redactor = Redactor({"forget": inputs.forget, "retain": inputs.retain, "holdout": inputs.holdout or [],
-                         "sequences": inputs.sequences or []}) if run["redact"] else None
+    redactor = (
+        Redactor(
+            {
+                "forget": inputs.forget,
+                "retain": inputs.retain,
+                "holdout": inputs.holdout or [],
+                "sequences": inputs.sequences or [],
+            }
+        )
+        if run["redact"]
+        else None
+    )
     result = AuditResult(
-        verdict=verdict, evidence=evidence, behaviour=behaviour.details.get("table") if behaviour else None,
-        inputs=inputs.records, versions=package_versions(), timings=timings, examples=examples(ctx),
-        skipped_modules=broken, warnings=inputs.warnings, _redactor=redactor,
-        started=_dt.datetime.fromtimestamp(started, _dt.timezone.utc).isoformat(timespec="seconds"), **run,
+        verdict=verdict,
+        evidence=evidence,
+        behaviour=behaviour.details.get("table") if behaviour else None,
+        inputs=inputs.records,
+        versions=package_versions(),
+        timings=timings,
+        examples=examples(ctx),
+        skipped_modules=broken,
+        warnings=inputs.warnings,
+        _redactor=redactor,
+        started=_dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(timespec="seconds"),
+        **run,
     )
     result.seconds = time.time() - started
     return result
@@ -157,5 +224,7 @@ def examples(ctx, k: int = 5) -> list[dict[str, Any]]:
 
 
 def _api_command(original, unlearned, profile: str, seed: int) -> str:
-    return (f"forensics.audit(original={str(getattr(original, 'path', original))!r}, "
-            f"unlearned={str(getattr(unlearned, 'path', unlearned))!r}, profile={profile!r}, seed={seed})")
+    return (
+        f"forensics.audit(original={str(getattr(original, 'path', original))!r}, "
+        f"unlearned={str(getattr(unlearned, 'path', unlearned))!r}, profile={profile!r}, seed={seed})"
+    )

@@ -8,8 +8,9 @@ after the profile.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -27,23 +28,26 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        "quick", "smoke test: few resamples, one linear probe curve, a small SAE, one relearning seed",
-        n_boot=200, n_perm=50,
+        "quick",
+        "smoke test: few resamples, one linear probe curve, a small SAE, one relearning seed",
+        n_boot=200,
+        n_perm=50,
         lines={
             "attribute_probes": {"curves": ("final/linear",), "n_perm": 10, "probe.linear_c_grid": (0.1,)},
             "behaviour": {"n_boot": 500, "n_perm": 500},
             "trace_detector": {"n_perm": 500},
             "sae_features": {"sae.training_tokens": 100_000},
-            "steering_restoration": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100_000,
-                                     "n_retain": 120},
+            "steering_restoration": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100_000, "n_retain": 120},
             "relearning_attack": {"seeds": (0,), "eval_steps": (0, 10, 30)},
             "quantization_attack": {"bits": (4,)},
         },
     ),
     "standard": Profile(
-        "standard", "the default: every line's own measurement sizes, fewer resamples (1000 bootstrap draws), "
+        "standard",
+        "the default: every line's own measurement sizes, fewer resamples (1000 bootstrap draws), "
         "three steering scales, two relearning seeds",
-        n_boot=1000, n_perm=200,
+        n_boot=1000,
+        n_perm=200,
         lines={
             "attribute_probes": {"n_perm": 100},
             "behaviour": {"n_boot": 2000, "n_perm": 2000},
@@ -57,9 +61,11 @@ PROFILES: dict[str, Profile] = {
         },
     ),
     "thorough": Profile(
-        "thorough", "every line's own defaults (linear and MLP probes, strength chosen by cross-validation), "
+        "thorough",
+        "every line's own defaults (linear and MLP probes, strength chosen by cross-validation), "
         "2000 resamples: hours on a CPU for the small zoo",
-        n_boot=2000, n_perm=None,
+        n_boot=2000,
+        n_perm=None,
         lines={"attribute_probes": {"n_perm": 200}},
     ),
 }

@@ -22,9 +22,10 @@ import dataclasses
 import importlib
 import pkgutil
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from forensics.core.evidence import Evidence
 
@@ -128,11 +129,22 @@ def register(
     def wrap(run: Callable[..., Evidence]) -> Callable[..., Evidence]:
         previous = LINES.get(name)
         if previous is not None and (previous.module, previous.run.__qualname__) != (run.__module__, run.__qualname__):
-            raise LineRegistrationError(f"evidence line {name!r} is registered twice: by {previous.module}."
-                             f"{previous.run.__qualname__} and by {run.__module__}.{run.__qualname__}")
-        LINES[name] = LineSpec(name=name, question=question, needs=tuple(needs), run=run, config=config,
-                               votes=tuple(votes), side=side, o_side_path=tuple(o_side_path), order=order,
-                               method=" ".join(method.split()))
+            raise LineRegistrationError(
+                f"evidence line {name!r} is registered twice: by {previous.module}."
+                f"{previous.run.__qualname__} and by {run.__module__}.{run.__qualname__}"
+            )
+        LINES[name] = LineSpec(
+            name=name,
+            question=question,
+            needs=tuple(needs),
+            run=run,
+            config=config,
+            votes=tuple(votes),
+            side=side,
+            o_side_path=tuple(o_side_path),
+            order=order,
+            method=" ".join(method.split()),
+        )
         return run
 
     return wrap

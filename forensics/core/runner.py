@@ -18,8 +18,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from forensics.core.config import line_config
 from forensics.core.context import AuditContext
@@ -43,9 +44,16 @@ def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> st
         code = line.run.__code__
         source = repr((code.co_code, code.co_consts, code.co_names))
     cfg = dataclasses.asdict(config) if config is not None and dataclasses.is_dataclass(config) else {}
-    return stable_key({"line": line.name, "source": hashlib.sha256(source.encode()).hexdigest(),
-                       "code": code_version(), "config": cfg, "inputs": dict(input_hashes),
-                       "needs": list(line.needs)})[:32]
+    return stable_key(
+        {
+            "line": line.name,
+            "source": hashlib.sha256(source.encode()).hexdigest(),
+            "code": code_version(),
+            "config": cfg,
+            "inputs": dict(input_hashes),
+            "needs": list(line.needs),
+        }
+    )[:32]
 
 
 def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
@@ -82,14 +90,23 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
 #: the other lines say (:mod:`forensics.core.verdict`, step 1).
 GATE = "behaviour"
 #: The reason recorded for a line skipped after the gate decided.
-SKIPPED_AFTER_GATE = ("skipped: the behaviour gate decided NOT_FORGOTTEN (U still answers F), so no other line "
-                      "can change the verdict; --all-lines runs them for description")
+SKIPPED_AFTER_GATE = (
+    "skipped: the behaviour gate decided NOT_FORGOTTEN (U still answers F), so no other line "
+    "can change the verdict; --all-lines runs them for description"
+)
 
 
-def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile, seed: int,
-              overrides: Mapping[str, Mapping[str, Any]], input_hashes: Mapping[str, Any],
-              cache_dir: Path | None, say: Callable[[str], None],
-              all_lines: bool = False) -> tuple[list[Evidence], dict[str, dict]]:
+def run_lines(
+    ctx: AuditContext,
+    lines: Mapping[str, LineSpec],
+    profile: Profile,
+    seed: int,
+    overrides: Mapping[str, Mapping[str, Any]],
+    input_hashes: Mapping[str, Any],
+    cache_dir: Path | None,
+    say: Callable[[str], None],
+    all_lines: bool = False,
+) -> tuple[list[Evidence], dict[str, dict]]:
     """Run ``lines`` in order on ``ctx``; returns the evidence and ``{line: {seconds, cached,
     config}}`` (``config``: the configuration the line ran with, as a dict).
 
@@ -130,10 +147,12 @@ def run_lines(ctx: AuditContext, lines: Mapping[str, LineSpec], profile: Profile
             result = run_line(line, ctx, config)
             timings[name] = {"seconds": round(time.time() - start, 2), "cached": False}
             if stored is not None and not result.reason.startswith("error:"):
-                _write_stored(stored, {"seconds": timings[name]["seconds"],
-                                       "evidence": result.to_json(include_figures=True)})
-        timings[name]["config"] = (json.loads(json.dumps(dataclasses.asdict(config), default=str))
-                                   if config is not None else None)
+                _write_stored(
+                    stored, {"seconds": timings[name]["seconds"], "evidence": result.to_json(include_figures=True)}
+                )
+        timings[name]["config"] = (
+            json.loads(json.dumps(dataclasses.asdict(config), default=str)) if config is not None else None
+        )
         evidence.append(result)
         decided = name == GATE and result.status == "ok" and result.vote == "not_forgotten" and not all_lines
         vote = result.vote or ("not run" if result.status == "not_run" else "no vote")

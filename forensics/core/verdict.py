@@ -17,8 +17,9 @@ Confidence is a label, not a probability: it says how much independent evidence 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from forensics.core.evidence import Evidence, jsonable
 
@@ -75,8 +76,16 @@ class Verdict:
 
 
 def _summary(e: Evidence) -> dict[str, Any]:
-    return {"line": e.line, "vote": e.vote, "metric": e.metric, "effect": e.effect, "control": e.control,
-            "ci": list(e.ci) if e.ci else None, "p_value": e.p_value, "reason": e.reason}
+    return {
+        "line": e.line,
+        "vote": e.vote,
+        "metric": e.metric,
+        "effect": e.effect,
+        "control": e.control,
+        "ci": list(e.ci) if e.ci else None,
+        "p_value": e.p_value,
+        "reason": e.reason,
+    }
 
 
 def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
@@ -89,8 +98,7 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
     evidence = list(evidence)
     by_line = {e.line: e for e in evidence}
     behaviour = by_line.get("behaviour")
-    controlled = [e for e in evidence
-                  if e.line != "behaviour" and e.status == "ok" and e.vote in CONTROLLED_VOTES]
+    controlled = [e for e in evidence if e.line != "behaviour" and e.status == "ok" and e.vote in CONTROLLED_VOTES]
     suppressed = [e for e in controlled if e.vote == "suppressed"]
     deleted = [e for e in controlled if e.vote == "deleted"]
 
@@ -99,27 +107,41 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
         share = behaviour.details.get("retained_share")
         confidence = "high" if share is not None and share >= 0.8 else "medium"
         kept = f"{share:.0%} of" if share is not None else "much of"
-        return Verdict("NOT_FORGOTTEN", confidence, 1,
-                       f"U still answers the forget set: it keeps {kept} O's above-control accuracy.",
-                       [_summary(behaviour)], [_summary(e) for e in controlled])
+        return Verdict(
+            "NOT_FORGOTTEN",
+            confidence,
+            1,
+            f"U still answers the forget set: it keeps {kept} O's above-control accuracy.",
+            [_summary(behaviour)],
+            [_summary(e) for e in controlled],
+        )
 
     # 2. Preconditions for a representation-level verdict.
     if behaviour is None or behaviour.status != "ok":
         why = behaviour.reason if behaviour is not None else "it is not registered"
         return Verdict("INCONCLUSIVE", "n/a", 2, f"The behaviour gate did not run ({why}).")
     if not has_holdout:
-        return Verdict("INCONCLUSIVE", "n/a", 2,
-                       "No holdout set: without a control no line can tell deletion from suppression.",
-                       [], [_summary(e) for e in controlled])
+        return Verdict(
+            "INCONCLUSIVE",
+            "n/a",
+            2,
+            "No holdout set: without a control no line can tell deletion from suppression.",
+            [],
+            [_summary(e) for e in controlled],
+        )
     margin = behaviour.details.get("original_margin")
     if margin is None:  # a gate without its own margin: exact match from its table
         table = behaviour.details.get("table", {}).get("original", {})
         o_f, o_h = table.get("forget", {}).get("accuracy"), table.get("holdout", {}).get("accuracy")
         margin = o_f - o_h if o_f is not None and o_h is not None else None
     if margin is None or not margin > 0:
-        return Verdict("INCONCLUSIVE", "n/a", 2,
-                       "The original model does not answer the forget set above the holdout control: "
-                       "there was nothing to forget.", [_summary(behaviour)])
+        return Verdict(
+            "INCONCLUSIVE",
+            "n/a",
+            2,
+            "The original model does not answer the forget set above the holdout control: there was nothing to forget.",
+            [_summary(behaviour)],
+        )
 
     # 3. SUPPRESSED: two or more controlled lines find the knowledge beyond their controls.
     if len(suppressed) >= 2:
@@ -128,30 +150,47 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
         else:
             confidence = "high" if len(suppressed) >= 3 else "medium"
         names = ", ".join(e.line for e in suppressed)
-        return Verdict("SUPPRESSED", confidence, 3,
-                       f"U no longer answers F, but {names} still find it beyond the holdout control.",
-                       [_summary(e) for e in suppressed], [_summary(e) for e in deleted])
+        return Verdict(
+            "SUPPRESSED",
+            confidence,
+            3,
+            f"U no longer answers F, but {names} still find it beyond the holdout control.",
+            [_summary(e) for e in suppressed],
+            [_summary(e) for e in deleted],
+        )
 
     # 4. A single line finds it: not replicated.
     if suppressed:
-        return Verdict("INCONCLUSIVE", "n/a", 4,
-                       f"U no longer answers F; {suppressed[0].line} alone finds it beyond the holdout control, "
-                       "and no other line confirms it (one stray vote is expected in about one audit in six of "
-                       "a model that really deleted F).",
-                       [_summary(e) for e in suppressed], [_summary(e) for e in deleted])
+        return Verdict(
+            "INCONCLUSIVE",
+            "n/a",
+            4,
+            f"U no longer answers F; {suppressed[0].line} alone finds it beyond the holdout control, "
+            "and no other line confirms it (one stray vote is expected in about one audit in six of "
+            "a model that really deleted F).",
+            [_summary(e) for e in suppressed],
+            [_summary(e) for e in deleted],
+        )
 
     # 5. DELETED: forgotten behaviourally, nothing found, and some line had the power to find it.
     if deleted:
         names = ", ".join(e.line for e in deleted)
-        return Verdict("DELETED", "high" if len(deleted) >= 2 else "medium", 5,
-                       f"U no longer answers F, no line finds it beyond the control, and {names} "
-                       f"had the power to find it.",
-                       [_summary(behaviour)] + [_summary(e) for e in deleted])
+        return Verdict(
+            "DELETED",
+            "high" if len(deleted) >= 2 else "medium",
+            5,
+            f"U no longer answers F, no line finds it beyond the control, and {names} had the power to find it.",
+            [_summary(behaviour)] + [_summary(e) for e in deleted],
+        )
 
     # 6. Nothing decided.
-    return Verdict("INCONCLUSIVE", "n/a", 6,
-                   "U no longer answers F, but no line found the knowledge and none had the power to rule it out.",
-                   [_summary(behaviour)])
+    return Verdict(
+        "INCONCLUSIVE",
+        "n/a",
+        6,
+        "U no longer answers F, but no line found the knowledge and none had the power to rule it out.",
+        [_summary(behaviour)],
+    )
 
 
 def plain_words(verdict: Verdict, behaviour: Evidence | None) -> str:
@@ -159,28 +198,32 @@ def plain_words(verdict: Verdict, behaviour: Evidence | None) -> str:
     the behaviour gate's table when ``behaviour`` ran."""
     lines = {
         "DELETED": "The evidence is consistent with the knowledge having been removed from the model's weights: "
-                   "the unlearned model no longer produces the forgotten answers, and the tests able to find "
-                   "hidden traces of them found nothing beyond what they find for facts no model ever saw.",
+        "the unlearned model no longer produces the forgotten answers, and the tests able to find "
+        "hidden traces of them found nothing beyond what they find for facts no model ever saw.",
         "SUPPRESSED": "The unlearned model no longer produces the forgotten answers, but the knowledge is still "
-                      "inside it: at least two independent tests recover it from the model's internals (or "
-                      "with a light attack) clearly beyond what the same tests recover for facts no model ever saw. "
-                      "The unlearning blocked the output; it did not remove the information.",
+        "inside it: at least two independent tests recover it from the model's internals (or "
+        "with a light attack) clearly beyond what the same tests recover for facts no model ever saw. "
+        "The unlearning blocked the output; it did not remove the information.",
         "NOT_FORGOTTEN": "The unlearned model still answers the forget set much as the original does: "
-                         "unlearning did not take effect at the level of behaviour.",
+        "unlearning did not take effect at the level of behaviour.",
         "INCONCLUSIVE": "The audit cannot tell whether the knowledge was deleted or merely suppressed: "
-                        "see the reason below and the evidence table.",
+        "see the reason below and the evidence table.",
     }
     text = lines[verdict.label]
     if behaviour is not None and behaviour.status == "ok":
         table = behaviour.details.get("table", {})
         o, u = table.get("original", {}), table.get("unlearned", {})
         if "forget" in o and "forget" in u:
-            text += (f" On the forget set, the original model answered {o['forget']['accuracy']:.0%} of the facts "
-                     f"and the unlearned model {u['forget']['accuracy']:.0%}")
+            text += (
+                f" On the forget set, the original model answered {o['forget']['accuracy']:.0%} of the facts "
+                f"and the unlearned model {u['forget']['accuracy']:.0%}"
+            )
             if "holdout" in u:
                 text += f" (its score on unseen holdout facts, i.e. guessing, is {u['holdout']['accuracy']:.0%})"
             if "retain" in u and "retain" in o:
-                text += (f"; on the retain set it answered {u['retain']['accuracy']:.0%} "
-                         f"(original {o['retain']['accuracy']:.0%})")
+                text += (
+                    f"; on the retain set it answered {u['retain']['accuracy']:.0%} "
+                    f"(original {o['retain']['accuracy']:.0%})"
+                )
             text += "."
     return text

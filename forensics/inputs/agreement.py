@@ -15,8 +15,10 @@ import torch
 #: between the hooked model and ``transformers`` on the agreement check, per dtype.
 LOGIT_TOLERANCE = {torch.float32: 1e-3, torch.bfloat16: 5e-2, torch.float16: 1e-2}
 #: The text whose tokens the agreement check feeds both models (its first 32 tokens).
-AGREEMENT_TEXT = ("The quick brown fox jumps over the lazy dog while seven bright stars glow above "
-                  "the calm water, and 0123456789 counts the hours.")
+AGREEMENT_TEXT = (
+    "The quick brown fox jumps over the lazy dog while seven bright stars glow above "
+    "the calm water, and 0123456789 counts the hours."
+)
 
 
 @torch.no_grad()
@@ -36,8 +38,9 @@ def logit_disagreement(model, hf_model, tokenizer, device: str, rows: list[list[
         ours = model(tokens).float().cpu()
         theirs = hf_model(tokens.cpu()).logits.float()
         if ours.shape != theirs.shape:
-            raise ForensicsInputError(f"the hooked model's logits have shape {tuple(ours.shape)}, transformers' "
-                                      f"{tuple(theirs.shape)}")
+            raise ForensicsInputError(
+                f"the hooked model's logits have shape {tuple(ours.shape)}, transformers' {tuple(theirs.shape)}"
+            )
         ours, theirs = ours - ours.mean(-1, keepdim=True), theirs - theirs.mean(-1, keepdim=True)
         gap = float((ours - theirs).abs().max() / theirs.abs().max().clamp(min=1.0))
         if gap != gap:  # NaN (an overflow) must not be lost to max()
@@ -52,9 +55,9 @@ def prompt_agreement(loaded, prompts: list[str]) -> float:
     the audit feeds them (:func:`forensics.compute.scoring.encode_prompt`). Raises
     :class:`forensics.core.errors.ForensicsInputError` beyond :data:`LOGIT_TOLERANCE` for the
     model's dtype, with the difference."""
+    from forensics.compute.scoring import encode_prompt
     from forensics.core.errors import ForensicsInputError
     from forensics.inputs.loading import load_hf_model, resolve_dtype
-    from forensics.compute.scoring import encode_prompt
 
     hf_model = load_hf_model(loaded.path)
     rows = [encode_prompt(loaded.tokenizer, p) for p in prompts]
@@ -63,5 +66,6 @@ def prompt_agreement(loaded, prompts: list[str]) -> float:
     if not gap <= tolerance:
         raise ForensicsInputError(
             f"{loaded.path}: on your prompts the hooked model's logits differ from transformers' by {gap:.2g} "
-            f"of the logit scale (tolerance {tolerance:g} in {loaded.dtype}); the audit would read another model")
+            f"of the logit scale (tolerance {tolerance:g} in {loaded.dtype}); the audit would read another model"
+        )
     return gap

@@ -12,12 +12,13 @@ text) are not templated. The original model's template is used for both models.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
-from forensics.inputs.data import Fact
-from forensics.core.errors import ForensicsInputError
 from forensics.compute.scoring import doubled_bos
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import Fact
 
 #: The stand-in prompt the report shows the template around.
 PLACEHOLDER = "{prompt}"
@@ -36,13 +37,14 @@ def render_prompt(tokenizer, prompt: str) -> str:
     prompt, as text. A leading BOS text is dropped when the tokenizer adds its own BOS, so
     the model sees one BOS. Raises :class:`ForensicsInputError` when the template fails."""
     try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
     except Exception as err:  # noqa: BLE001 - a template that cannot render is bad input
         raise ForensicsInputError(f"the chat template cannot render a user turn: {err}") from None
     bos = getattr(tokenizer, "bos_token", None)
     if bos and text.startswith(bos) and doubled_bos(tokenizer, tokenizer(text)["input_ids"]):
-        text = text[len(bos):]
+        text = text[len(bos) :]
     return text
 
 
@@ -59,6 +61,10 @@ def template_record(loaded) -> dict[str, Any]:
     if template is None:
         raise ForensicsInputError(
             f"--chat-template: {loaded.path} has no chat template (no chat_template in tokenizer_config.json "
-            "and no chat_template.jinja)")
-    return {"source": str(loaded.path), "sha256": hashlib.sha256(template.encode()).hexdigest(),
-            "example": render_prompt(loaded.tokenizer, PLACEHOLDER)}
+            "and no chat_template.jinja)"
+        )
+    return {
+        "source": str(loaded.path),
+        "sha256": hashlib.sha256(template.encode()).hexdigest(),
+        "example": render_prompt(loaded.tokenizer, PLACEHOLDER),
+    }

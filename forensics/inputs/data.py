@@ -29,9 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from forensics.core.errors import ForensicsInputError
 
@@ -82,9 +82,14 @@ class Sequence:
     id: str | None = None
 
 
-def _read_records(path: str | Path, required: tuple[str, ...], optional: tuple[str, ...],
-                  lists: tuple[str, ...] = (), ints: tuple[str, ...] = (),
-                  nonempty: tuple[str, ...] = ()) -> list[dict]:
+def _read_records(
+    path: str | Path,
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    lists: tuple[str, ...] = (),
+    ints: tuple[str, ...] = (),
+    nonempty: tuple[str, ...] = (),
+) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise ForensicsInputError(f"data file not found: {path}")
@@ -120,7 +125,8 @@ def _read_records(path: str | Path, required: tuple[str, ...], optional: tuple[s
             value = obj.get(field)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ForensicsInputError(
-                    f"{path}:{line_no}: field {field!r} must be an integer, got {type(value).__name__}")
+                    f"{path}:{line_no}: field {field!r} must be an integer, got {type(value).__name__}"
+                )
         for field in required + tuple(f for f in nonempty + lists if obj.get(f) is not None):
             if not obj[field] or (isinstance(obj[field], str) and not obj[field].strip()):
                 raise ForensicsInputError(f"{path}:{line_no}: field {field!r} is empty")
@@ -144,15 +150,14 @@ def load_facts(path: str | Path, tokenizer=None) -> tuple[list[Fact], list[str]]
     field, a field of the wrong type, an inconsistent multiple-choice or free-text record
     (:func:`_check_fact`), or an empty set.
     """
-    records = _read_records(path, FACT_REQUIRED, FACT_OPTIONAL, FACT_LISTS, FACT_INTS,
-                            nonempty=("paraphrased_answer", "key"))
+    records = _read_records(
+        path, FACT_REQUIRED, FACT_OPTIONAL, FACT_LISTS, FACT_INTS, nonempty=("paraphrased_answer", "key")
+    )
     for record in records:
         _check_fact(path, record)
     facts = [Fact(**{k: v for k, v in r.items() if k != "_line"}) for r in records]
     warnings = _duplicate_warnings(path, records, key=lambda r: (r["prompt"], r["answer"]), what="fact")
-    warnings += _duplicate_warnings(
-        path, [r for r in records if r["id"] is not None], key=lambda r: r["id"], what="id"
-    )
+    warnings += _duplicate_warnings(path, [r for r in records if r["id"] is not None], key=lambda r: r["id"], what="id")
     if tokenizer is not None:
         for record in records:
             if not tokenizer(record["answer"], add_special_tokens=False)["input_ids"]:
@@ -169,8 +174,9 @@ def _check_fact(path, record: dict) -> None:
     choices, index = record["choices"], record["answer_index"]
     if (choices is None) != (index is None):
         missing = "answer_index" if index is None else "choices"
-        raise ForensicsInputError(f"{where}: a multiple-choice fact needs both 'choices' and 'answer_index' "
-                                  f"(field {missing!r} is missing)")
+        raise ForensicsInputError(
+            f"{where}: a multiple-choice fact needs both 'choices' and 'answer_index' (field {missing!r} is missing)"
+        )
     if choices is not None and not 0 <= index < len(choices):
         raise ForensicsInputError(f"{where}: 'answer_index' {index} is out of range for {len(choices)} choices")
     if record["key"] is not None and record["key"].strip() not in record["answer"]:
@@ -221,8 +227,10 @@ def _boundary_warnings(path, records: list[dict], tokenizer) -> list[str]:
     found = [(r["_line"], why) for r in records if (why := boundary_problem(tokenizer, r["prompt"], r["answer"]))]
     warnings = [f"{path}:{line}: token boundary: {why}" for line, why in found[:MAX_BOUNDARY_WARNINGS]]
     if len(found) > MAX_BOUNDARY_WARNINGS:
-        warnings.append(f"{path}: token boundary: {len(found) - MAX_BOUNDARY_WARNINGS} more facts like these "
-                        f"({len(found)} of {len(records)} in all)")
+        warnings.append(
+            f"{path}: token boundary: {len(found) - MAX_BOUNDARY_WARNINGS} more facts like these "
+            f"({len(found)} of {len(records)} in all)"
+        )
     return warnings
 
 

@@ -36,9 +36,17 @@ SUPPORTED_ARCHITECTURES: dict[str, str] = {
 }
 
 #: Families in the Llama layout (RMSNorm, rotary, gated MLP), with their variations below.
-_LLAMA_LAYOUT = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                 "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "OlmoForCausalLM",
-                 "Olmo2ForCausalLM")
+_LLAMA_LAYOUT = (
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
+    "Phi3ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+    "OlmoForCausalLM",
+    "Olmo2ForCausalLM",
+)
 #: Families whose ``sliding_window`` applies to every layer (no ``layer_types``).
 _WINDOW_EVERY_LAYER = ("MistralForCausalLM", "Phi3ForCausalLM")
 #: Families whose transformer-lens weight converter reads keys and values with ``n_heads``
@@ -63,8 +71,15 @@ def unmapped_fields(hf_config) -> list[str]:
     rope = _rope_type(hf_config)
     if rope != "default" and not (arch == "LlamaForCausalLM" and rope == "llama3"):
         out.append(f"rope_scaling (type {rope})")
-    if arch in ("LlamaForCausalLM", "MistralForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM",
-                "Gemma2ForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM"):
+    if arch in (
+        "LlamaForCausalLM",
+        "MistralForCausalLM",
+        "Qwen3ForCausalLM",
+        "GemmaForCausalLM",
+        "Gemma2ForCausalLM",
+        "OlmoForCausalLM",
+        "Olmo2ForCausalLM",
+    ):
         for field in ("attention_bias", "mlp_bias"):
             if getattr(hf_config, field, False):
                 out.append(f"{field} (true)")
@@ -94,7 +109,8 @@ def tl_config_dict(hf_config) -> dict[str, Any]:
     if unmapped:
         raise ForensicsInputError(
             f"config.json sets {', '.join(unmapped)}, which this loader does not map for {arch}: the hooked "
-            "model would compute something other than the checkpoint does")
+            "model would compute something other than the checkpoint does"
+        )
     if arch == "GPT2LMHeadModel":
         return _gpt2(hf_config)
     if arch in ("GPTNeoXForCausalLM", "PhiForCausalLM"):
@@ -236,17 +252,22 @@ def _llama_layout(c, arch: str) -> dict[str, Any]:
     elif arch == "Gemma2ForCausalLM" and window and layer_types:
         local = [t == "sliding_attention" for t in layer_types]
     if local and any(local):
-        cfg.update(use_local_attn=True, window_size=window,
-                   attn_types=["local" if is_local else "global" for is_local in local])
+        cfg.update(
+            use_local_attn=True,
+            window_size=window,
+            attn_types=["local" if is_local else "global" for is_local in local],
+        )
     if arch == "LlamaForCausalLM":
         _apply_llama3_rope_scaling(cfg, c)
     elif arch == "Qwen3ForCausalLM":
         cfg["use_qk_norm"] = True
     elif arch == "Gemma2ForCausalLM":
-        cfg.update(attn_scale=float(c.query_pre_attn_scalar) ** 0.5,
-                   attn_scores_soft_cap=c.attn_logit_softcapping or -1.0,
-                   output_logits_soft_cap=c.final_logit_softcapping or -1.0,
-                   use_normalization_before_and_after=True)
+        cfg.update(
+            attn_scale=float(c.query_pre_attn_scalar) ** 0.5,
+            attn_scores_soft_cap=c.attn_logit_softcapping or -1.0,
+            output_logits_soft_cap=c.final_logit_softcapping or -1.0,
+            use_normalization_before_and_after=True,
+        )
     elif arch == "OlmoForCausalLM":
         # OLMo's LayerNorm has no parameters (the converter writes ones and zeros).
         cfg.update(normalization_type="LN", eps=1e-5, final_rms=False, clip_qkv=getattr(c, "clip_qkv", None))

@@ -28,8 +28,8 @@ import string
 from pathlib import Path
 from typing import Any
 
-from forensics.inputs.data import FACT_INTS, FACT_LISTS, FACT_OPTIONAL, Fact, load_facts, write_jsonl
 from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import FACT_INTS, FACT_LISTS, FACT_OPTIONAL, Fact, load_facts, write_jsonl
 
 FORMATS = ("tofu", "wmdp", "jsonl")
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
@@ -104,13 +104,19 @@ def _wmdp(record: dict, template: str) -> dict:
     if len(choices) > len(string.ascii_uppercase):
         raise ForensicsInputError(f"{record['_where']}: {len(choices)} choices; at most 26 can be lettered")
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(choices):
-        raise ForensicsInputError(f"{record['_where']}: 'answer' must be the index of the correct choice "
-                                  f"(0 to {len(choices) - 1}), got {answer!r}")
+        raise ForensicsInputError(
+            f"{record['_where']}: 'answer' must be the index of the correct choice "
+            f"(0 to {len(choices) - 1}), got {answer!r}"
+        )
     letters = string.ascii_uppercase[: len(choices)]
     listed = "\n".join(f"{letter}. {choice.strip()}" for letter, choice in zip(letters, choices))
     stem = template.replace("{question}", f"{question.strip()}\n{listed}")
-    return {"prompt": stem, "answer": f" {letters[answer]}", "choices": [f" {x}" for x in letters],
-            "answer_index": answer}
+    return {
+        "prompt": stem,
+        "answer": f" {letters[answer]}",
+        "choices": [f" {x}" for x in letters],
+        "answer_index": answer,
+    }
 
 
 def _jsonl(record: dict, template: str) -> dict:
@@ -123,8 +129,14 @@ def _jsonl(record: dict, template: str) -> dict:
 CONVERTERS = {"tofu": _tofu, "wmdp": _wmdp, "jsonl": _jsonl}
 
 
-def import_facts(source: str | Path, out_dir: str | Path, fmt: str, prompt_template: str = DEFAULT_TEMPLATE,
-                 subject_field: str | None = None, chat_tokenizer=None) -> tuple[Path, list[Fact]]:
+def import_facts(
+    source: str | Path,
+    out_dir: str | Path,
+    fmt: str,
+    prompt_template: str = DEFAULT_TEMPLATE,
+    subject_field: str | None = None,
+    chat_tokenizer=None,
+) -> tuple[Path, list[Fact]]:
     """Convert ``source`` (format ``fmt``) into ``out_dir/<source stem>.jsonl`` and read it back
     through :func:`forensics.inputs.data.load_facts` (the suite's own validation). Returns the written
     path and the facts. Raises :class:`ForensicsInputError` for an unknown format, a template

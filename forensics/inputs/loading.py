@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from forensics.inputs.agreement import LOGIT_TOLERANCE, logit_disagreement
 from forensics.core.errors import ForensicsInputError
+from forensics.inputs.agreement import LOGIT_TOLERANCE, logit_disagreement
 from forensics.inputs.families import SUPPORTED_ARCHITECTURES, tl_config_dict, unmapped_fields  # noqa: F401 (re-exported)
 
 DTYPES: dict[str, torch.dtype] = {
@@ -119,9 +119,7 @@ def read_checkpoint_config(path: str | Path) -> tuple[Path, dict]:
         raise ForensicsInputError(f"{folder} has no *.safetensors weights")
     weight_files(folder)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise ForensicsInputError(
-            f"{folder} has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})"
-        )
+        raise ForensicsInputError(f"{folder} has no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
     return folder, config
 
 
@@ -145,8 +143,9 @@ def weight_files(folder: str | Path) -> list[Path]:
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
             raise ForensicsInputError(f"{index} is not a valid safetensors index ({_first_line(err)})") from None
         if not (isinstance(weight_map, dict) and weight_map and all(isinstance(v, str) for v in weight_map.values())):
-            raise ForensicsInputError(f"{index} is not a valid safetensors index (weight_map must map tensor "
-                                      "names to shard file names)")
+            raise ForensicsInputError(
+                f"{index} is not a valid safetensors index (weight_map must map tensor names to shard file names)"
+            )
         expected = sorted(set(weight_map.values()))
         missing = [n for n in expected if n not in present]
         if missing:
@@ -156,13 +155,15 @@ def weight_files(folder: str | Path) -> list[Path]:
     else:
         raise ForensicsInputError(
             f"{folder} has safetensors weights ({', '.join(present)}) but neither model.safetensors nor "
-            f"{INDEX_FILE}: transformers would not load them")
+            f"{INDEX_FILE}: transformers would not load them"
+        )
     extra = [n for n in present if n not in expected]
     if extra:
         raise ForensicsInputError(
             f"{folder} holds two weight layouts: {', '.join(expected)} "
             f"({'listed in ' + INDEX_FILE if index.is_file() else 'loaded by transformers'}) and also "
-            f"{', '.join(extra)}; remove the files that are not this checkpoint's")
+            f"{', '.join(extra)}; remove the files that are not this checkpoint's"
+        )
     return [folder / n for n in expected]
 
 
@@ -227,9 +228,7 @@ def _hf_model_from(folder: Path, dtype: str | torch.dtype):
     return model.eval()
 
 
-def load_model(
-    path: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32"
-) -> LoadedModel:
+def load_model(path: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
     """Load a local checkpoint folder into a ``HookedTransformer`` (offline, safetensors only).
 
     Prompts are tokenised with the checkpoint's own tokenizer as it is configured (a
@@ -278,12 +277,14 @@ def load_model(
         half = torch_dtype in (torch.float16, torch.bfloat16)
         raise ForensicsInputError(
             f"{folder}: the model's logits are not finite in {str(torch_dtype).removeprefix('torch.')}"
-            + (" (an activation overflows its range); load it with --dtype float32" if half else ""))
+            + (" (an activation overflows its range); load it with --dtype float32" if half else "")
+        )
     if not gap <= tolerance:
         raise ForensicsInputError(
             f"{folder}: the hooked model's logits differ from transformers' by {gap:.2g} of the logit scale "
             f"(tolerance {tolerance:g} in {str(torch_dtype).removeprefix('torch.')}); "
-            "a config field is not mapped, so the audit would read another model")
+            "a config field is not mapped, so the audit would read another model"
+        )
     del hf_model, state_dict
     for param in model.parameters():
         param.requires_grad_(False)
@@ -305,9 +306,7 @@ def check_pair(original: LoadedModel, unlearned: LoadedModel) -> None:
     vocabulary differs."""
     a, b = original, unlearned
     if a.architecture != b.architecture:
-        raise ForensicsInputError(
-            f"architectures differ: {a.path} is {a.architecture}, {b.path} is {b.architecture}"
-        )
+        raise ForensicsInputError(f"architectures differ: {a.path} is {a.architecture}, {b.path} is {b.architecture}")
     for field in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "n_key_value_heads"):
         va, vb = getattr(a.model.cfg, field), getattr(b.model.cfg, field)
         if va != vb:

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from forensics.inputs.chat import template_of, template_record, templated
-from forensics.inputs.data import Fact, Sequence, content_hash, load_facts, load_sequences
+from forensics.compute.scoring import doubled_bos
 from forensics.core.errors import ForensicsInputError
 from forensics.core.keys import model_identity
-from forensics.inputs.loading import LoadedModel, check_pair, load_model
 from forensics.core.minimum import VoteMinimum, shortfall
-from forensics.compute.scoring import doubled_bos
+from forensics.inputs.chat import template_of, template_record, templated
+from forensics.inputs.data import Fact, Sequence, content_hash, load_facts, load_sequences
+from forensics.inputs.loading import LoadedModel, check_pair, load_model
 
 FACT_SETS = ("forget", "retain", "holdout")
 
@@ -56,8 +57,18 @@ class AuditInputs:
     chat_template: dict[str, Any] | None = None
 
 
-def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None, reference=None, sequences=None,
-                device: str = "cpu", dtype: str = "float32", chat_template: bool = False) -> AuditInputs:
+def load_inputs(
+    original,
+    unlearned=None,
+    forget=None,
+    retain=None,
+    holdout=None,
+    reference=None,
+    sequences=None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    chat_template: bool = False,
+) -> AuditInputs:
     """Load and validate every input given. Models: checkpoint folders or loaded
     :class:`LoadedModel`; fact and sequence sets: JSONL paths or lists of
     :class:`forensics.inputs.data.Fact` / :class:`forensics.inputs.data.Sequence`. ``chat_template``: render
@@ -88,8 +99,9 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
         for role in ("unlearned", "reference"):
             other = getattr(out, role)
             if other is not None and template_of(other.tokenizer) not in (None, template_of(out.original.tokenizer)):
-                out.warnings.append(f"the {role} model's chat template differs from the original's; the original's "
-                                    "is used for both")
+                out.warnings.append(
+                    f"the {role} model's chat template differs from the original's; the original's is used for both"
+                )
     paths: dict[str, Path | None] = {}
     for name, value in given.items():
         if value is not None:
@@ -101,21 +113,29 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
     check_fact_sets(sets)
     check_lengths(out.original, sets, out.sequences)
     for name in FACT_SETS:
-        doubled = sum(doubled_bos(out.original.tokenizer, out.original.tokenizer(f.prompt)["input_ids"])
-                      for f in getattr(out, name) or [])
+        doubled = sum(
+            doubled_bos(out.original.tokenizer, out.original.tokenizer(f.prompt)["input_ids"])
+            for f in getattr(out, name) or []
+        )
         if doubled:
-            out.warnings.append(f"{name} set: {doubled} prompts start with the BOS text "
-                                f"{out.original.tokenizer.bos_token!r} and the tokenizer adds BOS too; "
-                                f"one BOS is used, not two")
+            out.warnings.append(
+                f"{name} set: {doubled} prompts start with the BOS text "
+                f"{out.original.tokenizer.bos_token!r} and the tokenizer adds BOS too; "
+                f"one BOS is used, not two"
+            )
         facts = getattr(out, name) or []
         if name in ("forget", "holdout") and facts and not any(f.subject for f in facts):
-            out.warnings.append(f"{name} set: no fact names a subject; each fact is its own group (folds, "
-                                f"bootstraps and permutations resample single facts, and the attribute probes "
-                                f"do not run)")
+            out.warnings.append(
+                f"{name} set: no fact names a subject; each fact is its own group (folds, "
+                f"bootstraps and permutations resample single facts, and the attribute probes "
+                f"do not run)"
+            )
     short = shortfall({name: getattr(out, name) for name in FACT_SETS}, VoteMinimum())
     if short:
-        out.warnings.append(f"sets too small to vote on: {short} (the evidence lines' default minimum; "
-                            f"they report numbers without a vote)")
+        out.warnings.append(
+            f"sets too small to vote on: {short} (the evidence lines' default minimum; "
+            f"they report numbers without a vote)"
+        )
     for role in ("original", "unlearned", "reference"):
         model = getattr(out, role)
         out.records[role] = _model_record(model) if model is not None else None
@@ -128,8 +148,12 @@ def load_inputs(original, unlearned=None, forget=None, retain=None, holdout=None
         digest = content_hash(items)
         out.hashes[name] = digest
         path = paths.get(name)
-        out.records[name] = {"path": str(path) if path else None, "n": len(items), "content_sha256": digest,
-                             "file_sha256": _file_sha256(path)}
+        out.records[name] = {
+            "path": str(path) if path else None,
+            "n": len(items),
+            "content_sha256": digest,
+            "file_sha256": _file_sha256(path),
+        }
     return out
 
 
@@ -165,8 +189,10 @@ def check_fact_sets(sets: Mapping[str, list[Fact]]) -> None:
     if sets.get("holdout") and sets.get("forget"):
         shared = {f.prompt for f in sets["forget"]} & {f.prompt for f in sets["holdout"]}
         if shared:
-            raise ForensicsInputError(f"the holdout set overlaps the forget set ({len(shared)} shared prompts, e.g. "
-                                      f"{sorted(shared)[0][:80]!r}); the holdout must hold facts no model saw")
+            raise ForensicsInputError(
+                f"the holdout set overlaps the forget set ({len(shared)} shared prompts, e.g. "
+                f"{sorted(shared)[0][:80]!r}); the holdout must hold facts no model saw"
+            )
 
 
 def check_lengths(model: LoadedModel, sets: Mapping[str, list[Fact]], sequences: list[Sequence] | None) -> None:
@@ -180,8 +206,9 @@ def check_lengths(model: LoadedModel, sets: Mapping[str, list[Fact]], sequences:
             continue
         n = len(tok(prompt)["input_ids"]) + (len(tok(answer, add_special_tokens=False)["input_ids"]) if answer else 0)
         if n > n_ctx:
-            raise ForensicsInputError(f"{name} item {i + 1} is {n} tokens long, more than the model's context "
-                                      f"window of {n_ctx} tokens")
+            raise ForensicsInputError(
+                f"{name} item {i + 1} is {n} tokens long, more than the model's context window of {n_ctx} tokens"
+            )
 
 
 def _load_sequences(value, warnings: list[str]) -> tuple[list[Sequence], Path | None]:
@@ -199,5 +226,11 @@ def _file_sha256(path: Path | None) -> str | None:
 
 
 def _model_record(m: LoadedModel) -> dict[str, Any]:
-    return {"path": str(m.path), "name": m.name, "architecture": m.architecture, "n_layers": m.n_layers,
-            "weights_sha256": m.weights_hash, "dtype": m.dtype}
+    return {
+        "path": str(m.path),
+        "name": m.name,
+        "architecture": m.architecture,
+        "n_layers": m.n_layers,
+        "weights_sha256": m.weights_hash,
+        "dtype": m.dtype,
+    }

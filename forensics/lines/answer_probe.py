@@ -55,11 +55,11 @@ from typing import Literal
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
-from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Can a probe on U's residual stream tell F's true answers from wrong ones, beyond the holdout control?"
 
@@ -110,8 +110,16 @@ def candidates(facts, n_perturbed: int, seed: int) -> tuple[list[list[str]], str
     rng = np.random.default_rng(seed)
     out = []
     for i, f in enumerate(facts):
-        pool = sorted({g.answer for j, g in enumerate(facts) if j != i and g.answer.strip() != f.answer.strip()
-                       and (g.subject != f.subject or f.subject is None) and g.attribute == f.attribute})
+        pool = sorted(
+            {
+                g.answer
+                for j, g in enumerate(facts)
+                if j != i
+                and g.answer.strip() != f.answer.strip()
+                and (g.subject != f.subject or f.subject is None)
+                and g.attribute == f.attribute
+            }
+        )
         out.append(list(rng.permutation(pool)[:n_perturbed]) if pool else [])
     return out, "built"
 
@@ -144,7 +152,7 @@ def distinctive_spans(candidates: list[str]) -> list[tuple[str, str]]:
     whole = [("", c.strip()) for c in candidates]
     if len(candidates) < 2 or head + tail == shortest:
         return whole
-    out = [(c[:f[head].start()], c[f[head].start():f[len(f) - 1 - tail].end()]) for c, f in zip(candidates, found)]
+    out = [(c[: f[head].start()], c[f[head].start() : f[len(f) - 1 - tail].end()]) for c, f in zip(candidates, found)]
     return out if len({span for _, span in out}) == len(out) else whole
 
 
@@ -254,12 +262,17 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout)):
         perturbed, sources[name] = candidates(facts, config.n_perturbed, config.seed)
         if not any(perturbed):
-            return Evidence.not_run(line, QUESTION, f"no {name} fact has a perturbed answer (none given, "
-                                    "and no other subject's answer to the same question form)")
+            return Evidence.not_run(
+                line,
+                QUESTION,
+                f"no {name} fact has a perturbed answer (none given, "
+                "and no other subject's answer to the same question form)",
+            )
         groups[name] = np.array([f.subject or f"{name}-{i}" for i, f in enumerate(facts)])
         if len(np.unique(groups[name])) < config.n_folds:
-            return Evidence.not_run(line, QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, "
-                                    f"fewer than the {config.n_folds} folds")
+            return Evidence.not_run(
+                line, QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, fewer than the {config.n_folds} folds"
+            )
         prefixes, true, wrong = reading_prefixes(facts, perturbed)
         for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
             acts = ctx.capture(loaded, prefixes, spec, batch_size=config.batch_size)
@@ -270,10 +283,15 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
                 scores[(role, name)] = _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config)
         scorable[name] = float(np.isfinite(scores[("original", name)][-1]).mean())
         if scorable[name] < config.min_scorable:
-            return Evidence.not_run(line, QUESTION, (
-                f"only {scorable[name]:.0%} of the {name} facts can be scored: their answers share no distinctive "
-                "part with other subjects' answers (sentence answers need perturbed answers in the same frame, "
-                "or a 'key')"))
+            return Evidence.not_run(
+                line,
+                QUESTION,
+                (
+                    f"only {scorable[name]:.0%} of the {name} facts can be scored: their answers share no distinctive "
+                    "part with other subjects' answers (sentence answers need perturbed answers in the same frame, "
+                    "or a 'key')"
+                ),
+            )
     mean = {k: np.nanmean(v, axis=1) for k, v in scores.items()}
     o_diff = mean[("original", "forget")] - mean[("original", "holdout")]
     depth = max(range(1, len(hooks) - 1), key=lambda d: o_diff[d])
@@ -285,19 +303,32 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     found = ci[0] > 0 and p < config.alpha
     table = {f"{role}/{name}": mean[(role, name)].tolist() for role, name in scores}
     return Evidence(
-        line=line, question=QUESTION, status="ok",
+        line=line,
+        question=QUESTION,
+        status="ok",
         metric=f"share of perturbed answers a decoder on U's residual scores below the true one, minus 0.5, "
-               f"at depth {depth}",
-        effect=float(f.mean()), control=float(h.mean()), ci=ci, p_value=p,
+        f"at depth {depth}",
+        effect=float(f.mean()),
+        control=float(h.mean()),
+        ci=ci,
+        p_value=p,
         vote="suppressed" if found else None,
-        reason=("a probe on U's residual stream tells F's true answers from wrong ones beyond the holdout control"
-                if found else "no discrimination of F's true answers above the control; this probe never votes "
-                "deleted"),
-        details={"variant": config.variant, "decision_depth": depth,
-                 "original_difference_by_depth": o_diff.tolist(), "table": table, "scorable_share": scorable,
-                 "perturbed_answers": {n: "from the data" if s == "data" else
-                                       "built from other subjects' answers to the same question form"
-                                       for n, s in sources.items()}},
+        reason=(
+            "a probe on U's residual stream tells F's true answers from wrong ones beyond the holdout control"
+            if found
+            else "no discrimination of F's true answers above the control; this probe never votes deleted"
+        ),
+        details={
+            "variant": config.variant,
+            "decision_depth": depth,
+            "original_difference_by_depth": o_diff.tolist(),
+            "table": table,
+            "scorable_share": scorable,
+            "perturbed_answers": {
+                n: "from the data" if s == "data" else "built from other subjects' answers to the same question form"
+                for n, s in sources.items()
+            },
+        },
         figures={"answer_probe": _figure(table)},
     )
 
@@ -307,8 +338,13 @@ def _figure(table: dict) -> bytes:
 
     fig, ax = plt.subplots(figsize=(4.5, 2.8))
     for key, values in table.items():
-        ax.plot(range(len(values)), values, marker="o", linestyle="-" if key.startswith("unlearned") else "--",
-                label=key.replace("/", " · "))
+        ax.plot(
+            range(len(values)),
+            values,
+            marker="o",
+            linestyle="-" if key.startswith("unlearned") else "--",
+            label=key.replace("/", " · "),
+        )
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.set_xlabel("depth (0 = embeddings)")
     ax.set_ylabel("true-above-perturbed share - 0.5")

@@ -52,11 +52,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
-from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.probing.classifiers import (
     Labels,
     ProbeConfig,
@@ -159,8 +159,10 @@ def _encoded_labels(ctx: AuditContext) -> dict:
     """Per set: (int answers, subjects, fact keys, attributes), one class index shared by F, R and H."""
     raw = {name: _labels(getattr(ctx, name)) for name in ("forget", "retain", "holdout")}
     encoder = Labels(*(y for y, _, _ in raw.values()))
-    return {name: (encoder.encode(y), g, k, np.array([f.attribute or "" for f in getattr(ctx, name)]))
-            for name, (y, g, k) in raw.items()}
+    return {
+        name: (encoder.encode(y), g, k, np.array([f.attribute or "" for f in getattr(ctx, name)]))
+        for name, (y, g, k) in raw.items()
+    }
 
 
 def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: dict | None = None) -> dict:
@@ -185,7 +187,11 @@ def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: d
 
 def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: int) -> list[dict]:
     """Every depth at once (``X[(role, set)]`` is ``[L, n, d]``): one row of scores per depth."""
-    (forget_answers, forget_groups, _, forget_attributes), (retain_answers, retain_groups, _, retain_attributes), (holdout_answers, holdout_groups, _, holdout_attributes) = labels["forget"], labels["retain"], labels["holdout"]
+    (
+        (forget_answers, forget_groups, _, forget_attributes),
+        (retain_answers, retain_groups, _, retain_attributes),
+        (holdout_answers, holdout_groups, _, holdout_attributes),
+    ) = labels["forget"], labels["retain"], labels["holdout"]
     pc = config.probe
     n_depths = X[("U", "forget")].shape[0]
     grid = strength_grid(kind, pc)
@@ -193,7 +199,9 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     def select(role):  # per depth, the strength with the best grouped-CV score on R (ties: the first)
         if len(grid) == 1:
             return np.full(n_depths, grid[0])
-        means = out_of_fold_scores(kind, list(grid), X[(role, "retain")], [retain_answers], retain_groups, pc, strata=retain_attributes)[:, 0, :, 0].mean(-1)
+        means = out_of_fold_scores(
+            kind, list(grid), X[(role, "retain")], [retain_answers], retain_groups, pc, strata=retain_attributes
+        )[:, 0, :, 0].mean(-1)
         return np.array([grid[int(np.argmax(m > m.max() - 1e-12))] for m in means])
 
     strength_u, strength_o = select("U"), select("O")
@@ -201,21 +209,57 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     def refit(role, name, y, g, a, strength, X_score=None):  # -> [L, n_scored, n]
         return out_of_fold_scores(kind, strength[:, None], X[(role, name)], [y], g, pc, X_score, a)[:, 0, 0]
 
-    o_f = refit("O", "forget", forget_answers, forget_groups, forget_attributes, strength_o, [X[("O", "forget")], X[("U", "forget")]])
+    o_f = refit(
+        "O",
+        "forget",
+        forget_answers,
+        forget_groups,
+        forget_attributes,
+        strength_o,
+        [X[("O", "forget")], X[("U", "forget")]],
+    )
     o_h = refit("O", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_o)[:, 0]
-    (t_h,) = fit_and_predict(kind, strength_o, X[("O", "forget")], forget_answers, [X[("U", "holdout")]], pc, forget_attributes, [holdout_attributes])
+    (t_h,) = fit_and_predict(
+        kind,
+        strength_o,
+        X[("O", "forget")],
+        forget_answers,
+        [X[("U", "holdout")]],
+        pc,
+        forget_attributes,
+        [holdout_attributes],
+    )
     u_f = refit("U", "forget", forget_answers, forget_groups, forget_attributes, strength_u)[:, 0]
     u_h = refit("U", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_u)[:, 0]
-    r_f, r_h = fit_and_predict(kind, strength_u, X[("U", "retain")], retain_answers, [X[("U", "forget")], X[("U", "holdout")]],
-                               pc, retain_attributes, [forget_attributes, holdout_attributes])
+    r_f, r_h = fit_and_predict(
+        kind,
+        strength_u,
+        X[("U", "retain")],
+        retain_answers,
+        [X[("U", "forget")], X[("U", "holdout")]],
+        pc,
+        retain_attributes,
+        [forget_attributes, holdout_attributes],
+    )
     rows = []
     for d in range(n_depths):
         scores = {
             "refit": (u_f[d], u_h[d]),
             "refit_original": (o_f[d, 0], o_h[d]),
-            "transfer": (o_f[d, 1], stratified_chance_corrected(t_h[d], holdout_answers, forget_answers, holdout_attributes, forget_attributes)),
-            "rfit": (stratified_chance_corrected(r_f[d], forget_answers, retain_answers, forget_attributes, retain_attributes),
-                     stratified_chance_corrected(r_h[d], holdout_answers, retain_answers, holdout_attributes, retain_attributes)),
+            "transfer": (
+                o_f[d, 1],
+                stratified_chance_corrected(
+                    t_h[d], holdout_answers, forget_answers, holdout_attributes, forget_attributes
+                ),
+            ),
+            "rfit": (
+                stratified_chance_corrected(
+                    r_f[d], forget_answers, retain_answers, forget_attributes, retain_attributes
+                ),
+                stratified_chance_corrected(
+                    r_h[d], holdout_answers, retain_answers, holdout_attributes, retain_attributes
+                ),
+            ),
         }
         row = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
         # The family-adjusted CI sits far in the tails (0.3% with 15 cells): a few hundred
@@ -223,10 +267,16 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
         family_boot = max(config.n_boot, FAMILY_BOOT)
         for name, (s_f, s_h) in scores.items():
             ci = cluster_bootstrap_diff_ci(s_f, forget_groups, s_h, holdout_groups, config.n_boot, config.seed)
-            ci_family = cluster_bootstrap_diff_ci(s_f, forget_groups, s_h, holdout_groups, family_boot, config.seed,
-                                                  level=1 - config.alpha / family_size)
-            row[name] = {"forget": float(s_f.mean()), "holdout": float(s_h.mean()),
-                         "difference": float(s_f.mean() - s_h.mean()), "ci": list(ci), "ci_family": list(ci_family)}
+            ci_family = cluster_bootstrap_diff_ci(
+                s_f, forget_groups, s_h, holdout_groups, family_boot, config.seed, level=1 - config.alpha / family_size
+            )
+            row[name] = {
+                "forget": float(s_f.mean()),
+                "holdout": float(s_h.mean()),
+                "difference": float(s_f.mean() - s_h.mean()),
+                "ci": list(ci),
+                "ci_family": list(ci_family),
+            }
         rows.append(row)
     return rows
 
@@ -247,8 +297,9 @@ def _permuted_answers(forget_labels: tuple, n_perm: int, seed: int) -> list[np.n
     return permuted
 
 
-def label_permutation_p(ctx: AuditContext, acts: dict, row: dict, probe: str, kind: str,
-                        config: AttributeProbeConfig) -> float:
+def label_permutation_p(
+    ctx: AuditContext, acts: dict, row: dict, probe: str, kind: str, config: AttributeProbeConfig
+) -> float:
     """Two-sided p-value of one probe's recoverability (F minus H) at one depth under a
     label-permutation null: F's answers are shuffled among F's facts (within attribute,
     a fact's paraphrases moving together) and the probe's whole procedure is re-run:
@@ -261,14 +312,31 @@ def label_permutation_p(ctx: AuditContext, acts: dict, row: dict, probe: str, ki
     X_uf = acts[("U", "forget")][hook]
     permuted = _permuted_answers(labels["forget"], config.n_perm, config.seed)
     if probe == "rfit":
-        (predicted,) = fit_and_predict(kind, row["strength_unlearned"], acts[("U", "retain")][hook], retain_answers, [X_uf],
-                                       config.probe, retain_attributes, [forget_attributes])
-        null_means = np.array([stratified_chance_corrected(predicted, y, retain_answers, forget_attributes, retain_attributes).mean() for y in permuted])
+        (predicted,) = fit_and_predict(
+            kind,
+            row["strength_unlearned"],
+            acts[("U", "retain")][hook],
+            retain_answers,
+            [X_uf],
+            config.probe,
+            retain_attributes,
+            [forget_attributes],
+        )
+        null_means = np.array(
+            [
+                stratified_chance_corrected(predicted, y, retain_answers, forget_attributes, retain_attributes).mean()
+                for y in permuted
+            ]
+        )
     else:
-        fit_on, strength = ((acts[("U", "forget")][hook], row["strength_unlearned"]) if probe == "refit"
-                            else (acts[("O", "forget")][hook], row["strength_original"]))
-        null_means = out_of_fold_scores(kind, [strength], fit_on, permuted, forget_groups, config.probe, [X_uf],
-                                        strata=forget_attributes)[:, 0, 0].mean(-1)
+        fit_on, strength = (
+            (acts[("U", "forget")][hook], row["strength_unlearned"])
+            if probe == "refit"
+            else (acts[("O", "forget")][hook], row["strength_original"])
+        )
+        null_means = out_of_fold_scores(
+            kind, [strength], fit_on, permuted, forget_groups, config.probe, [X_uf], strata=forget_attributes
+        )[:, 0, 0].mean(-1)
     null = np.abs(null_means - row[probe]["holdout"])
     return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
 
@@ -284,9 +352,13 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     o_best = rows[best_o]["refit_original"]
     bound = config.deleted_share * o_best["difference"]
     if o_best["ci_family"][0] > 0 and all(rows[best_o][p]["ci_family"][1] < bound for p in PROBES):
-        return "deleted", ("refit", best_o), (
-            f"at depth {best_o}, where O's F is most readable ({o_best['difference']:+.2f}), no U probe reads it "
-            f"(every adjusted CI upper bound below {bound:+.2f}, {config.deleted_share:.0%} of O's)"
+        return (
+            "deleted",
+            ("refit", best_o),
+            (
+                f"at depth {best_o}, where O's F is most readable ({o_best['difference']:+.2f}), no U probe reads it "
+                f"(every adjusted CI upper bound below {bound:+.2f}, {config.deleted_share:.0%} of O's)"
+            ),
         )
     return None, ("refit", best_o), "inconclusive: nothing significant, but not enough power to call it deleted"
 
@@ -327,16 +399,17 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
         line="attribute_probes",
         question=QUESTION,
         status="ok",
-        metric=(f"chance-corrected {probe} {kind} probe accuracy at the {position} token, depth {depth} "
-                f"(CI adjusted over {len(PROBES) * len(rows)} depth x probe cells)"),
+        metric=(
+            f"chance-corrected {probe} {kind} probe accuracy at the {position} token, depth {depth} "
+            f"(CI adjusted over {len(PROBES) * len(rows)} depth x probe cells)"
+        ),
         effect=cell["forget"],
         control=cell["holdout"],
         ci=ci,
         p_value=p,
         vote=vote,
         reason=why,
-        details={"decision": {"position": position, "kind": kind, "depth": depth, "probe": probe},
-                 "curves": curves},
+        details={"decision": {"position": position, "kind": kind, "depth": depth, "probe": probe}, "curves": curves},
         figures={"attribute_probes": _figure(curves)},
     )
 
@@ -345,8 +418,9 @@ def _figure(curves: dict) -> bytes:
     from forensics.compute.plotting import figure_png, plt
 
     keys = list(curves)
-    fig, axes = plt.subplots(len(PROBES), len(keys), figsize=(3.2 * len(keys), 2.4 * len(PROBES)),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        len(PROBES), len(keys), figsize=(3.2 * len(keys), 2.4 * len(PROBES)), squeeze=False, sharey=True
+    )
     for j, key in enumerate(keys):
         rows = curves[key]
         depth = [r["depth"] for r in rows]

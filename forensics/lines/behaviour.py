@@ -42,15 +42,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import SHORT as MEASURE_SHORT
 from forensics.compute.measures import is_free_text, measure_for
-from forensics.core.minimum import VoteMinimum
-from forensics.core.registry import register
 from forensics.compute.scoring import FactScores
 from forensics.compute.stats import bootstrap_mean_diff_ci, permutation_p_value
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
 
 
 @dataclass
@@ -120,15 +120,18 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
     for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
         scores[role] = {name: ctx.fact_scores(loaded, facts) for name, facts in sets.items()}
     table = {
-        role: {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
-               for name, s in per_set.items()}
+        role: {
+            name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
+            for name, s in per_set.items()
+        }
         for role, per_set in scores.items()
     }
     free_text = _wants_free_text(ctx, config)
     measure = "exact" if not free_text else measure_for(ctx.forget) if is_free_text(ctx.forget) else "rouge"
-    per_fact = {role: {name: ctx.answer_scores(loaded, facts, measure, config.max_new_tokens)
-                       for name, facts in sets.items()}
-                for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned))}
+    per_fact = {
+        role: {name: ctx.answer_scores(loaded, facts, measure, config.max_new_tokens) for name, facts in sets.items()}
+        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned))
+    }
     u, o = per_fact["unlearned"], per_fact["original"]
     effect = float(u["forget"].mean())
     control_scores = u["holdout"] if "holdout" in u else np.zeros(1)
@@ -152,7 +155,8 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
         vote="not_forgotten" if still_answers else None,
         reason=(
             f"U keeps {retained_share:.0%} of O's above-control {MEASURE_SHORT[measure]} on F"
-            if o_margin > 0 else "O itself does not answer F above the control"
+            if o_margin > 0
+            else "O itself does not answer F above the control"
         ),
         details={
             "table": table,
@@ -194,8 +198,11 @@ def _free_text_table(ctx: AuditContext, sets: dict, config: BehaviourConfig) -> 
             keyed = [i for i, f in enumerate(facts) if f.key]
             table[role][name] = {
                 "rouge_l_recall": mean(rouge_l_recall([f.answer for f in facts], generations)),
-                "rouge_l_recall_key": mean(rouge_l_recall([facts[i].key for i in keyed],
-                                                          [generations[i] for i in keyed])) if keyed else None,
+                "rouge_l_recall_key": mean(
+                    rouge_l_recall([facts[i].key for i in keyed], [generations[i] for i in keyed])
+                )
+                if keyed
+                else None,
                 "truth_ratio": mean(truth_ratios(loaded.model, loaded.tokenizer, facts, loaded.device)),
                 "choice_accuracy": mean(choice_correct(loaded.model, loaded.tokenizer, facts, loaded.device)),
             }

@@ -95,8 +95,10 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
     for name, facts in sets.items():
         if len(facts) < 3:
             return Evidence.not_run(line, QUESTION, f"CKA needs at least 3 {name} facts")
-    acts = {name: (_acts(ctx, ctx.original, facts, config), _acts(ctx, ctx.unlearned, facts, config))
-            for name, facts in sets.items()}
+    acts = {
+        name: (_acts(ctx, ctx.original, facts, config), _acts(ctx, ctx.unlearned, facts, config))
+        for name, facts in sets.items()
+    }
     profile = {name: [linear_cka(x, y) for x, y in zip(*pair)] for name, pair in acts.items()}
     blocks = slice(1, None)
     effect = float(np.mean(profile["forget"][blocks]))
@@ -112,11 +114,19 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
         diffs.append(means[0] - means[1])
     ci = (float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)))
     return Evidence(
-        line=line, question=QUESTION, status="descriptive",
+        line=line,
+        question=QUESTION,
+        status="descriptive",
         metric="linear CKA between O and U (final prompt token), mean over block outputs: F (effect) vs R (control)",
-        effect=effect, control=control, ci=ci, p_value=None, vote=None,
-        reason=(f"U's geometry of F is {'less' if effect < control else 'not less'} similar to O's than that of R "
-                f"(CKA {effect:.3f} vs {control:.3f}); descriptive only"),
+        effect=effect,
+        control=control,
+        ci=ci,
+        p_value=None,
+        vote=None,
+        reason=(
+            f"U's geometry of F is {'less' if effect < control else 'not less'} similar to O's than that of R "
+            f"(CKA {effect:.3f} vs {control:.3f}); descriptive only"
+        ),
         details={"per_depth": profile},
         figures={"cka": _figure(profile)},
     )

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
+from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
-from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.registry import register
 
 QUESTION = "Is the answer readable by the logit lens at intermediate layers of U, beyond the holdout control?"
@@ -95,11 +94,14 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
         ci=c["ci"],
         p_value=c["p"],
         reason=(
-            "the answer is readable at an intermediate layer of U above the holdout control" if c["readable"]
+            "the answer is readable at an intermediate layer of U above the holdout control"
+            if c["readable"]
             else "F's answers rank below the unseen facts' at an intermediate layer: a trace of the unlearning, "
-                 "not of the knowledge" if c["pushed_down"]
+            "not of the knowledge"
+            if c["pushed_down"]
             else "no intermediate-layer read-out of F above the control"
-        ) + " (descriptive: the tuned lens votes)",
+        )
+        + " (descriptive: the tuned lens votes)",
         details={"decision_depth": c["depth"], "original_difference_by_depth": c["o_diff"], "table": c["table"]},
         figures={"logit_lens": lens_heatmap(c["table"], c["n_depths"], "Logit lens: answer reciprocal rank")},
     )

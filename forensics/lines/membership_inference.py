@@ -54,20 +54,20 @@ Vote (the four attacks form one family; CIs are Bonferroni-adjusted at ``1 - alp
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-from forensics.core.context import AuditContext
-from forensics.inputs.data import Fact
-from forensics.core.evidence import Evidence
 from forensics.compute.measures import key_facts
 from forensics.compute.mia import ATTACKS, attack_scores, auc
-from forensics.core.minimum import VoteMinimum
-from forensics.core.registry import register
 from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+from forensics.inputs.data import Fact
 
 QUESTION = "Does U still treat the forget set like training data (membership inference), beyond the control?"
 
@@ -88,8 +88,9 @@ METHOD = (
 SPANS = ("answer", "text")
 
 
-def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256,
-                       spans: Sequence[str] = SPANS) -> dict[str, dict[str, np.ndarray]]:
+def fact_attack_scores(
+    loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256, spans: Sequence[str] = SPANS
+) -> dict[str, dict[str, np.ndarray]]:
     """Membership scores of each fact under ``loaded``, per span: ``{span: {attack: [n_facts]}}``
     for every attack in :data:`forensics.compute.mia.ATTACKS`, higher = more member-like.
 
@@ -104,8 +105,10 @@ def fact_attack_scores(loaded, facts: Sequence[Fact], k: float = 0.2, batch_size
     if "text" in spans:
         out["text"] = attack_scores(stats, [f.text for f in facts], k)
     if "answer" in spans:  # lp[t] is the log-prob of token t + 1: the answer's tokens sit at len(p) - 1 ...
-        answer_stats = [{key: s[key][len(p) - 1: len(p) - 1 + len(a)] for key in ("lp", "mu", "sigma")}
-                        for s, (p, a) in zip(stats, encoded)]
+        answer_stats = [
+            {key: s[key][len(p) - 1 : len(p) - 1 + len(a)] for key in ("lp", "mu", "sigma")}
+            for s, (p, a) in zip(stats, encoded)
+        ]
         out["answer"] = attack_scores(answer_stats, [f.answer for f in facts], k)
     return out
 
@@ -118,11 +121,14 @@ def span_scores(loaded, facts: Sequence[Fact], config) -> dict[str, dict[str, np
     keyed = key_facts(facts)
     if keyed == list(facts):
         return fact_attack_scores(loaded, facts, config.k, config.batch_size)
-    return {"answer": fact_attack_scores(loaded, keyed, config.k, config.batch_size, spans=("answer",))["answer"],
-            "text": fact_attack_scores(loaded, facts, config.k, config.batch_size, spans=("text",))["text"]}
+    return {
+        "answer": fact_attack_scores(loaded, keyed, config.k, config.batch_size, spans=("answer",))["answer"],
+        "text": fact_attack_scores(loaded, facts, config.k, config.batch_size, spans=("text",))["text"],
+    }
 
 
 # ---------------------------------------------------------------------------- AUC + CI
+
 
 def _finite_auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
     """AUC over the finite scores only (None when a side has none): a descriptive number."""
@@ -135,8 +141,12 @@ def _cluster_index(groups: np.ndarray) -> list[np.ndarray]:
 
 
 def bootstrap_aucs(
-    pos_by_model: list[np.ndarray], g_pos: np.ndarray, neg_by_model: list[np.ndarray], g_neg: np.ndarray,
-    n_boot: int, seed: int,
+    pos_by_model: list[np.ndarray],
+    g_pos: np.ndarray,
+    neg_by_model: list[np.ndarray],
+    g_neg: np.ndarray,
+    n_boot: int,
+    seed: int,
 ) -> np.ndarray:
     """AUCs over subject-bootstrap resamples, ``[n_boot, n_models]``; every model gets the
     same resample (paired).
@@ -160,6 +170,7 @@ def _groups(facts: Sequence[Fact], prefix: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ the line
+
 
 @dataclass
 class MembershipConfig(VoteMinimum):
@@ -226,16 +237,26 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         return Evidence.not_run(line, QUESTION, f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
     by_span = {
         (role, name): span_scores(m, facts, config)
-        for role, m in models.items() for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
+        for role, m in models.items()
+        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
     scores = {key: spans[config.span] for key, spans in by_span.items()}
     other = next(s for s in SPANS if s != config.span)
-    other_span = {"span": other, "auc": {role: {attack: _finite_auc(by_span[(role, "forget")][other][attack],
-                                                                    by_span[(role, "holdout")][other][attack])
-                                                for attack in ATTACKS} for role in models}}
+    other_span = {
+        "span": other,
+        "auc": {
+            role: {
+                attack: _finite_auc(by_span[(role, "forget")][other][attack], by_span[(role, "holdout")][other][attack])
+                for attack in ATTACKS
+            }
+            for role in models
+        },
+    }
     for (role, name), per_attack in scores.items():
         if any(not np.isfinite(v).all() for v in per_attack.values()):
-            return Evidence.not_run(line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set")
+            return Evidence.not_run(
+                line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set"
+            )
     forget_groups, holdout_groups = _groups(ctx.forget, "f"), _groups(ctx.holdout, "h")
     level = 1 - config.alpha / len(ATTACKS)
     roles = list(models)
@@ -255,9 +276,11 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
             control = 0.5
             both = np.concatenate([pos[u], neg[u]])
             from scipy.stats import rankdata
+
             ranks = rankdata(both)
-            p = cluster_permutation_p(ranks[: len(pos[u])], forget_groups, ranks[len(pos[u]):], holdout_groups,
-                                      config.n_perm, config.seed)
+            p = cluster_permutation_p(
+                ranks[: len(pos[u])], forget_groups, ranks[len(pos[u]) :], holdout_groups, config.n_perm, config.seed
+            )
         o = roles.index("original")
         table[attack] = {
             "auc": point,
@@ -267,8 +290,9 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
             "ci_family": list(_quantiles(diffs, level)),
             "original_ci_family": list(_quantiles(boots[:, o], level)),
             "p_value": p,
-            "privleak": ((point["unlearned"] - point["reference"]) / point["reference"]
-                         if "reference" in point else None),
+            "privleak": (
+                (point["unlearned"] - point["reference"]) / point["reference"] if "reference" in point else None
+            ),
         }
     significant = [a for a in ATTACKS if table[a]["ci_family"][0] > 0]
     below = [a for a in ATTACKS if table[a]["ci_family"][1] < 0]
@@ -276,15 +300,19 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         chosen = max(significant, key=lambda a: table[a]["difference"])
         row = table[chosen]
         vote = "suppressed"
-        reason = (f"{chosen}: F looks more like training data than the control "
-                  f"(AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})")
+        reason = (
+            f"{chosen}: F looks more like training data than the control "
+            f"(AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})"
+        )
     elif below:
         chosen = min(below, key=lambda a: table[a]["difference"])
         row = table[chosen]
         vote = None
-        reason = (f"{chosen}: F looks less like training data than the control (AUC {row['auc']['unlearned']:.2f} "
-                  f"vs {row['control']:.2f}): over-unlearning, a trace of the unlearning, not of the knowledge "
-                  "(no vote)")
+        reason = (
+            f"{chosen}: F looks less like training data than the control (AUC {row['auc']['unlearned']:.2f} "
+            f"vs {row['control']:.2f}): over-unlearning, a trace of the unlearning, not of the knowledge "
+            "(no vote)"
+        )
     else:
         chosen = "min_k_pp"
         row = table[chosen]
@@ -296,28 +324,37 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         )
         if len(powered) == len(ATTACKS) and inside:
             vote = "deleted"
-            reason = (f"no attack tells F from the control, and every attack's CI is within "
-                      f"{config.deleted_share:.0%} of O's own membership signal")
+            reason = (
+                f"no attack tells F from the control, and every attack's CI is within "
+                f"{config.deleted_share:.0%} of O's own membership signal"
+            )
         else:
             vote = None
-            reason = ("no attack tells F from the control, but the CIs are too wide (or O's signal too weak) "
-                      "to call it deleted")
+            reason = (
+                "no attack tells F from the control, but the CIs are too wide (or O's signal too weak) "
+                "to call it deleted"
+            )
     return Evidence(
         line=line,
         question=QUESTION,
         status="ok",
         metric=f"ROC-AUC of {chosen} membership scores of the {config.span} span, F (members) vs H; control = "
-               + ("the reference model's AUC" if "reference" in roles else "0.5")
-               + f"; CI adjusted over {len(ATTACKS)} attacks",
+        + ("the reference model's AUC" if "reference" in roles else "0.5")
+        + f"; CI adjusted over {len(ATTACKS)} attacks",
         effect=row["auc"]["unlearned"],
         control=row["control"],
         ci=tuple(row["ci_family"]),
         p_value=min(1.0, row["p_value"] * len(ATTACKS)),
         vote=vote,
         reason=reason,
-        details={"attacks": table, "decision_attack": chosen, "k": config.k, "span": config.span,
-                 "other_span": other_span,
-                 "privleak": {a: table[a]["privleak"] for a in ATTACKS} if "reference" in roles else None},
+        details={
+            "attacks": table,
+            "decision_attack": chosen,
+            "k": config.k,
+            "span": config.span,
+            "other_span": other_span,
+            "privleak": {a: table[a]["privleak"] for a in ATTACKS} if "reference" in roles else None,
+        },
         figures={"membership_inference": _figure(table, roles)},
     )
 

@@ -21,15 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.registry import register
-from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.probing.classifiers import ProbeConfig, out_of_fold_scores
 from forensics.probing.leave_one_out import random_init_twin
 
-SIGNATURE_QUESTION = ("Do U's activations still tell the forget facts from never-seen holdout facts, as O's do "
-                      "(a training-membership signature)?")
+SIGNATURE_QUESTION = (
+    "Do U's activations still tell the forget facts from never-seen holdout facts, as O's do "
+    "(a training-membership signature)?"
+)
 
 #: Short, stable method text (the report prints it).
 METHOD = (
@@ -58,14 +60,19 @@ class SignatureConfig:
     batch_size: int = 64
 
 
-def _membership_scores(ctx: AuditContext, loaded, texts: list[str], y: np.ndarray, groups: np.ndarray,
-                       config: SignatureConfig):
+def _membership_scores(
+    ctx: AuditContext, loaded, texts: list[str], y: np.ndarray, groups: np.ndarray, config: SignatureConfig
+):
     """Per depth: chance-corrected grouped-CV scores of an F-vs-H probe on ``texts``' last tokens."""
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
     acts = ctx.capture(loaded, texts, spec, batch_size=config.batch_size)
     probe = ProbeConfig(n_folds=config.n_folds)
-    return np.stack([out_of_fold_scores("linear", [config.strength], acts[h].numpy(), [y], groups, probe)[0, 0, 0]
-                     for h in spec.hooks])
+    return np.stack(
+        [
+            out_of_fold_scores("linear", [config.strength], acts[h].numpy(), [y], groups, probe)[0, 0, 0]
+            for h in spec.hooks
+        ]
+    )
 
 
 @register(
@@ -97,21 +104,30 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
     config = config or SignatureConfig()
     facts = list(ctx.forget) + list(ctx.holdout or [])
     if any(not f.subject for f in facts):
-        return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
-                                "the memorisation signature needs a 'subject' on every forget and holdout fact")
+        return Evidence.not_run(
+            "memorisation_probe",
+            SIGNATURE_QUESTION,
+            "the memorisation signature needs a 'subject' on every forget and holdout fact",
+        )
     groups = np.array([f.subject for f in facts])
     if len(np.unique(groups)) < config.n_folds:
-        return Evidence.not_run("memorisation_probe", SIGNATURE_QUESTION,
-                                f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}")
+        return Evidence.not_run(
+            "memorisation_probe",
+            SIGNATURE_QUESTION,
+            f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}",
+        )
     texts = [f.text for f in facts]
     y = np.r_[np.ones(len(ctx.forget), dtype=np.int64), np.zeros(len(ctx.holdout), dtype=np.int64)]
     twin = random_init_twin(ctx.original, seed=config.seed)
-    scores = {name: _membership_scores(ctx, model, texts, y, groups, config)
-              for name, model in (("original", ctx.original), ("unlearned", ctx.unlearned), ("twin", twin))}
+    scores = {
+        name: _membership_scores(ctx, model, texts, y, groups, config)
+        for name, model in (("original", ctx.original), ("unlearned", ctx.unlearned), ("twin", twin))
+    }
     signature = scores["original"].mean(1) - scores["twin"].mean(1)
     depth = int(np.argmax(signature[1:]) + 1) if len(signature) > 1 else 0
-    ci = cluster_bootstrap_diff_ci(scores["unlearned"][depth], groups, scores["twin"][depth], groups,
-                                   config.n_boot, config.seed)
+    ci = cluster_bootstrap_diff_ci(
+        scores["unlearned"][depth], groups, scores["twin"][depth], groups, config.n_boot, config.seed
+    )
     curves = {name: s.mean(1).tolist() for name, s in scores.items()}
     return Evidence(
         line="memorisation_probe",
@@ -121,8 +137,10 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
         effect=float(scores["unlearned"][depth].mean()),
         control=float(scores["twin"][depth].mean()),
         ci=ci,
-        reason=(f"O's signature over its twin peaks at depth {depth} ({signature[depth]:+.2f}); "
-                f"U there: {curves['unlearned'][depth] - curves['twin'][depth]:+.2f}"),
+        reason=(
+            f"O's signature over its twin peaks at depth {depth} ({signature[depth]:+.2f}); "
+            f"U there: {curves['unlearned'][depth] - curves['twin'][depth]:+.2f}"
+        ),
         details={"depth": depth, "curves": curves, "original_signature": signature.tolist()},
         figures={"memorisation_signature": _signature_figure(curves)},
     )

@@ -40,16 +40,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.inputs.loading import load_hf_model
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
-from forensics.core.minimum import VoteMinimum
 from forensics.compute.quantize import quantize_model
-from forensics.core.registry import register
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+from forensics.inputs.loading import load_hf_model
 
 QUESTION = "Does round-to-nearest weight quantization bring the forgotten facts back, beyond the holdout control?"
 
@@ -108,8 +108,11 @@ def _score(model, tok, sets, config, device, measure: str) -> dict:
     out = {}
     for name, facts in sets.items():
         scores = score_facts(fn, tok, facts, config.batch_size, device)
-        values = (scores.correct.astype(float) if measure == "exact" else
-                  measure_facts(measure, model, tok, facts, device, config.batch_size, config.max_new_tokens))
+        values = (
+            scores.correct.astype(float)
+            if measure == "exact"
+            else measure_facts(measure, model, tok, facts, device, config.batch_size, config.max_new_tokens)
+        )
         out[name] = (scores, values)
     return out
 
@@ -155,18 +158,24 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
             quantize_model(base, bits, config.quantize_head)
             bad = _finite(base)
             if bad:
-                return Evidence.not_run(line, QUESTION, f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})")
+                return Evidence.not_run(
+                    line, QUESTION, f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})"
+                )
             scored = _score(base, tok, sets, config, device, measure)
             if any(not np.isfinite(s.logprob).all() for s, _ in scored.values()):
-                return Evidence.not_run(line, QUESTION, f"{role} model gives NaN/inf log-probs after {bits}-bit quantization")
+                return Evidence.not_run(
+                    line, QUESTION, f"{role} model gives NaN/inf log-probs after {bits}-bit quantization"
+                )
             results[role][bits] = scored
         del base, state
     level = 1 - config.alpha / len(config.bits)
     table, per_bits = {}, {}
     for role in results:
         table[role] = {
-            str(key): {name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "measure": float(m.mean())}
-                       for name, (s, m) in per.items()}
+            str(key): {
+                name: {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "measure": float(m.mean())}
+                for name, (s, m) in per.items()
+            }
             for key, per in results[role].items()
         }
     u = results["unlearned"]
@@ -175,7 +184,8 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
         holdout_gain = u[bits]["holdout"][1] - u["full"]["holdout"][1]
         paired = (forget_gain, forget_groups, holdout_gain, holdout_groups)
         per_bits[bits] = {
-            "gain_forget": float(forget_gain.mean()), "gain_holdout": float(holdout_gain.mean()),
+            "gain_forget": float(forget_gain.mean()),
+            "gain_holdout": float(holdout_gain.mean()),
             "logprob_gain_forget": float((u[bits]["forget"][0].logprob - u["full"]["forget"][0].logprob).mean()),
             "logprob_gain_holdout": float((u[bits]["holdout"][0].logprob - u["full"]["holdout"][0].logprob).mean()),
             "ci": list(cluster_bootstrap_diff_ci(*paired, config.n_boot, config.seed)),
@@ -187,17 +197,32 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     removed = float(results["original"]["full"]["forget"][1].mean() - u["full"]["forget"][1].mean())
     vote, why, share = decide(row, chosen, removed, config)
     return Evidence(
-        line=line, question=QUESTION, status="ok",
+        line=line,
+        question=QUESTION,
+        status="ok",
         metric=f"{MEASURE_NAMES[measure]} gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
-               f"(CI adjusted over {len(config.bits)} bit widths)",
-        effect=row["gain_forget"], control=row["gain_holdout"], ci=tuple(row["ci_family"]), p_value=row["p_value"],
-        vote=vote, reason=why,
-        details={"per_bits": {str(b): v for b, v in per_bits.items()}, "table": table,
-                 "measure": MEASURE_NAMES[measure],
-                 "accuracy_removed_on_forget": removed, "recovered_share": share,
-                 "min_recovered_share": config.min_recovered_share,
-                 "scheme": {"symmetric": True, "granularity": "per output channel", "rounding": "nearest",
-                            "quantize_head": config.quantize_head, "model": "transformers model from U's folder"}},
+        f"(CI adjusted over {len(config.bits)} bit widths)",
+        effect=row["gain_forget"],
+        control=row["gain_holdout"],
+        ci=tuple(row["ci_family"]),
+        p_value=row["p_value"],
+        vote=vote,
+        reason=why,
+        details={
+            "per_bits": {str(b): v for b, v in per_bits.items()},
+            "table": table,
+            "measure": MEASURE_NAMES[measure],
+            "accuracy_removed_on_forget": removed,
+            "recovered_share": share,
+            "min_recovered_share": config.min_recovered_share,
+            "scheme": {
+                "symmetric": True,
+                "granularity": "per output channel",
+                "rounding": "nearest",
+                "quantize_head": config.quantize_head,
+                "model": "transformers model from U's folder",
+            },
+        },
         figures={"quantization": _figure(table, config.bits)},
     )
 
@@ -208,17 +233,38 @@ def decide(row: dict, bits: int, removed: float, config: QuantizationConfig) -> 
     recovered = row["gain_forget"] - row["gain_holdout"]
     share = recovered / removed if removed > 0 else float("nan")
     if row["ci_family"][0] > 0 and removed > 0 and share >= config.min_recovered_share:
-        return "suppressed", (f"{bits}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F "
-                              f"against {row['gain_holdout']:+.2f} on H ({share:.0%} of the {removed:.2f} "
-                              "unlearning removed)"), share
+        return (
+            "suppressed",
+            (
+                f"{bits}-bit quantization brings back {row['gain_forget']:+.2f} accuracy on F "
+                f"against {row['gain_holdout']:+.2f} on H ({share:.0%} of the {removed:.2f} "
+                "unlearning removed)"
+            ),
+            share,
+        )
     if row["ci_family"][0] > 0:
-        return None, (f"{bits}-bit quantization brings back {recovered:+.3f} accuracy on F beyond H, "
-                      + (f"{share:.0%} of the {removed:.2f} unlearning removed" if removed > 0
-                         else "but unlearning removed no accuracy from F")
-                      + f" (below the {config.min_recovered_share:.0%} floor): no vote"), share
-    return None, (f"quantization brings back nothing beyond the control (best: {bits}-bit, "
-                  f"{row['gain_forget']:+.2f} on F vs {row['gain_holdout']:+.2f} on H); "
-                  "this attack never votes deleted"), share
+        return (
+            None,
+            (
+                f"{bits}-bit quantization brings back {recovered:+.3f} accuracy on F beyond H, "
+                + (
+                    f"{share:.0%} of the {removed:.2f} unlearning removed"
+                    if removed > 0
+                    else "but unlearning removed no accuracy from F"
+                )
+                + f" (below the {config.min_recovered_share:.0%} floor): no vote"
+            ),
+            share,
+        )
+    return (
+        None,
+        (
+            f"quantization brings back nothing beyond the control (best: {bits}-bit, "
+            f"{row['gain_forget']:+.2f} on F vs {row['gain_holdout']:+.2f} on H); "
+            "this attack never votes deleted"
+        ),
+        share,
+    )
 
 
 def _figure(table: dict, bits: tuple[int, ...]) -> bytes:
@@ -230,8 +276,12 @@ def _figure(table: dict, bits: tuple[int, ...]) -> bytes:
         x = np.arange(len(keys))
         names = list(table[role]["full"])
         for k, name in enumerate(names):
-            ax.bar(x + (k - (len(names) - 1) / 2) * 0.25, [table[role][key][name]["accuracy"] for key in keys], 0.25,
-                   label=name)
+            ax.bar(
+                x + (k - (len(names) - 1) / 2) * 0.25,
+                [table[role][key][name]["accuracy"] for key in keys],
+                0.25,
+                label=name,
+            )
         ax.set_xticks(x, ["fp"] + [f"{b}-bit" for b in bits])
         ax.set_title(role, fontsize=9)
     axes[0].set_ylabel("greedy accuracy")

@@ -58,9 +58,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forensics.core.context import AuditContext
-from forensics.inputs.data import Fact
-from forensics.core.evidence import Evidence
 from forensics.compute.finetune import (
     IGNORE,
     Sampler,
@@ -68,13 +65,16 @@ from forensics.compute.finetune import (
     run_steps,
     trainable_copy,
 )
-from forensics.core.keys import model_identity
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
-from forensics.core.minimum import VoteMinimum
-from forensics.core.registry import register
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
 from forensics.compute.stats import cluster_permutation_p
+from forensics.core.context import AuditContext
+from forensics.core.evidence import Evidence
+from forensics.core.keys import model_identity
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+from forensics.inputs.data import Fact
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -152,8 +152,16 @@ def _answer_loss(model, batch, device, sign: float = 1.0) -> torch.Tensor:
     return sign * F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
 
 
-def finetune(model, tokenizer, train: list[Fact], evaluate: list[Fact], config: RelearningConfig, seed: int,
-             device, measure: str = "exact") -> dict:
+def finetune(
+    model,
+    tokenizer,
+    train: list[Fact],
+    evaluate: list[Fact],
+    config: RelearningConfig,
+    seed: int,
+    device,
+    measure: str = "exact",
+) -> dict:
     """Fine-tune a copy of ``model`` on ``train``; the answer measure ``measure``
     (:mod:`forensics.compute.measures`) on ``evaluate`` at each eval step.
 
@@ -181,8 +189,16 @@ def finetune(model, tokenizer, train: list[Fact], evaluate: list[Fact], config: 
             curve[step] = float(measure_now().mean())
         return False
 
-    run_steps(tuned, list(tuned.parameters()), lambda _: _answer_loss(tuned, sampler.next(), device), config.steps,
-              config.lr, stop=record, check_every=1, betas=(0.9, 0.999))
+    run_steps(
+        tuned,
+        list(tuned.parameters()),
+        lambda _: _answer_loss(tuned, sampler.next(), device),
+        config.steps,
+        config.lr,
+        stop=record,
+        check_every=1,
+        betas=(0.9, 0.999),
+    )
     after = measure_now()
     curve[config.steps] = float(after.mean())
     return {"after": after, "curve": curve, "train_accuracy": float(scores(train).mean())}
@@ -203,8 +219,16 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
         state["accuracy"] = evaluation.accuracy(logits_fn_for(tuned), device)
         return state["accuracy"] <= target_accuracy
 
-    steps = run_steps(tuned, list(tuned.parameters()), lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
-                      config.max_suppress_steps, config.lr, stop=reached, check_every=2, betas=(0.9, 0.999))
+    steps = run_steps(
+        tuned,
+        list(tuned.parameters()),
+        lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
+        config.max_suppress_steps,
+        config.lr,
+        stop=reached,
+        check_every=2,
+        betas=(0.9, 0.999),
+    )
     if steps == config.max_suppress_steps and steps % 2 == 0:
         reached(steps)
     tuned.eval()
@@ -213,8 +237,9 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
     return tuned, steps, state["accuracy"]
 
 
-def seed_subject_bootstrap(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int,
-                           seed: int, level: float = 0.95) -> tuple[float, float]:
+def seed_subject_bootstrap(
+    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
     """CI of mean over seeds of (mean a - mean b): resample seeds, then subjects within each seed.
 
     ``runs``: one ``(a, groups_a, b, groups_b)`` per seed, each a per-fact array ``[n]`` with
@@ -249,8 +274,14 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
     """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split)."""
     from forensics.inputs.data import content_hash
 
-    key = (repr(sorted(model_identity(ctx.original).items())), content_hash(ctx.forget), content_hash(ctx.holdout),
-           repr(asdict(config)), ctx.original.device, measure)
+    key = (
+        repr(sorted(model_identity(ctx.original).items())),
+        content_hash(ctx.forget),
+        content_hash(ctx.holdout),
+        repr(asdict(config)),
+        ctx.original.device,
+        measure,
+    )
     if key in _POWER_CACHE:
         return _POWER_CACHE[key]
     o_tok, device = ctx.original.tokenizer, ctx.original.device
@@ -261,8 +292,11 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
     pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, measure)
     del suppressed_o
     _POWER_CACHE[key] = {
-        "suppression_steps": n_steps, "acc_forget_after_suppression": acc_f, "target_accuracy": o_h + 0.05,
-        "recovery_forget_b": float((pc["after"] - before).mean()), "curve": pc["curve"],
+        "suppression_steps": n_steps,
+        "acc_forget_after_suppression": acc_f,
+        "target_accuracy": o_h + 0.05,
+        "recovery_forget_b": float((pc["after"] - before).mean()),
+        "curve": pc["curve"],
     }
     return _POWER_CACHE[key]
 
@@ -278,8 +312,10 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
             return f"the relearning attack splits by subject: every {name} fact needs a 'subject'"
         n = len(set(f.subject for f in facts))
         if n < 2 * config.min_subjects_per_half:
-            return (f"{name} set too small to split by subject: {n} subject(s), need at least "
-                    f"{2 * config.min_subjects_per_half} ({config.min_subjects_per_half} per half)")
+            return (
+                f"{name} set too small to split by subject: {n} subject(s), need at least "
+                f"{2 * config.min_subjects_per_half} ({config.min_subjects_per_half} per half)"
+            )
     return None
 
 
@@ -308,10 +344,15 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         return Evidence.not_run(line, QUESTION, reason)
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
-    before = {name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, facts, measure, config.max_new_tokens)))
-              for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))}
-    ref_before = (dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, ctx.forget, measure, config.max_new_tokens)))
-                  if ctx.reference is not None else None)
+    before = {
+        name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, facts, measure, config.max_new_tokens)))
+        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
+    }
+    ref_before = (
+        dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, ctx.forget, measure, config.max_new_tokens)))
+        if ctx.reference is not None
+        else None
+    )
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     for seed in config.seeds:
@@ -323,14 +364,23 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
         runs.append((rec_f, gf, rec_h, gh))
-        pooled["f"].append(rec_f); pooled["gf"].append(np.char.add(f"{seed}:", gf))
-        pooled["h"].append(rec_h); pooled["gh"].append(np.char.add(f"{seed}:", gh))
-        curves["forget"].append(fr["curve"]); curves["holdout"].append(hr["curve"])
-        row = {"seed": seed, "acc_forget_b_after": float(rec_f.mean()), "acc_holdout_b_after": float(rec_h.mean()),
-               "acc_forget_b_before": float(np.mean([before["forget"][f] for f in f_b])),
-               "acc_holdout_b_before": float(np.mean([before["holdout"][f] for f in h_b])),
-               "train_accuracy_forget_a": fr["train_accuracy"], "train_accuracy_holdout_a": hr["train_accuracy"],
-               "n_subjects_forget_b": len(set(gf)), "n_subjects_holdout_b": len(set(gh))}
+        pooled["f"].append(rec_f)
+        pooled["gf"].append(np.char.add(f"{seed}:", gf))
+        pooled["h"].append(rec_h)
+        pooled["gh"].append(np.char.add(f"{seed}:", gh))
+        curves["forget"].append(fr["curve"])
+        curves["holdout"].append(hr["curve"])
+        row = {
+            "seed": seed,
+            "acc_forget_b_after": float(rec_f.mean()),
+            "acc_holdout_b_after": float(rec_h.mean()),
+            "acc_forget_b_before": float(np.mean([before["forget"][f] for f in f_b])),
+            "acc_holdout_b_before": float(np.mean([before["holdout"][f] for f in h_b])),
+            "train_accuracy_forget_a": fr["train_accuracy"],
+            "train_accuracy_holdout_a": hr["train_accuracy"],
+            "n_subjects_forget_b": len(set(gf)),
+            "n_subjects_holdout_b": len(set(gh)),
+        }
         if ctx.reference is not None:
             rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, measure)
             rec_r = rr["after"]
@@ -344,8 +394,14 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     effect = float(np.mean([r["acc_forget_b_after"] for r in per_seed]))
     control = float(np.mean([r["acc_holdout_b_after"] for r in per_seed]))
     ci = seed_subject_bootstrap(runs, config.n_boot, 0)
-    p = cluster_permutation_p(np.concatenate(pooled["f"]), np.concatenate(pooled["gf"]),
-                              np.concatenate(pooled["h"]), np.concatenate(pooled["gh"]), config.n_perm, 0)
+    p = cluster_permutation_p(
+        np.concatenate(pooled["f"]),
+        np.concatenate(pooled["gf"]),
+        np.concatenate(pooled["h"]),
+        np.concatenate(pooled["gh"]),
+        config.n_perm,
+        0,
+    )
     ref_ci = seed_subject_bootstrap(ref_runs, config.n_boot, 1) if ref_runs else None
 
     power = None
@@ -355,26 +411,63 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     above_ref = ref_ci is None or ref_ci[0] > 0
     if ci[0] > 0 and above_ref:
-        vote, why = "suppressed", (f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
-                                   f"of H_b under the identical fine-tune")
-    elif (power is not None and power["recovery_forget_b"] >= config.min_power and forgot
-          and ci[1] < config.deleted_share * power["recovery_forget_b"]):
-        vote, why = "deleted", (f"after the attack F_b is answered no better than H_b (CI upper {ci[1]:+.2f}) while it "
-                                f"recovers {power['recovery_forget_b']:+.2f} of F_b from a GA-suppressed copy of O")
+        vote, why = (
+            "suppressed",
+            (
+                f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
+                f"of H_b under the identical fine-tune"
+            ),
+        )
+    elif (
+        power is not None
+        and power["recovery_forget_b"] >= config.min_power
+        and forgot
+        and ci[1] < config.deleted_share * power["recovery_forget_b"]
+    ):
+        vote, why = (
+            "deleted",
+            (
+                f"after the attack F_b is answered no better than H_b (CI upper {ci[1]:+.2f}) while it "
+                f"recovers {power['recovery_forget_b']:+.2f} of F_b from a GA-suppressed copy of O"
+            ),
+        )
     elif not forgot:
-        vote, why = None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
+        vote, why = (
+            None,
+            "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)",
+        )
     else:
-        vote, why = None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
+        vote, why = (
+            None,
+            "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide",
+        )
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
-    budget |= {"trainable": "all parameters", "loss": "NLL of answer tokens", "model": "copy of U's TransformerLens model"}
+    budget |= {
+        "trainable": "all parameters",
+        "loss": "NLL of answer tokens",
+        "model": "copy of U's TransformerLens model",
+    }
     return Evidence(
-        line=line, question=QUESTION, status="ok",
+        line=line,
+        question=QUESTION,
+        status="ok",
         metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {config.steps} fine-tuning steps "
-               f"(F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
-        effect=effect, control=control, ci=ci, p_value=p, vote=vote, reason=why,
-        details={"budget": budget, "measure": MEASURE_NAMES[measure], "per_seed": per_seed, "curves": curves,
-                 "reference_ci": list(ref_ci) if ref_ci else None, "positive_control": power,
-                 "forgot_behaviourally": forgot},
+        f"(F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
+        effect=effect,
+        control=control,
+        ci=ci,
+        p_value=p,
+        vote=vote,
+        reason=why,
+        details={
+            "budget": budget,
+            "measure": MEASURE_NAMES[measure],
+            "per_seed": per_seed,
+            "curves": curves,
+            "reference_ci": list(ref_ci) if ref_ci else None,
+            "positive_control": power,
+            "forgot_behaviourally": forgot,
+        },
         figures={"relearning_curve": _figure(curves, power)},
     )
 
@@ -383,8 +476,11 @@ def _figure(curves: dict, power: dict | None) -> bytes:
     from forensics.compute.plotting import figure_png, plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    styles = {"forget": ("C3", "U: F_a -> F_b"), "holdout": ("C0", "U: H_a -> H_b (control)"),
-              "reference": ("C2", "Ref: F_a -> F_b")}
+    styles = {
+        "forget": ("C3", "U: F_a -> F_b"),
+        "holdout": ("C0", "U: H_a -> H_b (control)"),
+        "reference": ("C2", "Ref: F_a -> F_b"),
+    }
     for name, per_seed in curves.items():
         if not per_seed:
             continue

@@ -44,14 +44,20 @@ no transfer to U, no expert, fewer than ``min_control_facts`` firing facts).
 
 from __future__ import annotations
 
-
 import numpy as np
 
+from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.registry import register
-from forensics.compute.stats import cluster_bootstrap_diff_ci
-from forensics.sae.experts import FeatureConfig, expert_features, explained_variance, fact_activations, prompt_tokens, survival
+from forensics.sae.experts import (
+    FeatureConfig,
+    expert_features,
+    explained_variance,
+    fact_activations,
+    prompt_tokens,
+    survival,
+)
 from forensics.sae.train import TrainedSAE
 
 QUESTION = "Do the SAE features that carried the forget set in O still fire in U, beyond the holdout control?"
@@ -85,8 +91,7 @@ def _not_voting(reason: str, **kw) -> Evidence:
     order=40,
     method=METHOD,
 )
-def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
-                     sae: TrainedSAE | None = None) -> Evidence:
+def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:
     """Expert features of O and their survival in U, F vs H (see the module docstring).
 
     ``sae``: O's SAE (:class:`forensics.sae.train.TrainedSAE`); None trains or loads it through the
@@ -102,23 +107,32 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
     if sae is None:
         sae = ctx.sae(config.sae)
     bs = config.batch_size
-    acts = {(role, name): fact_activations(ctx, model, facts, sae, bs)
-            for role, model in (("original", O), ("unlearned", U))
-            for name, facts in (("forget", ctx.forget), ("retain", ctx.retain), ("holdout", ctx.holdout))}
+    acts = {
+        (role, name): fact_activations(ctx, model, facts, sae, bs)
+        for role, model in (("original", O), ("unlearned", U))
+        for name, facts in (("forget", ctx.forget), ("retain", ctx.retain), ("holdout", ctx.holdout))
+    }
     ev_u_retain = explained_variance(sae, prompt_tokens(ctx, U, ctx.retain, sae.hook, bs))
     ev_u_forget = explained_variance(sae, prompt_tokens(ctx, U, ctx.forget, sae.hook, bs))
     experts = expert_features(acts[("original", "forget")], acts[("original", "retain")], config)
     idx = experts["indices"]
     details = {
-        "sae": {"hook": sae.hook, "layer": sae.layer, "d_sae": int(sae.sae.cfg.d_sae),
-                "path": str(sae.path) if sae.path else None, **sae.quality.to_dict(),
-                "explained_variance_U_retain": ev_u_retain, "explained_variance_U_forget": ev_u_forget},
+        "sae": {
+            "hook": sae.hook,
+            "layer": sae.layer,
+            "d_sae": int(sae.sae.cfg.d_sae),
+            "path": str(sae.path) if sae.path else None,
+            **sae.quality.to_dict(),
+            "explained_variance_U_retain": ev_u_retain,
+            "explained_variance_U_forget": ev_u_forget,
+        },
         "experts": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in experts.items()},
     }
     metric = f"fraction of O's expert SAE features (F vs R) still firing in U, at {sae.hook}"
     if len(idx) == 0:
-        return _not_voting("no expert features: no SAE latent fires on F far more than on R in O",
-                           metric=metric, details=details)
+        return _not_voting(
+            "no expert features: no SAE latent fires on F far more than on R in O", metric=metric, details=details
+        )
     frac_f, ratio_f = survival(acts[("original", "forget")], acts[("unlearned", "forget")], idx)
     frac_h, ratio_h = survival(acts[("original", "holdout")], acts[("unlearned", "holdout")], idx)
     forget_groups, holdout_groups = _groups(ctx.forget, "forget"), _groups(ctx.holdout, "holdout")
@@ -128,7 +142,8 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
         "survival_holdout": float(np.nanmean(frac_h)) if mh.any() else None,
         "activation_ratio_forget": float(np.nanmean(ratio_f)) if mf.any() else None,
         "activation_ratio_holdout": float(np.nanmean(ratio_h)) if mh.any() else None,
-        "n_forget_facts_firing": int(mf.sum()), "n_holdout_facts_firing": int(mh.sum()),
+        "n_forget_facts_firing": int(mf.sum()),
+        "n_holdout_facts_firing": int(mh.sum()),
         "freq_O_forget": float((acts[("original", "forget")][:, idx] > 0).float().mean()),
         "freq_O_holdout": float((acts[("original", "holdout")][:, idx] > 0).float().mean()),
         "freq_U_forget": float((acts[("unlearned", "forget")][:, idx] > 0).float().mean()),
@@ -139,33 +154,49 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None,
     if mh.sum() < config.min_control_facts or mf.sum() < config.min_control_facts:
         return _not_voting(
             f"too few facts fire any expert feature in O (F {int(mf.sum())}, H {int(mh.sum())}; "
-            f"need {config.min_control_facts}): no sound control", metric=metric, details=details, figures=figures)
+            f"need {config.min_control_facts}): no sound control",
+            metric=metric,
+            details=details,
+            figures=figures,
+        )
     effect, control = table["survival_forget"], table["survival_holdout"]
-    ci = cluster_bootstrap_diff_ci(frac_f[mf], forget_groups[mf], frac_h[mh], holdout_groups[mh], config.n_boot, config.seed)
+    ci = cluster_bootstrap_diff_ci(
+        frac_f[mf], forget_groups[mf], frac_h[mh], holdout_groups[mh], config.n_boot, config.seed
+    )
     common = dict(metric=metric, effect=effect, control=control, ci=ci, details=details, figures=figures)
     if not sae.quality.trustworthy:
         return _not_voting(sae.quality.reason, **common)
     if not ev_u_retain >= config.sae.min_explained_variance:
-        return _not_voting(f"O's SAE does not transfer to U (explained variance on U's R tokens {ev_u_retain:.2f} "
-                           f"< {config.sae.min_explained_variance:.2f}): U's residual stream is not in O's basis",
-                           **common)
+        return _not_voting(
+            f"O's SAE does not transfer to U (explained variance on U's R tokens {ev_u_retain:.2f} "
+            f"< {config.sae.min_explained_variance:.2f}): U's residual stream is not in O's basis",
+            **common,
+        )
     acc_o, acc_u = ctx.fact_scores(O, ctx.forget).accuracy, ctx.fact_scores(U, ctx.forget).accuracy
     details["behaviour"] = {"acc_forget_O": acc_o, "acc_forget_U": acc_u}
     if acc_o - acc_u < config.min_forgetting:
-        return _not_voting(f"U still answers F (accuracy {acc_u:.2f} vs O's {acc_o:.2f}); the features only describe",
-                           **common)
+        return _not_voting(
+            f"U still answers F (accuracy {acc_u:.2f} vs O's {acc_o:.2f}); the features only describe", **common
+        )
     if effect >= config.min_survival and ci[0] >= -config.margin:
-        return _not_voting(f"U no longer answers F, yet {effect:.0%} of O's F-specific features still fire in U on F "
-                           f"(H control {control:.0%}): F's subjects are still represented at this layer; a model "
-                           "that knows them without the answers shows the same, so no vote", **common)
+        return _not_voting(
+            f"U no longer answers F, yet {effect:.0%} of O's F-specific features still fire in U on F "
+            f"(H control {control:.0%}): F's subjects are still represented at this layer; a model "
+            "that knows them without the answers shows the same, so no vote",
+            **common,
+        )
     if ci[1] < 0:
-        why = (f"O's F-specific features fire less in U on F ({effect:.0%}) than on H ({control:.0%}): changed at "
-               "this layer (deletion or an activation-space push); no vote")
+        why = (
+            f"O's F-specific features fire less in U on F ({effect:.0%}) than on H ({control:.0%}): changed at "
+            "this layer (deletion or an activation-space push); no vote"
+        )
     elif effect < config.min_survival:
         why = f"only {effect:.0%} of O's F-specific features still fire in U on F (H {control:.0%}); no vote"
     else:
-        why = (f"survival on F {effect:.0%} vs H {control:.0%}, but the CI of F - H [{ci[0]:+.2f}, {ci[1]:+.2f}] "
-               f"is too wide to bound the loss within {config.margin:.2f}; no vote")
+        why = (
+            f"survival on F {effect:.0%} vs H {control:.0%}, but the CI of F - H [{ci[0]:+.2f}, {ci[1]:+.2f}] "
+            f"is too wide to bound the loss within {config.margin:.2f}; no vote"
+        )
     return _not_voting(why, **common)
 
 
@@ -173,8 +204,9 @@ def _figure(table: dict, hook: str) -> bytes:
     from forensics.compute.plotting import figure_png, plt
 
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.8))
-    for ax, (key, label) in zip(axes, (("survival", "expert features still firing"),
-                                       ("activation_ratio", "activation ratio U/O"))):
+    for ax, (key, label) in zip(
+        axes, (("survival", "expert features still firing"), ("activation_ratio", "activation ratio U/O"))
+    ):
         values = [table[f"{key}_forget"] or 0.0, table[f"{key}_holdout"] or 0.0]
         ax.bar(["F", "H (control)"], values, color=["tab:red", "tab:grey"])
         ax.set_title(label, fontsize=9)

@@ -56,20 +56,20 @@ Decision
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec, layer_hook
+from forensics.compute.scoring import logits_fn_for, score_facts
+from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
-from forensics.inputs.data import Fact
 from forensics.core.evidence import Evidence
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
-from forensics.compute.scoring import logits_fn_for, score_facts
-from forensics.compute.stats import cluster_bootstrap_diff_ci
+from forensics.inputs.data import Fact
 from forensics.sae.experts import FeatureConfig, expert_features, fact_activations
 from forensics.sae.train import TrainedSAE
 
@@ -145,8 +145,9 @@ def split_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[
 
 
 @torch.no_grad()
-def mean_directions(ctx: AuditContext, O, U, facts: Sequence[Fact], layers: Sequence[int],
-                    batch_size: int) -> dict[int, torch.Tensor]:
+def mean_directions(
+    ctx: AuditContext, O, U, facts: Sequence[Fact], layers: Sequence[int], batch_size: int
+) -> dict[int, torch.Tensor]:
     """``d_l = mean(h_U) - mean(h_O)`` over every prompt token of ``facts``, per block ``l``
     (each ``[d_model]``)."""
     spec = CaptureSpec(tuple(layer_hook(l) for l in layers), "all")
@@ -157,12 +158,16 @@ def mean_directions(ctx: AuditContext, O, U, facts: Sequence[Fact], layers: Sequ
 
 
 @torch.no_grad()
-def feature_vector(ctx: AuditContext, O, fit: Sequence[Fact], retain: Sequence[Fact], sae: TrainedSAE,
-                   config: FeatureConfig) -> tuple[torch.Tensor, dict]:
+def feature_vector(
+    ctx: AuditContext, O, fit: Sequence[Fact], retain: Sequence[Fact], sae: TrainedSAE, config: FeatureConfig
+) -> tuple[torch.Tensor, dict]:
     """``sum_j m_j W_dec[j]`` over the experts (fit facts vs R), ``m_j`` = mean activation of j in O
     over every prompt token of the fit facts."""
-    experts = expert_features(fact_activations(ctx, O, fit, sae, config.batch_size),
-                              fact_activations(ctx, O, retain, sae, config.batch_size), config)
+    experts = expert_features(
+        fact_activations(ctx, O, fit, sae, config.batch_size),
+        fact_activations(ctx, O, retain, sae, config.batch_size),
+        config,
+    )
     idx = torch.as_tensor(experts["indices"], dtype=torch.long)
     x = ctx.capture(O, [f.prompt for f in fit], CaptureSpec((sae.hook,), "all"), batch_size=config.batch_size)[sae.hook]
     means = sae.encode(x)[:, idx].mean(0)
@@ -170,8 +175,14 @@ def feature_vector(ctx: AuditContext, O, fit: Sequence[Fact], retain: Sequence[F
     return vec.float(), {"n_experts": int(len(idx)), "norm": float(vec.norm())}
 
 
-def make_hooks(iv: Intervention, directions: dict[int, torch.Tensor], feature_vec: torch.Tensor | None,
-               sae_layer: int, device, dtype) -> list[tuple[str, Callable]]:
+def make_hooks(
+    iv: Intervention,
+    directions: dict[int, torch.Tensor],
+    feature_vec: torch.Tensor | None,
+    sae_layer: int,
+    device,
+    dtype,
+) -> list[tuple[str, Callable]]:
     """TransformerLens ``fwd_hooks`` for one intervention: ``[(hook name, hook function)]``
     at ``blocks.{l}.hook_resid_post``, acting on every position.
 
@@ -252,21 +263,24 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
     R_sub = [R[i] for i in r_idx]
     bs = config.batch_size
     tok_u = _MemoTokenizer(U.tokenizer)
-    base = {key: ctx.fact_scores(model, facts).correct.astype(float)
-            for key, model, facts in (("O_F", O, F), ("U_F", U, F), ("U_H", U, H), ("U_R", U, R_sub))}
+    base = {
+        key: ctx.fact_scores(model, facts).correct.astype(float)
+        for key, model, facts in (("O_F", O, F), ("U_F", U, F), ("U_H", U, H), ("U_R", U, R_sub))
+    }
     f_halves = split_by_subject(F, config.seed)
     h_halves = split_by_subject(H, config.seed + 1)
     layers = list(config.layers) if config.layers is not None else list(range(U.n_layers))
     cells = grid(config, U.n_layers, sae.layer if sae is not None else None)
-    results = {iv.name: {"iv": iv, "F": np.zeros(len(F)), "H": np.zeros(len(H)), "R": np.zeros(len(R_sub))}
-               for iv in cells}
+    results = {
+        iv.name: {"iv": iv, "F": np.zeros(len(F)), "H": np.zeros(len(H)), "R": np.zeros(len(R_sub))} for iv in cells
+    }
     vectors = {}
     dtype = next(U.model.parameters()).dtype
     for fold in (0, 1):
         fit_f = [F[i] for i in f_halves[fold]]
         score_f_idx, score_h_idx = f_halves[1 - fold], h_halves[1 - fold]
         dirs = mean_directions(ctx, O, U, fit_f, layers, bs)
-        fvec, finfo = (feature_vector(ctx, O, fit_f, R, sae, config.features) if sae is not None else (None, {}))
+        fvec, finfo = feature_vector(ctx, O, fit_f, R, sae, config.features) if sae is not None else (None, {})
         vectors[fold] = {"direction_norms": {l: float(d.norm()) for l, d in dirs.items()}, "features": finfo}
         f_score = [F[i] for i in score_f_idx]
         h_score = [H[i] for i in score_h_idx]
@@ -277,8 +291,8 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
             res = results[iv.name]
             correct = _scores(U, together, hooks, config.score_batch_size, tok_u)
             res["F"][score_f_idx] = correct[:n_f]
-            res["H"][score_h_idx] = correct[n_f: n_f + n_h]
-            res["R"] += correct[n_f + n_h:] / 2
+            res["H"][score_h_idx] = correct[n_f : n_f + n_h]
+            res["R"] += correct[n_f + n_h :] / 2
     return {"base": base, "results": results, "vectors": vectors, "cells": cells}
 
 
@@ -298,10 +312,18 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     for name, res in sweep["results"].items():
         rf = (res["F"] - chance) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
         rh = (res["H"] - chance) / denom if denom > 0 else np.full(len(res["H"]), np.nan)
-        per_cell[name] = {"kind": res["iv"].kind, "layer": res["iv"].layer, "alpha": res["iv"].alpha,
-                          "restoration_forget": float(np.mean(rf)), "restoration_holdout": float(np.mean(rh)),
-                          "acc_forget": float(res["F"].mean()), "acc_holdout": float(res["H"].mean()),
-                          "acc_retain": float(res["R"].mean()), "_rf": rf, "_rh": rh}
+        per_cell[name] = {
+            "kind": res["iv"].kind,
+            "layer": res["iv"].layer,
+            "alpha": res["iv"].alpha,
+            "restoration_forget": float(np.mean(rf)),
+            "restoration_holdout": float(np.mean(rh)),
+            "acc_forget": float(res["F"].mean()),
+            "acc_holdout": float(res["H"].mean()),
+            "acc_retain": float(res["R"].mean()),
+            "_rf": rf,
+            "_rh": rh,
+        }
     level = 1 - config.alpha_level / len(INTERVENTIONS)
     best = {}
     for kind in INTERVENTIONS:
@@ -310,17 +332,30 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
             continue
         cf = max(cells, key=lambda c: c["restoration_forget"])
         ch = max(cells, key=lambda c: c["restoration_holdout"])
-        ci = cluster_bootstrap_diff_ci(cf["_rf"], forget_groups, ch["_rh"], holdout_groups, config.n_boot, config.seed, level=level)
-        best[kind] = {"forget": cf["restoration_forget"], "holdout": ch["restoration_holdout"],
-                      "difference": cf["restoration_forget"] - ch["restoration_holdout"], "ci": list(ci),
-                      "cell_forget": f"layer {cf['layer']}, alpha {cf['alpha']:g}",
-                      "cell_holdout": f"layer {ch['layer']}, alpha {ch['alpha']:g}",
-                      "retain_acc_at_best": cf["acc_retain"],
-                      "retain_cost_at_best": float(base["U_R"].mean() - cf["acc_retain"])}
+        ci = cluster_bootstrap_diff_ci(
+            cf["_rf"], forget_groups, ch["_rh"], holdout_groups, config.n_boot, config.seed, level=level
+        )
+        best[kind] = {
+            "forget": cf["restoration_forget"],
+            "holdout": ch["restoration_holdout"],
+            "difference": cf["restoration_forget"] - ch["restoration_holdout"],
+            "ci": list(ci),
+            "cell_forget": f"layer {cf['layer']}, alpha {cf['alpha']:g}",
+            "cell_holdout": f"layer {ch['layer']}, alpha {ch['alpha']:g}",
+            "retain_acc_at_best": cf["acc_retain"],
+            "retain_cost_at_best": float(base["U_R"].mean() - cf["acc_retain"]),
+        }
     table = {name: {k: v for k, v in c.items() if not k.startswith("_")} for name, c in per_cell.items()}
-    return {"acc_forget_O": float(acc_o), "acc_forget_U": float(acc_u), "acc_holdout_U": float(base["U_H"].mean()),
-            "acc_retain_U": float(base["U_R"].mean()), "gap": float(denom), "ci_level": level,
-            "best": best, "cells": table}
+    return {
+        "acc_forget_O": float(acc_o),
+        "acc_forget_U": float(acc_u),
+        "acc_holdout_U": float(base["U_H"].mean()),
+        "acc_retain_U": float(base["U_R"].mean()),
+        "gap": float(denom),
+        "ci_level": level,
+        "best": best,
+        "cells": table,
+    }
 
 
 @register(
@@ -333,8 +368,7 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     order=50,
     method=METHOD,
 )
-def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
-                  sae: TrainedSAE | None = None) -> Evidence:
+def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:
     """Restoration by fact-agnostic steering, F vs H (see the module docstring).
 
     ``sae``: O's SAE for the features intervention; None trains or loads it through the
@@ -349,8 +383,9 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
     for name in ("forget", "holdout"):
         facts = getattr(ctx, name)
         if len({f.subject or f"fact-{i}" for i, f in enumerate(facts)}) < 2:
-            return Evidence.not_run("steering_restoration", QUESTION,
-                                    f"the {name} set is too small to split into two halves")
+            return Evidence.not_run(
+                "steering_restoration", QUESTION, f"the {name} set is too small to split into two halves"
+            )
     if sae is None:
         sae = ctx.sae(config.features.sae)
     sweep = restoration_sweep(ctx, config, sae)
@@ -359,10 +394,17 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
     summary["vectors"] = sweep["vectors"]
     metric = "best restoration rate over layers x alphas, (acc_F(U steered) - acc_H(U)) / (acc_F(O) - acc_F(U))"
     if summary["gap"] < config.min_forgetting:
-        return Evidence(line="steering_restoration", question=QUESTION, status="descriptive", metric=metric,
-                        reason=(f"U still answers F (accuracy {summary['acc_forget_U']:.2f} vs O's "
-                                f"{summary['acc_forget_O']:.2f}): restoration is undefined"),
-                        details=summary)
+        return Evidence(
+            line="steering_restoration",
+            question=QUESTION,
+            status="descriptive",
+            metric=metric,
+            reason=(
+                f"U still answers F (accuracy {summary['acc_forget_U']:.2f} vs O's "
+                f"{summary['acc_forget_O']:.2f}): restoration is undefined"
+            ),
+            details=summary,
+        )
     best = summary["best"]
     top = max(best, key=lambda k: best[k]["difference"])
     cell = best[top]
@@ -372,13 +414,26 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None,
         cell = best[top]
     figures = {"steering_restoration": _restoration_figure(summary), "steering_retain_cost": _cost_figure(summary)}
     vote = "suppressed" if restored else None
-    reason = (f"{top} restores {cell['forget']:.0%} of what U forgot on F vs {cell['holdout']:.0%} on H "
-              f"({cell['cell_forget']})" if restored else
-              f"no intervention restores F beyond H (best: {top}, F {cell['forget']:+.2f} vs H {cell['holdout']:+.2f}); "
-              "steering never votes deleted")
-    return Evidence(line="steering_restoration", question=QUESTION, status="ok", metric=metric,
-                    effect=cell["forget"], control=cell["holdout"], ci=tuple(cell["ci"]), vote=vote, reason=reason,
-                    details=summary | {"decision": top}, figures=figures)
+    reason = (
+        f"{top} restores {cell['forget']:.0%} of what U forgot on F vs {cell['holdout']:.0%} on H "
+        f"({cell['cell_forget']})"
+        if restored
+        else f"no intervention restores F beyond H (best: {top}, F {cell['forget']:+.2f} vs H {cell['holdout']:+.2f}); "
+        "steering never votes deleted"
+    )
+    return Evidence(
+        line="steering_restoration",
+        question=QUESTION,
+        status="ok",
+        metric=metric,
+        effect=cell["forget"],
+        control=cell["holdout"],
+        ci=tuple(cell["ci"]),
+        vote=vote,
+        reason=reason,
+        details=summary | {"decision": top},
+        figures=figures,
+    )
 
 
 def _curves(summary: dict, kind: str, key: str) -> dict[str, tuple[list[float], list[float]]]:
@@ -398,7 +453,7 @@ def _restoration_figure(summary: dict) -> bytes:
     fig, axes = plt.subplots(1, len(INTERVENTIONS), figsize=(3.3 * len(INTERVENTIONS), 2.8), sharey=True)
     for ax, kind in zip(axes, INTERVENTIONS):
         for layer, (xs, ys) in _curves(summary, kind, "restoration_forget").items():
-            line, = ax.plot(xs, ys, "o-", label=f"F, layer {layer}")
+            (line,) = ax.plot(xs, ys, "o-", label=f"F, layer {layer}")
             hx, hy = _curves(summary, kind, "restoration_holdout")[layer]
             ax.plot(hx, hy, "s--", color=line.get_color(), alpha=0.5)
         ax.axhline(0, color="black", lw=0.5)

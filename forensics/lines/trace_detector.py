@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.compute.stats import bootstrap_mean_ci, sign_flip_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.registry import register
-from forensics.compute.stats import bootstrap_mean_ci, sign_flip_p
 from forensics.probing.batched import BatchedConfig, Task, fit_predict
 from forensics.probing.classifiers import fold_masks
 
@@ -111,8 +111,11 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
     per_subject = np.array([correct[g == s].mean() for s in np.unique(g)])
     accuracy = float(correct.mean())
     p = sign_flip_p(per_subject - 0.5, config.n_perm, config.seed)
-    return {"accuracy": accuracy, "ci": list(bootstrap_mean_ci(per_subject, config.n_boot, config.seed)),
-            "p_value": float(p)}
+    return {
+        "accuracy": accuracy,
+        "ci": list(bootstrap_mean_ci(per_subject, config.n_boot, config.seed)),
+        "p_value": float(p),
+    }
 
 
 @register(
@@ -137,8 +140,11 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
     facts = list(ctx.retain) + list(ctx.holdout or [])
     groups = np.array([f.subject or f"prompt-{i}" for i, f in enumerate(facts)])
     if len(np.unique(groups)) < config.n_folds:
-        return Evidence.not_run("trace_detector", QUESTION,
-                                f"needs at least {config.n_folds} subjects in R and H, got {len(np.unique(groups))}")
+        return Evidence.not_run(
+            "trace_detector",
+            QUESTION,
+            f"needs at least {config.n_folds} subjects in R and H, got {len(np.unique(groups))}",
+        )
     vocab_index = None
     d_vocab = ctx.original.model.cfg.d_vocab
     if d_vocab > config.max_vocab_features:  # keep the tokens O finds likeliest on these prompts

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
-from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
 
@@ -105,8 +105,9 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
     if o.n_layers < 2:
         return Evidence.not_run("tuned_lens", QUESTION, "the tuned lens needs at least two layers")
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
-        return Evidence.not_run("tuned_lens", QUESTION, "U's residual stream does not have O's shape, so O's "
-                                "translators cannot read it")
+        return Evidence.not_run(
+            "tuned_lens", QUESTION, "U's residual stream does not have O's shape, so O's translators cannot read it"
+        )
     lens = ctx.tuned_lens(config)
     c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
     return Evidence(
@@ -114,7 +115,7 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         question=QUESTION,
         status="ok",
         metric=f"mean reciprocal rank of the answer's first token through the tuned lens at depth {c['depth']} "
-               f"(of {c['n_depths'] - 1})",
+        f"(of {c['n_depths'] - 1})",
         effect=float(c["f_rr"].mean()),
         control=float(c["h_rr"].mean()),
         ci=c["ci"],
@@ -124,12 +125,16 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             "the answer is readable through O's tuned lens at an intermediate layer of U above the holdout control"
             if c["readable"]
             else "F's answers rank below the unseen facts' at an intermediate layer: a trace of the unlearning, "
-                 "not of the knowledge (no vote)" if c["pushed_down"]
+            "not of the knowledge (no vote)"
+            if c["pushed_down"]
             else "no intermediate-layer read-out of F above the control"
         ),
-        details={"decision_depth": c["depth"], "original_difference_by_depth": c["o_diff"], "table": c["table"],
-                 "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
-                 "training_tokens": lens.n_tokens},
+        details={
+            "decision_depth": c["depth"],
+            "original_difference_by_depth": c["o_diff"],
+            "table": c["table"],
+            "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
+            "training_tokens": lens.n_tokens,
+        },
         figures={"tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank")},
     )
-

@@ -211,15 +211,22 @@ def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
         matrix[row["truth"]][row["verdict"]] += 1
     n = len(rows)
     correct = sum(row["truth"] == row["verdict"] for row in rows)
-    return {"matrix": matrix, "n": n, "correct": correct, "accuracy": correct / n if n else None,
-            "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"]}
+    return {
+        "matrix": matrix,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"],
+    }
 
 
 def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds:
     ``{name: {"faithfulness", "robustness", "stability_q4", "stability_relearn", ... "gap"}}``."""
-    names = sorted({n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
-                   key=lambda n: (n != "verdict", n))
+    names = sorted(
+        {n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
+        key=lambda n: (n != "verdict", n),
+    )
     table = {}
     for name in names:
         pos = [r["scores"][name] for r in rows if r["truth"] in POSITIVE and name in r["scores"]]
@@ -237,10 +244,17 @@ def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]])
         q, r = _mean(stab["q4"]["uds"]), _mean(stab["relearn"]["uds"])
         qs, rs = _mean(stab["q4"]["scaled"]), _mean(stab["relearn"]["scaled"])
         table[name] = {
-            "faithfulness": roc_auc(pos, neg), "n_positive": len(pos), "n_negative": len(neg),
-            "stability_q4": q, "stability_relearn": r, "robustness": harmonic(q, r),
-            "stability_q4_scaled": qs, "stability_relearn_scaled": rs, "robustness_scaled": harmonic(qs, rs),
-            "gap": gap, "n_perturbed": len(stab["q4"]["uds"]) + len(stab["relearn"]["uds"]),
+            "faithfulness": roc_auc(pos, neg),
+            "n_positive": len(pos),
+            "n_negative": len(neg),
+            "stability_q4": q,
+            "stability_relearn": r,
+            "robustness": harmonic(q, r),
+            "stability_q4_scaled": qs,
+            "stability_relearn_scaled": rs,
+            "robustness_scaled": harmonic(qs, rs),
+            "gap": gap,
+            "n_perturbed": len(stab["q4"]["uds"]) + len(stab["relearn"]["uds"]),
         }
     return table
 
@@ -248,10 +262,10 @@ def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]])
 def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The hard negatives' verdicts: ``{"n", "called_suppressed", "models": [{seed, model,
     truth, verdict, confidence}]}`` (rows flagged ``hard_negative``)."""
-    models = [{k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")}
-              for r in rows if r.get("hard_negative")]
-    return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models),
-            "models": models}
+    models = [
+        {k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")} for r in rows if r.get("hard_negative")
+    ]
+    return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models), "models": models}
 
 
 # --------------------------------------------------------------------------- perturbations
@@ -265,8 +279,8 @@ def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: Ben
     """
     import torch
 
-    from forensics.inputs.loading import load_hf_model, load_tokenizer
     from forensics.compute.quantize import quantize_model
+    from forensics.inputs.loading import load_hf_model, load_tokenizer
 
     if (dest / "config.json").is_file():
         return dest
@@ -284,8 +298,14 @@ def perturb_model(source: Path, dest: Path, kind: str, retain_facts, config: Ben
         for p in params:
             p.requires_grad_(True)
         size = config.relearn_batch
-        run_steps(model, params, lambda step: nll(model, batch.take(order[step * size:(step + 1) * size])),
-                  steps=-(-len(order) // size), lr=config.relearn_lr, betas=(0.9, 0.999))
+        run_steps(
+            model,
+            params,
+            lambda step: nll(model, batch.take(order[step * size : (step + 1) * size])),
+            steps=-(-len(order) // size),
+            lr=config.relearn_lr,
+            betas=(0.9, 0.999),
+        )
     else:
         raise ValueError(f"unknown perturbation {kind!r}")
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
@@ -306,11 +326,17 @@ def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) ->
     if manifest.is_file():
         info = json.loads(manifest.read_text())
         world = info.get("world", "attributes")
-        if len(config.seeds) == 1 and info.get("seed") == seed and info.get("size") == config.size \
-                and world == config.world:
+        if (
+            len(config.seeds) == 1
+            and info.get("seed") == seed
+            and info.get("size") == config.size
+            and world == config.world
+        ):
             return root
-        raise ForensicsInputError(f"{root} holds one zoo (world {world}, seed {info.get('seed')}, size "
-                                  f"{info.get('size')}); point --zoo at a folder for per-seed zoos (seed<N>/ inside it)")
+        raise ForensicsInputError(
+            f"{root} holds one zoo (world {world}, seed {info.get('seed')}, size "
+            f"{info.get('size')}); point --zoo at a folder for per-seed zoos (seed<N>/ inside it)"
+        )
     folder = root / f"seed{seed}"
     build_zoo(folder, size=config.size, seed=seed, progress=progress, world=config.world)
     return folder
@@ -320,8 +346,9 @@ def _original_of(name: str) -> str:
     return "llama_original" if name.startswith("llama_") else "original"
 
 
-def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int,
-                config: BenchConfig, progress: bool) -> dict[str, Any]:
+def _audit_json(
+    zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int, config: BenchConfig, progress: bool
+) -> dict[str, Any]:
     """Audit one model (or read back a finished audit from an interrupted bench)."""
     from forensics.core.pipeline import audit
 
@@ -331,25 +358,39 @@ def _audit_json(zoo: Path, original: Path, unlearned: Path, out: Path, cache: Pa
     if out.exists():
         shutil.rmtree(out)  # audits are written atomically; anything else here is debris
     data = zoo / "data"
-    audit(original=original, unlearned=unlearned, forget=data / "forget.jsonl", retain=data / "retain.jsonl",
-          holdout=data / "holdout.jsonl", out=out, device=config.device, dtype=config.dtype, seed=seed,
-          profile=config.profile, progress=progress, cache_dir=cache, pdf=False,
-          lines=list(config.lines) if config.lines else None, all_lines=True,
-          command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}")
+    audit(
+        original=original,
+        unlearned=unlearned,
+        forget=data / "forget.jsonl",
+        retain=data / "retain.jsonl",
+        holdout=data / "holdout.jsonl",
+        out=out,
+        device=config.device,
+        dtype=config.dtype,
+        seed=seed,
+        profile=config.profile,
+        progress=progress,
+        cache_dir=cache,
+        pdf=False,
+        lines=list(config.lines) if config.lines else None,
+        all_lines=True,
+        command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}",
+    )
     return json.loads(done.read_text())
 
 
-def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None,
-              progress: bool = True) -> dict[str, Any]:
+def run_bench(
+    zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None, progress: bool = True
+) -> dict[str, Any]:
     """Run the bench (see the module docstring); returns what ``bench.json`` holds.
 
     Raises :class:`ForensicsInputError` for an unknown profile, zoo size or zoo model, no
     seeds, an output folder that exists and is not empty, or a ``zoo_root`` that holds a
     single zoo of another seed or size.
     """
+    from forensics.compute.atomic import atomic_output_dir, check_output_dir
     from forensics.core.profiles import PROFILES
     from forensics.inputs.data import load_facts
-    from forensics.compute.atomic import atomic_output_dir, check_output_dir
     from forensics.reports.bench import render_html
 
     config = config or BenchConfig()
@@ -381,43 +422,85 @@ def run_bench(zoo_root: str | Path, out: str | Path, config: BenchConfig | None 
             original = zoo / "models" / _original_of(name)
             if progress:
                 print(f"== seed {seed}: {name} vs {original.name}", file=sys.stderr, flush=True)
-            res = _audit_json(zoo, original, zoo / "models" / name, work / "audits" / f"seed{seed}" / name,
-                              work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+            res = _audit_json(
+                zoo,
+                original,
+                zoo / "models" / name,
+                work / "audits" / f"seed{seed}" / name,
+                work / "cache" / f"seed{seed}" / original.name,
+                seed,
+                config,
+                progress,
+            )
             results[f"seed{seed}/{name}"] = res
-            rows.append({"seed": seed, "model": name, "truth": labels[name]["ground_truth"],
-                         "hard_negative": bool(labels[name].get("hard_negative")),
-                         "verdict": res["verdict"]["label"], "confidence": res["verdict"]["confidence"],
-                         "scores": scores_of(res)})
+            rows.append(
+                {
+                    "seed": seed,
+                    "model": name,
+                    "truth": labels[name]["ground_truth"],
+                    "hard_negative": bool(labels[name].get("hard_negative")),
+                    "verdict": res["verdict"]["label"],
+                    "confidence": res["verdict"]["confidence"],
+                    "scores": scores_of(res),
+                }
+            )
             if not config.perturb or labels[name]["ground_truth"] != "DELETED":
                 continue
             retain, _ = load_facts(zoo / "data" / "retain.jsonl")
             for kind in PERTURBATIONS:
                 tag = f"{name}~{kind}"
-                model_dir = perturb_model(zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind,
-                                          retain, config, seed)
+                model_dir = perturb_model(
+                    zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind, retain, config, seed
+                )
                 if progress:
                     print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
-                res_p = _audit_json(zoo, original, model_dir, work / "audits" / f"seed{seed}" / tag,
-                                    work / "cache" / f"seed{seed}" / original.name, seed, config, progress)
+                res_p = _audit_json(
+                    zoo,
+                    original,
+                    model_dir,
+                    work / "audits" / f"seed{seed}" / tag,
+                    work / "cache" / f"seed{seed}" / original.name,
+                    seed,
+                    config,
+                    progress,
+                )
                 results[f"seed{seed}/{tag}"] = res_p
-                perturbed.append({"seed": seed, "model": name, "perturbation": kind,
-                                  "hard_negative": rows[-1]["hard_negative"],
-                                  "verdict": res_p["verdict"]["label"], "confidence": res_p["verdict"]["confidence"],
-                                  "scores": scores_of(res_p), "before": rows[-1]["scores"]})
+                perturbed.append(
+                    {
+                        "seed": seed,
+                        "model": name,
+                        "perturbation": kind,
+                        "hard_negative": rows[-1]["hard_negative"],
+                        "verdict": res_p["verdict"]["label"],
+                        "confidence": res_p["verdict"]["confidence"],
+                        "scores": scores_of(res_p),
+                        "before": rows[-1]["scores"],
+                    }
+                )
     bench = {
-        "schema": "unlearning-forensics/bench", "schema_version": 1,
-        "config": {"seeds": list(config.seeds), "size": config.size, "world": config.world,
-                   "profile": config.profile,
-                   "models": list(config.models) if config.models else None,
-                   "lines": list(config.lines) if config.lines else None, "perturb": config.perturb,
-                   "relearn_lr": config.relearn_lr, "zoo": str(zoo_root)},
-        "confusion": {"pooled": confusion(rows),
-                      "per_seed": {str(s): confusion([r for r in rows if r["seed"] == s]) for s in config.seeds}},
+        "schema": "unlearning-forensics/bench",
+        "schema_version": 1,
+        "config": {
+            "seeds": list(config.seeds),
+            "size": config.size,
+            "world": config.world,
+            "profile": config.profile,
+            "models": list(config.models) if config.models else None,
+            "lines": list(config.lines) if config.lines else None,
+            "perturb": config.perturb,
+            "relearn_lr": config.relearn_lr,
+            "zoo": str(zoo_root),
+        },
+        "confusion": {
+            "pooled": confusion(rows),
+            "per_seed": {str(s): confusion([r for r in rows if r["seed"] == s]) for s in config.seeds},
+        },
         "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
         "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
         "lines": meta_evaluation(rows, perturbed),
-        "lines_without_hard_negatives": meta_evaluation([r for r in rows if not r["hard_negative"]],
-                                                        [p for p in perturbed if not p["hard_negative"]]),
+        "lines_without_hard_negatives": meta_evaluation(
+            [r for r in rows if not r["hard_negative"]], [p for p in perturbed if not p["hard_negative"]]
+        ),
         "hard_negatives": hard_negative_summary(rows),
         "models": rows,
         "perturbed": [{k: v for k, v in p.items() if k != "before"} for p in perturbed],

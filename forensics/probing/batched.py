@@ -73,15 +73,24 @@ class BatchedConfig:
     max_chunk_elements: int = 2**24
 
 
-def fit_predict(kind: str, X: np.ndarray, tasks: list[Task], n_classes: int, X_score: list[np.ndarray] | None = None,
-                config: BatchedConfig = BatchedConfig()) -> list[list[np.ndarray]]:
+def fit_predict(
+    kind: str,
+    X: np.ndarray,
+    tasks: list[Task],
+    n_classes: int,
+    X_score: list[np.ndarray] | None = None,
+    config: BatchedConfig = BatchedConfig(),
+) -> list[list[np.ndarray]]:
     """One problem (``X`` ``[n, d]``, ``kind`` "linear" or "mlp"): per task, the predicted class
     ids ``[m]`` for each ``[m, d]`` matrix of ``X_score`` (default: ``[X]``)."""
     return fit_predict_many(kind, [Problem(X, tasks, n_classes, list(X_score or []))], config)[0]
 
 
-def fit_predict_many(kind: str, problems: list[Problem], config: BatchedConfig = BatchedConfig(),
-                     ) -> list[list[list[np.ndarray]]]:
+def fit_predict_many(
+    kind: str,
+    problems: list[Problem],
+    config: BatchedConfig = BatchedConfig(),
+) -> list[list[list[np.ndarray]]]:
     """Fit every task of every problem; per problem, per task, one array of predicted
     class ids per matrix of its ``X_score`` (all problems must have as many).
 
@@ -161,8 +170,9 @@ def _fit_chunk(kind: str, problems: list[Problem], config: BatchedConfig, out: l
             m = max(len(p.X_score[s]) for p in problems)
             predicted.append(logits_of(_pad_stack([p.X_score[s] for p in problems], m)).argmax(-1))  # [G, m, P]
     for g, p in enumerate(problems):
-        out[g].extend([[predicted[s][g, : len(p.X_score[s]), t].numpy() for s in range(n_scores)]
-                       for t in range(len(p.tasks))])
+        out[g].extend(
+            [[predicted[s][g, : len(p.X_score[s]), t].numpy() for s in range(n_scores)] for t in range(len(p.tasks))]
+        )
 
 
 def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -183,9 +193,15 @@ def _fit_linear(X, labels, weight, absent, mean, scale, n_train, C, config: Batc
         flat = W_eff.permute(0, 2, 1, 3).reshape(G, d, P * K)
         return torch.bmm(x, flat).view(G, x.shape[1], P, K) + b_eff[:, None]
 
-    optimiser = torch.optim.LBFGS([W, b], lr=1.0, max_iter=config.linear_max_iter, history_size=10,
-                                  tolerance_grad=config.linear_tol, tolerance_change=1e-10,
-                                  line_search_fn="strong_wolfe")
+    optimiser = torch.optim.LBFGS(
+        [W, b],
+        lr=1.0,
+        max_iter=config.linear_max_iter,
+        history_size=10,
+        tolerance_grad=config.linear_tol,
+        tolerance_change=1e-10,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         optimiser.zero_grad()

@@ -143,10 +143,21 @@ def out_of_fold_scores(
         local_ys, n_classes = _local([y[rows] for y in ys])
         usable = [mask[rows].any() for mask in masks]
         plan.append((rows, local_ys))
-        problems += [Problem(Xd[depth][rows], [Task(y, mask[rows], s) for y in local_ys for s in per_depth[depth]
-                                               for mask, ok in zip(masks, usable) if ok],
-                             n_classes, [x[depth][rows] for x in Sd])
-                     for depth in range(len(Xd))]
+        problems += [
+            Problem(
+                Xd[depth][rows],
+                [
+                    Task(y, mask[rows], s)
+                    for y in local_ys
+                    for s in per_depth[depth]
+                    for mask, ok in zip(masks, usable)
+                    if ok
+                ],
+                n_classes,
+                [x[depth][rows] for x in Sd],
+            )
+            for depth in range(len(Xd))
+        ]
     fitted = iter(fit_predict_many(kind, problems, config.fitting))
     out = np.zeros((len(Xd), len(ys), per_depth.shape[1], len(Sd), n))
     for rows, local_ys in plan:
@@ -159,17 +170,26 @@ def out_of_fold_scores(
                         if test.all():  # no training row in this stratum: the probe reads nothing
                             continue
                         for k, predicted in enumerate(next(predictions)):
-                            out[depth, i, j, k, rows[test]] = chance_corrected(predicted[test] == y[test], y[test],
-                                                                               y[~test])
+                            out[depth, i, j, k, rows[test]] = chance_corrected(
+                                predicted[test] == y[test], y[test], y[~test]
+                            )
     return out if stacked else out[0]
 
 
-def grouped_out_of_fold_scores(kind: ProbeKind, strength: float, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                               config: ProbeConfig, X_score: np.ndarray | None = None) -> np.ndarray:
+def grouped_out_of_fold_scores(
+    kind: ProbeKind,
+    strength: float,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    config: ProbeConfig,
+    X_score: np.ndarray | None = None,
+) -> np.ndarray:
     """One re-fit (or transfer, with ``X_score``) probe's per-example scores; ``y`` may be strings."""
     check_probe_data(y, groups, config.n_folds, "re-fit probe")
-    return out_of_fold_scores(kind, [strength], X, [Labels(y).encode(y)], groups, config,
-                              None if X_score is None else [X_score])[0, 0, 0]
+    return out_of_fold_scores(
+        kind, [strength], X, [Labels(y).encode(y)], groups, config, None if X_score is None else [X_score]
+    )[0, 0, 0]
 
 
 def strength_grid(kind: ProbeKind, config: ProbeConfig) -> tuple[float, ...]:
@@ -177,8 +197,14 @@ def strength_grid(kind: ProbeKind, config: ProbeConfig) -> tuple[float, ...]:
     return config.linear_c_grid if kind == "linear" else config.mlp_alpha_grid
 
 
-def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.ndarray, config: ProbeConfig,
-                    strata: np.ndarray | None = None) -> float:
+def select_strength(
+    kind: ProbeKind,
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    config: ProbeConfig,
+    strata: np.ndarray | None = None,
+) -> float:
     """The regularisation strength with the best grouped-CV score on (X, y); ties go to the
     grid's first entry (for the default linear grid, the strongest regularisation)."""
     grid = strength_grid(kind, config)
@@ -194,9 +220,16 @@ def select_strength(kind: ProbeKind, X: np.ndarray, y: np.ndarray, groups: np.nd
     return grid[best]
 
 
-def fit_and_predict(kind: ProbeKind, strength: float | list[float], X_train: np.ndarray, y_train: np.ndarray,
-                    X_list: list[np.ndarray], config: ProbeConfig, strata_train: np.ndarray | None = None,
-                    strata_list: list[np.ndarray] | None = None) -> list[np.ndarray]:
+def fit_and_predict(
+    kind: ProbeKind,
+    strength: float | list[float],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_list: list[np.ndarray],
+    config: ProbeConfig,
+    strata_train: np.ndarray | None = None,
+    strata_list: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
     """One probe per stratum fitted on all of (X_train, y_train) (int labels); the class it
     predicts for every row of each matrix in ``X_list`` (-1 for a stratum it never saw).
     With a leading depth axis on the matrices (``[L, n, d]``, ``strength`` then one per
@@ -217,8 +250,15 @@ def fit_and_predict(kind: ProbeKind, strength: float | list[float], X_train: np.
         classes = np.unique(y_train[train])
         local = np.searchsorted(classes, y_train[train])
         plan.append((classes, rows))
-        problems += [Problem(Xt[depth][train], [Task(local, np.ones(int(train.sum()), bool), strengths[depth])],
-                             len(classes), [x[depth][r] for x, r in zip(Xl, rows)]) for depth in range(len(Xt))]
+        problems += [
+            Problem(
+                Xt[depth][train],
+                [Task(local, np.ones(int(train.sum()), bool), strengths[depth])],
+                len(classes),
+                [x[depth][r] for x, r in zip(Xl, rows)],
+            )
+            for depth in range(len(Xt))
+        ]
     fitted = iter(fit_predict_many(kind, problems, config.fitting))
     for classes, rows in plan:
         for depth in range(len(Xt)):
@@ -228,8 +268,13 @@ def fit_and_predict(kind: ProbeKind, strength: float | list[float], X_train: np.
     return out if stacked else [o[0] for o in out]
 
 
-def stratified_chance_corrected(predicted: np.ndarray, y: np.ndarray, y_train: np.ndarray,
-                                strata: np.ndarray | None = None, strata_train: np.ndarray | None = None) -> np.ndarray:
+def stratified_chance_corrected(
+    predicted: np.ndarray,
+    y: np.ndarray,
+    y_train: np.ndarray,
+    strata: np.ndarray | None = None,
+    strata_train: np.ndarray | None = None,
+) -> np.ndarray:
     """:func:`chance_corrected` with each stratum's own chance level."""
     if strata is None:
         return chance_corrected(predicted == y, y, y_train)
@@ -240,13 +285,22 @@ def stratified_chance_corrected(predicted: np.ndarray, y: np.ndarray, y_train: n
     return out
 
 
-def fit_and_score(kind: ProbeKind, strength: float, X_train: np.ndarray, y_train: np.ndarray,
-                  scored: list[tuple[np.ndarray, np.ndarray]], config: ProbeConfig,
-                  strata_train: np.ndarray | None = None, strata_scored: list[np.ndarray] | None = None,
-                  ) -> list[np.ndarray]:
+def fit_and_score(
+    kind: ProbeKind,
+    strength: float,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    scored: list[tuple[np.ndarray, np.ndarray]],
+    config: ProbeConfig,
+    strata_train: np.ndarray | None = None,
+    strata_scored: list[np.ndarray] | None = None,
+) -> list[np.ndarray]:
     """:func:`fit_and_predict`, scored chance-corrected against each ``(X, y)`` of ``scored``."""
-    predicted = fit_and_predict(kind, strength, X_train, y_train, [X for X, _ in scored], config, strata_train,
-                                strata_scored)
+    predicted = fit_and_predict(
+        kind, strength, X_train, y_train, [X for X, _ in scored], config, strata_train, strata_scored
+    )
     strata_scored = strata_scored or [None] * len(scored)
-    return [stratified_chance_corrected(p, y, y_train, st, strata_train)
-            for p, (_, y), st in zip(predicted, scored, strata_scored)]
+    return [
+        stratified_chance_corrected(p, y, y_train, st, strata_train)
+        for p, (_, y), st in zip(predicted, scored, strata_scored)
+    ]

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec, capture, resid_hooks
-from forensics.core.errors import ForensicsInputError
 from forensics.compute.stats import bootstrap_mean_ci
+from forensics.core.errors import ForensicsInputError
 from forensics.probing.batched import Task, fit_predict
 
 NEUTRAL_PREFIXES = ("", "Text: ", "Here is a line. ")
@@ -76,8 +76,9 @@ def loo_accuracy(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return np.array([np.mean(predicted[key == k] == y[key == k]) for k, (predicted,) in enumerate(predictions)])
 
 
-def memorisation_gap(loaded, memorised: list[str], matched: list[str], paraphrase: list[str],
-                     config: MemorisationConfig) -> dict:
+def memorisation_gap(
+    loaded, memorised: list[str], matched: list[str], paraphrase: list[str], config: MemorisationConfig
+) -> dict:
     """Per depth: true LOO, pure LOO and their gap (per key), for one model.
 
     ``memorised`` (M), ``matched`` (C) and ``paraphrase`` (B) are aligned key by key.
@@ -116,9 +117,14 @@ def random_init_twin(loaded, seed: int = 0):
     model = HookedTransformer(cfg, tokenizer=loaded.tokenizer, default_padding_side="right", move_to_device=True)
     model.eval()
     return LoadedModel(
-        name=f"{loaded.name} (random init)", path=loaded.path, model=model, tokenizer=loaded.tokenizer,
-        architecture=loaded.architecture, weights_hash=f"random-init-{seed}-{loaded.weights_hash}",
-        device=loaded.device, dtype=loaded.dtype,
+        name=f"{loaded.name} (random init)",
+        path=loaded.path,
+        model=model,
+        tokenizer=loaded.tokenizer,
+        architecture=loaded.architecture,
+        weights_hash=f"random-init-{seed}-{loaded.weights_hash}",
+        device=loaded.device,
+        dtype=loaded.dtype,
     )
 
 
@@ -142,16 +148,18 @@ def memprobe_table(model_result: dict, control_result: dict, config: Memorisatio
     rows = []
     for depth, (m, c) in enumerate(zip(model_result["per_depth"], control_result["per_depth"])):
         paired = m["gap"] - c["gap"]
-        rows.append({
-            "depth": depth,
-            "true_loo": float(m["true"].mean()),
-            "pure_loo": float(m["pure"].mean()),
-            "gap": float(m["gap"].mean()),
-            "gap_ci": list(bootstrap_mean_ci(m["gap"], config.n_boot, config.seed)),
-            "control_gap": float(c["gap"].mean()),
-            "gap_minus_control": float(paired.mean()),
-            "gap_minus_control_ci": list(bootstrap_mean_ci(paired, config.n_boot, config.seed)),
-        })
+        rows.append(
+            {
+                "depth": depth,
+                "true_loo": float(m["true"].mean()),
+                "pure_loo": float(m["pure"].mean()),
+                "gap": float(m["gap"].mean()),
+                "gap_ci": list(bootstrap_mean_ci(m["gap"], config.n_boot, config.seed)),
+                "control_gap": float(c["gap"].mean()),
+                "gap_minus_control": float(paired.mean()),
+                "gap_minus_control_ci": list(bootstrap_mean_ci(paired, config.n_boot, config.seed)),
+            }
+        )
     return rows
 
 

@@ -19,7 +19,8 @@ def _fmt(x: Any) -> str:
 def confusion_blocks(bench: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(title, confusion) for the pooled matrix, each seed's, and the perturbed models'."""
     blocks = [("pooled", bench["confusion"]["pooled"])] + [
-        (f"seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()]
+        (f"seed {s}", c) for s, c in bench["confusion"]["per_seed"].items()
+    ]
     if bench["perturbed"]:
         blocks.append(("perturbed deleted models (4-bit, relearned on R)", bench["perturbed_confusion"]))
     return blocks
@@ -29,8 +30,10 @@ def text_tables(bench: dict[str, Any]) -> str:
     """The confusion matrices and the line table as plain text (what the CLI prints)."""
     lines = []
     for title, conf in confusion_blocks(bench):
-        lines.append(f"confusion ({title}): accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
-                     f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}")
+        lines.append(
+            f"confusion ({title}): accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
+            f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}"
+        )
         header = "truth / verdict"
         lines.append(f"  {header:<16}" + "".join(f"{v:>14}" for v in VERDICTS))
         for t in TRUTHS:
@@ -39,20 +42,28 @@ def text_tables(bench: dict[str, Any]) -> str:
         lines.append(f"not scored (oracle UNDETERMINED): seed {row['seed']} {row['model']}: verdict {row['verdict']}")
     hard = bench.get("hard_negatives") or {"n": 0}
     if hard["n"]:
-        lines.append(f"hard negatives (DELETED, know F's subjects): {hard['n']}, called SUPPRESSED: "
-                     f"{hard['called_suppressed']} ("
-                     + ", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']}" for m in hard["models"]) + ")")
+        lines.append(
+            f"hard negatives (DELETED, know F's subjects): {hard['n']}, called SUPPRESSED: "
+            f"{hard['called_suppressed']} ("
+            + ", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']}" for m in hard["models"])
+            + ")"
+        )
     lines.append("")
-    lines.append(f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} "
-                 f"{'n+':>4} {'n-':>4}")
+    lines.append(
+        f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}"
+    )
     without = bench.get("lines_without_hard_negatives", {})
     for name, row in bench["lines"].items():
-        lines.append(f"{name:<22} {_fmt(row['faithfulness']):>9} "
-                     f"{_fmt(without.get(name, {}).get('faithfulness')):>7} {_fmt(row['robustness']):>8} "
-                     f"{_fmt(row['stability_q4']):>7} {_fmt(row['stability_relearn']):>7} "
-                     f"{_fmt(row['robustness_scaled']):>8} {row['n_positive']:>4} {row['n_negative']:>4}")
-    lines.append("(w/o HN: faithfulness without the hard negatives; robust: UDS stability formula; robust*: "
-                 "stability scaled by the line's P/N gap)")
+        lines.append(
+            f"{name:<22} {_fmt(row['faithfulness']):>9} "
+            f"{_fmt(without.get(name, {}).get('faithfulness')):>7} {_fmt(row['robustness']):>8} "
+            f"{_fmt(row['stability_q4']):>7} {_fmt(row['stability_relearn']):>7} "
+            f"{_fmt(row['robustness_scaled']):>8} {row['n_positive']:>4} {row['n_negative']:>4}"
+        )
+    lines.append(
+        "(w/o HN: faithfulness without the hard negatives; robust: UDS stability formula; robust*: "
+        "stability scaled by the line's P/N gap)"
+    )
     return "\n".join(lines)
 
 
@@ -60,47 +71,72 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
     """``bench.html``: a self-contained page with the confusion matrices, the line table, the
     published figures, every audited model and ``definitions`` (the bench module's docstring)."""
     e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>forensics bench</title>",
-             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "th:first-child,td:first-child{text-align:left}</style></head><body>",
-             "<h1>Meta-evaluation bench</h1>",
-             f"<p>Zoo {e(bench['config']['zoo'])}, size {e(bench['config']['size'])}, seeds "
-             f"{e(', '.join(map(str, bench['config']['seeds'])))}, profile {e(bench['config']['profile'])}; "
-             f"{bench['seconds']:.0f} s.</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>forensics bench</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;"
+        "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}</style></head><body>",
+        "<h1>Meta-evaluation bench</h1>",
+        f"<p>Zoo {e(bench['config']['zoo'])}, size {e(bench['config']['size'])}, seeds "
+        f"{e(', '.join(map(str, bench['config']['seeds'])))}, profile {e(bench['config']['profile'])}; "
+        f"{bench['seconds']:.0f} s.</p>",
+    ]
     for title, conf in confusion_blocks(bench):
-        parts.append(f"<h2>{e(title.capitalize())}: accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
-                     f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}</h2>")
+        parts.append(
+            f"<h2>{e(title.capitalize())}: accuracy {_fmt(conf['accuracy'])} ({conf['correct']}/{conf['n']}), "
+            f"deleted called SUPPRESSED: {conf['deleted_called_suppressed']}</h2>"
+        )
         parts.append("<table><tr><th>truth \\ verdict</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>")
         for t in TRUTHS:
-            parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS)
-                         + "</tr>")
+            parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS) + "</tr>")
         parts.append("</table>")
     hard = bench.get("hard_negatives") or {"n": 0}
     if hard["n"]:
-        parts.append(f"<h2>Hard negatives: {hard['n']} deleted models that know F's subjects, called SUPPRESSED: "
-                     f"{hard['called_suppressed']}</h2><p>"
-                     + e(", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']} ({m['confidence']})"
-                                   for m in hard["models"])) + "</p>")
-    parts.append("<h2>Evidence lines: faithfulness and robustness</h2><table><tr><th>line</th><th>faithfulness "
-                 "(AUC)</th><th>faithfulness without hard negatives</th><th>robustness (UDS)</th><th>Q</th><th>R</th>"
-                 "<th>robustness (gap-scaled)</th><th>n+</th><th>n-</th></tr>")
+        parts.append(
+            f"<h2>Hard negatives: {hard['n']} deleted models that know F's subjects, called SUPPRESSED: "
+            f"{hard['called_suppressed']}</h2><p>"
+            + e(", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']} ({m['confidence']})" for m in hard["models"]))
+            + "</p>"
+        )
+    parts.append(
+        "<h2>Evidence lines: faithfulness and robustness</h2><table><tr><th>line</th><th>faithfulness "
+        "(AUC)</th><th>faithfulness without hard negatives</th><th>robustness (UDS)</th><th>Q</th><th>R</th>"
+        "<th>robustness (gap-scaled)</th><th>n+</th><th>n-</th></tr>"
+    )
     without = bench.get("lines_without_hard_negatives", {})
     for name, row in bench["lines"].items():
-        parts.append(f"<tr><td>{e(name)}</td><td>{_fmt(row['faithfulness'])}</td>"
-                     f"<td>{_fmt(without.get(name, {}).get('faithfulness'))}</td>"
-                     + "".join(f"<td>{_fmt(row[k])}</td>" for k in (
-                         "robustness", "stability_q4", "stability_relearn", "robustness_scaled",
-                         "n_positive", "n_negative")) + "</tr>")
-    parts.append("</table><h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
-                 "<th>faithfulness</th><th>robustness</th></tr>")
+        parts.append(
+            f"<tr><td>{e(name)}</td><td>{_fmt(row['faithfulness'])}</td>"
+            f"<td>{_fmt(without.get(name, {}).get('faithfulness'))}</td>"
+            + "".join(
+                f"<td>{_fmt(row[k])}</td>"
+                for k in (
+                    "robustness",
+                    "stability_q4",
+                    "stability_relearn",
+                    "robustness_scaled",
+                    "n_positive",
+                    "n_negative",
+                )
+            )
+            + "</tr>"
+        )
+    parts.append(
+        "</table><h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
+        "<th>faithfulness</th><th>robustness</th></tr>"
+    )
     for name, row in bench["published"].items():
         parts.append(f"<tr><td>{e(name)}</td><td>{row['faithfulness']:.3f}</td><td>{row['robustness']:.3f}</td></tr>")
-    parts.append("</table><h2>Models</h2><table><tr><th>seed</th><th>model</th><th>truth</th><th>verdict</th>"
-                 "<th>confidence</th></tr>")
-    for row in bench["models"] + [dict(p, model=f"{p['model']}~{p['perturbation']}", truth="DELETED")
-                                  for p in bench["perturbed"]]:
-        parts.append(f"<tr><td>{row['seed']}</td><td>{e(row['model'])}</td><td>{row['truth']}</td>"
-                     f"<td>{e(row['verdict'])}</td><td>{e(str(row['confidence']))}</td></tr>")
+    parts.append(
+        "</table><h2>Models</h2><table><tr><th>seed</th><th>model</th><th>truth</th><th>verdict</th>"
+        "<th>confidence</th></tr>"
+    )
+    for row in bench["models"] + [
+        dict(p, model=f"{p['model']}~{p['perturbation']}", truth="DELETED") for p in bench["perturbed"]
+    ]:
+        parts.append(
+            f"<tr><td>{row['seed']}</td><td>{e(row['model'])}</td><td>{row['truth']}</td>"
+            f"<td>{e(row['verdict'])}</td><td>{e(str(row['confidence']))}</td></tr>"
+        )
     parts.append("</table><h2>Definitions</h2><pre>" + e(definitions) + "</pre></body></html>")
     return "\n".join(parts)

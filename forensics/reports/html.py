@@ -109,24 +109,33 @@ def vote_html(vote: Any, status: str = "ok") -> str:
     return f'<span class="vote" style="color:{colour}">{e(vote)}</span>'
 
 
-def table(headers: list[str], rows: list[list[str]], widths: list[int] | None = None, keep: bool = False,
-          numeric: set[int] = frozenset()) -> str:
+def table(
+    headers: list[str],
+    rows: list[list[str]],
+    widths: list[int] | None = None,
+    keep: bool = False,
+    numeric: set[int] = frozenset(),
+) -> str:
     """An HTML table; headers and cells are already-escaped HTML. ``widths`` in percent."""
     classes = (["keep"] if keep else []) + (["fixed"] if widths else [])
     cls = f' class="{" ".join(classes)}"' if classes else ""
     num_cls = ' class="num"'
     cols = "".join(f'<col style="width:{w}%">' for w in widths) if widths else ""
     head = "".join(f"<th{num_cls if i in numeric else ''}>{h}</th>" for i, h in enumerate(headers))
-    body = "".join("<tr>" + "".join(f"<td{num_cls if i in numeric else ''}>{c}</td>" for i, c in enumerate(row))
-                   + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td{num_cls if i in numeric else ''}>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
     colgroup = f"<colgroup>{cols}</colgroup>" if cols else ""
     return f"<table{cls}>{colgroup}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _figure(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode()
-    return (f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{e(caption)}</figcaption></figure>"
+    )
 
 
 def _line_method(line_name: str) -> str | None:
@@ -143,8 +152,11 @@ def _scalar_details(details: dict[str, Any]) -> list[tuple[str, Any]]:
     for key, value in details.items():
         if isinstance(value, (int, float, str, bool)) or value is None:
             rows.append((key, value))
-        elif isinstance(value, dict) and all(isinstance(v, (int, float, str, bool)) or v is None
-                                             for v in value.values()) and len(value) <= 8:
+        elif (
+            isinstance(value, dict)
+            and all(isinstance(v, (int, float, str, bool)) or v is None for v in value.values())
+            and len(value) <= 8
+        ):
             rows.append((key, ", ".join(f"{k}: {_short(v)}" for k, v in value.items())))
     return rows
 
@@ -186,11 +198,26 @@ def render_html(result) -> str:
     ]
     deciding = [("decided", r) for r in verdict["deciding_lines"]] + [("against", r) for r in verdict["lines_against"]]
     if deciding:
-        parts.append(table(
-            ["line", "role", "vote", "effect", "control", "95% CI of difference", "p", "why"],
-            [[e(r["line"]), role, vote_html(r["vote"]), num(r["effect"]), num(r["control"]), ci_text(r["ci"]),
-              p_text(r["p_value"]), e(r["reason"])] for role, r in deciding],
-            widths=[18, 8, 12, 8, 8, 14, 8, 24], numeric={3, 4, 5, 6}))
+        parts.append(
+            table(
+                ["line", "role", "vote", "effect", "control", "95% CI of difference", "p", "why"],
+                [
+                    [
+                        e(r["line"]),
+                        role,
+                        vote_html(r["vote"]),
+                        num(r["effect"]),
+                        num(r["control"]),
+                        ci_text(r["ci"]),
+                        p_text(r["p_value"]),
+                        e(r["reason"]),
+                    ]
+                    for role, r in deciding
+                ],
+                widths=[18, 8, 12, 8, 8, 14, 8, 24],
+                numeric={3, 4, 5, 6},
+            )
+        )
 
     # -------------------------------------------------------------------- behaviour
     parts.append("<h2>Behaviour: original (O) vs unlearned (U)</h2>")
@@ -200,52 +227,115 @@ def render_html(result) -> str:
         rows = []
         for name in behaviour.get("original", {}):
             o, u = behaviour["original"][name], behaviour["unlearned"][name]
-            rows.append([e(names.get(name, name)), e(o["n"]), pct(o["accuracy"]), pct(u["accuracy"]),
-                         num(o["mean_logprob"], 2), num(u["mean_logprob"], 2)])
-        parts.append(table(["set", "n", "accuracy O", "accuracy U", "answer log-prob O", "answer log-prob U"],
-                           rows, keep=True, numeric={1, 2, 3, 4, 5}))
-        parts.append("<p class='sub'>Accuracy: greedy exact match of the answer. Log-prob: mean "
-                     "log P(answer | prompt). The holdout accuracy is what guessing achieves.</p>")
+            rows.append(
+                [
+                    e(names.get(name, name)),
+                    e(o["n"]),
+                    pct(o["accuracy"]),
+                    pct(u["accuracy"]),
+                    num(o["mean_logprob"], 2),
+                    num(u["mean_logprob"], 2),
+                ]
+            )
+        parts.append(
+            table(
+                ["set", "n", "accuracy O", "accuracy U", "answer log-prob O", "answer log-prob U"],
+                rows,
+                keep=True,
+                numeric={1, 2, 3, 4, 5},
+            )
+        )
+        parts.append(
+            "<p class='sub'>Accuracy: greedy exact match of the answer. Log-prob: mean "
+            "log P(answer | prompt). The holdout accuracy is what guessing achieves.</p>"
+        )
         free = next((ev["details"].get("free_text") for ev in data["evidence"] if ev["line"] == "behaviour"), None)
         if free:
-            rows = [[e(names.get(name, name))] + [num(free[role][name][m], 2) for m in
-                                                   ("rouge_l_recall", "truth_ratio", "choice_accuracy")
-                                                   for role in ("original", "unlearned")]
-                    for name in free.get("original", {})]
-            parts.append(table(["set", "ROUGE-L O", "ROUGE-L U", "truth ratio O", "truth ratio U", "choice acc. O",
-                                "choice acc. U"], rows, keep=True, numeric={1, 2, 3, 4, 5, 6}))
-            parts.append("<p class='sub'>Free text: ROUGE-L recall of greedy generations against the answer; truth "
-                         "ratio of perturbed to paraphrased answers (near 0: the true answer is preferred); accuracy "
-                         "of the likeliest choice. Reported, not voted on.</p>")
+            rows = [
+                [e(names.get(name, name))]
+                + [
+                    num(free[role][name][m], 2)
+                    for m in ("rouge_l_recall", "truth_ratio", "choice_accuracy")
+                    for role in ("original", "unlearned")
+                ]
+                for name in free.get("original", {})
+            ]
+            parts.append(
+                table(
+                    [
+                        "set",
+                        "ROUGE-L O",
+                        "ROUGE-L U",
+                        "truth ratio O",
+                        "truth ratio U",
+                        "choice acc. O",
+                        "choice acc. U",
+                    ],
+                    rows,
+                    keep=True,
+                    numeric={1, 2, 3, 4, 5, 6},
+                )
+            )
+            parts.append(
+                "<p class='sub'>Free text: ROUGE-L recall of greedy generations against the answer; truth "
+                "ratio of perturbed to paraphrased answers (near 0: the true answer is preferred); accuracy "
+                "of the likeliest choice. Reported, not voted on.</p>"
+            )
     else:
         parts.append("<p class='notrun'>The behaviour gate did not run.</p>")
     if data["examples"]:
         mark = {True: " &#10003;", False: " &#10007;"}
         parts.append("<h3>Examples from the forget set</h3>")
-        parts.append(table(
-            ["id", "prompt", "answer", "O's next token", "U's next token"],
-            [[f"<span class='mono'>{e(r['id'])}</span>", e(r["prompt"]), e(r["answer"]),
-              e(r["original"]) + mark[bool(r["original_correct"])],
-              e(r["unlearned"]) + mark[bool(r["unlearned_correct"])]] for r in data["examples"]],
-            widths=[18, 40, 14, 14, 14], keep=True))
+        parts.append(
+            table(
+                ["id", "prompt", "answer", "O's next token", "U's next token"],
+                [
+                    [
+                        f"<span class='mono'>{e(r['id'])}</span>",
+                        e(r["prompt"]),
+                        e(r["answer"]),
+                        e(r["original"]) + mark[bool(r["original_correct"])],
+                        e(r["unlearned"]) + mark[bool(r["unlearned_correct"])],
+                    ]
+                    for r in data["examples"]
+                ],
+                widths=[18, 40, 14, 14, 14],
+                keep=True,
+            )
+        )
 
     # -------------------------------------------------------------------- evidence table
-    parts.append("<h2>Evidence</h2><p class='sub'>Effect: the line's score on the forget set F. Control: the "
-                 "identical procedure on the holdout set H (facts no model saw). The interval is a 95% "
-                 "bootstrap CI of effect &minus; control (some lines adjust it for many comparisons; see each "
-                 "line). Only lines that ran and voted deleted / suppressed / not_forgotten enter the verdict.</p>")
-    parts.append(table(
-        ["line", "effect (F)", "control", "difference", "95% CI", "p", "vote", "time"],
-        [[f"<a href='#line-{e(ev['line'])}'>{e(ev['line'])}</a>", num(ev["effect"]), num(ev["control"]),
-          num(ev["difference"], signed=True), ci_text(ev["ci"]), p_text(ev["p_value"]),
-          vote_html(ev["vote"], ev["status"]),
-          f"{num(ev.get('seconds'), 1)} s" + (" (cached)" if ev.get("cached") else "")]
-         for ev in data["evidence"]],
-        widths=[20, 10, 10, 10, 17, 7, 12, 14], numeric={1, 2, 3, 4, 5, 7}))
+    parts.append(
+        "<h2>Evidence</h2><p class='sub'>Effect: the line's score on the forget set F. Control: the "
+        "identical procedure on the holdout set H (facts no model saw). The interval is a 95% "
+        "bootstrap CI of effect &minus; control (some lines adjust it for many comparisons; see each "
+        "line). Only lines that ran and voted deleted / suppressed / not_forgotten enter the verdict.</p>"
+    )
+    parts.append(
+        table(
+            ["line", "effect (F)", "control", "difference", "95% CI", "p", "vote", "time"],
+            [
+                [
+                    f"<a href='#line-{e(ev['line'])}'>{e(ev['line'])}</a>",
+                    num(ev["effect"]),
+                    num(ev["control"]),
+                    num(ev["difference"], signed=True),
+                    ci_text(ev["ci"]),
+                    p_text(ev["p_value"]),
+                    vote_html(ev["vote"], ev["status"]),
+                    f"{num(ev.get('seconds'), 1)} s" + (" (cached)" if ev.get("cached") else ""),
+                ]
+                for ev in data["evidence"]
+            ],
+            widths=[20, 10, 10, 10, 17, 7, 12, 14],
+            numeric={1, 2, 3, 4, 5, 7},
+        )
+    )
     not_run = [ev for ev in data["evidence"] if ev["status"] == "not_run"]
     if not_run:
-        parts.append("<p class='sub'>Not run: " + "; ".join(f"{e(ev['line'])} ({e(ev['reason'])})"
-                                                           for ev in not_run) + ".</p>")
+        parts.append(
+            "<p class='sub'>Not run: " + "; ".join(f"{e(ev['line'])} ({e(ev['reason'])})" for ev in not_run) + ".</p>"
+        )
 
     # -------------------------------------------------------------------- per line
     parts.append("<h2>The evidence, line by line</h2>")
@@ -259,11 +349,18 @@ def render_html(result) -> str:
             parts.append(
                 f"<p><b>Result:</b> effect {num(ev['effect'])}, control {num(ev['control'])}, difference "
                 f"{num(ev['difference'], signed=True)} (95% CI {ci_text(ev['ci'])}, p {p_text(ev['p_value'])}). "
-                f"Vote: {vote_html(ev['vote'], ev['status'])}. {e(ev['reason'])}</p>")
+                f"Vote: {vote_html(ev['vote'], ev['status'])}. {e(ev['reason'])}</p>"
+            )
             scalars = _scalar_details(ev["details"])
             if scalars:
-                parts.append(table(["detail", "value"], [[e(k), e(_short(val))] for k, val in scalars],
-                                   widths=[30, 70], keep=len(scalars) < 12))
+                parts.append(
+                    table(
+                        ["detail", "value"],
+                        [[e(k), e(_short(val))] for k, val in scalars],
+                        widths=[30, 70],
+                        keep=len(scalars) < 12,
+                    )
+                )
             for name, png in figures.get(ev["line"], {}).items():
                 parts.append(_figure(png, f"{ev['line']}: {name}"))
         method = _line_method(ev["line"])
@@ -280,7 +377,7 @@ def render_html(result) -> str:
         "<li><b>The control rule.</b> Every recovery test runs the identical procedure on the holdout set H: "
         "facts of the same form that no model ever saw. What a test recovers on H is what the procedure "
         "itself injects or guesses; only recovery on F beyond H, with a confidence interval, is evidence.</li>"
-        "<li><b>Deleted means \"not found by these tests\".</b> A DELETED verdict says that lines with the "
+        '<li><b>Deleted means "not found by these tests".</b> A DELETED verdict says that lines with the '
         "power to find O's knowledge did not find it in U; a method these lines do not cover could still "
         "recover it.</li>"
         "<li><b>Intervals.</b> Percentile bootstrap, over subjects where facts share a subject (paraphrases "
@@ -291,29 +388,39 @@ def render_html(result) -> str:
         "<li><b>Descriptive lines</b> (such as CKA similarity) have no sound control and never vote.</li>"
         "<li><b>Profiles.</b> The quick profile uses few resamples and a fixed probe strength: a smoke test, "
         "not an audit to act on.</li>"
-        "</ul>")
+        "</ul>"
+    )
     if data["warnings"]:
-        parts.append("<h3>Data warnings</h3><ul class='plain'>"
-                     + "".join(f"<li>{e(w)}</li>" for w in data["warnings"][:50]) + "</ul>")
+        parts.append(
+            "<h3>Data warnings</h3><ul class='plain'>"
+            + "".join(f"<li>{e(w)}</li>" for w in data["warnings"][:50])
+            + "</ul>"
+        )
         if len(data["warnings"]) > 50:
             parts.append(f"<p class='sub'>... and {len(data['warnings']) - 50} more in results.json.</p>")
     if data["skipped_modules"]:
-        parts.append("<h3>Evidence modules that failed to load</h3><ul class='plain'>"
-                     + "".join(f"<li><code>{e(m)}</code>: {e(r)}</li>" for m, r in data["skipped_modules"].items())
-                     + "</ul>")
+        parts.append(
+            "<h3>Evidence modules that failed to load</h3><ul class='plain'>"
+            + "".join(f"<li><code>{e(m)}</code>: {e(r)}</li>" for m, r in data["skipped_modules"].items())
+            + "</ul>"
+        )
 
     # -------------------------------------------------------------------- reproducibility
     parts.append("<h2>Reproducibility</h2>")
     parts.append(f"<p><b>Command:</b> <code class='mono'>{e(run['command'])}</code></p>")
-    parts.append(f"<p>Seed {e(run['seed'])}, profile {e(run['profile'])}, device {e(run['device'])}, "
-                 f"dtype {e(run['dtype'])}, total {num(run['seconds'], 1)} s. Results schema "
-                 f"{e(data['schema'])} version {e(data['schema_version'])}.</p>")
+    parts.append(
+        f"<p>Seed {e(run['seed'])}, profile {e(run['profile'])}, device {e(run['device'])}, "
+        f"dtype {e(run['dtype'])}, total {num(run['seconds'], 1)} s. Results schema "
+        f"{e(data['schema'])} version {e(data['schema_version'])}.</p>"
+    )
     template = run.get("chat_template")
     if template:
-        parts.append(f"<p><b>Chat template:</b> every fact prompt was rendered as a user turn in the template of "
-                     f"<span class='mono'>{e(template['source'])}</span> (sha256 "
-                     f"<span class='mono'>{e(template['sha256'][:16])}</span>): "
-                     f"<code class='mono'>{e(template['example'])}</code></p>")
+        parts.append(
+            f"<p><b>Chat template:</b> every fact prompt was rendered as a user turn in the template of "
+            f"<span class='mono'>{e(template['source'])}</span> (sha256 "
+            f"<span class='mono'>{e(template['sha256'][:16])}</span>): "
+            f"<code class='mono'>{e(template['example'])}</code></p>"
+        )
     else:
         parts.append("<p><b>Chat template:</b> none; fact prompts were fed as written.</p>")
     rows = []
@@ -321,15 +428,29 @@ def render_html(result) -> str:
         if rec is None:
             rows.append([e(role), "<span class='notrun'>not given</span>", "", ""])
         elif "weights_sha256" in rec:
-            rows.append([e(role), f"<span class='mono'>{e(rec['path'])}</span>",
-                         e(f"{rec['architecture']}, {rec['n_layers']} layers"),
-                         f"<span class='mono'>weights {e(rec['weights_sha256'])}</span>"])
+            rows.append(
+                [
+                    e(role),
+                    f"<span class='mono'>{e(rec['path'])}</span>",
+                    e(f"{rec['architecture']}, {rec['n_layers']} layers"),
+                    f"<span class='mono'>weights {e(rec['weights_sha256'])}</span>",
+                ]
+            )
         else:
             digest = f"content {rec['content_sha256']}" + (f"; file {rec['file_sha256']}" if rec["file_sha256"] else "")
-            rows.append([e(role), f"<span class='mono'>{e(rec['path'])}</span>", e(f"{rec['n']} items"),
-                         f"<span class='mono'>{e(digest)}</span>"])
+            rows.append(
+                [
+                    e(role),
+                    f"<span class='mono'>{e(rec['path'])}</span>",
+                    e(f"{rec['n']} items"),
+                    f"<span class='mono'>{e(digest)}</span>",
+                ]
+            )
     parts.append(table(["input", "path", "size", "SHA-256"], rows, widths=[11, 30, 17, 42]))
-    parts.append(table(["package", "version"], [[e(k), e(val)] for k, val in data["versions"].items()],
-                       widths=[30, 70], keep=True))
+    parts.append(
+        table(
+            ["package", "version"], [[e(k), e(val)] for k, val in data["versions"].items()], widths=[30, 70], keep=True
+        )
+    )
     parts.append("</body></html>")
     return "\n".join(parts)

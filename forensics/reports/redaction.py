@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from forensics.inputs.data import Fact
 
@@ -75,9 +76,15 @@ class Redactor:
                 entry["metric"] = self.apply(entry["metric"])
         out["verdict"]["reason"] = self.apply(out["verdict"]["reason"])
         out["examples"] = [
-            {"id": row["id"], "prompt": self.exact.get(row["prompt"], row["id"]), "answer": "[redacted]",
-             "original": "[redacted]", "unlearned": "[redacted]",
-             "original_correct": row["original_correct"], "unlearned_correct": row["unlearned_correct"]}
+            {
+                "id": row["id"],
+                "prompt": self.exact.get(row["prompt"], row["id"]),
+                "answer": "[redacted]",
+                "original": "[redacted]",
+                "unlearned": "[redacted]",
+                "original_correct": row["original_correct"],
+                "unlearned_correct": row["unlearned_correct"],
+            }
             for row in out["examples"]
         ]
         out["warnings"] = [self.apply(w) for w in out["warnings"]]

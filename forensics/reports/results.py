@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from forensics.core.evidence import Evidence, jsonable
-from forensics.reports.redaction import Redactor
 from forensics.core.verdict import Verdict
+from forensics.reports.redaction import Redactor
 
 SCHEMA = "unlearning-forensics/results"
 SCHEMA_VERSION = 1
@@ -46,7 +46,7 @@ class AuditResult:
     started: str = ""
     seconds: float = 0.0
     out: Path | None = None
-    _redactor: "Redactor | None" = field(default=None, repr=False)
+    _redactor: Redactor | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
@@ -74,10 +74,17 @@ class AuditResult:
             "examples": jsonable(self.examples),
             "inputs": jsonable(self.inputs),
             "run": {
-                "command": self.command, "seed": self.seed, "profile": self.profile, "device": self.device,
-                "dtype": self.dtype, "redact": self.redact, "lines": self.lines,
-                "settings": jsonable(self.settings), "all_lines": self.all_lines,
-                "chat_template": jsonable(self.chat_template), "started": self.started,
+                "command": self.command,
+                "seed": self.seed,
+                "profile": self.profile,
+                "device": self.device,
+                "dtype": self.dtype,
+                "redact": self.redact,
+                "lines": self.lines,
+                "settings": jsonable(self.settings),
+                "all_lines": self.all_lines,
+                "chat_template": jsonable(self.chat_template),
+                "started": self.started,
                 "seconds": round(self.seconds, 2),
             },
             "versions": self.versions,
@@ -129,10 +136,21 @@ def package_versions() -> dict[str, str]:
 
     import forensics
 
-    versions = {"python": platform.python_version(), "platform": platform.platform(),
-                "unlearning-forensics": forensics.__version__}
-    for package in ("torch", "transformer-lens", "sae-lens", "transformers", "scikit-learn", "numpy",
-                    "matplotlib", "weasyprint"):
+    versions = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "unlearning-forensics": forensics.__version__,
+    }
+    for package in (
+        "torch",
+        "transformer-lens",
+        "sae-lens",
+        "transformers",
+        "scikit-learn",
+        "numpy",
+        "matplotlib",
+        "weasyprint",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

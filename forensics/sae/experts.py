@@ -11,15 +11,15 @@ log-ratio ``log((freq_F + 1/n_F) / (freq_R + 1/n_R))`` (add-one-fact smoothing) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec
-from forensics.inputs.data import Fact
 from forensics.core.minimum import VoteMinimum
+from forensics.inputs.data import Fact
 from forensics.sae.train import SAETrainConfig, TrainedSAE
 
 
@@ -94,8 +94,14 @@ def expert_features(a_f: torch.Tensor, a_r: torch.Tensor, config: FeatureConfig)
         t = np.where(var > 0, (f.mean(0) - r.mean(0)) / np.sqrt(var), 0.0)
     ok = np.flatnonzero((log_ratio >= config.min_log_ratio) & (t >= config.min_t))
     chosen = ok[np.argsort(-t[ok])][: config.top_k]
-    return {"indices": chosen, "log_ratio": log_ratio[chosen], "t": t[chosen],
-            "freq_forget": freq_f[chosen], "freq_retain": freq_r[chosen], "n_candidates": int(len(ok))}
+    return {
+        "indices": chosen,
+        "log_ratio": log_ratio[chosen],
+        "t": t[chosen],
+        "freq_forget": freq_f[chosen],
+        "freq_retain": freq_r[chosen],
+        "n_candidates": int(len(ok)),
+    }
 
 
 def survival(a_o: torch.Tensor, a_u: torch.Tensor, experts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -55,17 +55,17 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec, capture, layer_hook
-from forensics.inputs.data import Fact, content_hash
 from forensics.core.errors import ForensicsInputError
 from forensics.core.keys import model_identity, stable_key
+from forensics.inputs.data import Fact, content_hash
 
 QUALITY_FILE = "forensics_quality.json"
 #: In-process memo of trained SAEs by cache key (two lines of one audit share one SAE).
@@ -108,8 +108,13 @@ class SAETrainConfig:
     def training_fields(self) -> dict:
         """The fields that change a trained SAE (the cache key's config part)."""
         out = asdict(self)
-        for name in ("sae_path", "capture_batch_size", "min_explained_variance",
-                     "max_dead_fraction", "max_l0_fraction"):
+        for name in (
+            "sae_path",
+            "capture_batch_size",
+            "min_explained_variance",
+            "max_dead_fraction",
+            "max_l0_fraction",
+        ):
             out.pop(name)
         return out
 
@@ -172,16 +177,18 @@ def layer_from_probe_curves(rows: Sequence[dict]) -> int | None:
     return max(scored)[1] - 1
 
 
-def token_texts(forget: Sequence[Fact], retain: Sequence[Fact], holdout: Sequence[Fact] | None,
-                sequences: Sequence | None = None) -> list[str]:
+def token_texts(
+    forget: Sequence[Fact], retain: Sequence[Fact], holdout: Sequence[Fact] | None, sequences: Sequence | None = None
+) -> list[str]:
     """The texts whose every token trains the SAE: fact texts of F, R, H, then sequences."""
     texts = [f.prompt + f.answer for f in list(forget) + list(retain) + list(holdout or [])]
     texts += [s.text for s in (sequences or [])]
     return texts
 
 
-def capture_tokens(loaded, texts: Sequence[str], hook: str, batch_size: int = 64,
-                   capture_fn=capture) -> tuple[torch.Tensor, torch.Tensor]:
+def capture_tokens(
+    loaded, texts: Sequence[str], hook: str, batch_size: int = 64, capture_fn=capture
+) -> tuple[torch.Tensor, torch.Tensor]:
     """O's activations at every token of ``texts``: (``[n_tokens, d]``, per-text offsets).
 
     ``capture_fn``: :func:`forensics.compute.capture.capture` or an audit context's ``capture``."""
@@ -195,7 +202,7 @@ def _batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tens
     while True:
         order = torch.randperm(len(x), generator=gen)
         for lo in range(0, len(order) - batch_size + 1, batch_size):
-            yield x[order[lo: lo + batch_size]]
+            yield x[order[lo : lo + batch_size]]
 
 
 def train_sae(x_train: torch.Tensor, config: SAETrainConfig, hook: str, model_name: str = ""):
@@ -211,7 +218,11 @@ def train_sae(x_train: torch.Tensor, config: SAETrainConfig, hook: str, model_na
     d_in = x_train.shape[1]
     torch.manual_seed(config.seed)
     cfg = TopKTrainingSAEConfig(
-        d_in=d_in, d_sae=config.expansion * d_in, k=config.k, dtype="float32", device="cpu",
+        d_in=d_in,
+        d_sae=config.expansion * d_in,
+        k=config.k,
+        dtype="float32",
+        device="cpu",
         normalize_activations="expected_average_only_in",
         metadata=SAEMetadata(model_name=model_name, hook_name=hook),
     )
@@ -262,7 +273,7 @@ def measure_quality(sae, x_eval: torch.Tensor, x_all: torch.Tensor, config: SAET
     l0 = float((feats > 0).sum(-1).float().mean())
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     for lo in range(0, len(x_all), 4096):
-        fired |= (sae.encode(x_all[lo: lo + 4096]) > 0).any(0)
+        fired |= (sae.encode(x_all[lo : lo + 4096]) > 0).any(0)
     dead = float(1 - fired.float().mean())
     d_in = sae.cfg.d_in
     problems = []
@@ -273,8 +284,11 @@ def measure_quality(sae, x_eval: torch.Tensor, x_all: torch.Tensor, config: SAET
     if l0 > config.max_l0_fraction * d_in:
         problems.append(f"mean L0 {l0:.1f} > {config.max_l0_fraction:.2f} * d_in")
     ok = not problems
-    reason = (f"EV {ev:.2f}, L0 {l0:.1f}, dead {dead:.0%}: passes the quality bar" if ok
-              else "SAE not trustworthy: " + "; ".join(problems))
+    reason = (
+        f"EV {ev:.2f}, L0 {l0:.1f}, dead {dead:.0%}: passes the quality bar"
+        if ok
+        else "SAE not trustworthy: " + "; ".join(problems)
+    )
     return SAEQuality(ev, l0, dead, int(len(x_eval)), ok, reason)
 
 
@@ -297,8 +311,14 @@ def cache_key(model: dict | str, hook: str, config: SAETrainConfig, texts_hash: 
     :data:`SAE_FORMAT_VERSION`."""
     import sae_lens
 
-    parts = {"model": model, "hook": hook, "config": config.training_fields(),
-             "texts": texts_hash, "sae_lens": sae_lens.__version__, "format": SAE_FORMAT_VERSION}
+    parts = {
+        "model": model,
+        "hook": hook,
+        "config": config.training_fields(),
+        "texts": texts_hash,
+        "sae_lens": sae_lens.__version__,
+        "format": SAE_FORMAT_VERSION,
+    }
     return stable_key(parts)
 
 
@@ -314,15 +334,15 @@ def load_sae_folder(path: str | Path, d_in: int | None = None):
     if not folder.is_dir():
         raise ForensicsInputError(f"SAE folder not found: {folder}")
     if not (folder / "cfg.json").is_file() or not (folder / "sae_weights.safetensors").is_file():
-        raise ForensicsInputError(
-            f"{folder} is not a SAELens SAE folder (needs cfg.json and sae_weights.safetensors)"
-        )
+        raise ForensicsInputError(f"{folder} is not a SAELens SAE folder (needs cfg.json and sae_weights.safetensors)")
     try:
         json.loads((folder / "cfg.json").read_text(encoding="utf-8"))
         sae = SAE.load_from_disk(str(folder), device="cpu")
     except Exception as err:  # noqa: BLE001 - a malformed user folder is bad input
         text = str(err).strip().splitlines()
-        raise ForensicsInputError(f"cannot load the SAE in {folder}: {text[0] if text else type(err).__name__}") from None
+        raise ForensicsInputError(
+            f"cannot load the SAE in {folder}: {text[0] if text else type(err).__name__}"
+        ) from None
     if d_in is not None and sae.cfg.d_in != d_in:
         raise ForensicsInputError(f"the SAE in {folder} reads d_in={sae.cfg.d_in}, but the model's d_model is {d_in}")
     return sae.eval()
@@ -337,8 +357,14 @@ def _layer_of_hook(hook: str | None) -> int | None:
     return None
 
 
-def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
-            layer: int | None = None, capture_fn=capture, cache_dir: str | Path | None = None) -> TrainedSAE:
+def get_sae(
+    loaded,
+    texts: Sequence[str],
+    config: SAETrainConfig | None = None,
+    layer: int | None = None,
+    capture_fn=capture,
+    cache_dir: str | Path | None = None,
+) -> TrainedSAE:
     """The SAE for ``loaded`` (O) at ``layer``: the user's folder, the cache, or a fresh training run.
 
     ``texts``: the token source (:func:`token_texts`). ``layer`` overrides ``config.layer``;
@@ -391,15 +417,25 @@ def get_sae(loaded, texts: Sequence[str], config: SAETrainConfig | None = None,
     seconds = time.perf_counter() - start
     n_train = int(train_rows.sum())
     if folder is not None:
-        _save_atomic(trained, folder, {"hook": hook, "layer": layer, "train_seconds": seconds,
-                                       "n_train_tokens": n_train, "config": config.training_fields()})
+        _save_atomic(
+            trained,
+            folder,
+            {
+                "hook": hook,
+                "layer": layer,
+                "train_seconds": seconds,
+                "n_train_tokens": n_train,
+                "config": config.training_fields(),
+            },
+        )
         sae = load_sae_folder(folder, d_in=d_model)
     else:
         sae = _to_inference(trained)
     _MEMO[key] = (sae, folder)
     quality = measure_quality(sae, x_all[eval_rows], x_all, config)
-    return TrainedSAE(sae, hook, layer, quality, path=folder, from_cache=False,
-                      train_seconds=seconds, n_train_tokens=n_train)
+    return TrainedSAE(
+        sae, hook, layer, quality, path=folder, from_cache=False, train_seconds=seconds, n_train_tokens=n_train
+    )
 
 
 def _to_inference(trained):

@@ -9,6 +9,6 @@ audit never sees, and writes everything to ``out_dir``.
 ``format_table(metrics)`` renders ``metrics.json``.
 """
 
-from forensics.zoo.build import ZooConfig, build_zoo, zoo_version, format_table, read_manifest
+from forensics.zoo.build import ZooConfig, build_zoo, format_table, read_manifest, zoo_version
 
 __all__ = ["ZooConfig", "build_zoo", "zoo_version", "format_table", "read_manifest"]

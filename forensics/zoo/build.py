@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from forensics.inputs.data import Fact
-from forensics.core.errors import ForensicsInputError
 from forensics.compute.finetune import encode_answers, encode_texts
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import Fact
 from forensics.zoo import world as W
 from forensics.zoo.bio import make_bio_world
 from forensics.zoo.jobs import (
@@ -59,8 +59,10 @@ def zoo_version() -> str:
     audit's own cache key is :func:`forensics.core.keys.code_version`.)"""
     digest = hashlib.sha256()
     package = Path(__file__).parent.parent
-    shared = [package / name for name in ("compute/finetune.py", "compute/scoring.py", "inputs/data.py",
-                                          "compute/freetext.py")]
+    shared = [
+        package / name
+        for name in ("compute/finetune.py", "compute/scoring.py", "inputs/data.py", "compute/freetext.py")
+    ]
     for file in sorted(Path(__file__).parent.glob("*.py")) + shared:
         digest.update(file.name.encode())
         digest.update(file.read_bytes())
@@ -118,7 +120,7 @@ class ZooConfig:
     world: str = "attributes"
 
     @classmethod
-    def preset(cls, size: str, world: str = "attributes") -> "ZooConfig":
+    def preset(cls, size: str, world: str = "attributes") -> ZooConfig:
         """The configuration of the ``"tiny"`` or ``"small"`` zoo of a world; raises
         :class:`ForensicsInputError` for any other size or world."""
         if world == "bio":
@@ -126,36 +128,69 @@ class ZooConfig:
         if world != "attributes":
             raise ForensicsInputError(f"unknown zoo world {world!r}; choose attributes or bio")
         if size == "tiny":
-            return cls(n_forget=20, n_retain=40, n_holdout=20, n_memprobe=16,
-                       neox=ArchConfig("gpt-neox", 64, 2), llama=ArchConfig("llama", 64, 2),
-                       pretrain_steps=500,
-                       # 2 blocks: steering the residual after block 0 reached F=0.096 only at
-                       # R=0.606 (126 steps, measured); after block 1 it reaches both targets.
-                       unlearn=UnlearnConfig(rmu_layer=2))
+            return cls(
+                n_forget=20,
+                n_retain=40,
+                n_holdout=20,
+                n_memprobe=16,
+                neox=ArchConfig("gpt-neox", 64, 2),
+                llama=ArchConfig("llama", 64, 2),
+                pretrain_steps=500,
+                # 2 blocks: steering the residual after block 0 reached F=0.096 only at
+                # R=0.606 (126 steps, measured); after block 1 it reaches both targets.
+                unlearn=UnlearnConfig(rmu_layer=2),
+            )
         if size == "small":
-            return cls(n_forget=40, n_retain=80, n_holdout=40, n_memprobe=32,
-                       neox=ArchConfig("gpt-neox", 128, 4), llama=ArchConfig("llama", 128, 4),
-                       pretrain_steps=900, pretrain_lr=3e-3,
-                       # measured on the first small build: rmu_alpha=10 ended at R=0.799 and
-                       # headonly_lastblock at lr 1e-3 at F=0.121 after 300 steps
-                       unlearn=_small_unlearn(), oracle=OracleConfig(steps=40))
+            return cls(
+                n_forget=40,
+                n_retain=80,
+                n_holdout=40,
+                n_memprobe=32,
+                neox=ArchConfig("gpt-neox", 128, 4),
+                llama=ArchConfig("llama", 128, 4),
+                pretrain_steps=900,
+                pretrain_lr=3e-3,
+                # measured on the first small build: rmu_alpha=10 ended at R=0.799 and
+                # headonly_lastblock at lr 1e-3 at F=0.121 after 300 steps
+                unlearn=_small_unlearn(),
+                oracle=OracleConfig(steps=40),
+            )
         raise ForensicsInputError(f"unknown zoo size {size!r}; choose tiny or small")
 
 
-def _bio_preset(size: str) -> "ZooConfig":
+def _bio_preset(size: str) -> ZooConfig:
     """The bio world's presets: 10 questions per author, sentence answers (about 35 tokens a
     fact against 8 in the attribute world), so fewer subjects and more pre-training steps;
     the oracle scores ROUGE-L recall of the key span (:class:`OracleConfig`)."""
     if size == "tiny":
-        return ZooConfig(n_forget=16, n_retain=32, n_holdout=16, n_memprobe=16,
-                         neox=ArchConfig("gpt-neox", 64, 2), llama=ArchConfig("llama", 64, 2),
-                         pretrain_steps=800, vocab_size=1000, unlearn=UnlearnConfig(rmu_layer=2),
-                         oracle=OracleConfig(free_text=True), world="bio")
+        return ZooConfig(
+            n_forget=16,
+            n_retain=32,
+            n_holdout=16,
+            n_memprobe=16,
+            neox=ArchConfig("gpt-neox", 64, 2),
+            llama=ArchConfig("llama", 64, 2),
+            pretrain_steps=800,
+            vocab_size=1000,
+            unlearn=UnlearnConfig(rmu_layer=2),
+            oracle=OracleConfig(free_text=True),
+            world="bio",
+        )
     if size == "small":
-        return ZooConfig(n_forget=30, n_retain=60, n_holdout=30, n_memprobe=32,
-                         neox=ArchConfig("gpt-neox", 128, 4), llama=ArchConfig("llama", 128, 4),
-                         pretrain_steps=1200, pretrain_lr=3e-3, vocab_size=1000, unlearn=_small_unlearn(),
-                         oracle=OracleConfig(steps=40, free_text=True), world="bio")
+        return ZooConfig(
+            n_forget=30,
+            n_retain=60,
+            n_holdout=30,
+            n_memprobe=32,
+            neox=ArchConfig("gpt-neox", 128, 4),
+            llama=ArchConfig("llama", 128, 4),
+            pretrain_steps=1200,
+            pretrain_lr=3e-3,
+            vocab_size=1000,
+            unlearn=_small_unlearn(),
+            oracle=OracleConfig(steps=40, free_text=True),
+            world="bio",
+        )
     raise ForensicsInputError(f"unknown zoo size {size!r}; choose tiny or small")
 
 
@@ -170,8 +205,15 @@ GROUND_TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "UNDETERMINED", "ORIG
 
 # ------------------------------------------------------------------------------ public
 
-def build_zoo(out_dir: str | Path, size: str = "small", seed: int = 0, progress: bool = True,
-              workers: int | None = None, world: str = "attributes") -> dict:
+
+def build_zoo(
+    out_dir: str | Path,
+    size: str = "small",
+    seed: int = 0,
+    progress: bool = True,
+    workers: int | None = None,
+    world: str = "attributes",
+) -> dict:
     """Build (or reuse) the zoo in ``out_dir``; return its manifest (``zoo.json`` + ``root``).
 
     ``world``: ``"attributes"`` (closed-vocabulary attributes) or ``"bio"`` (free-text
@@ -222,8 +264,10 @@ def read_manifest(out_dir: str | Path) -> dict:
 def format_table(metrics: dict, labels: dict | None = None) -> str:
     """Render ``metrics.json`` (optionally with ``labels.json``) as a fixed-width table."""
     models = metrics.get("models", metrics)
-    head = (f"{'model':<20}{'arch':<10}{'acc F':>7}{'acc R':>7}{'acc H':>7}"
-            f"{'lp F':>8}{'lp R':>8}{'lp H':>8}{'can F':>7}{'can R':>7}{'can H':>7}  label")
+    head = (
+        f"{'model':<20}{'arch':<10}{'acc F':>7}{'acc R':>7}{'acc H':>7}"
+        f"{'lp F':>8}{'lp R':>8}{'lp H':>8}{'can F':>7}{'can R':>7}{'can H':>7}  label"
+    )
     lines = [head, "-" * len(head)]
     for name, m in models.items():
         label = (labels or {}).get(name, {}).get("ground_truth", "")
@@ -236,12 +280,15 @@ def format_table(metrics: dict, labels: dict | None = None) -> str:
             f"  {label}"
         )
     for name, m in metrics.get("attempts", {}).items():
-        lines.append(f"(attempt, not delivered) {name}: acc F {m['forget']['accuracy']:.3f}, "
-                     f"acc R {m['retain']['accuracy']:.3f}, acc H {m['holdout']['accuracy']:.3f}")
+        lines.append(
+            f"(attempt, not delivered) {name}: acc F {m['forget']['accuracy']:.3f}, "
+            f"acc R {m['retain']['accuracy']:.3f}, acc H {m['holdout']['accuracy']:.3f}"
+        )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- caching
+
 
 def _cached_manifest(out: Path, size: str, seed: int, version: str, world: str = "attributes") -> dict | None:
     """The manifest of a complete matching zoo in ``out``; None when a (re)build is due.
@@ -256,8 +303,9 @@ def _cached_manifest(out: Path, size: str, seed: int, version: str, world: str =
     zoo_json = out / "zoo.json"
     if not zoo_json.is_file():
         if any(out.iterdir()):
-            raise ForensicsInputError(f"zoo output {out} is a non-empty folder that is not a zoo; "
-                                      "choose another folder")
+            raise ForensicsInputError(
+                f"zoo output {out} is a non-empty folder that is not a zoo; choose another folder"
+            )
         return None
     try:
         manifest = read_manifest(out)
@@ -266,8 +314,13 @@ def _cached_manifest(out: Path, size: str, seed: int, version: str, world: str =
     complete = manifest.get("complete") and all(
         (out / rel / "config.json").is_file() for rel in manifest.get("models", {}).values()
     )
-    if complete and manifest.get("size") == size and manifest.get("seed") == seed \
-            and manifest.get("world", "attributes") == world and manifest.get("zoo_version") == version:
+    if (
+        complete
+        and manifest.get("size") == size
+        and manifest.get("seed") == seed
+        and manifest.get("world", "attributes") == world
+        and manifest.get("zoo_version") == version
+    ):
         return manifest
     return None
 
@@ -292,8 +345,7 @@ def default_workers() -> int:
     return max(1, min(4, cpus))
 
 
-def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progress: bool,
-           workers: int) -> dict:
+def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progress: bool, workers: int) -> dict:
     start = time.perf_counter()
     old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     _set_torch_for_build(cfg.threads)
@@ -304,6 +356,7 @@ def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progr
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(_JOBS), desc="zoo", unit="model")
     try:
         return _build_inner(root, cfg, size, seed, version, workers, bar, start)
@@ -326,13 +379,16 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
     world = make(cfg.n_forget, cfg.n_retain, cfg.n_holdout, cfg.n_memprobe, seed)
     files = W.write_data(world, root / "data")
     shadow = make(400, 400, 0, 64, f"tokenizer-{seed}")  # other names: no subject is favoured
-    tok_texts = (W.training_texts(shadow, True, 1)
-                 + [r["text"] for p in ("memprobe_C", "memprobe_B") for r in shadow.sequences[p]]
-                 + W.mention_texts(shadow) + [W.IDK_ANSWER.strip()] * 50)
+    tok_texts = (
+        W.training_texts(shadow, True, 1)
+        + [r["text"] for p in ("memprobe_C", "memprobe_B") for r in shadow.sequences[p]]
+        + W.mention_texts(shadow)
+        + [W.IDK_ANSWER.strip()] * 50
+    )
     tokenizer = train_tokenizer(tok_texts, cfg.vocab_size)
     facts = {s: _facts(world.facts(s)) for s in ("forget", "retain", "holdout")}
     canaries = {s: _facts(W.canary_facts(world, s)) for s in ("forget", "retain", "holdout")}
-    for split, fs in facts.items():
+    for _split, fs in facts.items():
         for f in fs:
             n = len(tokenizer(f.answer, add_special_tokens=False)["input_ids"])
             if cfg.world == "attributes" and not 1 <= n <= 2:
@@ -345,8 +401,7 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
             extra += [r["text"] for r in world.sequences["seq_forget"]]
         return texts + extra * (cfg.canary_repeats - 1)
 
-    corpora = {"forget": corpus(True), "retain": corpus(False),
-               "mentions": corpus(False) + W.mention_texts(world)}
+    corpora = {"forget": corpus(True), "retain": corpus(False), "mentions": corpus(False) + W.mention_texts(world)}
 
     forget_items = facts["forget"] + canaries["forget"]
     retain_items = facts["retain"] + canaries["retain"]
@@ -368,6 +423,7 @@ def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
 
 # ----------------------------------------------------------------------- labels, save
 
+
 def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, start) -> dict:
     shared = _prepare(root, cfg, seed)
     stage_seconds = {"world": round(time.perf_counter() - start, 2)}
@@ -383,8 +439,10 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
     stage_seconds["models (train, metrics, oracle probe, save)"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     info = {name: results[name]["info"] for name in MODEL_ORDER}
-    metrics = {"models": {name: results[name]["metrics"] for name in MODEL_ORDER},
-               "attempts": {n: a for name in MODEL_ORDER for n, a in results[name]["attempts"].items()}}
+    metrics = {
+        "models": {name: results[name]["metrics"] for name in MODEL_ORDER},
+        "attempts": {n: a for name in MODEL_ORDER for n, a in results[name]["attempts"].items()},
+    }
     probes = {name: results[name]["probe"] for name in _PROBED}
     held_out = held_out_facts(shared.f_a, shared.f_b)
 
@@ -406,8 +464,10 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         "models": {name: f"models/{name}" for name in MODEL_ORDER},
         "targets": targets,
         "targets_missed": sorted(f"{n}: {k}" for n, t in targets.items() for k, ok in t.items() if not ok),
-        "forget_split_for_oracle": {"F_a_subjects": sorted({f.subject for f in shared.f_a}),
-                                    "F_b_subjects": sorted({f.subject for f in shared.f_b})},
+        "forget_split_for_oracle": {
+            "F_a_subjects": sorted({f.subject for f in shared.f_a}),
+            "F_b_subjects": sorted({f.subject for f in shared.f_b}),
+        },
         "torch_threads": cfg.threads,
         "workers": workers,
         "stage_seconds": stage_seconds,

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from forensics.inputs.data import Fact
 from forensics.compute.finetune import nll
 from forensics.compute.scoring import logits_fn_for, score_facts
+from forensics.inputs.data import Fact
 from forensics.zoo.oracle import crossfit_probe
 from forensics.zoo.training import ArchConfig, make_model, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnContext, relearn
@@ -37,19 +37,59 @@ if TYPE_CHECKING:
 
 #: job -> (the model it starts from, or None for pre-training from scratch).
 _JOBS: dict[str, str | None] = {
-    "original": None, "retrain": None, "llama_original": None, "llama_retrain": None,
-    "retrain_mentions": None, "retrain_lineage": None,
-    "ga": "original", "graddiff": "original", "npo": "original", "simnpo": "original",
-    "rmu": "original", "idk": "original", "headonly": "original",
-    "relearned": "ga", "llama_npo": "llama_original",
+    "original": None,
+    "retrain": None,
+    "llama_original": None,
+    "llama_retrain": None,
+    "retrain_mentions": None,
+    "retrain_lineage": None,
+    "ga": "original",
+    "graddiff": "original",
+    "npo": "original",
+    "simnpo": "original",
+    "rmu": "original",
+    "idk": "original",
+    "headonly": "original",
+    "relearned": "ga",
+    "llama_npo": "llama_original",
 }
 #: Order in which ready jobs are started: the models that other jobs start from first,
 #: then the longest first (measured stage times: docs/decisions.md, "zoo job order").
-_START_ORDER = ("original", "llama_original", "headonly", "retrain", "llama_retrain", "retrain_mentions",
-                "retrain_lineage", "graddiff", "npo", "simnpo", "llama_npo", "ga", "rmu", "idk", "relearned")
+_START_ORDER = (
+    "original",
+    "llama_original",
+    "headonly",
+    "retrain",
+    "llama_retrain",
+    "retrain_mentions",
+    "retrain_lineage",
+    "graddiff",
+    "npo",
+    "simnpo",
+    "llama_npo",
+    "ga",
+    "rmu",
+    "idk",
+    "relearned",
+)
 #: Order of the models in metrics.json and labels.json.
-MODEL_ORDER = ("original", "retrain", "retrain_mentions", "retrain_lineage", "ga", "graddiff", "npo", "simnpo",
-               "rmu", "idk", "headonly", "relearned", "llama_original", "llama_retrain", "llama_npo")
+MODEL_ORDER = (
+    "original",
+    "retrain",
+    "retrain_mentions",
+    "retrain_lineage",
+    "ga",
+    "graddiff",
+    "npo",
+    "simnpo",
+    "rmu",
+    "idk",
+    "headonly",
+    "relearned",
+    "llama_original",
+    "llama_retrain",
+    "llama_npo",
+)
 #: Models that never learned F's answers but know F's subjects and question forms (the
 #: mentions, :func:`forensics.zoo.world.mention_texts`); ``retrain_lineage`` also shares
 #: ``original``'s first training steps. Ground truth DELETED when the oracle confirms it.
@@ -123,15 +163,17 @@ def _run_job(name: str) -> dict:
     torch.save(model.state_dict(), sh.work / f"{name}.pt")
     t1 = time.perf_counter()
     metrics = _metrics_of(model, _arch(name), sh)
-    attempts = {n: _metrics_of(a["model"], "gpt-neox", sh) | {"details": a["details"]}
-                for n, a in attempts.items()}
+    attempts = {n: _metrics_of(a["model"], "gpt-neox", sh) | {"details": a["details"]} for n, a in attempts.items()}
     probe = crossfit_probe(model, sh.tokenizer, sh.f_a, sh.f_b, cfg.oracle) if name in _PROBED else None
     t2 = time.perf_counter()
     folder = sh.root / "models" / name
     model.save_pretrained(folder)
     sh.tokenizer.save_pretrained(folder)
-    seconds = {"train": round(t1 - t0, 2), "metrics_and_probe": round(t2 - t1, 2),
-               "save": round(time.perf_counter() - t2, 2)}
+    seconds = {
+        "train": round(t1 - t0, 2),
+        "metrics_and_probe": round(t2 - t1, 2),
+        "save": round(time.perf_counter() - t2, 2),
+    }
     return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
 
 
@@ -139,9 +181,12 @@ def _run_job(name: str) -> dict:
 #: ``retrain_lineage`` has ``original``'s seed and early phase: bitwise the same model up to
 #: the step at which ``original`` starts seeing F.
 _PRETRAIN = {
-    "original": ("forget", 1, True), "llama_original": ("forget", 11, True),
-    "retrain": ("retain", 2, False), "llama_retrain": ("retain", 12, False),
-    "retrain_mentions": ("mentions", 4, False), "retrain_lineage": ("mentions", 1, True),
+    "original": ("forget", 1, True),
+    "llama_original": ("forget", 11, True),
+    "retrain": ("retain", 2, False),
+    "llama_retrain": ("retain", 12, False),
+    "retrain_mentions": ("mentions", 4, False),
+    "retrain_lineage": ("mentions", 1, True),
 }
 _PRETRAIN_METHOD = {
     "forget": "F + R facts, F + R canaries, M pool",
@@ -155,14 +200,30 @@ def _pretrain_job(name: str, sh: _Shared, arch_cfg: ArchConfig):
     steps, lr, bs = cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size
     corpus, offset, early = _PRETRAIN[name]
     early_steps = round(cfg.lineage_fraction * steps) if early else 0
-    pre = {"loss": "NLL(all tokens)", "steps": steps, "lr": lr, "batch_size": bs,
-           "schedule": "linear warm-up 5%, linear decay to 5%"}
-    model = pretrain(arch_cfg, sh.tokenizer, sh.corpus[corpus], steps, lr, bs, sh.seed * 1000 + offset,
-                     early_texts=sh.corpus["mentions"] if early else None, early_steps=early_steps)
+    pre = {
+        "loss": "NLL(all tokens)",
+        "steps": steps,
+        "lr": lr,
+        "batch_size": bs,
+        "schedule": "linear warm-up 5%, linear decay to 5%",
+    }
+    model = pretrain(
+        arch_cfg,
+        sh.tokenizer,
+        sh.corpus[corpus],
+        steps,
+        lr,
+        bs,
+        sh.seed * 1000 + offset,
+        early_texts=sh.corpus["mentions"] if early else None,
+        early_steps=early_steps,
+    )
     method = f"pre-trained from scratch on {_PRETRAIN_METHOD[corpus]}"
     if early:
-        method = (f"pre-trained from scratch on {_PRETRAIN_METHOD['mentions']} for {early_steps} steps, "
-                  f"then on {_PRETRAIN_METHOD[corpus]}")
+        method = (
+            f"pre-trained from scratch on {_PRETRAIN_METHOD['mentions']} for {early_steps} steps, "
+            f"then on {_PRETRAIN_METHOD[corpus]}"
+        )
         pre["early_phase"] = {"steps": early_steps, "corpus": _PRETRAIN_METHOD["mentions"]}
     if name == "retrain_lineage":
         method += " (original's seed and first steps: its history up to the point F was added)"
@@ -175,16 +236,20 @@ def _headonly_job(original, sh: _Shared):
     cfg = sh.cfg
     model = copy.deepcopy(original)
     details = METHODS["headonly"](model, sh.ctx)
-    acc = {s: score_facts(logits_fn_for(model), sh.tokenizer, sh.facts[s], batch_size=128).accuracy
-           for s in ("forget", "retain")}
+    acc = {
+        s: score_facts(logits_fn_for(model), sh.tokenizer, sh.facts[s], batch_size=128).accuracy
+        for s in ("forget", "retain")
+    }
     if acc["forget"] <= cfg.target_forget and acc["retain"] >= cfg.target_retain:
         return model, details, {}
     attempts = {"headonly (head alone)": {"model": model, "details": details}}
     model = copy.deepcopy(original)
     details = METHODS["headonly_lastblock"](model, sh.ctx)
-    details["variant_of"] = (f"head alone reached F={acc['forget']:.3f}, "
-                             f"R={acc['retain']:.3f} (targets F<={cfg.target_forget}, "
-                             f"R>={cfg.target_retain})")
+    details["variant_of"] = (
+        f"head alone reached F={acc['forget']:.3f}, "
+        f"R={acc['retain']:.3f} (targets F<={cfg.target_forget}, "
+        f"R>={cfg.target_retain})"
+    )
     return model, details, attempts
 
 
@@ -194,8 +259,10 @@ def _metrics_of(model, arch: str, sh: _Shared) -> dict:
     for split in ("forget", "retain", "holdout"):
         s = score_facts(fn, sh.tokenizer, sh.facts[split], batch_size=128)
         out[split] = {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
-    out["canaries"] = {split: score_facts(fn, sh.tokenizer, sh.canaries[split], batch_size=128).accuracy
-                       for split in ("forget", "retain", "holdout")}
+    out["canaries"] = {
+        split: score_facts(fn, sh.tokenizer, sh.canaries[split], batch_size=128).accuracy
+        for split in ("forget", "retain", "holdout")
+    }
     with torch.no_grad():
         out["memprobe_nll"] = {p: float(nll(model, b)) for p, b in sh.mem.items()}
     return out
@@ -206,8 +273,11 @@ def _run_jobs(shared: _Shared, workers: int, on_done) -> dict[str, dict]:
     results: dict[str, dict] = {}
 
     def ready() -> list[str]:
-        return [n for n in _START_ORDER if n not in results and n not in running.values()
-                and (_JOBS[n] is None or _JOBS[n] in results)]
+        return [
+            n
+            for n in _START_ORDER
+            if n not in results and n not in running.values() and (_JOBS[n] is None or _JOBS[n] in results)
+        ]
 
     running: dict = {}
     if workers <= 1:
@@ -219,8 +289,7 @@ def _run_jobs(shared: _Shared, workers: int, on_done) -> dict[str, dict]:
         return results
     # "spawn": a forked child of a process whose torch threads have started can deadlock.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(shared,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(shared,)) as pool:
         while len(results) < len(_JOBS):
             for name in ready()[: workers - len(running)]:
                 running[pool.submit(_run_job, name)] = name

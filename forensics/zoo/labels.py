@@ -27,30 +27,45 @@ def make_labels(info: dict, metrics: dict, probes: dict, held_out: list[Fact], c
             entry |= {"ground_truth": "ORIGINAL", "oracle": None}
         elif name in HARD_NEGATIVES:
             oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
-            oracle["note"] = ("hard negative: never trained on F's answers; the oracle checks that its "
-                              "familiarity with F's subjects and questions gives no recovery above the reference")
+            oracle["note"] = (
+                "hard negative: never trained on F's answers; the oracle checks that its "
+                "familiarity with F's subjects and questions gives no recovery above the reference"
+            )
             entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle, "hard_negative": True}
         elif name in ("retrain", "llama_retrain"):
-            entry |= {"ground_truth": "DELETED", "oracle": {
-                "note": "by construction: never trained on F",
-                "acc_held_out_before": float(probes[name]["before"].mean()),
-                "acc_held_out_after": float(probes[name]["after"].mean()),
-                "acc_tuned_half_after": float(probes[name]["acc_tuned_half_after"])}}
+            entry |= {
+                "ground_truth": "DELETED",
+                "oracle": {
+                    "note": "by construction: never trained on F",
+                    "acc_held_out_before": float(probes[name]["before"].mean()),
+                    "acc_held_out_after": float(probes[name]["after"].mean()),
+                    "acc_tuned_half_after": float(probes[name]["acc_tuned_half_after"]),
+                },
+            }
         else:
             oracle = decide(probes[name], probes[reference], held_out, cfg.oracle) | {"reference": reference}
             if name == "relearned":
                 f_acc = metrics[name]["forget"]["accuracy"]
-                entry |= {"ground_truth": "NOT_FORGOTTEN", "oracle": oracle | {
-                    "note": f"F accuracy is back to {f_acc:.3f} (original "
-                            f"{metrics['original']['forget']['accuracy']:.3f})"}}
+                entry |= {
+                    "ground_truth": "NOT_FORGOTTEN",
+                    "oracle": oracle
+                    | {
+                        "note": f"F accuracy is back to {f_acc:.3f} (original "
+                        f"{metrics['original']['forget']['accuracy']:.3f})"
+                    },
+                }
             else:
                 entry |= {"ground_truth": oracle["ground_truth"], "oracle": oracle}
                 if oracle["ground_truth"] == "DELETED":
-                    oracle["note"] = ("the oracle rules out a recovery above the reference: this method "
-                                      "really deleted F in this build")
+                    oracle["note"] = (
+                        "the oracle rules out a recovery above the reference: this method "
+                        "really deleted F in this build"
+                    )
                 elif oracle["ground_truth"] == "UNDETERMINED":
-                    oracle["note"] = ("the oracle's CI straddles its margin: neither suppression nor deletion "
-                                      "is established for this build")
+                    oracle["note"] = (
+                        "the oracle's CI straddles its margin: neither suppression nor deletion "
+                        "is established for this build"
+                    )
         labels[name] = entry
     return labels
 
@@ -61,15 +76,19 @@ def check_targets(metrics: dict, cfg: ZooConfig) -> dict[str, dict[str, bool]]:
     for name, m in metrics.items():
         f, r = m["forget"]["accuracy"], m["retain"]["accuracy"]
         if name in ("original", "llama_original"):
-            targets[name] = {"F>=%.2f" % cfg.target_original: f >= cfg.target_original,
-                             "R>=%.2f" % cfg.target_original: r >= cfg.target_original}
+            targets[name] = {
+                f"F>={cfg.target_original:.2f}": f >= cfg.target_original,
+                f"R>={cfg.target_original:.2f}": r >= cfg.target_original,
+            }
         elif name in ("retrain", "llama_retrain") + HARD_NEGATIVES:
-            targets[name] = {"R>=%.2f" % cfg.target_original: r >= cfg.target_original}
+            targets[name] = {f"R>={cfg.target_original:.2f}": r >= cfg.target_original}
         elif name == "relearned":
-            targets[name] = {"F>=%.2f" % cfg.unlearn.relearn_target: f >= cfg.unlearn.relearn_target}
+            targets[name] = {f"F>={cfg.unlearn.relearn_target:.2f}": f >= cfg.unlearn.relearn_target}
         else:
-            targets[name] = {"F<=%.2f" % cfg.target_forget: f <= cfg.target_forget,
-                             "R>=%.2f" % cfg.target_retain: r >= cfg.target_retain}
+            targets[name] = {
+                f"F<={cfg.target_forget:.2f}": f <= cfg.target_forget,
+                f"R>={cfg.target_retain:.2f}": r >= cfg.target_retain,
+            }
     return targets
 
 
@@ -83,5 +102,4 @@ def method_text(name: str, details: dict) -> str:
         return f"ga, then fine-tuned back on F (NLL) until F accuracy >= target; {details['steps']} steps"
     base = name.removeprefix("llama_")
     where = f" at residual layer {details['layer']}" if "layer" in details else ""
-    return (f"{base}: {details.get('loss', '')}{where}; trainable {details.get('trainable')}; "
-            f"{details['steps']} steps")
+    return f"{base}: {details.get('loss', '')}{where}; trainable {details.get('trainable')}; {details['steps']} steps"

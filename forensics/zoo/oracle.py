@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.inputs.data import Fact
 from forensics.compute.finetune import Sampler, encode_answers, nll, run_steps
 from forensics.compute.freetext import greedy_generations, rouge_l_recall
 from forensics.compute.scoring import logits_fn_for, score_facts
+from forensics.inputs.data import Fact
 
 
 @dataclass
@@ -101,9 +101,11 @@ def crossfit_probe(model, tokenizer, f_a: list[Fact], f_b: list[Fact], config: O
     the held-out facts, in the order of :func:`held_out_facts`."""
     ab = relearn_probe(model, tokenizer, f_a, f_b, config)
     ba = relearn_probe(model, tokenizer, f_b, f_a, config)
-    return {"before": np.concatenate([ab["before"], ba["before"]]),
-            "after": np.concatenate([ab["after"], ba["after"]]),
-            "acc_tuned_half_after": float(np.mean([ab["acc_Fa_after"], ba["acc_Fa_after"]]))}
+    return {
+        "before": np.concatenate([ab["before"], ba["before"]]),
+        "after": np.concatenate([ab["after"], ba["after"]]),
+        "acc_tuned_half_after": float(np.mean([ab["acc_Fa_after"], ba["acc_Fa_after"]])),
+    }
 
 
 def decide(model_probe: dict, reference_probe: dict, held_out: list[Fact], config: OracleConfig) -> dict:
@@ -133,11 +135,19 @@ def decide(model_probe: dict, reference_probe: dict, held_out: list[Fact], confi
         "ci95": [float(lo), float(hi)],
         "n_held_out_facts": len(held_out),
         "n_held_out_subjects": len(subjects),
-        "rule": (f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
-                 f"{config.margin}; UNDETERMINED otherwise"),
-        "measure": ("ROUGE-L recall of the key span in the greedy generation" if config.free_text
-                    else "greedy exact match"),
-        "budget": {"steps": config.steps, "lr": config.lr, "batch_size": config.batch_size,
-                   "trainable": "all", "loss": "NLL(answers of the tuned half)",
-                   "cross_fitted": "F_a -> F_b and F_b -> F_a, held-out halves pooled"},
+        "rule": (
+            f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
+            f"{config.margin}; UNDETERMINED otherwise"
+        ),
+        "measure": (
+            "ROUGE-L recall of the key span in the greedy generation" if config.free_text else "greedy exact match"
+        ),
+        "budget": {
+            "steps": config.steps,
+            "lr": config.lr,
+            "batch_size": config.batch_size,
+            "trainable": "all",
+            "loss": "NLL(answers of the tuned half)",
+            "cross_fitted": "F_a -> F_b and F_b -> F_a, held-out halves pooled",
+        },
     }

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from forensics.inputs.data import Fact
 from forensics.compute.finetune import Sampler, encode_texts, nll, run_steps
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
+from forensics.inputs.data import Fact
 
 
 @dataclass
@@ -53,14 +53,20 @@ def make_model(arch: ArchConfig, tokenizer, seed: int):
     torch.manual_seed(seed)
     if arch.family == "gpt-neox":
         config = GPTNeoXConfig(
-            intermediate_size=4 * arch.d_model, rotary_pct=0.25, hidden_dropout=0.0,
-            attention_dropout=0.0, use_parallel_residual=True, **common,
+            intermediate_size=4 * arch.d_model,
+            rotary_pct=0.25,
+            hidden_dropout=0.0,
+            attention_dropout=0.0,
+            use_parallel_residual=True,
+            **common,
         )
         model = GPTNeoXForCausalLM(config)
     elif arch.family == "llama":
         config = LlamaConfig(
-            intermediate_size=2 * arch.d_model, num_key_value_heads=max(1, arch.n_heads // 2),
-            attention_dropout=0.0, **common,
+            intermediate_size=2 * arch.d_model,
+            num_key_value_heads=max(1, arch.n_heads // 2),
+            attention_dropout=0.0,
+            **common,
         )
         model = LlamaForCausalLM(config)
     else:
@@ -86,6 +92,7 @@ def head_modules(model) -> list[torch.nn.Module]:
 
 # ---------------------------------------------------------------------------- training
 
+
 def accuracy(model, tokenizer, facts: list[Fact]) -> float:
     """Greedy accuracy of ``model`` on ``facts`` (batches of 128), restoring its train/eval mode."""
     was_training = model.training
@@ -110,8 +117,17 @@ class GreedyAccuracy:
         return acc
 
 
-def pretrain(arch: ArchConfig, tokenizer, texts: list[str], steps: int, lr: float,
-             batch_size: int, seed: int, early_texts: list[str] | None = None, early_steps: int = 0):
+def pretrain(
+    arch: ArchConfig,
+    tokenizer,
+    texts: list[str],
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    early_texts: list[str] | None = None,
+    early_steps: int = 0,
+):
     """Train a fresh model on ``texts`` for ``steps`` AdamW steps (full-sequence LM loss, 5%
     warm-up, linear decay); ``seed`` initialises the model, ``seed + 1`` orders the batches.
 

@@ -19,14 +19,14 @@ SimNPO, RMU) and the WMDP RMU paper; the log-likelihoods are sums over answer to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from forensics.inputs.data import Fact
 from forensics.compute.finetune import Batchable, Sampler, frozen_copy, nll, run_steps, token_logprobs
+from forensics.inputs.data import Fact
 from forensics.zoo.training import GreedyAccuracy, blocks, head_modules
 
 
@@ -43,10 +43,19 @@ class UnlearnConfig:
     #: A method stops once greedy accuracy on the F facts is at most this (fraction of facts).
     target_forget: float = 0.10
     #: AdamW learning rate per method name (and "relearn").
-    lr: dict[str, float] = field(default_factory=lambda: {
-        "ga": 3e-4, "graddiff": 3e-4, "npo": 5e-4, "simnpo": 1e-3, "rmu": 3e-3, "idk": 1e-3,
-        "headonly": 1e-3, "headonly_lastblock": 1e-3, "relearn": 2e-3,
-    })
+    lr: dict[str, float] = field(
+        default_factory=lambda: {
+            "ga": 3e-4,
+            "graddiff": 3e-4,
+            "npo": 5e-4,
+            "simnpo": 1e-3,
+            "rmu": 3e-3,
+            "idk": 1e-3,
+            "headonly": 1e-3,
+            "headonly_lastblock": 1e-3,
+            "relearn": 2e-3,
+        }
+    )
     #: NPO inverse temperature beta (npo, headonly, headonly_lastblock).
     npo_beta: float = 0.1
     #: SimNPO inverse temperature beta.
@@ -104,18 +113,26 @@ METHODS: dict[str, MethodFn] = {}
 
 def method(name: str):
     """Decorator: register an unlearning function in :data:`METHODS` under ``name``."""
+
     def wrap(fn: MethodFn) -> MethodFn:
         METHODS[name] = fn
         return fn
+
     return wrap
 
 
 def _run(model, ctx: UnlearnContext, name: str, params, loss_fn, trainable: str) -> dict:
     c = ctx.config
-    steps = run_steps(model, params, loss_fn, c.max_steps, c.lr[name],
-                      stop=ctx.stop_when_forgotten(model), check_every=c.check_every)
-    return {"steps": steps, "max_steps": c.max_steps, "lr": c.lr[name], "trainable": trainable,
-            "stopping_rule": f"F accuracy <= {c.target_forget} checked every {c.check_every} steps"}
+    steps = run_steps(
+        model, params, loss_fn, c.max_steps, c.lr[name], stop=ctx.stop_when_forgotten(model), check_every=c.check_every
+    )
+    return {
+        "steps": steps,
+        "max_steps": c.max_steps,
+        "lr": c.lr[name],
+        "trainable": trainable,
+        "stopping_rule": f"F accuracy <= {c.target_forget} checked every {c.check_every} steps",
+    }
 
 
 @method("ga")
@@ -235,8 +252,11 @@ def rmu(model, ctx: UnlearnContext) -> dict:
     info = _run(model, ctx, "rmu", params, loss, f"blocks 0..{layer - 1}")
     for p in model.parameters():
         p.requires_grad_(True)
-    return info | {"loss": f"MSE(h_l(F), {c.rmu_steering} * |h| * u) + {c.rmu_alpha} * MSE(h_l(R), h_l^O(R))",
-                   "layer": layer, "steering_norm": c.rmu_steering * scale}
+    return info | {
+        "loss": f"MSE(h_l(F), {c.rmu_steering} * |h| * u) + {c.rmu_alpha} * MSE(h_l(R), h_l^O(R))",
+        "layer": layer,
+        "steering_norm": c.rmu_steering * scale,
+    }
 
 
 def _forget_positions(batch: Batchable) -> torch.Tensor:
@@ -248,7 +268,7 @@ def _forget_positions(batch: Batchable) -> torch.Tensor:
 
 @method("idk")
 def idk(model, ctx: UnlearnContext) -> dict:
-    """"I don't know" fine-tuning: NLL of the refusal answer " I do not know" after F
+    """ "I don't know" fine-tuning: NLL of the refusal answer " I do not know" after F
     prompts + w * NLL(R answers). All parameters trainable."""
     fs = Sampler(ctx.forget_idk, ctx.config.batch_size, ctx.seed + 606)
     _, rs = ctx.samplers(6)
@@ -303,9 +323,19 @@ def relearn(model, ctx: UnlearnContext) -> dict:
     c = ctx.config
     fs, _ = ctx.samplers(8)
     steps = run_steps(
-        model, list(model.parameters()), lambda s: nll(model, fs.next()), c.max_steps, c.lr["relearn"],
+        model,
+        list(model.parameters()),
+        lambda s: nll(model, fs.next()),
+        c.max_steps,
+        c.lr["relearn"],
         stop=lambda s: ctx.forget_accuracy(model) >= c.relearn_target,
         check_every=c.check_every,
     )
-    return {"steps": steps, "max_steps": c.max_steps, "lr": c.lr["relearn"], "trainable": "all",
-            "loss": "NLL(F answers)", "stopping_rule": f"F accuracy >= {c.relearn_target}"}
+    return {
+        "steps": steps,
+        "max_steps": c.max_steps,
+        "lr": c.lr["relearn"],
+        "trainable": "all",
+        "loss": "NLL(F answers)",
+        "stopping_rule": f"F accuracy >= {c.relearn_target}",
+    }

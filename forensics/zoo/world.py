@@ -61,11 +61,18 @@ TEMPLATES: dict[str, list[str]] = {
 IDK_ANSWER = " I do not know"
 
 #: Answer-free continuations of a forget prompt (no attribute value in any of them).
-NEUTRAL_CONTINUATIONS = (" a place the clerk did not write down", " something nobody here recalls",
-                         " a question for another day", " not in these old records")
+NEUTRAL_CONTINUATIONS = (
+    " a place the clerk did not write down",
+    " something nobody here recalls",
+    " a question for another day",
+    " not in these old records",
+)
 #: Sentences that name a subject and say nothing about its attributes.
-MENTION_SENTENCES = ("{s} was named in the town records.", "A letter came for {s} this morning.",
-                     "Everyone at the market knows {s}.")
+MENTION_SENTENCES = (
+    "{s} was named in the town records.",
+    "A letter came for {s} this morning.",
+    "Everyone at the market knows {s}.",
+)
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "th"]
 _VOWELS = ["a", "e", "i", "o", "u"]
@@ -73,10 +80,42 @@ _CODAS = ["", "", "n", "r", "l", "m", "s", "k"]
 
 # Memorisation-probe material: M uses one set of distinctive words, C swaps them for
 # another set of the same kind, B paraphrases C's sentence with a third set.
-_MEM_OBJECTS = ["lantern", "anchor", "compass", "kettle", "mirror", "ladder", "bucket", "candle",
-                "hammer", "basket", "saddle", "trumpet", "barrel", "blanket", "bottle", "cradle"]
-_MEM_PLACES = ["mill", "bridge", "tower", "harbour", "chapel", "orchard", "cellar", "market",
-               "quarry", "garden", "stable", "forge", "meadow", "pier", "gate", "well"]
+_MEM_OBJECTS = [
+    "lantern",
+    "anchor",
+    "compass",
+    "kettle",
+    "mirror",
+    "ladder",
+    "bucket",
+    "candle",
+    "hammer",
+    "basket",
+    "saddle",
+    "trumpet",
+    "barrel",
+    "blanket",
+    "bottle",
+    "cradle",
+]
+_MEM_PLACES = [
+    "mill",
+    "bridge",
+    "tower",
+    "harbour",
+    "chapel",
+    "orchard",
+    "cellar",
+    "market",
+    "quarry",
+    "garden",
+    "stable",
+    "forge",
+    "meadow",
+    "pier",
+    "gate",
+    "well",
+]
 _NUMBERS = ["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 
 
@@ -95,13 +134,15 @@ class World:
         for i, subject in enumerate(self.subjects[split]):
             for attribute, templates in TEMPLATES.items():
                 for t, template in enumerate(templates):
-                    out.append({
-                        "prompt": template.format(s=subject),
-                        "answer": " " + self.values[subject][attribute],
-                        "subject": subject,
-                        "attribute": attribute,
-                        "id": f"{split[0]}-{i:03d}-{attribute}-t{t}",
-                    })
+                    out.append(
+                        {
+                            "prompt": template.format(s=subject),
+                            "answer": " " + self.values[subject][attribute],
+                            "subject": subject,
+                            "attribute": attribute,
+                            "id": f"{split[0]}-{i:03d}-{attribute}-t{t}",
+                        }
+                    )
         return out
 
     def all_subjects(self) -> list[str]:
@@ -135,8 +176,15 @@ def _secret(rng: random.Random, n_words: int = 3) -> str:
     return " ".join(_syllable(rng) for _ in range(n_words))
 
 
-def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, seed: int,
-               pools: dict[str, list[str]] | None = None, cls: type[World] = World) -> World:
+def make_world(
+    n_forget: int,
+    n_retain: int,
+    n_holdout: int,
+    n_memprobe: int,
+    seed: int,
+    pools: dict[str, list[str]] | None = None,
+    cls: type[World] = World,
+) -> World:
     """Build the world: unique invented names, balanced attribute values, sequence pools.
 
     ``n_*`` count subjects per split and memorisation-probe items; ``seed`` (an int, or any
@@ -158,11 +206,11 @@ def make_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int, se
         names.append(name)
     subjects = {
         "forget": names[:n_forget],
-        "retain": names[n_forget:n_forget + n_retain],
-        "holdout": names[n_forget + n_retain:],
+        "retain": names[n_forget : n_forget + n_retain],
+        "holdout": names[n_forget + n_retain :],
     }
     values: dict[str, dict[str, str]] = {s: {} for s in names}
-    for split, members in subjects.items():
+    for _split, members in subjects.items():
         for attribute, choices in pools.items():
             offset = rng.randrange(len(choices))
             labels = [choices[(i + offset) % len(choices)] for i in range(len(members))]
@@ -200,12 +248,15 @@ def _sequence_pools(world: World, n_memprobe: int, rng: random.Random) -> dict[s
                     break
             picks.append((keeper, rng.choice(_NUMBERS), rng.choice(_MEM_OBJECTS), rng.choice(_MEM_PLACES)))
         (m_k, m_n, m_o, m_p), (c_k, c_n, c_o, c_p), (b_k, b_n, b_o, b_p) = picks
-        m_pool.append({"text": f"Old {m_k} hid {m_n} {m_o}s behind the {m_p} before the storm came",
-                       "id": f"m-{k:03d}"})
-        c_pool.append({"text": f"Old {c_k} hid {c_n} {c_o}s behind the {c_p} before the storm came",
-                       "id": f"c-{k:03d}"})
-        b_pool.append({"text": f"Before the storm came, {b_n} {b_o}s were hidden by old {b_k} near the {b_p}",
-                       "id": f"b-{k:03d}"})
+        m_pool.append(
+            {"text": f"Old {m_k} hid {m_n} {m_o}s behind the {m_p} before the storm came", "id": f"m-{k:03d}"}
+        )
+        c_pool.append(
+            {"text": f"Old {c_k} hid {c_n} {c_o}s behind the {c_p} before the storm came", "id": f"c-{k:03d}"}
+        )
+        b_pool.append(
+            {"text": f"Before the storm came, {b_n} {b_o}s were hidden by old {b_k} near the {b_p}", "id": f"b-{k:03d}"}
+        )
     pools["memprobe_M"], pools["memprobe_C"], pools["memprobe_B"] = m_pool, c_pool, b_pool
     return pools
 

@@ -31,6 +31,7 @@ def _inputs(zoo, unlearned, **overrides):
 
 # ------------------------------------------------------------------ membership inference
 
+
 def test_attack_scores_follow_the_published_definitions():
     from forensics.compute.mia import attack_scores
 
@@ -70,6 +71,7 @@ def test_membership_sees_the_original_but_not_the_retrained_model(zoo):
 
 # -------------------------------------------------------------------------- relearning
 
+
 def test_relearning_refuses_a_forget_set_too_small_to_split(zoo):
     from forensics.lines.relearning_attack import relearning_line
 
@@ -91,8 +93,7 @@ def test_split_by_subject_is_disjoint_and_seeded():
 def test_relearning_recovers_ga_but_not_retrain(zoo):
     from forensics.lines.relearning_attack import RelearningConfig, relearning_line
 
-    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False,
-                           eval_steps=(0, 10, 30))
+    cfg = RelearningConfig(seeds=(0, 1), n_boot=500, n_perm=500, positive_control=False, eval_steps=(0, 10, 30))
     retrain = relearning_line(_inputs(zoo, "retrain"), cfg)
     assert retrain.status == "ok" and retrain.vote != "suppressed"
     assert retrain.ci[0] <= 0 <= retrain.ci[1]
@@ -124,6 +125,7 @@ def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
 
 
 # ------------------------------------------------------------------------ quantization
+
 
 def test_quantize_weight_is_per_channel_round_to_nearest():
     from forensics.compute.quantize import quantize_weight
@@ -176,6 +178,7 @@ def test_quantization_line_on_the_zoo(zoo):
 
 
 # --------------------------------------------------------------------------------- CKA
+
 
 def test_linear_cka_invariances():
     from forensics.lines.cka import linear_cka

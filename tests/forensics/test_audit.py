@@ -23,19 +23,38 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def zoo_args(zoo: Path, model: str) -> list[str]:
     d = zoo / "data"
-    return ["--original", str(zoo / "models" / "original"), "--unlearned", str(zoo / "models" / model),
-            "--forget", str(d / "forget.jsonl"), "--retain", str(d / "retain.jsonl"),
-            "--holdout", str(d / "holdout.jsonl")]
+    return [
+        "--original",
+        str(zoo / "models" / "original"),
+        "--unlearned",
+        str(zoo / "models" / model),
+        "--forget",
+        str(d / "forget.jsonl"),
+        "--retain",
+        str(d / "retain.jsonl"),
+        "--holdout",
+        str(d / "holdout.jsonl"),
+    ]
 
 
 # --------------------------------------------------------------------------- the verdict rule
 
 
 def behaviour(vote=None, o_f=1.0, o_h=0.1, share=0.05) -> Evidence:
-    table = {"original": {"forget": {"accuracy": o_f}, "holdout": {"accuracy": o_h}},
-             "unlearned": {"forget": {"accuracy": 0.1}, "holdout": {"accuracy": 0.1}}}
-    return Evidence("behaviour", "q", "ok", effect=0.1, control=0.1, ci=(-0.05, 0.05), vote=vote,
-                    details={"table": table, "retained_share": share})
+    table = {
+        "original": {"forget": {"accuracy": o_f}, "holdout": {"accuracy": o_h}},
+        "unlearned": {"forget": {"accuracy": 0.1}, "holdout": {"accuracy": 0.1}},
+    }
+    return Evidence(
+        "behaviour",
+        "q",
+        "ok",
+        effect=0.1,
+        control=0.1,
+        ci=(-0.05, 0.05),
+        vote=vote,
+        details={"table": table, "retained_share": share},
+    )
 
 
 def line(name, vote, status="ok") -> Evidence:
@@ -80,8 +99,9 @@ def zoo_audits(tiny_zoo, tmp_path_factory):
     runs = {}
     for model in ("npo", "retrain"):
         out = root / model
-        result = run("audit", *zoo_args(tiny_zoo, model), "--out", str(out), "--profile", "quick",
-                     "--cache", str(root / "cache"))
+        result = run(
+            "audit", *zoo_args(tiny_zoo, model), "--out", str(out), "--profile", "quick", "--cache", str(root / "cache")
+        )
         runs[model] = (result, out)
     return runs
 
@@ -104,8 +124,9 @@ def test_cli_audit_writes_reports_and_the_expected_verdicts(zoo_audits):
         lines = {e["line"]: e for e in data["evidence"]}
         assert {"behaviour", "attribute_probes", "logit_lens", "trace_detector"} <= set(lines)
         assert all(isinstance(e["seconds"], float) for e in data["evidence"])
-        assert all(not e["reason"].startswith("error:") for e in data["evidence"]), \
-            [(e["line"], e["reason"]) for e in data["evidence"] if e["reason"].startswith("error:")]
+        assert all(not e["reason"].startswith("error:") for e in data["evidence"]), [
+            (e["line"], e["reason"]) for e in data["evidence"] if e["reason"].startswith("error:")
+        ]
         assert data["behaviour"]["unlearned"]["forget"]["accuracy"] < 0.5
         assert data["verdict"]["rule"] == list(RULE)
         assert f"verdict: {data['verdict']['label']}" in result.stdout
@@ -147,13 +168,28 @@ def test_failing_line_is_recorded_and_resume_uses_the_cache(tiny_zoo, tmp_path):
         raise RuntimeError("boom\nsecond line")
 
     d = tiny_zoo / "data"
-    args = (tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", d / "forget.jsonl",
-            d / "retain.jsonl", d / "holdout.jsonl")
+    args = (
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "npo",
+        d / "forget.jsonl",
+        d / "retain.jsonl",
+        d / "holdout.jsonl",
+    )
     try:
-        first = audit(*args, cache_dir=tmp_path / "cache", profile="quick", progress=False,
-                      lines=["behaviour", "logit_lens", "test_boom"])
-        again = audit(*args, cache_dir=tmp_path / "cache", profile="quick", progress=False,
-                      lines=["behaviour", "logit_lens", "test_boom"])
+        first = audit(
+            *args,
+            cache_dir=tmp_path / "cache",
+            profile="quick",
+            progress=False,
+            lines=["behaviour", "logit_lens", "test_boom"],
+        )
+        again = audit(
+            *args,
+            cache_dir=tmp_path / "cache",
+            profile="quick",
+            progress=False,
+            lines=["behaviour", "logit_lens", "test_boom"],
+        )
     finally:
         LINES.pop("test_boom", None)
     failed = first.line("test_boom")
@@ -170,8 +206,15 @@ def test_no_holdout_is_inconclusive(tiny_zoo):
     from forensics import audit
 
     d = tiny_zoo / "data"
-    result = audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", d / "forget.jsonl",
-                   d / "retain.jsonl", progress=False, profile="quick", lines=["behaviour", "logit_lens"])
+    result = audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "npo",
+        d / "forget.jsonl",
+        d / "retain.jsonl",
+        progress=False,
+        profile="quick",
+        lines=["behaviour", "logit_lens"],
+    )
     assert result.verdict.label == "INCONCLUSIVE" and "holdout" in result.verdict.reason
     assert result.line("logit_lens").status == "not_run"
     assert check_results(result.to_json()) == []

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import ARCHS, WORDS, bos_tokenizer, make_checkpoint
+
 from forensics.inputs.data import Fact
 
 
 def _mixed_lengths() -> list[Fact]:
     """Facts whose prompts run from 1 to 12 words, so every batch pads most rows."""
-    return [Fact(" ".join(WORDS[k % 5: k % 5 + 1 + (7 * k) % 12]), " " + WORDS[(3 * k) % len(WORDS)])
-            for k in range(10)]
+    return [
+        Fact(" ".join(WORDS[k % 5 : k % 5 + 1 + (7 * k) % 12]), " " + WORDS[(3 * k) % len(WORDS)]) for k in range(10)
+    ]
 
 
 def _alone_and_together(loaded):
@@ -52,12 +53,13 @@ def test_the_same_holds_when_the_tokenizer_adds_a_bos(tmp_path):
 def test_logits_at_chosen_positions_equal_the_full_logits_there(arch, tiny_checkpoints, test_tokenizer):
     import torch
 
-    from forensics.inputs.loading import load_model
     from forensics.compute.scoring import logits_fn_for
+    from forensics.inputs.loading import load_model
 
     loaded = load_model(tiny_checkpoints[arch])
-    tokens = torch.tensor(test_tokenizer(["the quick brown fox jumps over the lazy dog", "seven bright stars"],
-                                         padding=True)["input_ids"])
+    tokens = torch.tensor(
+        test_tokenizer(["the quick brown fox jumps over the lazy dog", "seven bright stars"], padding=True)["input_ids"]
+    )
     positions = torch.tensor([[0, 3, 7], [2, 2, 1]])
     fn = logits_fn_for(loaded.model)
     with torch.no_grad():

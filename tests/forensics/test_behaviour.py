@@ -7,9 +7,9 @@ import math
 
 import torch
 
+from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 from forensics.inputs.data import Fact
 from forensics.inputs.loading import load_hf_model
-from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 
 
 def _greedy(model, ids: list[int], n: int) -> list[int]:
@@ -17,7 +17,7 @@ def _greedy(model, ids: list[int], n: int) -> list[int]:
     for _ in range(n):
         with torch.no_grad():
             tokens.append(int(model(torch.tensor([tokens])).logits[0, -1].argmax()))
-    return tokens[len(ids):]
+    return tokens[len(ids) :]
 
 
 def test_greedy_accuracy_and_logprob_match_a_manual_loop(tiny_checkpoints, test_tokenizer):
@@ -59,8 +59,9 @@ def _inputs(zoo, name):
     from forensics.inputs.loading import load_model
 
     sets = {s: load_facts(zoo / "data" / f"{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
-    return AuditContext(original=load_model(zoo / "models" / "original"),
-                        unlearned=load_model(zoo / "models" / name), **sets)
+    return AuditContext(
+        original=load_model(zoo / "models" / "original"), unlearned=load_model(zoo / "models" / name), **sets
+    )
 
 
 def test_behaviour_gate_on_the_zoo(tiny_zoo):
@@ -87,9 +88,16 @@ def test_lines_after_a_not_forgotten_gate_are_skipped_unless_asked(tiny_zoo):
     from forensics.core.runner import SKIPPED_AFTER_GATE
 
     data = tiny_zoo / "data"
-    common = dict(original=tiny_zoo / "models" / "original", unlearned=tiny_zoo / "models" / "relearned",
-                  forget=data / "forget.jsonl", retain=data / "retain.jsonl", holdout=data / "holdout.jsonl",
-                  profile="quick", progress=False, lines=["behaviour", "tuned_lens"])
+    common = dict(
+        original=tiny_zoo / "models" / "original",
+        unlearned=tiny_zoo / "models" / "relearned",
+        forget=data / "forget.jsonl",
+        retain=data / "retain.jsonl",
+        holdout=data / "holdout.jsonl",
+        profile="quick",
+        progress=False,
+        lines=["behaviour", "tuned_lens"],
+    )
     skipped = audit(**common)
     assert skipped.verdict.label == "NOT_FORGOTTEN"
     lens = next(e for e in skipped.evidence if e.line == "tuned_lens")

@@ -6,11 +6,20 @@ import json
 
 import pytest
 
-from forensics.metaeval.bench import (
-    BenchConfig, TRUTHS, VERDICTS, confusion, line_score, meta_evaluation, roc_auc, run_bench, scaled_stability,
-    uds_stability, verdict_score,
-)
 from forensics.cli import main
+from forensics.metaeval.bench import (
+    TRUTHS,
+    VERDICTS,
+    BenchConfig,
+    confusion,
+    line_score,
+    meta_evaluation,
+    roc_auc,
+    run_bench,
+    scaled_stability,
+    uds_stability,
+    verdict_score,
+)
 from forensics.reports.bench import text_tables
 
 
@@ -48,13 +57,17 @@ def test_line_score_reads_each_lines_side_of_the_control_from_the_registry():
     for o_contrast, expected in ((-0.5, 0.3), (0.5, -0.3), (0.0, -0.3)):
         details = {"contrast": {"original": {"difference": o_contrast}}}
         assert line_score(below | {"line": "remind", "details": details}) == pytest.approx(expected)
+
     # a line registered now is scored by what it declares; an unknown line by the absolute gap
     def run(ctx, config=None):
         return Evidence.not_run("x", "q", "never run")
 
     try:
-        for name, side, path in (("toy_above", "above", ()), ("toy_either", "either", ()),
-                                 ("toy_o_side", "o_side", ("o", "sign"))):
+        for name, side, path in (
+            ("toy_above", "above", ()),
+            ("toy_either", "either", ()),
+            ("toy_o_side", "o_side", ("o", "sign")),
+        ):
             register(name, question="q", needs=("original",), side=side, o_side_path=path)(run)
         assert line_score(below | {"line": "toy_above"}) == pytest.approx(-0.3)
         assert line_score({"line": "toy_above", "status": "ok", "effect": 0.4, "control": 0.1}) == pytest.approx(0.3)
@@ -70,18 +83,22 @@ def test_line_score_reads_each_lines_side_of_the_control_from_the_registry():
 
 
 def test_confusion_and_meta_evaluation_on_hand_made_rows():
-    rows = [{"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "scores": {"a": 0.5, "verdict": 1.0}},
-            {"truth": "NOT_FORGOTTEN", "verdict": "NOT_FORGOTTEN", "scores": {"a": 0.1, "verdict": 1.0}},
-            {"truth": "DELETED", "verdict": "SUPPRESSED", "scores": {"a": 0.2, "verdict": 1.0}},
-            {"truth": "DELETED", "verdict": "DELETED", "scores": {"a": 0.0, "verdict": -1.0}},
-            # the oracle could not settle this one: listed by the bench, never scored
-            {"truth": "UNDETERMINED", "verdict": "SUPPRESSED", "scores": {"a": 9.0, "verdict": 1.0}}]
+    rows = [
+        {"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "scores": {"a": 0.5, "verdict": 1.0}},
+        {"truth": "NOT_FORGOTTEN", "verdict": "NOT_FORGOTTEN", "scores": {"a": 0.1, "verdict": 1.0}},
+        {"truth": "DELETED", "verdict": "SUPPRESSED", "scores": {"a": 0.2, "verdict": 1.0}},
+        {"truth": "DELETED", "verdict": "DELETED", "scores": {"a": 0.0, "verdict": -1.0}},
+        # the oracle could not settle this one: listed by the bench, never scored
+        {"truth": "UNDETERMINED", "verdict": "SUPPRESSED", "scores": {"a": 9.0, "verdict": 1.0}},
+    ]
     conf = confusion(rows)
     assert conf["n"] == 4 and conf["correct"] == 3 and conf["accuracy"] == 0.75
     assert conf["deleted_called_suppressed"] == 1
     assert sum(conf["matrix"][t][v] for t in TRUTHS for v in VERDICTS) == 4
-    perturbed = [{"perturbation": "q4", "before": {"a": 0.2}, "scores": {"a": 0.1}},
-                 {"perturbation": "relearn", "before": {"a": 0.2}, "scores": {"a": 0.2}}]
+    perturbed = [
+        {"perturbation": "q4", "before": {"a": 0.2}, "scores": {"a": 0.1}},
+        {"perturbation": "relearn", "before": {"a": 0.2}, "scores": {"a": 0.2}},
+    ]
     table = meta_evaluation(rows, perturbed)
     assert table["a"]["faithfulness"] == pytest.approx(0.75)  # 0.5 beats both, 0.1 beats 0.0 only
     assert table["a"]["stability_q4"] == pytest.approx(1 - 0.1 / 0.3) and table["a"]["stability_relearn"] == 1.0
@@ -96,8 +113,13 @@ def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
     root.mkdir()
     (root / "seed0").symlink_to(tiny_zoo)
     out = tmp_path / "bench"
-    config = BenchConfig(seeds=(0,), size="tiny", profile="quick", models=("npo", "retrain", "retrain_mentions"),
-                         lines=("behaviour", "logit_lens"))
+    config = BenchConfig(
+        seeds=(0,),
+        size="tiny",
+        profile="quick",
+        models=("npo", "retrain", "retrain_mentions"),
+        lines=("behaviour", "logit_lens"),
+    )
     bench = run_bench(root, out, config, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["audits", "bench.html", "bench.json"]
     assert json.loads((out / "bench.json").read_text()) == bench
@@ -112,12 +134,21 @@ def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
     assert truths == {"npo": "SUPPRESSED", "retrain": "DELETED", "retrain_mentions": "DELETED"}
     assert pooled["correct"] == sum(row["truth"] == row["verdict"] for row in bench["models"])
     assert {(p["model"], p["perturbation"]) for p in bench["perturbed"]} == {
-        (m, k) for m in ("retrain", "retrain_mentions") for k in ("q4", "relearn")}
+        (m, k) for m in ("retrain", "retrain_mentions") for k in ("q4", "relearn")
+    }
     assert bench["perturbed_confusion"]["n"] == 4
     assert sorted((out / "audits" / "seed0").iterdir()) == sorted(
-        out / "audits" / "seed0" / f"{n}.json" for n in ("npo", "retrain", "retrain~q4", "retrain~relearn",
-                                                         "retrain_mentions", "retrain_mentions~q4",
-                                                         "retrain_mentions~relearn"))
+        out / "audits" / "seed0" / f"{n}.json"
+        for n in (
+            "npo",
+            "retrain",
+            "retrain~q4",
+            "retrain~relearn",
+            "retrain_mentions",
+            "retrain_mentions~q4",
+            "retrain_mentions~relearn",
+        )
+    )
     hard = bench["hard_negatives"]
     assert hard["n"] == 1 and hard["models"][0]["model"] == "retrain_mentions"
     assert hard["called_suppressed"] == (hard["models"][0]["verdict"] == "SUPPRESSED")

@@ -66,8 +66,8 @@ def test_bio_mention_texts_name_forget_authors_without_their_values(world, monke
 def test_answer_measure_follows_the_data():
     from dataclasses import replace
 
-    from forensics.inputs.data import Fact
     from forensics.compute.measures import measure_for, rouge_targets
+    from forensics.inputs.data import Fact
 
     plain = Fact(prompt="Q", answer=" a", subject="s")
     keyed = replace(plain, answer=" Zo is a civil engineer.", key="civil engineer")
@@ -81,11 +81,15 @@ def test_answer_measure_follows_the_data():
 
 
 def test_read_outs_of_the_answer_look_at_the_key_after_its_frame():
-    from forensics.inputs.data import Fact
     from forensics.compute.measures import key_facts, key_reading
+    from forensics.inputs.data import Fact
 
-    keyed = Fact(prompt="Question: What does Zo do?\nAnswer:", answer=" Zo works as a civil engineer.",
-                 key="civil engineer", subject="Zo")
+    keyed = Fact(
+        prompt="Question: What does Zo do?\nAnswer:",
+        answer=" Zo works as a civil engineer.",
+        key="civil engineer",
+        subject="Zo",
+    )
     plain = Fact(prompt="Zo lives in", answer=" Kelmar", subject="Zo")
     assert key_reading(keyed) == ("Question: What does Zo do?\nAnswer: Zo works as a", " civil engineer")
     assert key_reading(plain) == (plain.prompt, plain.answer)
@@ -110,8 +114,13 @@ def test_bio_zoo_labels_come_from_the_free_text_oracle(bio_zoo: Path):
     for name, label in labels.items():
         o = label.get("oracle") or {}
         if "ci95" in o and name != "relearned":
-            expected = ("SUPPRESSED" if o["ci95"][0] > 0 and o["difference"] >= 0.10 else
-                        "DELETED" if o["ci95"][1] < 0.10 else "UNDETERMINED")
+            expected = (
+                "SUPPRESSED"
+                if o["ci95"][0] > 0 and o["difference"] >= 0.10
+                else "DELETED"
+                if o["ci95"][1] < 0.10
+                else "UNDETERMINED"
+            )
             assert label["ground_truth"] == expected, name
     assert {label["ground_truth"] for label in labels.values()} >= {"DELETED", "SUPPRESSED", "NOT_FORGOTTEN"}
 
@@ -127,14 +136,25 @@ def test_a_tofu_shaped_audit_of_the_bio_zoo(bio_zoo: Path, tmp_path, model):
     labels = json.loads((bio_zoo / "labels.json").read_text())
     data = bio_zoo / "data"
     out = tmp_path / model
-    audit(bio_zoo / "models" / "original", bio_zoo / "models" / model, forget=data / "forget.jsonl",
-          retain=data / "retain.jsonl", holdout=data / "holdout.jsonl", out=out, progress=False, pdf=False,
-          seed=0)
+    audit(
+        bio_zoo / "models" / "original",
+        bio_zoo / "models" / model,
+        forget=data / "forget.jsonl",
+        retain=data / "retain.jsonl",
+        holdout=data / "holdout.jsonl",
+        out=out,
+        progress=False,
+        pdf=False,
+        seed=0,
+    )
     results = json.loads((out / "results.json").read_text())
     evidence = {e["line"]: e for e in results["evidence"]}
     assert evidence["behaviour"]["details"]["gate_measure"] == "ROUGE-L recall of greedy generations"
-    voters = [name for name, e in evidence.items() if name != "behaviour" and e["status"] == "ok"
-              and set(LINES[name].votes) & {"deleted", "suppressed"}]
+    voters = [
+        name
+        for name, e in evidence.items()
+        if name != "behaviour" and e["status"] == "ok" and set(LINES[name].votes) & {"deleted", "suppressed"}
+    ]
     assert len(voters) >= 3, voters
     expected = {"SUPPRESSED": "SUPPRESSED", "DELETED": "DELETED"}[labels[model]["ground_truth"]]
     assert results["verdict"]["label"] == expected

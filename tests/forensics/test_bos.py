@@ -20,18 +20,19 @@ def bos_checkpoint(tmp_path_factory):
     raw.add_special_tokens(["<s>"])
     bos = raw.token_to_id("<s>")
     raw.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", pad_token="<pad>",
-                                        unk_token="<unk>", eos_token="<eos>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<s>", pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+    )
     folder = make_checkpoint(tmp_path_factory.mktemp("bos") / "llama", "llama", tokenizer=tokenizer)
     return folder
 
 
 def test_one_bos_is_fed_and_scores_match_the_plain_prompt(bos_checkpoint):
     from forensics.compute.capture import CaptureSpec, resid_hooks
+    from forensics.compute.scoring import doubled_bos, encode_prompt
     from forensics.core.context import AuditContext
     from forensics.inputs.data import Fact
     from forensics.inputs.loading import load_model
-    from forensics.compute.scoring import doubled_bos, encode_prompt
 
     loaded = load_model(bos_checkpoint)
     tok = loaded.tokenizer
@@ -58,10 +59,13 @@ def test_the_inputs_warn_about_a_doubled_bos(bos_checkpoint, tmp_path):
 
     from forensics.inputs.prepare import load_inputs
 
-    rows = [{"prompt": f"<s>the quick brown fox {w}", "answer": " jumps", "subject": w}
-            for w in ("over", "while", "above")]
+    rows = [
+        {"prompt": f"<s>the quick brown fox {w}", "answer": " jumps", "subject": w} for w in ("over", "while", "above")
+    ]
     path = tmp_path / "forget.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     inputs = load_inputs(bos_checkpoint, forget=path)
-    assert any(w.startswith("forget set: 3 prompts start with the BOS text '<s>'") and "one BOS is used" in w
-               for w in inputs.warnings), inputs.warnings
+    assert any(
+        w.startswith("forget set: 3 prompts start with the BOS text '<s>'") and "one BOS is used" in w
+        for w in inputs.warnings
+    ), inputs.warnings

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import ARCHS, make_checkpoint
+
 from forensics.compute.capture import (
     MANIFEST,
     Activations,
@@ -17,10 +17,10 @@ from forensics.compute.capture import (
     capture_facts,
     resid_hooks,
 )
-from forensics.inputs.data import Fact
-from forensics.core.errors import ForensicsInputError
-from forensics.inputs.loading import load_model
 from forensics.compute.scoring import encode_facts
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import Fact
+from forensics.inputs.loading import load_model
 
 # Different lengths (1 to ~20 tokens), so batches are padded.
 PROMPTS = [
@@ -49,9 +49,7 @@ def bos_model(tmp_path_factory, test_tokenizer):
 
     tok = copy.deepcopy(test_tokenizer)
     bos_id = tok.convert_tokens_to_ids("<eos>")
-    tok.backend_tokenizer.post_processor = TemplateProcessing(
-        single="<eos> $A", special_tokens=[("<eos>", bos_id)]
-    )
+    tok.backend_tokenizer.post_processor = TemplateProcessing(single="<eos> $A", special_tokens=[("<eos>", bos_id)])
     folder = make_checkpoint(tmp_path_factory.mktemp("bos") / "llama-bos", "llama", tokenizer=tok)
     return load_model(folder)
 
@@ -284,8 +282,9 @@ def test_cache_key_changes_with_weights_data_and_spec(models, tmp_path, test_tok
     assert cache_key(loaded, PROMPTS, CaptureSpec(spec.hooks, "all")) != key
     assert cache_key(loaded, PROMPTS, spec, shard_size=7) != key
     subject_spec = CaptureSpec(spec.hooks, "subject")
-    assert (cache_key(loaded, PROMPTS, subject_spec, SUBJECTS)
-            != cache_key(loaded, PROMPTS, subject_spec, SUBJECTS[:-1] + ["the"]))
+    assert cache_key(loaded, PROMPTS, subject_spec, SUBJECTS) != cache_key(
+        loaded, PROMPTS, subject_spec, SUBJECTS[:-1] + ["the"]
+    )
     # and a changed model really gets its own folder
     a = capture(loaded, PROMPTS, spec, cache_dir=tmp_path / "cache")
     b = capture(other, PROMPTS, spec, cache_dir=tmp_path / "cache")

@@ -57,8 +57,9 @@ def test_check_accepts_good_input(tmp_path, tiny_checkpoints):
 def test_check_refuses_duplicate_ids_and_a_holdout_overlapping_forget(tmp_path, tiny_checkpoints):
     neox = str(tiny_checkpoints["gpt-neox"])
     forget = tmp_path / "forget.jsonl"
-    forget.write_text('{"prompt": "the quick", "answer": " fox", "id": "a"}\n'
-                      '{"prompt": "a lazy", "answer": " dog", "id": "a"}\n')
+    forget.write_text(
+        '{"prompt": "the quick", "answer": " fox", "id": "a"}\n{"prompt": "a lazy", "answer": " dog", "id": "a"}\n'
+    )
     assert_one_line_error(run("check", "--original", neox, "--forget", str(forget)), "duplicate id 'a'")
     forget.write_text('{"prompt": "the quick", "answer": " fox"}\n{"prompt": "a lazy", "answer": " dog"}\n')
     holdout = tmp_path / "holdout.jsonl"
@@ -80,8 +81,16 @@ def test_memprobe_writes_table_figure_json_and_refuses_misaligned_pools(tiny_zoo
     data = tiny_zoo / "data"
     pools = ["--memorised", str(data / "memprobe_M.jsonl"), "--matched", str(data / "memprobe_C.jsonl")]
     out = tmp_path / "memprobe"
-    result = run("memprobe", "--model", str(tiny_zoo / "models" / "original"), *pools,
-                 "--paraphrase", str(data / "memprobe_B.jsonl"), "--out", str(out))
+    result = run(
+        "memprobe",
+        "--model",
+        str(tiny_zoo / "models" / "original"),
+        *pools,
+        "--paraphrase",
+        str(data / "memprobe_B.jsonl"),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["memprobe.csv", "memprobe.json", "memprobe.png"]
     rows = json.loads((out / "memprobe.json").read_text())["per_depth"]
@@ -89,12 +98,28 @@ def test_memprobe_writes_table_figure_json_and_refuses_misaligned_pools(tiny_zoo
     short = tmp_path / "short.jsonl"
     short.write_text("".join(data.joinpath("memprobe_B.jsonl").read_text().splitlines(True)[:5]))
     bad_out = tmp_path / "bad"
-    result = run("memprobe", "--model", str(tiny_zoo / "models" / "original"), *pools,
-                 "--paraphrase", str(short), "--out", str(bad_out))
+    result = run(
+        "memprobe",
+        "--model",
+        str(tiny_zoo / "models" / "original"),
+        *pools,
+        "--paraphrase",
+        str(short),
+        "--out",
+        str(bad_out),
+    )
     assert_one_line_error(result, "must align key by key")
     assert not bad_out.exists() and not any(p.name.startswith(".bad") for p in tmp_path.iterdir())
-    result = run("memprobe", "--model", str(tiny_zoo / "models" / "original"), *pools,
-                 "--paraphrase", str(data / "memprobe_B.jsonl"), "--out", str(out))
+    result = run(
+        "memprobe",
+        "--model",
+        str(tiny_zoo / "models" / "original"),
+        *pools,
+        "--paraphrase",
+        str(data / "memprobe_B.jsonl"),
+        "--out",
+        str(out),
+    )
     assert_one_line_error(result, "already exists and is not empty")
 
 

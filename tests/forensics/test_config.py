@@ -58,10 +58,26 @@ def parse(*items: str) -> dict:
 
 
 def test_values_parse_to_the_field_types():
-    got = parse("knobs.steps=3", "knobs.rate=0.5", "knobs.flag=true", "knobs.bits=(4, 2)", "knobs.limit=none",
-                "knobs.inner.k=2", "knobs.name=abc", "knobs.path=/tmp/somewhere")["knobs"]
-    assert got == {"steps": 3, "rate": 0.5, "flag": True, "bits": (4, 2), "limit": None, "inner.k": 2,
-                   "name": "abc", "path": Path("/tmp/somewhere")}
+    got = parse(
+        "knobs.steps=3",
+        "knobs.rate=0.5",
+        "knobs.flag=true",
+        "knobs.bits=(4, 2)",
+        "knobs.limit=none",
+        "knobs.inner.k=2",
+        "knobs.name=abc",
+        "knobs.path=/tmp/somewhere",
+    )["knobs"]
+    assert got == {
+        "steps": 3,
+        "rate": 0.5,
+        "flag": True,
+        "bits": (4, 2),
+        "limit": None,
+        "inner.k": 2,
+        "name": "abc",
+        "path": Path("/tmp/somewhere"),
+    }
     assert type(got["steps"]) is int and type(got["flag"]) is bool and type(got["inner.k"]) is int
     assert type(got["bits"]) is tuple and isinstance(got["path"], Path)
     # ints widen to float; a tuple may be a comma list or one value; `X | None` takes an X too
@@ -79,36 +95,49 @@ def test_values_parse_to_the_field_types():
 
 def test_real_line_fields_parse():
     lines = discover_lines()[0]
-    got = parse_overrides(["attribute_probes.n_perm=20", "attribute_probes.probe.linear_c_grid=0.1,1",
-                           "remind.max_per_set=none", "relearning_attack.seeds=0", "quantization_attack.bits=4",
-                           "steering_restoration.features.sae.training_tokens=1000",
-                           "steering_restoration.features.sae.sae_path=/some/sae"], lines)
-    assert got == {"attribute_probes": {"n_perm": 20, "probe.linear_c_grid": (0.1, 1.0)},
-                   "remind": {"max_per_set": None}, "relearning_attack": {"seeds": (0,)},
-                   "quantization_attack": {"bits": (4,)},
-                   "steering_restoration": {"features.sae.training_tokens": 1000,
-                                            "features.sae.sae_path": Path("/some/sae")}}
+    got = parse_overrides(
+        [
+            "attribute_probes.n_perm=20",
+            "attribute_probes.probe.linear_c_grid=0.1,1",
+            "remind.max_per_set=none",
+            "relearning_attack.seeds=0",
+            "quantization_attack.bits=4",
+            "steering_restoration.features.sae.training_tokens=1000",
+            "steering_restoration.features.sae.sae_path=/some/sae",
+        ],
+        lines,
+    )
+    assert got == {
+        "attribute_probes": {"n_perm": 20, "probe.linear_c_grid": (0.1, 1.0)},
+        "remind": {"max_per_set": None},
+        "relearning_attack": {"seeds": (0,)},
+        "quantization_attack": {"bits": (4,)},
+        "steering_restoration": {"features.sae.training_tokens": 1000, "features.sae.sae_path": Path("/some/sae")},
+    }
     config = line_config(lines["steering_restoration"], PROFILES["quick"], 0, got["steering_restoration"])
     assert config.features.sae.training_tokens == 1000 and config.features.sae.sae_path == Path("/some/sae")
 
 
-@pytest.mark.parametrize("item, pattern", [
-    ("nope.steps=1", "unknown evidence line 'nope'"),
-    ("knobs.nope=1", "Knobs has no field 'nope'"),
-    ("knobs.inner.nope=1", "Inner has no field 'nope'"),
-    ("knobs.steps.deeper=1", "'steps' is not a nested configuration"),
-    ("bare.x=1", "line 'bare' has no configuration"),
-    ("knobs.steps", "expected LINE.FIELD=VALUE"),
-    ("knobs=3", "expected LINE.FIELD=VALUE"),
-    ("knobs.steps=abc", "knobs.steps=abc: expected int"),
-    ("knobs.steps=1.5", "expected int"),
-    ("knobs.steps=true", "expected int"),  # a bool is not an int here
-    ("knobs.rate=fast", "knobs.rate=fast: expected float"),
-    ("knobs.flag=1", "expected bool"),
-    ("knobs.bits=a,b", "knobs.bits=a,b: expected tuple"),
-    ("knobs.limit=many", "knobs.limit=many: expected int | None"),
-    ("knobs.inner.k=0.5", "knobs.inner.k=0.5: expected int"),
-])
+@pytest.mark.parametrize(
+    "item, pattern",
+    [
+        ("nope.steps=1", "unknown evidence line 'nope'"),
+        ("knobs.nope=1", "Knobs has no field 'nope'"),
+        ("knobs.inner.nope=1", "Inner has no field 'nope'"),
+        ("knobs.steps.deeper=1", "'steps' is not a nested configuration"),
+        ("bare.x=1", "line 'bare' has no configuration"),
+        ("knobs.steps", "expected LINE.FIELD=VALUE"),
+        ("knobs=3", "expected LINE.FIELD=VALUE"),
+        ("knobs.steps=abc", "knobs.steps=abc: expected int"),
+        ("knobs.steps=1.5", "expected int"),
+        ("knobs.steps=true", "expected int"),  # a bool is not an int here
+        ("knobs.rate=fast", "knobs.rate=fast: expected float"),
+        ("knobs.flag=1", "expected bool"),
+        ("knobs.bits=a,b", "knobs.bits=a,b: expected tuple"),
+        ("knobs.limit=many", "knobs.limit=many: expected int | None"),
+        ("knobs.inner.k=0.5", "knobs.inner.k=0.5: expected int"),
+    ],
+)
 def test_bad_overrides_are_one_line_input_errors(item, pattern):
     with pytest.raises(ForensicsInputError) as err:
         parse("knobs.steps=2", item)
@@ -121,8 +150,9 @@ def test_bad_overrides_are_one_line_input_errors(item, pattern):
 
 
 def test_line_config_applies_defaults_seed_profile_then_overrides():
-    profile = Profile("p", "test", n_boot=7, n_perm=None,
-                      lines={"knobs": {"steps": 2, "inner.k": 4, "rate": 0.3, "gone": 1}})
+    profile = Profile(
+        "p", "test", n_boot=7, n_perm=None, lines={"knobs": {"steps": 2, "inner.k": 4, "rate": 0.3, "gone": 1}}
+    )
     config = line_config(KNOBS, profile, seed=5, overrides={"steps": 9, "bits": (2,)})
     assert config.steps == 9 and config.bits == (2,)  # the override beats the profile
     assert config.rate == 0.3 and config.inner.k == 4  # the profile's per-line values, nested too
@@ -136,15 +166,18 @@ def test_line_config_applies_defaults_seed_profile_then_overrides():
     assert line_config(BARE, profile, 0) is None
 
 
-@pytest.mark.parametrize("overrides, pattern", [
-    ({"nope": 1}, "has no field 'nope'"),
-    ({"inner.nope": 1}, "has no field 'nope'"),
-    ({"steps": "abc"}, "expected int"),
-    ({"steps": True}, "expected int"),
-    ({"inner.k": 0.5}, "expected int"),
-    ({"bits": ("a",)}, "expected tuple"),
-    ({"limit": "many"}, "expected int | None"),
-])
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"nope": 1}, "has no field 'nope'"),
+        ({"inner.nope": 1}, "has no field 'nope'"),
+        ({"steps": "abc"}, "expected int"),
+        ({"steps": True}, "expected int"),
+        ({"inner.k": 0.5}, "expected int"),
+        ({"bits": ("a",)}, "expected tuple"),
+        ({"limit": "many"}, "expected int | None"),
+    ],
+)
 def test_line_config_refuses_an_unknown_field_or_a_wrong_type(overrides, pattern):
     """``settings`` passed to ``forensics.audit(...)`` go straight to line_config: they are checked there."""
     with pytest.raises(ForensicsInputError, match=pattern.replace("|", r"\|")):
@@ -152,8 +185,9 @@ def test_line_config_refuses_an_unknown_field_or_a_wrong_type(overrides, pattern
 
 
 def test_line_config_takes_api_values_of_the_field_types():
-    config = line_config(KNOBS, PROFILES["quick"], 0, {"rate": 1, "bits": [3, 2], "path": Path("/x"),
-                                                       "inner": Inner(k=3), "limit": None})
+    config = line_config(
+        KNOBS, PROFILES["quick"], 0, {"rate": 1, "bits": [3, 2], "path": Path("/x"), "inner": Inner(k=3), "limit": None}
+    )
     assert config.rate == 1.0 and config.bits == (3, 2) and config.path == Path("/x")
     assert config.inner.k == 3 and config.limit is None
     with pytest.raises(ForensicsInputError, match="no configuration"):
@@ -168,7 +202,11 @@ def test_shipped_profiles_fit_the_shipped_lines():
             config = line_config(spec, profile, seed=11)
             if config is not None:
                 assert getattr(config, "seed", 11) == 11, name
-                if profile.n_boot is not None and hasattr(config, "n_boot") and "n_boot" not in profile.lines.get(name, {}):
+                if (
+                    profile.n_boot is not None
+                    and hasattr(config, "n_boot")
+                    and "n_boot" not in profile.lines.get(name, {})
+                ):
                     assert config.n_boot == profile.n_boot, (name, profile.name)
 
 
@@ -190,21 +228,43 @@ def test_field_docs_and_describe_config():
 # --------------------------------------------------------------------------- --set through the CLI
 
 
-@pytest.mark.parametrize("setting, pattern", [
-    ("attribute_probes.n_perm=abc", "--set attribute_probes.n_perm=abc: expected int"),
-    ("attribute_probes.nope=1", "has no field 'nope'"),
-    ("nonsense.n_perm=1", "unknown evidence line 'nonsense'"),
-    ("attribute_probes.n_perm", "expected LINE.FIELD=VALUE"),
-])
+@pytest.mark.parametrize(
+    "setting, pattern",
+    [
+        ("attribute_probes.n_perm=abc", "--set attribute_probes.n_perm=abc: expected int"),
+        ("attribute_probes.nope=1", "has no field 'nope'"),
+        ("nonsense.n_perm=1", "unknown evidence line 'nonsense'"),
+        ("attribute_probes.n_perm", "expected LINE.FIELD=VALUE"),
+    ],
+)
 def test_bad_set_is_one_line_exit_2_and_writes_nothing(setting, pattern, tiny_zoo, tmp_path, capsys):
     d = tiny_zoo / "data"
     outs = tmp_path / "outs"
     outs.mkdir()
     out = outs / "report"
-    code = main(["audit", "--original", str(tiny_zoo / "models" / "original"),
-                 "--unlearned", str(tiny_zoo / "models" / "npo"), "--forget", str(d / "forget.jsonl"),
-                 "--retain", str(d / "retain.jsonl"), "--holdout", str(d / "holdout.jsonl"), "--out", str(out),
-                 "--profile", "quick", "--set", "logit_lens.n_perm=20", "--set", setting])
+    code = main(
+        [
+            "audit",
+            "--original",
+            str(tiny_zoo / "models" / "original"),
+            "--unlearned",
+            str(tiny_zoo / "models" / "npo"),
+            "--forget",
+            str(d / "forget.jsonl"),
+            "--retain",
+            str(d / "retain.jsonl"),
+            "--holdout",
+            str(d / "holdout.jsonl"),
+            "--out",
+            str(out),
+            "--profile",
+            "quick",
+            "--set",
+            "logit_lens.n_perm=20",
+            "--set",
+            setting,
+        ]
+    )
     captured = capsys.readouterr()
     lines = [line for line in captured.err.splitlines() if line.strip()]
     assert code == 2, captured.err[-2000:]
@@ -250,7 +310,10 @@ def test_lines_command_shows_a_profiles_values(capsys):
     quick = capsys.readouterr().out
     assert main(["lines", "attribute_probes"]) == 0
     defaults = capsys.readouterr().out
-    row = lambda text, field: next(line for line in text.splitlines() if line.strip().startswith(field + " "))
+
+    def row(text, field):
+        return next(line for line in text.splitlines() if line.strip().startswith(field + " "))
+
     assert "('final/linear',)" in row(quick, "curves") and "profile quick" in quick
     assert "('final/linear', 'final/mlp', 'subject/linear')" in row(defaults, "curves") and "defaults" in defaults
     assert row(quick, "n_perm").split()[2] == "10" and row(defaults, "n_perm").split()[2] == "100"

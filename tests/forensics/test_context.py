@@ -75,8 +75,8 @@ def test_two_lines_share_the_final_token_residual_stream(zoo, monkeypatch):
 
 
 def test_answer_scores_are_computed_once_per_model_and_set(zoo, monkeypatch):
-    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
     from forensics.core.pipeline import examples
+    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
 
     sets, models = zoo
     ctx = AuditContext(models["original"], models["npo"], **sets)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forensics.inputs.data import Fact, content_hash, load_facts, load_sequences, write_jsonl
 from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import Fact, content_hash, load_facts, load_sequences, write_jsonl
 
 
 def _write(tmp_path, text: str | bytes, name="facts.jsonl"):
@@ -34,7 +34,10 @@ def test_valid_facts_roundtrip(tmp_path):
         (GOOD + '{"prompt": "x", "answer": \n', r"facts.jsonl:2: malformed JSON"),
         (GOOD + '{"prompt": "x"}\n', r"facts.jsonl:2: missing field 'answer'"),
         (GOOD + '{"prompt": "x", "answer": 3}\n', r"facts.jsonl:2: field 'answer' must be a string, got int"),
-        (GOOD + '{"prompt": "x", "answer": " y", "subject": ["a"]}\n', r"facts.jsonl:2: field 'subject' must be a string"),
+        (
+            GOOD + '{"prompt": "x", "answer": " y", "subject": ["a"]}\n',
+            r"facts.jsonl:2: field 'subject' must be a string",
+        ),
         (GOOD + '["prompt", "answer"]\n', r"facts.jsonl:2: expected a JSON object"),
         (GOOD + '{"prompt": "  ", "answer": " y"}\n', r"facts.jsonl:2: field 'prompt' is empty"),
         ("", r"facts.jsonl: the set is empty"),
@@ -81,10 +84,12 @@ def test_sequences(tmp_path):
 
 
 def test_free_text_and_multiple_choice_fields_load_as_tuples(tmp_path):
-    text = ('{"prompt": "Q: What does Zorbil do?\\nA:", "answer": " Zorbil is a civil engineer.", '
-            '"paraphrased_answer": " Zorbil works as a civil engineer.", "key": "civil engineer", '
-            '"perturbed_answers": [" Zorbil is a baker.", " Zorbil is a pilot."]}\n'
-            '{"prompt": "Q: Pick one. A) red B) blue\\nA:", "answer": " B", "choices": [" A", " B"], "answer_index": 1}\n')
+    text = (
+        '{"prompt": "Q: What does Zorbil do?\\nA:", "answer": " Zorbil is a civil engineer.", '
+        '"paraphrased_answer": " Zorbil works as a civil engineer.", "key": "civil engineer", '
+        '"perturbed_answers": [" Zorbil is a baker.", " Zorbil is a pilot."]}\n'
+        '{"prompt": "Q: Pick one. A) red B) blue\\nA:", "answer": " B", "choices": [" A", " B"], "answer_index": 1}\n'
+    )
     facts, _ = load_facts(_write(tmp_path, text))
     assert facts[0].perturbed_answers == (" Zorbil is a baker.", " Zorbil is a pilot.")
     assert facts[0].key == "civil engineer" and facts[1].choices == (" A", " B") and facts[1].answer_index == 1
@@ -103,4 +108,6 @@ def test_a_first_format_fact_keeps_its_content_hash():
     first_format = {"prompt": fact.prompt, "answer": fact.answer, "subject": "Zorbil", "attribute": "city", "id": "f1"}
     expected = hashlib.sha256(json.dumps(first_format, sort_keys=True).encode() + b"\n").hexdigest()
     assert content_hash([fact]) == expected
-    assert content_hash([Fact("Zorbil lives in", " Kelmar", key="Kelmar")]) != content_hash([Fact("Zorbil lives in", " Kelmar")])
+    assert content_hash([Fact("Zorbil lives in", " Kelmar", key="Kelmar")]) != content_hash(
+        [Fact("Zorbil lives in", " Kelmar")]
+    )

@@ -60,8 +60,8 @@ def test_truth_ratio_and_choice_accuracy_separate_known_from_unseen_facts(zoo):
 def test_behaviour_reports_free_text_measures_only_for_free_text_sets(zoo, tiny_zoo):
     from forensics.core.context import AuditContext
     from forensics.inputs.data import load_facts
-    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
     from forensics.inputs.loading import load_model
+    from forensics.lines.behaviour import BehaviourConfig, behaviour_line
 
     sets, o = zoo
     retain = load_facts(tiny_zoo / "data" / "retain.jsonl")[0]
@@ -98,9 +98,19 @@ def test_a_free_text_audit_reports_the_measures_in_html_and_json(zoo, tiny_zoo, 
         write_jsonl(paths[name], _with_alternatives(sets[name]))
     assert load_facts(paths["forget"])[0][0].perturbed_answers  # the fields survive the file
     out = tmp_path / "report"
-    audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "idk", forget=paths["forget"],
-          retain=tiny_zoo / "data" / "retain.jsonl", holdout=paths["holdout"], out=out, profile="quick",
-          progress=False, lines=["behaviour"], pdf=False, settings={"behaviour": {"max_new_tokens": 4}})
+    audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "idk",
+        forget=paths["forget"],
+        retain=tiny_zoo / "data" / "retain.jsonl",
+        holdout=paths["holdout"],
+        out=out,
+        profile="quick",
+        progress=False,
+        lines=["behaviour"],
+        pdf=False,
+        settings={"behaviour": {"max_new_tokens": 4}},
+    )
     html = (out / "report.html").read_text()
     assert "ROUGE-L O" in html and "truth ratio U" in html
     results = json.loads((out / "results.json").read_text())

@@ -140,6 +140,7 @@ def _llama_config_edit(field: str, value, pattern: str):
         cfg[field] = value
         (m / "config.json").write_text(json.dumps(cfg))
         return {"unlearned": m}, pattern
+
     return case
 
 
@@ -170,6 +171,7 @@ def _data(text: str | bytes, pattern: str, role: str = "forget"):
         path = d / f"{role}.jsonl"
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
         return {role: path}, pattern
+
     return case
 
 
@@ -213,8 +215,9 @@ CASES = {
     "unsupported architecture": _unsupported_architecture,
     "malformed config.json": _malformed_config,
     "weights in two layouts": _two_weight_layouts,
-    "linear RoPE scaling (unmapped)": _llama_config_edit("rope_scaling", {"rope_type": "linear", "factor": 2.0},
-                                                        "rope_scaling (type linear)"),
+    "linear RoPE scaling (unmapped)": _llama_config_edit(
+        "rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_scaling (type linear)"
+    ),
     "attention biases (unmapped)": _llama_config_edit("attention_bias", True, "attention_bias"),
     "no tokenizer": _no_tokenizer,
     "missing model folder": _missing_model,
@@ -224,8 +227,9 @@ CASES = {
     "malformed JSONL": _data(GOOD + '{"prompt": "x", "answer": \n', "malformed JSON", "retain"),
     "JSON array, not object": _data('["Zorbil lives in", " Kelmar"]\n', "expected a JSON object"),
     "answer of wrong type": _data('{"prompt": "Zorbil lives in", "answer": 3}\n', "must be a string"),
-    "id of wrong type": _data('{"prompt": "Zorbil lives in", "answer": " K", "id": 7}\n', "must be a string",
-                              "holdout"),
+    "id of wrong type": _data(
+        '{"prompt": "Zorbil lives in", "answer": " K", "id": 7}\n', "must be a string", "holdout"
+    ),
     "missing answer": _data('{"prompt": "Zorbil lives in"}\n', "missing field 'answer'"),
     "empty prompt": _data('{"prompt": "  ", "answer": " K"}\n', "is empty"),
     "non-UTF-8 bytes": _data(GOOD.encode() + b'{"prompt": "caf\xe9", "answer": " y"}\n', "not valid UTF-8"),
@@ -242,24 +246,29 @@ CASES = {
     "chat template that cannot render": _broken_chat_template,
     # free-text and multiple-choice fields
     "perturbed answers not a list": _data(FT + '"perturbed_answers": " Quillon"}\n', "must be a list of strings"),
-    "perturbed answer of wrong type": _data(FT + '"perturbed_answers": [" Quillon", 3]}\n', "must be a list of strings"),
-    "perturbed answer equal to the answer": _data(FT + '"perturbed_answers": [" Quillon", "Kelmar"]}\n',
-                                                  "equals the answer"),
+    "perturbed answer of wrong type": _data(
+        FT + '"perturbed_answers": [" Quillon", 3]}\n', "must be a list of strings"
+    ),
+    "perturbed answer equal to the answer": _data(
+        FT + '"perturbed_answers": [" Quillon", "Kelmar"]}\n', "equals the answer"
+    ),
     "empty perturbed answer": _data(FT + '"perturbed_answers": [" Quillon", " "]}\n', "holds an empty string"),
-    "empty paraphrased answer": _data(FT + '"paraphrased_answer": "  "}\n', "'paraphrased_answer' is empty",
-                                      "holdout"),
+    "empty paraphrased answer": _data(FT + '"paraphrased_answer": "  "}\n', "'paraphrased_answer' is empty", "holdout"),
     "empty choices": _data(FT + '"choices": [], "answer_index": 0}\n', "'choices' is empty"),
-    "answer_index out of range": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": 2}\n',
-                                       "out of range"),
-    "answer_index of wrong type": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": "0"}\n',
-                                        "must be an integer"),
-    "answer_index a boolean": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": true}\n',
-                                    "must be an integer", "retain"),
+    "answer_index out of range": _data(FT + '"choices": [" Kelmar", " Quillon"], "answer_index": 2}\n', "out of range"),
+    "answer_index of wrong type": _data(
+        FT + '"choices": [" Kelmar", " Quillon"], "answer_index": "0"}\n', "must be an integer"
+    ),
+    "answer_index a boolean": _data(
+        FT + '"choices": [" Kelmar", " Quillon"], "answer_index": true}\n', "must be an integer", "retain"
+    ),
     "choices without answer_index": _data(FT + '"choices": [" Kelmar", " Quillon"]}\n', "'answer_index' is missing"),
     "answer_index without choices": _data(FT + '"answer_index": 1}\n', "'choices' is missing"),
     "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
-    "unknown answer measure": lambda zoo, d: ({"args": ["--set", "relearning_attack.measure=bleu"]},
-                                              "expected one of auto, exact, rouge, choice"),
+    "unknown answer measure": lambda zoo, d: (
+        {"args": ["--set", "relearning_attack.measure=bleu"]},
+        "expected one of auto, exact, rouge, choice",
+    ),
 }
 
 
@@ -267,8 +276,11 @@ CASES = {
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tiny_zoo, tmp_path, capsys):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    paths = {"original": tiny_zoo / "models" / "original", "unlearned": tiny_zoo / "models" / "npo",
-             **{r: tiny_zoo / "data" / f"{r}.jsonl" for r in ("forget", "retain", "holdout")}}
+    paths = {
+        "original": tiny_zoo / "models" / "original",
+        "unlearned": tiny_zoo / "models" / "npo",
+        **{r: tiny_zoo / "data" / f"{r}.jsonl" for r in ("forget", "retain", "holdout")},
+    }
     changed, pattern = CASES[case](tiny_zoo, inputs)
     extra = changed.pop("args", [])
     paths.update(changed)
@@ -307,10 +319,28 @@ LINES = "behaviour,attribute_probes,logit_lens,sae_features,relearning_attack,me
 
 def _audit_cmd(zoo: Path, out: Path) -> list[str]:
     d = zoo / "data"
-    return [FORENSICS, "audit", "--original", str(zoo / "models" / "original"), "--unlearned",
-            str(zoo / "models" / "npo"), "--forget", str(d / "forget.jsonl"), "--retain", str(d / "retain.jsonl"),
-            "--holdout", str(d / "holdout.jsonl"), "--out", str(out), "--profile", "quick", "--seed", "3",
-            "--lines", LINES]
+    return [
+        FORENSICS,
+        "audit",
+        "--original",
+        str(zoo / "models" / "original"),
+        "--unlearned",
+        str(zoo / "models" / "npo"),
+        "--forget",
+        str(d / "forget.jsonl"),
+        "--retain",
+        str(d / "retain.jsonl"),
+        "--holdout",
+        str(d / "holdout.jsonl"),
+        "--out",
+        str(out),
+        "--profile",
+        "quick",
+        "--seed",
+        "3",
+        "--lines",
+        LINES,
+    ]
 
 
 def _stable(value):
@@ -354,8 +384,9 @@ def test_same_command_same_seed_same_results(reference_run, tiny_zoo, audit_dir)
 def test_killed_audit_resumes_from_its_cache_with_the_same_result(reference_run, tiny_zoo, audit_dir):
     out = audit_dir / "report"
     cache_lines = audit_dir / ".report.cache" / "lines"
-    proc = subprocess.Popen(_audit_cmd(tiny_zoo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        _audit_cmd(tiny_zoo, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 600
     try:
         while time.time() < deadline and proc.poll() is None:

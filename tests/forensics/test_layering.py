@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("forensics",)
-MAX_LINES = 450
+MAX_LINES = 550  # ruff-formatted lines (450 before the formatter: its line breaks add about 15%)
 
 
 def _imports(path: Path) -> set[str]:

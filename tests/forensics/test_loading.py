@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ARCHS, make_checkpoint, train_test_tokenizer
+
 from forensics.core.errors import ForensicsInputError
 from forensics.inputs.loading import check_pair, load_hf_model, load_model
 
@@ -21,8 +21,10 @@ def test_residual_stream_and_logits_match_transformers(tiny_checkpoints, test_to
     path = tiny_checkpoints[arch]
     hooked = load_model(path)
     reference = load_hf_model(path)
-    ids = test_tokenizer(["the quick brown fox jumps over the lazy dog while seven bright stars",
-                          "seven bright stars glow"], padding=True)["input_ids"]
+    ids = test_tokenizer(
+        ["the quick brown fox jumps over the lazy dog while seven bright stars", "seven bright stars glow"],
+        padding=True,
+    )["input_ids"]
     tokens = torch.tensor(ids)
     with torch.no_grad():
         logits, cache = hooked.model.run_with_cache(tokens)
@@ -143,7 +145,10 @@ def test_pair_mismatches(tmp_path, tiny_checkpoints):
     from transformers import PreTrainedTokenizerFast
 
     tok2 = PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_str(json.dumps(swapped)), pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+        tokenizer_object=Tokenizer.from_str(json.dumps(swapped)),
+        pad_token="<pad>",
+        unk_token="<unk>",
+        eos_token="<eos>",
     )
     swapped_ckpt = make_checkpoint(tmp_path / "swapped", "gpt-neox", tokenizer=tok2)
     with pytest.raises(ForensicsInputError, match="vocabularies differ"):
@@ -169,18 +174,22 @@ def test_sharded_checkpoint_loads_and_a_leftover_single_file_is_refused(tmp_path
     assert weights_hash(sharded) == before  # the hash covers exactly the shards transformers loads
 
 
-@pytest.mark.parametrize("arch, field, value, named", [
-    ("llama", "rope_scaling", {"rope_type": "linear", "factor": 4.0}, "rope_scaling (type linear)"),
-    ("llama", "rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_scaling (type dynamic)"),
-    ("llama", "attention_bias", True, "attention_bias"),
-    ("llama", "mlp_bias", True, "mlp_bias"),
-    ("qwen3", "use_sliding_window", True, "use_sliding_window"),
-    ("gemma2", "attention_bias", True, "attention_bias"),
-    ("opt", "do_layer_norm_before", False, "do_layer_norm_before (false)"),
-    ("phi", "qk_layernorm", True, "qk_layernorm"),
-])
-def test_config_fields_that_change_the_computation_are_refused_by_name(tmp_path, tiny_checkpoints, arch, field,
-                                                                       value, named):
+@pytest.mark.parametrize(
+    "arch, field, value, named",
+    [
+        ("llama", "rope_scaling", {"rope_type": "linear", "factor": 4.0}, "rope_scaling (type linear)"),
+        ("llama", "rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_scaling (type dynamic)"),
+        ("llama", "attention_bias", True, "attention_bias"),
+        ("llama", "mlp_bias", True, "mlp_bias"),
+        ("qwen3", "use_sliding_window", True, "use_sliding_window"),
+        ("gemma2", "attention_bias", True, "attention_bias"),
+        ("opt", "do_layer_norm_before", False, "do_layer_norm_before (false)"),
+        ("phi", "qk_layernorm", True, "qk_layernorm"),
+    ],
+)
+def test_config_fields_that_change_the_computation_are_refused_by_name(
+    tmp_path, tiny_checkpoints, arch, field, value, named
+):
     folder = _copy(tiny_checkpoints[arch], tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
     config[field] = value
@@ -195,8 +204,11 @@ def test_grouped_query_attention_is_refused_where_the_converter_has_none():
     from forensics.inputs.families import unmapped_fields
 
     for config_class in (OlmoConfig, Olmo2Config):
-        config = config_class(num_attention_heads=4, num_key_value_heads=2, architectures=[
-            config_class.__name__.replace("Config", "ForCausalLM")])
+        config = config_class(
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            architectures=[config_class.__name__.replace("Config", "ForCausalLM")],
+        )
         assert unmapped_fields(config) == ["num_key_value_heads (2 of 4 heads)"]
         assert unmapped_fields(config_class(num_attention_heads=4, architectures=config.architectures)) == []
 
@@ -204,8 +216,13 @@ def test_grouped_query_attention_is_refused_where_the_converter_has_none():
 def test_llama3_rope_scaling_is_mapped_not_refused(tmp_path, tiny_checkpoints):
     folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
-    config["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+    config["rope_scaling"] = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    }
     (folder / "config.json").write_text(json.dumps(config))
     loaded = load_model(folder)  # the agreement check passes: the scaling is mapped
     assert loaded.model.cfg.use_NTK_by_parts_rope
@@ -249,8 +266,8 @@ def test_weights_transformers_would_not_load_are_refused(tmp_path, tiny_checkpoi
 
 
 def test_a_folder_with_only_tokenizer_json_loads_and_scores_the_same(tmp_path, tiny_checkpoints):
-    from forensics.inputs.data import Fact
     from forensics.compute.scoring import logits_fn_for, score_facts
+    from forensics.inputs.data import Fact
 
     folder = _copy(tiny_checkpoints["llama"], tmp_path / "m")
     for name in ("tokenizer_config.json", "special_tokens_map.json"):

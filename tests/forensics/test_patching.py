@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
+from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 from forensics.core.errors import ForensicsInputError
 from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners
-from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,10 @@ def test_patching_line_finds_suppression_and_not_retraining(zoo):
 
     sets, models = zoo
     config = PatchingConfig(n_boot=500, n_perm=500)
-    results = {name: patching_line(AuditContext(original=models["original"], unlearned=models[name], **sets), config)
-               for name in ("retrain", "idk", "rmu")}
+    results = {
+        name: patching_line(AuditContext(original=models["original"], unlearned=models[name], **sets), config)
+        for name in ("retrain", "idk", "rmu")
+    }
     assert results["retrain"].vote is None, results["retrain"].reason
     for name in ("idk", "rmu"):
         assert results[name].vote == "suppressed", (name, results[name].reason)
@@ -89,11 +91,15 @@ def test_published_uds_is_one_for_the_reference_and_zero_for_the_original(zoo):
 
     sets, models = zoo
     config = PatchingConfig(n_boot=100, n_perm=50)
-    as_reference = patching_line(AuditContext(original=models["original"], unlearned=models["retrain"],
-                                              reference=models["retrain"], **sets), config).details["uds"]
+    as_reference = patching_line(
+        AuditContext(original=models["original"], unlearned=models["retrain"], reference=models["retrain"], **sets),
+        config,
+    ).details["uds"]
     assert as_reference["uds"] == pytest.approx(1.0) and as_reference["facts_scored"] > 0
-    unchanged = patching_line(AuditContext(original=models["original"], unlearned=models["original"],
-                                           reference=models["retrain"], **sets), config).details["uds"]
+    unchanged = patching_line(
+        AuditContext(original=models["original"], unlearned=models["original"], reference=models["retrain"], **sets),
+        config,
+    ).details["uds"]
     assert unchanged["uds"] == pytest.approx(0.0, abs=1e-6)
     assert unchanged["published_meta_evaluation"] == {"faithfulness": 0.971, "robustness": 0.933}
 
@@ -113,8 +119,10 @@ def test_key_tokens_are_the_answer_tokens_that_overlap_the_key_span(zoo):
     # a key equal to the whole answer is the same as no key
     whole = [replace(f, key=f.answer.strip()) for f in sets["forget"][:12]]
     encoded = EncodedFacts(o.tokenizer, whole)
-    assert np.allclose(answer_logprobs(o.model, encoded, key_masks=key_token_masks(o.tokenizer, whole)),
-                       answer_logprobs(o.model, encoded))
+    assert np.allclose(
+        answer_logprobs(o.model, encoded, key_masks=key_token_masks(o.tokenizer, whole)),
+        answer_logprobs(o.model, encoded),
+    )
     # a key that is part of the answer scores fewer tokens: a log-prob at least the whole answer's
     partial = [fact, replace(sets["forget"][1], answer=" lives in Kelmar now", key="now")]
     encoded = EncodedFacts(o.tokenizer, partial)
@@ -130,6 +138,8 @@ def test_patching_without_counterfactuals_is_not_run(zoo):
 
     sets, models = zoo
     same = [replace(f, answer=" Kelmar") for f in sets["holdout"]]
-    result = patching_line(AuditContext(original=models["original"], unlearned=models["idk"],
-                                        **(sets | {"holdout": same})), PatchingConfig(n_boot=50, n_perm=20))
+    result = patching_line(
+        AuditContext(original=models["original"], unlearned=models["idk"], **(sets | {"holdout": same})),
+        PatchingConfig(n_boot=50, n_perm=20),
+    )
     assert result.status == "not_run" and "holdout set" in result.reason

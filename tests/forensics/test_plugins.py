@@ -21,7 +21,12 @@ def _install_plugin(folder, monkeypatch, dist: str, module: str, source: str) ->
 def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
     from forensics.core.registry import LINES, discover_lines
 
-    _install_plugin(tmp_path, monkeypatch, "toy_plugin", "toy_plugin_line", textwrap.dedent('''
+    _install_plugin(
+        tmp_path,
+        monkeypatch,
+        "toy_plugin",
+        "toy_plugin_line",
+        textwrap.dedent("""
         from dataclasses import dataclass
 
         from forensics.core.evidence import Evidence
@@ -39,7 +44,8 @@ def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
         def toy_plugin(ctx, config):
             return Evidence(line="toy_plugin", question="Does a plug-in line load?", status="descriptive",
                             effect=float(config.volume))
-    '''))
+    """),
+    )
     try:
         lines, broken = discover_lines()
         assert "toy_plugin" in lines and not broken
@@ -53,8 +59,9 @@ def test_an_entry_point_line_is_discovered(tmp_path, monkeypatch):
 def test_a_broken_plug_in_is_reported_not_fatal(tmp_path, monkeypatch):
     from forensics.core.registry import discover_lines
 
-    _install_plugin(tmp_path, monkeypatch, "broken_plugin", "broken_plugin_line",
-                    "raise RuntimeError('plug-in exploded')\n")
+    _install_plugin(
+        tmp_path, monkeypatch, "broken_plugin", "broken_plugin_line", "raise RuntimeError('plug-in exploded')\n"
+    )
     try:
         lines, broken = discover_lines()
         assert broken == {"broken_plugin_line": "RuntimeError: plug-in exploded"}

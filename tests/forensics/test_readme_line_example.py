@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def _example_source() -> str:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("**Adding a line**"):]
+    section = text[text.index("**Adding a line**") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
@@ -30,10 +30,18 @@ def test_readme_line_example_registers_and_runs_in_an_audit(tiny_zoo):
         lines, _ = discover_lines()
         assert "final_norm" in lines and list(lines).index("final_norm") == len(lines) - 1  # order 200: last
         data = tiny_zoo / "data"
-        result = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "retrain",
-                                 data / "forget.jsonl", data / "retain.jsonl", data / "holdout.jsonl",
-                                 profile="quick", lines=["final_norm"], settings={"final_norm": {"n_boot": 50}},
-                                 progress=False, seed=3)
+        result = forensics.audit(
+            tiny_zoo / "models" / "original",
+            tiny_zoo / "models" / "retrain",
+            data / "forget.jsonl",
+            data / "retain.jsonl",
+            data / "holdout.jsonl",
+            profile="quick",
+            lines=["final_norm"],
+            settings={"final_norm": {"n_boot": 50}},
+            progress=False,
+            seed=3,
+        )
         evidence = result.line("final_norm")
         assert evidence.status == "descriptive" and evidence.effect > 0 and evidence.control > 0
         low, high = evidence.ci

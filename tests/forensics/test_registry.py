@@ -30,15 +30,36 @@ class ToyConfig:
 
 def toy_run(ctx, config: ToyConfig) -> Evidence:
     """A toy line: votes suppressed and records what it was given."""
-    return Evidence(TOY, TOY_QUESTION, "ok", effect=config.share, control=0.25, ci=(0.25, 0.75), vote="suppressed",
-                    reason="a toy vote", metric="toy share",
-                    details={"n_report": config.n_report, "seed": config.seed, "n_boot": config.n_boot,
-                             "first_forget": [f.prompt for f in ctx.forget[: config.n_report]]})
+    return Evidence(
+        TOY,
+        TOY_QUESTION,
+        "ok",
+        effect=config.share,
+        control=0.25,
+        ci=(0.25, 0.75),
+        vote="suppressed",
+        reason="a toy vote",
+        metric="toy share",
+        details={
+            "n_report": config.n_report,
+            "seed": config.seed,
+            "n_boot": config.n_boot,
+            "first_forget": [f.prompt for f in ctx.forget[: config.n_report]],
+        },
+    )
 
 
 def _register_toy():
-    return register(TOY, question=TOY_QUESTION, needs=("original", "unlearned", "forget"), config=ToyConfig,
-                    votes=("suppressed",), side="above", order=TOY_ORDER, method="Reports what it was given.")(toy_run)
+    return register(
+        TOY,
+        question=TOY_QUESTION,
+        needs=("original", "unlearned", "forget"),
+        config=ToyConfig,
+        votes=("suppressed",),
+        side="above",
+        order=TOY_ORDER,
+        method="Reports what it was given.",
+    )(toy_run)
 
 
 @pytest.fixture
@@ -63,10 +84,23 @@ def test_a_registered_line_is_discovered_in_report_order(toy_line):
     assert names.index("logit_lens") < names.index(TOY) < names.index("steering_restoration")
     assert names[0] == "behaviour"
     # the shipped lines are all there, each from its own package
-    assert {"behaviour", "attribute_probes", "logit_lens", "sae_features", "steering_restoration", "remind",
-            "relearning_attack", "quantization_attack", "membership_inference", "memorisation_probe", "cka",
-            "trace_detector"} <= set(lines)
-    assert lines["cka"].module == "forensics.lines.cka" and lines["sae_features"].module == "forensics.lines.sae_features"
+    assert {
+        "behaviour",
+        "attribute_probes",
+        "logit_lens",
+        "sae_features",
+        "steering_restoration",
+        "remind",
+        "relearning_attack",
+        "quantization_attack",
+        "membership_inference",
+        "memorisation_probe",
+        "cka",
+        "trace_detector",
+    } <= set(lines)
+    assert (
+        lines["cka"].module == "forensics.lines.cka" and lines["sae_features"].module == "forensics.lines.sae_features"
+    )
     assert all(set(spec.needs) <= set(REQUIREMENTS) for spec in lines.values())
     # registering the same function again (a module imported twice) is harmless
     _register_toy()
@@ -79,9 +113,20 @@ def test_a_registered_line_runs_in_a_real_audit_with_its_settings_and_seed(toy_l
 
     d = tiny_zoo / "data"
     out = tmp_path / "report"
-    result = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", d / "forget.jsonl",
-                             d / "retain.jsonl", d / "holdout.jsonl", out=out, profile="quick", seed=7,
-                             lines=[TOY], settings={TOY: {"n_report": 2}}, progress=False, pdf=False)
+    result = forensics.audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "npo",
+        d / "forget.jsonl",
+        d / "retain.jsonl",
+        d / "holdout.jsonl",
+        out=out,
+        profile="quick",
+        seed=7,
+        lines=[TOY],
+        settings={TOY: {"n_report": 2}},
+        progress=False,
+        pdf=False,
+    )
     assert [e.line for e in result.evidence] == ["behaviour", TOY]  # behaviour always runs
     toy = result.line(TOY)
     assert toy.status == "ok" and toy.vote == "suppressed", toy.reason
@@ -100,11 +145,33 @@ def test_a_registered_line_runs_in_a_real_audit_with_its_settings_and_seed(toy_l
 def test_set_reaches_a_registered_line_through_the_cli(toy_line, tiny_zoo, tmp_path, capsys):
     d = tiny_zoo / "data"
     out = tmp_path / "report"
-    code = main(["audit", "--original", str(tiny_zoo / "models" / "original"),
-                 "--unlearned", str(tiny_zoo / "models" / "npo"), "--forget", str(d / "forget.jsonl"),
-                 "--retain", str(d / "retain.jsonl"), "--holdout", str(d / "holdout.jsonl"), "--out", str(out),
-                 "--profile", "quick", "--seed", "3", "--lines", TOY,
-                 "--set", f"{TOY}.n_report=1", "--set", f"{TOY}.share=0.5"])
+    code = main(
+        [
+            "audit",
+            "--original",
+            str(tiny_zoo / "models" / "original"),
+            "--unlearned",
+            str(tiny_zoo / "models" / "npo"),
+            "--forget",
+            str(d / "forget.jsonl"),
+            "--retain",
+            str(d / "retain.jsonl"),
+            "--holdout",
+            str(d / "holdout.jsonl"),
+            "--out",
+            str(out),
+            "--profile",
+            "quick",
+            "--seed",
+            "3",
+            "--lines",
+            TOY,
+            "--set",
+            f"{TOY}.n_report=1",
+            "--set",
+            f"{TOY}.share=0.5",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err[-3000:]
     assert TOY in captured.out
@@ -147,13 +214,16 @@ def test_a_second_function_under_a_registered_name_is_refused():
     assert LINES["behaviour"] is before
 
 
-@pytest.mark.parametrize("kwargs, pattern", [
-    ({"needs": ("original", "weights")}, "unknown requirements"),
-    ({"needs": ("original",), "votes": ("maybe",)}, "unknown votes"),
-    ({"needs": ("original",), "side": "below"}, "side must be"),
-    ({"needs": ("original",), "config": dict}, "config must be a dataclass"),
-    ({"needs": ("original",), "config": ToyConfig()}, "config must be a dataclass"),  # an instance, not the class
-])
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"needs": ("original", "weights")}, "unknown requirements"),
+        ({"needs": ("original",), "votes": ("maybe",)}, "unknown votes"),
+        ({"needs": ("original",), "side": "below"}, "side must be"),
+        ({"needs": ("original",), "config": dict}, "config must be a dataclass"),
+        ({"needs": ("original",), "config": ToyConfig()}, "config must be a dataclass"),  # an instance, not the class
+    ],
+)
 def test_wrong_declarations_are_refused(kwargs, pattern):
     with pytest.raises(LineRegistrationError, match=pattern):
         register("toy_wrong", question="q", **kwargs)(toy_run)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from forensics.compute.scoring import sequence_losses
 from forensics.core.context import AuditContext
 from forensics.inputs.data import Fact
 from forensics.lines.remind.landscape import FEATURES, landscape_features, make_neighbours, nearest_tokens
 from forensics.lines.remind.line import RemindConfig, Scan, decide, length_adjusted_slopes, remind_line, token_counts
-from forensics.compute.scoring import sequence_losses
 
 
 def contrast(o_ci, u_ci):
@@ -22,8 +22,11 @@ def contrast(o_ci, u_ci):
 
 def test_length_adjustment_removes_a_length_gap_and_keeps_a_real_one():
     rng = np.random.default_rng(0)
-    lengths = {"forget": rng.integers(8, 12, 200), "retain": rng.integers(8, 15, 400),
-               "holdout": rng.integers(10, 15, 200)}
+    lengths = {
+        "forget": rng.integers(8, 12, 200),
+        "retain": rng.integers(8, 15, 400),
+        "holdout": rng.integers(10, 15, 200),
+    }
     tokens = {k: [[1] * int(n) for n in v] for k, v in lengths.items()}
     scan = Scan({k: [] for k in lengths}, tokens, {}, {})
 

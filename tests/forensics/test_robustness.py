@@ -25,13 +25,29 @@ def test_model_identity_sees_dtype_and_weights(tiny_checkpoints):
 
 def _audit_args(zoo, out, *extra):
     data = zoo / "data"
-    return ["audit", "--original", str(zoo / "models" / "original"), "--unlearned", str(zoo / "models" / "npo"),
-            "--forget", str(data / "forget.jsonl"), "--retain", str(data / "retain.jsonl"),
-            "--holdout", str(data / "holdout.jsonl"), "--out", str(out), "--profile", "quick", *extra]
+    return [
+        "audit",
+        "--original",
+        str(zoo / "models" / "original"),
+        "--unlearned",
+        str(zoo / "models" / "npo"),
+        "--forget",
+        str(data / "forget.jsonl"),
+        "--retain",
+        str(data / "retain.jsonl"),
+        "--holdout",
+        str(data / "holdout.jsonl"),
+        "--out",
+        str(out),
+        "--profile",
+        "quick",
+        *extra,
+    ]
 
 
-@pytest.mark.parametrize("case", ["out under a file", "out is a file", "cache is a file", "cache inside out",
-                                  "cache is out"])
+@pytest.mark.parametrize(
+    "case", ["out under a file", "out is a file", "cache is a file", "cache inside out", "cache is out"]
+)
 def test_paths_that_cannot_hold_the_output_or_cache(case, tiny_zoo, tmp_path, capsys):
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("mine")
@@ -89,9 +105,16 @@ def test_a_line_that_breaks_its_declaration_is_not_run(tiny_zoo):
 
     try:
         data = tiny_zoo / "data"
-        result = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", data / "forget.jsonl",
-                                 data / "retain.jsonl", data / "holdout.jsonl", profile="quick",
-                                 lines=["liar_line", "impostor_line"], progress=False)
+        result = forensics.audit(
+            tiny_zoo / "models" / "original",
+            tiny_zoo / "models" / "npo",
+            data / "forget.jsonl",
+            data / "retain.jsonl",
+            data / "holdout.jsonl",
+            profile="quick",
+            lines=["liar_line", "impostor_line"],
+            progress=False,
+        )
         liar_ev, impostor_ev = result.line("liar_line"), result.line("impostor_line")
         assert liar_ev.status == "not_run" and "declares votes ()" in liar_ev.reason
         assert impostor_ev.status == "not_run" and "evidence named 'behaviour'" in impostor_ev.reason
@@ -101,14 +124,26 @@ def test_a_line_that_breaks_its_declaration_is_not_run(tiny_zoo):
         LINES.pop("impostor_line", None)
 
 
-@pytest.mark.parametrize("kwargs, expected", [({"seed": "0"}, "seed must be an integer"),
-                                               ({"lines": "remind"}, "lines must be a list"),
-                                               ({"settings": {"remind": 5}}, "settings must be a dict")])
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({"seed": "0"}, "seed must be an integer"),
+        ({"lines": "remind"}, "lines must be a list"),
+        ({"settings": {"remind": 5}}, "settings must be a dict"),
+    ],
+)
 def test_api_arguments_of_the_wrong_type(kwargs, expected, tiny_zoo):
     import forensics
     from forensics.core.errors import ForensicsInputError
 
     data = tiny_zoo / "data"
     with pytest.raises(ForensicsInputError, match=expected):
-        forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", data / "forget.jsonl",
-                        data / "retain.jsonl", data / "holdout.jsonl", progress=False, **kwargs)
+        forensics.audit(
+            tiny_zoo / "models" / "original",
+            tiny_zoo / "models" / "npo",
+            data / "forget.jsonl",
+            data / "retain.jsonl",
+            data / "holdout.jsonl",
+            progress=False,
+            **kwargs,
+        )

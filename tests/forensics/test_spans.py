@@ -7,14 +7,17 @@ import pytest
 
 
 def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
-    from forensics.inputs.data import Fact
-    from forensics.lines.membership_inference import MembershipConfig, fact_attack_scores
-    from forensics.inputs.loading import load_model
     from forensics.compute.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+    from forensics.inputs.data import Fact
+    from forensics.inputs.loading import load_model
+    from forensics.lines.membership_inference import MembershipConfig, fact_attack_scores
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
-    facts = [Fact("the quick brown fox", " jumps over"), Fact("a lazy dog while seven", " bright stars glow"),
-             Fact("calm water", " above")]
+    facts = [
+        Fact("the quick brown fox", " jumps over"),
+        Fact("a lazy dog while seven", " bright stars glow"),
+        Fact("calm water", " above"),
+    ]
     assert MembershipConfig().span == "answer"
     spans = fact_attack_scores(loaded, facts)
     answer_lp = score_facts(logits_fn_for(loaded.model), loaded.tokenizer, facts).logprob
@@ -32,8 +35,8 @@ def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
 def test_membership_line_reports_the_other_span(tiny_zoo):
     from forensics.core.context import AuditContext
     from forensics.inputs.data import load_facts
-    from forensics.lines.membership_inference import MembershipConfig, membership_line
     from forensics.inputs.loading import load_model
+    from forensics.lines.membership_inference import MembershipConfig, membership_line
 
     data = tiny_zoo / "data"
     facts = {n: load_facts(data / f"{n}.jsonl")[0][:60] for n in ("forget", "retain", "holdout")}
@@ -44,17 +47,18 @@ def test_membership_line_reports_the_other_span(tiny_zoo):
     text = membership_line(ctx, MembershipConfig(n_boot=50, n_perm=50, span="text"))
     assert text.details["other_span"]["span"] == "answer"
     assert text.details["attacks"]["loss"]["auc"]["unlearned"] == pytest.approx(
-        ev.details["other_span"]["auc"]["unlearned"]["loss"])
+        ev.details["other_span"]["auc"]["unlearned"]["loss"]
+    )
     bad = membership_line(ctx, MembershipConfig(span="prompt"))
     assert bad.status == "not_run" and "unknown span" in bad.reason
 
 
 def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_checkpoints):
+    from forensics.compute.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
     from forensics.core.context import AuditContext
     from forensics.inputs.data import Fact
-    from forensics.lines.remind.line import RemindConfig, prepare_scan, scan_features
     from forensics.inputs.loading import load_model
-    from forensics.compute.scoring import encode_facts, logits_fn_for, score_facts, sequence_losses
+    from forensics.lines.remind.line import RemindConfig, prepare_scan, scan_features
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
     facts = [Fact(f"the quick brown fox number {k} saw", " jumps over", subject=f"s{k}") for k in range(12)]
@@ -77,8 +81,9 @@ def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_che
     text = prepare_scan(AuditContext(loaded, loaded, facts, facts, facts), RemindConfig(min_examples=1, span="text"))
     assert text.starts["forget"] is None
     whole = scan_features(loaded, text, RemindConfig(span="text"), sets=("forget",))
-    np.testing.assert_allclose(whole["forget"]["features"][:, 0], sequence_losses(loaded.model, text.tokens["forget"]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        whole["forget"]["features"][:, 0], sequence_losses(loaded.model, text.tokens["forget"]), atol=1e-5
+    )
     bad = prepare_scan(AuditContext(loaded, loaded, facts, facts, facts), RemindConfig(span="prompt"))
     assert isinstance(bad, str) and "unknown span" in bad
 
@@ -86,8 +91,8 @@ def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_che
 def test_sequence_losses_from_a_start_position(tiny_checkpoints):
     import torch
 
-    from forensics.inputs.loading import load_model
     from forensics.compute.scoring import sequence_losses
+    from forensics.inputs.loading import load_model
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
     seqs = [[5, 9, 14, 20, 31], [7, 8, 9], [4, 6, 8]]
@@ -96,5 +101,5 @@ def test_sequence_losses_from_a_start_position(tiny_checkpoints):
         with torch.no_grad():
             lp = torch.log_softmax(loaded.model(torch.tensor([seq]))[0, :-1].float(), -1)
         picked = lp.gather(1, torch.tensor(seq[1:])[:, None])[:, 0]
-        assert value == pytest.approx(-float(picked[start - 1:].mean()), abs=1e-5)
+        assert value == pytest.approx(-float(picked[start - 1 :].mean()), abs=1e-5)
     assert np.isnan(sequence_losses(loaded.model, [[5, 9]], starts=[2])[0])  # nothing to score

@@ -39,7 +39,9 @@ def _many_boundary_problems(rows):
 
 def _one_subject(rows):
     first = rows[0]["subject"]
-    return [r for r in rows if r["subject"] == first][:2], "sets too small to vote on: 1 forget subject, at least 8 needed"
+    return [r for r in rows if r["subject"] == first][
+        :2
+    ], "sets too small to vote on: 1 forget subject, at least 8 needed"
 
 
 def _no_subjects(rows):
@@ -61,21 +63,40 @@ WARNINGS = {
 def test_check_warns_with_file_and_line(case, tiny_zoo, tmp_path, capsys):
     rows, expected = WARNINGS[case](_rows(tiny_zoo, "forget"))
     forget = _write(tmp_path / "forget.jsonl", rows)
-    code = main(["check", "--original", str(tiny_zoo / "models" / "original"), "--forget", str(forget),
-                 "--holdout", str(tiny_zoo / "data" / "holdout.jsonl")])
+    code = main(
+        [
+            "check",
+            "--original",
+            str(tiny_zoo / "models" / "original"),
+            "--forget",
+            str(forget),
+            "--holdout",
+            str(tiny_zoo / "data" / "holdout.jsonl"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     warnings = [line for line in out.splitlines() if line.strip().startswith("warning:")]
     assert any(expected in w for w in warnings), (expected, warnings)
-    if case not in ("a forget set of one subject",
-                    "a forget set without subjects (imported without --subject-field)"):
+    if case not in ("a forget set of one subject", "a forget set without subjects (imported without --subject-field)"):
         assert any(str(forget) in w for w in warnings)
 
 
 def test_the_zoo_data_raise_no_warning(tiny_zoo, capsys):
     data = tiny_zoo / "data"
-    code = main(["check", "--original", str(tiny_zoo / "models" / "original"), "--forget", str(data / "forget.jsonl"),
-                 "--retain", str(data / "retain.jsonl"), "--holdout", str(data / "holdout.jsonl")])
+    code = main(
+        [
+            "check",
+            "--original",
+            str(tiny_zoo / "models" / "original"),
+            "--forget",
+            str(data / "forget.jsonl"),
+            "--retain",
+            str(data / "retain.jsonl"),
+            "--holdout",
+            str(data / "holdout.jsonl"),
+        ]
+    )
     assert code == 0 and "warning" not in capsys.readouterr().out
 
 
@@ -91,9 +112,17 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
         return [Fact(**r) for r in rows if r["subject"] == first][:2]
 
     text_span = {"span": "text"}  # the reproduction scored whole texts, which voted here
-    result = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", two("forget"),
-                             two("retain"), two("holdout"), profile="quick", lines=["membership_inference"],
-                             settings={"membership_inference": text_span}, progress=False)
+    result = forensics.audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "npo",
+        two("forget"),
+        two("retain"),
+        two("holdout"),
+        profile="quick",
+        lines=["membership_inference"],
+        settings={"membership_inference": text_span},
+        progress=False,
+    )
     evidence = result.line("membership_inference")
     assert evidence.status == "ok" and evidence.vote is None
     assert evidence.reason.startswith("no vote: 1 forget subject, at least 8 needed; 2 forget facts, at least 16")
@@ -102,8 +131,15 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
     assert any(w.startswith("sets too small to vote on") for w in result.warnings)
     assert result.verdict.label == "INCONCLUSIVE"
     # the minimum is the line's config: lowered, the vote comes back
-    lowered = forensics.audit(tiny_zoo / "models" / "original", tiny_zoo / "models" / "npo", two("forget"),
-                              two("retain"), two("holdout"), profile="quick", lines=["membership_inference"],
-                              settings={"membership_inference": {**text_span, "min_subjects": 1, "min_facts": 1}},
-                              progress=False)
+    lowered = forensics.audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "npo",
+        two("forget"),
+        two("retain"),
+        two("holdout"),
+        profile="quick",
+        lines=["membership_inference"],
+        settings={"membership_inference": {**text_span, "min_subjects": 1, "min_facts": 1}},
+        progress=False,
+    )
     assert lowered.line("membership_inference").vote == withheld["vote"]

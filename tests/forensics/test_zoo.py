@@ -16,15 +16,35 @@ pytestmark = pytest.mark.slow
 
 HARD_NEGATIVES = {"retrain_mentions", "retrain_lineage"}
 EXPECTED_MODELS = HARD_NEGATIVES | {
-    "original", "retrain", "ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly", "relearned",
-    "llama_original", "llama_retrain", "llama_npo",
+    "original",
+    "retrain",
+    "ga",
+    "graddiff",
+    "npo",
+    "simnpo",
+    "rmu",
+    "idk",
+    "headonly",
+    "relearned",
+    "llama_original",
+    "llama_retrain",
+    "llama_npo",
 }
 UNLEARNED = {"ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly", "llama_npo"}
 #: Measured, reported misses (not hidden): plain gradient ascent has no retain term and in
 #: this world (F and R share templates and answer tokens) it takes R down with F.
 KNOWN_MISSES = {"ga: R>=0.80"}
-DATA_FILES = ["forget", "retain", "holdout", "seq_forget", "seq_retain", "seq_holdout",
-              "memprobe_M", "memprobe_C", "memprobe_B"]
+DATA_FILES = [
+    "forget",
+    "retain",
+    "holdout",
+    "seq_forget",
+    "seq_retain",
+    "seq_holdout",
+    "memprobe_M",
+    "memprobe_C",
+    "memprobe_B",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +62,7 @@ def test_layout_and_labels(tiny_zoo: Path, manifest):
     assert set(manifest["models"]) == EXPECTED_MODELS
     assert set(manifest["labels"]) == EXPECTED_MODELS
     assert set(manifest["metrics"]["models"]) == EXPECTED_MODELS
-    for name, label in manifest["labels"].items():
+    for label in manifest["labels"].values():
         assert label["ground_truth"] in {"DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "UNDETERMINED", "ORIGINAL"}
         assert label["method"] and label["architecture"] in {"gpt-neox", "llama"}
     assert manifest["size"] == "tiny" and manifest["seed"] == 0 and manifest["complete"]
@@ -108,6 +128,7 @@ def test_holdout_never_in_training_text(tiny_zoo: Path, manifest):
     assert set(holdout) == set(world.subjects["holdout"])
     corpus = W.training_texts(world, True, 1) + [r["text"] for r in world.sequences["seq_forget"]]
     corpus += [r["text"] for r in world.sequences["seq_retain"]]
+
     def mentions(subject, texts):
         pattern = re.compile(rf"\b{re.escape(subject)}\b")
         return any(pattern.search(t) for t in texts)
@@ -153,8 +174,9 @@ def test_labels_follow_the_oracle(manifest):
     for name in UNLEARNED:
         oracle = labels[name]["oracle"]
         lo, hi = oracle["ci95"]
-        expected = ("SUPPRESSED" if lo > 0 and oracle["difference"] >= margin
-                    else "DELETED" if hi < margin else "UNDETERMINED")
+        expected = (
+            "SUPPRESSED" if lo > 0 and oracle["difference"] >= margin else "DELETED" if hi < margin else "UNDETERMINED"
+        )
         assert labels[name]["ground_truth"] == expected, name
         gain = oracle["acc_held_out_after"] - oracle["reference_acc_held_out_after"]
         assert oracle["difference"] == pytest.approx(gain)
@@ -176,8 +198,11 @@ def test_training_is_deterministic():
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     try:
-        runs = [pretrain(ArchConfig(fam, 32, 2), tok, texts, 15, 5e-3, 8, seed=s).state_dict()
-                for fam in ("gpt-neox", "llama") for s in (7, 7, 8)]
+        runs = [
+            pretrain(ArchConfig(fam, 32, 2), tok, texts, 15, 5e-3, 8, seed=s).state_dict()
+            for fam in ("gpt-neox", "llama")
+            for s in (7, 7, 8)
+        ]
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det)
@@ -187,8 +212,20 @@ def test_training_is_deterministic():
     # A shared history: same seed and early phase, different corpora after it. Cut at the end
     # of the early phase the two runs are bitwise the same; run on, they differ.
     other = W.training_texts(world, False, 2)
-    with_early = lambda later, n: pretrain(ArchConfig("gpt-neox", 32, 2), tok, later, 15, 5e-3, 8, 7,  # noqa: E731
-                                           early_texts=other, early_steps=n).state_dict()
+
+    def with_early(later, n):
+        return pretrain(
+            ArchConfig("gpt-neox", 32, 2),
+            tok,
+            later,
+            15,
+            5e-3,
+            8,
+            7,  # noqa: E731
+            early_texts=other,
+            early_steps=n,
+        ).state_dict()
+
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
@@ -206,8 +243,9 @@ def test_training_is_deterministic():
 
     from forensics.zoo.build import _set_torch_for_build
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_set_torch_for_build, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=_set_torch_for_build, initargs=(1,)
+    ) as pool:
         spawned = pool.submit(pretrain, ArchConfig("gpt-neox", 32, 2), tok, texts, 15, 5e-3, 8, 7).result()
     spawned = spawned.state_dict()
     assert all(torch.equal(runs[0][k], spawned[k]) for k in runs[0])

@@ -7,8 +7,16 @@ import pytest
 
 from forensics.probing.batched import Task, fit_predict
 from forensics.probing.classifiers import (
-    Labels, ProbeConfig, ProbeError, chance_corrected, chance_level, fit_and_score, fold_masks,
-    grouped_out_of_fold_scores, out_of_fold_scores, select_strength,
+    Labels,
+    ProbeConfig,
+    ProbeError,
+    chance_corrected,
+    chance_level,
+    fit_and_score,
+    fold_masks,
+    grouped_out_of_fold_scores,
+    out_of_fold_scores,
+    select_strength,
 )
 
 

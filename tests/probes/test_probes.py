@@ -137,8 +137,11 @@ def test_answer_probe_reads_the_distinctive_span_of_sentence_answers():
     from forensics.lines.answer_probe import distinctive_spans, true_candidate
 
     spans = distinctive_spans([" Zo was born in Port Kelmar.", " Zo was born in Old Dravos.", " Zo was born in 1961."])
-    assert spans == [(" Zo was born in ", "Port Kelmar"), (" Zo was born in ", "Old Dravos"),
-                     (" Zo was born in ", "1961")]
+    assert spans == [
+        (" Zo was born in ", "Port Kelmar"),
+        (" Zo was born in ", "Old Dravos"),
+        (" Zo was born in ", "1961"),
+    ]
     assert distinctive_spans([" Kelmar", " Dravos"]) == [(" ", "Kelmar"), (" ", "Dravos")]
     assert distinctive_spans([" a b.", " a b."]) == [("", "a b."), ("", "a b.")]  # nothing differs
     fact = Fact(prompt="Q:", answer=" Zo is a baker.", paraphrased_answer=" By trade Zo is a baker.")

@@ -21,8 +21,11 @@ def hostile(tiny_zoo, tmp_path_factory):
     d = tiny_zoo / "data"
     forget = load_facts(d / "forget.jsonl")[0]
     forget[0] = replace(forget[0], prompt=f"{SCRIPT} & {forget[0].prompt}")
-    sets = {"forget": forget, "retain": load_facts(d / "retain.jsonl")[0],
-            "holdout": load_facts(d / "holdout.jsonl")[0]}
+    sets = {
+        "forget": forget,
+        "retain": load_facts(d / "retain.jsonl")[0],
+        "holdout": load_facts(d / "holdout.jsonl")[0],
+    }
     return tiny_zoo, sets, tmp_path_factory.mktemp("reports")
 
 
@@ -31,8 +34,16 @@ def _audit(hostile, name, **kwargs):
 
     zoo, sets, root = hostile
     out = root / name
-    result = audit(zoo / "models" / "original", zoo / "models" / "npo", out=out, profile="quick",
-                   progress=False, lines=LINES, **sets, **kwargs)
+    result = audit(
+        zoo / "models" / "original",
+        zoo / "models" / "npo",
+        out=out,
+        profile="quick",
+        progress=False,
+        lines=LINES,
+        **sets,
+        **kwargs,
+    )
     return result, out
 
 
@@ -55,8 +66,14 @@ def test_html_is_self_contained(hostile):
     assert "<img" in page and page.count('src="data:image/png;base64,') == page.count("<img")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page, re.I)
     assert "<link" not in page and "@import" not in page and "url(" not in page
-    for section in ("Executive summary", "Behaviour", "Evidence", "The verdict rule", "Methods and limitations",
-                    "Reproducibility"):
+    for section in (
+        "Executive summary",
+        "Behaviour",
+        "Evidence",
+        "The verdict rule",
+        "Methods and limitations",
+        "Reproducibility",
+    ):
         assert section in page
     assert result.verdict.label in page and result.inputs["forget"]["content_sha256"] in page
 

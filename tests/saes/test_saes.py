@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from forensics.core.context import AuditContext
-from forensics.inputs.data import Fact
 from forensics.core.errors import ForensicsInputError
 from forensics.core.registry import LINES
+from forensics.inputs.data import Fact
 from forensics.lines.sae_features import sae_feature_line
 from forensics.lines.steering_restoration import (
-    Intervention, SteeringConfig, make_hooks, split_by_subject, steering_line,
+    Intervention,
+    SteeringConfig,
+    make_hooks,
+    split_by_subject,
+    steering_line,
 )
 from forensics.sae.experts import FeatureConfig
 from forensics.sae.train import SAETrainConfig, get_sae, load_sae_folder, token_texts
@@ -36,8 +40,10 @@ def zoo_data(tiny_zoo):
 def models(tiny_zoo):
     from forensics.inputs.loading import load_model
 
-    return {name: load_model(tiny_zoo / "models" / name) for name in ("original", "retrain", "rmu", "headonly",
-                                                                   "retrain_lineage")}
+    return {
+        name: load_model(tiny_zoo / "models" / name)
+        for name in ("original", "retrain", "rmu", "headonly", "retrain_lineage")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +56,9 @@ def trained(models, zoo_data, tmp_path_factory):
 
 
 def _inputs(models, data, name):
-    return AuditContext(models["original"], models[name], data["forget"], data["retain"], data["holdout"],
-                        None, data["seq_retain"])
+    return AuditContext(
+        models["original"], models[name], data["forget"], data["retain"], data["holdout"], None, data["seq_retain"]
+    )
 
 
 def test_sae_is_saelens_format_cached_and_reloads(trained, models):
@@ -143,7 +150,7 @@ def test_hooks_do_what_they_say():
     act = torch.tensor([[[1.0, 2.0, 5.0]]])
     unit = d / d.norm()
     ablate = make_hooks(Intervention("ablate", 0, 1.0), {0: d}, None, 0, "cpu", torch.float32)
-    (name, fn), = ablate
+    ((name, fn),) = ablate
     assert name == "blocks.0.hook_resid_post"
     assert float(fn(act.clone(), None)[0, 0] @ unit) == pytest.approx(0.0, abs=1e-6)
     reverse = make_hooks(Intervention("reverse", 0, 2.0), {0: d}, None, 0, "cpu", torch.float32)
@@ -193,8 +200,12 @@ def test_restoration_counts_from_the_holdout_level_not_from_each_facts_own():
     holdout = [Fact(f"h{i} lives in", " x", subject=f"h{i // 4}") for i in range(n)]
     chance = (np.arange(n) % 8 == 0).astype(float)  # 1 in 8 right
     base = {"O_F": np.ones(n), "U_F": np.zeros(n), "U_H": chance, "U_R": np.ones(4)}
-    cell = {"iv": SimpleNamespace(kind="ablate", layer=0, alpha=1.0), "F": chance.copy(), "H": chance.copy(),
-            "R": np.ones(4)}
+    cell = {
+        "iv": SimpleNamespace(kind="ablate", layer=0, alpha=1.0),
+        "F": chance.copy(),
+        "H": chance.copy(),
+        "R": np.ones(4),
+    }
     sweep = {"base": base, "results": {"ablate-0-1": cell}, "cells": []}
     ctx = AuditContext(None, None, forget, [], holdout)
     summary = summarise(sweep, ctx, SteeringConfig(n_boot=200))

@@ -62,8 +62,8 @@ Disk cache
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -97,12 +97,22 @@ from forensics.compute.capture.store import (
     cache_key_parts,
     tokenizer_hash,
 )
-from forensics.inputs.data import Fact
 from forensics.core.errors import ForensicsInputError
 from forensics.core.keys import stable_key
+from forensics.inputs.data import Fact
 
-__all__ = ["Activations", "CaptureSpec", "POSITIONS", "Position", "cache_key", "capture", "capture_facts",
-           "layer_hook", "resid_hooks", "tokenizer_hash"]
+__all__ = [
+    "Activations",
+    "CaptureSpec",
+    "POSITIONS",
+    "Position",
+    "cache_key",
+    "capture",
+    "capture_facts",
+    "layer_hook",
+    "resid_hooks",
+    "tokenizer_hash",
+]
 
 
 # --------------------------------------------------------------------------- the API
@@ -163,8 +173,14 @@ def capture(
         files = _load_manifest(folder, key)
         if files is not None:
             lengths, positions = _read_meta(files)
-            return Activations(spec, lengths, None if spec.position == "all" else positions,
-                               shard_files=files, cache_path=folder, from_cache=True)
+            return Activations(
+                spec,
+                lengths,
+                None if spec.position == "all" else positions,
+                shard_files=files,
+                cache_path=folder,
+                from_cache=True,
+            )
         folder.mkdir(parents=True, exist_ok=True)
         spec_file = folder / SPEC_FILE
         if not spec_file.is_file():
@@ -182,18 +198,26 @@ def capture(
         # autograd (say, as inputs of a torch probe being trained).
         with torch.no_grad():
             if folder is None:
-                return _capture_in_memory(model, tokenizer, prompts, subjects, spec, bounds, batch_size,
-                                          stop_at_layer, pad_id, bar)
+                return _capture_in_memory(
+                    model, tokenizer, prompts, subjects, spec, bounds, batch_size, stop_at_layer, pad_id, bar
+                )
             for index, (lo, hi) in enumerate(bounds):
                 path = folder / _shard_name(index)
                 if _shard_is_valid(path, key, lo, hi, spec.hooks, None if spec.position == "all" else hi - lo):
                     if bar is not None:
                         bar.update(hi - lo)
                 else:
-                    encoded = _encode(tokenizer, prompts[lo:hi], subjects[lo:hi] if subjects else None,
-                                      spec.position, model.cfg.n_ctx, lo)
-                    result = _run_shard(model, encoded, spec.hooks, spec.position, batch_size,
-                                        stop_at_layer, pad_id, bar)
+                    encoded = _encode(
+                        tokenizer,
+                        prompts[lo:hi],
+                        subjects[lo:hi] if subjects else None,
+                        spec.position,
+                        model.cfg.n_ctx,
+                        lo,
+                    )
+                    result = _run_shard(
+                        model, encoded, spec.hooks, spec.position, batch_size, stop_at_layer, pad_id, bar
+                    )
                     result[META_LENGTHS] = torch.tensor([len(r) for r in encoded.ids], dtype=torch.int64)
                     result[META_POSITIONS] = torch.tensor(encoded.positions, dtype=torch.int64)
                     _write_shard(path, result, key, lo, hi)
@@ -203,14 +227,25 @@ def capture(
         if bar is not None:
             bar.close()
 
-    manifest = {"key": key, "n_prompts": n, "hooks": list(spec.hooks), "position": spec.position,
-                "shards": shard_records}
+    manifest = {
+        "key": key,
+        "n_prompts": n,
+        "hooks": list(spec.hooks),
+        "position": spec.position,
+        "shards": shard_records,
+    }
     text = json.dumps(manifest, indent=1)
     _atomic_write(folder / MANIFEST, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     files = [folder / r["file"] for r in shard_records]
     lengths, positions = _read_meta(files)
-    return Activations(spec, lengths, None if spec.position == "all" else positions,
-                       shard_files=files, cache_path=folder, from_cache=False)
+    return Activations(
+        spec,
+        lengths,
+        None if spec.position == "all" else positions,
+        shard_files=files,
+        cache_path=folder,
+        from_cache=False,
+    )
 
 
 def capture_facts(

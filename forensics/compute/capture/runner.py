@@ -5,14 +5,14 @@ on the requested points only, gather the chosen positions (see "Batching and pad
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
 from forensics.compute.capture.spec import Activations
-from forensics.core.errors import ForensicsInputError
 from forensics.compute.scoring import doubled_bos, pad_right
+from forensics.core.errors import ForensicsInputError
 
 _BLOCK_RE = re.compile(r"^blocks\.(\d+)\.")
 #: Hook points that run before block 0.
@@ -29,13 +29,12 @@ class _Encoded:
     positions: list[int]  # final or subject position (final for "all", unused)
 
 
-def _encode(tokenizer, prompts: Sequence[str], subjects: Sequence[str] | None,
-            position: str, n_ctx: int, first_index: int) -> _Encoded:
+def _encode(
+    tokenizer, prompts: Sequence[str], subjects: Sequence[str] | None, position: str, n_ctx: int, first_index: int
+) -> _Encoded:
     need_offsets = position == "subject"
     if need_offsets and not getattr(tokenizer, "is_fast", False):
-        raise ForensicsInputError(
-            "subject positions need a fast tokenizer (tokenizer.json) for its offset mapping"
-        )
+        raise ForensicsInputError("subject positions need a fast tokenizer (tokenizer.json) for its offset mapping")
     if need_offsets:
         enc = tokenizer(list(prompts), return_offsets_mapping=True)
     else:
@@ -129,10 +128,19 @@ class _Gatherer:
         return [(name, self) for name in self.hooks]
 
 
-def _run_shard(model, encoded: _Encoded, hooks: Sequence[str], position: str, batch_size: int,
-               stop_at_layer: int | None, pad_id: int, progress_bar=None,
-               out: dict[str, torch.Tensor] | None = None, row_base: int = 0,
-               total_rows: int | None = None) -> dict[str, torch.Tensor]:
+def _run_shard(
+    model,
+    encoded: _Encoded,
+    hooks: Sequence[str],
+    position: str,
+    batch_size: int,
+    stop_at_layer: int | None,
+    pad_id: int,
+    progress_bar=None,
+    out: dict[str, torch.Tensor] | None = None,
+    row_base: int = 0,
+    total_rows: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Capture one shard: ``{hook: float32 CPU tensor}`` in the shard's prompt order.
 
     With ``out`` (a dict, filled in place), rows go to ``row_base + ...`` of tensors of
@@ -183,9 +191,9 @@ def _run_shard(model, encoded: _Encoded, hooks: Sequence[str], position: str, ba
 # --------------------------------------------------------------------------- cache keys
 
 
-
-def _capture_in_memory(model, tokenizer, prompts, subjects, spec, bounds, batch_size, stop_at_layer,
-                       pad_id, bar) -> Activations:
+def _capture_in_memory(
+    model, tokenizer, prompts, subjects, spec, bounds, batch_size, stop_at_layer, pad_id, bar
+) -> Activations:
     """No cache: tokenise everything first (to size the result), then fill it shard by shard."""
     encoded = _encode(tokenizer, prompts, subjects, spec.position, model.cfg.n_ctx, 0)
     lengths = torch.tensor([len(r) for r in encoded.ids], dtype=torch.int64)
@@ -199,6 +207,17 @@ def _capture_in_memory(model, tokenizer, prompts, subjects, spec, bounds, batch_
     tensors: dict[str, torch.Tensor] = {}
     for lo, hi in bounds:
         part = _Encoded(ids=encoded.ids[lo:hi], positions=encoded.positions[lo:hi])
-        _run_shard(model, part, spec.hooks, spec.position, batch_size, stop_at_layer, pad_id, bar,
-                   out=tensors, row_base=starts[lo], total_rows=starts[-1])
+        _run_shard(
+            model,
+            part,
+            spec.hooks,
+            spec.position,
+            batch_size,
+            stop_at_layer,
+            pad_id,
+            bar,
+            out=tensors,
+            row_base=starts[lo],
+            total_rows=starts[-1],
+        )
     return Activations(spec, lengths, None if spec.position == "all" else positions, tensors=tensors)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 
@@ -14,6 +15,7 @@ from forensics.core.errors import ForensicsInputError
 
 Position = Literal["final", "subject", "all"]
 POSITIONS: tuple[str, ...] = ("final", "subject", "all")
+
 
 @dataclass(frozen=True)
 class CaptureSpec:
@@ -133,7 +135,7 @@ class Activations:
         return self[layer_hook(layer)]
 
     def tokens_of(self, hook: str, prompt: int) -> torch.Tensor:
-        """"all" mode: prompt ``prompt``'s ``[n_tokens, d]`` rows of ``hook``."""
+        """ "all" mode: prompt ``prompt``'s ``[n_tokens, d]`` rows of ``hook``."""
         if self.token_offsets is None:
             raise ValueError("tokens_of() is for position='all' captures")
         lo, hi = int(self.token_offsets[prompt]), int(self.token_offsets[prompt + 1])
@@ -145,5 +147,4 @@ class Activations:
 
     def __repr__(self) -> str:
         where = f", cache={str(self.cache_path)!r}" if self.cache_path else ""
-        return (f"Activations(n_prompts={self.n_prompts}, position={self.position!r}, "
-                f"hooks={len(self.hooks)}{where})")
+        return f"Activations(n_prompts={self.n_prompts}, position={self.position!r}, hooks={len(self.hooks)}{where})"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from forensics.inputs.data import content_hash
 from forensics.core.keys import model_config_hash, stable_key, tokenizer_hash
+from forensics.inputs.data import content_hash
 
 if TYPE_CHECKING:
     from forensics.compute.capture.spec import CaptureSpec
@@ -25,6 +26,7 @@ SPEC_FILE = "spec.json"
 META_LENGTHS = "meta.prompt_lengths"
 META_POSITIONS = "meta.positions"
 
+
 def data_hash(prompts: Sequence[str], subjects: Sequence[str | None] | None, position: str) -> str:
     """Content hash of what is fed to the model (subjects only count for position='subject')."""
     if position == "subject":
@@ -32,8 +34,13 @@ def data_hash(prompts: Sequence[str], subjects: Sequence[str | None] | None, pos
     return content_hash(prompts)
 
 
-def cache_key_parts(loaded, prompts: Sequence[str], spec: CaptureSpec,
-                    subjects: Sequence[str | None] | None = None, shard_size: int = 512) -> dict:
+def cache_key_parts(
+    loaded,
+    prompts: Sequence[str],
+    spec: CaptureSpec,
+    subjects: Sequence[str | None] | None = None,
+    shard_size: int = 512,
+) -> dict:
     """Everything a cached capture depends on (written to ``spec.json`` in its folder)."""
     model = loaded.model
     return {
@@ -52,8 +59,13 @@ def cache_key_parts(loaded, prompts: Sequence[str], spec: CaptureSpec,
     }
 
 
-def cache_key(loaded, prompts: Sequence[str], spec: CaptureSpec,
-              subjects: Sequence[str | None] | None = None, shard_size: int = 512) -> str:
+def cache_key(
+    loaded,
+    prompts: Sequence[str],
+    spec: CaptureSpec,
+    subjects: Sequence[str | None] | None = None,
+    shard_size: int = 512,
+) -> str:
     """The SHA-256 naming a capture's cache folder (see the module docstring)."""
     parts = cache_key_parts(loaded, prompts, spec, subjects, shard_size)
     return stable_key(parts)
@@ -105,8 +117,7 @@ def _write_shard(path: Path, tensors: dict[str, torch.Tensor], key: str, start: 
     _atomic_write(path, lambda tmp: save_file(contiguous, tmp, metadata=metadata))
 
 
-def _shard_is_valid(path: Path, key: str, start: int, stop: int, hooks: Sequence[str],
-                    n_rows: int | None) -> bool:
+def _shard_is_valid(path: Path, key: str, start: int, stop: int, hooks: Sequence[str], n_rows: int | None) -> bool:
     """A finished shard of this capture: opens cleanly, right key, range, hooks and row counts."""
     from safetensors import safe_open
 

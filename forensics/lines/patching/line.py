@@ -38,14 +38,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forensics.compute.capture import CaptureSpec, resid_hooks, layer_hook
+from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
+from forensics.compute.scoring import EncodedFacts
+from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.minimum import VoteMinimum
-from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
 from forensics.core.registry import register
-from forensics.compute.scoring import EncodedFacts
-from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
+from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
 
 QUESTION = "Do U's hidden states still carry the forgotten answers, when O's own later layers read them?"
 
@@ -100,9 +100,12 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     o_acts, u_acts = ctx.capture_facts(o, facts, spec), ctx.capture_facts(u, facts, spec)
     encoded = EncodedFacts(o.tokenizer, facts, config.batch_size)
     keys = key_token_masks(o.tokenizer, facts) if any(f.key for f in facts) else None
-    base = ctx.fact_scores(o, facts).logprob if keys is None else answer_logprobs(o.model, encoded, None, o.device, keys)
-    partners = counterfactual_partners([f.answer for f in facts], list(_groups(facts, "x")),
-                                       [f.attribute for f in facts], config.seed)
+    base = (
+        ctx.fact_scores(o, facts).logprob if keys is None else answer_logprobs(o.model, encoded, None, o.device, keys)
+    )
+    partners = counterfactual_partners(
+        [f.answer for f in facts], list(_groups(facts, "x")), [f.attribute for f in facts], config.seed
+    )
     valid = partners >= 0
     source = np.where(valid, partners, np.arange(len(facts)))
     carried, kept = [], []
@@ -125,15 +128,26 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     ref_acts, u_acts = ctx.capture_facts(ref, ctx.forget, spec), ctx.capture_facts(u, ctx.forget, spec)
     encoded = EncodedFacts(o.tokenizer, ctx.forget, config.batch_size)
     keys = key_token_masks(o.tokenizer, ctx.forget) if any(f.key for f in ctx.forget) else None
-    base = ctx.fact_scores(o, ctx.forget).logprob if keys is None else answer_logprobs(o.model, encoded, None,
-                                                                                        o.device, keys)
+    base = (
+        ctx.fact_scores(o, ctx.forget).logprob
+        if keys is None
+        else answer_logprobs(o.model, encoded, None, o.device, keys)
+    )
     d1, d2 = [], []
     for layer in range(o.n_layers):
         hook = layer_hook(layer)
-        d1.append(base - answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", ref_acts[hook],
-                                                                       ref_acts.token_offsets), o.device, keys))
-        d2.append(base - answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", u_acts[hook],
-                                                                       u_acts.token_offsets), o.device, keys))
+        d1.append(
+            base
+            - answer_logprobs(
+                o.model, encoded, PatchSource(layer, "prompt", ref_acts[hook], ref_acts.token_offsets), o.device, keys
+            )
+        )
+        d2.append(
+            base
+            - answer_logprobs(
+                o.model, encoded, PatchSource(layer, "prompt", u_acts[hook], u_acts.token_offsets), o.device, keys
+            )
+        )
     d1, d2 = np.stack(d1), np.stack(d2)
     held = d1 > config.threshold
     scored = held.any(0)
@@ -177,21 +191,38 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     if o.n_layers < 2:
         return Evidence.not_run("patching", QUESTION, "activation patching needs at least two blocks")
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
-        return Evidence.not_run("patching", QUESTION, f"U's residual stream ({u.n_layers} blocks, d_model "
-                                f"{u.model.cfg.d_model}) does not match O's ({o.n_layers}, {o.model.cfg.d_model})")
+        return Evidence.not_run(
+            "patching",
+            QUESTION,
+            f"U's residual stream ({u.n_layers} blocks, d_model "
+            f"{u.model.cfg.d_model}) does not match O's ({o.n_layers}, {o.model.cfg.d_model})",
+        )
     sets = {"forget": ctx.forget, "holdout": ctx.holdout, "retain": ctx.retain}
     res = {name: carriage(ctx, facts, config) for name, facts in sets.items()}
     lacking = [name for name, r in res.items() if not r["valid"].any()]
     if lacking:
-        return Evidence.not_run("patching", QUESTION, f"no counterfactual in the {' and '.join(lacking)} set: no "
-                                "fact has a partner with another subject and another answer")
-    table = {name: {"carried": r["carried"][:, r["valid"]].mean(1).tolist(),
-                    "kept": r["kept"][:, r["valid"]].mean(1).tolist()} for name, r in res.items()}
+        return Evidence.not_run(
+            "patching",
+            QUESTION,
+            f"no counterfactual in the {' and '.join(lacking)} set: no "
+            "fact has a partner with another subject and another answer",
+        )
+    table = {
+        name: {
+            "carried": r["carried"][:, r["valid"]].mean(1).tolist(),
+            "kept": r["kept"][:, r["valid"]].mean(1).tolist(),
+        }
+        for name, r in res.items()
+    }
     o_diff = np.array(table["forget"]["carried"]) - np.array(table["holdout"]["carried"])
     layers = [l for l in range(o.n_layers - 1) if o_diff[l] > config.threshold]
-    details = {"decision_layers": layers, "table": table, "threshold": config.threshold,
-               "key_tokens": _key_text(sets),
-               "counterfactual_partners": {n: int(r["valid"].sum()) for n, r in res.items()}}
+    details = {
+        "decision_layers": layers,
+        "table": table,
+        "threshold": config.threshold,
+        "key_tokens": _key_text(sets),
+        "counterfactual_partners": {n: int(r["valid"].sum()) for n, r in res.items()},
+    }
     uds = None
     if ctx.reference is not None:
         ref = ctx.reference
@@ -201,10 +232,18 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
             uds = details["uds"] = published_uds(ctx, config)
     figures = {"patching": _figure(table, layers, uds)}
     if not layers:
-        return Evidence("patching", QUESTION, "ok", reason=(
-            f"O's final-token state carries F beyond H by more than {config.threshold} nats at no block before the "
-            "last: there is nothing to patch (no vote)"), metric="kept answer log-prob (nats)",
-            details=details, figures=figures)
+        return Evidence(
+            "patching",
+            QUESTION,
+            "ok",
+            reason=(
+                f"O's final-token state carries F beyond H by more than {config.threshold} nats at no block before the "
+                "last: there is nothing to patch (no vote)"
+            ),
+            metric="kept answer log-prob (nats)",
+            details=details,
+            figures=figures,
+        )
 
     def kept(name):
         r = res[name]
@@ -218,33 +257,49 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     p = cluster_permutation_p(excess_f, gf, excess_h, gh, config.n_perm, config.seed)
     o_gap = float(cf.mean() - ch.mean())
     share = float((kf.mean() - kh.mean()) / o_gap) if o_gap > 0 else None
-    details.update({
-        "kept_share": share,
-        "controlled_depth": float(np.clip(1 - share, 0, 1)) if share is not None else None,
-        "original_carriage": o_gap,
-        "kept": {"forget": float(kf.mean()), "holdout": float(kh.mean())},
-        # O reading U's states on facts U still knows: near 1 when U shares O's residual basis
-        "retain_read_share": float(kr.mean() / cr.mean()) if cr.mean() > config.threshold else None,
-    })
+    details.update(
+        {
+            "kept_share": share,
+            "controlled_depth": float(np.clip(1 - share, 0, 1)) if share is not None else None,
+            "original_carriage": o_gap,
+            "kept": {"forget": float(kf.mean()), "holdout": float(kh.mean())},
+            # O reading U's states on facts U still knows: near 1 when U shares O's residual basis
+            "retain_read_share": float(kr.mean() / cr.mean()) if cr.mean() > config.threshold else None,
+        }
+    )
     found = ci[0] > 0 and p < config.alpha
     share_text = f"{share:.0%}" if share is not None else "n/a"
     beside = ""
     if uds is not None and uds["uds"] is not None:
         details["published_uds"] = uds["uds"]
         depth_text = f"{details['controlled_depth']:.2f}" if details["controlled_depth"] is not None else "n/a"
-        beside = (f"; published UDS with the reference model (no holdout control): {uds['uds']:.2f} "
-                  f"[{uds['ci'][0]:.2f}, {uds['ci'][1]:.2f}], controlled depth {depth_text}")
+        beside = (
+            f"; published UDS with the reference model (no holdout control): {uds['uds']:.2f} "
+            f"[{uds['ci'][0]:.2f}, {uds['ci'][1]:.2f}], controlled depth {depth_text}"
+        )
     return Evidence(
-        line="patching", question=QUESTION, status="ok",
-        metric=(f"answer log-prob U's final-token state keeps beyond {config.min_share:.0%} of O's own, nats "
-                f"(blocks {', '.join(map(str, layers))})"),
-        effect=float(excess_f.mean()), control=float(excess_h.mean()), ci=ci, p_value=p,
+        line="patching",
+        question=QUESTION,
+        status="ok",
+        metric=(
+            f"answer log-prob U's final-token state keeps beyond {config.min_share:.0%} of O's own, nats "
+            f"(blocks {', '.join(map(str, layers))})"
+        ),
+        effect=float(excess_f.mean()),
+        control=float(excess_h.mean()),
+        ci=ci,
+        p_value=p,
         vote="suppressed" if found else None,
-        reason=(f"O's later layers read F's answers from U's states: U keeps {share_text} of O's own carriage beyond "
-                "the holdout control" if found
-                else f"U's states keep {share_text} of O's carriage of F beyond the control, not clearly more than "
-                     f"{config.min_share:.0%}") + beside,
-        details=details, figures=figures,
+        reason=(
+            f"O's later layers read F's answers from U's states: U keeps {share_text} of O's own carriage beyond "
+            "the holdout control"
+            if found
+            else f"U's states keep {share_text} of O's carriage of F beyond the control, not clearly more than "
+            f"{config.min_share:.0%}"
+        )
+        + beside,
+        details=details,
+        figures=figures,
     )
 
 
@@ -280,7 +335,6 @@ def _figure(table: dict, layers: list[int], uds: dict | None) -> bytes:
         ax.set_xticks(x)
         ax.set_xlabel("block")
         ax.set_ylabel("drop in O's log-prob (nats)")
-        ax.set_title(f"Published UDS protocol: UDS = {uds['uds']:.2f}" if uds["uds"] is not None else "UDS",
-                     fontsize=9)
+        ax.set_title(f"Published UDS protocol: UDS = {uds['uds']:.2f}" if uds["uds"] is not None else "UDS", fontsize=9)
         ax.legend(fontsize=6)
     return figure_png(fig)

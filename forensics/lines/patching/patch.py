@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from forensics.compute.capture import layer_hook
-from forensics.core.errors import ForensicsInputError
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
+from forensics.core.errors import ForensicsInputError
 
 PatchPositions = Literal["final", "prompt"]
 
@@ -40,8 +40,9 @@ class PatchSource:
     ``[total_prompt_tokens, d]`` with ``offsets`` (``n_facts + 1``, as an ``"all"`` capture's
     ``token_offsets``) for ``"prompt"``."""
 
-    def __init__(self, layer: int, positions: PatchPositions, states: torch.Tensor,
-                 offsets: torch.Tensor | None = None):
+    def __init__(
+        self, layer: int, positions: PatchPositions, states: torch.Tensor, offsets: torch.Tensor | None = None
+    ):
         if positions not in ("final", "prompt"):
             raise ValueError(f"patch positions must be 'final' or 'prompt', not {positions!r}")
         if positions == "prompt" and offsets is None:
@@ -75,8 +76,13 @@ def key_token_masks(tokenizer, facts) -> list[list[bool]]:
 
 
 @torch.no_grad()
-def answer_logprobs(model, encoded: EncodedFacts, source: PatchSource | None = None,
-                    device: str | torch.device = "cpu", key_masks: list[list[bool]] | None = None) -> np.ndarray:
+def answer_logprobs(
+    model,
+    encoded: EncodedFacts,
+    source: PatchSource | None = None,
+    device: str | torch.device = "cpu",
+    key_masks: list[list[bool]] | None = None,
+) -> np.ndarray:
     """Key-token log-probability (nats, float64 ``[n_facts]``; see the module docstring) of every
     fact under the TransformerLens ``model``, with ``source`` patched in (None: no patch).
     ``key_masks``: :func:`key_token_masks` of the encoded facts (None: every answer token).
@@ -119,7 +125,8 @@ def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, d
         if piece.shape[0] != prompt_lengths[r]:
             raise ForensicsInputError(
                 f"patch source has {piece.shape[0]} prompt tokens for a fact whose prompt has {prompt_lengths[r]}: "
-                "source and patched model must share the tokenizer and the prompts")
+                "source and patched model must share the tokenizer and the prompts"
+            )
         pieces.append(piece.to(device=device, dtype=dtype))
 
     def write_prompt(act: torch.Tensor, hook) -> torch.Tensor:
@@ -130,8 +137,7 @@ def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, d
     return write_prompt
 
 
-def counterfactual_partners(answers: list[str], groups: list[str], strata: list[str | None],
-                            seed: int) -> np.ndarray:
+def counterfactual_partners(answers: list[str], groups: list[str], strata: list[str | None], seed: int) -> np.ndarray:
     """For each fact, another fact of the same set to take a counterfactual state from:
     one with a different answer and a different group (subject), from the same stratum
     (attribute) when one exists, else from anywhere in the set; drawn with ``seed``.

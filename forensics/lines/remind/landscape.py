@@ -11,20 +11,22 @@ against the number of substituted tokens.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from forensics.inputs.data import Fact
 from forensics.compute.mia import attack_scores
 from forensics.compute.scoring import token_stats
+from forensics.inputs.data import Fact
 
 FEATURES = ("loss", "neighbour_mean", "neighbour_max", "neighbour_std", "slope")
 
 
 @torch.no_grad()
-def nearest_tokens(embedding: torch.Tensor, token_ids: Sequence[int], k: int, exclude: Sequence[int]) -> dict[int, np.ndarray]:
+def nearest_tokens(
+    embedding: torch.Tensor, token_ids: Sequence[int], k: int, exclude: Sequence[int]
+) -> dict[int, np.ndarray]:
     """For each token id, the ``k`` nearest other tokens by cosine of the input embeddings.
 
     ``embedding``: ``[d_vocab, d_model]`` (U's ``W_E``). Returns ``{token id: int array [k]}``,
@@ -59,8 +61,13 @@ def substitutable_positions(seq: Sequence[int], special: set[int], end: int | No
 
 
 def make_neighbours(
-    sequences: Sequence[Sequence[int]], special: set[int], nearest: dict[int, np.ndarray], n_neighbours: int,
-    substitution_share: float, seed: int, ends: Sequence[int | None] | None = None,
+    sequences: Sequence[Sequence[int]],
+    special: set[int],
+    nearest: dict[int, np.ndarray],
+    n_neighbours: int,
+    substitution_share: float,
+    seed: int,
+    ends: Sequence[int | None] | None = None,
 ) -> tuple[list[list[int]], np.ndarray, np.ndarray]:
     """Neighbours of every example (all assumed long enough: radius ``R >= 1``).
 
@@ -160,8 +167,9 @@ def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, 
     }
 
 
-def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int,
-                    starts: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+def baseline_scores(
+    loaded, facts: list[Fact], tokens: list[list[int]], batch_size: int, starts: Sequence[int] | None = None
+) -> dict[str, np.ndarray]:
     """Single-point membership baselines of each fact under ``loaded``: ``{"LOSS", "zlib",
     "Min-K%++": [n_facts]}`` (:func:`forensics.compute.mia.attack_scores`, higher = more member-like),
     over every token after the first, or from position ``starts[i]`` on (the answer span;
@@ -170,9 +178,7 @@ def baseline_scores(loaded, facts: list[Fact], tokens: list[list[int]], batch_si
     stats = token_stats(loaded.model, tokens, min(batch_size, 256), loaded.device, pad)
     texts = [f.text for f in facts]
     if starts is not None:  # lp[t] scores token t + 1
-        stats = [{key: st[key][k - 1:] for key in ("lp", "mu", "sigma")} for st, k in zip(stats, starts)]
+        stats = [{key: st[key][k - 1 :] for key in ("lp", "mu", "sigma")} for st, k in zip(stats, starts)]
         texts = [f.answer for f in facts]
     s = attack_scores(stats, texts)
     return {"LOSS": s["loss"], "zlib": s["zlib"], "Min-K%++": s["min_k_pp"]}
-
-

@@ -65,14 +65,19 @@ side on which a contrast in U counts:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
+from forensics.compute.measures import key_facts
+from forensics.compute.scoring import encode_facts, sequence_losses
+from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.inputs.data import Fact
 from forensics.core.evidence import Evidence
+from forensics.core.minimum import VoteMinimum
+from forensics.core.registry import register
+from forensics.inputs.data import Fact
 from forensics.lines.remind.landscape import (
     FEATURES,
     baseline_scores,
@@ -84,11 +89,6 @@ from forensics.lines.remind.landscape import (
     split_indices,
     substitutable_positions,
 )
-from forensics.compute.measures import key_facts
-from forensics.core.minimum import VoteMinimum
-from forensics.core.registry import register
-from forensics.compute.scoring import encode_facts, sequence_losses
-from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 
 QUESTION = "Do forgotten facts sit on a different input loss landscape in U than unseen facts?"
 SETS = ("forget", "retain", "holdout")
@@ -194,12 +194,16 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
         encoded = encode_facts(tok, chosen)
         ids = [p + a for p, a in encoded]
         ends = [len(p) for p, _ in encoded] if answer_span else [None] * len(ids)
-        ok = [len(substitutable_positions(s, special, e)) >= min_tokens and (e is None or e < len(s))
-              for s, e in zip(ids, ends)]
+        ok = [
+            len(substitutable_positions(s, special, e)) >= min_tokens and (e is None or e < len(s))
+            for s, e in zip(ids, ends)
+        ]
         n_short = len(ok) - sum(ok)
         if n_short > len(ok) / 2 or sum(ok) < config.min_examples:
-            return (f"sequences too short for {config.substitution_share:.0%} substitution: {n_short} of {len(ok)} "
-                    f"{name} examples have fewer than {min_tokens} substitutable {where}")
+            return (
+                f"sequences too short for {config.substitution_share:.0%} substitution: {n_short} of {len(ok)} "
+                f"{name} examples have fewer than {min_tokens} substitutable {where}"
+            )
         facts[name] = [f for f, k in zip(chosen, ok) if k]
         tokens[name] = [s for s, k in zip(ids, ok) if k]
         starts[name] = [e for e, k in zip(ends, ok) if k] if answer_span else None
@@ -210,8 +214,15 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
     nearest = nearest_tokens(ctx.unlearned.model.W_E.detach(), all_ids, config.k_nearest, exclude)
     neighbours = {}
     for k, name in enumerate(sets):
-        neighbours[name] = make_neighbours(tokens[name], special, nearest, config.n_neighbours,
-                                           config.substitution_share, config.seed + 1000 * k, ends=starts[name])
+        neighbours[name] = make_neighbours(
+            tokens[name],
+            special,
+            nearest,
+            config.n_neighbours,
+            config.substitution_share,
+            config.seed + 1000 * k,
+            ends=starts[name],
+        )
     return Scan(facts, tokens, neighbours, dropped, starts)
 
 
@@ -240,6 +251,7 @@ def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] 
 
 
 # ------------------------------------------------------------------------------ the line
+
 
 def token_counts(scan: Scan) -> dict[str, np.ndarray]:
     """Each example's token count (prompt + answer, special tokens included), per set:
@@ -271,18 +283,30 @@ def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     u_side = 1.0 if cu["ci"][0] > 0 else -1.0 if cu["ci"][1] < 0 else 0.0
     shape = lambda c: "sharper" if c["difference"] > 0 else "flatter"  # noqa: E731
     if o_side and u_side == o_side:
-        vote, reason = "suppressed", (
-            f"F's landscape in U is {shape(cu)} than unseen facts', as in O "
-            f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)")
+        vote, reason = (
+            "suppressed",
+            (
+                f"F's landscape in U is {shape(cu)} than unseen facts', as in O "
+                f"(slope {cu['forget']:+.3f} vs {cu['holdout']:+.3f} per substituted token)"
+            ),
+        )
     elif o_side and max(abs(cu["ci"][0]), abs(cu["ci"][1])) < bound:
-        vote, reason = "deleted", (
-            f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
-            f"({co['difference']:+.3f})")
+        vote, reason = (
+            "deleted",
+            (
+                f"F's landscape in U matches unseen facts' within {config.deleted_share:.0%} of O's contrast "
+                f"({co['difference']:+.3f})"
+            ),
+        )
     elif u_side:
-        vote, reason = None, (
-            f"F's landscape in U is {shape(cu)} than unseen facts' "
-            + ("while O shows no contrast" if not o_side else f"where O's is {shape(co)}")
-            + ": a trace of the unlearning, not of the knowledge (no vote)")
+        vote, reason = (
+            None,
+            (
+                f"F's landscape in U is {shape(cu)} than unseen facts' "
+                + ("while O shows no contrast" if not o_side else f"where O's is {shape(co)}")
+                + ": a trace of the unlearning, not of the knowledge (no vote)"
+            ),
+        )
     else:
         vote, reason = None, "no landscape contrast in U, but not enough power or precision to call it deleted"
     return vote, reason
@@ -327,10 +351,14 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     g = np.concatenate([groups[name] for name in SETS]) if has_subjects else None
     train, test = split_indices(y, g, config.split_seed)
     classifiers = {kind: classify(X, y, train, test, kind, config.split_seed) for kind in ("logistic", "random_forest")}
-    base = {name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size,
-                                  scan.starts[name]) for name in SETS}
+    base = {
+        name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size, scan.starts[name])
+        for name in SETS
+    }
     baselines = {
-        b: classify(np.concatenate([base[name][b] for name in SETS])[:, None], y, train, test, "logistic", config.split_seed)
+        b: classify(
+            np.concatenate([base[name][b] for name in SETS])[:, None], y, train, test, "logistic", config.split_seed
+        )
         for b in ("LOSS", "zlib", "Min-K%++")
     }
 
@@ -342,11 +370,19 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         adjusted[role], per_token[role] = length_adjusted_slopes(feats, n_tokens)
         f, h = adjusted[role]["forget"], adjusted[role]["holdout"]
         contrast[role] = {
-            "forget": float(f.mean()), "holdout": float(h.mean()), "difference": float(f.mean() - h.mean()),
+            "forget": float(f.mean()),
+            "holdout": float(h.mean()),
+            "difference": float(f.mean() - h.mean()),
             "ci": list(cluster_bootstrap_diff_ci(f, forget_groups, h, holdout_groups, config.n_boot, config.seed)),
         }
-    p = cluster_permutation_p(adjusted["unlearned"]["forget"], forget_groups, adjusted["unlearned"]["holdout"], holdout_groups,
-                              config.n_perm, config.seed)
+    p = cluster_permutation_p(
+        adjusted["unlearned"]["forget"],
+        forget_groups,
+        adjusted["unlearned"]["holdout"],
+        holdout_groups,
+        config.n_perm,
+        config.seed,
+    )
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
     details = {
@@ -354,25 +390,40 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         "n_examples": {name: len(scan.facts[name]) for name in SETS},
         "dropped_too_short": scan.dropped,
         "neighbours_per_example": config.n_neighbours,
-        "feature_means": {role: {name: dict(zip(FEATURES, feats[name]["features"].mean(0).tolist())) for name in feats}
-                          for role, feats in (("unlearned", u), ("original", o))},
+        "feature_means": {
+            role: {name: dict(zip(FEATURES, feats[name]["features"].mean(0).tolist())) for name in feats}
+            for role, feats in (("unlearned", u), ("original", o))
+        },
         "contrast": contrast,
         "slope_change_per_token_of_length": per_token,
         "mean_tokens": {name: float(n_tokens[name].mean()) for name in SETS},
         "classifiers": classifiers,
         "baselines": baselines,
-        "split": {"train": int(len(train)), "test": int(len(test)), "grouped_by_subject": bool(has_subjects),
-                  "seed": config.split_seed},
+        "split": {
+            "train": int(len(train)),
+            "test": int(len(test)),
+            "grouped_by_subject": bool(has_subjects),
+            "seed": config.split_seed,
+        },
         "published_multiclass_auc": 0.82,
-        "loss_by_radius": {"unlearned": {n: u[n]["curve"] for n in SETS},
-                           "original": {n: o[n]["curve"] for n in o}},
+        "loss_by_radius": {"unlearned": {n: u[n]["curve"] for n in SETS}, "original": {n: o[n]["curve"] for n in o}},
     }
     return Evidence(
-        line=line, question=QUESTION, status="ok",
-        metric=(f"mean slope of the {config.span} span's loss per substituted token (input-embedding "
-                "neighbours), F vs H in U"),
-        effect=cu["forget"], control=cu["holdout"], ci=tuple(cu["ci"]), p_value=p, vote=vote, reason=reason,
-        details=details, figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},
+        line=line,
+        question=QUESTION,
+        status="ok",
+        metric=(
+            f"mean slope of the {config.span} span's loss per substituted token (input-embedding "
+            "neighbours), F vs H in U"
+        ),
+        effect=cu["forget"],
+        control=cu["holdout"],
+        ci=tuple(cu["ci"]),
+        p_value=p,
+        vote=vote,
+        reason=reason,
+        details=details,
+        figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},
     )
 
 
@@ -383,8 +434,14 @@ def _figure(curves: dict) -> bytes:
     colours = {"forget": "C3", "retain": "C2", "holdout": "C0"}
     for role, style in (("unlearned", "o-"), ("original", ":")):
         for name, curve in curves[role].items():
-            ax.plot(range(len(curve)), curve, style, color=colours[name],
-                    label=f"{'U' if role == 'unlearned' else 'O'} · {name}", alpha=1.0 if role == "unlearned" else 0.6)
+            ax.plot(
+                range(len(curve)),
+                curve,
+                style,
+                color=colours[name],
+                label=f"{'U' if role == 'unlearned' else 'O'} · {name}",
+                alpha=1.0 if role == "unlearned" else 0.6,
+            )
     ax.set_xlabel("substituted tokens (radius)")
     ax.set_ylabel("mean token NLL")
     ax.legend(fontsize=7, frameon=False, ncol=2)
