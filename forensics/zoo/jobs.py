@@ -13,11 +13,11 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from forensics.compute.finetune import nll
+from forensics.compute.finetune import Batchable, nll
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.inputs.data import Fact
 from forensics.zoo.oracle import crossfit_probe
@@ -35,68 +35,65 @@ if TYPE_CHECKING:
 # the number of workers or on the order in which jobs run: ``workers=1`` (all jobs in
 # this process, one after the other) and ``workers=2`` give bitwise-identical zoos.
 
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One model of the zoo: the one table every list of zoo models derives from."""
+
+    name: str
+    #: The model this job starts from; None: pre-trained from scratch.
+    starts_from: str | None
+    #: "original", "retrain" (trained without F), "hard_negative" (never learned F's answers
+    #: but knows F's subjects and question forms), "method" (approximate unlearning of its
+    #: original) or "relearned" (a method's model fine-tuned back on F).
+    kind: str
+    #: Place in the order in which ready jobs start (lower first): the models other jobs
+    #: start from first, then the longest (measured stage times: docs/decisions.md, "zoo job order").
+    start_rank: int
+    #: For pre-trained models: (corpus after the early phase, init seed offset, early phase on
+    #: R + mentions?). ``retrain_lineage`` has ``original``'s seed and early phase: bitwise the
+    #: same model up to the step at which ``original`` starts seeing F.
+    pretrain: tuple[str, int, bool] | None = None
+
+    @property
+    def arch(self) -> str:
+        """``"llama"`` for the ``llama_*`` models, else ``"gpt-neox"``."""
+        return "llama" if self.name.startswith("llama") else "gpt-neox"
+
+
+#: Every model of the zoo, in the order of metrics.json and labels.json.
+MODELS: tuple[ZooModel, ...] = (
+    ZooModel("original", None, "original", 0, ("forget", 1, True)),
+    ZooModel("retrain", None, "retrain", 3, ("retain", 2, False)),
+    ZooModel("retrain_mentions", None, "hard_negative", 5, ("mentions", 4, False)),
+    ZooModel("retrain_lineage", None, "hard_negative", 6, ("mentions", 1, True)),
+    ZooModel("ga", "original", "method", 11),
+    ZooModel("graddiff", "original", "method", 7),
+    ZooModel("npo", "original", "method", 8),
+    ZooModel("simnpo", "original", "method", 9),
+    ZooModel("rmu", "original", "method", 12),
+    ZooModel("idk", "original", "method", 13),
+    ZooModel("headonly", "original", "method", 2),
+    ZooModel("relearned", "ga", "relearned", 14),
+    ZooModel("llama_original", None, "original", 1, ("forget", 11, True)),
+    ZooModel("llama_retrain", None, "retrain", 4, ("retain", 12, False)),
+    ZooModel("llama_npo", "llama_original", "method", 10),
+)
+_BY_NAME = {m.name: m for m in MODELS}
 #: job -> (the model it starts from, or None for pre-training from scratch).
-_JOBS: dict[str, str | None] = {
-    "original": None,
-    "retrain": None,
-    "llama_original": None,
-    "llama_retrain": None,
-    "retrain_mentions": None,
-    "retrain_lineage": None,
-    "ga": "original",
-    "graddiff": "original",
-    "npo": "original",
-    "simnpo": "original",
-    "rmu": "original",
-    "idk": "original",
-    "headonly": "original",
-    "relearned": "ga",
-    "llama_npo": "llama_original",
-}
-#: Order in which ready jobs are started: the models that other jobs start from first,
-#: then the longest first (measured stage times: docs/decisions.md, "zoo job order").
-_START_ORDER = (
-    "original",
-    "llama_original",
-    "headonly",
-    "retrain",
-    "llama_retrain",
-    "retrain_mentions",
-    "retrain_lineage",
-    "graddiff",
-    "npo",
-    "simnpo",
-    "llama_npo",
-    "ga",
-    "rmu",
-    "idk",
-    "relearned",
-)
+_JOBS: dict[str, str | None] = {m.name: m.starts_from for m in MODELS}
+#: Order in which ready jobs are started (:attr:`ZooModel.start_rank`).
+_START_ORDER = tuple(m.name for m in sorted(MODELS, key=lambda m: m.start_rank))
 #: Order of the models in metrics.json and labels.json.
-MODEL_ORDER = (
-    "original",
-    "retrain",
-    "retrain_mentions",
-    "retrain_lineage",
-    "ga",
-    "graddiff",
-    "npo",
-    "simnpo",
-    "rmu",
-    "idk",
-    "headonly",
-    "relearned",
-    "llama_original",
-    "llama_retrain",
-    "llama_npo",
-)
+MODEL_ORDER = tuple(m.name for m in MODELS)
 #: Models that never learned F's answers but know F's subjects and question forms (the
 #: mentions, :func:`forensics.zoo.world.mention_texts`); ``retrain_lineage`` also shares
 #: ``original``'s first training steps. Ground truth DELETED when the oracle confirms it.
-HARD_NEGATIVES = ("retrain_mentions", "retrain_lineage")
-METHODS_DELIVERED = ("ga", "graddiff", "npo", "simnpo", "rmu", "idk", "headonly")
+HARD_NEGATIVES = tuple(m.name for m in MODELS if m.kind == "hard_negative")
+#: The unlearning methods applied to the GPT-NeoX original.
+METHODS_DELIVERED = tuple(m.name for m in MODELS if m.kind == "method" and m.arch == "gpt-neox")
 #: Every model but the two originals gets the oracle's relearning probe.
-_PROBED = tuple(n for n in MODEL_ORDER if n not in ("original", "llama_original"))
+_PROBED = tuple(m.name for m in MODELS if m.kind != "original")
 
 
 @dataclass
@@ -105,11 +102,11 @@ class _Shared:
 
     cfg: ZooConfig
     seed: int
-    tokenizer: object
+    tokenizer: Any
     corpus: dict[str, list[str]]  # "forget" (F + R), "retain" (R), "mentions" (R + mentions) -> texts
     facts: dict[str, list[Fact]]
     canaries: dict[str, list[Fact]]
-    mem: dict[str, object]  # memorisation probe pools, encoded
+    mem: dict[str, Batchable]  # memorisation probe pools, encoded
     ctx: UnlearnContext
     f_a: list[Fact]
     f_b: list[Fact]
@@ -139,11 +136,12 @@ def _init_worker(shared: _Shared) -> None:
 
 
 def _arch(name: str) -> str:
-    return "llama" if name.startswith("llama") else "gpt-neox"
+    return _BY_NAME[name].arch
 
 
 def _run_job(name: str) -> dict:
     """Train, measure, probe and save one model; return its numbers (the weights stay on disk)."""
+    assert _SHARED is not None  # set by _init_worker
     sh, cfg = _SHARED, _SHARED.cfg
     t0 = time.perf_counter()
     arch_cfg = cfg.llama if _arch(name) == "llama" else cfg.neox
@@ -177,17 +175,6 @@ def _run_job(name: str) -> dict:
     return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
 
 
-#: Pre-trained job -> (corpus after the early phase, init seed offset, early phase on R + mentions?).
-#: ``retrain_lineage`` has ``original``'s seed and early phase: bitwise the same model up to
-#: the step at which ``original`` starts seeing F.
-_PRETRAIN = {
-    "original": ("forget", 1, True),
-    "llama_original": ("forget", 11, True),
-    "retrain": ("retain", 2, False),
-    "llama_retrain": ("retain", 12, False),
-    "retrain_mentions": ("mentions", 4, False),
-    "retrain_lineage": ("mentions", 1, True),
-}
 _PRETRAIN_METHOD = {
     "forget": "F + R facts, F + R canaries, M pool",
     "retain": "R facts, R canaries, M pool (no F)",
@@ -198,7 +185,9 @@ _PRETRAIN_METHOD = {
 def _pretrain_job(name: str, sh: _Shared, arch_cfg: ArchConfig):
     cfg = sh.cfg
     steps, lr, bs = cfg.pretrain_steps, cfg.pretrain_lr, cfg.batch_size
-    corpus, offset, early = _PRETRAIN[name]
+    recipe = _BY_NAME[name].pretrain
+    assert recipe is not None  # a pre-trained job
+    corpus, offset, early = recipe
     early_steps = round(cfg.lineage_fraction * steps) if early else 0
     pre = {
         "loss": "NLL(all tokens)",
@@ -255,7 +244,7 @@ def _headonly_job(original, sh: _Shared):
 
 def _metrics_of(model, arch: str, sh: _Shared) -> dict:
     fn = logits_fn_for(model)
-    out = {"architecture": arch}
+    out: dict[str, Any] = {"architecture": arch}
     for split in ("forget", "retain", "holdout"):
         s = score_facts(fn, sh.tokenizer, sh.facts[split], batch_size=128)
         out[split] = {"accuracy": s.accuracy, "mean_logprob": s.mean_logprob, "n": len(s.correct)}
