@@ -328,3 +328,18 @@ def bio_zoo(tmp_path_factory) -> Path:
     out = Path(reuse) if reuse else tmp_path_factory.mktemp("bio") / "tiny"
     build_zoo(out, size="tiny", seed=0, progress=False, world="bio")
     return out
+
+
+#: Fixtures that train models: a test that uses one (directly or through another fixture) is
+#: end to end.
+TRAINING_FIXTURES = {"tiny_zoo", "bio_zoo"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under ``tests/e2e/``, every test that uses a zoo fixture and every test
+    marked ``slow`` as ``e2e``; ``pytest -m "not e2e"`` is the fast tier (no zoo is built)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        uses_zoo = TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if "e2e" in path.parts or uses_zoo or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.e2e)

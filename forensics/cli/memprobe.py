@@ -37,8 +37,9 @@ def run(args) -> int:
     pools = [[s.text for s in load_sequences(path)[0]] for path in (args.memorised, args.matched, args.paraphrase)]
     loaded = load_model(args.model, args.device, args.dtype)
     config = MemorisationConfig(seed=args.seed)
-    result = memorisation_gap(loaded, *pools, config)
-    control = memorisation_gap(random_init_twin(loaded, seed=args.seed), *pools, config)
+    memorised, matched, paraphrase = pools
+    result = memorisation_gap(loaded, memorised, matched, paraphrase, config)
+    control = memorisation_gap(random_init_twin(loaded, seed=args.seed), memorised, matched, paraphrase, config)
     rows = memprobe_table(result, control, config)
     with atomic_output_dir(args.out) as out:
         (out / "memprobe.json").write_text(

@@ -1,17 +1,22 @@
-"""Output folders that appear whole or not at all.
+"""Atomic writes: output folders that appear whole or not at all, and JSON files that are
+never read half-written.
 
 Commands write into a hidden temporary sibling and rename it into place at the end, so
-a failure or a kill never leaves a half-written output folder behind.
+a failure or a kill never leaves a half-written output folder behind
+(:func:`atomic_output_dir`). Cache entries that several audits may share are written to a
+unique temporary file, flushed and renamed (:func:`write_json_atomic`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from forensics.core.errors import ForensicsInputError
 
@@ -66,3 +71,28 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a unique temp file, fsync, rename), so two
+    audits sharing a cache never read half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when it is absent, unreadable or not JSON (a cache miss)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,4 +1,4 @@
-"""Free-text and multiple-choice behaviour measures (METHODS, "Free-text knowledge").
+"""Free-text and multiple-choice behaviour measures (docs/methods.md, "Free-text knowledge").
 
 - **ROUGE-L recall** of greedy generations against the answer (TOFU, 2024): the longest
   common subsequence of words over the answer's length, by the ``rouge-score`` package
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -96,7 +97,11 @@ def truth_ratios(model, tokenizer, facts: Sequence[Fact], device: str | torch.de
     if not rows:
         return out
     reference = [replace(facts[i], answer=facts[i].paraphrased_answer or facts[i].answer) for i in rows]
-    wrong = [(k, replace(facts[i], answer=p)) for k, i in enumerate(rows) for p in facts[i].perturbed_answers]
+    wrong = [
+        (k, replace(facts[i], answer=p))
+        for k, i in enumerate(rows)
+        for p in cast("tuple[str, ...]", facts[i].perturbed_answers)
+    ]
     ref_lp = _mean_token_logprobs(model, tokenizer, reference, device)
     wrong_lp = _mean_token_logprobs(model, tokenizer, [f for _, f in wrong], device)
     owner = np.array([k for k, _ in wrong])
@@ -113,7 +118,7 @@ def choice_correct(model, tokenizer, facts: Sequence[Fact], device: str | torch.
     options = [
         (k, c, replace(facts[i], answer=choice))
         for k, i in enumerate(rows)
-        for c, choice in enumerate(facts[i].choices)
+        for c, choice in enumerate(cast("tuple[str, ...]", facts[i].choices))
     ]
     if not options:
         return out

@@ -1,4 +1,4 @@
-"""Lens read-outs of the residual stream (METHODS section 3), shared by the logit-lens and
+"""Lens read-outs of the residual stream (docs/methods.md §3), shared by the logit-lens and
 tuned-lens lines: decoding states through a model's head, per-depth answer ranks, the F-vs-H
 comparison at O's decision depth, and the tuned lens's translators (Belrose et al. 2023).
 
@@ -17,6 +17,7 @@ import torch
 from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.measures import key_reading
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
+from forensics.core.minimum import subject_groups
 
 
 def decode(head, resid: torch.Tensor) -> torch.Tensor:
@@ -68,8 +69,7 @@ def lens_comparison(ctx, config, translate=None, head=None, earliest_share: floa
         for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
-    forget_groups = np.array([f.subject or f"fact-{i}" for i, f in enumerate(ctx.forget)])
-    holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
+    forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     n_depths = scores[("original", "forget")]["reciprocal_rank"].shape[0]
     table = {}
     for role in ("original", "unlearned"):

@@ -1,5 +1,5 @@
 """The answer measure: how well a model answers each fact, on closed-vocabulary, free-text and
-multiple-choice data alike (METHODS, "Free-text knowledge").
+multiple-choice data alike (docs/methods.md, "Free-text knowledge").
 
 One measure per audit, chosen from the forget set (:func:`measure_for`):
 

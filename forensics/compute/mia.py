@@ -1,4 +1,4 @@
-"""Membership-inference scores of texts from per-token statistics (METHODS section 10).
+"""Membership-inference scores of texts from per-token statistics (docs/methods.md §10).
 
 Per text, with ``lp_t`` the log-probability of token ``t`` given its prefix (every token
 after the first), each score is signed so that *higher = more like training data*:

@@ -21,7 +21,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from forensics.core.errors import ForensicsInputError
 from forensics.core.profiles import Profile
@@ -35,7 +35,8 @@ def line_config(line: LineSpec, profile: Profile, seed: int, overrides: Mapping[
     """The config object ``line`` runs with (None for a line without a config class).
 
     Order: the class defaults; ``seed`` everywhere it exists; the profile's ``n_boot`` /
-    ``n_perm``; the profile's per-line overrides (fields the config lacks are skipped, see
+    ``n_perm``; the line's own overrides for this profile (``LineSpec.profiles``), then the
+    profile's per-line overrides (``Profile.lines``; fields the config lacks are skipped, see
     :func:`profile_problems`); then ``overrides`` (``{"field.sub": value}``, checked:
     an unknown field or a wrong type raises :class:`ForensicsInputError`).
     """
@@ -46,7 +47,7 @@ def line_config(line: LineSpec, profile: Profile, seed: int, overrides: Mapping[
     config = _with_fields(line.config(), {SEED_FIELD: seed}, nested=True)
     top = {knob: getattr(profile, knob) for knob in RESAMPLING_FIELDS if getattr(profile, knob) is not None}
     config = _with_fields(config, top, nested=False)
-    for key, value in profile.lines.get(line.name, {}).items():
+    for key, value in [*line.profiles.get(profile.name, {}).items(), *profile.lines.get(line.name, {}).items()]:
         if _field_path_ok(config, key.split(".")):
             config = _set_path(config, key.split("."), value)
     for key, value in (overrides or {}).items():
@@ -58,16 +59,15 @@ def profile_problems(lines: Mapping[str, LineSpec], profiles: Mapping[str, Profi
     """Per-line profile overrides that name a field the line's config lacks (a profile gone
     stale when a line changed), as ``"profile: line.field"``."""
     problems = []
-    for profile in profiles.values():
-        for name, overrides in profile.lines.items():
-            spec = lines.get(name)
-            if spec is None or spec.config is None:
-                continue
-            problems += [
-                f"{profile.name}: {name}.{key}"
-                for key in overrides
-                if not _field_path_ok(spec.config(), key.split("."))
-            ]
+    declared = [(p, name, ov) for name, spec in lines.items() for p, ov in spec.profiles.items()]
+    declared += [(p.name, name, ov) for p in profiles.values() for name, ov in p.lines.items()]
+    for profile_name, name, overrides in declared:
+        spec = lines.get(name)
+        if spec is None or spec.config is None:
+            continue
+        problems += [
+            f"{profile_name}: {name}.{key}" for key in overrides if not _field_path_ok(spec.config(), key.split("."))
+        ]
     return problems
 
 
@@ -179,7 +179,7 @@ def field_docs(cls: type) -> dict[str, str]:
         return {}
     lines = source.splitlines()
     docs: dict[str, str] = {}
-    for node in ast.parse(source).body[0].body:
+    for node in cast(ast.ClassDef, ast.parse(source).body[0]).body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             comment = []
             row = node.lineno - 2

@@ -26,7 +26,7 @@ benchmarks.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +63,7 @@ class AuditContext:
     cache_dir: Path | None = None
     counts: Counter = field(default_factory=Counter)
     _memo: dict[tuple, Any] = field(default_factory=dict, repr=False)
+    _sae_memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def available(self) -> set[str]:
         """Names of the inputs that are present (from :data:`forensics.core.registry.REQUIREMENTS`)."""
@@ -84,6 +85,32 @@ class AuditContext:
         value = compute()
         self._memo[full] = (owner, value)
         return value
+
+    def stored_result(self, kind: str, key: Mapping[str, Any], compute: Callable[[], dict]) -> dict:
+        """``compute()`` (a JSON-serialisable dict) once per audit for ``(kind, key)``, and, with a
+        cache folder, once for every audit that shares it: the result is kept in
+        ``cache_dir/<kind>/<stable key>.json`` (the cross-audit tier; an unreadable file is a
+        miss). ``key`` must name everything the result depends on (models by
+        :func:`forensics.core.keys.model_identity`, data by content hash, the config)."""
+        from forensics.compute.atomic import read_json, write_json_atomic
+        from forensics.core.evidence import jsonable
+        from forensics.core.keys import stable_key
+
+        digest = stable_key({"kind": kind, **key})[:40]
+        path = self.cache_dir / kind / f"{digest}.json" if self.cache_dir is not None else None
+
+        def load_or_compute() -> dict:
+            stored = read_json(path) if path is not None else None
+            if stored is not None:
+                self.counts[f"{kind}.from_disk"] += 1
+                return stored
+            value = jsonable(compute())
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(path, value)
+            return value
+
+        return self._shared(kind, (digest,), load_or_compute)
 
     def _is_input_model(self, loaded) -> bool:
         """True for the audit's own models; derived ones (copies, twins) never touch the disk
@@ -186,7 +213,13 @@ class AuditContext:
             "sae",
             key,
             lambda: get_sae(
-                self.original, texts, config, layer=layer, capture_fn=self.capture, cache_dir=self.cache_dir
+                self.original,
+                texts,
+                config,
+                layer=layer,
+                capture_fn=self.capture,
+                cache_dir=self.cache_dir,
+                memo=self._sae_memo,
             ),
         )
 

@@ -33,9 +33,11 @@ Vote = Literal["deleted", "suppressed", "not_forgotten", "modified", "unmodified
 class Evidence:
     """What one evidence line found (see the module docstring for the fields)."""
 
-    line: str
-    question: str
-    status: Status
+    #: The line's name and question: stamped from its registration (:func:`forensics.core.registry.register`),
+    #: so a line leaves them empty.
+    line: str = ""
+    question: str = ""
+    status: Status = "ok"
     effect: float | None = None
     control: float | None = None
     ci: tuple[float, float] | None = None
@@ -54,9 +56,15 @@ class Evidence:
         return self.effect - self.control
 
     @classmethod
-    def not_run(cls, line: str, question: str, reason: str) -> Evidence:
-        """A line that could not run, with the reason."""
-        return cls(line=line, question=question, status="not_run", reason=reason)
+    def not_run(cls, *parts: str) -> Evidence:
+        """A line that could not run: ``Evidence.not_run(reason)`` (name and question are stamped
+        from the registration), or ``Evidence.not_run(line, question, reason)`` (the form lines
+        written before the stamping use)."""
+        if len(parts) == 1:
+            return cls(status="not_run", reason=parts[0])
+        if len(parts) == 3:
+            return cls(line=parts[0], question=parts[1], status="not_run", reason=parts[2])
+        raise TypeError(f"Evidence.not_run takes (reason) or (line, question, reason), not {len(parts)} arguments")
 
     def to_json(self, include_figures: bool = False) -> dict[str, Any]:
         """The line's ``results.json`` entry; ``include_figures`` adds the PNGs as base64

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from forensics.inputs.data import Fact
 
 #: The sets whose comparison makes a vote (F against its control H).
@@ -28,6 +30,14 @@ class VoteMinimum:
     min_subjects: int = 8
     #: A vote needs at least this many facts in F and in H.
     min_facts: int = 16
+
+
+def subject_groups(facts: Sequence[Fact], set_name: str = "fact") -> np.ndarray:
+    """The group of each fact for subject-level statistics (cluster bootstraps, permutations,
+    folds), a string array ``[len(facts)]``: the fact's subject, or ``"<set_name>-<i>"`` for a
+    fact without one (its own group). Give F and H different ``set_name`` s (``"forget"``,
+    ``"holdout"``) when their groups are pooled, so that subject-less facts never merge."""
+    return np.array([f.subject or f"{set_name}-{i}" for i, f in enumerate(facts)])
 
 
 def n_subjects(facts: Sequence[Fact]) -> int:

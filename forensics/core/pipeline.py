@@ -67,7 +67,7 @@ def audit(
     """
     from forensics.compute.atomic import check_cache_dir, check_output_dir
     from forensics.core.context import AuditContext
-    from forensics.core.registry import discover_lines
+    from forensics.core.registry import discover_lines, gate_of
     from forensics.core.runner import run_lines
     from forensics.core.verdict import decide
     from forensics.inputs.prepare import load_inputs
@@ -89,6 +89,7 @@ def audit(
         original, unlearned, forget, retain, holdout, reference, sequences, device, dtype, chat_template=chat_template
     )
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
+    assert inputs.unlearned is not None and inputs.forget is not None and inputs.retain is not None
     say(
         f"auditing {inputs.unlearned.name} against {inputs.original.name}: {len(inputs.forget)} forget, "
         f"{len(inputs.retain)} retain, {len(inputs.holdout or [])} holdout facts; profile {profile}"
@@ -111,7 +112,7 @@ def audit(
         ctx,
         evidence,
         timings,
-        decide(evidence, has_holdout=bool(inputs.holdout)),
+        decide(evidence, has_holdout=bool(inputs.holdout), gate=gate_of(registry)),
         broken,
         seed=seed,
         profile=profile,
@@ -129,6 +130,7 @@ def audit(
         say("writing the reports ...")
         _write(result, out, pdf)
         if own_cache:
+            assert cache is not None
             shutil.rmtree(cache, ignore_errors=True)
         say(f"verdict: {result.verdict.label} ({result.verdict.confidence}); report: {out / 'report.html'}")
     return result
@@ -158,14 +160,16 @@ def _chosen_lines(registry: dict, lines: list[str] | None, settings: Mapping | N
         raise ForensicsInputError(f"unknown evidence line(s) {', '.join(unknown)}; known: {', '.join(registry)}")
     for name, overrides in (settings or {}).items():
         line_config(registry[name], profile, seed, overrides)
-    return {name: spec for name, spec in registry.items() if lines is None or name in lines or name == "behaviour"}
+    return {name: spec for name, spec in registry.items() if lines is None or name in lines or spec.role == "gate"}
 
 
 def _result(inputs, ctx, evidence, timings, verdict, broken, started: float, **run: Any):
+    from forensics.core.registry import discover_lines, gate_of
     from forensics.reports.redaction import Redactor
     from forensics.reports.results import AuditResult, package_versions
 
-    behaviour = next((e for e in evidence if e.line == "behaviour" and e.status == "ok"), None)
+    gate = gate_of(discover_lines()[0])
+    behaviour = next((e for e in evidence if e.line == gate and e.status == "ok"), None)
     redactor = (
         Redactor(
             {

@@ -19,10 +19,11 @@ third-party distribution names in the ``unlearning_forensics.lines`` entry-point
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Literal
@@ -47,6 +48,11 @@ ENTRY_POINT_GROUP = "unlearning_forensics.lines"
 #: ``"either"``: a gap either way (score: ``|effect - control|``; descriptive lines too).
 Side = Literal["above", "o_side", "either"]
 
+#: Roles a line may hold. ``"gate"``: the behaviour gate, the one line whose ``not_forgotten``
+#: vote decides the verdict alone (:mod:`forensics.core.verdict`, step 1); it always runs, and
+#: once it votes ``not_forgotten`` the runner skips the others. At most one line holds it.
+ROLES = ("gate",)
+
 
 @dataclass(frozen=True)
 class LineSpec:
@@ -62,6 +68,8 @@ class LineSpec:
     o_side_path: tuple[str, ...] = ()
     order: int = 1000
     method: str = ""
+    role: str | None = None
+    profiles: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def module(self) -> str:
@@ -96,6 +104,8 @@ def register(
     o_side_path: tuple[str, ...] = (),
     order: int = 1000,
     method: str = "",
+    role: str | None = None,
+    profiles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[..., Evidence]], Callable[..., Evidence]]:
     """Decorator: register ``run(ctx, config) -> Evidence`` as the evidence line ``name``.
 
@@ -106,7 +116,14 @@ def register(
     cast (empty: descriptive). ``side``: which side of the control its vote reads (see
     :data:`Side`); ``o_side_path``: for ``side="o_side"``, the ``details`` keys leading to
     O's own contrast. ``order``: its place in the report (lower first). ``method``: a
-    short, stable description of the procedure, printed in the report.
+    short, stable description of the procedure, printed in the report. ``role``: one of
+    :data:`ROLES` or None. ``profiles``: per-profile overrides of the line's config fields
+    (``{"quick": {"n_perm": 10, "probe.linear_c_grid": (0.1,)}}``; nested fields dotted),
+    applied after the profile's ``n_boot`` / ``n_perm`` (:mod:`forensics.core.profiles`).
+
+    The function is returned wrapped: the :class:`Evidence` it returns gets ``line`` and
+    ``question`` stamped from the registration where it leaves them empty, whether the runner
+    or a caller runs it.
 
     Raises :class:`LineRegistrationError` for an unknown need, vote or side, a config that is not a
     dataclass, or a name already registered by another function.
@@ -123,6 +140,8 @@ def register(
         raise LineRegistrationError(f"line {name!r}: unknown votes {bad_votes}; choose from {VOTES}")
     if side not in ("above", "o_side", "either"):
         raise LineRegistrationError(f"line {name!r}: side must be 'above', 'o_side' or 'either', not {side!r}")
+    if role is not None and role not in ROLES:
+        raise LineRegistrationError(f"line {name!r}: unknown role {role!r}; choose from {ROLES}")
     if config is not None and not (isinstance(config, type) and dataclasses.is_dataclass(config)):
         raise LineRegistrationError(f"line {name!r}: config must be a dataclass, not {config!r}")
 
@@ -133,19 +152,34 @@ def register(
                 f"evidence line {name!r} is registered twice: by {previous.module}."
                 f"{previous.run.__qualname__} and by {run.__module__}.{run.__qualname__}"
             )
+        if role is not None:
+            holder = next((s for s in LINES.values() if s.role == role and s.name != name), None)
+            if holder is not None:
+                raise LineRegistrationError(f"line {name!r}: the role {role!r} is held by {holder.name!r}")
+
+        @functools.wraps(run)
+        def stamped(*args: Any, **kwargs: Any) -> Evidence:
+            evidence = run(*args, **kwargs)
+            if isinstance(evidence, Evidence):
+                evidence.line = evidence.line or name
+                evidence.question = evidence.question or question
+            return evidence
+
         LINES[name] = LineSpec(
             name=name,
             question=question,
             needs=tuple(needs),
-            run=run,
+            run=stamped,
             config=config,
             votes=tuple(votes),
             side=side,
             o_side_path=tuple(o_side_path),
             order=order,
             method=" ".join(method.split()),
+            role=role,
+            profiles={k: dict(v) for k, v in (profiles or {}).items()},
         )
-        return run
+        return stamped
 
     return wrap
 
@@ -183,3 +217,8 @@ def one_line(err: BaseException) -> str:
     """``"ErrorType: first line of the message"``."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def gate_of(lines: Mapping[str, LineSpec]) -> str | None:
+    """The name of the line that holds the ``"gate"`` role among ``lines`` (None: no gate)."""
+    return next((name for name, spec in lines.items() if spec.role == "gate"), None)

@@ -13,22 +13,21 @@ import dataclasses
 import hashlib
 import inspect
 import json
-import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from forensics.compute.atomic import read_json, write_json_atomic
 from forensics.core.config import line_config
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.keys import code_version, stable_key
 from forensics.core.minimum import VoteMinimum, shortfall
 from forensics.core.profiles import Profile
-from forensics.core.registry import LineSpec, one_line
+from forensics.core.registry import LineSpec, gate_of, one_line
 from forensics.core.verdict import CONTROLLED_VOTES
 
 
@@ -41,9 +40,9 @@ def line_key(line: LineSpec, config: Any, input_hashes: Mapping[str, Any]) -> st
     try:
         source = inspect.getsource(module) if module else inspect.getsource(line.run)
     except (OSError, TypeError):  # defined interactively: its compiled code stands in for the source
-        code = line.run.__code__
+        code = inspect.unwrap(line.run).__code__
         source = repr((code.co_code, code.co_consts, code.co_names))
-    cfg = dataclasses.asdict(config) if config is not None and dataclasses.is_dataclass(config) else {}
+    cfg = dataclasses.asdict(cast(Any, config)) if config is not None and dataclasses.is_dataclass(config) else {}
     return stable_key(
         {
             "line": line.name,
@@ -86,9 +85,6 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
         return evidence
 
 
-#: The behaviour gate: when it votes ``not_forgotten`` the verdict is NOT_FORGOTTEN whatever
-#: the other lines say (:mod:`forensics.core.verdict`, step 1).
-GATE = "behaviour"
 #: The reason recorded for a line skipped after the gate decided.
 SKIPPED_AFTER_GATE = (
     "skipped: the behaviour gate decided NOT_FORGOTTEN (U still answers F), so no other line "
@@ -111,7 +107,7 @@ def run_lines(
     config}}`` (``config``: the configuration the line ran with, as a dict).
 
     A line whose needs the inputs do not meet is recorded as "not run". Once the behaviour
-    gate (:data:`GATE`) votes ``not_forgotten``, the remaining lines are recorded as "not run"
+    gate (the line with the ``"gate"`` role, :func:`forensics.core.registry.gate_of`) votes ``not_forgotten``, the remaining lines are recorded as "not run"
     with :data:`SKIPPED_AFTER_GATE`, unless ``all_lines``. With ``cache_dir`` finished results
     are read from and written to ``cache_dir/lines`` (see the module docstring). ``say``
     receives one progress message per line.
@@ -122,6 +118,7 @@ def run_lines(
     if cache_dir is not None:
         (cache_dir / "lines").mkdir(parents=True, exist_ok=True)
     decided = False
+    gate = gate_of(lines)
     for i, (name, line) in enumerate(lines.items(), start=1):
         step = f"[{i}/{len(lines)}] {name}"
         if decided:
@@ -147,14 +144,14 @@ def run_lines(
             result = run_line(line, ctx, config)
             timings[name] = {"seconds": round(time.time() - start, 2), "cached": False}
             if stored is not None and not result.reason.startswith("error:"):
-                _write_stored(
+                write_json_atomic(
                     stored, {"seconds": timings[name]["seconds"], "evidence": result.to_json(include_figures=True)}
                 )
         timings[name]["config"] = (
             json.loads(json.dumps(dataclasses.asdict(config), default=str)) if config is not None else None
         )
         evidence.append(result)
-        decided = name == GATE and result.status == "ok" and result.vote == "not_forgotten" and not all_lines
+        decided = name == gate and result.status == "ok" and result.vote == "not_forgotten" and not all_lines
         vote = result.vote or ("not run" if result.status == "not_run" else "no vote")
         say(f"{step}: {vote} ({timings[name]['seconds']:.1f} s{', cached' if timings[name]['cached'] else ''})")
     return evidence, timings
@@ -162,27 +159,12 @@ def run_lines(
 
 def _read_stored(path: Path | None) -> dict | None:
     """A finished line's stored result, or None (absent, unreadable or corrupt: a cache miss)."""
-    if path is None or not path.is_file():
+    saved = read_json(path) if path is not None else None
+    if saved is None:
         return None
     try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
         Evidence.from_json(saved["evidence"])
         float(saved["seconds"])
         return saved
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
-
-
-def _write_stored(path: Path, obj: dict) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (a unique temp file, fsync, rename), so two
-    audits sharing a cache never read half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

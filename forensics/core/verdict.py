@@ -1,6 +1,6 @@
 """The verdict: DELETED, SUPPRESSED, NOT_FORGOTTEN or INCONCLUSIVE, with a confidence.
 
-The rule uses *controlled* evidence only (METHODS: the control rule): a line counts when
+The rule uses *controlled* evidence only (docs/methods.md, "The control rule"): a line counts when
 it ran (``status == "ok"``) and cast one of the votes ``deleted``, ``suppressed`` or
 ``not_forgotten``. Every line already votes only when its own control is sound (its CI
 for effect - control excludes 0 for ``suppressed``; it had the power to see O's signal for
@@ -88,17 +88,23 @@ def _summary(e: Evidence) -> dict[str, Any]:
     }
 
 
-def decide(evidence: Iterable[Evidence], has_holdout: bool) -> Verdict:
+def decide(evidence: Iterable[Evidence], has_holdout: bool, gate: str | None = None) -> Verdict:
     """Apply :data:`RULE` to the evidence of one audit.
 
-    ``evidence``: every line's :class:`~forensics.core.evidence.Evidence`, the behaviour gate (line
-    ``"behaviour"``) included; ``has_holdout``: whether the audit had a holdout set H. A missing
-    or failed behaviour gate gives INCONCLUSIVE (step 2); nothing here raises for missing lines.
+    ``evidence``: every line's :class:`~forensics.core.evidence.Evidence`, the behaviour gate
+    included; ``has_holdout``: whether the audit had a holdout set H; ``gate``: the name of the
+    line holding the ``"gate"`` role (default: the registered one,
+    :func:`forensics.core.registry.gate_of`). A missing or failed behaviour gate gives
+    INCONCLUSIVE (step 2); nothing here raises for missing lines.
     """
+    if gate is None:
+        from forensics.core.registry import discover_lines, gate_of
+
+        gate = gate_of(discover_lines()[0])
     evidence = list(evidence)
     by_line = {e.line: e for e in evidence}
-    behaviour = by_line.get("behaviour")
-    controlled = [e for e in evidence if e.line != "behaviour" and e.status == "ok" and e.vote in CONTROLLED_VOTES]
+    behaviour = by_line.get(gate) if gate is not None else None
+    controlled = [e for e in evidence if e.line != gate and e.status == "ok" and e.vote in CONTROLLED_VOTES]
     suppressed = [e for e in controlled if e.vote == "suppressed"]
     deleted = [e for e in controlled if e.vote == "deleted"]
 

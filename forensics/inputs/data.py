@@ -6,7 +6,7 @@ Fact set, one JSON object a line::
      "attribute": "city", "id": "f-0001"}
 
 ``prompt`` and ``answer`` are required strings; ``subject``, ``attribute`` and ``id``
-are optional strings. Free-text and multiple-choice records may also carry (METHODS,
+are optional strings. Free-text and multiple-choice records may also carry (docs/methods.md,
 "Free-text knowledge"):
 
 - ``paraphrased_answer``: the answer in other words (string);

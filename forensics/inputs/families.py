@@ -186,7 +186,8 @@ def _gptj(c) -> dict[str, Any]:
 
 def _neox(c) -> dict[str, Any]:
     """GPT-NeoX and Phi-1/1.5/2: LayerNorm, partial rotary, parallel attention and MLP."""
-    from transformer_lens.loading_from_pretrained import _get_rope_theta, get_rotary_pct_from_config
+    from transformer_lens.loading_from_pretrained import _get_rope_theta
+    from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config
 
     d_head = c.hidden_size // c.num_attention_heads
     return {
@@ -214,11 +215,8 @@ def _neox(c) -> dict[str, Any]:
 
 def _llama_layout(c, arch: str) -> dict[str, Any]:
     """Llama and the families built on its layout, with each family's variation."""
-    from transformer_lens.loading_from_pretrained import (
-        _apply_llama3_rope_scaling,
-        _get_rope_theta,
-        get_rotary_pct_from_config,
-    )
+    from transformer_lens.loading_from_pretrained import _apply_llama3_rope_scaling, _get_rope_theta
+    from transformer_lens.utilities.hf_utils import get_rotary_pct_from_config
 
     head_dim = getattr(c, "head_dim", None)
     d_head = head_dim if head_dim else c.hidden_size // c.num_attention_heads

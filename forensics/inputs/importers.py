@@ -83,7 +83,10 @@ def _prompt(question: str, template: str) -> str:
 
 
 def _tofu(record: dict, template: str) -> dict:
-    out = {"prompt": _prompt(_text(record, "question"), template), "answer": _spaced(_text(record, "answer"))}
+    out: dict[str, Any] = {
+        "prompt": _prompt(_text(record, "question"), template),
+        "answer": _spaced(_text(record, "answer")),
+    }
     if record.get("paraphrased_answer") is not None:
         out["paraphrased_answer"] = _spaced(_text(record, "paraphrased_answer"))
     perturbed = record.get("perturbed_answer", record.get("perturbed_answers"))

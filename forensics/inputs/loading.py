@@ -248,6 +248,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | torch.dtype =
     torch_dtype = resolve_dtype(dtype)
     tokenizer = _tokenizer_from(folder)
     hf_model = _hf_model_from(folder, "float32")
+    assert hf_model.config.architectures is not None  # read_checkpoint_config checked it
     arch = hf_model.config.architectures[0]
     cfg_dict = tl_config_dict(hf_model.config)
     cfg_dict.update(

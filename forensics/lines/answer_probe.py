@@ -1,4 +1,4 @@
-"""Answer-discrimination probe (METHODS, "Free-text knowledge"): can a probe on U's residual
+"""Answer-discrimination probe (docs/methods.md, "Free-text knowledge"): can a probe on U's residual
 stream tell a fact's true answer from wrong but plausible ones, beyond the holdout control?
 
 Candidates. For each fact: the true answer and its perturbed answers: the fact's own
@@ -50,15 +50,15 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, subject_groups
 from forensics.core.registry import register
 
 QUESTION = "Can a probe on U's residual stream tell F's true answers from wrong ones, beyond the holdout control?"
@@ -268,7 +268,8 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
                 f"no {name} fact has a perturbed answer (none given, "
                 "and no other subject's answer to the same question form)",
             )
-        groups[name] = np.array([f.subject or f"{name}-{i}" for i, f in enumerate(facts)])
+        assert facts is not None
+        groups[name] = subject_groups(facts, name)
         if len(np.unique(groups[name])) < config.n_folds:
             return Evidence.not_run(
                 line, QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, fewer than the {config.n_folds} folds"
@@ -300,7 +301,7 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     f, gf, h, gh = f[keep_f], groups["forget"][keep_f], h[keep_h], groups["holdout"][keep_h]
     ci = cluster_bootstrap_diff_ci(f, gf, h, gh, config.n_boot, config.seed)
     p = cluster_permutation_p(f, gf, h, gh, config.n_perm, config.seed)
-    found = ci[0] > 0 and p < config.alpha
+    vote, reason = decide(ci, p, config)
     table = {f"{role}/{name}": mean[(role, name)].tolist() for role, name in scores}
     return Evidence(
         line=line,
@@ -312,12 +313,8 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         control=float(h.mean()),
         ci=ci,
         p_value=p,
-        vote="suppressed" if found else None,
-        reason=(
-            "a probe on U's residual stream tells F's true answers from wrong ones beyond the holdout control"
-            if found
-            else "no discrimination of F's true answers above the control; this probe never votes deleted"
-        ),
+        vote=cast("Vote | None", vote),
+        reason=reason,
         details={
             "variant": config.variant,
             "decision_depth": depth,
@@ -331,6 +328,16 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         },
         figures={"answer_probe": _figure(table)},
     )
+
+
+def decide(ci: tuple[float, float], p: float, config: AnswerProbeConfig) -> tuple[str | None, str]:
+    """``suppressed`` when the subject-bootstrap CI of U's F-minus-H discrimination lies above 0
+    and its permutation p is below ``config.alpha``; else no vote (this probe never votes deleted)."""
+    if ci[0] > 0 and p < config.alpha:
+        return "suppressed", (
+            "a probe on U's residual stream tells F's true answers from wrong ones beyond the holdout control"
+        )
+    return None, "no discrimination of F's true answers above the control; this probe never votes deleted"
 
 
 def _figure(table: dict) -> bytes:

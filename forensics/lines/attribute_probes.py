@@ -1,4 +1,4 @@
-"""Attribute probes (METHODS section 2): is the forgotten attribute still readable from U's
+"""Attribute probes (docs/methods.md §2): is the forgotten attribute still readable from U's
 residual stream, beyond what the identical procedure reads from facts nobody trained on?
 
 Span. The residual stream at every depth (the embeddings and every block's output,
@@ -30,7 +30,7 @@ decides: a fact can be readable at one depth and blocked at a later one.
 
 Vote:
 - ``suppressed``: some cell's family-adjusted CI lies above 0: F read *above* the holdout
-  control (METHODS' control rule: recovery beyond the control). The reported effect is
+  control (docs/methods.md's control rule: recovery beyond the control). The reported effect is
   that cell's (the largest difference among them), with a label-permutation p-value for
   that probe at that depth (answers shuffled among F's facts within attribute,
   paraphrases moving together, the probe's procedure re-run), Bonferroni-adjusted over
@@ -48,19 +48,21 @@ never-seen facts as the control.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import Evidence, Vote
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
 from forensics.probing.classifiers import (
     Labels,
     ProbeConfig,
     ProbeError,
+    ProbeKind,
     check_probe_data,
     fit_and_predict,
     out_of_fold_scores,
@@ -221,7 +223,7 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     o_h = refit("O", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_o)[:, 0]
     (t_h,) = fit_and_predict(
         kind,
-        strength_o,
+        cast(Any, strength_o),
         X[("O", "forget")],
         forget_answers,
         [X[("U", "holdout")]],
@@ -233,7 +235,7 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
     u_h = refit("U", "holdout", holdout_answers, holdout_groups, holdout_attributes, strength_u)[:, 0]
     r_f, r_h = fit_and_predict(
         kind,
-        strength_u,
+        cast(Any, strength_u),
         X[("U", "retain")],
         retain_answers,
         [X[("U", "forget")], X[("U", "holdout")]],
@@ -261,7 +263,7 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
                 ),
             ),
         }
-        row = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
+        row: dict[str, Any] = {"strength_unlearned": float(strength_u[d]), "strength_original": float(strength_o[d])}
         # The family-adjusted CI sits far in the tails (0.3% with 15 cells): a few hundred
         # draws cannot place it, so it gets at least FAMILY_BOOT draws (cheap: vectorised).
         family_boot = max(config.n_boot, FAMILY_BOOT)
@@ -313,7 +315,7 @@ def label_permutation_p(
     permuted = _permuted_answers(labels["forget"], config.n_perm, config.seed)
     if probe == "rfit":
         (predicted,) = fit_and_predict(
-            kind,
+            cast("ProbeKind", kind),
             row["strength_unlearned"],
             acts[("U", "retain")][hook],
             retain_answers,
@@ -335,7 +337,14 @@ def label_permutation_p(
             else (acts[("O", "forget")][hook], row["strength_original"])
         )
         null_means = out_of_fold_scores(
-            kind, [strength], fit_on, permuted, forget_groups, config.probe, [X_uf], strata=forget_attributes
+            cast("ProbeKind", kind),
+            [strength],
+            fit_on,
+            permuted,
+            forget_groups,
+            config.probe,
+            [X_uf],
+            strata=forget_attributes,
         )[:, 0, 0].mean(-1)
     null = np.abs(null_means - row[probe]["holdout"])
     return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
@@ -372,6 +381,11 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     side="above",
     order=20,
     method=METHOD,
+    profiles={
+        "quick": {"curves": ("final/linear",), "n_perm": 10, "probe.linear_c_grid": (0.1,)},
+        "standard": {"n_perm": 100},
+        "thorough": {"n_perm": 200},
+    },
 )
 def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None = None) -> Evidence:
     """Attribute probes on O's and U's residual streams, F vs H, and the vote (see the module
@@ -407,7 +421,7 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
         control=cell["holdout"],
         ci=ci,
         p_value=p,
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=why,
         details={"decision": {"position": position, "kind": kind, "depth": depth, "probe": probe}, "curves": curves},
         figures={"attribute_probes": _figure(curves)},

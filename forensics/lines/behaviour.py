@@ -1,4 +1,4 @@
-"""Behaviour (METHODS section 1): does the unlearned model still answer the forget set?
+"""Behaviour (docs/methods.md §1): does the unlearned model still answer the forget set?
 
 A *gate*, not a verdict on its own: if U still answers F like O does, the line votes
 ``not_forgotten`` (verdict NOT_FORGOTTEN) and the deeper lines only describe.
@@ -39,6 +39,7 @@ such as TOFU (Maini et al. 2024).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from forensics.compute.measures import is_free_text, measure_for
 from forensics.compute.scoring import FactScores
 from forensics.compute.stats import bootstrap_mean_diff_ci, permutation_p_value
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import Evidence, Vote
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
 
@@ -97,6 +98,8 @@ METHOD = (
     side="above",
     order=10,
     method=METHOD,
+    role="gate",
+    profiles={"quick": {"n_boot": 500, "n_perm": 500}, "standard": {"n_boot": 2000, "n_perm": 2000}},
 )
 def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> Evidence:
     """Greedy accuracy and answer log-prob on F, R, H for O and U (see the module docstring).
@@ -141,7 +144,8 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
     o_control = float(o["holdout"].mean()) if "holdout" in o else 0.0
     o_margin = float(o["forget"].mean()) - o_control
     retained_share = (effect - control) / o_margin if o_margin > 0 else float("nan")
-    still_answers = bool(o_margin > 0 and retained_share >= config.retained_share_not_forgotten and ci[0] > 0)
+    vote, reason = decide(o_margin, retained_share, ci, MEASURE_SHORT[measure], config)
+    still_answers = vote == "not_forgotten"
     retain_cost = float(o["retain"].mean() - u["retain"].mean())
     return Evidence(
         line="behaviour",
@@ -152,12 +156,8 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
         control=control if "holdout" in u else None,
         ci=ci,
         p_value=p,
-        vote="not_forgotten" if still_answers else None,
-        reason=(
-            f"U keeps {retained_share:.0%} of O's above-control {MEASURE_SHORT[measure]} on F"
-            if o_margin > 0
-            else "O itself does not answer F above the control"
-        ),
+        vote=cast("Vote | None", vote),
+        reason=reason,
         details={
             "table": table,
             "gate_measure": MEASURE_NAMES[measure],
@@ -169,6 +169,23 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
         },
         figures={"behaviour": _behaviour_figure(table)},
     )
+
+
+def decide(
+    original_margin: float, retained_share: float, ci: tuple[float, float], measure: str, config: BehaviourConfig
+) -> tuple[str | None, str]:
+    """The gate's vote and reason: ``not_forgotten`` when O answers F above the control
+    (``original_margin > 0``: O's measure on F minus on H), U keeps at least
+    ``config.retained_share_not_forgotten`` of that margin (``retained_share``) and the CI of U's
+    F-minus-H difference lies above 0; else no vote. ``measure``: the measure's short name, for
+    the reason."""
+    still_answers = bool(original_margin > 0 and retained_share >= config.retained_share_not_forgotten and ci[0] > 0)
+    reason = (
+        f"U keeps {retained_share:.0%} of O's above-control {measure} on F"
+        if original_margin > 0
+        else "O itself does not answer F above the control"
+    )
+    return ("not_forgotten" if still_answers else None), reason
 
 
 def _wants_free_text(ctx: AuditContext, config: BehaviourConfig) -> bool:

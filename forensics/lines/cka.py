@@ -1,4 +1,4 @@
-"""Representation similarity (METHODS section 11): linear CKA between O and U, per layer,
+"""Representation similarity (docs/methods.md §11): linear CKA between O and U, per layer,
 on F inputs and on R inputs. Descriptive only: it never votes (CKA is not robust enough to
 decide; see the UDS meta-evaluation, Lee et al. 2026).
 
@@ -80,6 +80,8 @@ def _acts(ctx: AuditContext, loaded, facts, config):
     side="either",
     order=110,
     method=METHOD,
+    # descriptive; each bootstrap draw recomputes every depth's CKA (12 s at 1000)
+    profiles={"standard": {"n_boot": 200}},
 )
 def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
     """Per-depth linear CKA between O and U on F, R (and H), descriptive (see the module docstring).

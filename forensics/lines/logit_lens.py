@@ -1,4 +1,4 @@
-"""Logit lens (METHODS section 3; nostalgebraist 2020): is the answer readable at
+"""Logit lens (docs/methods.md §3; nostalgebraist 2020): is the answer readable at
 intermediate layers and only blocked late?
 
 Span. Each depth's residual stream at the prompt's final token (prompt only, no answer;
@@ -71,6 +71,7 @@ class LogitLensConfig:
     side="above",
     order=30,
     method=METHOD,
+    profiles={"standard": {"n_perm": 1000}},
 )
 def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) -> Evidence:
     """The raw logit lens on O and U, F vs H at O's decision depth (see the module docstring);

@@ -1,4 +1,4 @@
-"""Membership inference (METHODS section 10): does U still treat the forget set like
+"""Membership inference (docs/methods.md §10): does U still treat the forget set like
 training data, beyond the holdout control?
 
 Span and scores. Each fact is tokenised as behaviour scoring does
@@ -35,7 +35,7 @@ against H on U's score ranks (control 0.5), or the paired bootstrap (reference);
 reported p is Bonferroni-adjusted over the four attacks.
 
 Interpretation: AUC well above the control means F still looks like training data, as
-it does in O (recovery above the control: METHODS' control rule is one-sided). AUC well
+it does in O (recovery above the control: docs/methods.md's control rule is one-sided). AUC well
 *below* it means U was pushed past a never-trained model on F (over-unlearning): a
 trace of the unlearning itself, not of the knowledge, so it is reported but does not
 vote (an over-unlearned model that really deleted F would otherwise be called
@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -64,8 +65,8 @@ from forensics.compute.mia import ATTACKS, attack_scores, auc
 from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 
@@ -165,10 +166,6 @@ def bootstrap_aucs(
     return out
 
 
-def _groups(facts: Sequence[Fact], prefix: str) -> np.ndarray:
-    return np.array([f.subject or f"{prefix}-{i}" for i, f in enumerate(facts)])
-
-
 # ------------------------------------------------------------------------------ the line
 
 
@@ -257,7 +254,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
             return Evidence.not_run(
                 line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set"
             )
-    forget_groups, holdout_groups = _groups(ctx.forget, "f"), _groups(ctx.holdout, "h")
+    forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     level = 1 - config.alpha / len(ATTACKS)
     roles = list(models)
     table: dict = {}
@@ -294,46 +291,8 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
                 (point["unlearned"] - point["reference"]) / point["reference"] if "reference" in point else None
             ),
         }
-    significant = [a for a in ATTACKS if table[a]["ci_family"][0] > 0]
-    below = [a for a in ATTACKS if table[a]["ci_family"][1] < 0]
-    if significant:
-        chosen = max(significant, key=lambda a: table[a]["difference"])
-        row = table[chosen]
-        vote = "suppressed"
-        reason = (
-            f"{chosen}: F looks more like training data than the control "
-            f"(AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})"
-        )
-    elif below:
-        chosen = min(below, key=lambda a: table[a]["difference"])
-        row = table[chosen]
-        vote = None
-        reason = (
-            f"{chosen}: F looks less like training data than the control (AUC {row['auc']['unlearned']:.2f} "
-            f"vs {row['control']:.2f}): over-unlearning, a trace of the unlearning, not of the knowledge "
-            "(no vote)"
-        )
-    else:
-        chosen = "min_k_pp"
-        row = table[chosen]
-        powered = [a for a in ATTACKS if table[a]["original_ci_family"][0] > 0.5 + config.min_power]
-        inside = all(
-            max(abs(table[a]["ci_family"][0]), abs(table[a]["ci_family"][1]))
-            < config.deleted_share * (table[a]["auc"]["original"] - 0.5)
-            for a in ATTACKS
-        )
-        if len(powered) == len(ATTACKS) and inside:
-            vote = "deleted"
-            reason = (
-                f"no attack tells F from the control, and every attack's CI is within "
-                f"{config.deleted_share:.0%} of O's own membership signal"
-            )
-        else:
-            vote = None
-            reason = (
-                "no attack tells F from the control, but the CIs are too wide (or O's signal too weak) "
-                "to call it deleted"
-            )
+    vote, reason, chosen = decide(table, config)
+    row = table[chosen]
     return Evidence(
         line=line,
         question=QUESTION,
@@ -345,7 +304,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         control=row["control"],
         ci=tuple(row["ci_family"]),
         p_value=min(1.0, row["p_value"] * len(ATTACKS)),
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=reason,
         details={
             "attacks": table,
@@ -374,3 +333,55 @@ def _figure(table: dict, roles: list[str]) -> bytes:
     ax.legend(frameon=False, fontsize=7)
     ax.set_title("Membership inference (0.5 = F like unseen data)", fontsize=9)
     return figure_png(fig)
+
+
+def decide(table: dict[str, dict], config: MembershipConfig) -> tuple[str | None, str, str]:
+    """The vote, its reason and the attack it rests on, from each attack's row of ``table``
+    (``ci_family``: the family-wise CI of U's AUC minus the control; ``difference``;
+    ``auc`` of ``original`` and ``unlearned``; ``original_ci_family``: the CI of O's own AUC;
+    ``control``).
+
+    ``suppressed`` when some attack's CI lies above 0 (the largest difference is reported); an
+    attack whose CI lies below 0 is over-unlearning: no vote; otherwise ``deleted`` when every
+    attack has power (O's CI above ``0.5 + config.min_power``) and every CI lies within
+    ``config.deleted_share`` of O's own signal (its AUC minus 0.5), else no vote.
+    """
+    significant = [a for a in ATTACKS if table[a]["ci_family"][0] > 0]
+    below = [a for a in ATTACKS if table[a]["ci_family"][1] < 0]
+    if significant:
+        chosen = max(significant, key=lambda a: table[a]["difference"])
+        row = table[chosen]
+        return (
+            "suppressed",
+            f"{chosen}: F looks more like training data than the control "
+            f"(AUC {row['auc']['unlearned']:.2f} vs {row['control']:.2f})",
+            chosen,
+        )
+    if below:
+        chosen = min(below, key=lambda a: table[a]["difference"])
+        row = table[chosen]
+        return (
+            None,
+            f"{chosen}: F looks less like training data than the control (AUC {row['auc']['unlearned']:.2f} "
+            f"vs {row['control']:.2f}): over-unlearning, a trace of the unlearning, not of the knowledge "
+            "(no vote)",
+            chosen,
+        )
+    powered = [a for a in ATTACKS if table[a]["original_ci_family"][0] > 0.5 + config.min_power]
+    inside = all(
+        max(abs(table[a]["ci_family"][0]), abs(table[a]["ci_family"][1]))
+        < config.deleted_share * (table[a]["auc"]["original"] - 0.5)
+        for a in ATTACKS
+    )
+    if len(powered) == len(ATTACKS) and inside:
+        return (
+            "deleted",
+            f"no attack tells F from the control, and every attack's CI is within "
+            f"{config.deleted_share:.0%} of O's own membership signal",
+            "min_k_pp",
+        )
+    return (
+        None,
+        "no attack tells F from the control, but the CIs are too wide (or O's signal too weak) to call it deleted",
+        "min_k_pp",
+    )

@@ -1,4 +1,4 @@
-"""The memorisation signature line (METHODS section 4; "Probe-Geometry Alignment: Erasing the
+"""The memorisation signature line (docs/methods.md §4; "Probe-Geometry Alignment: Erasing the
 Cross-Sequence Memorization Signature Below Chance", 2025): the leave-one-out probe's question
 (:mod:`forensics.probing.leave_one_out`) asked of the audit's own data, against a random-initialisation twin.
 
@@ -117,6 +117,7 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
             f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}",
         )
     texts = [f.text for f in facts]
+    assert ctx.holdout is not None
     y = np.r_[np.ones(len(ctx.forget), dtype=np.int64), np.zeros(len(ctx.holdout), dtype=np.int64)]
     twin = random_init_twin(ctx.original, seed=config.seed)
     scores = {

@@ -1,4 +1,4 @@
-"""Quantization attack (METHODS section 9; Zhang et al. 2024): does rounding U's weights
+"""Quantization attack (docs/methods.md §9; Zhang et al. 2024): does rounding U's weights
 bring the forgotten facts back?
 
 Approximate unlearning often moves weights only a little; round-to-nearest quantization
@@ -36,6 +36,7 @@ Weights or log-probs that turn NaN/inf after quantization: "not run", with the r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -46,8 +47,8 @@ from forensics.compute.quantize import quantize_model
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.loading import load_hf_model
 
@@ -126,6 +127,7 @@ def _score(model, tok, sets, config, device, measure: str) -> dict:
     side="above",
     order=80,
     method=METHOD,
+    profiles={"quick": {"bits": (4,)}},
 )
 def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = None) -> Evidence:
     """The quantization attack on U (and O, as a check) and the vote (see the module docstring).
@@ -144,12 +146,11 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     if ctx.retain:
         sets["retain"] = ctx.retain
     measure = line_measure(ctx.forget, config.measure, "quantization_attack")
-    forget_groups = np.array([f.subject or f"f-{i}" for i, f in enumerate(ctx.forget)])
-    holdout_groups = np.array([f.subject or f"h-{i}" for i, f in enumerate(ctx.holdout)])
+    forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     results: dict = {}
     for role, loaded in (("unlearned", ctx.unlearned), ("original", ctx.original)):
         device = loaded.device
-        base = load_hf_model(loaded.path, loaded.dtype).to(device)
+        base = load_hf_model(loaded.path, loaded.dtype).to(device)  # pyright: ignore[reportArgumentType]
         full = _score(base, tok, sets, config, device, measure)
         results[role] = {"full": full}
         state = {k: v.clone() for k, v in base.state_dict().items()}
@@ -206,7 +207,7 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
         control=row["gain_holdout"],
         ci=tuple(row["ci_family"]),
         p_value=row["p_value"],
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=why,
         details={
             "per_bits": {str(b): v for b, v in per_bits.items()},

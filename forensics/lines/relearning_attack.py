@@ -1,4 +1,4 @@
-"""Relearning attack (METHODS section 8; Deeb & Roger 2024): do a few fine-tuning steps on
+"""Relearning attack (docs/methods.md §8; Deeb & Roger 2024): do a few fine-tuning steps on
 *some* forgotten facts bring back *other* forgotten facts?
 
 Procedure. For each seed: split F's subjects at random into halves F_a / F_b, and H's into
@@ -53,6 +53,7 @@ Vote.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -70,7 +71,7 @@ from forensics.compute.measures import MeasureChoice, line_measure, measure_fact
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import Evidence, Vote
 from forensics.core.keys import model_identity
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
@@ -265,40 +266,85 @@ def seed_subject_bootstrap(
     return float(np.quantile(out, alpha)), float(np.quantile(out, 1 - alpha))
 
 
-#: Positive controls already run, keyed by O's weights, the forget set and the budget
-#: (the audit of several U against one O builds the GA-suppressed copy of O once).
-_POWER_CACHE: dict[tuple, dict] = {}
-
-
 def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str) -> dict:
-    """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split)."""
+    """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split).
+
+    Kept by the audit context (:meth:`AuditContext.stored_result`), keyed by O's weights, the
+    forget and holdout sets, the budget, the device and the measure: several audits of one O
+    that share a cache folder build the suppressed copy once."""
     from forensics.inputs.data import content_hash
 
-    key = (
-        repr(sorted(model_identity(ctx.original).items())),
-        content_hash(ctx.forget),
-        content_hash(ctx.holdout),
-        repr(asdict(config)),
-        ctx.original.device,
-        measure,
-    )
-    if key in _POWER_CACHE:
-        return _POWER_CACHE[key]
-    o_tok, device = ctx.original.tokenizer, ctx.original.device
-    o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
-    suppressed_o, n_steps, acc_f = suppress_copy(ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device)
-    f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
-    before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
-    pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, measure)
-    del suppressed_o
-    _POWER_CACHE[key] = {
-        "suppression_steps": n_steps,
-        "acc_forget_after_suppression": acc_f,
-        "target_accuracy": o_h + 0.05,
-        "recovery_forget_b": float((pc["after"] - before).mean()),
-        "curve": pc["curve"],
+    assert ctx.holdout is not None
+    key = {
+        "original": repr(sorted(model_identity(ctx.original).items())),
+        "forget": content_hash(ctx.forget),
+        "holdout": content_hash(ctx.holdout),
+        "config": repr(asdict(config)),
+        "device": str(ctx.original.device),
+        "measure": measure,
     }
-    return _POWER_CACHE[key]
+
+    def compute() -> dict:
+        assert ctx.holdout is not None
+        o_tok, device = ctx.original.tokenizer, ctx.original.device
+        o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
+        suppressed_o, n_steps, acc_f = suppress_copy(ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device)
+        f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
+        before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
+        pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, measure)
+        del suppressed_o
+        return {
+            "suppression_steps": n_steps,
+            "acc_forget_after_suppression": acc_f,
+            "target_accuracy": o_h + 0.05,
+            "recovery_forget_b": float((pc["after"] - before).mean()),
+            "curve": pc["curve"],
+        }
+
+    return ctx.stored_result("relearning_positive_control", key, compute)
+
+
+def decide(
+    ci: tuple[float, float],
+    reference_ci: tuple[float, float] | None,
+    power_recovery: float | None,
+    forgot: bool,
+    effect: float,
+    control: float,
+    config: RelearningConfig,
+) -> tuple[str | None, str]:
+    """The attack's vote and reason.
+
+    ``ci``: CI of F_b-minus-H_b recovery after the attack (seeds x subjects); ``reference_ci``:
+    the same against the reference model's recovery (None without one); ``power_recovery``:
+    the positive control's recovery of F_b from a GA-suppressed copy of O (None: not run);
+    ``forgot``: U did not answer F_b before the attack on any seed; ``effect`` / ``control``:
+    the measure on F_b and H_b after the attack (for the reason).
+
+    ``suppressed`` when the CI lies above 0 (and above the reference's recovery when given);
+    ``deleted`` when the positive control recovers at least ``config.min_power``, U had forgotten
+    and the CI's upper end is below ``config.deleted_share`` of the positive control's recovery;
+    else no vote.
+    """
+    above_ref = reference_ci is None or reference_ci[0] > 0
+    if ci[0] > 0 and above_ref:
+        return "suppressed", (
+            f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
+            f"of H_b under the identical fine-tune"
+        )
+    if (
+        power_recovery is not None
+        and power_recovery >= config.min_power
+        and forgot
+        and ci[1] < config.deleted_share * power_recovery
+    ):
+        return "deleted", (
+            f"after the attack F_b is answered no better than H_b (CI upper {ci[1]:+.2f}) while it "
+            f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
+        )
+    if not forgot:
+        return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
+    return None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
 
 
 def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
@@ -328,6 +374,7 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
     side="above",
     order=70,
     method=METHOD,
+    profiles={"quick": {"seeds": (0,), "eval_steps": (0, 10, 30)}, "standard": {"seeds": (0, 1)}},
 )
 def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -> Evidence:
     """The relearning attack on U, its holdout control, the positive control and the vote (see
@@ -342,6 +389,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     reason = check_inputs(ctx, config)
     if reason:
         return Evidence.not_run(line, QUESTION, reason)
+    assert ctx.holdout is not None
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
     before = {
@@ -387,6 +435,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])
             row["reference_acc_forget_b_after"] = float(rec_r.mean())
+            assert ref_before is not None
             row["reference_acc_forget_b_before"] = float(np.mean([ref_before[f] for f in f_b]))
         row["gain_forget_b"] = row["acc_forget_b_after"] - row["acc_forget_b_before"]
         row["gain_holdout_b"] = row["acc_holdout_b_after"] - row["acc_holdout_b_before"]
@@ -409,38 +458,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         power = _positive_control(ctx, config, measure)
 
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
-    above_ref = ref_ci is None or ref_ci[0] > 0
-    if ci[0] > 0 and above_ref:
-        vote, why = (
-            "suppressed",
-            (
-                f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
-                f"of H_b under the identical fine-tune"
-            ),
-        )
-    elif (
-        power is not None
-        and power["recovery_forget_b"] >= config.min_power
-        and forgot
-        and ci[1] < config.deleted_share * power["recovery_forget_b"]
-    ):
-        vote, why = (
-            "deleted",
-            (
-                f"after the attack F_b is answered no better than H_b (CI upper {ci[1]:+.2f}) while it "
-                f"recovers {power['recovery_forget_b']:+.2f} of F_b from a GA-suppressed copy of O"
-            ),
-        )
-    elif not forgot:
-        vote, why = (
-            None,
-            "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)",
-        )
-    else:
-        vote, why = (
-            None,
-            "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide",
-        )
+    power_recovery = power["recovery_forget_b"] if power is not None else None
+    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config)
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
     budget |= {
         "trainable": "all parameters",
@@ -457,7 +476,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         control=control,
         ci=ci,
         p_value=p,
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=why,
         details={
             "budget": budget,

@@ -1,4 +1,4 @@
-"""SAE feature analysis (METHODS section 5): do the features that carried F in O still fire in U?
+"""SAE feature analysis (docs/methods.md §5): do the features that carried F in O still fire in U?
 
 The SAE is a TopK sparse autoencoder trained on O's residual stream (:mod:`forensics.sae.train`;
 Cunningham et al. 2023, TopK as in Gao et al. 2024); forget-specific features are chosen
@@ -49,6 +49,7 @@ import numpy as np
 from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
+from forensics.core.minimum import subject_groups
 from forensics.core.registry import register
 from forensics.sae.experts import (
     FeatureConfig,
@@ -73,10 +74,6 @@ METHOD = (
 )
 
 
-def _groups(facts, prefix):
-    return np.array([f.subject or f"{prefix}-{i}" for i, f in enumerate(facts)])
-
-
 def _not_voting(reason: str, **kw) -> Evidence:
     return Evidence(line="sae_features", question=QUESTION, status="descriptive", vote=None, reason=reason, **kw)
 
@@ -90,6 +87,7 @@ def _not_voting(reason: str, **kw) -> Evidence:
     side="either",
     order=40,
     method=METHOD,
+    profiles={"quick": {"sae.training_tokens": 100000}},
 )
 def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:
     """Expert features of O and their survival in U, F vs H (see the module docstring).
@@ -106,6 +104,7 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae
     O, U = ctx.original, ctx.unlearned
     if sae is None:
         sae = ctx.sae(config.sae)
+    assert sae is not None
     bs = config.batch_size
     acts = {
         (role, name): fact_activations(ctx, model, facts, sae, bs)
@@ -135,7 +134,7 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae
         )
     frac_f, ratio_f = survival(acts[("original", "forget")], acts[("unlearned", "forget")], idx)
     frac_h, ratio_h = survival(acts[("original", "holdout")], acts[("unlearned", "holdout")], idx)
-    forget_groups, holdout_groups = _groups(ctx.forget, "forget"), _groups(ctx.holdout, "holdout")
+    forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     mf, mh = ~np.isnan(frac_f), ~np.isnan(frac_h)
     table = {
         "survival_forget": float(np.nanmean(frac_f)) if mf.any() else None,

@@ -1,4 +1,4 @@
-"""Restoration by steering (METHODS section 6; Lucki et al. 2024): can a fact-agnostic
+"""Restoration by steering (docs/methods.md §6; Lucki et al. 2024): can a fact-agnostic
 intervention in U bring F's behaviour back, beyond what the same intervention does on facts
 nobody trained on?
 
@@ -58,6 +58,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -66,8 +67,8 @@ from forensics.compute.capture import CaptureSpec, layer_hook
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, n_subjects, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 from forensics.sae.experts import FeatureConfig, expert_features, fact_activations
@@ -135,12 +136,13 @@ class Intervention:
 
 def split_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[int]]:
     """Indices of two halves of ``facts`` with disjoint subjects (seeded)."""
-    subjects = sorted({f.subject or f"fact-{i}" for i, f in enumerate(facts)})
+    groups = subject_groups(facts).tolist()
+    subjects = sorted(set(groups))
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(subjects))
     half = {subjects[i] for i in order[: len(subjects) // 2]}
-    a = [i for i, f in enumerate(facts) if (f.subject or f"fact-{i}") in half]
-    b = [i for i, f in enumerate(facts) if (f.subject or f"fact-{i}") not in half]
+    a = [i for i, g in enumerate(groups) if g in half]
+    b = [i for i, g in enumerate(groups) if g not in half]
     return a, b
 
 
@@ -200,10 +202,10 @@ def make_hooks(
         return lambda act, hook: act + alpha * v
 
     if iv.kind == "ablate":
-        layers = sorted(directions) if iv.layer == "all" else [iv.layer]
+        layers = sorted(directions) if iv.layer == "all" else [cast(int, iv.layer)]
         return [(layer_hook(l), ablate(directions[l])) for l in layers]
     if iv.kind == "reverse":
-        return [(layer_hook(iv.layer), add(-directions[iv.layer]))]
+        return [(layer_hook(cast(int, iv.layer)), add(-directions[cast(int, iv.layer)]))]
     if iv.kind == "features":
         return [(layer_hook(sae_layer), add(feature_vec))]
     raise ValueError(iv.kind)
@@ -257,6 +259,7 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
     norms per fold, and the grid.
     """
     O, U = ctx.original, ctx.unlearned
+    assert ctx.holdout is not None
     F, H, R = list(ctx.forget), list(ctx.holdout), list(ctx.retain)
     rng = np.random.default_rng(config.seed)
     r_idx = np.sort(rng.choice(len(R), size=min(config.n_retain, len(R)), replace=False))
@@ -306,8 +309,8 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     acc_o, acc_u = base["O_F"].mean(), base["U_F"].mean()
     denom = acc_o - acc_u
     chance = base["U_H"].mean()  # U's accuracy on unseen facts: the floor restoration counts from
-    forget_groups = np.array([f.subject or f"forget-{i}" for i, f in enumerate(ctx.forget)])
-    holdout_groups = np.array([f.subject or f"holdout-{i}" for i, f in enumerate(ctx.holdout)])
+    assert ctx.holdout is not None
+    forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     per_cell = {}
     for name, res in sweep["results"].items():
         rf = (res["F"] - chance) / denom if denom > 0 else np.full(len(res["F"]), np.nan)
@@ -367,6 +370,10 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     side="above",
     order=50,
     method=METHOD,
+    profiles={
+        "quick": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100000, "n_retain": 120},
+        "standard": {"alphas": (1.0, 2.0, 4.0)},
+    },
 )
 def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:
     """Restoration by fact-agnostic steering, F vs H (see the module docstring).
@@ -382,12 +389,13 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
         return Evidence.not_run("steering_restoration", QUESTION, "steering needs forget, retain and holdout sets")
     for name in ("forget", "holdout"):
         facts = getattr(ctx, name)
-        if len({f.subject or f"fact-{i}" for i, f in enumerate(facts)}) < 2:
+        if n_subjects(facts) < 2:
             return Evidence.not_run(
                 "steering_restoration", QUESTION, f"the {name} set is too small to split into two halves"
             )
     if sae is None:
         sae = ctx.sae(config.features.sae)
+    assert sae is not None
     sweep = restoration_sweep(ctx, config, sae)
     summary = summarise(sweep, ctx, config)
     summary["sae"] = {"hook": sae.hook, **sae.quality.to_dict()}
@@ -406,21 +414,10 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
             details=summary,
         )
     best = summary["best"]
-    top = max(best, key=lambda k: best[k]["difference"])
+    top = decision_intervention(best, config)
     cell = best[top]
-    restored = [k for k, b in best.items() if b["ci"][0] > 0 and b["difference"] >= config.min_restoration]
-    if restored:
-        top = max(restored, key=lambda k: best[k]["difference"])
-        cell = best[top]
     figures = {"steering_restoration": _restoration_figure(summary), "steering_retain_cost": _cost_figure(summary)}
-    vote = "suppressed" if restored else None
-    reason = (
-        f"{top} restores {cell['forget']:.0%} of what U forgot on F vs {cell['holdout']:.0%} on H "
-        f"({cell['cell_forget']})"
-        if restored
-        else f"no intervention restores F beyond H (best: {top}, F {cell['forget']:+.2f} vs H {cell['holdout']:+.2f}); "
-        "steering never votes deleted"
-    )
+    vote, reason = decide(best, config)
     return Evidence(
         line="steering_restoration",
         question=QUESTION,
@@ -429,10 +426,39 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
         effect=cell["forget"],
         control=cell["holdout"],
         ci=tuple(cell["ci"]),
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=reason,
         details=summary | {"decision": top},
         figures=figures,
+    )
+
+
+def _restored(best: dict[str, dict], config: SteeringConfig) -> list[str]:
+    return [k for k, b in best.items() if b["ci"][0] > 0 and b["difference"] >= config.min_restoration]
+
+
+def decision_intervention(best: dict[str, dict], config: SteeringConfig) -> str:
+    """The intervention the line reports: the one with the largest F-minus-H restoration among
+    those that restore (CI above 0 and at least ``config.min_restoration``), else among all.
+    ``best``: intervention -> its best cell (``difference``, ``ci``, ``forget``, ``holdout``, ...)."""
+    restored = _restored(best, config)
+    return max(restored or best, key=lambda k: best[k]["difference"])
+
+
+def decide(best: dict[str, dict], config: SteeringConfig) -> tuple[str | None, str]:
+    """``suppressed`` when some intervention restores F beyond H: the CI of its F-minus-H
+    restoration lies above 0 and the difference is at least ``config.min_restoration``; else no
+    vote (steering never votes deleted). ``best``: as :func:`decision_intervention`."""
+    top = decision_intervention(best, config)
+    cell = best[top]
+    if _restored(best, config):
+        return "suppressed", (
+            f"{top} restores {cell['forget']:.0%} of what U forgot on F vs {cell['holdout']:.0%} on H "
+            f"({cell['cell_forget']})"
+        )
+    return None, (
+        f"no intervention restores F beyond H (best: {top}, F {cell['forget']:+.2f} vs H {cell['holdout']:+.2f}); "
+        "steering never votes deleted"
     )
 
 

@@ -1,4 +1,4 @@
-"""Unlearning-trace detector (METHODS section 11; "Unlearning Isn't Invisible: Detecting
+"""Unlearning-trace detector (docs/methods.md §11; "Unlearning Isn't Invisible: Detecting
 Unlearning Traces in LLMs from Model Outputs", 2025): was U modified at all?
 
 Span. Forget-*irrelevant* prompts (R and H; prompt only, no answer), at the prompt's final
@@ -26,6 +26,7 @@ uses it only to recognise an untouched model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ import torch
 from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import bootstrap_mean_ci, sign_flip_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import subject_groups
 from forensics.core.registry import register
 from forensics.probing.batched import BatchedConfig, Task, fit_predict
 from forensics.probing.classifiers import fold_masks
@@ -127,6 +129,7 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
     side="either",
     order=120,
     method=METHOD,
+    profiles={"quick": {"n_perm": 500}, "standard": {"n_perm": 2000}},
 )
 def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence:
     """Can U be told from O on R and H prompts; votes ``modified`` or ``unmodified`` (see the
@@ -138,7 +141,7 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
     """
     config = config or TraceConfig()
     facts = list(ctx.retain) + list(ctx.holdout or [])
-    groups = np.array([f.subject or f"prompt-{i}" for i, f in enumerate(facts)])
+    groups = subject_groups(facts, "prompt")
     if len(np.unique(groups)) < config.n_folds:
         return Evidence.not_run(
             "trace_detector",
@@ -154,7 +157,7 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
     resid_u, logits_u = _features(ctx, ctx.unlearned, facts, config, vocab_index)
     by_resid = detect(resid_o, resid_u, groups, config)
     by_logits = detect(logits_o, logits_u, groups, config)
-    modified = by_resid["ci"][0] > 0.5 and by_resid["p_value"] < config.alpha
+    vote, reason = decide(by_resid, by_logits, config)
     return Evidence(
         line="trace_detector",
         question=QUESTION,
@@ -164,7 +167,16 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
         control=0.5,
         ci=(by_resid["ci"][0] - 0.5, by_resid["ci"][1] - 0.5),
         p_value=by_resid["p_value"],
-        vote="modified" if modified else "unmodified",
-        reason=f"activations {by_resid['accuracy']:.2f}, logits {by_logits['accuracy']:.2f} accuracy",
+        vote=cast("Vote", vote),
+        reason=reason,
         details={"activations": by_resid, "logits": by_logits, "n_prompts": len(facts)},
     )
+
+
+def decide(by_resid: dict, by_logits: dict, config: TraceConfig) -> tuple[str, str]:
+    """``modified`` when the activation detector's accuracy CI (``by_resid["ci"]``) lies above
+    chance (0.5) with ``by_resid["p_value"]`` below ``config.alpha``, else ``unmodified``; the
+    reason gives both detectors' accuracies."""
+    modified = by_resid["ci"][0] > 0.5 and by_resid["p_value"] < config.alpha
+    reason = f"activations {by_resid['accuracy']:.2f}, logits {by_logits['accuracy']:.2f} accuracy"
+    return ("modified" if modified else "unmodified"), reason

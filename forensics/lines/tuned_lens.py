@@ -1,4 +1,4 @@
-"""Tuned lens (METHODS section 3; Belrose et al. 2023, "Eliciting Latent Predictions from
+"""Tuned lens (docs/methods.md §3; Belrose et al. 2023, "Eliciting Latent Predictions from
 Transformers with the Tuned Lens"): is the answer readable at intermediate layers of U
 through translators fitted on O's retain set?
 
@@ -18,7 +18,7 @@ probability per depth (a fact with a ``key``: the key's first token after the an
 as the logit lens reads it). Decision depth: the earliest intermediate depth where O's F-minus-H
 difference in reciprocal rank reaches ``earliest_share`` of its largest, chosen from O alone:
 the depth where O has made the answer readable, before the late layers where suppression
-methods block it (METHODS section 3). Effect, control and statistics are the logit lens's
+methods block it (docs/methods.md §3). Effect, control and statistics are the logit lens's
 (:func:`forensics.lines.logit_lens.lens_comparison`).
 
 Vote: ``suppressed`` when the CI of MRR(U, F) - MRR(U, H) at the decision depth lies above 0
@@ -30,10 +30,11 @@ there.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import Evidence, Vote
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
 
@@ -90,6 +91,7 @@ class TunedLensConfig(VoteMinimum):
     side="above",
     order=31,
     method=METHOD,
+    profiles={"standard": {"n_perm": 1000}},
 )
 def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) -> Evidence:
     """The tuned lens (O's translators) on O and U, F vs H at O's decision depth, and the vote
@@ -110,6 +112,7 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         )
     lens = ctx.tuned_lens(config)
     c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
+    vote, reason = decide(c["ci"], c["p"], config)
     return Evidence(
         line="tuned_lens",
         question=QUESTION,
@@ -120,15 +123,8 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         control=float(c["h_rr"].mean()),
         ci=c["ci"],
         p_value=c["p"],
-        vote="suppressed" if c["readable"] else None,
-        reason=(
-            "the answer is readable through O's tuned lens at an intermediate layer of U above the holdout control"
-            if c["readable"]
-            else "F's answers rank below the unseen facts' at an intermediate layer: a trace of the unlearning, "
-            "not of the knowledge (no vote)"
-            if c["pushed_down"]
-            else "no intermediate-layer read-out of F above the control"
-        ),
+        vote=cast("Vote | None", vote),
+        reason=reason,
         details={
             "decision_depth": c["depth"],
             "original_difference_by_depth": c["o_diff"],
@@ -138,3 +134,19 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         },
         figures={"tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank")},
     )
+
+
+def decide(ci: tuple[float, float], p: float, config: TunedLensConfig) -> tuple[str | None, str]:
+    """``suppressed`` when the CI of U's F-minus-H reciprocal rank at O's decision depth lies above
+    0 with p below ``config.alpha`` (the answer is readable); F ranked significantly *below* H
+    (CI below 0) is a trace of the unlearning, not of the knowledge: no vote, as is anything else."""
+    if ci[0] > 0 and p < config.alpha:
+        return "suppressed", (
+            "the answer is readable through O's tuned lens at an intermediate layer of U above the holdout control"
+        )
+    if ci[1] < 0 and p < config.alpha:
+        return None, (
+            "F's answers rank below the unseen facts' at an intermediate layer: a trace of the unlearning, "
+            "not of the knowledge (no vote)"
+        )
+    return None, "no intermediate-layer read-out of F above the control"

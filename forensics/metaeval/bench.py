@@ -91,7 +91,7 @@ VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
 PERTURBATIONS = ("q4", "relearn")
 
-CONFIDENCE_WEIGHT = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
+CONFIDENCE_WEIGHT: dict[Any, float] = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
 
 #: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
 PUBLISHED = {"UDS": (0.971, 0.933), "logit lens": (0.927, 0.879), "Min-K": (0.907, 0.675), "CKA": (0.648, 0.026)}

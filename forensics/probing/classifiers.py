@@ -1,6 +1,6 @@
 """Probe classifiers shared by the probe lines: build, select by CV, score chance-corrected.
 
-Two probe kinds (METHODS section 2), fitted many at a time by :mod:`forensics.probing.batched`:
+Two probe kinds (docs/methods.md §2), fitted many at a time by :mod:`forensics.probing.batched`:
 
 - ``linear``: standardised L2 logistic regression (scikit-learn's objective); C chosen by
   cross-validation.
@@ -14,12 +14,13 @@ Scores are *chance-corrected per example*: ``correct - chance``, where ``chance`
 the accuracy a probe that ignores its input would get on this test split by guessing
 with the training split's label frequencies: ``sum_c p_train(c) * p_test(c)``. Its mean
 is 0 for a probe that reads nothing, whatever the label frequencies (which differ
-between F and H; METHODS). Keeping one number per example lets callers bootstrap over
+between F and H; docs/methods.md §2). Keeping one number per example lets callers bootstrap over
 subjects and compare F with H.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -299,8 +300,8 @@ def fit_and_score(
     predicted = fit_and_predict(
         kind, strength, X_train, y_train, [X for X, _ in scored], config, strata_train, strata_scored
     )
-    strata_scored = strata_scored or [None] * len(scored)
+    strata_each: Sequence[np.ndarray | None] = strata_scored or [None] * len(scored)
     return [
         stratified_chance_corrected(p, y, y_train, st, strata_train)
-        for p, (_, y), st in zip(predicted, scored, strata_scored)
+        for p, (_, y), st in zip(predicted, scored, strata_each)
     ]

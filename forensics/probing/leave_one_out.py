@@ -1,4 +1,4 @@
-"""Leave-one-out cross-sequence memorisation probe (METHODS section 4; "Probe-Geometry
+"""Leave-one-out cross-sequence memorisation probe (docs/methods.md §4; "Probe-Geometry
 Alignment: Erasing the Cross-Sequence Memorization Signature Below Chance", 2025).
 
 Leave-one-out cross-sequence memorisation probe (``forensics memprobe``; not an audit

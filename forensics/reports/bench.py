@@ -40,7 +40,7 @@ def text_tables(bench: dict[str, Any]) -> str:
             lines.append(f"  {t:<16}" + "".join(f"{conf['matrix'][t][v]:>14}" for v in VERDICTS))
     for row in bench.get("undetermined", []):
         lines.append(f"not scored (oracle UNDETERMINED): seed {row['seed']} {row['model']}: verdict {row['verdict']}")
-    hard = bench.get("hard_negatives") or {"n": 0}
+    hard: dict[str, Any] = bench.get("hard_negatives") or {"n": 0}
     if hard["n"]:
         lines.append(
             f"hard negatives (DELETED, know F's subjects): {hard['n']}, called SUPPRESSED: "
@@ -90,7 +90,7 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
         for t in TRUTHS:
             parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS) + "</tr>")
         parts.append("</table>")
-    hard = bench.get("hard_negatives") or {"n": 0}
+    hard: dict[str, Any] = bench.get("hard_negatives") or {"n": 0}
     if hard["n"]:
         parts.append(
             f"<h2>Hard negatives: {hard['n']} deleted models that know F's subjects, called SUPPRESSED: "

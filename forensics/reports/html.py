@@ -114,7 +114,7 @@ def table(
     rows: list[list[str]],
     widths: list[int] | None = None,
     keep: bool = False,
-    numeric: set[int] = frozenset(),
+    numeric: set[int] | frozenset[int] = frozenset(),
 ) -> str:
     """An HTML table; headers and cells are already-escaped HTML. ``widths`` in percent."""
     classes = (["keep"] if keep else []) + (["fixed"] if widths else [])
@@ -169,12 +169,14 @@ def _short(value: Any) -> str:
 
 def render_html(result) -> str:
     """The full report for an :class:`~forensics.audit.AuditResult`."""
+    from forensics.core.registry import discover_lines, gate_of
     from forensics.core.verdict import Verdict, plain_words
 
     data = result.to_json()
     verdict, run, inputs = data["verdict"], data["run"], data["inputs"]
     figures = {ev.line: ev.figures for ev in result.evidence}
-    behaviour_ev = next((ev for ev in result.evidence if ev.line == "behaviour"), None)
+    gate = gate_of(discover_lines()[0])
+    behaviour_ev = next((ev for ev in result.evidence if ev.line == gate), None)
     v = Verdict(verdict["label"], verdict["confidence"], verdict["step"], verdict["reason"])
     colour = COLOURS.get(verdict["label"], "#1f2328")
     title = f"{inputs['unlearned']['name']} vs {inputs['original']['name']}"
@@ -249,7 +251,7 @@ def render_html(result) -> str:
             "<p class='sub'>Accuracy: greedy exact match of the answer. Log-prob: mean "
             "log P(answer | prompt). The holdout accuracy is what guessing achieves.</p>"
         )
-        free = next((ev["details"].get("free_text") for ev in data["evidence"] if ev["line"] == "behaviour"), None)
+        free = next((ev["details"].get("free_text") for ev in data["evidence"] if ev["line"] == gate), None)
         if free:
             rows = [
                 [e(names.get(name, name))]

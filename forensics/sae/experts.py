@@ -1,5 +1,5 @@
 """Expert SAE features: which latents of O's SAE carry the forget set, and how many of
-them still fire in U (METHODS section 5).
+them still fire in U (docs/methods.md §5).
 
 Units are *facts*: a latent's activation on a fact is its maximum over the fact's prompt
 tokens (it "fires" when that is above 0), read from the residual stream at the SAE's hook.

@@ -1,4 +1,4 @@
-"""Sparse autoencoders on O's residual stream, trained and loaded with SAELens (METHODS section 5).
+"""Sparse autoencoders on O's residual stream, trained and loaded with SAELens (docs/methods.md §5).
 
 Never a hand-written SAE: the model is SAELens' ``TopKTrainingSAE``, trained by SAELens'
 ``SAETrainer`` from an in-memory activation iterator (no ``ActivationsStore``, no
@@ -36,7 +36,7 @@ Quality (:class:`SAEQuality`) and the bar
     on any token of the whole pool). The SAE is *trustworthy* when explained variance
     >= 0.70 and dead fraction <= 0.50 and mean L0 <= d_in / 4 (sparse enough that a
     latent can be specific to anything). Below the bar the SAE lines report "not
-    trustworthy" and do not vote. The bar is ours (METHODS leaves it open): 0.70 is a
+    trustworthy" and do not vote. The bar is ours (docs/methods.md §5 leaves it open): 0.70 is a
     weak reconstruction by production standards, chosen because a tiny model's residual
     stream is dense; the numbers are always reported so a reader can apply a stricter bar.
 
@@ -58,6 +58,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,8 +69,6 @@ from forensics.core.keys import model_identity, stable_key
 from forensics.inputs.data import Fact, content_hash
 
 QUALITY_FILE = "forensics_quality.json"
-#: In-process memo of trained SAEs by cache key (two lines of one audit share one SAE).
-_MEMO: dict[str, tuple[object, Path | None]] = {}
 #: Bump when the meaning of a cached SAE changes.
 SAE_FORMAT_VERSION = 1
 
@@ -140,7 +139,7 @@ class SAEQuality:
 class TrainedSAE:
     """An SAE (SAELens ``SAE``, inference class) with where it reads and how good it is."""
 
-    sae: object  # sae_lens.SAE
+    sae: Any  # sae_lens.SAE
     hook: str
     layer: int
     quality: SAEQuality
@@ -256,7 +255,7 @@ def _quiet_tqdm(trainer) -> None:
     import sae_lens.training.activation_scaler as scaler_module
     import sae_lens.training.sae_trainer as trainer_module
 
-    for module in (trainer_module, scaler_module):
+    for module in cast("tuple[Any, ...]", (trainer_module, scaler_module)):
         if not getattr(module, "_forensics_quiet", False):
             module.tqdm = partial(module.tqdm, disable=True)
             module._forensics_quiet = True
@@ -364,6 +363,7 @@ def get_sae(
     layer: int | None = None,
     capture_fn=capture,
     cache_dir: str | Path | None = None,
+    memo: dict[str, tuple[object, Path | None]] | None = None,
 ) -> TrainedSAE:
     """The SAE for ``loaded`` (O) at ``layer``: the user's folder, the cache, or a fresh training run.
 
@@ -371,7 +371,9 @@ def get_sae(
     both None means :func:`default_layer`. A user SAE folder whose metadata names a
     ``blocks.L.hook_resid_post`` hook is used at that layer. ``capture_fn`` captures the
     tokens (:func:`forensics.compute.capture.capture`, or an audit context's shared capture);
-    ``cache_dir``: keep the trained SAE there (``sae-<key>/``) and reuse it.
+    ``cache_dir``: keep the trained SAE there (``sae-<key>/``) and reuse it (the tier shared
+    across audits); ``memo``: a dict that keeps SAEs in memory by cache key (an audit context
+    passes its own, so that two lines of one audit share one SAE; None: no memo).
 
     Raises :class:`ForensicsInputError` for a layer outside the model or an unreadable
     user SAE folder.
@@ -395,12 +397,14 @@ def get_sae(
     x_all, offsets = capture_tokens(loaded, texts, hook, config.capture_batch_size, capture_fn)
     train_rows, eval_rows = _split_texts(offsets, config.eval_fraction, config.seed)
     if user_sae is not None:
+        assert config.sae_path is not None  # user_sae is loaded from it
         quality = measure_quality(user_sae, x_all[eval_rows], x_all, config)
         return TrainedSAE(user_sae, hook, layer, quality, path=Path(config.sae_path), from_cache=True)
 
     key = cache_key(model_identity(loaded), hook, config, content_hash(list(texts)))
-    if key in _MEMO:
-        sae, path = _MEMO[key]
+    memo = {} if memo is None else memo
+    if key in memo:
+        sae, path = memo[key]
         quality = measure_quality(sae, x_all[eval_rows], x_all, config)
         return TrainedSAE(sae, hook, layer, quality, path=path, from_cache=True)
     folder = None
@@ -408,7 +412,7 @@ def get_sae(
         folder = Path(cache_dir) / f"sae-{key[:40]}"
         if (folder / QUALITY_FILE).is_file():
             sae = load_sae_folder(folder, d_in=d_model)
-            _MEMO[key] = (sae, folder)
+            memo[key] = (sae, folder)
             quality = measure_quality(sae, x_all[eval_rows], x_all, config)
             return TrainedSAE(sae, hook, layer, quality, path=folder, from_cache=True)
 
@@ -431,7 +435,7 @@ def get_sae(
         sae = load_sae_folder(folder, d_in=d_model)
     else:
         sae = _to_inference(trained)
-    _MEMO[key] = (sae, folder)
+    memo[key] = (sae, folder)
     quality = measure_quality(sae, x_all[eval_rows], x_all, config)
     return TrainedSAE(
         sae, hook, layer, quality, path=folder, from_cache=False, train_seconds=seconds, n_train_tokens=n_train

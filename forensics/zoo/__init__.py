@@ -1,4 +1,4 @@
-"""The model-organism zoo: tiny causal LMs with known ground truth (METHODS "Model organism").
+"""The model-organism zoo: tiny causal LMs with known ground truth (docs/methods.md, "Model organism").
 
 ``build_zoo(out_dir, size="tiny"|"small", seed=0, progress=True, world="attributes"|"bio")
 -> manifest`` builds a synthetic world of fictitious people (closed-vocabulary attributes,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import cast
 
 from forensics.zoo.world import World, make_world
 
@@ -210,7 +211,9 @@ def make_bio_world(n_forget: int, n_retain: int, n_holdout: int, n_memprobe: int
     :func:`forensics.zoo.world.make_world`; phrasings and wrong values from their own seeded
     generator. Same arguments, same world."""
     pools = {form: list(values) for form, (_, _, values) in FORMS.items()}
-    world = make_world(n_forget, n_retain, n_holdout, n_memprobe, f"bio-{seed}", pools=pools, cls=BioWorld)
+    world = cast(
+        BioWorld, make_world(n_forget, n_retain, n_holdout, n_memprobe, f"bio-{seed}", pools=pools, cls=BioWorld)
+    )
     world.seed = seed
     rng = random.Random(f"bio-world-{seed}")
     for subject in world.all_subjects():

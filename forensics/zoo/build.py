@@ -27,6 +27,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -370,7 +371,10 @@ def _build(root: Path, cfg: ZooConfig, size: str, seed: int, version: str, progr
 
 
 def _facts(records: list[dict]) -> list[Fact]:
-    return [Fact(**{k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}) for r in records]
+    return [
+        Fact(**cast("dict[str, Any]", {k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}))
+        for r in records
+    ]
 
 
 def _prepare(root: Path, cfg: ZooConfig, seed: int) -> _Shared:
@@ -465,8 +469,8 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         "targets": targets,
         "targets_missed": sorted(f"{n}: {k}" for n, t in targets.items() for k, ok in t.items() if not ok),
         "forget_split_for_oracle": {
-            "F_a_subjects": sorted({f.subject for f in shared.f_a}),
-            "F_b_subjects": sorted({f.subject for f in shared.f_b}),
+            "F_a_subjects": sorted(cast("set[str]", {f.subject for f in shared.f_a})),
+            "F_b_subjects": sorted(cast("set[str]", {f.subject for f in shared.f_b})),
         },
         "torch_threads": cfg.threads,
         "workers": workers,

@@ -10,6 +10,7 @@ with a fixed thread count, so the same seed gives bitwise-identical weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -39,7 +40,7 @@ def make_model(arch: ArchConfig, tokenizer, seed: int):
     attention), seeded with ``seed``. Raises ``ValueError`` for another family."""
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=len(tokenizer),
         hidden_size=arch.d_model,
         num_hidden_layers=arch.n_layers,
@@ -54,7 +55,7 @@ def make_model(arch: ArchConfig, tokenizer, seed: int):
     if arch.family == "gpt-neox":
         config = GPTNeoXConfig(
             intermediate_size=4 * arch.d_model,
-            rotary_pct=0.25,
+            rotary_pct=0.25,  # pyright: ignore[reportCallIssue]
             hidden_dropout=0.0,
             attention_dropout=0.0,
             use_parallel_residual=True,

@@ -263,6 +263,7 @@ def _forget_positions(batch: Batchable) -> torch.Tensor:
     """Real (non-pad) positions from the subject's first token to the end of each item
     (the template words before the subject are shared with R, so they are left alone)."""
     pos = torch.arange(batch.ids.shape[1])[None, :]
+    assert batch.starts is not None  # encode_answers sets the subject starts
     return (pos < batch.lengths[:, None]) & (pos >= batch.starts[:, None])
 
 

@@ -25,7 +25,7 @@ Sequence pools (``{"text", "id"}`` records):
 - ``memprobe_B``: a further paraphrase of the C variant (other wording, other
   distinctive tokens), never trained, id ``b-KKK``.
 
-The key ``KKK`` links the three variants of one probe item (METHODS section 4).
+The key ``KKK`` links the three variants of one probe item (docs/methods.md §4).
 
 Mentions (:func:`mention_texts`): text that names every forget subject but never gives
 one of their attribute values: each forget prompt completed with a neutral, answer-free
@@ -125,7 +125,7 @@ class World:
 
     subjects: dict[str, list[str]]  # split -> subject names
     values: dict[str, dict[str, str]]  # subject -> attribute -> value
-    seed: int
+    seed: int | str
     sequences: dict[str, list[dict]] = field(default_factory=dict)  # pool -> records
 
     def facts(self, split: str) -> list[dict]:
@@ -181,7 +181,7 @@ def make_world(
     n_retain: int,
     n_holdout: int,
     n_memprobe: int,
-    seed: int,
+    seed: int | str,
     pools: dict[str, list[str]] | None = None,
     cls: type[World] = World,
 ) -> World:

@@ -1,4 +1,4 @@
-"""Activation capture (METHODS section 2): residual streams at chosen token positions.
+"""Activation capture (docs/methods.md §2): residual streams at chosen token positions.
 
 What is captured
     Any TransformerLens hook point whose activation is ``[batch, pos, d]`` (the residual
@@ -64,6 +64,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -150,7 +151,8 @@ def capture(
         raise ForensicsInputError("prompts must be strings")
     if spec.position == "subject":
         _check_subjects(prompts, subjects)
-        subjects = list(subjects)
+        assert subjects is not None  # _check_subjects raises without them
+        subjects = cast("list[str]", list(subjects))  # _check_subjects: all strings
     else:
         subjects = None
     model, tokenizer = loaded.model, loaded.tokenizer

@@ -56,6 +56,7 @@ def _encode(
                 f"prompt {index} is {len(row)} tokens long, more than the model's context of {n_ctx}"
             )
         if need_offsets:
+            assert subjects is not None and offsets is not None
             positions.append(_subject_last_token(prompts[k], subjects[k], offsets[k], index))
         else:
             positions.append(len(row) - 1)
@@ -180,6 +181,7 @@ def _run_shard(
             for name in hooks:
                 piece = gatherer.gathered[name].to(device="cpu", dtype=torch.float32)
                 if name not in out:
+                    assert total_rows is not None
                     out[name] = torch.empty((total_rows, piece.shape[-1]), dtype=torch.float32)
                 out[name][dest] = piece
             gatherer.gathered = {}

@@ -1,4 +1,4 @@
-"""Activation patching (METHODS section 12; Unlearning Depth Score, 2026): do U's hidden
+"""Activation patching (docs/methods.md §12; Unlearning Depth Score, 2026): do U's hidden
 states still carry F, read by O's own later layers?
 
 Controlled score (always computed; the line's vote). For each block ``l`` and fact ``x``,
@@ -35,6 +35,7 @@ O cannot read (RMU scrambles F's residual on purpose) is not a state without the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -42,8 +43,8 @@ from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
 from forensics.compute.scoring import EncodedFacts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
 
@@ -87,10 +88,6 @@ class PatchingConfig(VoteMinimum):
     alpha: float = 0.05
 
 
-def _groups(facts, prefix: str) -> np.ndarray:
-    return np.array([f.subject or f"{prefix}-{i}" for i, f in enumerate(facts)])
-
-
 def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.ndarray]:
     """Per block and fact of ``facts``: ``carried`` = base - cf (O's own state) and ``kept`` =
     u - cf (U's state), nats, arrays ``[n_layers, n_facts]``; ``valid`` ``[n_facts]`` marks the
@@ -104,7 +101,7 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
         ctx.fact_scores(o, facts).logprob if keys is None else answer_logprobs(o.model, encoded, None, o.device, keys)
     )
     partners = counterfactual_partners(
-        [f.answer for f in facts], list(_groups(facts, "x")), [f.attribute for f in facts], config.seed
+        [f.answer for f in facts], list(subject_groups(facts)), [f.attribute for f in facts], config.seed
     )
     valid = partners >= 0
     source = np.where(valid, partners, np.arange(len(facts)))
@@ -124,6 +121,7 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     from forensics.compute.stats import bootstrap_mean_ci
 
     o, u, ref = ctx.original, ctx.unlearned, ctx.reference
+    assert ref is not None
     spec = CaptureSpec(resid_hooks(o.n_layers)[1:], "all")
     ref_acts, u_acts = ctx.capture_facts(ref, ctx.forget, spec), ctx.capture_facts(u, ctx.forget, spec)
     encoded = EncodedFacts(o.tokenizer, ctx.forget, config.batch_size)
@@ -152,12 +150,14 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     held = d1 > config.threshold
     scored = held.any(0)
     per_fact = np.clip((d2 * held).sum(0) / np.where(scored, (d1 * held).sum(0), 1.0), 0.0, 1.0)[scored]
-    groups = _groups(ctx.forget, "fact")[scored]
+    groups = subject_groups(ctx.forget, "forget")[scored]
     # subject bootstrap of the mean: resample subjects, as every other CI here does
     subject_means = np.array([per_fact[groups == g].mean() for g in np.unique(groups)]) if scored.any() else []
     return {
         "uds": float(per_fact.mean()) if scored.any() else None,
-        "ci": list(bootstrap_mean_ci(subject_means, config.n_boot, config.seed)) if scored.any() else None,
+        "ci": list(bootstrap_mean_ci(cast(np.ndarray, subject_means), config.n_boot, config.seed))
+        if scored.any()
+        else None,
         "facts_scored": int(scored.sum()),
         "facts": len(ctx.forget),
         "stage1_drop_by_layer": d1.mean(1).tolist(),
@@ -175,6 +175,7 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     side="above",
     order=32,
     method=METHOD,
+    profiles={"standard": {"n_perm": 1000}},
 )
 def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Evidence:
     """Activation patching of U's states into O, F against H, and with a reference model the
@@ -250,8 +251,9 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
         return r["kept"][layers].mean(0)[r["valid"]], r["carried"][layers].mean(0)[r["valid"]]
 
     (kf, cf), (kh, ch), (kr, cr) = kept("forget"), kept("holdout"), kept("retain")
-    gf = _groups(ctx.forget, "fact")[res["forget"]["valid"]]
-    gh = _groups(ctx.holdout, "holdout")[res["holdout"]["valid"]]
+    gf = subject_groups(ctx.forget, "forget")[res["forget"]["valid"]]
+    assert ctx.holdout is not None
+    gh = subject_groups(ctx.holdout, "holdout")[res["holdout"]["valid"]]
     excess_f, excess_h = kf - config.min_share * cf, kh - config.min_share * ch
     ci = cluster_bootstrap_diff_ci(excess_f, gf, excess_h, gh, config.n_boot, config.seed)
     p = cluster_permutation_p(excess_f, gf, excess_h, gh, config.n_perm, config.seed)
@@ -267,8 +269,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
             "retain_read_share": float(kr.mean() / cr.mean()) if cr.mean() > config.threshold else None,
         }
     )
-    found = ci[0] > 0 and p < config.alpha
-    share_text = f"{share:.0%}" if share is not None else "n/a"
+    vote, reason = decide(ci, p, share, config)
     beside = ""
     if uds is not None and uds["uds"] is not None:
         details["published_uds"] = uds["uds"]
@@ -289,15 +290,8 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
         control=float(excess_h.mean()),
         ci=ci,
         p_value=p,
-        vote="suppressed" if found else None,
-        reason=(
-            f"O's later layers read F's answers from U's states: U keeps {share_text} of O's own carriage beyond "
-            "the holdout control"
-            if found
-            else f"U's states keep {share_text} of O's carriage of F beyond the control, not clearly more than "
-            f"{config.min_share:.0%}"
-        )
-        + beside,
+        vote=cast("Vote | None", vote),
+        reason=reason + beside,
         details=details,
         figures=figures,
     )
@@ -338,3 +332,20 @@ def _figure(table: dict, layers: list[int], uds: dict | None) -> bytes:
         ax.set_title(f"Published UDS protocol: UDS = {uds['uds']:.2f}" if uds["uds"] is not None else "UDS", fontsize=9)
         ax.legend(fontsize=6)
     return figure_png(fig)
+
+
+def decide(ci: tuple[float, float], p: float, share: float | None, config: PatchingConfig) -> tuple[str | None, str]:
+    """``suppressed`` when the CI of the F-minus-H excess carriage (the answer log-prob U's states
+    keep beyond ``config.min_share`` of O's own) lies above 0 with p below ``config.alpha``; else
+    no vote. ``share``: the share of O's carriage U keeps on F beyond the control (for the
+    reason; None when undefined)."""
+    share_text = f"{share:.0%}" if share is not None else "n/a"
+    if ci[0] > 0 and p < config.alpha:
+        return "suppressed", (
+            f"O's later layers read F's answers from U's states: U keeps {share_text} of O's own carriage beyond "
+            "the holdout control"
+        )
+    return None, (
+        f"U's states keep {share_text} of O's carriage of F beyond the control, not clearly more than "
+        f"{config.min_share:.0%}"
+    )

@@ -1,5 +1,5 @@
 """Activation patching: a model's teacher-forced answer log-prob with part of its residual
-stream replaced by states taken from elsewhere (METHODS section 12).
+stream replaced by states taken from elsewhere (docs/methods.md §12).
 
 A patch writes source states into the residual stream ``blocks.{l}.hook_resid_post`` of the
 patched model during one forward pass (a TransformerLens ``run_with_hooks`` hook), at one of
@@ -53,6 +53,7 @@ class PatchSource:
         """The source rows of fact ``fact``: ``[d]`` (final) or ``[prompt_len, d]`` (prompt)."""
         if self.positions == "final":
             return self.states[fact]
+        assert self.offsets is not None
         return self.states[int(self.offsets[fact]) : int(self.offsets[fact + 1])]
 
 

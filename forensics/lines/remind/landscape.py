@@ -1,4 +1,4 @@
-"""Input loss landscapes (METHODS section 7; REMIND): token-substitution neighbours of an
+"""Input loss landscapes (docs/methods.md §7; REMIND): token-substitution neighbours of an
 example, the landscape features of its loss around them, and the classifiers and baselines
 that read them.
 
@@ -135,7 +135,7 @@ def split_indices(labels: np.ndarray, groups: np.ndarray | None, seed: int) -> t
         folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
         train, test = next(folds.split(idx, labels, groups))
         return train, test
-    return train_test_split(idx, test_size=0.2, stratify=labels, random_state=seed)
+    return train_test_split(idx, test_size=0.2, stratify=labels, random_state=seed)  # pyright: ignore[reportReturnType]
 
 
 def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, kind: str, seed: int) -> dict:
@@ -157,7 +157,7 @@ def classify(X: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray, 
     clf.fit(X[train], y[train])
     proba = clf.predict_proba(X[test])
     yt = y[test]
-    p_forget = proba[:, list(clf.classes_).index(0)]
+    p_forget = proba[:, list(clf.classes_).index(0)]  # pyright: ignore[reportCallIssue, reportArgumentType]
     fh = yt != 1
     return {
         "auc_multiclass_ovr": float(roc_auc_score(yt, proba, multi_class="ovr", labels=clf.classes_)),

@@ -1,4 +1,4 @@
-"""REMIND input loss landscapes (METHODS section 7; REMIND): do forgotten examples
+"""REMIND input loss landscapes (docs/methods.md §7; REMIND): do forgotten examples
 sit on a different loss landscape in U than facts nobody trained on?
 
 Span (``span``). Each example is a fact's ``prompt + answer`` text, tokenised as behaviour
@@ -54,7 +54,7 @@ O's own contrast (the same statistic in O) is the signature of knowing F and fix
 side on which a contrast in U counts:
 
 - ``suppressed``: O shows the contrast (its CI excludes 0) and U's CI excludes 0 on the
-  *same side*: U still treats F as O does, beyond the holdout control (METHODS' control
+  *same side*: U still treats F as O does, beyond the holdout control (docs/methods.md's control
   rule is one-sided: recovery *above* the control). A contrast on the other side (F
   flatter than H where O's F is sharper) is a trace of the unlearning itself, not of
   knowledge: it is reported in the reason but does not vote;
@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -74,8 +75,8 @@ from forensics.compute.measures import key_facts
 from forensics.compute.scoring import encode_facts, sequence_losses
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence
-from forensics.core.minimum import VoteMinimum
+from forensics.core.evidence import Evidence, Vote
+from forensics.core.minimum import VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 from forensics.lines.remind.landscape import (
@@ -171,7 +172,7 @@ class Scan:
     dropped: dict[str, int]
     #: Per set, each example's first scored position (its prompt's length) for the answer
     #: span; None for the text span (every token after the first).
-    starts: dict[str, list[int] | None] = None
+    starts: dict[str, list[int] | None] | None = None
 
 
 def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = SETS) -> Scan | str:
@@ -211,7 +212,9 @@ def prepare_scan(ctx: AuditContext, config: RemindConfig, sets: Sequence[str] = 
     vocab = min(len(tok), ctx.unlearned.model.cfg.d_vocab)
     exclude = list(special) + list(range(vocab, ctx.unlearned.model.cfg.d_vocab))
     all_ids = {t for name in sets for s in tokens[name] for t in s}
-    nearest = nearest_tokens(ctx.unlearned.model.W_E.detach(), all_ids, config.k_nearest, exclude)
+    nearest = nearest_tokens(
+        ctx.unlearned.model.W_E.detach(), cast("Sequence[int]", all_ids), config.k_nearest, exclude
+    )
     neighbours = {}
     for k, name in enumerate(sets):
         neighbours[name] = make_neighbours(
@@ -237,7 +240,11 @@ def scan_features(loaded, scan: Scan, config: RemindConfig, sets: Sequence[str] 
         everything += scan.tokens[name]
         everything += scan.neighbours[name][0]
         spans[name] = (start, len(scan.tokens[name]), len(everything))
-        own = scan.starts[name] if scan.starts and scan.starts[name] is not None else [1] * len(scan.tokens[name])
+        own = (
+            cast("list[int]", scan.starts[name])
+            if scan.starts and scan.starts[name] is not None
+            else [1] * len(scan.tokens[name])
+        )
         first += own + [own[i] for i in scan.neighbours[name][1]]
     losses = sequence_losses(loaded.model, everything, config.batch_size, loaded.device, pad, starts=first)
     out = {}
@@ -342,7 +349,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     for role, feats in (("unlearned", u), ("original", o)):
         if any(not np.isfinite(v["features"]).all() for v in feats.values()):
             return Evidence.not_run(line, QUESTION, f"non-finite losses from the {role} model")
-    groups = {name: np.array([f.subject or f"{name}-{i}" for i, f in enumerate(scan.facts[name])]) for name in SETS}
+    groups = {name: subject_groups(scan.facts[name], name) for name in SETS}
 
     # Classifiers, F (0) vs R (1) vs H (2), out of sample.
     X = np.concatenate([u[name]["features"] for name in SETS])
@@ -351,6 +358,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     g = np.concatenate([groups[name] for name in SETS]) if has_subjects else None
     train, test = split_indices(y, g, config.split_seed)
     classifiers = {kind: classify(X, y, train, test, kind, config.split_seed) for kind in ("logistic", "random_forest")}
+    assert scan.starts is not None
     base = {
         name: baseline_scores(ctx.unlearned, scan.facts[name], scan.tokens[name], config.batch_size, scan.starts[name])
         for name in SETS
@@ -420,7 +428,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         control=cu["holdout"],
         ci=tuple(cu["ci"]),
         p_value=p,
-        vote=vote,
+        vote=cast("Vote | None", vote),
         reason=reason,
         details=details,
         figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},

@@ -205,7 +205,7 @@ def test_shipped_profiles_fit_the_shipped_lines():
                 if (
                     profile.n_boot is not None
                     and hasattr(config, "n_boot")
-                    and "n_boot" not in profile.lines.get(name, {})
+                    and "n_boot" not in {**spec.profiles.get(profile.name, {}), **profile.lines.get(name, {})}
                 ):
                     assert config.n_boot == profile.n_boot, (name, profile.name)
 

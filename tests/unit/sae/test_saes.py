@@ -76,10 +76,9 @@ def test_sae_is_saelens_format_cached_and_reloads(trained, models):
     q = sae.quality
     assert 0.7 <= q.explained_variance <= 1.0 and q.trustworthy, q
     assert q.mean_l0 == pytest.approx(config.k)
-    # The same model, layer, config and texts: read back from the cache, not retrained.
     from forensics.sae import train as sae_module
 
-    sae_module._MEMO.clear()
+    # The same model, layer, config and texts: read back from the cache, not retrained.
     cached = get_sae(models["original"], texts, config, cache_dir=cache)
     assert cached.from_cache and cached.path == sae.path and sae.path.parent == cache
     assert torch.equal(cached.decoder, sae.decoder)

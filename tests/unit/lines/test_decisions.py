@@ -1,0 +1,145 @@
+"""Every voting line's decision is a pure function of its numbers: hand-made inputs, each
+threshold crossed from both sides. (REMIND's, the attribute probes' and the quantization
+attack's own tests sit beside their lines' other tests.)"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from forensics.core.registry import discover_lines
+from forensics.lines import (
+    answer_probe,
+    behaviour,
+    membership_inference,
+    relearning_attack,
+    steering_restoration,
+    trace_detector,
+    tuned_lens,
+)
+from forensics.lines.patching import line as patching
+
+
+def test_every_voting_line_exposes_a_decision():
+    lines, _ = discover_lines()
+    voting = {name: spec for name, spec in lines.items() if spec.votes}
+    assert len(voting) >= 10
+    for name, spec in voting.items():
+        decide = getattr(importlib.import_module(spec.module), "decide", None)
+        assert callable(decide), f"{name} ({spec.module}) has no decide()"
+
+
+def test_behaviour_gate():
+    config = behaviour.BehaviourConfig()  # retained_share_not_forgotten 0.5
+    assert behaviour.decide(0.8, 0.6, (0.2, 0.6), "accuracy", config) == (
+        "not_forgotten",
+        "U keeps 60% of O's above-control accuracy on F",
+    )
+    # below the share, or a CI touching 0: U forgot behaviourally, no vote
+    assert behaviour.decide(0.8, 0.4, (0.2, 0.6), "accuracy", config)[0] is None
+    assert behaviour.decide(0.8, 0.9, (0.0, 0.6), "accuracy", config)[0] is None
+    # O itself does not answer F: nothing to keep
+    vote, reason = behaviour.decide(0.0, float("nan"), (0.2, 0.6), "accuracy", config)
+    assert vote is None and reason == "O itself does not answer F above the control"
+
+
+@pytest.mark.parametrize("module", [answer_probe, tuned_lens])
+def test_above_the_control_with_a_small_p_is_suppressed(module):
+    config = (answer_probe.AnswerProbeConfig if module is answer_probe else tuned_lens.TunedLensConfig)()
+    assert module.decide((0.01, 0.2), 0.01, config)[0] == "suppressed"
+    assert module.decide((0.01, 0.2), 0.06, config)[0] is None  # p above alpha (0.05)
+    assert module.decide((-0.01, 0.2), 0.01, config)[0] is None  # CI touches 0
+
+
+def test_tuned_lens_calls_f_below_h_a_trace_not_a_vote():
+    vote, reason = tuned_lens.decide((-0.3, -0.1), 0.01, tuned_lens.TunedLensConfig())
+    assert vote is None and "trace of the unlearning" in reason
+
+
+def test_patching():
+    config = patching.PatchingConfig()
+    vote, reason = patching.decide((0.05, 0.3), 0.01, 0.8, config)
+    assert vote == "suppressed" and "U keeps 80% of O's own carriage" in reason
+    vote, reason = patching.decide((-0.05, 0.3), 0.01, None, config)
+    assert vote is None and "keep n/a of O's carriage" in reason
+
+
+def _cell(difference: float, ci: tuple[float, float]) -> dict:
+    return {"difference": difference, "ci": ci, "forget": difference + 0.1, "holdout": 0.1, "cell_forget": "layer 1"}
+
+
+def test_steering_votes_on_the_best_restoring_intervention():
+    config = steering_restoration.SteeringConfig()  # min_restoration 0.1
+    best = {"ablate": _cell(0.5, (-0.1, 0.9)), "reverse": _cell(0.3, (0.05, 0.5))}
+    # "ablate" has the larger difference, but only "reverse" restores (CI above 0)
+    assert steering_restoration.decision_intervention(best, config) == "reverse"
+    vote, reason = steering_restoration.decide(best, config)
+    assert vote == "suppressed" and reason.startswith("reverse restores")
+    # a CI above 0 but a restoration below the minimum does not vote; the largest is reported
+    small = {"ablate": _cell(0.05, (0.01, 0.09)), "reverse": _cell(0.02, (-0.1, 0.1))}
+    assert steering_restoration.decision_intervention(small, config) == "ablate"
+    vote, reason = steering_restoration.decide(small, config)
+    assert vote is None and "steering never votes deleted" in reason
+
+
+def test_relearning_attack():
+    config = relearning_attack.RelearningConfig()  # min_power 0.3, deleted_share 0.25
+    decide = relearning_attack.decide
+    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config)[0] == "suppressed"
+    # above H, but not above the reference model's recovery
+    assert decide((0.05, 0.3), (-0.1, 0.2), None, True, 0.4, 0.2, config)[0] is None
+    # deleted: power shown (0.6 >= 0.3), U had forgotten, CI upper 0.1 < 0.25 * 0.6
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config)[0] == "deleted"
+    assert decide((-0.1, 0.2), None, 0.6, True, 0.2, 0.2, config)[0] is None  # CI too wide
+    assert decide((-0.1, 0.1), None, 0.2, True, 0.2, 0.2, config)[0] is None  # power not shown
+    assert decide((-0.1, 0.1), None, None, True, 0.2, 0.2, config)[0] is None  # no positive control
+    vote, reason = decide((-0.1, 0.1), None, 0.6, False, 0.2, 0.2, config)
+    assert vote is None and "still answers F_b" in reason
+
+
+def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:
+    return {
+        "ci_family": ci,
+        "difference": (ci[0] + ci[1]) / 2,
+        "auc": {"original": original_auc, "unlearned": unlearned_auc},
+        "original_ci_family": original_ci,
+        "control": 0.5,
+    }
+
+
+def test_membership_inference():
+    config = membership_inference.MembershipConfig()  # min_power 0.1, deleted_share 0.25
+    attacks = membership_inference.ATTACKS
+    quiet = {a: _row((-0.05, 0.05)) for a in attacks}
+    # every attack has power (O's CI above 0.6) and every CI within 0.25 * (0.9 - 0.5) = 0.1
+    assert membership_inference.decide(quiet, config) == (
+        "deleted",
+        "no attack tells F from the control, and every attack's CI is within 25% of O's own membership signal",
+        "min_k_pp",
+    )
+    wide = quiet | {"zlib": _row((-0.05, 0.12))}
+    assert membership_inference.decide(wide, config)[0] is None
+    weak = quiet | {"loss": _row((-0.05, 0.05), original_ci=(0.55, 0.7))}
+    assert membership_inference.decide(weak, config)[0] is None
+    found = quiet | {"min_k": _row((0.02, 0.3), unlearned_auc=0.66)}
+    vote, reason, chosen = membership_inference.decide(found, config)
+    assert (vote, chosen) == ("suppressed", "min_k") and "AUC 0.66 vs 0.50" in reason
+    below = quiet | {"loss": _row((-0.3, -0.02))}
+    vote, reason, chosen = membership_inference.decide(below, config)
+    assert (vote, chosen) == (None, "loss") and "over-unlearning" in reason
+
+
+def test_trace_detector():
+    config = trace_detector.TraceConfig()
+    logits = {"accuracy": 0.55}
+    assert trace_detector.decide({"ci": (0.6, 0.8), "p_value": 0.01, "accuracy": 0.7}, logits, config) == (
+        "modified",
+        "activations 0.70, logits 0.55 accuracy",
+    )
+    assert trace_detector.decide({"ci": (0.45, 0.8), "p_value": 0.01, "accuracy": 0.6}, logits, config)[0] == (
+        "unmodified"
+    )
+    assert trace_detector.decide({"ci": (0.6, 0.8), "p_value": 0.2, "accuracy": 0.7}, logits, config)[0] == (
+        "unmodified"
+    )
