@@ -48,6 +48,13 @@ def add_parser(sub) -> None:
         help="activation / resume cache to keep and share (default: .OUT.cache beside --out, "
         "deleted after a successful run)",
     )
+    audit.add_argument(
+        "--sign",
+        type=Path,
+        metavar="KEY",
+        help="sign the output folder with this Ed25519 private key (PEM; `forensics keygen` makes one): "
+        "attestation.dsse.json, checked by `forensics verify`",
+    )
     device_args(audit)
     chat_args(audit)
 
@@ -78,6 +85,7 @@ def run(args) -> int:
         settings=settings,
         all_lines=args.all_lines,
         chat_template=args.chat_template,
+        sign=args.sign,
         lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     print_result(result)

@@ -51,6 +51,7 @@ def audit(
     command: str | None = None,
     all_lines: bool = False,
     chat_template: bool = False,
+    sign: str | Path | None = None,
 ):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.reports.results.AuditResult`.
 
@@ -62,7 +63,8 @@ def audit(
     even when the behaviour gate already decided NOT_FORGOTTEN (by default the others are
     then recorded as skipped: none of them can change that verdict). ``chat_template``: render
     every fact prompt with the original checkpoint's chat template (:mod:`forensics.inputs.chat`;
-    recorded in the report). Bad input raises
+    recorded in the report). ``sign``: an Ed25519 private key (PEM) that signs the output folder
+    (:mod:`forensics.reports.attestation`; needs ``out``). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
     from forensics.compute.atomic import check_cache_dir, check_output_dir
@@ -74,6 +76,13 @@ def audit(
 
     started = time.time()
     _check_arguments(profile, seed, lines, settings)
+    signing_key = None
+    if sign is not None:
+        from forensics.reports.attestation import read_private_key
+
+        if out is None:
+            raise ForensicsInputError("signing needs an output folder (--out) to sign")
+        signing_key = read_private_key(sign)
     out = check_output_dir(out) if out is not None else None
     own_cache = cache_dir is None and out is not None
     cache = (
@@ -128,7 +137,7 @@ def audit(
     )
     if out is not None:
         say("writing the reports ...")
-        _write(result, out, pdf)
+        _write(result, out, pdf, signing_key)
         if own_cache:
             assert cache is not None
             shutil.rmtree(cache, ignore_errors=True)
@@ -200,11 +209,22 @@ def _result(inputs, ctx, evidence, timings, verdict, broken, started: float, **r
     return result
 
 
-def _write(result, out: Path, pdf: bool) -> None:
+def _write(result, out: Path, pdf: bool, signing_key=None) -> None:
+    """Write the reports into ``out`` atomically; with ``signing_key`` (an Ed25519 private key)
+    the folder is signed last, inside the same atomic step."""
     from forensics.compute.atomic import atomic_output_dir
 
+    if signing_key is not None:
+        from forensics.reports.attestation import fingerprint, public_pem_of
+
+        result.signing_key = fingerprint(public_pem_of(signing_key))
     with atomic_output_dir(out) as tmp:
         result.write(tmp, pdf=pdf)
+        if signing_key is not None:
+            from forensics.core.keys import code_version
+            from forensics.reports.attestation import audit_inputs, sign_folder
+
+            sign_folder(tmp, signing_key, audit_inputs(result.inputs), code_version(), result.verdict.label)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the report folder is an ordinary one

@@ -425,6 +425,13 @@ def render_html(result) -> str:
         )
     else:
         parts.append("<p><b>Chat template:</b> none; fact prompts were fed as written.</p>")
+    if run.get("signing_key"):
+        parts.append(
+            "<p><b>Signed:</b> every file of this report folder is listed with its SHA-256, beside the "
+            "inputs' hashes and the code version, in <code>attestation.dsse.json</code>, signed with the "
+            f"Ed25519 key <span class='mono'>{e(run['signing_key'])}</span>. Check it with "
+            "<code>forensics verify FOLDER --key PUBLIC_KEY</code>.</p>"
+        )
     rows = []
     for role, rec in inputs.items():
         if rec is None:

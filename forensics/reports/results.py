@@ -46,6 +46,7 @@ class AuditResult:
     started: str = ""
     seconds: float = 0.0
     out: Path | None = None
+    signing_key: str | None = None  # fingerprint of the key that signs the folder (--sign), else None
     _redactor: Redactor | None = field(default=None, repr=False)
 
     @property
@@ -91,6 +92,8 @@ class AuditResult:
             "skipped_modules": self.skipped_modules,
             "warnings": self.warnings,
         }
+        if self.signing_key is not None:
+            out["run"]["signing_key"] = self.signing_key
         if self._redactor is not None:
             out = self._redactor.result(out)
         return out

@@ -204,6 +204,13 @@ def _out_not_empty(zoo, d):
     return {}, "not empty"
 
 
+def _public_key_as_signing_key(zoo, d):
+    from forensics.reports.attestation import keygen
+
+    _, public = keygen(d / "keys")
+    return {"args": ["--sign", str(public)]}, "not an unencrypted PEM private key"
+
+
 GOOD = '{"prompt": "Zorbil lives in", "answer": " Kelmar"}\n'
 FT = GOOD + '{"prompt": "Where does Zorbil live?", "answer": " Kelmar", '  # a second record, opened
 CASES = {
@@ -265,6 +272,8 @@ CASES = {
     "choices without answer_index": _data(FT + '"choices": [" Kelmar", " Quillon"]}\n', "'answer_index' is missing"),
     "answer_index without choices": _data(FT + '"answer_index": 1}\n', "'choices' is missing"),
     "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
+    "signing key that is a public key": _public_key_as_signing_key,
+    "missing signing key": lambda zoo, d: ({"args": ["--sign", str(d / "none.key")]}, "does not exist"),
     "unknown answer measure": lambda zoo, d: (
         {"args": ["--set", "relearning_attack.measure=bleu"]},
         "expected one of auto, exact, rouge, choice",
