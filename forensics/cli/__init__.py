@@ -17,7 +17,7 @@ from forensics.core.errors import ForensicsInputError
 from forensics.core.registry import LineRegistrationError
 
 #: The sub-commands, in ``--help`` order; each is the module ``forensics.cli.<name>``.
-COMMANDS = ("zoo", "data", "check", "memprobe", "audit", "lines", "demo", "bench", "keygen", "verify")
+COMMANDS = ("zoo", "data", "check", "memprobe", "audit", "lines", "demo", "bench", "series", "keygen", "verify")
 
 
 def _module(name: str):
