@@ -48,8 +48,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
-# Run as a script, this folder is sys.path[0], and benchmarks/probes.py would shadow the probes
-# package (the attribute-probe line would silently not load): put the repository root first.
+# Run as a script, this folder is sys.path[0]: put the repository root first, so that the
+# working tree's `forensics` is the one imported.
 sys.path[:] = [str(HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 STAGES = {

@@ -30,8 +30,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
-# Run as a script, this folder is sys.path[0] and benchmarks/probes.py would shadow the probes
-# package: put the repository root (or whatever PYTHONPATH names) first.
+# Run as a script, this folder is sys.path[0]: drop it and fall back on the repository root
+# (or whatever PYTHONPATH names first).
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE.parent)]
 
 

@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its own name would
-# shadow the `probes` package.
+# Run as a script, this file's folder comes first on sys.path; the benchmarks are not a package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import torch

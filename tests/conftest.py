@@ -15,12 +15,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The test folders mirror the packages (tests/forensics, tests/probes, tests/saes, tests/reports).
-# pytest puts tests/ on sys.path (for this conftest), where those folders, having no __init__.py,
-# would pass for namespace packages and shadow the editable-installed packages under a plain
-# `pytest` (`python -m pytest` also puts the repository root on sys.path). With the root on
-# sys.path the real, regular packages always win: Python prefers a regular package wherever it
-# sits on the path. Spawned worker processes inherit sys.path, so they find them too.
+# tests/unit mirrors the package folder by folder; tests/e2e holds the end-to-end tests.
+# The repository root goes on sys.path, so that a plain `pytest` (not only `python -m pytest`)
+# imports the working tree's `forensics`; spawned worker processes inherit sys.path.
 ROOT = str(Path(__file__).resolve().parent.parent)
 if ROOT not in sys.path:
     sys.path.append(ROOT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import device_args
+from forensics.cli.common import device_args, executor_args, executor_config
 from forensics.core.errors import ForensicsInputError
 
 
@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     bench.add_argument("--lines", help="comma-separated evidence lines (default: all)")
     bench.add_argument("--no-perturb", action="store_true", help="skip the quantized / relearned deleted models")
     device_args(bench)
+    executor_args(bench)
 
 
 def run(args) -> int:
@@ -55,7 +56,7 @@ def run(args) -> int:
         lines=names(args.lines),
         perturb=not args.no_perturb,
     )
-    bench = run_bench(args.zoo, args.out, config)
+    bench = run_bench(args.zoo, args.out, config, executor=executor_config(args))
     print(text_tables(bench))
     print(f"written to {args.out}")
     return 0

@@ -57,3 +57,25 @@ def print_result(result, indent: str = "") -> None:
         for name in ("report.html", "report.pdf", "results.json"):
             if (result.out / name).exists():
                 print(f"{indent}  {result.out / name}")
+
+
+def executor_args(parser: argparse.ArgumentParser) -> None:
+    """``--executor``, ``--address``, ``--num-cpus`` (:mod:`forensics.metaeval.executor`)."""
+    parser.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="run the audits here, one after the other, or as Ray tasks",
+    )
+    parser.add_argument(
+        "--address", help="Ray cluster to join (e.g. auto or ray://HOST:10001; default: start a local one)"
+    )
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: every core)")
+
+
+def executor_config(args):
+    """The :class:`forensics.metaeval.executor.ExecutorConfig` of the parsed arguments (one GPU per task with --device cuda)."""
+    from forensics.metaeval.executor import ExecutorConfig
+
+    gpus = 1.0 if str(getattr(args, "device", "cpu")).startswith("cuda") else 0.0
+    return ExecutorConfig(executor=args.executor, address=args.address, num_cpus=args.num_cpus, gpus_per_task=gpus)

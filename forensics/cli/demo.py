@@ -33,8 +33,13 @@ def run(args) -> int:
     from forensics.core.pipeline import audit
     from forensics.inputs.loading import load_model
     from forensics.zoo import build_zoo
+    from forensics.zoo.jobs import MODEL_ORDER
 
     started = time.time()
+    known = [n for n in MODEL_ORDER if n not in ("original", "llama_original")]
+    unknown = [n.strip() for n in args.models.split(",") if n.strip() and n.strip() not in known]
+    if unknown:  # refused before the zoo is built
+        raise ForensicsInputError(f"unknown zoo model {unknown[0]!r}; choose from {', '.join(sorted(known))}")
     build_zoo(args.zoo, size=args.size, seed=args.seed, progress=True)
     labels = json.loads((args.zoo / "labels.json").read_text())
     names = [n.strip() for n in args.models.split(",") if n.strip()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import device_args
+from forensics.cli.common import device_args, executor_args, executor_config
 from forensics.core.errors import ForensicsInputError
 
 
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     )
     series.add_argument("--gate", choices=("any", "last"), default="any", help="gate on every checkpoint or the last")
     device_args(series)
+    executor_args(series)
 
 
 def run(args) -> int:
@@ -54,7 +55,15 @@ def run(args) -> int:
         dtype=args.dtype,
     )
     series = run_series(
-        args.original, checkpoints, args.forget, args.retain, args.holdout, args.out, config, reference=args.reference
+        args.original,
+        checkpoints,
+        args.forget,
+        args.retain,
+        args.holdout,
+        args.out,
+        config,
+        reference=args.reference,
+        executor=executor_config(args),
     )
     for row in series["checkpoints"]:
         print(f"  {row['checkpoint']:<24} {row['verdict']:<14} ({row['confidence']})")

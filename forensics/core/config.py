@@ -108,7 +108,7 @@ def parse_value(text: str, hint: Any, where: str) -> Any:
     else:
         try:
             value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, RecursionError, MemoryError):  # not a literal: the text itself
             value = text
     ok = False
     if isinstance(value, str) and "," in value:  # a comma list first: a tuple of str takes the whole text too

@@ -244,17 +244,16 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     where the perturbed answers came from, the decision depth, the scorable share per set and
     per model and set the mean score at every depth."""
     config = config or AnswerProbeConfig()
-    line = "answer_probe"
     if ctx.original.n_layers < 2:
-        return Evidence.not_run(line, QUESTION, "the probe needs at least two layers")
+        return Evidence.not_run("the probe needs at least two layers")
     hooks = resid_hooks(ctx.original.n_layers)
     spec = CaptureSpec(hooks, "final")
     scores, sources, groups, scorable, fitted = {}, {}, {}, {}, {}
     if config.variant not in ("retain", "refit"):
-        return Evidence.not_run(line, QUESTION, f"unknown variant {config.variant!r}; choose retain or refit")
+        return Evidence.not_run(f"unknown variant {config.variant!r}; choose retain or refit")
     if config.variant == "retain":
         if not ctx.retain:
-            return Evidence.not_run(line, QUESTION, "the retain-fitted decoder needs a retain set")
+            return Evidence.not_run("the retain-fitted decoder needs a retain set")
         retain_perturbed, _ = candidates(ctx.retain, config.n_perturbed, config.seed)
         retain_prefixes, retain_true, _ = reading_prefixes(ctx.retain, retain_perturbed)
         for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
@@ -263,8 +262,6 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         perturbed, sources[name] = candidates(facts, config.n_perturbed, config.seed)
         if not any(perturbed):
             return Evidence.not_run(
-                line,
-                QUESTION,
                 f"no {name} fact has a perturbed answer (none given, "
                 "and no other subject's answer to the same question form)",
             )
@@ -272,7 +269,7 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         groups[name] = subject_groups(facts, name)
         if len(np.unique(groups[name])) < config.n_folds:
             return Evidence.not_run(
-                line, QUESTION, f"{len(np.unique(groups[name]))} {name} subjects, fewer than the {config.n_folds} folds"
+                f"{len(np.unique(groups[name]))} {name} subjects, fewer than the {config.n_folds} folds"
             )
         prefixes, true, wrong = reading_prefixes(facts, perturbed)
         for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
@@ -285,8 +282,6 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         scorable[name] = float(np.isfinite(scores[("original", name)][-1]).mean())
         if scorable[name] < config.min_scorable:
             return Evidence.not_run(
-                line,
-                QUESTION,
                 (
                     f"only {scorable[name]:.0%} of the {name} facts can be scored: their answers share no distinctive "
                     "part with other subjects' answers (sentence answers need perturbed answers in the same frame, "
@@ -304,8 +299,6 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     vote, reason = decide(ci, p, config)
     table = {f"{role}/{name}": mean[(role, name)].tolist() for role, name in scores}
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="ok",
         metric=f"share of perturbed answers a decoder on U's residual scores below the true one, minus 0.5, "
         f"at depth {depth}",

@@ -398,7 +398,7 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
     config = config or AttributeProbeConfig()
     reason = check_inputs(ctx, config)
     if reason:
-        return Evidence.not_run("attribute_probes", QUESTION, reason)
+        return Evidence.not_run(reason)
     positions = dict.fromkeys(key.split("/")[0] for key in config.curves)
     activations = {position: _activations(ctx, position, config) for position in positions}
     curves = probe_curves(ctx, config, activations)
@@ -410,8 +410,6 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
     p = min(1.0, p * len(rows))
     ci = tuple(cell["ci_family"])
     return Evidence(
-        line="attribute_probes",
-        question=QUESTION,
         status="ok",
         metric=(
             f"chance-corrected {probe} {kind} probe accuracy at the {position} token, depth {depth} "

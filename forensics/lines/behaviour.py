@@ -148,8 +148,6 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
     still_answers = vote == "not_forgotten"
     retain_cost = float(o["retain"].mean() - u["retain"].mean())
     return Evidence(
-        line="behaviour",
-        question=QUESTION,
         status="ok",
         metric=f"{MEASURE_NAMES[measure]} of U on F (effect) vs on H (control)",
         effect=effect,

@@ -90,13 +90,12 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
     ``per_depth`` (set -> CKA per depth, depth 0 = embeddings). ``config``: :class:`CKAConfig`.
     """
     config = config or CKAConfig()
-    line = "cka"
     sets = {"forget": ctx.forget, "retain": ctx.retain}
     if ctx.holdout:
         sets["holdout"] = ctx.holdout
     for name, facts in sets.items():
         if len(facts) < 3:
-            return Evidence.not_run(line, QUESTION, f"CKA needs at least 3 {name} facts")
+            return Evidence.not_run(f"CKA needs at least 3 {name} facts")
     acts = {
         name: (_acts(ctx, ctx.original, facts, config), _acts(ctx, ctx.unlearned, facts, config))
         for name, facts in sets.items()
@@ -116,8 +115,6 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
         diffs.append(means[0] - means[1])
     ci = (float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)))
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="descriptive",
         metric="linear CKA between O and U (final prompt token), mean over block outputs: F (effect) vs R (control)",
         effect=effect,

@@ -83,11 +83,9 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
     """
     config = config or LogitLensConfig()
     if ctx.original.n_layers < 2:
-        return Evidence.not_run("logit_lens", QUESTION, "the logit lens needs at least two layers")
+        return Evidence.not_run("the logit lens needs at least two layers")
     c = lens_comparison(ctx, config)
     return Evidence(
-        line="logit_lens",
-        question=QUESTION,
         status="descriptive",
         metric=f"mean reciprocal rank of the answer's first token at depth {c['depth']} (of {c['n_depths'] - 1})",
         effect=float(c["f_rr"].mean()),

@@ -222,16 +222,15 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     decided. ``config``: :class:`MembershipConfig`.
     """
     config = config or MembershipConfig()
-    line = "membership_inference"
     if not ctx.holdout:
-        return Evidence.not_run(line, QUESTION, "membership inference needs a holdout set as the non-member control")
+        return Evidence.not_run("membership inference needs a holdout set as the non-member control")
     if len(ctx.forget) < 2 or len(ctx.holdout) < 2:
-        return Evidence.not_run(line, QUESTION, "membership inference needs at least 2 forget and 2 holdout facts")
+        return Evidence.not_run("membership inference needs at least 2 forget and 2 holdout facts")
     models = {"unlearned": ctx.unlearned, "original": ctx.original}
     if ctx.reference is not None:
         models["reference"] = ctx.reference
     if config.span not in SPANS:
-        return Evidence.not_run(line, QUESTION, f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
+        return Evidence.not_run(f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
     by_span = {
         (role, name): span_scores(m, facts, config)
         for role, m in models.items()
@@ -251,9 +250,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     }
     for (role, name), per_attack in scores.items():
         if any(not np.isfinite(v).all() for v in per_attack.values()):
-            return Evidence.not_run(
-                line, QUESTION, f"non-finite log-probabilities from the {role} model on the {name} set"
-            )
+            return Evidence.not_run(f"non-finite log-probabilities from the {role} model on the {name} set")
     forget_groups, holdout_groups = subject_groups(ctx.forget, "forget"), subject_groups(ctx.holdout, "holdout")
     level = 1 - config.alpha / len(ATTACKS)
     roles = list(models)
@@ -294,8 +291,6 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     vote, reason, chosen = decide(table, config)
     row = table[chosen]
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="ok",
         metric=f"ROC-AUC of {chosen} membership scores of the {config.span} span, F (members) vs H; control = "
         + ("the reference model's AUC" if "reference" in roles else "0.5")

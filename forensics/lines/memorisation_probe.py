@@ -105,15 +105,11 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
     facts = list(ctx.forget) + list(ctx.holdout or [])
     if any(not f.subject for f in facts):
         return Evidence.not_run(
-            "memorisation_probe",
-            SIGNATURE_QUESTION,
             "the memorisation signature needs a 'subject' on every forget and holdout fact",
         )
     groups = np.array([f.subject for f in facts])
     if len(np.unique(groups)) < config.n_folds:
         return Evidence.not_run(
-            "memorisation_probe",
-            SIGNATURE_QUESTION,
             f"needs at least {config.n_folds} subjects across F and H, got {len(np.unique(groups))}",
         )
     texts = [f.text for f in facts]
@@ -131,8 +127,6 @@ def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) 
     )
     curves = {name: s.mean(1).tolist() for name, s in scores.items()}
     return Evidence(
-        line="memorisation_probe",
-        question=SIGNATURE_QUESTION,
         status="descriptive",
         metric=f"chance-corrected F-vs-H probe accuracy at depth {depth}, U against a random-init twin",
         effect=float(scores["unlearned"][depth].mean()),

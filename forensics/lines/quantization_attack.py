@@ -138,9 +138,8 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     removed, the recovered share and the scheme. ``config``: :class:`QuantizationConfig`.
     """
     config = config or QuantizationConfig()
-    line = "quantization_attack"
     if not ctx.holdout:
-        return Evidence.not_run(line, QUESTION, "the quantization attack needs a holdout set as its control")
+        return Evidence.not_run("the quantization attack needs a holdout set as its control")
     tok = ctx.unlearned.tokenizer
     sets = {"forget": ctx.forget, "holdout": ctx.holdout}
     if ctx.retain:
@@ -159,14 +158,10 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
             quantize_model(base, bits, config.quantize_head)
             bad = _finite(base)
             if bad:
-                return Evidence.not_run(
-                    line, QUESTION, f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})"
-                )
+                return Evidence.not_run(f"{role} model's weights are NaN/inf after {bits}-bit quantization ({bad})")
             scored = _score(base, tok, sets, config, device, measure)
             if any(not np.isfinite(s.logprob).all() for s, _ in scored.values()):
-                return Evidence.not_run(
-                    line, QUESTION, f"{role} model gives NaN/inf log-probs after {bits}-bit quantization"
-                )
+                return Evidence.not_run(f"{role} model gives NaN/inf log-probs after {bits}-bit quantization")
             results[role][bits] = scored
         del base, state
     level = 1 - config.alpha / len(config.bits)
@@ -198,8 +193,6 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
     removed = float(results["original"]["full"]["forget"][1].mean() - u["full"]["forget"][1].mean())
     vote, why, share = decide(row, chosen, removed, config)
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="ok",
         metric=f"{MEASURE_NAMES[measure]} gained on F vs H after {chosen}-bit round-to-nearest per-channel quantization "
         f"(CI adjusted over {len(config.bits)} bit widths)",

@@ -385,10 +385,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     :class:`RelearningConfig`.
     """
     config = config or RelearningConfig()
-    line = "relearning_attack"
     reason = check_inputs(ctx, config)
     if reason:
-        return Evidence.not_run(line, QUESTION, reason)
+        return Evidence.not_run(reason)
     assert ctx.holdout is not None
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
@@ -467,8 +466,6 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         "model": "copy of U's TransformerLens model",
     }
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="ok",
         metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {config.steps} fine-tuning steps "
         f"(F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",

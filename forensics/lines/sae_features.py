@@ -75,7 +75,7 @@ METHOD = (
 
 
 def _not_voting(reason: str, **kw) -> Evidence:
-    return Evidence(line="sae_features", question=QUESTION, status="descriptive", vote=None, reason=reason, **kw)
+    return Evidence(status="descriptive", vote=None, reason=reason, **kw)
 
 
 @register(
@@ -100,7 +100,7 @@ def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae
     """
     config = config or FeatureConfig()
     if not ctx.forget or not ctx.retain or not ctx.holdout:
-        return Evidence.not_run("sae_features", QUESTION, "SAE feature analysis needs forget, retain and holdout sets")
+        return Evidence.not_run("SAE feature analysis needs forget, retain and holdout sets")
     O, U = ctx.original, ctx.unlearned
     if sae is None:
         sae = ctx.sae(config.sae)

@@ -134,8 +134,10 @@ class Intervention:
         return f"{self.kind}@{self.layer}/a={self.alpha:g}"
 
 
-def split_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[int]]:
-    """Indices of two halves of ``facts`` with disjoint subjects (seeded)."""
+def split_indices_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[int]]:
+    """Indices of two halves of ``facts`` with disjoint subject groups (seeded; a fact without a
+    subject is its own group). The relearning attack's split returns the facts and needs subjects
+    (:func:`forensics.lines.relearning_attack.split_by_subject`)."""
     groups = subject_groups(facts).tolist()
     subjects = sorted(set(groups))
     rng = np.random.default_rng(seed)
@@ -270,8 +272,8 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
         key: ctx.fact_scores(model, facts).correct.astype(float)
         for key, model, facts in (("O_F", O, F), ("U_F", U, F), ("U_H", U, H), ("U_R", U, R_sub))
     }
-    f_halves = split_by_subject(F, config.seed)
-    h_halves = split_by_subject(H, config.seed + 1)
+    f_halves = split_indices_by_subject(F, config.seed)
+    h_halves = split_indices_by_subject(H, config.seed + 1)
     layers = list(config.layers) if config.layers is not None else list(range(U.n_layers))
     cells = grid(config, U.n_layers, sae.layer if sae is not None else None)
     results = {
@@ -386,13 +388,11 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
     """
     config = config or SteeringConfig()
     if not ctx.forget or not ctx.retain or not ctx.holdout:
-        return Evidence.not_run("steering_restoration", QUESTION, "steering needs forget, retain and holdout sets")
+        return Evidence.not_run("steering needs forget, retain and holdout sets")
     for name in ("forget", "holdout"):
         facts = getattr(ctx, name)
         if n_subjects(facts) < 2:
-            return Evidence.not_run(
-                "steering_restoration", QUESTION, f"the {name} set is too small to split into two halves"
-            )
+            return Evidence.not_run(f"the {name} set is too small to split into two halves")
     if sae is None:
         sae = ctx.sae(config.features.sae)
     assert sae is not None
@@ -403,8 +403,6 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
     metric = "best restoration rate over layers x alphas, (acc_F(U steered) - acc_H(U)) / (acc_F(O) - acc_F(U))"
     if summary["gap"] < config.min_forgetting:
         return Evidence(
-            line="steering_restoration",
-            question=QUESTION,
             status="descriptive",
             metric=metric,
             reason=(
@@ -419,8 +417,6 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
     figures = {"steering_restoration": _restoration_figure(summary), "steering_retain_cost": _cost_figure(summary)}
     vote, reason = decide(best, config)
     return Evidence(
-        line="steering_restoration",
-        question=QUESTION,
         status="ok",
         metric=metric,
         effect=cell["forget"],

@@ -144,8 +144,6 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
     groups = subject_groups(facts, "prompt")
     if len(np.unique(groups)) < config.n_folds:
         return Evidence.not_run(
-            "trace_detector",
-            QUESTION,
             f"needs at least {config.n_folds} subjects in R and H, got {len(np.unique(groups))}",
         )
     vocab_index = None
@@ -159,8 +157,6 @@ def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence
     by_logits = detect(logits_o, logits_u, groups, config)
     vote, reason = decide(by_resid, by_logits, config)
     return Evidence(
-        line="trace_detector",
-        question=QUESTION,
         status="ok",
         metric="grouped-CV accuracy telling O from U by last-layer activations (chance 0.5)",
         effect=by_resid["accuracy"],

@@ -105,17 +105,13 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
     config = config or TunedLensConfig()
     o, u = ctx.original, ctx.unlearned
     if o.n_layers < 2:
-        return Evidence.not_run("tuned_lens", QUESTION, "the tuned lens needs at least two layers")
+        return Evidence.not_run("the tuned lens needs at least two layers")
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
-        return Evidence.not_run(
-            "tuned_lens", QUESTION, "U's residual stream does not have O's shape, so O's translators cannot read it"
-        )
+        return Evidence.not_run("U's residual stream does not have O's shape, so O's translators cannot read it")
     lens = ctx.tuned_lens(config)
     c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
     vote, reason = decide(c["ci"], c["p"], config)
     return Evidence(
-        line="tuned_lens",
-        question=QUESTION,
         status="ok",
         metric=f"mean reciprocal rank of the answer's first token through the tuned lens at depth {c['depth']} "
         f"(of {c['n_depths'] - 1})",

@@ -82,6 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.core.errors import ForensicsInputError
+from forensics.metaeval.executor import ExecutorConfig
 
 TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
 #: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
@@ -342,6 +343,42 @@ def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) ->
     return folder
 
 
+def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> dict[str, Any]:
+    """One audit of the bench: ``job`` = (seed, zoo folder, model name, perturbation or None).
+    A perturbed model is written first (:func:`perturb_model`); audits of one original share
+    ``work/cache/seed<s>/<original>``. Returns the audit's ``results.json`` (a finished one is
+    read back)."""
+    from forensics.inputs.data import load_facts
+
+    seed, zoo, name, kind = job
+    original = zoo / "models" / _original_of(name)
+    model_dir, tag = zoo / "models" / name, name
+    if kind is not None:
+        tag = f"{name}~{kind}"
+        retain, _ = load_facts(zoo / "data" / "retain.jsonl")
+        model_dir = perturb_model(
+            zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind, retain, config, seed
+        )
+    if progress:
+        print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
+    cache = work / "cache" / f"seed{seed}" / original.name
+    return _audit_json(zoo, original, model_dir, work / "audits" / f"seed{seed}" / tag, cache, seed, config, progress)
+
+
+def _check_names(config: BenchConfig) -> None:
+    """Refuse unknown zoo models and lines before any zoo is built."""
+    from forensics.core.registry import discover_lines
+    from forensics.zoo.jobs import MODEL_ORDER
+
+    unknown = sorted(set(config.models or ()) - set(MODEL_ORDER))
+    if unknown:
+        raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_ORDER)}")
+    lines = discover_lines()[0]
+    unknown = sorted(set(config.lines or ()) - set(lines))
+    if unknown:
+        raise ForensicsInputError(f"unknown evidence line(s) {', '.join(unknown)}; known: {', '.join(lines)}")
+
+
 def _original_of(name: str) -> str:
     return "llama_original" if name.startswith("llama_") else "original"
 
@@ -380,9 +417,16 @@ def _audit_json(
 
 
 def run_bench(
-    zoo_root: str | Path, out: str | Path, config: BenchConfig | None = None, progress: bool = True
+    zoo_root: str | Path,
+    out: str | Path,
+    config: BenchConfig | None = None,
+    progress: bool = True,
+    executor: ExecutorConfig | None = None,
 ) -> dict[str, Any]:
     """Run the bench (see the module docstring); returns what ``bench.json`` holds.
+
+    ``executor``: where the audits run (:mod:`forensics.metaeval.executor`; default: one after
+    the other in this process); the results do not depend on it.
 
     Raises :class:`ForensicsInputError` for an unknown profile, zoo size or zoo model, no
     seeds, an output folder that exists and is not empty, or a ``zoo_root`` that holds a
@@ -390,7 +434,6 @@ def run_bench(
     """
     from forensics.compute.atomic import atomic_output_dir, check_output_dir
     from forensics.core.profiles import PROFILES
-    from forensics.inputs.data import load_facts
     from forensics.reports.bench import render_html
 
     config = config or BenchConfig()
@@ -403,12 +446,14 @@ def run_bench(
         raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose attributes or bio")
     if not config.seeds:
         raise ForensicsInputError("no seeds given")
+    _check_names(config)
     out = check_output_dir(out)
     zoo_root = Path(zoo_root)
     work = out.parent / f".{out.name}.work"
     rows: list[dict[str, Any]] = []
     perturbed: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
+    jobs: list[tuple] = []  # (seed, zoo, model name, perturbation or None, label), in report order
     for seed in config.seeds:
         zoo = _zoo_for_seed(zoo_root, seed, config, progress)
         labels = json.loads((zoo / "labels.json").read_text())
@@ -419,64 +464,40 @@ def run_bench(
                 raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(names)}")
             names = [n for n in names if n in config.models]
         for name in names:
-            original = zoo / "models" / _original_of(name)
-            if progress:
-                print(f"== seed {seed}: {name} vs {original.name}", file=sys.stderr, flush=True)
-            res = _audit_json(
-                zoo,
-                original,
-                zoo / "models" / name,
-                work / "audits" / f"seed{seed}" / name,
-                work / "cache" / f"seed{seed}" / original.name,
-                seed,
-                config,
-                progress,
-            )
+            jobs.append((seed, zoo, name, None, labels[name]))
+            if config.perturb and labels[name]["ground_truth"] == "DELETED":
+                jobs += [(seed, zoo, name, kind, labels[name]) for kind in PERTURBATIONS]
+    from forensics.metaeval.executor import run_jobs
+
+    done = run_jobs(bench_job, [(job[:4], work, config, progress) for job in jobs], executor)
+    for (seed, _, name, kind, label), res in zip(jobs, done):
+        if kind is None:
             results[f"seed{seed}/{name}"] = res
             rows.append(
                 {
                     "seed": seed,
                     "model": name,
-                    "truth": labels[name]["ground_truth"],
-                    "hard_negative": bool(labels[name].get("hard_negative")),
+                    "truth": label["ground_truth"],
+                    "hard_negative": bool(label.get("hard_negative")),
                     "verdict": res["verdict"]["label"],
                     "confidence": res["verdict"]["confidence"],
                     "scores": scores_of(res),
                 }
             )
-            if not config.perturb or labels[name]["ground_truth"] != "DELETED":
-                continue
-            retain, _ = load_facts(zoo / "data" / "retain.jsonl")
-            for kind in PERTURBATIONS:
-                tag = f"{name}~{kind}"
-                model_dir = perturb_model(
-                    zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind, retain, config, seed
-                )
-                if progress:
-                    print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
-                res_p = _audit_json(
-                    zoo,
-                    original,
-                    model_dir,
-                    work / "audits" / f"seed{seed}" / tag,
-                    work / "cache" / f"seed{seed}" / original.name,
-                    seed,
-                    config,
-                    progress,
-                )
-                results[f"seed{seed}/{tag}"] = res_p
-                perturbed.append(
-                    {
-                        "seed": seed,
-                        "model": name,
-                        "perturbation": kind,
-                        "hard_negative": rows[-1]["hard_negative"],
-                        "verdict": res_p["verdict"]["label"],
-                        "confidence": res_p["verdict"]["confidence"],
-                        "scores": scores_of(res_p),
-                        "before": rows[-1]["scores"],
-                    }
-                )
+        else:
+            results[f"seed{seed}/{name}~{kind}"] = res
+            perturbed.append(
+                {
+                    "seed": seed,
+                    "model": name,
+                    "perturbation": kind,
+                    "hard_negative": rows[-1]["hard_negative"],
+                    "verdict": res["verdict"]["label"],
+                    "confidence": res["verdict"]["confidence"],
+                    "scores": scores_of(res),
+                    "before": rows[-1]["scores"],
+                }
+            )
     bench = {
         "schema": "unlearning-forensics/bench",
         "schema_version": 1,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.core.errors import ForensicsInputError
+from forensics.metaeval.executor import ExecutorConfig, run_jobs
 
 VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 
@@ -114,11 +115,12 @@ def run_series(
     config: SeriesConfig | None = None,
     reference=None,
     progress: bool = True,
+    executor: ExecutorConfig | None = None,
 ) -> dict[str, Any]:
     """Audit every checkpoint (see the module docstring); returns what ``series.json`` holds.
-    Bad input raises :class:`ForensicsInputError` before any audit runs."""
+    ``executor``: where the audits run (:mod:`forensics.metaeval.executor`). Bad input raises
+    :class:`ForensicsInputError` before any audit runs."""
     from forensics.compute.atomic import atomic_output_dir, check_output_dir
-    from forensics.core.pipeline import audit
     from forensics.inputs.loading import load_model
 
     config = config or SeriesConfig()
@@ -131,31 +133,16 @@ def run_series(
     if len(set(names)) != len(names):
         raise ForensicsInputError("two checkpoints share a folder name; give them distinct names")
     cache = out.parent / f".{out.name}.cache"
-    o = load_model(original, config.device, config.dtype)
-    rows = []
+    executor = executor or ExecutorConfig()
+    # in this process O is loaded once; a Ray task loads it from its folder
+    o = load_model(original, config.device, config.dtype) if executor.executor == "local" else original
     with atomic_output_dir(out) as tmp:
-        for i, path in enumerate(paths, start=1):
-            if progress:
-                print(f"== checkpoint {i}/{len(paths)}: {path.name}", flush=True)
-            result = audit(
-                original=o,
-                unlearned=path,
-                forget=forget,
-                retain=retain,
-                holdout=holdout,
-                reference=reference,
-                out=tmp / "checkpoints" / path.name,
-                device=config.device,
-                dtype=config.dtype,
-                seed=config.seed,
-                profile=config.profile,
-                progress=progress,
-                cache_dir=cache,
-                pdf=config.pdf,
-                lines=list(config.lines) if config.lines else None,
-                command=f"forensics series  # checkpoint {path.name}",
-            )
-            rows.append(summarise(path.name, result.to_json()))
+        jobs = [
+            (o, path, forget, retain, holdout, reference, tmp / "checkpoints" / path.name, cache, config, progress)
+            for path in paths
+        ]
+        done = run_jobs(series_job, jobs, executor)
+        rows = [summarise(path.name, results) for path, results in zip(paths, done)]
         verdicts = [r["verdict"] for r in rows]
         passed, why = gate(verdicts, config.fail_on, config.gate)
         change = first_change(verdicts)
@@ -182,6 +169,44 @@ def run_series(
 
     shutil.rmtree(cache, ignore_errors=True)
     return series
+
+
+def series_job(
+    original,
+    checkpoint: Path,
+    forget,
+    retain,
+    holdout,
+    reference,
+    out: Path,
+    cache: Path,
+    config: SeriesConfig,
+    progress: bool,
+) -> dict[str, Any]:
+    """One checkpoint's audit (its report written to ``out``); returns its ``results.json``."""
+    from forensics.core.pipeline import audit
+
+    if progress:
+        print(f"== checkpoint {checkpoint.name}", flush=True)
+    result = audit(
+        original=original,
+        unlearned=checkpoint,
+        forget=forget,
+        retain=retain,
+        holdout=holdout,
+        reference=reference,
+        out=out,
+        device=config.device,
+        dtype=config.dtype,
+        seed=config.seed,
+        profile=config.profile,
+        progress=progress,
+        cache_dir=cache,
+        pdf=config.pdf,
+        lines=list(config.lines) if config.lines else None,
+        command=f"forensics series  # checkpoint {checkpoint.name}",
+    )
+    return result.to_json()
 
 
 def series_figure(rows: list[dict[str, Any]]) -> bytes:

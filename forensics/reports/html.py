@@ -168,7 +168,7 @@ def _short(value: Any) -> str:
 
 
 def render_html(result) -> str:
-    """The full report for an :class:`~forensics.audit.AuditResult`."""
+    """The full report for an :class:`~forensics.reports.results.AuditResult`."""
     from forensics.core.registry import discover_lines, gate_of
     from forensics.core.verdict import Verdict, plain_words
 

@@ -35,11 +35,12 @@ class FeatureConfig(VoteMinimum):
     min_log_ratio: float = float(np.log(2.0))
     #: Minimum Welch t-statistic of the per-fact activation, F vs R.
     min_t: float = 3.0
-    #: Minimum mean survival on F (fraction of O's firing experts still firing in U) to vote suppressed.
+    #: Minimum mean survival on F (fraction of O's firing experts still firing in U) for a finding
+    #: (the line is descriptive: it reports, never votes).
     min_survival: float = 0.5
-    #: Equivalence margin: the CI lower bound of survival F - H must be at least -margin to vote.
+    #: Equivalence margin: the CI lower bound of survival F - H must be at least -margin for a finding.
     margin: float = 0.1
-    #: Minimum drop of greedy accuracy on F from O to U (fraction of facts) for the line to vote.
+    #: Minimum drop of greedy accuracy on F from O to U (fraction of facts) for the line to read F.
     min_forgetting: float = 0.2
     #: Minimum F and H facts on which some expert fires in O (else no sound control).
     min_control_facts: int = 10

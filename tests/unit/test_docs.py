@@ -56,3 +56,14 @@ def test_readme_is_short_and_routes_into_docs():
     assert len(readme.splitlines()) <= 250
     for page in ("usage.md", "lines.md", "methods.md", "architecture.md", "zoos.md", "decisions.md"):
         assert f"docs/{page}" in readme and (DOCS / page).is_file(), page
+
+
+def test_every_relative_markdown_link_resolves():
+    broken = []
+    for page in [ROOT / "README.md", *sorted(DOCS.rglob("*.md")), ROOT / "notebooks" / "README.md"]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _text(page)):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            if not (page.parent / target.split("#", 1)[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, broken

@@ -79,3 +79,14 @@ def test_every_voting_line_declares_its_minimum_sample():
     for name, spec in discover_lines()[0].items():
         if set(spec.votes) & {"deleted", "suppressed", "not_forgotten"}:
             assert issubclass(spec.config, VoteMinimum), name
+
+
+def test_the_shared_layers_import_no_application_layer():
+    """compute/, inputs/, probing/ and sae/ serve the lines and the framework; they never import a
+    line, the command line, the bench or the zoo (docs/architecture.md)."""
+    shared = ("compute", "inputs", "probing", "sae")
+    banned = ("forensics.lines", "forensics.cli", "forensics.metaeval", "forensics.zoo")
+    for layer in shared:
+        for path in sorted((ROOT / "forensics" / layer).rglob("*.py")):
+            bad = {m for m in _imports(path) if m.startswith(banned)}
+            assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -190,11 +190,9 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     config = config or PatchingConfig()
     o, u = ctx.original, ctx.unlearned
     if o.n_layers < 2:
-        return Evidence.not_run("patching", QUESTION, "activation patching needs at least two blocks")
+        return Evidence.not_run("activation patching needs at least two blocks")
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
         return Evidence.not_run(
-            "patching",
-            QUESTION,
             f"U's residual stream ({u.n_layers} blocks, d_model "
             f"{u.model.cfg.d_model}) does not match O's ({o.n_layers}, {o.model.cfg.d_model})",
         )
@@ -203,8 +201,6 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     lacking = [name for name, r in res.items() if not r["valid"].any()]
     if lacking:
         return Evidence.not_run(
-            "patching",
-            QUESTION,
             f"no counterfactual in the {' and '.join(lacking)} set: no "
             "fact has a partner with another subject and another answer",
         )
@@ -234,9 +230,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
     figures = {"patching": _figure(table, layers, uds)}
     if not layers:
         return Evidence(
-            "patching",
-            QUESTION,
-            "ok",
+            status="ok",
             reason=(
                 f"O's final-token state carries F beyond H by more than {config.threshold} nats at no block before the "
                 "last: there is nothing to patch (no vote)"
@@ -279,8 +273,6 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
             f"[{uds['ci'][0]:.2f}, {uds['ci'][1]:.2f}], controlled depth {depth_text}"
         )
     return Evidence(
-        line="patching",
-        question=QUESTION,
         status="ok",
         metric=(
             f"answer log-prob U's final-token state keeps beyond {config.min_share:.0%} of O's own, nats "

@@ -340,15 +340,14 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     :class:`RemindConfig`.
     """
     config = config or RemindConfig()
-    line = "remind"
     scan = prepare_scan(ctx, config)
     if isinstance(scan, str):
-        return Evidence.not_run(line, QUESTION, scan)
+        return Evidence.not_run(scan)
     u = scan_features(ctx.unlearned, scan, config)
     o = scan_features(ctx.original, scan, config)
     for role, feats in (("unlearned", u), ("original", o)):
         if any(not np.isfinite(v["features"]).all() for v in feats.values()):
-            return Evidence.not_run(line, QUESTION, f"non-finite losses from the {role} model")
+            return Evidence.not_run(f"non-finite losses from the {role} model")
     groups = {name: subject_groups(scan.facts[name], name) for name in SETS}
 
     # Classifiers, F (0) vs R (1) vs H (2), out of sample.
@@ -417,8 +416,6 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         "loss_by_radius": {"unlearned": {n: u[n]["curve"] for n in SETS}, "original": {n: o[n]["curve"] for n in o}},
     }
     return Evidence(
-        line=line,
-        question=QUESTION,
         status="ok",
         metric=(
             f"mean slope of the {config.span} span's loss per substituted token (input-embedding "

@@ -17,7 +17,7 @@ from forensics.lines.steering_restoration import (
     Intervention,
     SteeringConfig,
     make_hooks,
-    split_by_subject,
+    split_indices_by_subject,
     steering_line,
 )
 from forensics.sae.experts import FeatureConfig
@@ -138,7 +138,7 @@ def test_feature_survival_reads_right_on_the_zoo_and_never_votes(trained, models
 
 def test_split_by_subject_is_disjoint(zoo_data):
     facts = zoo_data["forget"]
-    a, b = split_by_subject(facts, seed=0)
+    a, b = split_indices_by_subject(facts, seed=0)
     assert sorted(a + b) == list(range(len(facts)))
     assert not {facts[i].subject for i in a} & {facts[i].subject for i in b}
     assert abs(len({facts[i].subject for i in a}) - len({facts[i].subject for i in b})) <= 1
