@@ -18,7 +18,7 @@ CONFIG = BenchConfig(
     size="tiny",
     profile="quick",
     models=("retrain", "npo", "relearned"),
-    lines=("behaviour", "tuned_lens", "membership_inference", "relearning_attack"),
+    lines=("behaviour", "tuned_lens", "membership_inference"),
 )
 
 
