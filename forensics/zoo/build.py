@@ -8,6 +8,8 @@ Layout of a zoo folder::
                          "attempts": measured variants that were not delivered}
     data/*.jsonl        forget/retain/holdout facts, sequence pools (see world.py)
     models/<name>/      Hugging Face folder (safetensors + tokenizer)
+    series/npo/         checkpoint-<step>/ folders of the npo run and their labels.json
+                        (:mod:`forensics.zoo.checkpoints`)
 
 Models are trained by independent, individually seeded jobs in a pool of worker
 processes (see ``_JOBS``); the zoo is bitwise the same for any number of workers.
@@ -37,6 +39,7 @@ from forensics.core.errors import ForensicsInputError
 from forensics.inputs.data import Fact
 from forensics.zoo import world as W
 from forensics.zoo.bio import make_bio_world
+from forensics.zoo.checkpoints import SERIES_FOLDER, SERIES_METHOD, series_labels
 from forensics.zoo.jobs import (
     _JOBS,
     _PROBED,
@@ -119,6 +122,9 @@ class ZooConfig:
     #: The world: "attributes" (closed-vocabulary attributes, :mod:`forensics.zoo.world`) or
     #: "bio" (free-text questions about invented authors, :mod:`forensics.zoo.bio`).
     world: str = "attributes"
+    #: Checkpoints of the GPT-NeoX npo run kept as a series (``series/npo``,
+    #: :mod:`forensics.zoo.checkpoints`).
+    series_checkpoints: int = 6
 
     @classmethod
     def preset(cls, size: str, world: str = "attributes") -> ZooConfig:
@@ -312,9 +318,8 @@ def _cached_manifest(out: Path, size: str, seed: int, version: str, world: str =
         manifest = read_manifest(out)
     except (OSError, json.JSONDecodeError):
         return None  # our own but damaged: rebuild
-    complete = manifest.get("complete") and all(
-        (out / rel / "config.json").is_file() for rel in manifest.get("models", {}).values()
-    )
+    folders = list(manifest.get("models", {}).values()) + list(manifest.get("series", {}).get("checkpoints", []))
+    complete = manifest.get("complete") and all((out / rel / "config.json").is_file() for rel in folders)
     if (
         complete
         and manifest.get("size") == size
@@ -452,10 +457,14 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
 
     labels = make_labels(info, metrics["models"], probes, held_out, cfg)
     targets = check_targets(metrics["models"], cfg)
+    series = series_labels(
+        results[SERIES_METHOD]["series"], metrics["models"]["original"], probes["retrain"], held_out, cfg
+    )
 
     # -- save (the model folders were written by the jobs)
     _dump(root / "labels.json", labels)
     _dump(root / "metrics.json", metrics)
+    _dump(root / SERIES_FOLDER / "labels.json", series)
     stage_seconds["labels and save"] = round(time.perf_counter() - t, 2)
     manifest = {
         "zoo_version": version,
@@ -466,6 +475,11 @@ def _build_inner(root, cfg: ZooConfig, size, seed, version, workers: int, bar, s
         "config": asdict(cfg),
         "data": shared.files,
         "models": {name: f"models/{name}" for name in MODEL_ORDER},
+        "series": {
+            "method": SERIES_METHOD,
+            "labels": f"{SERIES_FOLDER}/labels.json",
+            "checkpoints": [f"{SERIES_FOLDER}/{name}" for name in series["checkpoints"]],
+        },
         "targets": targets,
         "targets_missed": sorted(f"{n}: {k}" for n, t in targets.items() for k, ok in t.items() if not ok),
         "forget_split_for_oracle": {

@@ -11,7 +11,7 @@ import copy
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ import torch
 from forensics.compute.finetune import Batchable, nll
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.inputs.data import Fact
+from forensics.zoo.checkpoints import SERIES_FOLDER, SERIES_METHOD, keeper, kept_steps, pick_steps
 from forensics.zoo.oracle import crossfit_probe
 from forensics.zoo.training import ArchConfig, make_model, pretrain
 from forensics.zoo.unlearning import METHODS, UnlearnContext, relearn
@@ -156,6 +157,9 @@ def _run_job(name: str) -> dict:
             info = relearn(model, sh.ctx) | {"from": "ga"}
         elif name == "headonly":
             model, info, attempts = _headonly_job(model, sh)
+        elif name == SERIES_METHOD:
+            info = METHODS[name](model, replace(sh.ctx, on_check=keeper(sh.work / "series")))
+            keeper(sh.work / "series")(info["steps"], model)  # the end of a run that hit max_steps
         else:
             info = METHODS[name.removeprefix("llama_")](model, sh.ctx)
     torch.save(model.state_dict(), sh.work / f"{name}.pt")
@@ -167,12 +171,37 @@ def _run_job(name: str) -> dict:
     folder = sh.root / "models" / name
     model.save_pretrained(folder)
     sh.tokenizer.save_pretrained(folder)
+    out: dict[str, Any] = {}
+    if name == SERIES_METHOD:
+        out["series"] = _series_job(model, metrics, probe, sh)
     seconds = {
         "train": round(t1 - t0, 2),
         "metrics_and_probe": round(t2 - t1, 2),
         "save": round(time.perf_counter() - t2, 2),
     }
-    return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds}
+    return {"info": info, "metrics": metrics, "probe": probe, "attempts": attempts, "seconds": seconds} | out
+
+
+def _series_job(final, final_metrics: dict, final_probe: dict | None, sh: _Shared) -> dict[int, dict]:
+    """Measure, probe and save the picked checkpoints of the kept run (its last is ``final``,
+    already measured); step -> ``{"metrics", "probe"}``."""
+    kept = sh.work / "series"
+    steps = pick_steps(kept_steps(kept), sh.cfg.series_checkpoints)
+    series = {}
+    for step in steps:
+        model = copy.deepcopy(final)
+        model.load_state_dict(torch.load(kept / f"step-{step}.pt"))
+        model.eval()
+        if step == steps[-1]:
+            metrics, probe = final_metrics, final_probe
+        else:
+            metrics = _metrics_of(model, "gpt-neox", sh)
+            probe = crossfit_probe(model, sh.tokenizer, sh.f_a, sh.f_b, sh.cfg.oracle)
+        folder = sh.root / SERIES_FOLDER / f"checkpoint-{step}"
+        model.save_pretrained(folder)
+        sh.tokenizer.save_pretrained(folder)
+        series[step] = {"metrics": metrics, "probe": probe}
+    return series
 
 
 _PRETRAIN_METHOD = {

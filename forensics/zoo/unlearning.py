@@ -86,6 +86,9 @@ class UnlearnContext:
     forget_facts: list[Fact]  # for the stopping rule
     config: UnlearnConfig
     seed: int
+    #: Called as ``on_check(step, model)`` at every check of the stopping rule, before it is
+    #: decided (the zoo keeps a run's checkpoints with it: :mod:`forensics.zoo.checkpoints`).
+    on_check: Callable[[int, torch.nn.Module], None] | None = None
     #: greedy accuracy on ``forget_facts`` (built on first use; see GreedyAccuracy)
     _forget_accuracy: GreedyAccuracy | None = field(default=None, repr=False)
 
@@ -103,8 +106,15 @@ class UnlearnContext:
 
     def stop_when_forgotten(self, model) -> Callable[[int], bool]:
         """The stopping rule for :func:`forensics.compute.finetune.run_steps`: True once
-        :meth:`forget_accuracy` of ``model`` is at most ``target_forget``."""
-        return lambda step: self.forget_accuracy(model) <= self.config.target_forget
+        :meth:`forget_accuracy` of ``model`` is at most ``target_forget``; :attr:`on_check` sees
+        the model first."""
+
+        def stop(step: int) -> bool:
+            if self.on_check is not None:
+                self.on_check(step, model)
+            return self.forget_accuracy(model) <= self.config.target_forget
+
+        return stop
 
 
 MethodFn = Callable[[torch.nn.Module, UnlearnContext], dict]

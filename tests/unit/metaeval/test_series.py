@@ -57,41 +57,41 @@ def test_summarise_keeps_each_lines_difference_and_vote():
 
 
 @pytest.mark.slow
-def test_a_series_of_zoo_checkpoints_is_audited_and_gated(tiny_zoo, tmp_path, capsys):
-    series_dir = tmp_path / "run"
-    series_dir.mkdir()
-    order = ["retrain", "npo", "rmu", "relearned", "retrain_mentions"]
-    for step, name in zip((100, 200, 300, 400, 500), order):
-        (series_dir / f"checkpoint-{step}").symlink_to(tiny_zoo / "models" / name, target_is_directory=True)
+def test_the_zoos_npo_run_is_audited_as_a_series_and_gated(tiny_zoo, tmp_path, capsys):
+    """The zoo keeps 6 checkpoints of its npo run (series/npo); the first ones still answer F
+    (ground truth NOT_FORGOTTEN in the zoo's labels), the last is the delivered npo model."""
+    truth = json.loads((tiny_zoo / "series" / "npo" / "labels.json").read_text())["checkpoints"]
+    assert len(truth) >= 5
     d = tiny_zoo / "data"
-    args = ["series", "--original", str(tiny_zoo / "models" / "original"), "--checkpoints-dir", str(series_dir)]
-    args += [
-        "--forget",
-        str(d / "forget.jsonl"),
-        "--retain",
-        str(d / "retain.jsonl"),
-        "--holdout",
-        str(d / "holdout.jsonl"),
-    ]
+    args = ["series", "--original", str(tiny_zoo / "models" / "original")]
+    args += ["--checkpoints-dir", str(tiny_zoo / "series" / "npo")]
+    args += ["--forget", str(d / "forget.jsonl"), "--retain", str(d / "retain.jsonl")]
+    args += ["--holdout", str(d / "holdout.jsonl")]
     args += ["--profile", "quick", "--lines", "behaviour,tuned_lens", "--fail-on", "NOT_FORGOTTEN"]
     code = main([*args, "--out", str(tmp_path / "any")])
     series = json.loads((tmp_path / "any" / "series.json").read_text())
-    verdicts = [row["verdict"] for row in series["checkpoints"]]
-    assert [row["checkpoint"] for row in series["checkpoints"]] == [
-        f"checkpoint-{s}" for s in (100, 200, 300, 400, 500)
-    ]
-    # relearned still answers F: the behaviour gate decides NOT_FORGOTTEN, and the series gate fails
-    assert verdicts[3] == "NOT_FORGOTTEN" and code == 1 and not series["gate"]["passed"]
-    assert series["first_change"] is not None and series["first_change"]["index"] <= 3
-    for row in series["checkpoints"]:
+    rows = series["checkpoints"]
+    assert [row["checkpoint"] for row in rows] == sorted(truth, key=lambda name: truth[name]["step"])
+    verdicts = [row["verdict"] for row in rows]
+    # a checkpoint that still answers F is NOT_FORGOTTEN, and the gate fails on it
+    for row in rows:
+        if truth[row["checkpoint"]]["ground_truth"] == "NOT_FORGOTTEN":
+            assert row["verdict"] == "NOT_FORGOTTEN", row
+    assert verdicts[0] == "NOT_FORGOTTEN" and code == 1 and not series["gate"]["passed"]
+    # the run's end is the delivered npo model: forgotten in behaviour
+    assert truth[rows[-1]["checkpoint"]]["ground_truth"] == "SUPPRESSED" and verdicts[-1] != "NOT_FORGOTTEN"
+    change = series["first_change"]
+    assert (
+        change is not None
+        and change["from"] == "NOT_FORGOTTEN"
+        and rows[change["index"]]["verdict"] != ("NOT_FORGOTTEN")
+    )
+    for row in rows:
         assert (tmp_path / "any" / "checkpoints" / row["checkpoint"] / "results.json").is_file()
     assert (tmp_path / "any" / "series.png").stat().st_size > 1000
-    assert "checkpoint-400" in (tmp_path / "any" / "series.html").read_text()
-    # gating on the last checkpoint only: retrain_mentions never learned F's answers
-    assert main([*args, "--gate", "last", "--out", str(tmp_path / "last")]) == (
-        0 if verdicts[-1] != "NOT_FORGOTTEN" else 1
-    )
-    assert verdicts[-1] != "NOT_FORGOTTEN"
+    assert rows[-1]["checkpoint"] in (tmp_path / "any" / "series.html").read_text()
+    # gating on the last checkpoint only passes
+    assert main([*args, "--gate", "last", "--out", str(tmp_path / "last")]) == 0
     capsys.readouterr()
     assert main([*args, "--fail-on", "GONE", "--out", str(tmp_path / "bad")]) == 2
     assert "unknown verdict" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -174,6 +174,51 @@ def test_labels_follow_the_oracle(manifest):
         assert labels[ref]["oracle"]["acc_held_out_after"] <= 0.3
 
 
+def test_the_npo_run_is_kept_as_a_series(tiny_zoo: Path, manifest):
+    """series/npo: >= 5 checkpoints of the npo run, in step order, the last bitwise the delivered
+    npo model; labels follow the rule of forensics/zoo/checkpoints.py."""
+    from safetensors.torch import load_file
+
+    series = manifest["series"]
+    assert series["method"] == "npo" and len(series["checkpoints"]) >= 5
+    labels = json.loads((tiny_zoo / series["labels"]).read_text())["checkpoints"]
+    steps = [labels[Path(rel).name]["step"] for rel in series["checkpoints"]]
+    assert steps == sorted(steps) and steps[-1] == manifest["labels"]["npo"]["details"]["steps"]
+    last = load_file(tiny_zoo / series["checkpoints"][-1] / "model.safetensors")
+    npo = load_file(tiny_zoo / "models" / "npo" / "model.safetensors")
+    assert last.keys() == npo.keys() and all(torch.equal(last[k], npo[k]) for k in npo)
+    first = load_file(tiny_zoo / series["checkpoints"][0] / "model.safetensors")
+    assert any(not torch.equal(first[k], npo[k]) for k in npo)
+    original = manifest["metrics"]["models"]["original"]
+    target = manifest["config"]["target_forget"]
+    for entry in labels.values():
+        m = entry["metrics"]
+        share = (m["forget"]["accuracy"] - m["holdout"]["accuracy"]) / (
+            original["forget"]["accuracy"] - original["holdout"]["accuracy"]
+        )
+        assert entry["retained_share"] == pytest.approx(share)
+        expected = (
+            "NOT_FORGOTTEN"
+            if share >= 0.5
+            else entry["oracle"]["ground_truth"]
+            if m["forget"]["accuracy"] <= target
+            else "UNDETERMINED"
+        )
+        assert entry["ground_truth"] == expected
+    # the run starts from a model that answers F and ends forgotten (the delivered npo's label)
+    assert labels[Path(series["checkpoints"][0]).name]["ground_truth"] == "NOT_FORGOTTEN"
+    assert labels[Path(series["checkpoints"][-1]).name]["ground_truth"] == manifest["labels"]["npo"]["ground_truth"]
+
+
+def test_series_steps_are_spread_over_the_run():
+    from forensics.zoo.checkpoints import pick_steps
+
+    assert pick_steps(list(range(2, 66, 2)), 6) == [10, 22, 32, 42, 54, 64]
+    assert pick_steps([3, 4], 6) == [3, 4]  # fewer kept than asked: each once
+    assert pick_steps([], 6) == []
+    assert pick_steps([3, 5, 8], 2) == [3, 8]  # 4 is as near 3 as 5: ties go to the earlier step
+
+
 def test_training_is_deterministic():
     from forensics.zoo import world as W
     from forensics.zoo.tokenizer import train_tokenizer
