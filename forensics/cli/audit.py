@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import chat_args, command_line, device_args, print_result
+from forensics.cli.common import chat_args, command_line, device_args, placement_args, print_result
 
 
 def add_parser(sub) -> None:
@@ -56,6 +56,7 @@ def add_parser(sub) -> None:
         "attestation.dsse.json, checked by `forensics verify`",
     )
     device_args(audit)
+    placement_args(audit)
     chat_args(audit)
 
 
@@ -86,6 +87,8 @@ def run(args) -> int:
         all_lines=args.all_lines,
         chat_template=args.chat_template,
         sign=args.sign,
+        unlearned_device=args.unlearned_device,
+        n_devices=args.n_devices,
         lines=[n.strip() for n in args.lines.split(",") if n.strip()] if args.lines else None,
     )
     print_result(result)

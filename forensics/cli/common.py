@@ -38,6 +38,16 @@ def device_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
 
 
+def placement_args(parser: argparse.ArgumentParser) -> None:
+    """``--unlearned-device`` and ``--n-devices`` (where the models go when one device is not enough)."""
+    parser.add_argument(
+        "--unlearned-device", help="put the unlearned model on this device (e.g. cuda:1; default: --device)"
+    )
+    parser.add_argument(
+        "--n-devices", type=int, default=1, help="spread each model over this many GPUs (TransformerLens n_devices)"
+    )
+
+
 def command_line() -> str:
     """The command as typed (quoted for a shell), recorded in the report."""
     return " ".join(shlex.quote(a) for a in ["forensics", *sys.argv[1:]])
@@ -74,8 +84,13 @@ def executor_args(parser: argparse.ArgumentParser) -> None:
 
 
 def executor_config(args):
-    """The :class:`forensics.metaeval.executor.ExecutorConfig` of the parsed arguments (one GPU per task with --device cuda)."""
+    """The :class:`forensics.metaeval.executor.ExecutorConfig` of the parsed arguments. With
+    --device cuda a task gets the GPUs its audit uses: ``--n-devices`` per model, twice that
+    when ``--unlearned-device`` differs from ``--device`` (Ray numbers a task's GPUs from 0)."""
     from forensics.metaeval.executor import ExecutorConfig
 
-    gpus = 1.0 if str(getattr(args, "device", "cpu")).startswith("cuda") else 0.0
+    device = str(getattr(args, "device", "cpu"))
+    unlearned = getattr(args, "unlearned_device", None) or device
+    per_model = getattr(args, "n_devices", 1)
+    gpus = float(per_model * (1 if unlearned == device else 2)) if device.startswith("cuda") else 0.0
     return ExecutorConfig(executor=args.executor, address=args.address, num_cpus=args.num_cpus, gpus_per_task=gpus)

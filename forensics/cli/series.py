@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import device_args, executor_args, executor_config
+from forensics.cli.common import device_args, executor_args, executor_config, placement_args
 from forensics.core.errors import ForensicsInputError
 
 
@@ -33,6 +33,7 @@ def add_parser(sub) -> None:
     )
     series.add_argument("--gate", choices=("any", "last"), default="any", help="gate on every checkpoint or the last")
     device_args(series)
+    placement_args(series)
     executor_args(series)
 
 
@@ -53,6 +54,8 @@ def run(args) -> int:
         gate=args.gate,
         device=args.device,
         dtype=args.dtype,
+        unlearned_device=args.unlearned_device,
+        n_devices=args.n_devices,
     )
     series = run_series(
         args.original,

@@ -22,7 +22,8 @@ from forensics.core.minimum import subject_groups
 
 def decode(head, resid: torch.Tensor) -> torch.Tensor:
     """``head``'s (a TransformerLens model's) final norm and unembedding applied to residual
-    states ``[..., d]``: logits ``[..., vocab]``, in ``head``'s dtype."""
+    states ``[..., d]``: logits ``[..., vocab]``, in ``head``'s dtype, on its unembedding's device."""
+    resid = resid.to(head.unembed.W_U.device)  # a model spread over GPUs (n_devices)
     return head.unembed(head.ln_final(resid[..., None, :]))[..., 0, :]
 
 

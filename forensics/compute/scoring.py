@@ -133,6 +133,7 @@ def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
                 return run(tokens)
             resid = run(tokens, stop_at_layer=model.cfg.n_layers)  # after the last block
             picked = resid.gather(1, positions.to(resid.device)[..., None].expand(-1, -1, resid.shape[-1]))
+            picked = picked.to(model.unembed.W_U.device)  # a model spread over GPUs (n_devices)
             if model.cfg.normalization_type is not None:
                 picked = model.ln_final(picked)
             return apply_softcap(model.unembed(picked), model.cfg.output_logits_soft_cap)

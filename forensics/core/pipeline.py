@@ -52,6 +52,8 @@ def audit(
     all_lines: bool = False,
     chat_template: bool = False,
     sign: str | Path | None = None,
+    unlearned_device: str | None = None,
+    n_devices: int = 1,
 ):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.reports.results.AuditResult`.
 
@@ -64,7 +66,9 @@ def audit(
     then recorded as skipped: none of them can change that verdict). ``chat_template``: render
     every fact prompt with the original checkpoint's chat template (:mod:`forensics.inputs.chat`;
     recorded in the report). ``sign``: an Ed25519 private key (PEM) that signs the output folder
-    (:mod:`forensics.reports.attestation`; needs ``out``). Bad input raises
+    (:mod:`forensics.reports.attestation`; needs ``out``). ``unlearned_device``: put the
+    unlearned model on another device than ``device`` (O, the reference); ``n_devices``: spread
+    each model over that many GPUs (recorded in the report when not the default). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
     from forensics.compute.atomic import check_cache_dir, check_output_dir
@@ -95,7 +99,18 @@ def audit(
     registry, broken = discover_lines()
     chosen = _chosen_lines(registry, lines, settings, PROFILES[profile], seed)
     inputs = load_inputs(
-        original, unlearned, forget, retain, holdout, reference, sequences, device, dtype, chat_template=chat_template
+        original,
+        unlearned,
+        forget,
+        retain,
+        holdout,
+        reference,
+        sequences,
+        device,
+        dtype,
+        chat_template=chat_template,
+        unlearned_device=unlearned_device,
+        n_devices=n_devices,
     )
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     assert inputs.unlearned is not None and inputs.forget is not None and inputs.retain is not None
@@ -134,6 +149,7 @@ def audit(
         all_lines=all_lines,
         chat_template=inputs.chat_template,
         command=command or _api_command(original, unlearned, profile, seed),
+        placement=_placement(device, unlearned_device, n_devices),
     )
     if out is not None:
         say("writing the reports ...")
@@ -143,6 +159,13 @@ def audit(
             shutil.rmtree(cache, ignore_errors=True)
         say(f"verdict: {result.verdict.label} ({result.verdict.confidence}); report: {out / 'report.html'}")
     return result
+
+
+def _placement(device: str, unlearned_device: str | None, n_devices: int) -> dict[str, Any] | None:
+    """Where the models ran, when not all on ``device`` (None: the default placement)."""
+    if (unlearned_device in (None, device)) and n_devices == 1:
+        return None
+    return {"original": device, "unlearned": unlearned_device or device, "n_devices": n_devices}
 
 
 def _check_arguments(profile: str, seed, lines, settings) -> None:

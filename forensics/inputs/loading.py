@@ -69,16 +69,27 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def resolve_device(device: str) -> str:
-    """Check a device name: ``"cpu"`` or ``"cuda..."`` (e.g. ``"cuda:1"``), returned unchanged.
+def resolve_device(device: str, n_devices: int = 1) -> str:
+    """Check a device name: ``"cpu"`` or ``"cuda..."`` (e.g. ``"cuda:1"``), returned unchanged,
+    and ``n_devices``, the GPUs one model is spread over (TransformerLens places each block on
+    the GPU with the most free memory among the first ``n_devices``).
 
-    Raises :class:`ForensicsInputError` for any other name, or for CUDA when none is available.
+    Raises :class:`ForensicsInputError` for any other name, for CUDA when none is available, and
+    for ``n_devices`` that is not a positive integer, or above 1 without that many CUDA devices.
     """
+    if not isinstance(n_devices, int) or isinstance(n_devices, bool) or n_devices < 1:
+        raise ForensicsInputError(f"--n-devices must be a positive integer, not {n_devices!r}")
+    if n_devices > 1 and not device.startswith("cuda"):
+        raise ForensicsInputError(f"--n-devices {n_devices} spreads a model over GPUs; it needs --device cuda")
     if device == "cpu":
         return device
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ForensicsInputError(f"device {device!r} asked for, but no CUDA device is available")
+        if torch.cuda.device_count() < n_devices:
+            raise ForensicsInputError(
+                f"--n-devices {n_devices} asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
         return device
     raise ForensicsInputError(f"unknown device {device!r}; choose cpu or cuda")
 
@@ -228,12 +239,15 @@ def _hf_model_from(folder: Path, dtype: str | torch.dtype):
     return model.eval()
 
 
-def load_model(path: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32") -> LoadedModel:
+def load_model(
+    path: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32", n_devices: int = 1
+) -> LoadedModel:
     """Load a local checkpoint folder into a ``HookedTransformer`` (offline, safetensors only).
 
     Prompts are tokenised with the checkpoint's own tokenizer as it is configured (a
     Llama tokenizer adds its BOS token itself; TransformerLens is told not to add another).
-    Every parameter is frozen and the model is in eval mode. The hooked model's logits are
+    Every parameter is frozen and the model is in eval mode. ``n_devices`` > 1 spreads the
+    blocks over that many GPUs (TransformerLens ``n_devices``; :func:`resolve_device`). The hooked model's logits are
     compared with ``transformers``' on :data:`AGREEMENT_TEXT` (:func:`logit_disagreement`)
     and the load is refused beyond :data:`LOGIT_TOLERANCE`. Raises
     :class:`ForensicsInputError` for a bad folder (:func:`read_checkpoint_config`), device,
@@ -244,7 +258,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | torch.dtype =
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
     folder, _ = read_checkpoint_config(path)
-    device = resolve_device(device)
+    device = resolve_device(device, n_devices)
     torch_dtype = resolve_dtype(dtype)
     tokenizer = _tokenizer_from(folder)
     hf_model = _hf_model_from(folder, "float32")
@@ -256,6 +270,7 @@ def load_model(path: str | Path, device: str = "cpu", dtype: str | torch.dtype =
         original_architecture=arch,
         init_weights=False,
         device=device,
+        n_devices=n_devices,
         dtype=torch_dtype,
         tokenizer_prepends_bos=bool(getattr(tokenizer, "add_bos_token", False)),
     )

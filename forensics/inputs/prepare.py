@@ -68,11 +68,16 @@ def load_inputs(
     device: str = "cpu",
     dtype: str = "float32",
     chat_template: bool = False,
+    unlearned_device: str | None = None,
+    n_devices: int = 1,
 ) -> AuditInputs:
     """Load and validate every input given. Models: checkpoint folders or loaded
     :class:`LoadedModel`; fact and sequence sets: JSONL paths or lists of
     :class:`forensics.inputs.data.Fact` / :class:`forensics.inputs.data.Sequence`. ``chat_template``: render
     every fact prompt with the original checkpoint's chat template (:mod:`forensics.inputs.chat`).
+    ``device`` holds the original and the reference, ``unlearned_device`` (default ``device``)
+    the unlearned model; ``n_devices``: GPUs each model is spread over
+    (:func:`forensics.inputs.loading.resolve_device`).
 
     Raises :class:`ForensicsInputError` on any problem (see the module docstring).
     """
@@ -87,12 +92,12 @@ def load_inputs(
             load_sequences(sequences)
     finally:
         data_log.setLevel(level)
-    out = AuditInputs(original=_load_model(original, device, dtype))
+    out = AuditInputs(original=_load_model(original, device, dtype, n_devices))
     if unlearned is not None:
-        out.unlearned = _load_model(unlearned, device, dtype)
+        out.unlearned = _load_model(unlearned, unlearned_device or device, dtype, n_devices)
         check_pair(out.original, out.unlearned)
     if reference is not None:
-        out.reference = _load_model(reference, device, dtype)
+        out.reference = _load_model(reference, device, dtype, n_devices)
         check_pair(out.original, out.reference)
     if chat_template:
         out.chat_template = template_record(out.original)
@@ -157,10 +162,10 @@ def load_inputs(
     return out
 
 
-def _load_model(value, device: str, dtype: str) -> LoadedModel:
+def _load_model(value, device: str, dtype: str, n_devices: int) -> LoadedModel:
     if isinstance(value, LoadedModel):
         return value
-    return load_model(value, device, dtype)
+    return load_model(value, device, dtype, n_devices)
 
 
 def _load_facts(value, name: str, tokenizer, warnings: list[str]) -> tuple[list[Fact], Path | None]:

@@ -197,11 +197,16 @@ def make_hooks(
 
     def ablate(vec):
         unit = (vec / vec.norm().clamp(min=1e-12)).to(device=device, dtype=dtype)
-        return lambda act, hook: act - alpha * (act @ unit)[..., None] * unit
+
+        def hook_fn(act, hook):
+            u = unit.to(act.device)  # the block's device when the model is spread over GPUs
+            return act - alpha * (act @ u)[..., None] * u
+
+        return hook_fn
 
     def add(vec):
         v = vec.to(device=device, dtype=dtype)
-        return lambda act, hook: act + alpha * v
+        return lambda act, hook: act + alpha * v.to(act.device)
 
     if iv.kind == "ablate":
         layers = sorted(directions) if iv.layer == "all" else [cast(int, iv.layer)]

@@ -50,8 +50,13 @@ class SeriesConfig:
     fail_on: tuple[str, ...] = ("SUPPRESSED", "NOT_FORGOTTEN")
     #: "any": the gate fails when any checkpoint's verdict is in ``fail_on``; "last": only the last's.
     gate: str = "any"
+    #: Device of the original (and the reference).
     device: str = "cpu"
     dtype: str = "float32"
+    #: Device of the checkpoints (None: ``device``).
+    unlearned_device: str | None = None
+    #: GPUs each model is spread over.
+    n_devices: int = 1
     #: Write each checkpoint's report.pdf too.
     pdf: bool = False
 
@@ -135,7 +140,11 @@ def run_series(
     cache = out.parent / f".{out.name}.cache"
     executor = executor or ExecutorConfig()
     # in this process O is loaded once; a Ray task loads it from its folder
-    o = load_model(original, config.device, config.dtype) if executor.executor == "local" else original
+    o = (
+        load_model(original, config.device, config.dtype, config.n_devices)
+        if executor.executor == "local"
+        else original
+    )
     with atomic_output_dir(out) as tmp:
         jobs = [
             (o, path, forget, retain, holdout, reference, tmp / "checkpoints" / path.name, cache, config, progress)
@@ -198,6 +207,8 @@ def series_job(
         out=out,
         device=config.device,
         dtype=config.dtype,
+        unlearned_device=config.unlearned_device,
+        n_devices=config.n_devices,
         seed=config.seed,
         profile=config.profile,
         progress=progress,

@@ -415,6 +415,12 @@ def render_html(result) -> str:
         f"dtype {e(run['dtype'])}, total {num(run['seconds'], 1)} s. Results schema "
         f"{e(data['schema'])} version {e(data['schema_version'])}.</p>"
     )
+    placement = run.get("placement")
+    if placement:
+        parts.append(
+            f"<p>Placement: original on {e(placement['original'])}, unlearned on {e(placement['unlearned'])}, "
+            f"each model over {e(placement['n_devices'])} device(s).</p>"
+        )
     template = run.get("chat_template")
     if template:
         parts.append(

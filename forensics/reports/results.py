@@ -47,6 +47,8 @@ class AuditResult:
     seconds: float = 0.0
     out: Path | None = None
     signing_key: str | None = None  # fingerprint of the key that signs the folder (--sign), else None
+    #: {"original", "unlearned", "n_devices"} when the models ran on other devices than ``device``
+    placement: dict[str, Any] | None = None
     _redactor: Redactor | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +96,8 @@ class AuditResult:
         }
         if self.signing_key is not None:
             out["run"]["signing_key"] = self.signing_key
+        if self.placement is not None:
+            out["run"]["placement"] = self.placement
         if self._redactor is not None:
             out = self._redactor.result(out)
         return out

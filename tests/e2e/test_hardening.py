@@ -274,6 +274,9 @@ CASES = {
     "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
     "signing key that is a public key": _public_key_as_signing_key,
     "missing signing key": lambda zoo, d: ({"args": ["--sign", str(d / "none.key")]}, "does not exist"),
+    "--n-devices without CUDA": lambda zoo, d: ({"args": ["--n-devices", "2"]}, "it needs --device cuda"),
+    "--n-devices zero": lambda zoo, d: ({"args": ["--n-devices", "0"]}, "must be a positive integer"),
+    "--unlearned-device unknown": lambda zoo, d: ({"args": ["--unlearned-device", "tpu"]}, "unknown device 'tpu'"),
     "unknown answer measure": lambda zoo, d: (
         {"args": ["--set", "relearning_attack.measure=bleu"]},
         "expected one of auto, exact, rouge, choice",

@@ -116,7 +116,7 @@ def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, d
         values = source.states[rows].to(device=device, dtype=dtype)
 
         def write_final(act: torch.Tensor, hook) -> torch.Tensor:
-            act[torch.arange(len(idx), device=act.device), cols.to(act.device)] = values
+            act[torch.arange(len(idx), device=act.device), cols.to(act.device)] = values.to(act.device)
             return act
 
         return write_final
@@ -132,7 +132,7 @@ def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, d
 
     def write_prompt(act: torch.Tensor, hook) -> torch.Tensor:
         for r, piece in enumerate(pieces):
-            act[r, : piece.shape[0]] = piece
+            act[r, : piece.shape[0]] = piece.to(act.device)  # the block's device (n_devices)
         return act
 
     return write_prompt
