@@ -38,13 +38,96 @@ def greedy_generations(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
 ) -> list[str]:
-    """Greedy continuation of each fact's prompt (decoded text, special tokens skipped).
+    """Greedy continuation of each fact's prompt (decoded text, special tokens skipped, up to its
+    first newline), at most ``max_new_tokens`` tokens, one string per fact.
 
-    Prompts of equal token length are generated together (no padding inside a batch, so
-    no attention mask is needed); each row stops at EOS or at its first newline."""
+    A TransformerLens model generates with a key/value cache over batches of prompts of mixed
+    lengths, left-padded and masked (:func:`_cached_generations`); a ``transformers`` model (the
+    zoo's oracle) batches prompts of equal token length and recomputes the sequence at each
+    token (:func:`_equal_length_generations`). Both stop a row at EOS or at a newline."""
+    if hasattr(model, "run_with_hooks"):
+        return _cached_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
+    return _equal_length_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
+
+
+def _finish(tokenizer, ids: list[int], eos: int | None) -> str:
+    """The decoded text of generated ``ids`` up to EOS and up to its first newline."""
+    if eos is not None and eos in ids:
+        ids = ids[: ids.index(eos)]
+    return tokenizer.decode(ids, skip_special_tokens=True).split("\n")[0]
+
+
+class _Stops:
+    """Which generated tokens end a row: EOS, or a token whose text holds a newline (memoised)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.eos = tokenizer, getattr(tokenizer, "eos_token_id", None)
+        self.newline: dict[int, bool] = {}
+
+    def __call__(self, token: int) -> bool:
+        if token == self.eos:
+            return True
+        if token not in self.newline:
+            self.newline[token] = "\n" in self.tokenizer.decode([token])
+        return self.newline[token]
+
+
+def _cached_generations(model, tokenizer, facts, max_new_tokens: int, batch_size: int, device) -> list[str]:
+    """Generation with TransformerLens' key/value cache: prompts sorted by length, batches of
+    ``batch_size`` left-padded with an attention mask (TransformerLens shifts the positions of a
+    padded row), one forward pass over the prompts and then one per new token; the final norm and
+    unembedding run at the last position only. Rows that stopped are carried along until every
+    row of the batch has."""
+    from transformer_lens import TransformerLensKeyValueCache
+
+    prompts = [encode_prompt(tokenizer, f.prompt) for f in facts]
+    stops = _Stops(tokenizer)
+    out: list[str] = [""] * len(facts)
+    order = sorted(range(len(facts)), key=lambda i: (len(prompts[i]), i))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        tokens = torch.zeros((len(idx), width), dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[r, width - len(prompts[i]) :] = 1
+        cache = TransformerLensKeyValueCache.init_cache(model.cfg, model.cfg.device, len(idx))
+        new: list[list[int]] = [[] for _ in idx]
+        done = [False] * len(idx)
+        tokens, mask = tokens.to(device), mask.to(device)
+        for _ in range(max_new_tokens):
+            step = _next_tokens(model, tokens, mask, cache)
+            for r, token in enumerate(step.tolist()):
+                if not done[r]:
+                    new[r].append(token)
+                    done[r] = stops(token)
+            if all(done):
+                break
+            tokens, mask = step[:, None], torch.ones((len(idx), 1), dtype=torch.long, device=step.device)
+        for r, i in enumerate(idx):
+            out[i] = _finish(tokenizer, new[r], stops.eos)
+    return out
+
+
+def _next_tokens(model, tokens: torch.Tensor, mask: torch.Tensor, cache) -> torch.Tensor:
+    """The argmax next token after the last position of each row, ``[batch]``; feeds ``tokens``
+    (with ``mask``) through the blocks and into ``cache``."""
+    from transformer_lens.utilities.activation_functions import apply_softcap
+
+    resid = model(tokens, attention_mask=mask, past_kv_cache=cache, stop_at_layer=model.cfg.n_layers)
+    last = resid[:, -1:].to(model.unembed.W_U.device)
+    if model.cfg.normalization_type is not None:
+        last = model.ln_final(last)
+    return apply_softcap(model.unembed(last), model.cfg.output_logits_soft_cap)[:, 0].argmax(-1)
+
+
+def _equal_length_generations(model, tokenizer, facts, max_new_tokens: int, batch_size: int, device) -> list[str]:
+    """Generation without a cache: prompts of equal token length together (no padding, so no
+    attention mask), the whole sequence recomputed at each new token."""
     logits_fn = logits_fn_for(model)
     prompts = [encode_prompt(tokenizer, f.prompt) for f in facts]
-    eos = getattr(tokenizer, "eos_token_id", None)
+    stops = _Stops(tokenizer)
     out: list[str] = [""] * len(facts)
     by_length: dict[int, list[int]] = {}
     for i, ids in enumerate(prompts):
@@ -54,22 +137,20 @@ def greedy_generations(
             idx = members[start : start + batch_size]
             tokens, _ = pad_right([prompts[i] for i in idx], 0)
             tokens = tokens.to(device)
-            new = torch.zeros((len(idx), 0), dtype=torch.long, device=device)
-            done = torch.zeros(len(idx), dtype=torch.bool, device=device)
+            new: list[list[int]] = [[] for _ in idx]
+            done = [False] * len(idx)
             for _ in range(max_new_tokens):
                 last = torch.full((len(idx), 1), tokens.shape[1] - 1, dtype=torch.long, device=device)
                 step = logits_fn(tokens, last)[:, 0].argmax(-1)
-                new = torch.cat([new, step[:, None]], 1)
                 tokens = torch.cat([tokens, step[:, None]], 1)
-                if eos is not None:
-                    done |= step == eos
-                if bool(done.all()):
+                for r, token in enumerate(step.tolist()):
+                    if not done[r]:
+                        new[r].append(token)
+                        done[r] = stops(token)
+                if all(done):
                     break
             for r, i in enumerate(idx):
-                ids = new[r].tolist()
-                if eos is not None and eos in ids:
-                    ids = ids[: ids.index(eos)]
-                out[i] = tokenizer.decode(ids, skip_special_tokens=True).split("\n")[0]
+                out[i] = _finish(tokenizer, new[r], stops.eos)
     return out
 
 

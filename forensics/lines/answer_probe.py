@@ -203,6 +203,29 @@ def _rank_scores(decoder, X: np.ndarray, true, wrong) -> np.ndarray:
     return out
 
 
+def scorable_facts(true: np.ndarray, wrong: list[list[str]], groups: np.ndarray, retain_true: np.ndarray, config):
+    """Which facts the probe can score, bool ``[n]``, from the data alone (before any forward
+    pass): those whose true part and at least one perturbed part are labels of the decoder that
+    scores them: R's true parts (variant ``"retain"``), or the true parts of the other folds
+    (``"refit"``, the same grouped folds :func:`_refit_scores` uses). A decoder with fewer than
+    two labels scores nothing. The same facts :func:`_rank_scores` leaves finite."""
+
+    def known(labels: set[str], idx) -> list[bool]:
+        if len(labels) < 2:
+            return [False] * len(idx)
+        return [true[i] in labels and any(w in labels for w in wrong[i]) for i in idx]
+
+    out = np.zeros(len(true), dtype=bool)
+    if config.variant == "retain":
+        out[:] = known(set(retain_true.tolist()), range(len(true)))
+        return out
+    from sklearn.model_selection import GroupKFold
+
+    for train, test in GroupKFold(n_splits=config.n_folds).split(np.zeros((len(true), 1)), groups=groups):
+        out[test] = known(set(true[train].tolist()), test)
+    return out
+
+
 def _refit_scores(acts, hooks, true, wrong, groups, config) -> np.ndarray:
     """``[n_depths, n_facts]``: the decoder fitted on the set's own facts out of fold (grouped by
     subject) and applied to the held-out fold."""
@@ -246,18 +269,16 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
     config = config or AnswerProbeConfig()
     if ctx.original.n_layers < 2:
         return Evidence.not_run("the probe needs at least two layers")
-    hooks = resid_hooks(ctx.original.n_layers)
-    spec = CaptureSpec(hooks, "final")
-    scores, sources, groups, scorable, fitted = {}, {}, {}, {}, {}
     if config.variant not in ("retain", "refit"):
         return Evidence.not_run(f"unknown variant {config.variant!r}; choose retain or refit")
+    if config.variant == "retain" and not ctx.retain:
+        return Evidence.not_run("the retain-fitted decoder needs a retain set")
+    # everything the data alone decides, before any forward pass
+    retain_prefixes, retain_true = [], np.array([])
     if config.variant == "retain":
-        if not ctx.retain:
-            return Evidence.not_run("the retain-fitted decoder needs a retain set")
         retain_perturbed, _ = candidates(ctx.retain, config.n_perturbed, config.seed)
         retain_prefixes, retain_true, _ = reading_prefixes(ctx.retain, retain_perturbed)
-        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
-            fitted[role] = (ctx.capture(loaded, retain_prefixes, spec, batch_size=config.batch_size), retain_true)
+    sets, sources, groups, scorable = {}, {}, {}, {}
     for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout)):
         perturbed, sources[name] = candidates(facts, config.n_perturbed, config.seed)
         if not any(perturbed):
@@ -271,15 +292,9 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
             return Evidence.not_run(
                 f"{len(np.unique(groups[name]))} {name} subjects, fewer than the {config.n_folds} folds"
             )
-        prefixes, true, wrong = reading_prefixes(facts, perturbed)
-        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
-            acts = ctx.capture(loaded, prefixes, spec, batch_size=config.batch_size)
-            if config.variant == "refit":
-                scores[(role, name)] = _refit_scores(acts, hooks, true, wrong, groups[name], config)
-            else:
-                train_acts, train_true = fitted[role]
-                scores[(role, name)] = _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config)
-        scorable[name] = float(np.isfinite(scores[("original", name)][-1]).mean())
+        sets[name] = reading_prefixes(facts, perturbed)
+        _, true, wrong = sets[name]
+        scorable[name] = float(scorable_facts(true, wrong, groups[name], retain_true, config).mean())
         if scorable[name] < config.min_scorable:
             return Evidence.not_run(
                 (
@@ -288,6 +303,21 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
                     "or a 'key')"
                 ),
             )
+    hooks = resid_hooks(ctx.original.n_layers)
+    spec = CaptureSpec(hooks, "final")
+    scores, fitted = {}, {}
+    if config.variant == "retain":
+        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+            fitted[role] = (ctx.capture(loaded, retain_prefixes, spec, batch_size=config.batch_size), retain_true)
+    for name in ("forget", "holdout"):
+        prefixes, true, wrong = sets[name]
+        for role, loaded in (("original", ctx.original), ("unlearned", ctx.unlearned)):
+            acts = ctx.capture(loaded, prefixes, spec, batch_size=config.batch_size)
+            if config.variant == "refit":
+                scores[(role, name)] = _refit_scores(acts, hooks, true, wrong, groups[name], config)
+            else:
+                train_acts, train_true = fitted[role]
+                scores[(role, name)] = _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config)
     mean = {k: np.nanmean(v, axis=1) for k, v in scores.items()}
     o_diff = mean[("original", "forget")] - mean[("original", "holdout")]
     depth = max(range(1, len(hooks) - 1), key=lambda d: o_diff[d])
