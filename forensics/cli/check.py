@@ -50,10 +50,12 @@ def run(args) -> int:
         if prompts
         else ""
     )
-    print(f"original   {original.path}: {original.architecture}, {original.n_layers} layers, ok{tail}")
+    print(f"original   {_where(original)}: {original.architecture}, {original.n_layers} layers, ok{tail}")
     if inputs.unlearned is not None:
         tail = f"; logits equal transformers' (max difference {agree['unlearned']:.1g})" if prompts else ""
-        print(f"unlearned  {inputs.unlearned.path}: matches the original's architecture, shapes and vocabulary{tail}")
+        print(
+            f"unlearned  {_where(inputs.unlearned)}: matches the original's architecture, shapes and vocabulary{tail}"
+        )
     if inputs.chat_template:
         print(f"chat template of {inputs.chat_template['source']}: prompts become {inputs.chat_template['example']!r}")
     for name in ("forget", "retain", "holdout"):
@@ -64,3 +66,10 @@ def run(args) -> int:
     for warning in inputs.warnings:
         print(f"  warning: {warning}")
     return 0
+
+
+def _where(m) -> str:
+    """The model's path as given, and for a GGUF file what it was read as."""
+    if m.source is None:
+        return str(m.path)
+    return f"{m.origin} ({m.source['format']}, {m.source['quantization']}, {m.source['loaded_as']})"

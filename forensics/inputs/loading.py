@@ -50,6 +50,11 @@ class LoadedModel:
     weights_hash: str
     device: str
     dtype: str
+    #: The path the user gave when it is not ``path`` (a GGUF file, audited as the checkpoint
+    #: folder ``transformers`` converts it to: :mod:`forensics.inputs.gguf`).
+    origin: Path | None = None
+    #: What was loaded when it was not a safetensors folder (:func:`forensics.inputs.gguf.describe`).
+    source: dict[str, Any] | None = None
 
     @property
     def n_layers(self) -> int:
@@ -180,7 +185,12 @@ def weight_files(folder: str | Path) -> list[Path]:
 
 def weights_hash(folder: str | Path) -> str:
     """SHA-256 over the safetensors files the checkpoint loads (:func:`weight_files`: names and
-    bytes), for cache keys."""
+    bytes), for cache keys; for a GGUF file (or a folder holding one), over that file."""
+    from forensics.inputs.gguf import file_sha256, gguf_file
+
+    source = gguf_file(folder)
+    if source is not None:
+        return file_sha256(source)
     digest = hashlib.sha256()
     for file in weight_files(folder):
         digest.update(file.name.encode())
@@ -242,7 +252,8 @@ def _hf_model_from(folder: Path, dtype: str | torch.dtype):
 def load_model(
     path: str | Path, device: str = "cpu", dtype: str | torch.dtype = "float32", n_devices: int = 1
 ) -> LoadedModel:
-    """Load a local checkpoint folder into a ``HookedTransformer`` (offline, safetensors only).
+    """Load a local checkpoint folder, or a GGUF file (:mod:`forensics.inputs.gguf`), into a
+    ``HookedTransformer`` (offline, safetensors or GGUF only).
 
     Prompts are tokenised with the checkpoint's own tokenizer as it is configured (a
     Llama tokenizer adds its BOS token itself; TransformerLens is told not to add another).
@@ -257,8 +268,11 @@ def load_model(
     from transformer_lens import HookedTransformer, HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
 
-    folder, _ = read_checkpoint_config(path)
+    from forensics.inputs.gguf import describe, file_sha256, gguf_file, materialize
+
     device = resolve_device(device, n_devices)
+    source = gguf_file(path)
+    folder, _ = read_checkpoint_config(materialize(source) if source is not None else path)
     torch_dtype = resolve_dtype(dtype)
     tokenizer = _tokenizer_from(folder)
     hf_model = _hf_model_from(folder, "float32")
@@ -305,14 +319,16 @@ def load_model(
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(
-        name=folder.name,
+        name=source.stem if source is not None else folder.name,
         path=folder,
         model=model,
         tokenizer=tokenizer,
         architecture=arch,
-        weights_hash=weights_hash(folder),
+        weights_hash=file_sha256(source) if source is not None else weights_hash(folder),
         device=device,
         dtype=str(torch_dtype).removeprefix("torch."),
+        origin=source,
+        source=describe(source) if source is not None else None,
     )
 
 

@@ -231,11 +231,14 @@ def _file_sha256(path: Path | None) -> str | None:
 
 
 def _model_record(m: LoadedModel) -> dict[str, Any]:
-    return {
-        "path": str(m.path),
+    record = {
+        "path": str(m.origin or m.path),
         "name": m.name,
         "architecture": m.architecture,
         "n_layers": m.n_layers,
         "weights_sha256": m.weights_hash,
         "dtype": m.dtype,
     }
+    if m.source is not None:
+        record["source"] = m.source | {"converted_folder": str(m.path)}
+    return record

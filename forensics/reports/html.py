@@ -447,8 +447,16 @@ def render_html(result) -> str:
                 [
                     e(role),
                     f"<span class='mono'>{e(rec['path'])}</span>",
-                    e(f"{rec['architecture']}, {rec['n_layers']} layers"),
-                    f"<span class='mono'>weights {e(rec['weights_sha256'])}</span>",
+                    e(
+                        f"{rec['architecture']}, {rec['n_layers']} layers"
+                        + (
+                            f"; {rec['source']['format']}, {rec['source']['quantization']}, "
+                            f"{rec['source']['loaded_as']}"
+                            if rec.get("source")
+                            else ""
+                        )
+                    ),
+                    f"<span class='mono'>{'file' if rec.get('source') else 'weights'} {e(rec['weights_sha256'])}</span>",
                 ]
             )
         else:

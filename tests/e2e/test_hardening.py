@@ -211,6 +211,11 @@ def _public_key_as_signing_key(zoo, d):
     return {"args": ["--sign", str(public)]}, "not an unencrypted PEM private key"
 
 
+def _write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
 GOOD = '{"prompt": "Zorbil lives in", "answer": " Kelmar"}\n'
 FT = GOOD + '{"prompt": "Where does Zorbil live?", "answer": " Kelmar", '  # a second record, opened
 CASES = {
@@ -274,6 +279,10 @@ CASES = {
     "key not in the answer": _data(FT + '"key": "Paris"}\n', "does not occur in the answer"),
     "signing key that is a public key": _public_key_as_signing_key,
     "missing signing key": lambda zoo, d: ({"args": ["--sign", str(d / "none.key")]}, "does not exist"),
+    "truncated GGUF file": lambda zoo, d: (
+        {"unlearned": _write_bytes(d / "vendor.gguf", b"GGUF\x03\x00\x00\x00" + bytes(40))},
+        "not a readable GGUF file",
+    ),
     "--n-devices without CUDA": lambda zoo, d: ({"args": ["--n-devices", "2"]}, "it needs --device cuda"),
     "--n-devices zero": lambda zoo, d: ({"args": ["--n-devices", "0"]}, "must be a positive integer"),
     "--unlearned-device unknown": lambda zoo, d: ({"args": ["--unlearned-device", "tpu"]}, "unknown device 'tpu'"),
