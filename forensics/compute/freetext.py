@@ -71,6 +71,14 @@ class _Stops:
             self.newline[token] = "\n" in self.tokenizer.decode([token])
         return self.newline[token]
 
+    def record(self, step: torch.Tensor, new: list[list[int]], done: list[bool]) -> None:
+        """Append each row's next token ``step[r]`` to ``new[r]`` unless the row has stopped, and
+        mark the rows this token stops."""
+        for r, token in enumerate(step.tolist()):
+            if not done[r]:
+                new[r].append(token)
+                done[r] = self(token)
+
 
 def _cached_generations(model, tokenizer, facts, max_new_tokens: int, batch_size: int, device) -> list[str]:
     """Generation with TransformerLens' key/value cache: prompts sorted by length, batches of
@@ -98,10 +106,7 @@ def _cached_generations(model, tokenizer, facts, max_new_tokens: int, batch_size
         tokens, mask = tokens.to(device), mask.to(device)
         for _ in range(max_new_tokens):
             step = _next_tokens(model, tokens, mask, cache)
-            for r, token in enumerate(step.tolist()):
-                if not done[r]:
-                    new[r].append(token)
-                    done[r] = stops(token)
+            stops.record(step, new, done)
             if all(done):
                 break
             tokens, mask = step[:, None], torch.ones((len(idx), 1), dtype=torch.long, device=step.device)
@@ -143,10 +148,7 @@ def _equal_length_generations(model, tokenizer, facts, max_new_tokens: int, batc
                 last = torch.full((len(idx), 1), tokens.shape[1] - 1, dtype=torch.long, device=device)
                 step = logits_fn(tokens, last)[:, 0].argmax(-1)
                 tokens = torch.cat([tokens, step[:, None]], 1)
-                for r, token in enumerate(step.tolist()):
-                    if not done[r]:
-                        new[r].append(token)
-                        done[r] = stops(token)
+                stops.record(step, new, done)
                 if all(done):
                     break
             for r, i in enumerate(idx):
