@@ -63,11 +63,15 @@ def file_sha256(file: Path) -> str:
 def describe(file: Path) -> dict[str, Any]:
     """What the report says about a GGUF file: its architecture (``general.architecture``), its
     quantization (the file type, else the commonest tensor type that is not F32/F16) and its
-    tensor types with counts. Raises :class:`ForensicsInputError` for a file that is not GGUF."""
+    tensor types with counts. Raises :class:`ForensicsInputError` for a file that is not GGUF, is
+    cut short, or holds no model (no tensors, or no ``general.architecture``)."""
     reader = _reader(file)
     types = Counter(t.tensor_type.name for t in reader.tensors)
     field = reader.fields.get("general.architecture")
-    architecture = str(field.contents()) if field is not None else "unknown"
+    if field is None or not types:
+        missing = "no tensors" if not types else "no general.architecture"
+        raise ForensicsInputError(f"{file} is not a readable GGUF file ({missing}: it holds no model)")
+    architecture = str(field.contents())
     quantized = [name for name, _ in types.most_common() if name not in ("F32", "F16", "BF16")]
     quantization = quantized[0] if quantized else (types.most_common(1)[0][0] if types else "none")
     return {

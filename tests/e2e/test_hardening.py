@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -280,8 +281,13 @@ CASES = {
     "signing key that is a public key": _public_key_as_signing_key,
     "missing signing key": lambda zoo, d: ({"args": ["--sign", str(d / "none.key")]}, "does not exist"),
     "truncated GGUF file": lambda zoo, d: (
-        {"unlearned": _write_bytes(d / "vendor.gguf", b"GGUF\x03\x00\x00\x00" + bytes(40))},
+        # a version-3 header announcing 3 tensors and 2 metadata pairs, cut off after it
+        {"unlearned": _write_bytes(d / "vendor.gguf", b"GGUF" + struct.pack("<IQQ", 3, 3, 2) + b"\x05\x00")},
         "not a readable GGUF file",
+    ),
+    "GGUF file holding no model": lambda zoo, d: (
+        {"unlearned": _write_bytes(d / "vendor.gguf", b"GGUF" + struct.pack("<IQQ", 3, 0, 0))},
+        "holds no model",
     ),
     "--n-devices without CUDA": lambda zoo, d: ({"args": ["--n-devices", "2"]}, "it needs --device cuda"),
     "--n-devices zero": lambda zoo, d: ({"args": ["--n-devices", "0"]}, "must be a positive integer"),
