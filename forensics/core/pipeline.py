@@ -136,7 +136,12 @@ def audit(
         ctx,
         evidence,
         timings,
-        decide(evidence, has_holdout=bool(inputs.holdout), gate=gate_of(registry)),
+        decide(
+            evidence,
+            has_holdout=bool(inputs.holdout),
+            gate=gate_of(registry),
+            suppressing={name for name, spec in registry.items() if "suppressed" in spec.votes},
+        ),
         broken,
         seed=seed,
         profile=profile,

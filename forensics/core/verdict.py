@@ -8,6 +8,15 @@ for effect - control excludes 0 for ``suppressed``; it had the power to see O's 
 not run, and the trace detector's ``modified`` / ``unmodified`` do not vote here; they are
 shown in the report as context.
 
+The ``suppressed`` side is controlled over the whole audit, not line by line (rule version 3):
+every line that ran a test able to vote ``suppressed`` is one hypothesis of a family, and a
+``suppressed`` vote counts only when it survives Holm's step-down procedure over that family
+at :data:`FAMILY_ALPHA` (:func:`holm`; Holm 1979, valid under any dependence between the
+lines). The chance that a model which truly deleted F gets even one counted ``suppressed``
+finding is then at most 5% whenever each line's p-value is valid; two counted findings are
+still needed for SUPPRESSED. Votes that do not survive are listed (``held_back``), never
+counted. docs/methods.md ("The control rule") states the argument; docs/decisions.md why.
+
 The rule itself is written once, in :data:`RULE`: which evidence counts, then steps 1-6,
 checked in order (the first step that applies decides). :func:`decide` applies it; every
 report and ``results.json`` print it.
@@ -17,13 +26,15 @@ Confidence is a label, not a probability: it says how much independent evidence 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from forensics.core.evidence import Evidence, jsonable
 
-RULE_VERSION = 2
+RULE_VERSION = 3
+#: Family-wise error rate of the ``suppressed`` side over all lines of one audit (one-sided).
+FAMILY_ALPHA = 0.05
 LABELS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 CONTROLLED_VOTES = ("deleted", "suppressed", "not_forgotten")
 
@@ -31,18 +42,21 @@ CONTROLLED_VOTES = ("deleted", "suppressed", "not_forgotten")
 RULE: tuple[str, ...] = (
     "Only controlled evidence counts: a line that ran and voted deleted, suppressed or not_forgotten "
     "(each line votes only when its own holdout control is sound). Descriptive lines, lines not run and "
-    "the trace detector (modified / unmodified) are context, not votes.",
+    "the trace detector (modified / unmodified) are context, not votes. A suppressed vote counts only when "
+    "it survives Holm's step-down procedure at a family-wise 5% over every line that ran a test able to "
+    "vote suppressed (one-sided p-values: half the line's two-sided p on the side of its vote); the others "
+    "are held back and listed. A model that truly deleted F gets any counted suppressed finding in at most "
+    "5% of audits.",
     "1. NOT_FORGOTTEN when the behaviour gate votes not_forgotten (U keeps at least half of O's "
     "above-control accuracy on F, CI above 0). Confidence high when U keeps at least 80% of it, else medium.",
     "2. INCONCLUSIVE when the behaviour gate did not run, when there is no holdout set (no control: "
     "neither DELETED nor SUPPRESSED can be claimed), or when O itself does not answer F above the control.",
-    "3. SUPPRESSED when at least two controlled lines vote suppressed (replicated by an independent "
+    "3. SUPPRESSED when at least two counted suppressed votes agree (replicated by an independent "
     "procedure). Confidence high when three or more do and none votes deleted; medium when two do and none "
     "votes deleted; low when some line votes deleted against them.",
-    "4. INCONCLUSIVE when exactly one line votes suppressed: one procedure finds the knowledge beyond its "
-    "control and no other confirms it (each vote is a one-sided test at about 2.5% false-positive rate over "
-    "about eight lines: one stray vote on a deleted model in about one audit in six, two in about one in sixty).",
-    "5. DELETED when no line votes suppressed and at least one line with power votes deleted. "
+    "4. INCONCLUSIVE when exactly one counted suppressed vote remains: one procedure finds the knowledge "
+    "beyond its control and no other confirms it.",
+    "5. DELETED when no suppressed vote counts and at least one line with power votes deleted. "
     "Confidence high with two or more deleted votes, else medium.",
     "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge and none had "
     "the power to rule it out.",
@@ -60,6 +74,10 @@ class Verdict:
     reason: str  # one sentence: why
     deciding: list[dict[str, Any]] = field(default_factory=list)  # the lines that decided it
     against: list[dict[str, Any]] = field(default_factory=list)  # controlled lines that voted otherwise
+    #: The family-wise control of the suppressed side: ``method``, ``alpha`` and ``family``
+    #: (one row a line: ``line``, ``vote``, ``p_one_sided``, ``p_adjusted``, ``counted``).
+    multiplicity: dict[str, Any] = field(default_factory=dict)
+    held_back: list[dict[str, Any]] = field(default_factory=list)  # suppressed votes that did not survive it
 
     def to_json(self) -> dict[str, Any]:
         """The ``verdict`` object of ``results.json``, with :data:`RULE_VERSION` and :data:`RULE`."""
@@ -70,6 +88,8 @@ class Verdict:
             "reason": self.reason,
             "deciding_lines": jsonable(self.deciding),
             "lines_against": jsonable(self.against),
+            "held_back": jsonable(self.held_back),
+            "multiplicity": jsonable(self.multiplicity),
             "rule_version": RULE_VERSION,
             "rule": list(RULE),
         }
@@ -88,25 +108,120 @@ def _summary(e: Evidence) -> dict[str, Any]:
     }
 
 
-def decide(evidence: Iterable[Evidence], has_holdout: bool, gate: str | None = None) -> Verdict:
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (Holm 1979), in the order given.
+
+    ``p_values``: one p-value a hypothesis, each in [0, 1]. The adjusted value of the k-th
+    smallest is ``max over j <= k of min(1, (m - j + 1) * p_(j))``; a hypothesis is rejected at
+    family-wise level ``alpha`` when its adjusted value is at most ``alpha``; the family-wise
+    error rate is then at most ``alpha`` under any dependence between the p-values.
+    """
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def one_sided_p(e: Evidence) -> float:
+    """The p-value of line ``e`` for "F above its control on the side of the line's
+    ``suppressed`` vote": half the line's two-sided ``p_value`` when it voted ``suppressed``,
+    else 1 (a line that did not vote ``suppressed`` cannot be counted as a finding, and a
+    constant 1 is a valid, conservative p-value). A ``suppressed`` vote without a p-value gets 1:
+    it cannot survive the control."""
+    if e.vote != "suppressed" or e.p_value is None:
+        return 1.0
+    return min(1.0, max(0.0, float(e.p_value) / 2))
+
+
+def multiplicity_control(
+    evidence: list[Evidence], gate: str | None, suppressing: Collection[str], alpha: float = FAMILY_ALPHA
+) -> dict[str, Any]:
+    """The family of the ``suppressed`` side and its Holm adjustment (see the module docstring).
+
+    The family: every line other than the gate that ran (``status == "ok"``) and either is
+    registered able to vote ``suppressed`` (``suppressing``) or did vote it. Returns
+    ``{"method": "holm", "alpha": alpha, "family": [{line, vote, p_one_sided, p_adjusted,
+    counted}]}``, the rows in the evidence's order."""
+    family = [
+        e for e in evidence if e.line != gate and e.status == "ok" and (e.line in suppressing or e.vote == "suppressed")
+    ]
+    ps = [one_sided_p(e) for e in family]
+    adjusted = holm(ps)
+    rows = [
+        {
+            "line": e.line,
+            "vote": e.vote,
+            "p_one_sided": p,
+            "p_adjusted": a,
+            "counted": e.vote == "suppressed" and a <= alpha,
+        }
+        for e, p, a in zip(family, ps, adjusted, strict=True)
+    ]
+    return {"method": "holm", "alpha": alpha, "family": rows}
+
+
+def decide(
+    evidence: Iterable[Evidence],
+    has_holdout: bool,
+    gate: str | None = None,
+    suppressing: Collection[str] | None = None,
+) -> Verdict:
     """Apply :data:`RULE` to the evidence of one audit.
 
     ``evidence``: every line's :class:`~forensics.core.evidence.Evidence`, the behaviour gate
     included; ``has_holdout``: whether the audit had a holdout set H; ``gate``: the name of the
     line holding the ``"gate"`` role (default: the registered one,
-    :func:`forensics.core.registry.gate_of`). A missing or failed behaviour gate gives
-    INCONCLUSIVE (step 2); nothing here raises for missing lines.
+    :func:`forensics.core.registry.gate_of`); ``suppressing``: the names of the lines able to
+    vote ``suppressed`` (default: the registered ones), the family of
+    :func:`multiplicity_control`. A missing or failed behaviour gate gives INCONCLUSIVE
+    (step 2); nothing here raises for missing lines.
     """
-    if gate is None:
+    if gate is None or suppressing is None:
         from forensics.core.registry import discover_lines, gate_of
 
-        gate = gate_of(discover_lines()[0])
+        registry = discover_lines()[0]
+        gate = gate_of(registry) if gate is None else gate
+        if suppressing is None:
+            suppressing = {name for name, spec in registry.items() if "suppressed" in spec.votes}
     evidence = list(evidence)
     by_line = {e.line: e for e in evidence}
     behaviour = by_line.get(gate) if gate is not None else None
     controlled = [e for e in evidence if e.line != gate and e.status == "ok" and e.vote in CONTROLLED_VOTES]
-    suppressed = [e for e in controlled if e.vote == "suppressed"]
+    control = multiplicity_control(evidence, gate, suppressing)
+    counted = {row["line"] for row in control["family"] if row["counted"]}
+    adjusted = {row["line"]: row["p_adjusted"] for row in control["family"]}
+    suppressed = [e for e in controlled if e.vote == "suppressed" and e.line in counted]
+    held = [
+        _summary(e) | {"p_adjusted": adjusted.get(e.line)}
+        for e in controlled
+        if e.vote == "suppressed" and e.line not in counted
+    ]
     deleted = [e for e in controlled if e.vote == "deleted"]
+    verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout)
+    verdict.multiplicity = control
+    verdict.held_back = held
+    if held and verdict.label in ("DELETED", "INCONCLUSIVE") and verdict.step >= 4:
+        names = ", ".join(str(h["line"]) for h in held)
+        verdict.reason += (
+            f" Held back: {names} voted suppressed, but not significantly once every line of the audit "
+            f"is accounted for (Holm, family-wise {FAMILY_ALPHA:.0%})."
+        )
+    return verdict
+
+
+def _decide(
+    behaviour: Evidence | None,
+    controlled: list[Evidence],
+    suppressed: list[Evidence],
+    deleted: list[Evidence],
+    has_holdout: bool,
+) -> Verdict:
+    """Steps 1-6 of :data:`RULE` on the votes :func:`decide` sorted out (``suppressed``: the
+    counted ones only)."""
 
     # 1. NOT_FORGOTTEN: the behaviour gate.
     if behaviour is not None and behaviour.status == "ok" and behaviour.vote == "not_forgotten":
@@ -149,7 +264,7 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool, gate: str | None = N
             [_summary(behaviour)],
         )
 
-    # 3. SUPPRESSED: two or more controlled lines find the knowledge beyond their controls.
+    # 3. SUPPRESSED: two or more counted votes find the knowledge beyond their controls.
     if len(suppressed) >= 2:
         if deleted:
             confidence = "low"
@@ -171,9 +286,8 @@ def decide(evidence: Iterable[Evidence], has_holdout: bool, gate: str | None = N
             "INCONCLUSIVE",
             "n/a",
             4,
-            f"U no longer answers F; {suppressed[0].line} alone finds it beyond the holdout control, "
-            "and no other line confirms it (one stray vote is expected in about one audit in six of "
-            "a model that really deleted F).",
+            f"U no longer answers F; {suppressed[0].line} alone finds it beyond the holdout control "
+            "(significant over all lines of the audit), and no other line confirms it.",
             [_summary(e) for e in suppressed],
             [_summary(e) for e in deleted],
         )

@@ -58,7 +58,7 @@ from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 
 QUESTION = "Can a probe on U's residual stream tell F's true answers from wrong ones, beyond the holdout control?"
@@ -339,6 +339,7 @@ def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None
         vote=cast("Vote | None", vote),
         reason=reason,
         details={
+            P_TEST: SUBJECT_PERMUTATION,
             "variant": config.variant,
             "decision_depth": depth,
             "original_difference_by_depth": o_diff.tolist(),

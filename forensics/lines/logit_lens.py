@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION
 from forensics.core.registry import register
 
 QUESTION = "Is the answer readable by the logit lens at intermediate layers of U, beyond the holdout control?"
@@ -101,6 +102,11 @@ def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) ->
             else "no intermediate-layer read-out of F above the control"
         )
         + " (descriptive: the tuned lens votes)",
-        details={"decision_depth": c["depth"], "original_difference_by_depth": c["o_diff"], "table": c["table"]},
+        details={
+            P_TEST: SUBJECT_PERMUTATION,
+            "decision_depth": c["depth"],
+            "original_difference_by_depth": c["o_diff"],
+            "table": c["table"],
+        },
         figures={"logit_lens": lens_heatmap(c["table"], c["n_depths"], "Logit lens: answer reciprocal rank")},
     )

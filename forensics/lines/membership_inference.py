@@ -66,7 +66,7 @@ from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 
@@ -302,6 +302,8 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         vote=cast("Vote | None", vote),
         reason=reason,
         details={
+            # with a reference model the p-value is a bootstrap one (not valid at few subjects)
+            **({} if "reference" in roles else {P_TEST: SUBJECT_PERMUTATION}),
             "attacks": table,
             "decision_attack": chosen,
             "k": config.k,

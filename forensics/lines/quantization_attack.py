@@ -48,7 +48,7 @@ from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.loading import load_hf_model
 
@@ -203,6 +203,7 @@ def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = Non
         vote=cast("Vote | None", vote),
         reason=why,
         details={
+            P_TEST: SUBJECT_PERMUTATION,
             "per_bits": {str(b): v for b, v in per_bits.items()},
             "table": table,
             "measure": MEASURE_NAMES[measure],

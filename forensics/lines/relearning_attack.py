@@ -73,7 +73,7 @@ from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
 from forensics.core.keys import model_identity
-from forensics.core.minimum import VoteMinimum
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 
@@ -476,6 +476,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         vote=cast("Vote | None", vote),
         reason=why,
         details={
+            P_TEST: SUBJECT_PERMUTATION,
             "budget": budget,
             "measure": MEASURE_NAMES[measure],
             "per_seed": per_seed,

@@ -42,7 +42,9 @@ Decision
     the effect and the best over the same grid on H the control (the maximum is part of
     the procedure, so both sides pay the same selection bias). CI of F - H: bootstrap over
     subjects at the two chosen cells, at level ``1 - alpha_level / 3`` (Bonferroni over the
-    three interventions). Vote:
+    three interventions). p-value of F - H: two-sided, permuting whole subjects between F and
+    H at the two chosen cells, times three (Bonferroni); it enters the audit's multiplicity
+    control (:func:`forensics.core.verdict.multiplicity_control`), not the line's vote. Vote:
 
     - no vote (status "descriptive") when U still answers F (O - U on F below
       ``min_forgetting``: restoration is undefined) or O itself does not answer F;
@@ -65,10 +67,10 @@ import torch
 
 from forensics.compute.capture import CaptureSpec, layer_hook
 from forensics.compute.scoring import logits_fn_for, score_facts
-from forensics.compute.stats import cluster_bootstrap_diff_ci
+from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, n_subjects, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, n_subjects, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 from forensics.sae.experts import FeatureConfig, expert_features, fact_activations
@@ -111,6 +113,8 @@ class SteeringConfig(VoteMinimum):
     alpha_level: float = 0.05
     #: Subject-bootstrap resamples for the CIs (count).
     n_boot: int = 2000
+    #: Subject permutations for the p-value of each intervention's F - H (count).
+    n_perm: int = 2000
     #: Seed of the subject split, the R subsample and the bootstrap.
     seed: int = 0
     #: Prompts per forward pass when capturing activations for the vectors.
@@ -345,11 +349,14 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
         ci = cluster_bootstrap_diff_ci(
             cf["_rf"], forget_groups, ch["_rh"], holdout_groups, config.n_boot, config.seed, level=level
         )
+        # two-sided, permuting subjects between F and H, Bonferroni over the interventions
+        p = cluster_permutation_p(cf["_rf"], forget_groups, ch["_rh"], holdout_groups, config.n_perm, config.seed)
         best[kind] = {
             "forget": cf["restoration_forget"],
             "holdout": ch["restoration_holdout"],
             "difference": cf["restoration_forget"] - ch["restoration_holdout"],
             "ci": list(ci),
+            "p_value": min(1.0, p * len(INTERVENTIONS)),
             "cell_forget": f"layer {cf['layer']}, alpha {cf['alpha']:g}",
             "cell_holdout": f"layer {ch['layer']}, alpha {ch['alpha']:g}",
             "retain_acc_at_best": cf["acc_retain"],
@@ -427,9 +434,10 @@ def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: 
         effect=cell["forget"],
         control=cell["holdout"],
         ci=tuple(cell["ci"]),
+        p_value=cell.get("p_value"),
         vote=cast("Vote | None", vote),
         reason=reason,
-        details=summary | {"decision": top},
+        details=summary | {"decision": top, P_TEST: SUBJECT_PERMUTATION},
         figures=figures,
     )
 

@@ -35,7 +35,7 @@ from typing import cast
 from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
 
 QUESTION = "Is the answer readable by a tuned lens (fitted on O's retain set) at intermediate layers of U, beyond the holdout control?"
@@ -122,6 +122,7 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         vote=cast("Vote | None", vote),
         reason=reason,
         details={
+            P_TEST: SUBJECT_PERMUTATION,
             "decision_depth": c["depth"],
             "original_difference_by_depth": c["o_diff"],
             "table": c["table"],

@@ -96,6 +96,36 @@ def p_text(p: Any) -> str:
     return e("< 0.001" if float(p) < 0.001 else f"{float(p):.3f}")
 
 
+def multiplicity_html(control: dict[str, Any]) -> list[str]:
+    """The family-wise control of the suppressed side (``verdict.multiplicity`` of
+    ``results.json``, :func:`forensics.core.verdict.multiplicity_control`) as a short paragraph
+    and table; nothing for results written before rule version 3."""
+    family = control.get("family")
+    if not family:
+        return []
+    alpha = control.get("alpha", 0.05)
+    return [
+        f"<p class='sub'>Multiplicity control: a suppressed vote counts only when its one-sided p-value "
+        f"survives Holm's step-down procedure over the {len(family)} lines that tested for suppression "
+        f"(family-wise {alpha:.0%}).</p>",
+        table(
+            ["line", "vote", "one-sided p", "Holm-adjusted p", "counted"],
+            [
+                [
+                    e(r["line"]),
+                    vote_html(r["vote"]),
+                    p_text(r["p_one_sided"]),
+                    p_text(r["p_adjusted"]),
+                    "yes" if r["counted"] else "no",
+                ]
+                for r in family
+            ],
+            widths=[30, 16, 18, 18, 18],
+            numeric={2, 3},
+        ),
+    ]
+
+
 def vote_html(vote: Any, status: str = "ok") -> str:
     """A line's vote, coloured by :data:`VOTE_COLOURS`; "not run", "descriptive" or "no vote"
     in grey for a line that did not vote."""
@@ -198,7 +228,11 @@ def render_html(result) -> str:
         f"<p>{e(plain_words(v, behaviour_ev))}</p>"
         f"<p><b>Why this verdict</b> (step {e(verdict['step'])} of the rule below): {e(verdict['reason'])}</p></div>",
     ]
-    deciding = [("decided", r) for r in verdict["deciding_lines"]] + [("against", r) for r in verdict["lines_against"]]
+    deciding = (
+        [("decided", r) for r in verdict["deciding_lines"]]
+        + [("against", r) for r in verdict["lines_against"]]
+        + [("held back", r) for r in verdict.get("held_back", [])]
+    )
     if deciding:
         parts.append(
             table(
@@ -220,6 +254,7 @@ def render_html(result) -> str:
                 numeric={3, 4, 5, 6},
             )
         )
+    parts.extend(multiplicity_html(verdict.get("multiplicity") or {}))
 
     # -------------------------------------------------------------------- behaviour
     parts.append("<h2>Behaviour: original (O) vs unlearned (U)</h2>")

@@ -70,8 +70,8 @@ class Redactor:
         for entry in out["evidence"]:
             for key in ("details", "reason", "metric"):
                 entry[key] = self.apply(entry[key])
-        for key in ("deciding_lines", "lines_against"):
-            for entry in out["verdict"][key]:
+        for key in ("deciding_lines", "lines_against", "held_back"):
+            for entry in out["verdict"].get(key, []):
                 entry["reason"] = self.apply(entry["reason"])
                 entry["metric"] = self.apply(entry["metric"])
         out["verdict"]["reason"] = self.apply(out["verdict"]["reason"])

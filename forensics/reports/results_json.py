@@ -6,7 +6,10 @@ Schema ``unlearning-forensics/results``, version 1 (top-level keys; see README f
 - ``verdict``: ``label`` (DELETED / SUPPRESSED / NOT_FORGOTTEN / INCONCLUSIVE),
   ``confidence`` (high / medium / low / n/a), ``step`` (which step of the rule decided),
   ``reason``, ``deciding_lines`` and ``lines_against`` (line, vote, metric, effect, control,
-  ci, p_value, reason), ``rule_version``, ``rule`` (the rule's text, one step a string)
+  ci, p_value, reason), ``held_back`` (suppressed votes that did not survive the
+  multiplicity control, with ``p_adjusted``), ``multiplicity`` (``method`` "holm", ``alpha``,
+  ``family``: per line ``line, vote, p_one_sided, p_adjusted, counted``), ``rule_version``,
+  ``rule`` (the rule's text, one step a string)
 - ``behaviour``: role (original / unlearned) -> set (forget / retain / holdout) ->
   ``{accuracy, mean_logprob, n}``, or null when the behaviour gate did not run
 - ``evidence``: one object a line: ``line, question, status (ok / descriptive / not_run),
@@ -46,7 +49,18 @@ REQUIRED = {
         "skipped_modules",
         "warnings",
     ),
-    "verdict": ("label", "confidence", "step", "reason", "deciding_lines", "lines_against", "rule_version", "rule"),
+    "verdict": (
+        "label",
+        "confidence",
+        "step",
+        "reason",
+        "deciding_lines",
+        "lines_against",
+        "held_back",
+        "multiplicity",
+        "rule_version",
+        "rule",
+    ),
     "evidence": (
         "line",
         "question",

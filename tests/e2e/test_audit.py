@@ -1,4 +1,4 @@
-"""The audit: CLI end to end on the tiny zoo, the verdict rule, failures, resume."""
+"""The audit: CLI end to end on the tiny zoo, failures, resume (the verdict rule: tests/unit/core/test_verdict.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from forensics.core.evidence import Evidence
 from forensics.core.registry import LINES, register
-from forensics.core.verdict import RULE, decide
+from forensics.core.verdict import RULE
 from forensics.reports.results_json import check_results
 
 FORENSICS = str(Path(sys.executable).parent / "forensics")
@@ -35,58 +34,6 @@ def zoo_args(zoo: Path, model: str) -> list[str]:
         "--holdout",
         str(d / "holdout.jsonl"),
     ]
-
-
-# --------------------------------------------------------------------------- the verdict rule
-
-
-def behaviour(vote=None, o_f=1.0, o_h=0.1, share=0.05) -> Evidence:
-    table = {
-        "original": {"forget": {"accuracy": o_f}, "holdout": {"accuracy": o_h}},
-        "unlearned": {"forget": {"accuracy": 0.1}, "holdout": {"accuracy": 0.1}},
-    }
-    return Evidence(
-        "behaviour",
-        "q",
-        "ok",
-        effect=0.1,
-        control=0.1,
-        ci=(-0.05, 0.05),
-        vote=vote,
-        details={"table": table, "retained_share": share},
-    )
-
-
-def line(name, vote, status="ok") -> Evidence:
-    return Evidence(name, "q", status, effect=0.3, control=0.1, ci=(0.1, 0.3), vote=vote)
-
-
-def test_verdict_rule_steps():
-    assert decide([behaviour("not_forgotten", share=0.9), line("a", "suppressed")], True).label == "NOT_FORGOTTEN"
-    assert decide([behaviour("not_forgotten", share=0.9)], False).confidence == "high"
-    # no holdout: never DELETED or SUPPRESSED
-    assert decide([behaviour(), line("a", "suppressed")], False).label == "INCONCLUSIVE"
-    assert decide([behaviour(), line("a", "deleted")], False).label == "INCONCLUSIVE"
-    # O never knew F: nothing to forget
-    assert decide([behaviour(o_f=0.1, o_h=0.1), line("a", "deleted")], True).label == "INCONCLUSIVE"
-    # one suppressed vote alone is not replicated: INCONCLUSIVE, with the line named
-    one = decide([behaviour(), line("a", "suppressed"), line("b", None)], True)
-    assert (one.label, one.step) == ("INCONCLUSIVE", 4) and [d["line"] for d in one.deciding] == ["a"]
-    assert decide([behaviour(), line("a", "suppressed"), line("b", "deleted")], True).label == "INCONCLUSIVE"
-    two = decide([behaviour(), line("a", "suppressed"), line("b", "suppressed")], True)
-    assert (two.label, two.confidence, two.step) == ("SUPPRESSED", "medium", 3)
-    three = [line(n, "suppressed") for n in "abc"]
-    assert decide([behaviour(), *three], True).confidence == "high"
-    mixed = decide([behaviour(), line("a", "suppressed"), line("c", "suppressed"), line("b", "deleted")], True)
-    assert (mixed.label, mixed.confidence) == ("SUPPRESSED", "low")
-    assert [d["line"] for d in mixed.deciding] == ["a", "c"] and [d["line"] for d in mixed.against] == ["b"]
-    assert decide([behaviour(), line("b", "deleted")], True).label == "DELETED"
-    # descriptive lines, lines not run and trace votes never decide
-    ignored = [line("c", "suppressed", "descriptive"), line("d", "suppressed", "not_run"), line("t", "modified")]
-    assert decide([behaviour(), *ignored], True).label == "INCONCLUSIVE"
-    assert decide([behaviour(), *ignored, line("b", "deleted")], True).label == "DELETED"
-    assert decide([line("a", "suppressed")], True).label == "INCONCLUSIVE"  # no behaviour gate
-    assert len(RULE) == 7 and decide([behaviour(), line("b", "deleted")], True).to_json()["rule"] == list(RULE)
 
 
 # --------------------------------------------------------------------------- end to end through the CLI

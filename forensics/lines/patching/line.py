@@ -44,7 +44,7 @@ from forensics.compute.scoring import EncodedFacts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
 
@@ -284,7 +284,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
         p_value=p,
         vote=cast("Vote | None", vote),
         reason=reason + beside,
-        details=details,
+        details=details | {P_TEST: SUBJECT_PERMUTATION},
         figures=figures,
     )
 

@@ -76,7 +76,7 @@ from forensics.compute.scoring import encode_facts, sequence_losses
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum, subject_groups
+from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 from forensics.lines.remind.landscape import (
@@ -427,7 +427,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
         p_value=p,
         vote=cast("Vote | None", vote),
         reason=reason,
-        details=details,
+        details=details | {P_TEST: SUBJECT_PERMUTATION},
         figures={"remind_loss_by_radius": _figure(details["loss_by_radius"])},
     )
 

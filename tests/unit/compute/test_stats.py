@@ -1,0 +1,44 @@
+"""The subject-permutation p-value (forensics/compute/stats.py) at the subject counts auditors
+bring: with few subjects it cannot reach a small p (so a vote on it cannot survive the audit's
+multiplicity control); with TOFU's 8 forget and 7 holdout authors and a large effect it can."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forensics.compute.stats import cluster_permutation_p
+
+
+def scores(n_subjects: int, per_subject: int, mean: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    groups = np.repeat(np.arange(n_subjects), per_subject)
+    subject_effect = rng.normal(0, 0.05, n_subjects)[groups]
+    return mean + subject_effect + rng.normal(0, 0.1, len(groups)), groups
+
+
+def test_few_subjects_cannot_reach_a_small_p():
+    rng = np.random.default_rng(0)
+    f, gf = scores(3, 20, 1.0, rng)
+    h, gh = scores(3, 20, 0.0, rng)
+    # 3 vs 3 subjects: 20 splits, the observed one and its mirror are the most extreme: p >= 2/20
+    assert cluster_permutation_p(f, gf, h, gh + 100, n_perm=2000) >= 0.08
+
+
+def test_tofu_shaped_subject_counts_can_vote_on_a_large_effect():
+    rng = np.random.default_rng(1)
+    f, gf = scores(8, 20, 0.3, rng)
+    h, gh = scores(7, 20, 0.0, rng)
+    p = cluster_permutation_p(f, gf, h, gh + 100, n_perm=2000)
+    assert p / 2 < 0.05 / 10  # one-sided, below Holm's first threshold over ten lines
+
+
+def test_no_effect_gives_uniform_p_values():
+    rng = np.random.default_rng(2)
+    ps = []
+    for _ in range(200):
+        f, gf = scores(8, 5, 0.0, rng)
+        h, gh = scores(7, 5, 0.0, rng)
+        ps.append(cluster_permutation_p(f, gf, h, gh + 100, n_perm=200, seed=int(rng.integers(1 << 30))))
+    ps = np.array(ps)
+    # valid: P(p <= u) <= u (binomial slack at 200 draws)
+    for u in (0.05, 0.1, 0.25):
+        assert (ps <= u).mean() <= u + 0.05

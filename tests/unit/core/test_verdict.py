@@ -1,0 +1,122 @@
+"""The verdict rule (forensics/core/verdict.py): its steps, and the family-wise control of the
+suppressed side (Holm over the lines that tested for suppression)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from forensics.core.evidence import Evidence
+from forensics.core.verdict import FAMILY_ALPHA, RULE, decide, holm, multiplicity_control
+
+# --------------------------------------------------------------------------- the verdict rule
+
+
+def behaviour(vote=None, o_f=1.0, o_h=0.1, share=0.05) -> Evidence:
+    table = {
+        "original": {"forget": {"accuracy": o_f}, "holdout": {"accuracy": o_h}},
+        "unlearned": {"forget": {"accuracy": 0.1}, "holdout": {"accuracy": 0.1}},
+    }
+    return Evidence(
+        "behaviour",
+        "q",
+        "ok",
+        effect=0.1,
+        control=0.1,
+        ci=(-0.05, 0.05),
+        vote=vote,
+        details={"table": table, "retained_share": share},
+    )
+
+
+def line(name, vote, status="ok", p=0.001) -> Evidence:
+    return Evidence(name, "q", status, effect=0.3, control=0.1, ci=(0.1, 0.3), p_value=p, vote=vote)
+
+
+def test_verdict_rule_steps():
+    assert decide([behaviour("not_forgotten", share=0.9), line("a", "suppressed")], True).label == "NOT_FORGOTTEN"
+    assert decide([behaviour("not_forgotten", share=0.9)], False).confidence == "high"
+    # no holdout: never DELETED or SUPPRESSED
+    assert decide([behaviour(), line("a", "suppressed")], False).label == "INCONCLUSIVE"
+    assert decide([behaviour(), line("a", "deleted")], False).label == "INCONCLUSIVE"
+    # O never knew F: nothing to forget
+    assert decide([behaviour(o_f=0.1, o_h=0.1), line("a", "deleted")], True).label == "INCONCLUSIVE"
+    # one suppressed vote alone is not replicated: INCONCLUSIVE, with the line named
+    one = decide([behaviour(), line("a", "suppressed"), line("b", None)], True)
+    assert (one.label, one.step) == ("INCONCLUSIVE", 4) and [d["line"] for d in one.deciding] == ["a"]
+    assert decide([behaviour(), line("a", "suppressed"), line("b", "deleted")], True).label == "INCONCLUSIVE"
+    two = decide([behaviour(), line("a", "suppressed"), line("b", "suppressed")], True)
+    assert (two.label, two.confidence, two.step) == ("SUPPRESSED", "medium", 3)
+    three = [line(n, "suppressed") for n in "abc"]
+    assert decide([behaviour(), *three], True).confidence == "high"
+    mixed = decide([behaviour(), line("a", "suppressed"), line("c", "suppressed"), line("b", "deleted")], True)
+    assert (mixed.label, mixed.confidence) == ("SUPPRESSED", "low")
+    assert [d["line"] for d in mixed.deciding] == ["a", "c"] and [d["line"] for d in mixed.against] == ["b"]
+    assert decide([behaviour(), line("b", "deleted")], True).label == "DELETED"
+    # descriptive lines, lines not run and trace votes never decide
+    ignored = [line("c", "suppressed", "descriptive"), line("d", "suppressed", "not_run"), line("t", "modified")]
+    assert decide([behaviour(), *ignored], True).label == "INCONCLUSIVE"
+    assert decide([behaviour(), *ignored, line("b", "deleted")], True).label == "DELETED"
+    assert decide([line("a", "suppressed")], True).label == "INCONCLUSIVE"  # no behaviour gate
+    assert len(RULE) == 7 and decide([behaviour(), line("b", "deleted")], True).to_json()["rule"] == list(RULE)
+
+
+def test_holm_adjusted_p_values_by_hand():
+    # sorted: .005*4 = .02, .01*3 = .03, .03*2 = .06, .04*1 = .04 -> running max .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == [0.03, 0.06, 0.06, 0.02]
+    assert holm([]) == []
+    assert holm([0.3]) == [0.3]
+    assert holm([0.5, 0.6, 0.9]) == [1.0, 1.0, 1.0]
+
+
+def test_a_suppressed_vote_that_does_not_survive_holm_is_held_back():
+    # nine lines tested; "a" voted suppressed at one-sided p = 0.02 (its own 2.5% test), the
+    # others did not: Holm needs p <= 0.05 / 9 for the smallest, so the vote is held back
+    family = {f"l{i}" for i in range(8)} | {"a"}
+    evidence = [behaviour(), line("a", "suppressed", p=0.04), line("b", "deleted", p=0.9)]
+    evidence += [line(f"l{i}", None, p=0.5) for i in range(8)]
+    v = decide(evidence, True, suppressing=family)
+    assert (v.label, v.step) == ("DELETED", 5)
+    assert [h["line"] for h in v.held_back] == ["a"] and "Held back: a" in v.reason
+    rows = {r["line"]: r for r in v.multiplicity["family"]}
+    assert len(rows) == 9 and "b" not in rows  # b cannot vote suppressed and did not
+    assert rows["a"]["p_one_sided"] == 0.02 and rows["a"]["p_adjusted"] == 0.18 and not rows["a"]["counted"]
+    # the same vote with a strong p survives: one counted vote, not replicated
+    strong = decide([*evidence[:1], line("a", "suppressed", p=0.001), *evidence[2:]], True, suppressing=family)
+    assert (strong.label, strong.step) == ("INCONCLUSIVE", 4) and not strong.held_back
+    # a suppressed vote without a p-value cannot be counted
+    bare = decide([behaviour(), line("a", "suppressed", p=None), line("c", "suppressed")], True)
+    assert (bare.label, [h["line"] for h in bare.held_back]) == ("INCONCLUSIVE", ["a"])
+    json = v.to_json()
+    assert json["multiplicity"]["method"] == "holm" and json["held_back"][0]["line"] == "a"
+
+
+def test_lines_that_did_not_test_are_not_in_the_family():
+    evidence = [
+        behaviour(),
+        line("a", "suppressed"),
+        line("d", None, status="descriptive"),
+        line("n", None, status="not_run"),
+    ]
+    control = multiplicity_control(evidence, "behaviour", {"a", "d", "n"})
+    assert [r["line"] for r in control["family"]] == ["a"]
+
+
+def test_the_family_wise_error_rate_holds_where_the_old_rule_did_not():
+    """Simulated deleted models: ten lines, each a valid one-sided test (p uniform under the null),
+    each voting suppressed when its own p < 0.025 as the lines do. Without the control, some line
+    votes suppressed in about 1 - 0.975^10 = 22% of audits; with it, at most FAMILY_ALPHA."""
+    rng = np.random.default_rng(0)
+    names = [f"l{i}" for i in range(10)]
+    trials, any_vote, any_counted, deleted = 4000, 0, 0, 0
+    for _ in range(trials):
+        p_one = rng.uniform(size=10)
+        evidence = [behaviour(), line("b", "deleted", p=0.9)]
+        evidence += [line(n, "suppressed" if p < 0.025 else None, p=2 * p) for n, p in zip(names, p_one, strict=True)]
+        v = decide(evidence, True, suppressing=set(names))
+        any_vote += bool(p_one.min() < 0.025)
+        any_counted += any(r["counted"] for r in v.multiplicity["family"])
+        deleted += v.label == "DELETED"
+    # binomial standard error at 4000 trials is about 0.0035
+    assert 0.18 < any_vote / trials < 0.26
+    assert any_counted / trials <= FAMILY_ALPHA + 0.01
+    assert deleted / trials >= 1 - FAMILY_ALPHA - 0.01
