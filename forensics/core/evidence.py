@@ -107,6 +107,35 @@ class Evidence:
         )
 
 
+#: ``Evidence.details`` key of a line's deletion bound (:func:`deletion_bound`).
+DELETION_BOUND = "deletion_bound"
+
+
+def deletion_bound(upper: float, signal: float, margin: float, signal_is: str) -> dict[str, Any] | None:
+    """What a line that can vote ``deleted`` could have missed, as an equivalence bound.
+
+    ``upper``: the upper end of the line's CI of U's effect minus control (its largest
+    recovery consistent with the data; for a two-sided equivalence test, the larger absolute
+    end); ``signal``: the same quantity for the knowledge the line must be able to see (O's own
+    effect minus control on F, or a positive control's recovery), in the same units;
+    ``margin``: the share of ``signal`` below which the line votes ``deleted``; ``signal_is``:
+    what ``signal`` is, in words. Returns ``{"upper", "signal", "share", "margin",
+    "signal_is"}`` with ``share = max(upper, 0) / signal`` (the share of O's signal the line
+    could have missed), or None when ``signal`` is not positive (no bound: nothing to compare
+    with). The CIs behind ``upper`` are two-sided 95% (or wider, adjusted), so ``upper`` is at
+    least a one-sided 95% upper bound.
+    """
+    if not math.isfinite(signal) or signal <= 0 or not math.isfinite(upper):
+        return None
+    return {
+        "upper": float(upper),
+        "signal": float(signal),
+        "share": max(float(upper), 0.0) / float(signal),
+        "margin": float(margin),
+        "signal_is": signal_is,
+    }
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars and arrays turned into plain Python (and NaN/inf into None)."""
     if isinstance(value, dict):

@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensics.core.evidence import Evidence, jsonable
+from forensics.core.evidence import DELETION_BOUND, Evidence, jsonable
 
 RULE_VERSION = 3
 #: Family-wise error rate of the ``suppressed`` side over all lines of one audit (one-sided).
@@ -57,7 +57,9 @@ RULE: tuple[str, ...] = (
     "4. INCONCLUSIVE when exactly one counted suppressed vote remains: one procedure finds the knowledge "
     "beyond its control and no other confirms it.",
     "5. DELETED when no suppressed vote counts and at least one line with power votes deleted. "
-    "Confidence high with two or more deleted votes, else medium.",
+    "Confidence high with two or more deleted votes, else medium. The verdict states the tightest "
+    "deletion bound among the lines that voted deleted: the upper end of the line's CI of U's effect "
+    "minus control as a share of O's own signal (or of its positive control's recovery).",
     "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge and none had "
     "the power to rule it out.",
 )
@@ -78,6 +80,10 @@ class Verdict:
     #: (one row a line: ``line``, ``vote``, ``p_one_sided``, ``p_adjusted``, ``counted``).
     multiplicity: dict[str, Any] = field(default_factory=dict)
     held_back: list[dict[str, Any]] = field(default_factory=list)  # suppressed votes that did not survive it
+    #: For DELETED: the tightest deletion bound among the lines that voted deleted (``line``,
+    #: ``share``, ``upper``, ``signal``, ``margin``, ``signal_is``;
+    #: :func:`forensics.core.evidence.deletion_bound`); None otherwise.
+    bound: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``verdict`` object of ``results.json``, with :data:`RULE_VERSION` and :data:`RULE`."""
@@ -90,6 +96,7 @@ class Verdict:
             "lines_against": jsonable(self.against),
             "held_back": jsonable(self.held_back),
             "multiplicity": jsonable(self.multiplicity),
+            "bound": jsonable(self.bound),
             "rule_version": RULE_VERSION,
             "rule": list(RULE),
         }
@@ -164,6 +171,13 @@ def multiplicity_control(
     return {"method": "holm", "alpha": alpha, "family": rows}
 
 
+def tightest_bound(deleted: list[Evidence]) -> dict[str, Any] | None:
+    """The smallest ``share`` among the deletion bounds (``details["deletion_bound"]``) of the
+    lines in ``deleted``, with the line's name; None when none carries one."""
+    bounds = [{"line": e.line, **e.details[DELETION_BOUND]} for e in deleted if e.details.get(DELETION_BOUND)]
+    return min(bounds, key=lambda b: b["share"]) if bounds else None
+
+
 def decide(
     evidence: Iterable[Evidence],
     has_holdout: bool,
@@ -204,6 +218,14 @@ def decide(
     verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout)
     verdict.multiplicity = control
     verdict.held_back = held
+    if verdict.label == "DELETED":
+        verdict.bound = tightest_bound(deleted)
+        if verdict.bound is not None:
+            b = verdict.bound
+            verdict.reason += (
+                f" At most {b['share']:.0%} of {b['signal_is']} is recoverable by {b['line']} "
+                f"(upper end of its 95% CI; it votes deleted below {b['margin']:.0%})."
+            )
     if held and verdict.label in ("DELETED", "INCONCLUSIVE") and verdict.step >= 4:
         names = ", ".join(str(h["line"]) for h in held)
         verdict.reason += (

@@ -55,7 +55,7 @@ import numpy as np
 from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence, Vote
+from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.minimum import VoteMinimum
 from forensics.core.registry import register
 from forensics.probing.classifiers import (
@@ -350,6 +350,19 @@ def label_permutation_p(
     return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
 
 
+def _deletion_bound(rows: list[dict], config: AttributeProbeConfig) -> dict | None:
+    """At the depth where O's F is most readable, the largest adjusted CI upper end of U's F - H
+    over the probes, against O's refit-probe F - H there (:func:`forensics.core.evidence.deletion_bound`)."""
+    best_o = max(range(len(rows)), key=lambda d: rows[d]["refit_original"]["difference"])
+    upper = max(rows[best_o][p]["ci_family"][1] for p in PROBES)
+    return deletion_bound(
+        upper,
+        rows[best_o]["refit_original"]["difference"],
+        config.deleted_share,
+        f"O's refit-probe F - H at depth {best_o} (chance-corrected accuracy)",
+    )
+
+
 def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, tuple[str, int], str]:
     """The vote, the (probe, depth) cell reported, and why (see the module docstring)."""
     cells = [(probe, depth) for depth in range(len(rows)) for probe in PROBES]
@@ -421,7 +434,11 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
         p_value=p,
         vote=cast("Vote | None", vote),
         reason=why,
-        details={"decision": {"position": position, "kind": kind, "depth": depth, "probe": probe}, "curves": curves},
+        details={
+            "decision": {"position": position, "kind": kind, "depth": depth, "probe": probe},
+            "curves": curves,
+            DELETION_BOUND: _deletion_bound(rows, config),
+        },
         figures={"attribute_probes": _figure(curves)},
     )
 

@@ -65,7 +65,7 @@ from forensics.compute.mia import ATTACKS, attack_scores, auc
 from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence, Vote
+from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
@@ -302,6 +302,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         vote=cast("Vote | None", vote),
         reason=reason,
         details={
+            DELETION_BOUND: _deletion_bound(table, config),
             # with a reference model the p-value is a bootstrap one (not valid at few subjects)
             **({} if "reference" in roles else {P_TEST: SUBJECT_PERMUTATION}),
             "attacks": table,
@@ -330,6 +331,24 @@ def _figure(table: dict, roles: list[str]) -> bytes:
     ax.legend(frameon=False, fontsize=7)
     ax.set_title("Membership inference (0.5 = F like unseen data)", fontsize=9)
     return figure_png(fig)
+
+
+def _deletion_bound(table: dict[str, dict], config: MembershipConfig) -> dict | None:
+    """The attack closest to missing a recovery: the largest ratio of the larger absolute end of
+    its adjusted CI of AUC_U - control to O's own signal (AUC_O - 0.5)
+    (:func:`forensics.core.evidence.deletion_bound`); None when some attack's O shows no signal."""
+    bounds = [
+        deletion_bound(
+            max(abs(table[a]["ci_family"][0]), abs(table[a]["ci_family"][1])),
+            table[a]["auc"]["original"] - 0.5,
+            config.deleted_share,
+            f"O's {a} ROC-AUC minus 0.5",
+        )
+        for a in ATTACKS
+    ]
+    if any(b is None for b in bounds):
+        return None
+    return max((b for b in bounds if b is not None), key=lambda b: b["share"])
 
 
 def decide(table: dict[str, dict], config: MembershipConfig) -> tuple[str | None, str, str]:

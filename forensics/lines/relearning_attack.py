@@ -71,7 +71,7 @@ from forensics.compute.measures import MeasureChoice, line_measure, measure_fact
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence, Vote
+from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.keys import model_identity
 from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
@@ -477,6 +477,16 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         reason=why,
         details={
             P_TEST: SUBJECT_PERMUTATION,
+            DELETION_BOUND: (
+                deletion_bound(
+                    ci[1],
+                    power_recovery,
+                    config.deleted_share,
+                    "the positive control's recovery of F_b from a GA-suppressed copy of O",
+                )
+                if power_recovery is not None and forgot
+                else None
+            ),
             "budget": budget,
             "measure": MEASURE_NAMES[measure],
             "per_seed": per_seed,

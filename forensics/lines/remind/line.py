@@ -75,7 +75,7 @@ from forensics.compute.measures import key_facts
 from forensics.compute.scoring import encode_facts, sequence_losses
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
-from forensics.core.evidence import Evidence, Vote
+from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
@@ -392,7 +392,19 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
     )
     cu = contrast["unlearned"]
     vote, reason = decide(contrast, config)
+    co = contrast["original"]
     details = {
+        # only where O shows a contrast of its own (its CI excludes 0), as the vote
+        DELETION_BOUND: (
+            deletion_bound(
+                max(abs(cu["ci"][0]), abs(cu["ci"][1])),
+                abs(co["difference"]),
+                config.deleted_share,
+                "|O's F - H slope contrast|",
+            )
+            if co["ci"][0] > 0 or co["ci"][1] < 0
+            else None
+        ),
         "span": config.span,
         "n_examples": {name: len(scan.facts[name]) for name in SETS},
         "dropped_too_short": scan.dropped,

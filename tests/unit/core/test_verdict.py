@@ -120,3 +120,33 @@ def test_the_family_wise_error_rate_holds_where_the_old_rule_did_not():
     assert 0.18 < any_vote / trials < 0.26
     assert any_counted / trials <= FAMILY_ALPHA + 0.01
     assert deleted / trials >= 1 - FAMILY_ALPHA - 0.01
+
+
+def test_deletion_bound_is_a_share_of_the_signal():
+    from forensics.core.evidence import deletion_bound
+
+    b = deletion_bound(0.03, 0.5, 0.1, "O's F - H")
+    assert b is not None and abs(b["share"] - 0.06) < 1e-12 and b["margin"] == 0.1
+    assert deletion_bound(-0.02, 0.5, 0.1, "x")["share"] == 0.0  # a CI wholly below 0 misses nothing
+    assert deletion_bound(0.03, 0.0, 0.1, "x") is None  # O shows no signal: no bound
+    assert deletion_bound(0.03, -0.2, 0.1, "x") is None
+    assert deletion_bound(float("nan"), 0.5, 0.1, "x") is None
+
+
+def test_deleted_states_the_tightest_bound():
+    def deleted(name, share):
+        e = line(name, "deleted", p=0.9)
+        e.details = {
+            "deletion_bound": {"upper": share, "signal": 1.0, "share": share, "margin": 0.25, "signal_is": "O's signal"}
+        }
+        return e
+
+    v = decide([behaviour(), deleted("a", 0.2), deleted("b", 0.06), line("c", "deleted")], True)
+    assert v.label == "DELETED" and v.bound is not None and (v.bound["line"], v.bound["share"]) == ("b", 0.06)
+    assert "At most 6% of O's signal is recoverable by b" in v.reason
+    assert v.to_json()["bound"]["line"] == "b"
+    # no bound unless DELETED, and none when no deleted voter carries one
+    assert (
+        decide([behaviour(), deleted("a", 0.2), line("s", "suppressed"), line("t", "suppressed")], True).bound is None
+    )
+    assert decide([behaviour(), line("c", "deleted")], True).bound is None

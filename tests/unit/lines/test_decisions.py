@@ -143,3 +143,46 @@ def test_trace_detector():
     assert trace_detector.decide({"ci": (0.6, 0.8), "p_value": 0.2, "accuracy": 0.7}, logits, config)[0] == (
         "unmodified"
     )
+
+
+def test_a_deleted_vote_always_comes_with_a_bound_below_its_margin():
+    """Random hand-made tables for the two lines whose bound has its own function: whenever the
+    line votes deleted, its deletion bound exists and its share lies below the line's margin
+    (the bound the verdict states is the one the vote rests on)."""
+    import numpy as np
+
+    from forensics.compute.mia import ATTACKS
+    from forensics.lines import attribute_probes
+
+    rng = np.random.default_rng(0)
+
+    def cell(diff, half):
+        return {"difference": diff, "ci_family": [diff - half, diff + half]}
+
+    a_config, m_config = attribute_probes.AttributeProbeConfig(), membership_inference.MembershipConfig()
+    votes = {"attribute": 0, "membership": 0}
+    for _ in range(3000):
+        rows = [
+            {"refit_original": cell(rng.uniform(-0.1, 0.8), rng.uniform(0.01, 0.2))}
+            | {p: cell(rng.normal(0, 0.05), rng.uniform(0.005, 0.2)) for p in attribute_probes.PROBES}
+            for _ in range(3)
+        ]
+        vote, _, _ = attribute_probes.decide(rows, a_config)
+        bound = attribute_probes._deletion_bound(rows, a_config)
+        if vote == "deleted":
+            votes["attribute"] += 1
+            assert bound is not None and bound["share"] < a_config.deleted_share
+        table = {}
+        for a in ATTACKS:
+            o = rng.uniform(0.5, 1.0)
+            table[a] = cell(rng.normal(0, 0.03), rng.uniform(0.005, 0.1)) | {
+                "auc": {"original": o, "unlearned": 0.5},
+                "original_ci_family": [o - 0.05, o + 0.05],
+                "control": 0.5,
+            }
+        vote, _, _ = membership_inference.decide(table, m_config)
+        bound = membership_inference._deletion_bound(table, m_config)
+        if vote == "deleted":
+            votes["membership"] += 1
+            assert bound is not None and bound["share"] < m_config.deleted_share
+    assert min(votes.values()) > 20  # the tables do reach the deleted side
