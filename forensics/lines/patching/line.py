@@ -17,11 +17,21 @@ the answer), with a subject-bootstrap CI and a subject-permutation p. The contro
 ``1 - (kept_F - kept_H) / (carried_F - carried_H)`` (clipped to [0, 1]) reads as UDS does:
 0 = U's states carry F as O's do, 1 = erased as deeply as a counterfactual state.
 
-Published UDS (only with a reference model): the prompt's every token after block ``l``
-replaced by the reference's states (stage 1: drop ``d1(l)``) or U's (stage 2: ``d2(l)``),
-at every block; per fact, over the blocks where ``d1 > threshold``, UDS =
-``sum d2 / sum d1`` clipped to [0, 1]; mean over F with a subject-bootstrap CI. It has no
-holdout control, so it is reported beside the controlled score and does not vote.
+Why the controlled score patches the final prompt token: it is the one position whose state
+must hold the answer before any of it is given. At the teacher-forced answer positions the
+patched state has already read the answer's earlier tokens, so a model that never learned F can
+still carry the rest of a multi-token answer there; the published UDS needs its reference
+model's stage 1 to subtract that, and the controlled score has no reference model.
+
+Published UDS (only with a reference model; Lee et al. 2026, ``compute_uds.py``): O's residual
+after block ``l`` replaced, at the *key positions* (the teacher-forced positions whose next-token
+outputs predict the answer's key tokens, the entity span), by the reference's states at the same
+positions (stage 1: drop ``d1(l)`` of O's mean log-prob per key token) or U's (stage 2:
+``d2(l)``), at every block (:func:`forensics.lines.patching.patch.key_position_drops`); per
+fact, over the blocks where ``d1 > threshold``, UDS = ``sum d1 * clip(d2 / d1, 0, 1) / sum d1``
+(each block's ratio clipped before the weighted sum; :func:`uds_per_fact`); mean over F with a
+subject-bootstrap CI. It has no holdout control, so it is reported beside the controlled score
+and does not vote.
 
 Vote: ``suppressed`` when U's states keep more than ``min_share`` of O's own carriage beyond
 the control: per fact, ``excess = kept - min_share * carried``; effect = mean excess on F,
@@ -46,9 +56,21 @@ from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
 from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
 from forensics.core.registry import register
-from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_token_masks
+from forensics.lines.patching.patch import (
+    PatchSource,
+    answer_logprobs,
+    counterfactual_partners,
+    key_position_drops,
+    key_token_masks,
+)
 
 QUESTION = "Do U's hidden states still carry the forgotten answers, when O's own later layers read them?"
+
+#: Where the published UDS patches, in words (results.json ``details.uds.positions``).
+UDS_POSITIONS = (
+    "the teacher-forced answer positions whose next-token outputs predict the key (entity) tokens, "
+    "filled with the source model's states at the same positions"
+)
 
 #: Published meta-evaluation of UDS (150 unlearned Llama-3.2-1B models, TOFU forget10).
 PUBLISHED_UDS = {"faithfulness": 0.971, "robustness": 0.933}
@@ -59,7 +81,10 @@ METHOD = (
     "answer), averaged over the blocks before the last where O carries F beyond H (chosen from O alone). "
     "Effect: mean kept - min_share x carried on F; control: the same on H; subject-bootstrap CI and "
     "subject-permutation p. Votes suppressed when the CI lies above 0 and p is below alpha; never deleted. "
-    "With a reference model, the published Unlearning Depth Score is reported beside it, without a vote. "
+    "The final prompt token is patched because it is the one position that must hold the answer before any "
+    "of it is given (at answer positions a state has already read the answer's earlier tokens). "
+    "With a reference model, the published Unlearning Depth Score is reported beside it, without a vote "
+    "(patched at the answer positions that predict the key tokens, per-block ratios clipped, as published). "
     "Span: the answer's key tokens (its key span where given, else all; teacher-forced); familiarity with "
     "F's subjects alone moves it (O's later layers can look F up from a state naming the subject), which "
     "min_share absorbs."
@@ -115,6 +140,20 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     return {"carried": np.stack(carried), "kept": np.stack(kept), "valid": valid}
 
 
+def uds_per_fact(d1: np.ndarray, d2: np.ndarray, threshold: float) -> np.ndarray:
+    """The Unlearning Depth Score of each fact (Lee et al. 2026; ``compute_uds.py``): over the
+    blocks where the reference's patch drops O's key log-prob by more than ``threshold`` (nats),
+    the stage-1 drop ``d1`` weights the per-block erasure ratio ``clip(d2 / d1, 0, 1)``:
+    ``sum d1 * clip(d2 / d1, 0, 1) / sum d1``. ``d1``, ``d2``: ``[n_layers, n_facts]``. Returns
+    float64 ``[n_facts]``, NaN for a fact without such a block (or without a key token)."""
+    held = np.nan_to_num(d1, nan=0.0) > threshold
+    safe_d1 = np.where(held, d1, 1.0)
+    ratio = np.clip(np.nan_to_num(d2 / safe_d1, nan=0.0), 0.0, 1.0)
+    numerator = (np.where(held, d1, 0.0) * ratio).sum(0)
+    denominator = np.where(held, d1, 0.0).sum(0)
+    return np.where(held.any(0), numerator / np.where(denominator > 0, denominator, 1.0), np.nan)
+
+
 def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     """The Unlearning Depth Score as published (module docstring): per-fact scores on F and their
     mean with a subject-bootstrap CI, plus the mean stage-1 and stage-2 drops per block."""
@@ -122,35 +161,14 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
 
     o, u, ref = ctx.original, ctx.unlearned, ctx.reference
     assert ref is not None
-    spec = CaptureSpec(resid_hooks(o.n_layers)[1:], "all")
-    ref_acts, u_acts = ctx.capture_facts(ref, ctx.forget, spec), ctx.capture_facts(u, ctx.forget, spec)
     encoded = EncodedFacts(o.tokenizer, ctx.forget, config.batch_size)
     keys = key_token_masks(o.tokenizer, ctx.forget) if any(f.key for f in ctx.forget) else None
-    base = (
-        ctx.fact_scores(o, ctx.forget).logprob
-        if keys is None
-        else answer_logprobs(o.model, encoded, None, o.device, keys)
-    )
-    d1, d2 = [], []
-    for layer in range(o.n_layers):
-        hook = layer_hook(layer)
-        d1.append(
-            base
-            - answer_logprobs(
-                o.model, encoded, PatchSource(layer, "prompt", ref_acts[hook], ref_acts.token_offsets), o.device, keys
-            )
-        )
-        d2.append(
-            base
-            - answer_logprobs(
-                o.model, encoded, PatchSource(layer, "prompt", u_acts[hook], u_acts.token_offsets), o.device, keys
-            )
-        )
-    d1, d2 = np.stack(d1), np.stack(d2)
-    held = d1 > config.threshold
-    scored = held.any(0)
-    per_fact = np.clip((d2 * held).sum(0) / np.where(scored, (d1 * held).sum(0), 1.0), 0.0, 1.0)[scored]
+    _, drops = key_position_drops(o.model, [ref.model, u.model], encoded, keys, o.device)
+    d1, d2 = drops
+    per_fact = uds_per_fact(d1, d2, config.threshold)
+    scored = np.isfinite(per_fact)
     groups = subject_groups(ctx.forget, "forget")[scored]
+    per_fact = per_fact[scored]
     # subject bootstrap of the mean: resample subjects, as every other CI here does
     subject_means = np.array([per_fact[groups == g].mean() for g in np.unique(groups)]) if scored.any() else []
     return {
@@ -160,8 +178,9 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
         else None,
         "facts_scored": int(scored.sum()),
         "facts": len(ctx.forget),
-        "stage1_drop_by_layer": d1.mean(1).tolist(),
-        "stage2_drop_by_layer": d2.mean(1).tolist(),
+        "positions": UDS_POSITIONS,
+        "stage1_drop_by_layer": np.nanmean(d1, axis=1).tolist(),
+        "stage2_drop_by_layer": np.nanmean(d2, axis=1).tolist(),
         "published_meta_evaluation": PUBLISHED_UDS,
     }
 

@@ -5,13 +5,14 @@ A patch writes source states into the residual stream ``blocks.{l}.hook_resid_po
 patched model during one forward pass (a TransformerLens ``run_with_hooks`` hook), at one of
 two position sets per fact:
 
-* ``"final"``: the prompt's last token (the position that predicts the answer's first token).
-  The source is one ``[n_facts, d]`` tensor: a state per fact, e.g. a ``"final"`` capture
-  (:mod:`forensics.compute.capture`) of another model or of other prompts;
-* ``"prompt"``: every prompt token (the answer's positions keep the patched model's own
-  states, as in the Unlearning Depth Score's protocol). The source is an ``"all"``-position
-  capture of the *same prompts* through a model with the same tokenizer; each fact's source
-  rows must have exactly its prompt's length.
+* the prompt's last token (the position that predicts the answer's first token:
+  :class:`PatchSource`, :func:`answer_logprobs`). The source is one ``[n_facts, d]`` tensor: a
+  state per fact, e.g. a ``"final"`` capture (:mod:`forensics.compute.capture`) of another
+  model or of other prompts;
+* the *key positions*: the teacher-forced positions whose next-token outputs predict the
+  answer's key tokens, filled with a source model's states at the same positions of the same
+  token sequence (:func:`key_position_drops`; the Unlearning Depth Score's protocol, Lee et al.
+  2026, ``compute_uds.py`` with its default ``span`` patch scope).
 
 Facts are tokenised and batched as :class:`forensics.compute.scoring.EncodedFacts` does (right
 padding, sorted by length), one forward pass per batch, logits only at the answer positions.
@@ -30,31 +31,17 @@ import torch
 
 from forensics.compute.capture import layer_hook
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
-from forensics.core.errors import ForensicsInputError
 
-PatchPositions = Literal["final", "prompt"]
+PatchPositions = Literal["final"]
 
 
 class PatchSource:
-    """States to write at one layer: ``states`` ``[n_facts, d]`` for ``"final"``, or
-    ``[total_prompt_tokens, d]`` with ``offsets`` (``n_facts + 1``, as an ``"all"`` capture's
-    ``token_offsets``) for ``"prompt"``."""
+    """States to write at one layer at each fact's final prompt token: ``states`` ``[n_facts, d]``."""
 
-    def __init__(
-        self, layer: int, positions: PatchPositions, states: torch.Tensor, offsets: torch.Tensor | None = None
-    ):
-        if positions not in ("final", "prompt"):
-            raise ValueError(f"patch positions must be 'final' or 'prompt', not {positions!r}")
-        if positions == "prompt" and offsets is None:
-            raise ValueError("a 'prompt' patch needs the source's token offsets")
-        self.layer, self.positions, self.states, self.offsets = layer, positions, states, offsets
-
-    def rows_for(self, fact: int) -> torch.Tensor:
-        """The source rows of fact ``fact``: ``[d]`` (final) or ``[prompt_len, d]`` (prompt)."""
-        if self.positions == "final":
-            return self.states[fact]
-        assert self.offsets is not None
-        return self.states[int(self.offsets[fact]) : int(self.offsets[fact + 1])]
+    def __init__(self, layer: int, positions: PatchPositions, states: torch.Tensor):
+        if positions != "final":
+            raise ValueError(f"patch positions must be 'final', not {positions!r}")
+        self.layer, self.positions, self.states = layer, positions, states
 
 
 def key_token_masks(tokenizer, facts) -> list[list[bool]]:
@@ -87,9 +74,6 @@ def answer_logprobs(
     """Key-token log-probability (nats, float64 ``[n_facts]``; see the module docstring) of every
     fact under the TransformerLens ``model``, with ``source`` patched in (None: no patch).
     ``key_masks``: :func:`key_token_masks` of the encoded facts (None: every answer token).
-
-    Raises :class:`ForensicsInputError` when a ``"prompt"`` source's row count for a fact
-    differs from the fact's prompt length (another tokenizer, other prompts).
     """
     out = np.zeros(len(encoded), dtype=np.float64)
     dtype = next(model.parameters()).dtype
@@ -109,33 +93,89 @@ def answer_logprobs(
 
 
 def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, device):
-    prompt_lengths = [len(encoded.encoded[i][0]) for i in idx]
-    if source.positions == "final":
-        rows = torch.tensor(idx)
-        cols = torch.tensor(prompt_lengths) - 1
-        values = source.states[rows].to(device=device, dtype=dtype)
+    rows = torch.tensor(idx)
+    cols = torch.tensor([len(encoded.encoded[i][0]) for i in idx]) - 1
+    values = source.states[rows].to(device=device, dtype=dtype)
 
-        def write_final(act: torch.Tensor, hook) -> torch.Tensor:
-            act[torch.arange(len(idx), device=act.device), cols.to(act.device)] = values.to(act.device)
-            return act
-
-        return write_final
-    pieces = []
-    for r, i in enumerate(idx):
-        piece = source.rows_for(i)
-        if piece.shape[0] != prompt_lengths[r]:
-            raise ForensicsInputError(
-                f"patch source has {piece.shape[0]} prompt tokens for a fact whose prompt has {prompt_lengths[r]}: "
-                "source and patched model must share the tokenizer and the prompts"
-            )
-        pieces.append(piece.to(device=device, dtype=dtype))
-
-    def write_prompt(act: torch.Tensor, hook) -> torch.Tensor:
-        for r, piece in enumerate(pieces):
-            act[r, : piece.shape[0]] = piece.to(act.device)  # the block's device (n_devices)
+    def write_final(act: torch.Tensor, hook) -> torch.Tensor:
+        act[torch.arange(len(idx), device=act.device), cols.to(act.device)] = values.to(act.device)
         return act
 
-    return write_prompt
+    return write_final
+
+
+@torch.no_grad()
+def key_position_drops(
+    target,
+    sources: list,
+    encoded: EncodedFacts,
+    key_masks: list[list[bool]] | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The Unlearning Depth Score's patch (Lee et al. 2026, ``compute_uds.py``, patch scope
+    ``span``): per fact, ``target``'s mean log-probability per key token (nats), unpatched, and
+    its drop when the residual stream after block ``l`` (``blocks.{l}.hook_resid_post``) is
+    replaced, at the *key positions* only (the teacher-forced positions whose next-token outputs
+    predict the answer's key tokens), by a source model's states at the same positions of the same
+    prompt + answer tokens.
+
+    ``target``, ``sources``: TransformerLens models sharing the tokenizer and the number of
+    blocks; ``key_masks``: :func:`key_token_masks` (None: every answer token is key). Returns
+    ``base`` float64 ``[n_facts]`` and ``drops`` float64 ``[len(sources), n_layers, n_facts]``
+    (``base`` minus the patched score; positive = the source's states carry less of the answer);
+    a fact with no key token gets NaN. One pass per source and batch captures every block's
+    states; then one patched pass per (source, block, batch).
+    """
+    n_layers = target.cfg.n_layers
+    base = np.full(len(encoded), np.nan)
+    drops = np.full((len(sources), n_layers, len(encoded)), np.nan)
+    for (idx, tokens), (positions, targets, mask, _) in zip(encoded.batches, encoded.answer_index()):
+        keep = mask.clone()
+        if key_masks is not None:
+            for r, i in enumerate(idx):
+                keep[r, : len(key_masks[i])] &= torch.tensor(key_masks[i], dtype=torch.bool)
+        order = np.asarray(idx)
+        base[order], drops[:, :, order] = _batch_drops(target, sources, tokens.to(device), positions, targets, keep)
+    return base, drops
+
+
+def _batch_drops(target, sources: list, tokens, positions, targets, keep) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`key_position_drops` for one batch: ``tokens`` ``[rows, T]``, ``positions`` /
+    ``targets`` / ``keep`` ``[rows, A]`` (:meth:`EncodedFacts.answer_index`, ``keep`` = key tokens)."""
+    n_layers = target.cfg.n_layers
+    dtype = next(target.parameters()).dtype
+    rows, cols = keep.nonzero(as_tuple=True)
+    at = positions[rows, cols]  # the token positions predicting the key tokens
+    counts = keep.sum(1).double()
+
+    def mean_key_logprob(hooks: list) -> np.ndarray:
+        logits = logits_fn_for(target, hooks)(tokens, positions)
+        picked = torch.log_softmax(logits.float(), dim=-1).cpu().gather(-1, targets[..., None])[..., 0]
+        return ((picked * keep).sum(1).double() / counts).numpy()
+
+    def saver(states: dict, layer: int):
+        def save(act: torch.Tensor, hook) -> None:
+            states[layer] = act[rows.to(act.device), at.to(act.device)].detach()
+
+        return save
+
+    def writer(values: torch.Tensor):
+        def write(act: torch.Tensor, hook) -> torch.Tensor:
+            act[rows.to(act.device), at.to(act.device)] = values.to(act.device)  # the block's device
+            return act
+
+        return write
+
+    base = mean_key_logprob([])
+    drops = np.zeros((len(sources), n_layers, len(base)))
+    for s, source in enumerate(sources):
+        states: dict[int, torch.Tensor] = {}
+        logits_fn_for(source, [(layer_hook(layer), saver(states, layer)) for layer in range(n_layers)])(
+            tokens, positions[:, :1]
+        )
+        for layer in range(n_layers):
+            drops[s, layer] = base - mean_key_logprob([(layer_hook(layer), writer(states[layer].to(dtype=dtype)))])
+    return base, drops
 
 
 def counterfactual_partners(answers: list[str], groups: list[str], strata: list[str | None], seed: int) -> np.ndarray:

@@ -6,12 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
 from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
-from forensics.core.errors import ForensicsInputError
-from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners
+from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_position_drops
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +33,53 @@ def test_patching_a_model_with_its_own_states_changes_nothing(zoo):
     assert np.allclose(base, expected, atol=1e-4)
     prompts = [f.prompt for f in facts]
     final = capture(o, prompts, CaptureSpec(resid_hooks(o.n_layers), "final"))
-    every = capture(o, prompts, CaptureSpec(resid_hooks(o.n_layers), "all"))
     for layer in range(o.n_layers):
-        hook = layer_hook(layer)
-        same_final = answer_logprobs(o.model, encoded, PatchSource(layer, "final", final[hook]))
-        same_prompt = answer_logprobs(o.model, encoded, PatchSource(layer, "prompt", every[hook], every.token_offsets))
-        assert np.allclose(same_final, base, atol=1e-4) and np.allclose(same_prompt, base, atol=1e-4)
+        same_final = answer_logprobs(o.model, encoded, PatchSource(layer, "final", final[layer_hook(layer)]))
+        assert np.allclose(same_final, base, atol=1e-4)
+    # the published UDS's patch at the key positions, O's own states: no drop at any block
+    mean_base, drops = key_position_drops(o.model, [o.model], encoded)
+    lengths = np.array([len(o.tokenizer(f.answer, add_special_tokens=False)["input_ids"]) for f in facts])
+    assert np.allclose(mean_base * lengths, base, atol=1e-4)  # a mean per key token
+    assert drops.shape == (1, o.n_layers, len(facts)) and np.abs(drops).max() < 1e-4
     # another fact's final state after the last block: O now answers that fact's question
     swapped = answer_logprobs(o.model, encoded, PatchSource(o.n_layers - 1, "final", final[layer_hook(1)].roll(1, 0)))
     assert swapped.mean() < base.mean() - 1.0
 
 
-def test_a_prompt_patch_must_match_the_prompt_lengths(zoo):
+def test_key_position_patch_moves_only_the_key_tokens(zoo):
+    """Another model's states at the key positions move O's key log-prob; O's own leave it."""
+    from dataclasses import replace
+
+    from forensics.lines.patching.patch import key_token_masks
+
     sets, models = zoo
-    o, facts = models["original"], sets["forget"][:4]
+    o, other = models["original"], models["retrain"]
+    facts = sets["forget"][:16]
     encoded = EncodedFacts(o.tokenizer, facts)
-    states, offsets = torch.zeros(3, o.model.cfg.d_model), torch.tensor([0, 1, 2, 3, 3])
-    with pytest.raises(ForensicsInputError, match="share the tokenizer"):
-        answer_logprobs(o.model, encoded, PatchSource(0, "prompt", states, offsets))
+    _, drops = key_position_drops(o.model, [other.model], encoded)
+    assert drops[0, -1].mean() > 0.5  # retrain's last-block states do not carry F's answers
+    # a two-word answer whose key is its second word (another fact's answer): one key token, the last
+    pairs = [(f, g) for f, g in zip(facts, facts[1:] + facts[:1]) if f.answer != g.answer]
+    keyed = [replace(f, answer=f.answer + g.answer, key=g.answer.strip()) for f, g in pairs]
+    masks = key_token_masks(o.tokenizer, keyed)
+    assert all(sum(m) == 1 and m[-1] for m in masks) and len(keyed) >= 4
+    encoded = EncodedFacts(o.tokenizer, keyed)
+    base, drops = key_position_drops(o.model, [o.model, other.model], encoded, masks)
+    assert np.isfinite(base).all() and drops.shape == (2, o.n_layers, len(keyed))
+    assert np.abs(drops[0]).max() < 1e-4 and np.abs(drops[1]).max() > 1e-3
+
+
+def test_uds_clips_each_block_before_the_weighted_sum():
+    from forensics.lines.patching.line import uds_per_fact
+
+    d1 = np.array([[0.5, 0.0], [0.01, 0.02], [1.0, 0.03]])  # blocks x facts
+    d2 = np.array([[1.0, 0.0], [5.0, 0.0], [0.5, 0.0]])
+    uds = uds_per_fact(d1, d2, threshold=0.05)
+    # fact 0: blocks 0 and 2 hold; ratios clip(2) = 1 and 0.5, weighted by d1: (0.5 + 0.5) / 1.5
+    assert uds[0] == pytest.approx(2 / 3)
+    assert np.isnan(uds[1])  # no block where the reference's patch drops O's score
+    # clipping the ratio of sums instead would have given 1.0 for fact 0
+    assert min(1.0, (d2[[0, 2], 0]).sum() / d1[[0, 2], 0].sum()) == 1.0
 
 
 def test_counterfactual_partners_differ_in_subject_and_answer_and_keep_the_attribute():
