@@ -29,6 +29,13 @@ def add_parser(sub) -> None:
     bench.add_argument("--models", help="comma-separated zoo models to audit (default: all with a ground truth)")
     bench.add_argument("--lines", help="comma-separated evidence lines (default: all)")
     bench.add_argument("--no-perturb", action="store_true", help="skip the quantized / relearned deleted models")
+    bench.add_argument(
+        "--data-view",
+        choices=("full", "keyless"),
+        default="full",
+        help="what the audits are given: the zoo's data as built, or keyless (TOFU-shaped: no key, no "
+        "paraphrased or perturbed answers, 7 holdout subjects)",
+    )
     device_args(bench)
     executor_args(bench)
 
@@ -55,6 +62,7 @@ def run(args) -> int:
         models=names(args.models),
         lines=names(args.lines),
         perturb=not args.no_perturb,
+        data_view=args.data_view,
     )
     bench = run_bench(args.zoo, args.out, config, executor=executor_config(args))
     print(text_tables(bench))

@@ -124,6 +124,13 @@ class BenchConfig:
     relearn_lr: float = 1e-3
     #: Facts per step of the relearning perturbation.
     relearn_batch: int = 16
+    #: The audits' view of the zoo's data: "full" (as built) or "keyless", TOFU forget10's shape:
+    #: every fact's ``key``, paraphrased and perturbed answers removed, and the holdout set cut to
+    #: its first ``keyless_holdout_subjects`` subjects (:func:`audit_data`). The models and their
+    #: oracle labels are the same; only what the audit is given changes.
+    data_view: str = "full"
+    #: Holdout subjects kept by the "keyless" view (TOFU-shaped data has 6-8).
+    keyless_holdout_subjects: int = 7
 
 
 # --------------------------------------------------------------------------- scores
@@ -362,7 +369,36 @@ def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> di
     if progress:
         print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
     cache = work / "cache" / f"seed{seed}" / original.name
-    return _audit_json(zoo, original, model_dir, work / "audits" / f"seed{seed}" / tag, cache, seed, config, progress)
+    data = audit_data(zoo, work, seed, config)
+    return _audit_json(data, original, model_dir, work / "audits" / f"seed{seed}" / tag, cache, seed, config, progress)
+
+
+#: Fact fields the "keyless" view removes (TOFU's forget10.json has none of them).
+KEYLESS_DROPS = ("key", "paraphrased_answer", "perturbed_answers")
+
+
+def audit_data(zoo: Path, work: Path, seed: int, config: BenchConfig) -> Path:
+    """The folder of ``forget.jsonl`` / ``retain.jsonl`` / ``holdout.jsonl`` the audits of one
+    seed read: the zoo's own ``data`` for the "full" view; for "keyless", a copy in
+    ``work/data/seed<s>`` without :data:`KEYLESS_DROPS` and with the holdout set cut to its first
+    ``config.keyless_holdout_subjects`` subjects in file order (written once, deterministic)."""
+    source = zoo / "data"
+    if config.data_view == "full":
+        return source
+    target = work / "data" / f"seed{seed}"
+    if (target / "holdout.jsonl").is_file():
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("forget", "retain", "holdout"):
+        rows = [json.loads(line) for line in (source / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+        rows = [{k: v for k, v in row.items() if k not in KEYLESS_DROPS} for row in rows]
+        if name == "holdout":
+            kept = list(dict.fromkeys(row.get("subject") for row in rows))[: config.keyless_holdout_subjects]
+            rows = [row for row in rows if row.get("subject") in kept]
+        tmp = target / f".{name}.{os.getpid()}.tmp"  # Ray tasks of one seed may race here
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        tmp.replace(target / f"{name}.jsonl")
+    return target
 
 
 def _check_names(config: BenchConfig) -> None:
@@ -384,7 +420,7 @@ def _original_of(name: str) -> str:
 
 
 def _audit_json(
-    zoo: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int, config: BenchConfig, progress: bool
+    data: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int, config: BenchConfig, progress: bool
 ) -> dict[str, Any]:
     """Audit one model (or read back a finished audit from an interrupted bench)."""
     from forensics.core.pipeline import audit
@@ -394,7 +430,6 @@ def _audit_json(
         return json.loads(done.read_text())
     if out.exists():
         shutil.rmtree(out)  # audits are written atomically; anything else here is debris
-    data = zoo / "data"
     audit(
         original=original,
         unlearned=unlearned,
@@ -444,6 +479,8 @@ def run_bench(
         raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny or small")
     if config.world not in ("attributes", "bio"):
         raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose attributes or bio")
+    if config.data_view not in ("full", "keyless"):
+        raise ForensicsInputError(f"unknown data view {config.data_view!r}; choose full or keyless")
     if not config.seeds:
         raise ForensicsInputError("no seeds given")
     _check_names(config)
@@ -510,6 +547,7 @@ def run_bench(
             "lines": list(config.lines) if config.lines else None,
             "perturb": config.perturb,
             "relearn_lr": config.relearn_lr,
+            "data_view": config.data_view,
             "zoo": str(zoo_root),
         },
         "confusion": {

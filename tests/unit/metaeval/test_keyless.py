@@ -1,0 +1,44 @@
+"""The bench's keyless data view (forensics/metaeval/bench.py, ``audit_data``): TOFU forget10's
+shape made from a zoo's data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from forensics.core.errors import ForensicsInputError
+from forensics.inputs.data import load_facts
+from forensics.metaeval.bench import BenchConfig, audit_data, run_bench
+
+
+def write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_keyless_view_drops_keys_and_answers_and_keeps_seven_holdout_subjects(tmp_path):
+    data = tmp_path / "zoo" / "data"
+    data.mkdir(parents=True)
+    full = {"key": "Kelmar", "paraphrased_answer": " in Kelmar", "perturbed_answers": [" in Tulvin", " in Orsk"]}
+    for name, n_subjects in (("forget", 8), ("retain", 3), ("holdout", 16)):
+        rows = [
+            {"prompt": f"Where does {name}{s} live? ", "answer": "In Kelmar.", "subject": f"{name}{s}", **full}
+            for s in range(n_subjects)
+            for _ in range(2)
+        ]
+        write(data / f"{name}.jsonl", rows)
+    config = BenchConfig(data_view="keyless")
+    assert audit_data(tmp_path / "zoo", tmp_path / "work", 3, BenchConfig()) == data  # the full view
+    view = audit_data(tmp_path / "zoo", tmp_path / "work", 3, config)
+    assert view == tmp_path / "work" / "data" / "seed3"
+    sets = {name: load_facts(view / f"{name}.jsonl")[0] for name in ("forget", "retain", "holdout")}
+    assert len(sets["forget"]) == 16 and len(sets["retain"]) == 6
+    assert sorted({f.subject for f in sets["holdout"]}) == [f"holdout{s}" for s in range(7)]
+    for facts in sets.values():
+        assert all(f.key is None and f.paraphrased_answer is None and f.perturbed_answers is None for f in facts)
+    assert audit_data(tmp_path / "zoo", tmp_path / "work", 3, config) == view  # written once
+
+
+def test_an_unknown_view_is_refused(tmp_path):
+    with pytest.raises(ForensicsInputError, match="choose full or keyless"):
+        run_bench(tmp_path / "zoo", tmp_path / "out", BenchConfig(data_view="tofu"))
