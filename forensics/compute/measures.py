@@ -1,5 +1,6 @@
 """The answer measure: how well a model answers each fact, on closed-vocabulary, free-text and
-multiple-choice data alike (docs/methods.md, "Free-text knowledge").
+multiple-choice data alike (docs/methods.md, "Free-text knowledge"). A set is free text when a
+fact carries a free-text field or its answers are sentences (:func:`is_free_text`).
 
 One measure per audit, chosen from the forget set (:func:`measure_for`):
 
@@ -40,9 +41,18 @@ NAMES = {
 SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy"}
 
 
+#: A set whose median answer has at least this many words is free text even without any of
+#: :data:`FREE_TEXT_FIELDS` (TOFU's forget10.json: question and sentence answer only).
+SENTENCE_WORDS = 4
+
+
 def is_free_text(facts: Sequence[Fact]) -> bool:
-    """Whether any fact carries a free-text or multiple-choice field (:data:`FREE_TEXT_FIELDS`)."""
-    return any(getattr(f, name) is not None for f in facts for name in FREE_TEXT_FIELDS)
+    """Whether the set is free text or multiple choice: some fact carries a field of
+    :data:`FREE_TEXT_FIELDS`, or the median answer is a sentence (at least
+    :data:`SENTENCE_WORDS` words). A closed-vocabulary answer is one or two words."""
+    if any(getattr(f, name) is not None for f in facts for name in FREE_TEXT_FIELDS):
+        return True
+    return bool(facts) and float(np.median([len(f.answer.split()) for f in facts])) >= SENTENCE_WORDS
 
 
 def measure_for(facts: Sequence[Fact], mode: str = "auto") -> str:

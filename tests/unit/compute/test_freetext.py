@@ -117,3 +117,16 @@ def test_a_free_text_audit_reports_the_measures_in_html_and_json(zoo, tiny_zoo, 
     check_results(results)
     behaviour = next(e for e in results["evidence"] if e["line"] == "behaviour")
     assert behaviour["details"]["free_text"]["unlearned"]["forget"]["choice_accuracy"] is not None
+
+
+def test_sentence_answers_are_free_text_without_any_free_text_field():
+    """TOFU's forget10.json has a question and a sentence answer, nothing else: the answer
+    measure must still be ROUGE-L, not exact match of a whole sentence."""
+    from forensics.compute.measures import is_free_text, measure_for
+    from forensics.inputs.data import Fact
+
+    tofu = [Fact("Where was the author born?", " The author was born in Kelmar, a city by the sea.")] * 3
+    closed = [Fact("Volem Mum resides in the city of", " Tulvin"), Fact("Her colour is", " pale green")]
+    assert is_free_text(tofu) and measure_for(tofu) == "rouge"
+    assert not is_free_text(closed) and measure_for(closed) == "exact"
+    assert not is_free_text([])
