@@ -33,6 +33,9 @@ listed (``undetermined``) but not scored: not in the confusion matrices, not in 
 accuracy (verdict == ground truth) and the number of deleted models called SUPPRESSED.
 Perturbed models are reported separately (their ground truth stays DELETED).
 
+**Reliability** (:func:`reliability`): per verdict and confidence label, over the scored models
+and the perturbed copies, how many audits got it and the share whose verdict was right.
+
 **Line scores** (:func:`line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
 probes, logit lens, steering, relearning, quantization and membership attacks: they vote
@@ -226,6 +229,33 @@ def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "accuracy": correct / n if n else None,
         "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"],
     }
+
+
+def reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reliability of each confidence label: per (verdict, confidence) of the decisive
+    verdicts (DELETED, SUPPRESSED, NOT_FORGOTTEN) among ``rows`` with a scorable truth, the count
+    and the share whose verdict equals the ground truth; INCONCLUSIVE rows are counted apart
+    (``right`` None: they claim nothing). Ordered by verdict, then high / medium / low."""
+    rows = [row for row in rows if row["truth"] in TRUTHS]
+    order = {"high": 0, "medium": 1, "low": 2}
+    cells: dict[tuple[str, str], list[bool]] = {}
+    for row in rows:
+        cells.setdefault((row["verdict"], str(row["confidence"])), []).append(row["verdict"] == row["truth"])
+    out = []
+    for (verdict, confidence), hits in sorted(
+        cells.items(), key=lambda kv: (VERDICTS.index(kv[0][0]), order.get(kv[0][1], 3))
+    ):
+        decisive = verdict != "INCONCLUSIVE"
+        out.append(
+            {
+                "verdict": verdict,
+                "confidence": confidence,
+                "n": len(hits),
+                "right": sum(hits) if decisive else None,
+                "share_right": sum(hits) / len(hits) if decisive else None,
+            }
+        )
+    return out
 
 
 def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -556,6 +586,9 @@ def run_bench(
         },
         "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
         "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
+        "reliability": reliability(
+            rows + [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in perturbed]
+        ),
         "lines": meta_evaluation(rows, perturbed),
         "lines_without_hard_negatives": meta_evaluation(
             [r for r in rows if not r["hard_negative"]], [p for p in perturbed if not p["hard_negative"]]

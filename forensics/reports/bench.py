@@ -48,6 +48,13 @@ def text_tables(bench: dict[str, Any]) -> str:
             + ", ".join(f"seed {m['seed']} {m['model']}: {m['verdict']}" for m in hard["models"])
             + ")"
         )
+    if bench.get("reliability"):
+        lines.append("reliability (models and perturbed copies): verdict, confidence, audits, share right")
+        for r in bench["reliability"]:
+            share = (
+                f"{_fmt(r['share_right'])} ({r['right']}/{r['n']})" if r["right"] is not None else "(claims nothing)"
+            )
+            lines.append(f"  {r['verdict']:<14} {r['confidence']:<7} {r['n']:>4}  {share}")
     lines.append("")
     lines.append(
         f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}"
@@ -89,6 +96,17 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
         parts.append("<table><tr><th>truth \\ verdict</th>" + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>")
         for t in TRUTHS:
             parts.append(f"<tr><td>{t}</td>" + "".join(f"<td>{conf['matrix'][t][v]}</td>" for v in VERDICTS) + "</tr>")
+        parts.append("</table>")
+    if bench.get("reliability"):
+        parts.append(
+            "<h2>Reliability of the confidence labels</h2><table><tr><th>verdict</th><th>confidence</th>"
+            "<th>audits</th><th>right</th><th>share right</th></tr>"
+        )
+        for r in bench["reliability"]:
+            parts.append(
+                f"<tr><td>{e(r['verdict'])}</td><td>{e(r['confidence'])}</td><td>{r['n']}</td>"
+                f"<td>{'' if r['right'] is None else r['right']}</td><td>{_fmt(r['share_right'])}</td></tr>"
+            )
         parts.append("</table>")
     hard: dict[str, Any] = bench.get("hard_negatives") or {"n": 0}
     if hard["n"]:

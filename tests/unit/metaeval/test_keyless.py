@@ -42,3 +42,38 @@ def test_keyless_view_drops_keys_and_answers_and_keeps_seven_holdout_subjects(tm
 def test_an_unknown_view_is_refused(tmp_path):
     with pytest.raises(ForensicsInputError, match="choose full or keyless"):
         run_bench(tmp_path / "zoo", tmp_path / "out", BenchConfig(data_view="tofu"))
+
+
+def test_reliability_counts_each_label_and_its_share_right():
+    from forensics.metaeval.bench import reliability
+    from forensics.reports.bench import text_tables
+
+    rows = [
+        {"truth": "DELETED", "verdict": "DELETED", "confidence": "high"},
+        {"truth": "DELETED", "verdict": "DELETED", "confidence": "high"},
+        {"truth": "SUPPRESSED", "verdict": "DELETED", "confidence": "high"},
+        {"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "confidence": "medium"},
+        {"truth": "DELETED", "verdict": "INCONCLUSIVE", "confidence": "n/a"},
+        {"truth": "UNDETERMINED", "verdict": "DELETED", "confidence": "low"},  # no truth: left out
+    ]
+    table = reliability(rows)
+    assert [(r["verdict"], r["confidence"], r["n"], r["right"]) for r in table] == [
+        ("DELETED", "high", 3, 2),
+        ("SUPPRESSED", "medium", 1, 1),
+        ("INCONCLUSIVE", "n/a", 1, None),
+    ]
+    assert table[0]["share_right"] == 2 / 3
+    pooled = {
+        "matrix": {
+            t: dict.fromkeys(("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE"), 0)
+            for t in ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
+        },
+        "accuracy": None,
+        "correct": 0,
+        "n": 0,
+        "deleted_called_suppressed": 0,
+    }
+    text = text_tables(
+        {"confusion": {"pooled": pooled, "per_seed": {}}, "perturbed": [], "reliability": table, "lines": {}}
+    )
+    assert "DELETED        high       3  0.667 (2/3)" in text
