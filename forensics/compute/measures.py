@@ -11,7 +11,12 @@ One measure per audit, chosen from the forget set (:func:`measure_for`):
   is preferred because the rest of a sentence answer is its frame, which a model writes whether
   or not it knows the fact: against the whole answer a model that knows nothing scores the
   frame's share of words, and a recovery is diluted by the same share;
-- ``"choice"``: whether the highest-log-prob choice is the correct one (WMDP).
+- ``"choice"``: whether the highest-log-prob choice is the correct one (WMDP);
+- ``"token"``: teacher-forced token accuracy, the share of the key's tokens (after the prompt
+  and the answer's frame; the whole answer without a key: :func:`key_facts`) that the model
+  predicts by arg-max given the true earlier tokens. Never chosen by "auto"; a line asks for it
+  (``measure=token``): it moves as soon as the answer's probability returns, long before a
+  greedy generation reproduces the answer, so it is the sensitive measure for attacks.
 
 The behaviour gate votes on it, and the relearning and quantization attacks re-measure with it,
 so a recovery is stated in the gate's units.
@@ -27,7 +32,7 @@ import numpy as np
 from forensics.inputs.data import Fact
 
 #: A line's choice of answer measure: "auto" (:func:`measure_for`) or one of :data:`NAMES`.
-MeasureChoice = Literal["auto", "exact", "rouge", "choice"]
+MeasureChoice = Literal["auto", "exact", "rouge", "choice", "token"]
 
 #: Data fields that mark a free-text or multiple-choice set.
 FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
@@ -36,9 +41,10 @@ NAMES = {
     "exact": "greedy answer accuracy",
     "rouge": "ROUGE-L recall of greedy generations",
     "choice": "choice accuracy",
+    "token": "teacher-forced token accuracy of the key",
 }
 #: Measure name -> a short word for sentences ("U keeps 80% of O's ... on F").
-SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy"}
+SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy", "token": "token accuracy"}
 
 
 #: A set whose median answer has at least this many words is free text even without any of
@@ -62,7 +68,7 @@ def measure_for(facts: Sequence[Fact], mode: str = "auto") -> str:
     if mode in NAMES:
         return mode
     if mode != "auto":
-        raise ValueError(f"unknown answer measure {mode!r}; choose auto, exact, rouge or choice")
+        raise ValueError(f"unknown answer measure {mode!r}; choose auto, exact, rouge, choice or token")
     if facts and all(f.choices for f in facts):
         return "choice"
     return "rouge" if is_free_text(facts) else "exact"
@@ -126,9 +132,11 @@ def measure_facts(
     ``generations`` (the model's greedy generations for ``facts``) skips generating. A fact
     without choices scores NaN under "choice"."""
     from forensics.compute.freetext import choice_correct, greedy_generations, rouge_l_recall
-    from forensics.compute.scoring import logits_fn_for, score_facts
+    from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
 
     facts = list(facts)
+    if name == "token":
+        return EncodedFacts(tokenizer, key_facts(facts), batch_size).token_accuracy(logits_fn_for(model), device)
     if name == "exact":
         return score_facts(logits_fn_for(model), tokenizer, facts, batch_size, device).correct.astype(float)
     if name == "choice":

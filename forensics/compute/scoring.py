@@ -210,6 +210,19 @@ class EncodedFacts:
         return FactScores(correct=correct, logprob=logprob, predicted=predicted)
 
     @torch.no_grad()
+    def token_accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> np.ndarray:
+        """Per fact, the share of its answer tokens that are the arg-max under teacher forcing
+        (each token predicted from the prompt and the answer's true earlier tokens), float64
+        ``[n_facts]``; NaN for a fact without answer tokens."""
+        out = np.full(len(self.encoded), np.nan)
+        for (idx, tokens), (positions, targets, mask, _) in zip(self.batches, self.answer_index()):
+            predicted = logits_fn(tokens.to(device), positions).argmax(-1).cpu()
+            hits = ((predicted == targets) & mask).sum(1).double()
+            counts = mask.sum(1).double()
+            out[np.asarray(idx)] = torch.where(counts > 0, hits / counts.clamp(min=1), torch.nan).numpy()
+        return out
+
+    @torch.no_grad()
     def accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> float:
         """Greedy accuracy alone; equals ``score(...).accuracy`` (same batches, same arg-max)."""
         n_correct = 0
