@@ -18,7 +18,9 @@ from typing import Any
 @dataclass(frozen=True)
 class Profile:
     """How hard each line works. ``n_boot`` / ``n_perm`` go to every line config that has
-    those fields; ``lines`` holds per-line field overrides (unknown fields are ignored, so
+    those fields (``n_perm`` is 1000 in every profile: a permutation p-value is at least
+    ``1 / (n_perm + 1)``, and the verdict's multiplicity control needs one-sided p-values near
+    0.005 to count a vote; tests/unit/core/test_verdict.py checks every voting line can reach it); ``lines`` holds per-line field overrides (unknown fields are ignored, so
     a profile can name a line before it exists)."""
 
     name: str
@@ -33,14 +35,14 @@ PROFILES: dict[str, Profile] = {
         "quick",
         "smoke test: few resamples, one linear probe curve, a small SAE, one relearning seed",
         n_boot=200,
-        n_perm=50,
+        n_perm=1000,
     ),
     "standard": Profile(
         "standard",
         "the default: every line's own measurement sizes, fewer resamples (1000 bootstrap draws), "
         "three steering scales, two relearning seeds",
         n_boot=1000,
-        n_perm=200,
+        n_perm=1000,
     ),
     "thorough": Profile(
         "thorough",

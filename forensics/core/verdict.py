@@ -56,12 +56,14 @@ RULE: tuple[str, ...] = (
     "votes deleted; low when some line votes deleted against them.",
     "4. INCONCLUSIVE when exactly one counted suppressed vote remains: one procedure finds the knowledge "
     "beyond its control and no other confirms it.",
-    "5. DELETED when no suppressed vote counts and at least one line with power votes deleted. "
+    "5. DELETED when no suppressed vote counts, at most one is held back, and at least one line with power "
+    "votes deleted. "
     "Confidence high with two or more deleted votes, else medium. The verdict states the tightest "
     "deletion bound among the lines that voted deleted: the upper end of the line's CI of U's effect "
     "minus control as a share of O's own signal (or of its positive control's recovery).",
-    "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge and none had "
-    "the power to rule it out.",
+    "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge beyond the "
+    "multiplicity control and none had the power to rule it out, or two or more lines found it at their "
+    "own level only (a deleted model draws two such votes in about one audit in forty).",
 )
 
 
@@ -215,7 +217,8 @@ def decide(
         if e.vote == "suppressed" and e.line not in counted
     ]
     deleted = [e for e in controlled if e.vote == "deleted"]
-    verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout)
+    # two or more nominal findings that Holm held back still speak against certifying deletion
+    verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout, certify=len(held) < 2)
     verdict.multiplicity = control
     verdict.held_back = held
     if verdict.label == "DELETED":
@@ -232,6 +235,8 @@ def decide(
             f" Held back: {names} voted suppressed, but not significantly once every line of the audit "
             f"is accounted for (Holm, family-wise {FAMILY_ALPHA:.0%})."
         )
+        if len(held) >= 2 and deleted:
+            verdict.reason += " Two or more such votes: deletion is not certified."
     return verdict
 
 
@@ -241,9 +246,11 @@ def _decide(
     suppressed: list[Evidence],
     deleted: list[Evidence],
     has_holdout: bool,
+    certify: bool = True,
 ) -> Verdict:
     """Steps 1-6 of :data:`RULE` on the votes :func:`decide` sorted out (``suppressed``: the
-    counted ones only)."""
+    counted ones only; ``certify``: False when two or more suppressed votes were held back,
+    which rules out step 5)."""
 
     # 1. NOT_FORGOTTEN: the behaviour gate.
     if behaviour is not None and behaviour.status == "ok" and behaviour.vote == "not_forgotten":
@@ -315,7 +322,7 @@ def _decide(
         )
 
     # 5. DELETED: forgotten behaviourally, nothing found, and some line had the power to find it.
-    if deleted:
+    if deleted and certify:
         names = ", ".join(e.line for e in deleted)
         return Verdict(
             "DELETED",

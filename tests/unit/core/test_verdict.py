@@ -104,7 +104,7 @@ def test_lines_that_did_not_test_are_not_in_the_family():
 def test_the_family_wise_error_rate_holds_where_the_old_rule_did_not():
     """Simulated deleted models: ten lines, each a valid one-sided test (p uniform under the null),
     each voting suppressed when its own p < 0.025 as the lines do. Without the control, some line
-    votes suppressed in about 1 - 0.975^10 = 22% of audits; with it, at most FAMILY_ALPHA."""
+    votes suppressed in about 1 - 0.975^10 = 22% of audits; with it, at most FAMILY_ALPHA counts."""
     rng = np.random.default_rng(0)
     names = [f"l{i}" for i in range(10)]
     trials, any_vote, any_counted, deleted = 4000, 0, 0, 0
@@ -119,7 +119,10 @@ def test_the_family_wise_error_rate_holds_where_the_old_rule_did_not():
     # binomial standard error at 4000 trials is about 0.0035
     assert 0.18 < any_vote / trials < 0.26
     assert any_counted / trials <= FAMILY_ALPHA + 0.01
-    assert deleted / trials >= 1 - FAMILY_ALPHA - 0.01
+    # DELETED is lost only to a counted finding (at most 5%) or to two held-back votes (binomial:
+    # P(at least 2 of 10 below 0.025) = 2.4%); the old rule lost it to any single vote (22%)
+    two_or_more = 1 - 0.975**10 - 10 * 0.025 * 0.975**9
+    assert deleted / trials >= 1 - FAMILY_ALPHA - two_or_more - 0.01
 
 
 def test_deletion_bound_is_a_share_of_the_signal():
@@ -150,3 +153,39 @@ def test_deleted_states_the_tightest_bound():
         decide([behaviour(), deleted("a", 0.2), line("s", "suppressed"), line("t", "suppressed")], True).bound is None
     )
     assert decide([behaviour(), line("c", "deleted")], True).bound is None
+
+
+def test_two_held_back_votes_rule_out_deleted():
+    family = {"a", "c"} | {f"l{i}" for i in range(8)}
+    evidence = [behaviour(), line("a", "suppressed", p=0.04), line("c", "suppressed", p=0.03), line("b", "deleted")]
+    evidence += [line(f"l{i}", None, p=0.5) for i in range(8)]
+    v = decide(evidence, True, suppressing=family)
+    assert (v.label, v.step, v.bound) == ("INCONCLUSIVE", 6, None)
+    assert "deletion is not certified" in v.reason and len(v.held_back) == 2
+    one = decide([*evidence[:1], evidence[1], *evidence[3:]], True, suppressing=family)
+    assert one.label == "DELETED"  # one stray vote, held back, does not
+
+
+def test_every_voting_line_can_reach_holms_first_threshold_in_every_profile():
+    """A permutation p-value is at least 1 / (n_perm + 1) (times the line's own Bonferroni factor):
+    with too few permutations a line can never count under the multiplicity control, whatever
+    the data. Every line able to vote suppressed must be able to reach alpha / m (m: the lines
+    that can vote suppressed), one-sided, in every profile. The attribute probes are the one
+    exception: each of their permutations re-fits the probes (docs/decisions.md)."""
+    from forensics.core.config import line_config
+    from forensics.core.profiles import PROFILES
+    from forensics.core.registry import discover_lines
+
+    lines = discover_lines()[0]
+    suppressing = [spec for spec in lines.values() if "suppressed" in spec.votes]
+    m = len(suppressing)
+    for profile in PROFILES.values():
+        for spec in suppressing:
+            if spec.name == "attribute_probes":
+                continue
+            config = line_config(spec, profile, seed=0)
+            factor = len(getattr(config, "bits", ())) or (
+                3 if spec.name in ("steering_restoration", "membership_inference") else 1
+            )
+            smallest = factor / (config.n_perm + 1) / 2
+            assert smallest <= FAMILY_ALPHA / m, (profile.name, spec.name, config.n_perm, smallest)
