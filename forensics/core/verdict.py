@@ -235,8 +235,6 @@ def decide(
             f" Held back: {names} voted suppressed, but not significantly once every line of the audit "
             f"is accounted for (Holm, family-wise {FAMILY_ALPHA:.0%})."
         )
-        if len(held) >= 2 and deleted:
-            verdict.reason += " Two or more such votes: deletion is not certified."
     return verdict
 
 
@@ -333,6 +331,17 @@ def _decide(
         )
 
     # 6. Nothing decided.
+    if deleted:  # not certified: two or more votes were held back
+        names = ", ".join(e.line for e in deleted)
+        return Verdict(
+            "INCONCLUSIVE",
+            "n/a",
+            6,
+            f"U no longer answers F and {names} had the power to find it and did not, but two or more lines "
+            "found it at their own level: deletion is not certified.",
+            [_summary(behaviour)],
+            [_summary(e) for e in deleted],
+        )
     return Verdict(
         "INCONCLUSIVE",
         "n/a",
