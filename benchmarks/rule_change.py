@@ -28,7 +28,7 @@ from typing import Any
 from forensics.core.evidence import Evidence
 from forensics.core.registry import discover_lines, gate_of
 from forensics.core.verdict import Verdict, decide
-from forensics.metaeval.bench import TRUTHS, VERDICTS, confusion
+from forensics.metaeval.scoring import TRUTHS, VERDICTS, confusion
 
 
 def load_rule(rev: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from forensics.metaeval.bench import TRUTHS, VERDICTS
+from forensics.metaeval.scoring import TRUTHS, VERDICTS
 
 
 def _fmt(x: Any) -> str:

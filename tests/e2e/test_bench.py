@@ -7,15 +7,14 @@ import json
 import pytest
 
 from forensics.cli import main
-from forensics.metaeval.bench import (
+from forensics.metaeval.bench import BenchConfig, run_bench
+from forensics.metaeval.scoring import (
     TRUTHS,
     VERDICTS,
-    BenchConfig,
     confusion,
     line_score,
     meta_evaluation,
     roc_auc,
-    run_bench,
     scaled_stability,
     uds_stability,
     verdict_score,

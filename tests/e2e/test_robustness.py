@@ -81,7 +81,7 @@ def test_a_corrupt_resume_entry_is_a_cache_miss(tiny_zoo, tmp_path, capsys):
     second = json.loads((tmp_path / "second" / "results.json").read_text())
     lens = [next(e for e in r["evidence"] if e["line"] == "logit_lens") for r in (first, second)]
     assert lens[1]["cached"] is False and lens[0]["effect"] == lens[1]["effect"]
-    assert lens[1]["config"]["n_perm"] == 50 and second["run"]["lines"] == ["logit_lens"]
+    assert lens[1]["config"] == lens[0]["config"] and second["run"]["lines"] == ["logit_lens"]
 
 
 @dataclass

@@ -76,18 +76,14 @@ UDS_POSITIONS = (
 PUBLISHED_UDS = {"faithfulness": 0.971, "robustness": 0.933}
 
 METHOD = (
-    "Activation patching into O: the prompt's final-token residual after block l replaced by U's state (kept) "
-    "or O's own (carried), each minus O's log-prob with a counterfactual fact's state (another subject and "
-    "answer), averaged over the blocks before the last where O carries F beyond H (chosen from O alone). "
-    "Effect: mean kept - min_share x carried on F; control: the same on H; subject-bootstrap CI and "
-    "subject-permutation p. Votes suppressed when the CI lies above 0 and p is below alpha; never deleted. "
-    "The final prompt token is patched because it is the one position that must hold the answer before any "
-    "of it is given (at answer positions a state has already read the answer's earlier tokens). "
-    "With a reference model, the published Unlearning Depth Score is reported beside it, without a vote "
-    "(patched at the answer positions that predict the key tokens, per-block ratios clipped, as published). "
-    "Span: the answer's key tokens (its key span where given, else all; teacher-forced); familiarity with "
-    "F's subjects alone moves it (O's later layers can look F up from a state naming the subject), which "
-    "min_share absorbs."
+    "Activation patching into O: the final prompt token's residual after block l replaced by U's state (kept) "
+    "or O's own (carried), minus O's log-prob with a counterfactual fact's state, averaged over the blocks "
+    "where O carries F beyond H (chosen from O alone). Effect: mean kept - min_share x carried on F; control: "
+    "the same on H; subject-bootstrap CI, subject-permutation p; votes suppressed when the CI lies above 0 and "
+    "p < alpha, never deleted. The final prompt token is the one position that must hold the answer before "
+    "any of it is read. With a reference model the published Unlearning Depth Score is reported beside it, "
+    "without a vote (key-token answer positions, per-block clipped ratios). Span: the key tokens, teacher-"
+    "forced; familiarity with F's subjects alone moves it, which min_share absorbs."
 )
 
 

@@ -101,8 +101,9 @@ def test_the_zoo_data_raise_no_warning(tiny_zoo, capsys):
 
 
 def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
-    """Two facts of one subject per set: the subject bootstrap has nothing to resample, so the
-    line reports its numbers but its vote is withheld, and says why."""
+    """Two facts of one subject per set: the line reports its numbers but its vote is withheld,
+    and says why; with the minimum lowered the vote comes back and the multiplicity control
+    holds it back (a permutation of one subject against one cannot give a small p)."""
     import forensics
     from forensics.inputs.data import Fact
 
@@ -125,9 +126,14 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
     )
     evidence = result.line("membership_inference")
     assert evidence.status == "ok" and evidence.vote is None
-    assert evidence.reason.startswith("no vote: 1 forget subject, at least 8 needed; 2 forget facts, at least 16")
+    # its p-value permutes whole subjects, so the subject count does not withhold it (with one
+    # subject per set that p cannot be small, and the multiplicity control holds the vote back);
+    # two facts per set are too few for any vote
+    assert evidence.details["p_test"] == "subject_permutation"
+    assert evidence.reason.startswith("no vote: 2 forget facts, at least 16 needed; 2 holdout facts")
+    assert "subject" not in evidence.reason.split("(")[0]
     withheld = evidence.details["vote_withheld"]
-    assert withheld["why"].startswith("1 forget subject")
+    assert withheld["why"].startswith("2 forget facts")
     assert any(w.startswith("sets too small to vote on") for w in result.warnings)
     assert result.verdict.label == "INCONCLUSIVE"
     # the minimum is the line's config: lowered, the vote comes back
@@ -143,3 +149,5 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
         progress=False,
     )
     assert lowered.line("membership_inference").vote == withheld["vote"]
+    if withheld["vote"] == "suppressed":  # one subject against one: the permutation p is at least 1/2
+        assert [h["line"] for h in lowered.verdict.held_back] == ["membership_inference"]

@@ -45,7 +45,7 @@ def test_an_unknown_view_is_refused(tmp_path):
 
 
 def test_reliability_counts_each_label_and_its_share_right():
-    from forensics.metaeval.bench import reliability
+    from forensics.metaeval.scoring import reliability
     from forensics.reports.bench import text_tables
 
     rows = [

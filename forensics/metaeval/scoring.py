@@ -1,0 +1,193 @@
+"""The meta-evaluation's scores and tables, pure functions of audited rows: a line's score for
+one audited model (:func:`line_score`), the verdict's combined score, the confusion matrix,
+the reliability of each confidence label, faithfulness (ROC-AUC) and robustness (UDS
+stability). What they mean and where they come from: :mod:`forensics.metaeval.bench`."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
+#: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
+#: of the accuracy and the faithfulness (there is no truth to score against).
+UNDETERMINED = "UNDETERMINED"
+VERDICTS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
+POSITIVE = ("SUPPRESSED", "NOT_FORGOTTEN")
+PERTURBATIONS = ("q4", "relearn")
+
+CONFIDENCE_WEIGHT: dict[Any, float] = {"high": 1.0, "medium": 2 / 3, "low": 1 / 3}
+
+#: Published meta-evaluation figures (UDS paper, TOFU forget10, Llama-3.2-1B): faithfulness, robustness.
+PUBLISHED = {"UDS": (0.971, 0.933), "logit lens": (0.927, 0.879), "Min-K": (0.907, 0.675), "CKA": (0.648, 0.026)}
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def line_score(entry: dict[str, Any], lines: dict | None = None) -> float | None:
+    """A line's score for one audited model (see the module docstring), from its results.json
+    entry, oriented by the side of the control the line declares (:data:`forensics.core.registry.Side`;
+    a line not registered here scores ``|effect - control|``). ``lines``: the registry
+    (:func:`forensics.core.registry.discover_lines`; discovered when not given)."""
+    from forensics.core.registry import discover_lines
+
+    if entry.get("status") == "not_run" or entry.get("effect") is None or entry.get("control") is None:
+        return None
+    diff = float(entry["effect"]) - float(entry["control"])
+    if not math.isfinite(diff):
+        return None
+    spec = (lines if lines is not None else discover_lines()[0]).get(entry["line"])
+    if spec is not None and spec.side == "o_side":
+        o_side: Any = entry.get("details") or {}
+        for key in spec.o_side_path:
+            o_side = o_side.get(key, {}) if isinstance(o_side, dict) else {}
+        return diff * (-1.0 if isinstance(o_side, (int, float)) and o_side < 0 else 1.0)
+    return diff if spec is not None and spec.side == "above" else abs(diff)
+
+
+def verdict_score(verdict: dict[str, Any]) -> float:
+    """The combined score of a results.json ``verdict``: +1 for SUPPRESSED / NOT_FORGOTTEN, -1
+    for DELETED, 0 for INCONCLUSIVE, times :data:`CONFIDENCE_WEIGHT` (1 for any other confidence)."""
+    sign = {"SUPPRESSED": 1.0, "NOT_FORGOTTEN": 1.0, "DELETED": -1.0}.get(verdict["label"], 0.0)
+    return sign * CONFIDENCE_WEIGHT.get(verdict.get("confidence"), 1.0)
+
+
+def scores_of(results: dict[str, Any]) -> dict[str, float]:
+    """Every line's score plus the combined ``verdict`` score of one results.json."""
+    from forensics.core.registry import discover_lines
+
+    lines = discover_lines()[0]
+    out = {e["line"]: s for e in results["evidence"] if (s := line_score(e, lines)) is not None}
+    out["verdict"] = verdict_score(results["verdict"])
+    return out
+
+
+def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
+    """P(score of a positive > score of a negative), ties one half (Mann-Whitney)."""
+    if not positives or not negatives:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def uds_stability(before: float, after: float) -> float:
+    """UDS stability of a score under a perturbation: ``1 - |after - before| / (|after| + |before|)``,
+    1 when both are 0; in [0, 1]."""
+    denom = abs(before) + abs(after)
+    return 1.0 if denom == 0 else 1.0 - abs(after - before) / denom
+
+
+def scaled_stability(before: float, after: float, gap: float | None) -> float | None:
+    """Gap-scaled stability ``max(0, 1 - |after - before| / gap)``; None without a gap (None or 0)."""
+    if not gap:
+        return None
+    return max(0.0, 1.0 - abs(after - before) / gap)
+
+
+def harmonic(a: float | None, b: float | None) -> float | None:
+    """Harmonic mean of two stabilities (0 when both are 0; None when either is missing)."""
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def confusion(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Confusion matrix (truth -> verdict -> count), accuracy and deleted-called-suppressed count.
+    Rows without a scorable truth (the oracle's UNDETERMINED) are left out."""
+    rows = [row for row in rows if row["truth"] in TRUTHS]
+    matrix = {t: {v: 0 for v in VERDICTS} for t in TRUTHS}
+    for row in rows:
+        matrix[row["truth"]][row["verdict"]] += 1
+    n = len(rows)
+    correct = sum(row["truth"] == row["verdict"] for row in rows)
+    return {
+        "matrix": matrix,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "deleted_called_suppressed": matrix["DELETED"]["SUPPRESSED"],
+    }
+
+
+def reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reliability of each confidence label: per (verdict, confidence) of the decisive
+    verdicts (DELETED, SUPPRESSED, NOT_FORGOTTEN) among ``rows`` with a scorable truth, the count
+    and the share whose verdict equals the ground truth; INCONCLUSIVE rows are counted apart
+    (``right`` None: they claim nothing). Ordered by verdict, then high / medium / low."""
+    rows = [row for row in rows if row["truth"] in TRUTHS]
+    order = {"high": 0, "medium": 1, "low": 2}
+    cells: dict[tuple[str, str], list[bool]] = {}
+    for row in rows:
+        cells.setdefault((row["verdict"], str(row["confidence"])), []).append(row["verdict"] == row["truth"])
+    out = []
+    for (verdict, confidence), hits in sorted(
+        cells.items(), key=lambda kv: (VERDICTS.index(kv[0][0]), order.get(kv[0][1], 3))
+    ):
+        decisive = verdict != "INCONCLUSIVE"
+        out.append(
+            {
+                "verdict": verdict,
+                "confidence": confidence,
+                "n": len(hits),
+                "right": sum(hits) if decisive else None,
+                "share_right": sum(hits) / len(hits) if decisive else None,
+            }
+        )
+    return out
+
+
+def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Faithfulness and robustness of every line (and of the verdict score), pooled over seeds:
+    ``{name: {"faithfulness", "robustness", "stability_q4", "stability_relearn", ... "gap"}}``."""
+    names = sorted(
+        {n for row in rows for n in row["scores"]} | {n for p in perturbed for n in p["scores"]},
+        key=lambda n: (n != "verdict", n),
+    )
+    table = {}
+    for name in names:
+        pos = [r["scores"][name] for r in rows if r["truth"] in POSITIVE and name in r["scores"]]
+        neg = [r["scores"][name] for r in rows if r["truth"] == "DELETED" and name in r["scores"]]
+        gap = abs(statistics.median(pos) - statistics.median(neg)) if pos and neg else None
+        stab: dict[str, dict[str, list[float]]] = {k: {"uds": [], "scaled": []} for k in PERTURBATIONS}
+        for p in perturbed:
+            before, after = p["before"].get(name), p["scores"].get(name)
+            if before is None or after is None:
+                continue
+            stab[p["perturbation"]]["uds"].append(uds_stability(before, after))
+            scaled = scaled_stability(before, after, gap)
+            if scaled is not None:
+                stab[p["perturbation"]]["scaled"].append(scaled)
+        q, r = _mean(stab["q4"]["uds"]), _mean(stab["relearn"]["uds"])
+        qs, rs = _mean(stab["q4"]["scaled"]), _mean(stab["relearn"]["scaled"])
+        table[name] = {
+            "faithfulness": roc_auc(pos, neg),
+            "n_positive": len(pos),
+            "n_negative": len(neg),
+            "stability_q4": q,
+            "stability_relearn": r,
+            "robustness": harmonic(q, r),
+            "stability_q4_scaled": qs,
+            "stability_relearn_scaled": rs,
+            "robustness_scaled": harmonic(qs, rs),
+            "gap": gap,
+            "n_perturbed": len(stab["q4"]["uds"]) + len(stab["relearn"]["uds"]),
+        }
+    return table
+
+
+def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hard negatives' verdicts: ``{"n", "called_suppressed", "models": [{seed, model,
+    truth, verdict, confidence}]}`` (rows flagged ``hard_negative``)."""
+    models = [
+        {k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")} for r in rows if r.get("hard_negative")
+    ]
+    return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models), "models": models}
