@@ -3,7 +3,9 @@ sets are large enough for its subject-level statistics.
 
 A ``suppressed`` vote whose p-value is a permutation test over whole subjects
 (:data:`SUBJECT_PERMUTATION`) needs no minimum subject count: the test is valid at any count,
-and the audit counts the vote only when that p-value survives the multiplicity control.
+and the audit counts the vote only when that p-value survives the multiplicity control. The
+behaviour gate's ``not_forgotten`` vote needs none either when its subject-permutation p is
+below :data:`GATE_ALPHA` (:func:`subjects_needed`).
 
 Every voting line's config inherits :class:`VoteMinimum`. After a line ran, the runner
 checks the forget and holdout sets against it (:func:`shortfall`); when either is too small
@@ -33,6 +35,15 @@ CHECKED_SETS = ("forget", "holdout")
 P_TEST = "p_test"
 SUBJECT_PERMUTATION = "subject_permutation"
 
+#: ``Evidence.details`` key of a two-sided subject-permutation p-value that a line reports beside
+#: a ``p_value`` of another kind (the behaviour gate's ``p_value`` permutes facts). A
+#: ``not_forgotten`` vote stands below ``min_subjects`` when this p is below :data:`GATE_ALPHA`.
+P_SUBJECTS = "p_subjects"
+#: The level a ``not_forgotten`` vote's subject-permutation p must be below to stand on fewer
+#: than ``min_subjects`` subjects (two-sided; the gate is not part of the multiplicity family,
+#: it is the one test of its kind in an audit).
+GATE_ALPHA = 0.05
+
 
 @dataclass
 class VoteMinimum:
@@ -51,6 +62,25 @@ def subject_groups(facts: Sequence[Fact], set_name: str = "fact") -> np.ndarray:
     fact without one (its own group). Give F and H different ``set_name`` s (``"forget"``,
     ``"holdout"``) when their groups are pooled, so that subject-less facts never merge."""
     return np.array([f.subject or f"{set_name}-{i}" for i, f in enumerate(facts)])
+
+
+def subjects_needed(vote: str | None, p_value: float | None, details: dict) -> bool:
+    """Whether a vote needs ``min_subjects`` subjects in F and H, or only ``min_facts`` facts.
+
+    Not needed for a ``suppressed`` vote whose ``p_value`` is a subject permutation
+    (``details[P_TEST] == SUBJECT_PERMUTATION``: the multiplicity control decides whether it
+    counts), nor for a ``not_forgotten`` vote whose subject-permutation p (``details[P_SUBJECTS]``,
+    or ``p_value`` when ``P_TEST`` says it is one) is below :data:`GATE_ALPHA`. A permutation of
+    whole subjects is a valid test at any subject count; with few subjects it cannot reach a small
+    p. Needed for every other vote (``deleted`` votes rest on subject-bootstrap CIs, whose coverage
+    has not been checked below ``min_subjects``)."""
+    exact = details.get(P_TEST) == SUBJECT_PERMUTATION
+    if vote == "suppressed":
+        return not exact
+    if vote == "not_forgotten":
+        p = details.get(P_SUBJECTS, p_value if exact else None)
+        return not (isinstance(p, (int, float)) and p < GATE_ALPHA)
+    return True
 
 
 def n_subjects(facts: Sequence[Fact]) -> int:

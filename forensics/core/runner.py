@@ -25,7 +25,7 @@ from forensics.core.config import line_config
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence
 from forensics.core.keys import code_version, stable_key
-from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, shortfall
+from forensics.core.minimum import VoteMinimum, shortfall, subjects_needed
 from forensics.core.profiles import Profile
 from forensics.core.registry import LineSpec, gate_of, one_line
 from forensics.core.verdict import CONTROLLED_VOTES
@@ -61,8 +61,9 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
     A controlled vote (deleted / suppressed / not_forgotten) is withheld when the forget or
     holdout set is below the line's :class:`forensics.core.minimum.VoteMinimum`; the reason then
     starts with ``"no vote: ..."`` and ``details["vote_withheld"]`` keeps what it would have been.
-    A ``suppressed`` vote on a subject-permutation p-value
-    (:data:`forensics.core.minimum.SUBJECT_PERMUTATION`) is checked for its fact count only.
+    A vote on a valid subject-permutation test (:func:`forensics.core.minimum.subjects_needed`:
+    ``suppressed`` on a subject-permutation p, the gate's ``not_forgotten`` with its subject p
+    below 0.05) is checked for its fact count only.
     """
     try:
         evidence = line.run(ctx, config)
@@ -73,9 +74,9 @@ def run_line(line: LineSpec, ctx: AuditContext, config: Any) -> Evidence:
         if evidence.vote is not None and evidence.vote not in line.votes:
             raise ValueError(f"the line voted {evidence.vote!r} but declares votes {line.votes}")
         if evidence.vote in CONTROLLED_VOTES and isinstance(config, VoteMinimum):
-            # a suppressed vote on a subject-permutation p needs enough facts, not enough subjects
-            exact = evidence.vote == "suppressed" and evidence.details.get(P_TEST) == SUBJECT_PERMUTATION
-            short = shortfall({"forget": ctx.forget, "holdout": ctx.holdout}, config, subjects=not exact)
+            # a vote on a valid subject-permutation test needs enough facts, not enough subjects
+            subjects = subjects_needed(evidence.vote, evidence.p_value, evidence.details)
+            short = shortfall({"forget": ctx.forget, "holdout": ctx.holdout}, config, subjects=subjects)
             if short:
                 evidence.details = {**evidence.details, "vote_withheld": {"vote": evidence.vote, "why": short}}
                 evidence.reason = f"no vote: {short} (would have voted {evidence.vote}: {evidence.reason})"

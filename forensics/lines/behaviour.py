@@ -14,7 +14,10 @@ are reported for O and U on F, R and H (R shows what unlearning cost on kept fac
 Effect and control. effect = U's greedy accuracy on F; control = U's greedy accuracy on H
 (facts no model saw: what U gets by guessing common answers; 0 when no holdout set is
 given). CI of effect - control: percentile bootstrap over facts, F and H resampled
-independently; p: two-sided permutation test (:mod:`forensics.compute.stats`).
+independently; p: two-sided permutation test (:mod:`forensics.compute.stats`). With a holdout
+set, ``details["p_subjects"]`` is the same test permuting whole subjects between F and H: a
+``not_forgotten`` vote stands on fewer than ``min_subjects`` subjects (TOFU's 7 holdout authors)
+only when it is below 0.05 (:func:`forensics.core.minimum.subjects_needed`).
 
 Vote. ``not_forgotten`` when O answers F above its own control (margin
 ``acc_F(O) - acc_H(O) > 0``), U keeps at least ``retained_share_not_forgotten`` of that
@@ -47,10 +50,10 @@ from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import SHORT as MEASURE_SHORT
 from forensics.compute.measures import is_free_text, measure_for
 from forensics.compute.scoring import FactScores
-from forensics.compute.stats import bootstrap_mean_diff_ci, permutation_p_value
+from forensics.compute.stats import bootstrap_mean_diff_ci, cluster_permutation_p, permutation_p_value
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
-from forensics.core.minimum import VoteMinimum
+from forensics.core.minimum import P_SUBJECTS, VoteMinimum, subject_groups
 from forensics.core.registry import register
 
 
@@ -141,6 +144,20 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
     control = float(control_scores.mean())
     ci = bootstrap_mean_diff_ci(u["forget"], control_scores, config.n_boot, config.seed)
     p = permutation_p_value(u["forget"], control_scores, config.n_perm, config.seed)
+    subject_p = (
+        {
+            P_SUBJECTS: cluster_permutation_p(
+                u["forget"],
+                subject_groups(ctx.forget, "forget"),
+                u["holdout"],
+                subject_groups(ctx.holdout or [], "holdout"),
+                config.n_perm,
+                config.seed,
+            )
+        }
+        if "holdout" in u and ctx.holdout
+        else {}
+    )
     o_control = float(o["holdout"].mean()) if "holdout" in o else 0.0
     o_margin = float(o["forget"].mean()) - o_control
     retained_share = (effect - control) / o_margin if o_margin > 0 else float("nan")
@@ -163,6 +180,7 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
             "retained_share": retained_share if np.isfinite(retained_share) else None,
             "retain_cost": retain_cost,
             "forgotten_behaviourally": not still_answers,
+            **subject_p,
             **({"free_text": _free_text_table(ctx, sets, config)} if free_text else {}),
         },
         figures={"behaviour": _behaviour_figure(table)},

@@ -1,6 +1,7 @@
 """The sample a vote needs (forensics/core/minimum.py, applied by forensics/core/runner.py): a
 ``suppressed`` vote on a subject-permutation p-value stands below the minimum subject count (the
-multiplicity control then decides whether it counts); other votes are withheld."""
+multiplicity control then decides whether it counts), and so does a ``not_forgotten`` vote whose
+subject-permutation p is below 0.05; other votes are withheld."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from forensics.core.evidence import Evidence
-from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, shortfall
+from forensics.core.minimum import P_SUBJECTS, P_TEST, SUBJECT_PERMUTATION, VoteMinimum, shortfall
 from forensics.core.registry import LineSpec
 from forensics.core.runner import run_line
 from forensics.inputs.data import Fact
@@ -30,7 +31,8 @@ def spec(evidence: Evidence) -> LineSpec:
         evidence.line, evidence.question = "fake", "q"
         return evidence
 
-    return LineSpec("fake", "q", ("forget", "holdout"), run, FakeConfig, votes=("suppressed", "deleted"))
+    votes = ("suppressed", "deleted", "not_forgotten")
+    return LineSpec("fake", "q", ("forget", "holdout"), run, FakeConfig, votes=votes)
 
 
 # TOFU's shape: 8 forget authors, 7 holdout authors, many questions each
@@ -50,6 +52,10 @@ def test_shortfall_can_skip_the_subject_count():
         ("suppressed", {P_TEST: SUBJECT_PERMUTATION}, True),  # valid at any subject count
         ("suppressed", {}, False),  # a bootstrap-only vote still needs the subjects
         ("deleted", {P_TEST: SUBJECT_PERMUTATION}, False),  # a deletion claim still needs them
+        ("not_forgotten", {P_SUBJECTS: 0.01}, True),  # the gate, on a subject permutation below 0.05
+        ("not_forgotten", {P_SUBJECTS: 0.2}, False),  # ... above it
+        ("not_forgotten", {}, False),  # ... or without one (its p_value permutes facts)
+        ("not_forgotten", {P_TEST: SUBJECT_PERMUTATION}, True),  # p_value itself permutes subjects
     ],
 )
 def test_seven_holdout_subjects(vote, details, kept):

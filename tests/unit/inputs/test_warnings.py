@@ -151,3 +151,41 @@ def test_a_line_does_not_vote_on_one_subject(tiny_zoo):
     assert lowered.line("membership_inference").vote == withheld["vote"]
     if withheld["vote"] == "suppressed":  # one subject against one: the permutation p is at least 1/2
         assert [h["line"] for h in lowered.verdict.held_back] == ["membership_inference"]
+
+
+def test_the_gate_votes_on_seven_holdout_subjects(tiny_zoo):
+    """TOFU's shape has 7 holdout authors: the behaviour gate's not_forgotten vote stands there
+    when its subject-permutation p is below 0.05 (the relearned model, which answers F again),
+    so the verdict is NOT_FORGOTTEN, not a suppression finding from the deeper lines."""
+    import forensics
+    from forensics.inputs.data import Fact
+
+    holdout_rows = _rows(tiny_zoo, "holdout")
+    seven = list(dict.fromkeys(r["subject"] for r in holdout_rows))[:7]
+    sets = {name: [Fact(**r) for r in _rows(tiny_zoo, name)] for name in ("forget", "retain")}
+    holdout = [Fact(**r) for r in holdout_rows if r["subject"] in seven]
+    result = forensics.audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "relearned",
+        sets["forget"],
+        sets["retain"],
+        holdout,
+        profile="quick",
+        lines=["behaviour"],
+        progress=False,
+    )
+    gate = result.line("behaviour")
+    assert gate.details["p_subjects"] < 0.05
+    assert gate.vote == "not_forgotten" and result.verdict.label == "NOT_FORGOTTEN"
+    # the model retrained without F does not answer it: no vote, whatever the subject count
+    retrain = forensics.audit(
+        tiny_zoo / "models" / "original",
+        tiny_zoo / "models" / "retrain",
+        sets["forget"],
+        sets["retain"],
+        holdout,
+        profile="quick",
+        lines=["behaviour"],
+        progress=False,
+    )
+    assert retrain.line("behaviour").vote is None and retrain.verdict.label != "NOT_FORGOTTEN"
