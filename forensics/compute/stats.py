@@ -86,7 +86,14 @@ def cluster_permutation_p(
     n_perm: int = 2000,
     seed: int = 0,
 ) -> float:
-    """Two-sided p for mean(a) == mean(b), permuting whole clusters (subjects) between the sets."""
+    """Two-sided p for mean(a) == mean(b), permuting whole clusters (subjects) between the sets.
+
+    A cluster name found in both ``groups_a`` and ``groups_b`` names two clusters, one a side
+    (a holdout set may reuse a forget subject's name); otherwise every one of ``a`` 's values
+    would join a cluster of ``b`` and the difference would be undefined."""
+    if np.intersect1d(groups_a, groups_b).size:
+        groups_a = np.char.add("a:", np.asarray(groups_a, dtype=str))
+        groups_b = np.char.add("b:", np.asarray(groups_b, dtype=str))
     groups = np.concatenate([groups_a, groups_b])
     sums, counts = _cluster_sums(np.concatenate([a, b]), groups)
     in_a = np.isin(np.unique(groups), np.unique(groups_a))

@@ -42,3 +42,18 @@ def test_no_effect_gives_uniform_p_values():
     # valid: P(p <= u) <= u (binomial slack at 200 draws)
     for u in (0.05, 0.1, 0.25):
         assert (ps <= u).mean() <= u + 0.05
+
+
+def test_a_subject_name_in_both_sets_is_two_subjects():
+    """A holdout set may reuse a forget subject's name: the p is the one with distinct names, not
+    an undefined difference that every permutation fails to reach (p at its floor)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    f, gf = scores(8, 20, 0.0, rng)
+    h, gh = scores(7, 20, 0.0, rng)
+    distinct = cluster_permutation_p(f, gf, h, gh + 100, n_perm=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 0/0
+        shared = cluster_permutation_p(f, gf.astype(str), h, gh.astype(str), n_perm=500)
+    assert shared == distinct and shared > 0.01
