@@ -150,12 +150,12 @@ def behaviour_line(ctx: AuditContext, config: BehaviourConfig | None = None) -> 
                 u["forget"],
                 subject_groups(ctx.forget, "forget"),
                 u["holdout"],
-                subject_groups(ctx.holdout or [], "holdout"),
+                subject_groups(sets["holdout"], "holdout"),
                 config.n_perm,
                 config.seed,
             )
         }
-        if "holdout" in u and ctx.holdout
+        if "holdout" in sets
         else {}
     )
     o_control = float(o["holdout"].mean()) if "holdout" in o else 0.0

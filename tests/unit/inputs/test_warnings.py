@@ -164,28 +164,23 @@ def test_the_gate_votes_on_seven_holdout_subjects(tiny_zoo):
     seven = list(dict.fromkeys(r["subject"] for r in holdout_rows))[:7]
     sets = {name: [Fact(**r) for r in _rows(tiny_zoo, name)] for name in ("forget", "retain")}
     holdout = [Fact(**r) for r in holdout_rows if r["subject"] in seven]
-    result = forensics.audit(
-        tiny_zoo / "models" / "original",
-        tiny_zoo / "models" / "relearned",
-        sets["forget"],
-        sets["retain"],
-        holdout,
-        profile="quick",
-        lines=["behaviour"],
-        progress=False,
-    )
+
+    def gate_audit(unlearned):
+        return forensics.audit(
+            tiny_zoo / "models" / "original",
+            tiny_zoo / "models" / unlearned,
+            sets["forget"],
+            sets["retain"],
+            holdout,
+            profile="quick",
+            lines=["behaviour"],
+            progress=False,
+        )
+
+    result = gate_audit("relearned")
     gate = result.line("behaviour")
     assert gate.details["p_subjects"] < 0.05
     assert gate.vote == "not_forgotten" and result.verdict.label == "NOT_FORGOTTEN"
     # the model retrained without F does not answer it: no vote, whatever the subject count
-    retrain = forensics.audit(
-        tiny_zoo / "models" / "original",
-        tiny_zoo / "models" / "retrain",
-        sets["forget"],
-        sets["retain"],
-        holdout,
-        profile="quick",
-        lines=["behaviour"],
-        progress=False,
-    )
+    retrain = gate_audit("retrain")
     assert retrain.line("behaviour").vote is None and retrain.verdict.label != "NOT_FORGOTTEN"
