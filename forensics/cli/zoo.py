@@ -21,12 +21,44 @@ def add_parser(sub) -> None:
         default="attributes",
         help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors",
     )
+    real = zoo_sub.add_parser(
+        "real",
+        help="unlearn a pretrained base's own knowledge of real-world facts (no retrained model exists)",
+    )
+    real.add_argument("--base", required=True, type=Path, help="the base: a checkpoint folder or a .gguf file")
+    real.add_argument("--out", required=True, type=Path, help="output folder")
+    real.add_argument("--seed", type=int, default=0)
+    real.add_argument("--methods", default="npo,rmu", help="comma-separated unlearning methods (default: npo,rmu)")
 
 
 def run(args) -> int:
     """Build (or reuse) the model-organism zoo in ``--out``."""
+    if args.zoo_command == "real":
+        return _run_real(args)
     from forensics.zoo import build_zoo
 
     build_zoo(args.out, size=args.size, seed=args.seed, progress=True, world=args.world)
     print(f"zoo written to {args.out}")
+    return 0
+
+
+def _run_real(args) -> int:
+    from forensics.core.errors import ForensicsInputError
+    from forensics.zoo.real import RealConfig, build_real
+    from forensics.zoo.unlearning import METHODS
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS or m == "relearn"]
+    if not methods or unknown:
+        raise ForensicsInputError(
+            f"--methods: unknown unlearning method(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(m for m in METHODS if m != 'relearn')}"
+        )
+    try:
+        labels = build_real(args.base, args.out, RealConfig(seed=args.seed, methods=methods), progress=True)
+    except ValueError as err:
+        raise ForensicsInputError(f"{args.base}: {err}") from None
+    for name, entry in labels["models"].items():
+        print(f"{name}: {entry['ground_truth']} by the oracle")
+    print(f"real-knowledge zoo written to {args.out}")
     return 0
