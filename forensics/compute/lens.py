@@ -27,6 +27,17 @@ def decode(head, resid: torch.Tensor) -> torch.Tensor:
     return head.unembed(head.ln_final(resid[..., None, :]))[..., 0, :]
 
 
+def decode_columns(head, resid: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+    """:func:`decode` restricted to the vocabulary ``columns`` (a long tensor ``[S]``; ``None``:
+    every token): logits ``[..., S]``, computed for those columns only."""
+    if columns is None:
+        return decode(head, resid)
+    resid = resid.to(head.unembed.W_U.device)
+    normed = head.ln_final(resid[..., None, :])[..., 0, :]
+    columns = columns.to(head.unembed.W_U.device)
+    return normed @ head.unembed.W_U[:, columns] + head.unembed.b_U[columns]
+
+
 @torch.no_grad()
 def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[str, np.ndarray]:
     """Per depth: reciprocal rank and probability of each fact's first answer token (of its key
@@ -110,13 +121,15 @@ class TunedLens:
     """Fitted translators: ``weight`` ``[n_depths, d, d]`` and ``bias`` ``[n_depths, d]`` (float32,
     CPU) for depths ``0 .. n_layers - 1``; ``kl_raw`` / ``kl_tuned``: mean KL (nats) to O's
     output on the training tokens per depth, before and after fitting; ``n_tokens``: how many
-    training tokens."""
+    training tokens; ``n_vocab``: the size of the vocabulary the KL was taken over (the whole
+    vocabulary, or the fitting vocabulary of :func:`fit_tuned_lens`)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
     kl_raw: list[float]
     kl_tuned: list[float]
     n_tokens: int
+    n_vocab: int = 0
 
     def translate(self, depth: int, resid: torch.Tensor) -> torch.Tensor:
         """Depth ``depth``'s state ``[..., d]`` translated (the last depth, the output, unchanged)."""
@@ -129,13 +142,26 @@ class TunedLens:
 def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
     """Fit one translator per depth of ``loaded``'s residual stream on every token of ``texts``
     (see the module docstring). ``capture_fn(loaded, prompts, spec)``: an activation capture
-    (the audit context's :meth:`~forensics.core.context.AuditContext.capture`)."""
+    (the audit context's :meth:`~forensics.core.context.AuditContext.capture`).
+
+    The loss is the KL from O's output distribution to the lens's, over the whole vocabulary
+    when it has at most ``config.full_vocab_limit`` tokens. Above that (a real model's 50k-150k
+    tokens), over the *fitting vocabulary*: the union of each training position's
+    ``config.top_k`` most likely tokens under O's output, both distributions renormalised to it,
+    and the lens's logits computed for those columns only. Every step then costs tokens x d x
+    S instead of tokens x d x vocab (S: the fitting vocabulary's size, ``TunedLens.n_vocab``).
+    The reported KLs are over the same vocabulary as the fit."""
     hooks = resid_hooks(loaded.n_layers)
     acts = capture_fn(loaded, texts, CaptureSpec(hooks, "all"))
     model = loaded.model
     dtype = next(model.parameters()).dtype
     with torch.no_grad():
-        target = torch.log_softmax(decode(model, acts[hooks[-1]].to(loaded.device, dtype)).float(), -1)
+        target = decode(model, acts[hooks[-1]].to(loaded.device, dtype)).float()
+        columns = None
+        if target.shape[-1] > config.full_vocab_limit:
+            columns = torch.unique(target.topk(min(config.top_k, target.shape[-1]), dim=-1).indices)
+            target = target[:, columns.to(target.device)]
+        target = torch.log_softmax(target, -1)
     generator = torch.Generator().manual_seed(config.seed)
     n_tokens = target.shape[0]
     weights, biases, kl_raw, kl_tuned = [], [], [], []
@@ -149,7 +175,8 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
         def kl(rows=None):
             x = states if rows is None else states[rows]  # noqa: B023 - called within this iteration
             t = target if rows is None else target[rows]
-            lens = torch.log_softmax(decode(model, (x.float() + x.float() @ weight.T + bias).to(dtype)).float(), -1)  # noqa: B023
+            translated = (x.float() + x.float() @ weight.T + bias).to(dtype)  # noqa: B023
+            lens = torch.log_softmax(decode_columns(model, translated, columns).float(), -1)
             return (t.exp() * (t - lens)).sum(-1).mean()
 
         with torch.no_grad():
@@ -168,7 +195,8 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
             kl_tuned.append(float(kl()))
         weights.append(weight.detach().float().cpu())
         biases.append(bias.detach().float().cpu())
-    return TunedLens(torch.stack(weights), torch.stack(biases), kl_raw, kl_tuned, n_tokens)
+    n_vocab = target.shape[-1]
+    return TunedLens(torch.stack(weights), torch.stack(biases), kl_raw, kl_tuned, n_tokens, n_vocab)
 
 
 def lens_heatmap(table: dict, n_depths: int, title: str) -> bytes:

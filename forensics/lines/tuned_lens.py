@@ -65,6 +65,13 @@ class TunedLensConfig(VoteMinimum):
     lr: float = 1e-3
     #: Token positions per step (all of them when R has fewer).
     tokens_per_step: int = 512
+    #: The fitting loss is the KL to O's output over the whole vocabulary when it has at most
+    #: this many tokens (every zoo model); above, over the fitting vocabulary (``top_k``).
+    full_vocab_limit: int = 8192
+    #: Above ``full_vocab_limit``: the fitting vocabulary is the union of every training
+    #: position's ``top_k`` tokens under O's output, and both distributions are renormalised to
+    #: it (forensics/compute/lens.py, :func:`~forensics.compute.lens.fit_tuned_lens`).
+    top_k: int = 32
     #: Subject-bootstrap resamples for the CI of MRR(F) - MRR(H) (count).
     n_boot: int = 1000
     #: Subject permutations for the p-value (count).
@@ -79,7 +86,14 @@ class TunedLensConfig(VoteMinimum):
 
     def training_fields(self) -> dict:
         """The fields that change the fitted translators (the context's cache key)."""
-        return {"steps": self.steps, "lr": self.lr, "tokens_per_step": self.tokens_per_step, "seed": self.seed}
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "tokens_per_step": self.tokens_per_step,
+            "seed": self.seed,
+            "full_vocab_limit": self.full_vocab_limit,
+            "top_k": self.top_k,
+        }
 
 
 @register(
@@ -128,6 +142,8 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             "table": c["table"],
             "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
             "training_tokens": lens.n_tokens,
+            # only where the fit ran over the fitting vocabulary (a vocabulary above full_vocab_limit)
+            **({"fitting_vocabulary": lens.n_vocab} if lens.n_vocab < o.model.cfg.d_vocab else {}),
         },
         figures={"tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank")},
     )
