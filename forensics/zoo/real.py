@@ -366,10 +366,11 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
             "models": models,
             "seconds": round(time.perf_counter() - start, 1),
         }
-        (tmp / "labels.json").write_text(json.dumps(labels, indent=2) + "\n")
+        text = json.dumps(labels, indent=2) + "\n"
+        (tmp / "labels.json").write_text(text)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return labels
+    return json.loads(text)  # as a later call reads it back
