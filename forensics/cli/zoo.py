@@ -59,6 +59,6 @@ def _run_real(args) -> int:
     except ValueError as err:
         raise ForensicsInputError(f"{args.base}: {err}") from None
     for name, entry in labels["models"].items():
-        print(f"{name}: {entry['ground_truth']} by the oracle")
+        print(f"{name}: {entry['ground_truth']} ({entry['why']})")
     print(f"real-knowledge zoo written to {args.out}")
     return 0

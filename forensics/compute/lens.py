@@ -129,7 +129,7 @@ class TunedLens:
     kl_raw: list[float]
     kl_tuned: list[float]
     n_tokens: int
-    n_vocab: int = 0
+    n_vocab: int
 
     def translate(self, depth: int, resid: torch.Tensor) -> torch.Tensor:
         """Depth ``depth``'s state ``[..., d]`` translated (the last depth, the output, unchanged)."""
