@@ -285,9 +285,11 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
     sibling folder, renamed at the end); an existing complete ``out`` is reused.
 
     Raises :class:`forensics.core.errors.ForensicsInputError` for a base that cannot be loaded
-    and ``ValueError`` when the base knows too few facts."""
+    or an ``out`` that exists, is not empty and is not a finished build (nothing in it is
+    touched), and ``ValueError`` when the base knows too few facts."""
     from transformers import AutoTokenizer
 
+    from forensics.core.errors import ForensicsInputError
     from forensics.inputs.gguf import gguf_file, materialize
     from forensics.inputs.loading import load_hf_model
 
@@ -298,6 +300,10 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
     unknown = [m for m in config.methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown unlearning method(s): {', '.join(unknown)}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ForensicsInputError(
+            f"{out} exists and is not a finished real-knowledge zoo; choose a new or empty folder"
+        )
     gguf = gguf_file(base)
     folder = materialize(gguf) if gguf is not None else Path(base)
     start = time.perf_counter()
@@ -368,9 +374,7 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
         }
         text = json.dumps(labels, indent=2) + "\n"
         (tmp / "labels.json").write_text(text)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        os.replace(tmp, out)  # onto nothing, or onto the empty folder checked above
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return json.loads(text)  # as a later call reads it back

@@ -117,3 +117,14 @@ def test_ground_truth_follows_the_series_rule():
         ground_truth("DELETED", {"forget": 0.7, "holdout": 0.3}, {"forget": 0.9, "holdout": 0.3}, 0.1)[0]
         == "NOT_FORGOTTEN"
     )
+
+
+def test_a_folder_that_is_not_a_finished_build_is_refused_and_left_alone(tmp_path):
+    from forensics.core.errors import ForensicsInputError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ForensicsInputError, match="not a finished real-knowledge zoo"):
+        build_real(tmp_path / "no-base", out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
