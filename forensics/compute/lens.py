@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from forensics.compute.capture import CaptureSpec, resid_hooks
+from forensics.compute.capture import CaptureSpec, resid_hooks, spread
 from forensics.compute.measures import key_reading
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.minimum import subject_groups
@@ -39,7 +39,7 @@ def decode_columns(head, resid: torch.Tensor, columns: torch.Tensor | None) -> t
 
 
 @torch.no_grad()
-def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[str, np.ndarray]:
+def lens_scores(ctx, loaded, facts, config, translate=None, head=None, depths=None) -> dict[str, np.ndarray]:
     """Per depth: reciprocal rank and probability of each fact's first answer token (of its key
     span, read after the answer's frame up to the key, where the fact has a ``key``:
     :func:`forensics.compute.measures.key_reading`).
@@ -47,18 +47,21 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[s
     The final-token residual at each depth (``translate(depth, resid)`` applied first, when
     given) goes through ``head``'s final norm and unembedding (default: ``loaded``'s own).
     Reciprocal rank = ``1 / (1 + number of tokens with a higher logit)``; probability =
-    softmax over the vocabulary. Returns ``{"reciprocal_rank", "probability"}``, arrays of
-    shape ``[n_depths, n_facts]`` (``n_depths = n_layers + 1``).
+    softmax over the vocabulary. ``depths``: the depths read (default every depth, ``0 ..
+    n_layers``). Returns ``{"reciprocal_rank", "probability"}``, arrays of shape
+    ``[len(depths), n_facts]`` (every depth: ``n_layers + 1`` rows).
     """
     head = head or loaded
-    spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
+    every = resid_hooks(loaded.n_layers)
+    depths = list(range(len(every))) if depths is None else list(depths)
+    spec = CaptureSpec(every, "final")  # every depth: the capture the logit lens and patching share
     readings = [key_reading(f) for f in facts]
     acts = ctx.capture(loaded, [text for text, _ in readings], spec, batch_size=config.batch_size)
     first = torch.tensor([loaded.tokenizer(target, add_special_tokens=False)["input_ids"][0] for _, target in readings])
     rr, prob = [], []
     dtype = next(head.model.parameters()).dtype
-    for depth, hook in enumerate(spec.hooks):
-        resid = acts[hook].to(device=head.device, dtype=dtype)
+    for depth in depths:
+        resid = acts[every[depth]].to(device=head.device, dtype=dtype)
         if translate is not None:
             resid = translate(depth, resid)
         logits = decode(head.model, resid).float().cpu()
@@ -69,15 +72,18 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None) -> dict[s
     return {"reciprocal_rank": np.stack(rr), "probability": np.stack(prob)}
 
 
-def lens_comparison(ctx, config, translate=None, head=None, earliest_share: float | None = None) -> dict:
+def lens_comparison(ctx, config, translate=None, head=None, earliest_share: float | None = None, depths=None) -> dict:
     """F against H at O's decision depth, from :func:`lens_scores` of O and U on F and H (with
-    ``translate`` and ``head`` as there): the per-depth table, O's F-minus-H difference by depth, the decision
+    ``translate``, ``head`` and ``depths`` as there; ``depths`` must hold 0 and the last depth): the
+    per-depth table, O's F-minus-H difference by depth, the decision
     depth (the intermediate depth where it is largest; with ``earliest_share``, the earliest
     intermediate depth where it reaches that share of its largest), U's F and H reciprocal ranks there,
     the subject-bootstrap CI and permutation p of their difference, and ``readable`` /
-    ``pushed_down`` (CI above / below 0 with p < ``alpha``)."""
+    ``pushed_down`` (CI above / below 0 with p < ``alpha``). Table rows, ``o_diff`` and
+    ``n_depths`` count the depths read; ``depth`` and ``depths`` are depth numbers (0 = embeddings)."""
+    depths = list(range(ctx.original.n_layers + 1)) if depths is None else list(depths)
     scores = {
-        (role, name): lens_scores(ctx, model, facts, config, translate=translate, head=head)
+        (role, name): lens_scores(ctx, model, facts, config, translate=translate, head=head, depths=depths)
         for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
@@ -94,12 +100,13 @@ def lens_comparison(ctx, config, translate=None, head=None, earliest_share: floa
         - scores[("original", "holdout")]["reciprocal_rank"][d].mean()
         for d in range(n_depths)
     ]
-    intermediate = range(1, n_depths - 1)
-    depth = max(intermediate, key=lambda d: o_diff[d])
-    if earliest_share is not None and o_diff[depth] > 0:
-        depth = min(d for d in intermediate if o_diff[d] >= earliest_share * o_diff[depth])
-    f_rr = scores[("unlearned", "forget")]["reciprocal_rank"][depth]
-    h_rr = scores[("unlearned", "holdout")]["reciprocal_rank"][depth]
+    intermediate = range(1, n_depths - 1)  # rows; depths[row] is the depth number
+    row = max(intermediate, key=lambda d: o_diff[d])
+    if earliest_share is not None and o_diff[row] > 0:
+        row = min(d for d in intermediate if o_diff[d] >= earliest_share * o_diff[row])
+    depth = depths[row]
+    f_rr = scores[("unlearned", "forget")]["reciprocal_rank"][row]
+    h_rr = scores[("unlearned", "holdout")]["reciprocal_rank"][row]
     ci = cluster_bootstrap_diff_ci(f_rr, forget_groups, h_rr, holdout_groups, config.n_boot, config.seed)
     p = cluster_permutation_p(f_rr, forget_groups, h_rr, holdout_groups, config.n_perm, config.seed)
     return {
@@ -107,6 +114,7 @@ def lens_comparison(ctx, config, translate=None, head=None, earliest_share: floa
         "o_diff": o_diff,
         "depth": depth,
         "n_depths": n_depths,
+        "depths": depths,
         "f_rr": f_rr,
         "h_rr": h_rr,
         "ci": ci,
@@ -122,7 +130,8 @@ class TunedLens:
     CPU) for depths ``0 .. n_layers - 1``; ``kl_raw`` / ``kl_tuned``: mean KL (nats) to O's
     output on the training tokens per depth, before and after fitting; ``n_tokens``: how many
     training tokens; ``n_vocab``: the size of the vocabulary the KL was taken over (the whole
-    vocabulary, or the fitting vocabulary of :func:`fit_tuned_lens`)."""
+    vocabulary, or the fitting vocabulary of :func:`fit_tuned_lens`); ``depths``: the depth of each
+    translator (every depth but the output, or a layer budget's share of them)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -130,13 +139,24 @@ class TunedLens:
     kl_tuned: list[float]
     n_tokens: int
     n_vocab: int
+    depths: list[int]
+    n_layers: int
 
     def translate(self, depth: int, resid: torch.Tensor) -> torch.Tensor:
-        """Depth ``depth``'s state ``[..., d]`` translated (the last depth, the output, unchanged)."""
-        if depth >= len(self.weight):
+        """Depth ``depth``'s state ``[..., d]`` translated (the last depth, the output, unchanged).
+        Raises ``KeyError`` for a depth without a translator."""
+        if depth >= self.n_layers:
             return resid
-        w, b = self.weight[depth].to(resid), self.bias[depth].to(resid)
+        if depth not in self.depths:
+            raise KeyError(f"the tuned lens has no translator at depth {depth}")
+        i = self.depths.index(depth)
+        w, b = self.weight[i].to(resid), self.bias[i].to(resid)
         return resid + resid @ w.T + b
+
+    @property
+    def read_depths(self) -> list[int]:
+        """The depths this lens reads: its translators' and the output's."""
+        return [*self.depths, self.n_layers]
 
 
 def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
@@ -150,8 +170,13 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
     ``config.top_k`` most likely tokens under O's output, both distributions renormalised to it,
     and the lens's logits computed for those columns only. Every step then costs tokens x d x
     S instead of tokens x d x vocab (S: the fitting vocabulary's size, ``TunedLens.n_vocab``).
-    The reported KLs are over the same vocabulary as the fit."""
+    The reported KLs are over the same vocabulary as the fit.
+
+    Layer budget: with ``config.max_depths`` (optional; None or absent: every depth), translators
+    are fitted only at :func:`~forensics.compute.capture.spread` ``(n_layers + 1, max_depths)``'s
+    depths below the output."""
     hooks = resid_hooks(loaded.n_layers)
+    depths = [d for d in spread(len(hooks), getattr(config, "max_depths", None)) if d < loaded.n_layers]
     acts = capture_fn(loaded, texts, CaptureSpec(hooks, "all"))
     model = loaded.model
     dtype = next(model.parameters()).dtype
@@ -165,8 +190,8 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
     generator = torch.Generator().manual_seed(config.seed)
     n_tokens = target.shape[0]
     weights, biases, kl_raw, kl_tuned = [], [], [], []
-    for hook in hooks[:-1]:
-        states = acts[hook].to(loaded.device, dtype)
+    for depth in depths:
+        states = acts[hooks[depth]].to(loaded.device, dtype)
         d = states.shape[-1]
         weight = torch.zeros(d, d, device=loaded.device, requires_grad=True)
         bias = torch.zeros(d, device=loaded.device, requires_grad=True)
@@ -196,11 +221,14 @@ def fit_tuned_lens(loaded, texts: list[str], config, capture_fn) -> TunedLens:
         weights.append(weight.detach().float().cpu())
         biases.append(bias.detach().float().cpu())
     n_vocab = target.shape[-1]
-    return TunedLens(torch.stack(weights), torch.stack(biases), kl_raw, kl_tuned, n_tokens, n_vocab)
+    return TunedLens(
+        torch.stack(weights), torch.stack(biases), kl_raw, kl_tuned, n_tokens, n_vocab, depths, loaded.n_layers
+    )
 
 
-def lens_heatmap(table: dict, n_depths: int, title: str) -> bytes:
-    """Heat map of the mean reciprocal rank per depth, for O and U on F and H (PNG bytes)."""
+def lens_heatmap(table: dict, n_depths: int, title: str, depths: list[int] | None = None) -> bytes:
+    """Heat map of the mean reciprocal rank per depth read, for O and U on F and H (PNG bytes);
+    ``depths`` labels the columns (default ``0 .. n_depths - 1``)."""
     from forensics.compute.plotting import figure_png, plt
 
     rows, labels = [], []
@@ -211,7 +239,7 @@ def lens_heatmap(table: dict, n_depths: int, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * n_depths, 2.4))
     image = ax.imshow(np.array(rows), aspect="auto", vmin=0, vmax=1, cmap="viridis")
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xticks(range(n_depths))
+    ax.set_xticks(range(n_depths), [str(d) for d in (depths or range(n_depths))])
     ax.set_xlabel("depth (0 = embeddings)")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)

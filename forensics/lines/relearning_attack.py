@@ -52,7 +52,7 @@ Vote.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import numpy as np
@@ -99,8 +99,9 @@ class RelearningConfig(VoteMinimum):
 
     #: Optimiser steps of each fine-tune (the attack budget).
     steps: int = 30
-    #: Learning rate of the attack and of the positive control's gradient ascent.
-    lr: float = 1e-3
+    #: Learning rate of the attack and of the positive control's gradient ascent; None: scaled to
+    #: the model's width by :func:`model_lr` (1e-3 up to d_model 128, every zoo model).
+    lr: float | None = None
     #: Facts per fine-tuning batch.
     batch_size: int = 32
     #: The optimiser, as reported in ``details["budget"]`` (a label only: the optimiser is fixed).
@@ -138,6 +139,26 @@ class RelearningConfig(VoteMinimum):
     max_new_tokens: int = 32
 
 
+#: The learning rate the attack was set at on the zoo's models (d_model 64 and 128) and the
+#: width it holds up to (docs/decisions.md, "The relearning attack's learning rate follows the
+#: model's width").
+ZOO_LR, ZOO_WIDTH = 1e-3, 128
+
+
+def model_lr(d_model: int) -> float:
+    """The attack's default learning rate for a residual stream of width ``d_model``:
+    ``1e-3 * min(1, (128 / d_model) ** 2)``. 1e-3 is the zoo's (d_model 64 and 128); the square
+    brings a 7B model (d_model 4096) to about 1e-6, the low end of the range Deeb & Roger (2024)
+    relearn 7B models with (~1e-6..1e-5), and SmolLM2-135M (576) to about 5e-5. Returns the
+    learning rate (float)."""
+    return ZOO_LR * min(1.0, (ZOO_WIDTH / d_model) ** 2)
+
+
+def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
+    """``config`` with ``lr`` set: its own, or :func:`model_lr` ``(d_model)`` when None."""
+    return config if config.lr is not None else replace(config, lr=model_lr(d_model))
+
+
 def split_by_subject(facts: list[Fact], seed: int) -> tuple[list[Fact], list[Fact]]:
     """Split ``facts`` into two halves with disjoint subjects, at random (seeded): half a gets
     ``n_subjects // 2`` subjects. Returns ``(facts of half a, facts of half b)``, order kept."""
@@ -167,7 +188,7 @@ def finetune(
     (:mod:`forensics.compute.measures`) on ``evaluate`` at each eval step.
 
     Loss: NLL of ``train``'s answer tokens given the prompt; ``config.steps`` AdamW steps at
-    ``config.lr``. ``model`` itself is not changed. Returns ``{"after": float
+    ``config.lr`` (None: :func:`model_lr`). ``model`` itself is not changed. Returns ``{"after": float
     [len(evaluate)], "curve": {step: mean}, "train_accuracy": float}``.
     """
     tuned = trainable_copy(model)
@@ -195,7 +216,7 @@ def finetune(
         list(tuned.parameters()),
         lambda _: _answer_loss(tuned, sampler.next(), device),
         config.steps,
-        config.lr,
+        resolved(config, tuned.cfg.d_model).lr or ZOO_LR,
         stop=record,
         check_every=1,
         betas=(0.9, 0.999),
@@ -225,7 +246,7 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
         list(tuned.parameters()),
         lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
         config.max_suppress_steps,
-        config.lr,
+        resolved(config, tuned.cfg.d_model).lr or ZOO_LR,
         stop=reached,
         check_every=2,
         betas=(0.9, 0.999),
@@ -389,6 +410,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     if reason:
         return Evidence.not_run(reason)
     assert ctx.holdout is not None
+    config = resolved(config, ctx.unlearned.model.cfg.d_model)  # the budget records the rate used
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
     before = {

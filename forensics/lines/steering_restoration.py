@@ -65,7 +65,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from forensics.compute.capture import CaptureSpec, layer_hook
+from forensics.compute.capture import CaptureSpec, layer_hook, spread
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
@@ -99,8 +99,13 @@ class SteeringConfig(VoteMinimum):
 
     #: Intervention strengths tried (dimensionless multiplier ``alpha`` of each intervention).
     alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-    #: Candidate blocks for ablate/reverse (None: every block); ablate also tries all at once.
+    #: Candidate blocks for ablate/reverse (None: every block, or ``max_layers`` of them); ablate
+    #: also tries all at once (the listed blocks, or with None every block).
     layers: tuple[int, ...] | None = None
+    #: Layer budget when ``layers`` is None: at most this many candidate blocks, evenly spaced
+    #: with the first and the last (:func:`forensics.compute.capture.spread`); None: every block.
+    #: Every zoo model has fewer blocks than any profile's budget.
+    max_layers: int | None = None
     #: Expert-feature selection and SAE settings for the ``features`` intervention.
     features: FeatureConfig = field(default_factory=FeatureConfig)
     #: R facts (seeded subsample) scored under every intervention for the retain cost.
@@ -222,10 +227,16 @@ def make_hooks(
     raise ValueError(iv.kind)
 
 
+def candidate_blocks(config: SteeringConfig, n_layers: int) -> list[int]:
+    """The blocks ablate and reverse try one at a time: ``config.layers``, else every block or
+    ``config.max_layers`` of them (:func:`forensics.compute.capture.spread`)."""
+    return list(config.layers) if config.layers is not None else spread(n_layers, config.max_layers)
+
+
 def grid(config: SteeringConfig, n_layers: int, sae_layer: int | None) -> list[Intervention]:
     """Every intervention tried: per alpha, ablate at each candidate block and at all at once,
     reverse at each candidate block, and features at the SAE's layer (when there is one)."""
-    layers = list(config.layers) if config.layers is not None else list(range(n_layers))
+    layers = candidate_blocks(config, n_layers)
     out = []
     for alpha in config.alphas:
         for l in layers + ["all"]:
@@ -283,6 +294,7 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
     }
     f_halves = split_indices_by_subject(F, config.seed)
     h_halves = split_indices_by_subject(H, config.seed + 1)
+    # "ablate at every block at once" needs every block's direction, also under a layer budget
     layers = list(config.layers) if config.layers is not None else list(range(U.n_layers))
     cells = grid(config, U.n_layers, sae.layer if sae is not None else None)
     results = {
@@ -385,8 +397,8 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     order=50,
     method=METHOD,
     profiles={
-        "quick": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100000, "n_retain": 120},
-        "standard": {"alphas": (1.0, 2.0, 4.0)},
+        "quick": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100000, "n_retain": 120, "max_layers": 6},
+        "standard": {"alphas": (1.0, 2.0, 4.0), "max_layers": 12},
     },
 )
 def steering_line(ctx: AuditContext, config: SteeringConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:

@@ -9,7 +9,9 @@ norm and unembedding applied to the translated state match O's own output distri
 KL(O's final softmax || lens softmax), averaged over every token position of the retain
 set's texts (prompt + answer), Adam, ``steps`` steps. The translators see R only, so they
 carry nothing about F; H stays the control. They are fitted once per audit
-(:meth:`forensics.core.context.AuditContext.tuned_lens`).
+(:meth:`forensics.core.context.AuditContext.tuned_lens`). Under a layer budget (``max_depths``;
+docs/methods.md "Layer budgets") only an evenly spaced share of the depths gets a translator and
+is read.
 
 Read-out. O's and U's final-token residuals on F and H (the captures the logit lens uses)
 are translated by *O's* translators and decoded by *O's* final norm and unembedding (the
@@ -72,6 +74,10 @@ class TunedLensConfig(VoteMinimum):
     #: position's ``top_k`` tokens under O's output, and both distributions are renormalised to
     #: it (forensics/compute/lens.py, :func:`~forensics.compute.lens.fit_tuned_lens`).
     top_k: int = 32
+    #: Layer budget: translators at most at this many depths (the embeddings and block outputs,
+    #: evenly spaced with the first and the output: :func:`forensics.compute.capture.spread`);
+    #: None: every depth. Every zoo model has fewer depths than any profile's budget.
+    max_depths: int | None = None
     #: Subject-bootstrap resamples for the CI of MRR(F) - MRR(H) (count).
     n_boot: int = 1000
     #: Subject permutations for the p-value (count).
@@ -93,6 +99,7 @@ class TunedLensConfig(VoteMinimum):
             "seed": self.seed,
             "full_vocab_limit": self.full_vocab_limit,
             "top_k": self.top_k,
+            "max_depths": self.max_depths,
         }
 
 
@@ -105,7 +112,7 @@ class TunedLensConfig(VoteMinimum):
     side="above",
     order=31,
     method=METHOD,
-    profiles={"standard": {"n_perm": 1000}},
+    profiles={"quick": {"max_depths": 6}, "standard": {"n_perm": 1000, "max_depths": 12}},
 )
 def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) -> Evidence:
     """The tuned lens (O's translators) on O and U, F vs H at O's decision depth, and the vote
@@ -123,12 +130,14 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
         return Evidence.not_run("U's residual stream does not have O's shape, so O's translators cannot read it")
     lens = ctx.tuned_lens(config)
-    c = lens_comparison(ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share)
+    c = lens_comparison(
+        ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share, depths=lens.read_depths
+    )
     vote, reason = decide(c["ci"], c["p"], config)
     return Evidence(
         status="ok",
         metric=f"mean reciprocal rank of the answer's first token through the tuned lens at depth {c['depth']} "
-        f"(of {c['n_depths'] - 1})",
+        f"(of {o.n_layers})",
         effect=float(c["f_rr"].mean()),
         control=float(c["h_rr"].mean()),
         ci=c["ci"],
@@ -138,6 +147,8 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
         details={
             P_TEST: SUBJECT_PERMUTATION,
             "decision_depth": c["depth"],
+            # only under a layer budget: the depths read (else every depth, in order)
+            **({"depths": c["depths"]} if len(c["depths"]) <= o.n_layers else {}),
             "original_difference_by_depth": c["o_diff"],
             "table": c["table"],
             "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
@@ -145,7 +156,9 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             # only where the fit ran over the fitting vocabulary (a vocabulary above full_vocab_limit)
             **({"fitting_vocabulary": lens.n_vocab} if lens.n_vocab < o.model.cfg.d_vocab else {}),
         },
-        figures={"tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank")},
+        figures={
+            "tuned_lens": lens_heatmap(c["table"], c["n_depths"], "Tuned lens: answer reciprocal rank", c["depths"])
+        },
     )
 
 

@@ -82,6 +82,7 @@ from forensics.compute.capture.spec import (
     Position,
     layer_hook,
     resid_hooks,
+    spread,
 )
 from forensics.compute.capture.store import (
     MANIFEST,
@@ -112,6 +113,7 @@ __all__ = [
     "capture_facts",
     "layer_hook",
     "resid_hooks",
+    "spread",
     "tokenizer_hash",
 ]
 

@@ -56,6 +56,17 @@ def resid_hooks(n_layers: int) -> tuple[str, ...]:
     return ("blocks.0.hook_resid_pre",) + tuple(f"blocks.{l}.hook_resid_post" for l in range(n_layers))
 
 
+def spread(n: int, budget: int | None) -> list[int]:
+    """At most ``budget`` of the indices ``0 .. n-1``, evenly spaced, always with the first and the
+    last (the layer budget of the lines that run once per block or depth: patching, steering, the
+    tuned lens; docs/methods.md "Layer budgets"). ``budget`` None, or at least ``n``: every index.
+    A budget below 2 is raised to 2. Returns a sorted list of distinct ints."""
+    if budget is None or n <= budget:
+        return list(range(n))
+    budget = max(budget, 2)
+    return sorted({round(i * (n - 1) / (budget - 1)) for i in range(budget)})
+
+
 def layer_hook(layer: int) -> str:
     """The residual stream after block ``layer``."""
     return f"blocks.{layer}.hook_resid_post"

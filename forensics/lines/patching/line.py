@@ -11,7 +11,8 @@ how much U's state carries. Decision layers: the blocks before the last (the las
 output: behaviour) where O's F-minus-H carriage exceeds ``threshold``, so they are chosen
 from O alone and only at depths where O has already moved the fact into the final token
 (earlier, O's later layers would re-read it from the subject and the test would measure
-O, not U). Per fact, ``kept`` = the mean of ``u - cf`` over the decision layers. effect =
+O, not U; under a layer budget, ``max_layers``, only an evenly spaced share of the blocks is
+patched: docs/methods.md "Layer budgets"). Per fact, ``kept`` = the mean of ``u - cf`` over the decision layers. effect =
 mean ``kept`` on F, control = the same on H (facts O never knew, where no state can carry
 the answer), with a subject-bootstrap CI and a subject-permutation p. The controlled depth
 ``1 - (kept_F - kept_H) / (carried_F - carried_H)`` (clipped to [0, 1]) reads as UDS does:
@@ -49,7 +50,7 @@ from typing import cast
 
 import numpy as np
 
-from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
+from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks, spread
 from forensics.compute.scoring import EncodedFacts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
@@ -107,14 +108,24 @@ class PatchingConfig(VoteMinimum):
     seed: int = 0
     #: "suppressed" also needs the permutation p below this.
     alpha: float = 0.05
+    #: Layer budget: at most this many blocks are patched, evenly spaced with the first and the
+    #: last (:func:`forensics.compute.capture.spread`); None: every block. Every zoo model has
+    #: fewer blocks than any profile's budget.
+    max_layers: int | None = None
+
+
+def patched_blocks(n_layers: int, config: PatchingConfig) -> list[int]:
+    """The blocks the controlled score patches: every block, or ``config.max_layers`` of them."""
+    return spread(n_layers, config.max_layers)
 
 
 def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.ndarray]:
-    """Per block and fact of ``facts``: ``carried`` = base - cf (O's own state) and ``kept`` =
-    u - cf (U's state), nats, arrays ``[n_layers, n_facts]``; ``valid`` ``[n_facts]`` marks the
-    facts that have a counterfactual partner (see the module docstring)."""
+    """Per patched block (:func:`patched_blocks`) and fact of ``facts``: ``carried`` = base - cf (O's
+    own state) and ``kept`` = u - cf (U's state), nats, arrays ``[n_blocks, n_facts]``; ``valid``
+    ``[n_facts]`` marks the facts that have a counterfactual partner (see the module docstring)."""
     o, u = ctx.original, ctx.unlearned
-    spec = CaptureSpec(resid_hooks(o.n_layers), "final")
+    blocks = patched_blocks(o.n_layers, config)
+    spec = CaptureSpec(resid_hooks(o.n_layers), "final")  # every depth: the capture other lines share
     o_acts, u_acts = ctx.capture_facts(o, facts, spec), ctx.capture_facts(u, facts, spec)
     encoded = EncodedFacts(o.tokenizer, facts, config.batch_size)
     keys = key_token_masks(o.tokenizer, facts) if any(f.key for f in facts) else None
@@ -127,7 +138,7 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     valid = partners >= 0
     source = np.where(valid, partners, np.arange(len(facts)))
     carried, kept = [], []
-    for layer in range(o.n_layers):
+    for layer in blocks:
         hook = layer_hook(layer)
         cf = answer_logprobs(o.model, encoded, PatchSource(layer, "final", o_acts[hook][source]), o.device, keys)
         patched = answer_logprobs(o.model, encoded, PatchSource(layer, "final", u_acts[hook]), o.device, keys)
@@ -190,7 +201,7 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     side="above",
     order=32,
     method=METHOD,
-    profiles={"standard": {"n_perm": 1000}},
+    profiles={"quick": {"max_layers": 6}, "standard": {"n_perm": 1000, "max_layers": 12}},
 )
 def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Evidence:
     """Activation patching of U's states into O, F against H, and with a reference model the
@@ -226,10 +237,15 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
         }
         for name, r in res.items()
     }
+    blocks = patched_blocks(o.n_layers, config)
     o_diff = np.array(table["forget"]["carried"]) - np.array(table["holdout"]["carried"])
-    layers = [l for l in range(o.n_layers - 1) if o_diff[l] > config.threshold]
+    # rows of the table (positions in ``blocks``) of the decision layers: blocks before the last
+    rows = [i for i, block in enumerate(blocks) if block < o.n_layers - 1 and o_diff[i] > config.threshold]
+    layers = [blocks[i] for i in rows]
     details = {
         "decision_layers": layers,
+        # only under a layer budget: which blocks the table's rows are (else every block, in order)
+        **({"blocks": blocks} if len(blocks) < o.n_layers else {}),
         "table": table,
         "threshold": config.threshold,
         "key_tokens": _key_text(sets),
@@ -242,7 +258,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
             details["uds"] = {"uds": None, "reason": "the reference's residual stream does not match O's"}
         else:
             uds = details["uds"] = published_uds(ctx, config)
-    figures = {"patching": _figure(table, layers, uds)}
+    figures = {"patching": _figure(table, blocks, layers, uds)}
     if not layers:
         return Evidence(
             status="ok",
@@ -257,7 +273,7 @@ def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Ev
 
     def kept(name):
         r = res[name]
-        return r["kept"][layers].mean(0)[r["valid"]], r["carried"][layers].mean(0)[r["valid"]]
+        return r["kept"][rows].mean(0)[r["valid"]], r["carried"][rows].mean(0)[r["valid"]]
 
     (kf, cf), (kh, ch), (kr, cr) = kept("forget"), kept("holdout"), kept("retain")
     gf = subject_groups(ctx.forget, "forget")[res["forget"]["valid"]]
@@ -312,13 +328,13 @@ def _key_text(sets: dict) -> str:
     return f"the tokens of the fact's key span ({n_key} of {n_all} facts give one), else every answer token"
 
 
-def _figure(table: dict, layers: list[int], uds: dict | None) -> bytes:
+def _figure(table: dict, blocks: list[int], layers: list[int], uds: dict | None) -> bytes:
     from forensics.compute.plotting import figure_png, plt
 
     panels = 2 if uds else 1
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 2.8), squeeze=False)
     ax = axes[0][0]
-    x = np.arange(len(table["forget"]["carried"]))
+    x = np.array(blocks)
     for name, colour in (("forget", "tab:red"), ("holdout", "tab:grey"), ("retain", "tab:blue")):
         ax.plot(x, table[name]["carried"], color=colour, linestyle="--", label=f"O · {name}")
         ax.plot(x, table[name]["kept"], color=colour, marker="o", label=f"U · {name}")
@@ -331,6 +347,7 @@ def _figure(table: dict, layers: list[int], uds: dict | None) -> bytes:
     ax.legend(fontsize=6)
     if uds:
         ax = axes[0][1]
+        x = np.arange(len(uds["stage1_drop_by_layer"]))
         ax.plot(x, uds["stage1_drop_by_layer"], marker="o", label="stage 1: reference")
         ax.plot(x, uds["stage2_drop_by_layer"], marker="o", label="stage 2: U")
         ax.set_xticks(x)

@@ -46,3 +46,18 @@ def test_a_small_fitting_vocabulary_still_fits(loaded):
     lens = fit_tuned_lens(loaded, TEXTS, TunedLensConfig(steps=40, full_vocab_limit=0, top_k=4), _capture)
     assert 4 <= lens.n_vocab < loaded.model.cfg.d_vocab
     assert all(t < r for t, r in zip(lens.kl_tuned, lens.kl_raw))
+
+
+def test_a_depth_budget_fits_the_same_translators_at_fewer_depths(loaded):
+    """With every training token in each step, a translator does not depend on which other
+    depths are fitted: the budgeted lens's translators are the whole lens's at its depths."""
+    n = loaded.n_layers
+    whole = fit_tuned_lens(loaded, TEXTS, TunedLensConfig(steps=20), _capture)
+    budget = fit_tuned_lens(loaded, TEXTS, TunedLensConfig(steps=20, max_depths=2), _capture)
+    assert whole.depths == list(range(n)) and budget.depths == [0]
+    assert budget.read_depths == [0, n]
+    assert torch.allclose(budget.weight[0], whole.weight[0], atol=1e-6)
+    resid = torch.randn(2, loaded.model.cfg.d_model)
+    assert torch.equal(budget.translate(n, resid), resid)
+    with pytest.raises(KeyError):
+        budget.translate(1, resid)

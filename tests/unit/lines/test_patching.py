@@ -170,3 +170,22 @@ def test_patching_without_counterfactuals_is_not_run(zoo):
         PatchingConfig(n_boot=50, n_perm=20),
     )
     assert result.status == "not_run" and "holdout set" in result.reason
+
+
+def test_a_layer_budget_patches_only_its_blocks(zoo, monkeypatch):
+    """Under a layer budget the table has a row per patched block, named in ``details.blocks``,
+    and the decision layers are block numbers among them (here only the last block is patched,
+    which is never a decision layer)."""
+    from forensics.core.context import AuditContext
+    from forensics.lines.patching import line
+
+    sets, models = zoo
+    last = models["original"].n_layers - 1
+    monkeypatch.setattr(line, "patched_blocks", lambda n_layers, config: [last])
+    result = line.patching_line(
+        AuditContext(original=models["original"], unlearned=models["idk"], **sets),
+        line.PatchingConfig(n_boot=50, n_perm=20),
+    )
+    assert result.details["blocks"] == [last]
+    assert len(result.details["table"]["forget"]["carried"]) == 1
+    assert result.details["decision_layers"] == [] and result.vote is None
