@@ -47,6 +47,7 @@ from forensics.compute.finetune import Sampler, encode_answers, nll, run_steps
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
 from forensics.inputs.data import Fact, write_jsonl
 from forensics.zoo.checkpoints import STILL_ANSWERS_SHARE
+from forensics.zoo.oracle import oracle_rule, oracle_rule_text
 from forensics.zoo.real_facts import FORMS
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext
 
@@ -204,10 +205,14 @@ def _subject_means(facts: list[Fact], scores: np.ndarray) -> np.ndarray:
     return np.array([scores[[i for i, f in enumerate(facts) if f.subject == s]].mean() for s in subjects])
 
 
-def oracle_label(model, tokenizer, forget: list[Fact], holdout: list[Fact], config: RealConfig) -> dict:
+def oracle_label(
+    model, tokenizer, forget: list[Fact], holdout: list[Fact], config: RealConfig, before: dict[str, float]
+) -> dict:
     """The oracle's label for an unlearned ``model`` (see the module docstring, step 4): the
     cross-fitted relearning recovery of F's and of H's held-out halves (fractions of facts),
-    their difference, its subject-bootstrap 95% CI and the label."""
+    their difference, its subject-bootstrap 95% CI and the label (:func:`forensics.zoo.oracle.oracle_rule`).
+    ``before``: the model's greedy accuracy on ``forget`` and ``holdout`` before relearning
+    (recorded beside the recovery)."""
     after = {}
     for name, facts in (("forget", forget), ("holdout", holdout)):
         a, b = _halves(facts)
@@ -223,24 +228,15 @@ def oracle_label(model, tokenizer, forget: list[Fact], holdout: list[Fact], conf
     ].mean(1)
     lo, hi = np.percentile(boots, [2.5, 97.5])
     diff = float(f_means.mean() - h_means.mean())
-    if lo > 0 and diff >= config.margin:
-        label = "SUPPRESSED"
-    elif hi < config.margin:
-        label = "DELETED"
-    else:
-        label = "UNDETERMINED"
     return {
-        "ground_truth": label,
-        "acc_forget_before": float(known_facts(model, tokenizer, forget).mean()),
-        "acc_holdout_before": float(known_facts(model, tokenizer, holdout).mean()),
+        "ground_truth": oracle_rule(lo, hi, diff, config.margin),
+        "acc_forget_before": before["forget"],
+        "acc_holdout_before": before["holdout"],
         "acc_forget_after": float(after["forget"][1].mean()),
         "acc_holdout_after": float(after["holdout"][1].mean()),
         "difference": diff,
         "ci95": [float(lo), float(hi)],
-        "rule": (
-            f"SUPPRESSED if CI95 low > 0 and difference >= {config.margin}; DELETED if CI95 high < "
-            f"{config.margin}; UNDETERMINED otherwise"
-        ),
+        "rule": oracle_rule_text(config.margin),
         "budget": {
             "steps": config.oracle_steps,
             "lr": config.oracle_lr,
@@ -343,7 +339,7 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
                 + ", ".join(f"{k} {v:.2f}" for k, v in acc.items())
             )
             t = time.perf_counter()
-            oracle = oracle_label(unlearned, tokenizer, sets["forget"], sets["holdout"], config)
+            oracle = oracle_label(unlearned, tokenizer, sets["forget"], sets["holdout"], config, acc)
             oracle["seconds"] = round(time.perf_counter() - t, 1)
             say(
                 f"{method}: oracle {oracle['ground_truth']} (F {oracle['acc_forget_after']:.2f}, H {oracle['acc_holdout_after']:.2f} after relearning)"

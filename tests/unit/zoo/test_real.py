@@ -128,3 +128,19 @@ def test_a_folder_that_is_not_a_finished_build_is_refused_and_left_alone(tmp_pat
     with pytest.raises(ForensicsInputError, match="not a finished real-knowledge zoo"):
         build_real(tmp_path / "no-base", out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "difference", "label"),
+    [
+        (0.05, 0.40, 0.20, "SUPPRESSED"),  # CI above 0, difference at least the margin (0.1)
+        (0.01, 0.15, 0.08, "UNDETERMINED"),  # above 0 but below the margin, and the CI reaches it
+        (-0.05, 0.09, 0.02, "DELETED"),  # the whole CI below the margin
+        (-0.10, 0.30, 0.10, "UNDETERMINED"),
+    ],
+)
+def test_one_oracle_rule_labels_both_organisms(lo, hi, difference, label):
+    from forensics.zoo.oracle import oracle_rule, oracle_rule_text
+
+    assert oracle_rule(lo, hi, difference, 0.1) == label
+    assert "0.1" in oracle_rule_text(0.1)
