@@ -6,6 +6,8 @@ report's intervals mean the same thing everywhere (percentile bootstrap, 95%).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -115,3 +117,21 @@ def sign_flip_p(deviations: np.ndarray, n_perm: int = 2000, seed: int = 0) -> fl
     signs = rng.choice([-1.0, 1.0], size=(n_perm, len(deviations)))
     null = np.abs((signs * deviations).mean(axis=1))
     return float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))
+
+
+def expanded_upper(estimate: float, upper: float, n_clusters: int, level: float = 0.95) -> float:
+    """A percentile bootstrap CI's upper end, widened for few clusters (Hesterberg 2015, "What
+    teachers should know about the bootstrap", the expanded percentile interval):
+    ``estimate + (upper - estimate) * sqrt(n / (n - 1)) * t_{n-1}(q) / z(q)``, ``q = 1 - (1 -
+    level) / 2``, ``n = n_clusters`` (the smallest number of clusters resampled on any side).
+    The percentile bootstrap's spread is the plug-in one, too narrow by ``sqrt((n - 1) / n)``,
+    and its tails are normal where the mean of ``n`` clusters has ``t``'s; at 4 clusters a side the
+    plain upper end misses the true difference about 3 times as often as it claims (measured:
+    benchmarks/bootstrap_coverage.py). ``n_clusters`` below 2: ``inf`` (no bound)."""
+    from scipy.stats import norm, t
+
+    if n_clusters < 2:
+        return math.inf
+    q = 1 - (1 - level) / 2
+    factor = math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1)) / float(norm.ppf(q))
+    return estimate + (upper - estimate) * factor

@@ -56,7 +56,7 @@ from forensics.compute.capture import CaptureSpec, resid_hooks
 from forensics.compute.stats import cluster_bootstrap_diff_ci
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
-from forensics.core.minimum import VoteMinimum
+from forensics.core.minimum import BOUND_TEST, SUBJECT_BOOTSTRAP, VoteMinimum
 from forensics.core.registry import register
 from forensics.probing.classifiers import (
     Labels,
@@ -438,6 +438,7 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
             "decision": {"position": position, "kind": kind, "depth": depth, "probe": probe},
             "curves": curves,
             DELETION_BOUND: _deletion_bound(rows, config),
+            BOUND_TEST: SUBJECT_BOOTSTRAP,
         },
         figures={"attribute_probes": _figure(curves)},
     )

@@ -66,7 +66,14 @@ from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
-from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
+from forensics.core.minimum import (
+    BOUND_TEST,
+    P_TEST,
+    SUBJECT_BOOTSTRAP,
+    SUBJECT_PERMUTATION,
+    VoteMinimum,
+    subject_groups,
+)
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 
@@ -304,7 +311,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         details={
             DELETION_BOUND: _deletion_bound(table, config),
             # with a reference model the p-value is a bootstrap one (not valid at few subjects)
-            **({} if "reference" in roles else {P_TEST: SUBJECT_PERMUTATION}),
+            **({} if "reference" in roles else {P_TEST: SUBJECT_PERMUTATION, BOUND_TEST: SUBJECT_BOOTSTRAP}),
             "attacks": table,
             "decision_attack": chosen,
             "k": config.k,

@@ -42,8 +42,11 @@ Vote.
   (first seed's split) is run on it. If that recovers at least ``min_power`` of F_b, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
-  H_b's), and the CI upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
-  of the positive control's recovery (its gain on F_b). (A method that hides knowledge better than gradient
+  H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
+  of the positive control's recovery (its gain on F_b). The bound is the CI's upper end widened
+  for the few subjects of a half (:func:`forensics.compute.stats.expanded_upper`): the plain
+  percentile end misses the true difference 3 times as often as it claims at 4 subjects a half
+  (benchmarks/bootstrap_coverage.py), so a ``deleted`` vote stands from 4 subjects per set. (A method that hides knowledge better than gradient
   ascent could still escape this budget: "deleted" here means "not recoverable by this
   attack, which recovers GA-suppressed facts".)
 - no vote otherwise (including when U still answers F_b before the attack: that is the
@@ -69,11 +72,11 @@ from forensics.compute.finetune import (
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
-from forensics.compute.stats import cluster_permutation_p
+from forensics.compute.stats import cluster_permutation_p, expanded_upper
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.keys import model_identity
-from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum
+from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 
@@ -333,10 +336,13 @@ def decide(
     effect: float,
     control: float,
     config: RelearningConfig,
+    upper: float | None = None,
 ) -> tuple[str | None, str]:
     """The attack's vote and reason.
 
-    ``ci``: CI of F_b-minus-H_b recovery after the attack (seeds x subjects); ``reference_ci``:
+    ``ci``: CI of F_b-minus-H_b recovery after the attack (seeds x subjects); ``upper``: its
+    upper end widened for few subjects (:func:`forensics.compute.stats.expanded_upper`; None:
+    ``ci[1]``), the deletion bound; ``reference_ci``:
     the same against the reference model's recovery (None without one); ``power_recovery``:
     the positive control's recovery of F_b from a GA-suppressed copy of O (None: not run);
     ``forgot``: U did not answer F_b before the attack on any seed; ``effect`` / ``control``:
@@ -344,9 +350,10 @@ def decide(
 
     ``suppressed`` when the CI lies above 0 (and above the reference's recovery when given);
     ``deleted`` when the positive control recovers at least ``config.min_power``, U had forgotten
-    and the CI's upper end is below ``config.deleted_share`` of the positive control's recovery;
+    and ``upper`` is below ``config.deleted_share`` of the positive control's recovery;
     else no vote.
     """
+    upper = ci[1] if upper is None else upper
     above_ref = reference_ci is None or reference_ci[0] > 0
     if ci[0] > 0 and above_ref:
         return "suppressed", (
@@ -357,10 +364,10 @@ def decide(
         power_recovery is not None
         and power_recovery >= config.min_power
         and forgot
-        and ci[1] < config.deleted_share * power_recovery
+        and upper < config.deleted_share * power_recovery
     ):
         return "deleted", (
-            f"after the attack F_b is answered no better than H_b (CI upper {ci[1]:+.2f}) while it "
+            f"after the attack F_b is answered no better than H_b (upper bound {upper:+.2f}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
     if not forgot:
@@ -480,7 +487,11 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
 
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     power_recovery = power["recovery_forget_b"] if power is not None else None
-    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config)
+    # the deletion bound: the CI's upper end widened for the few subjects of a half (its plain
+    # percentile end misses 3 times as often as it claims at 4 subjects a half)
+    n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
+    upper = expanded_upper(effect - control, ci[1], n_half)
+    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper)
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
     budget |= {
         "trainable": "all parameters",
@@ -499,9 +510,10 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         reason=why,
         details={
             P_TEST: SUBJECT_PERMUTATION,
+            BOUND_TEST: EXPANDED_HALVES,
             DELETION_BOUND: (
                 deletion_bound(
-                    ci[1],
+                    upper,
                     power_recovery,
                     config.deleted_share,
                     "the positive control's recovery of F_b from a GA-suppressed copy of O",

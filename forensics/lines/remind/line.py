@@ -76,7 +76,14 @@ from forensics.compute.scoring import encode_facts, sequence_losses
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
-from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum, subject_groups
+from forensics.core.minimum import (
+    BOUND_TEST,
+    P_TEST,
+    SUBJECT_BOOTSTRAP,
+    SUBJECT_PERMUTATION,
+    VoteMinimum,
+    subject_groups,
+)
 from forensics.core.registry import register
 from forensics.inputs.data import Fact
 from forensics.lines.remind.landscape import (
@@ -405,6 +412,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
             if co["ci"][0] > 0 or co["ci"][1] < 0
             else None
         ),
+        BOUND_TEST: SUBJECT_BOOTSTRAP,
         "span": config.span,
         "n_examples": {name: len(scan.facts[name]) for name in SETS},
         "dropped_too_short": scan.dropped,

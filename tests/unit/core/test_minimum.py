@@ -11,7 +11,16 @@ from types import SimpleNamespace
 import pytest
 
 from forensics.core.evidence import Evidence
-from forensics.core.minimum import P_SUBJECTS, P_TEST, SUBJECT_PERMUTATION, VoteMinimum, shortfall
+from forensics.core.minimum import (
+    BOUND_TEST,
+    EXPANDED_HALVES,
+    P_SUBJECTS,
+    P_TEST,
+    SUBJECT_BOOTSTRAP,
+    SUBJECT_PERMUTATION,
+    VoteMinimum,
+    shortfall,
+)
 from forensics.core.registry import LineSpec
 from forensics.core.runner import run_line
 from forensics.inputs.data import Fact
@@ -56,6 +65,9 @@ def test_shortfall_can_skip_the_subject_count():
         ("not_forgotten", {P_SUBJECTS: 0.2}, False),  # ... above it
         ("not_forgotten", {}, False),  # ... or without one (its p_value permutes facts)
         ("not_forgotten", {P_TEST: SUBJECT_PERMUTATION}, True),  # p_value itself permutes subjects
+        ("deleted", {BOUND_TEST: SUBJECT_BOOTSTRAP}, True),  # a whole-set subject bootstrap: 7 suffice
+        ("deleted", {BOUND_TEST: EXPANDED_HALVES}, True),  # the widened halves bound: 4 suffice
+        ("deleted", {BOUND_TEST: "something else"}, False),  # a bound of no measured kind: 8
     ],
 )
 def test_seven_holdout_subjects(vote, details, kept):
@@ -72,3 +84,12 @@ def test_too_few_facts_withhold_even_a_permutation_vote():
     evidence = Evidence(status="ok", p_value=0.001, vote="suppressed", details={P_TEST: SUBJECT_PERMUTATION})
     out = run_line(spec(evidence), small, FakeConfig())
     assert out.vote is None and "8 forget facts, at least 16 needed" in out.reason
+
+
+@pytest.mark.parametrize(("kind", "needed"), [(SUBJECT_BOOTSTRAP, 7), (EXPANDED_HALVES, 4)])
+def test_a_deletion_bound_needs_the_subjects_its_coverage_was_measured_at(kind, needed):
+    below = SimpleNamespace(forget=facts("f", 8, 20), holdout=facts("h", needed - 1, 20))
+    evidence = Evidence(status="ok", ci=(-0.1, 0.05), p_value=0.5, vote="deleted", details={BOUND_TEST: kind})
+    out = run_line(spec(evidence), below, FakeConfig())
+    assert out.vote is None
+    assert out.reason.startswith(f"no vote: {needed - 1} holdout subjects, at least {needed} needed")

@@ -96,6 +96,9 @@ def test_relearning_attack():
     assert decide((-0.1, 0.1), None, None, True, 0.2, 0.2, config)[0] is None  # no positive control
     vote, reason = decide((-0.1, 0.1), None, 0.6, False, 0.2, 0.2, config)
     assert vote is None and "still answers F_b" in reason
+    # the widened upper end decides deletion when given: 0.1 passes, widened to 0.16 it does not
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.16)[0] is None
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.14)[0] == "deleted"
 
 
 def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:
