@@ -56,7 +56,7 @@ EXPANDED_HALVES = "expanded_halves_bootstrap"
 #: most 5% of samples in every simulated scenario (a one-sided 95% upper bound, the claim a
 #: DELETED verdict states), measured by benchmarks/bootstrap_coverage.py (2000 samples a cell;
 #: docs/decisions.md, "deletion bounds at few subjects"): the plain subject bootstrap misses
-#: 4.7-5.1% at 7 subjects and 5.2-6.2% at 6; the widened halves bootstrap at most 1.9% from 4.
+#: 4.7-5.1% at 7 subjects and 5.2-6.2% at 6; the widened halves bound at most 4.7% from 4.
 BOUND_MIN_SUBJECTS = {SUBJECT_BOOTSTRAP: 7, EXPANDED_HALVES: 4}
 
 #: The level a ``not_forgotten`` vote's subject-permutation p must be below to stand on fewer

@@ -43,10 +43,12 @@ Vote.
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
-  of the positive control's recovery (its gain on F_b). The bound is the CI's upper end widened
-  for the few subjects of a half (:func:`forensics.compute.stats.expanded_upper`): the plain
-  percentile end misses the true difference 3 times as often as it claims at 4 subjects a half
-  (benchmarks/bootstrap_coverage.py), so a ``deleted`` vote stands from 4 subjects per set. (A method that hides knowledge better than gradient
+  of the positive control's recovery (its gain on F_b). The bound is a one-sided 95% upper
+  bound: the upper end of the bootstrap's 90% CI widened for the few subjects of a half
+  (:func:`forensics.compute.stats.expanded_upper`); the plain 95% CI's end misses the true
+  difference 3 times as often as it claims at 4 subjects a half, the widened bound at most 4.7%
+  of the time from 4 subjects (benchmarks/bootstrap_coverage.py), so a ``deleted`` vote stands
+  from 4 subjects per set. (A method that hides knowledge better than gradient
   ascent could still escape this budget: "deleted" here means "not recoverable by this
   attack, which recovers GA-suppressed facts".)
 - no vote otherwise (including when U still answers F_b before the attack: that is the
@@ -487,10 +489,10 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
 
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     power_recovery = power["recovery_forget_b"] if power is not None else None
-    # the deletion bound: the CI's upper end widened for the few subjects of a half (its plain
-    # percentile end misses 3 times as often as it claims at 4 subjects a half)
+    # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
+    # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)
     n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
-    upper = expanded_upper(effect - control, ci[1], n_half)
+    upper = expanded_upper(effect - control, seed_subject_bootstrap(runs, config.n_boot, 0, 0.90)[1], n_half, 0.90)
     vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper)
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
     budget |= {
