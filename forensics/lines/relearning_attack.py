@@ -145,8 +145,8 @@ class RelearningConfig(VoteMinimum):
 
 
 #: The learning rate the attack was set at on the zoo's models (d_model 64 and 128) and the
-#: width it holds up to (docs/decisions.md, "The relearning attack's learning rate follows the
-#: model's width").
+#: width it holds up to (docs/decisions.md, "layer budgets for the per-block lines; the
+#: relearning rate follows the width").
 ZOO_LR, ZOO_WIDTH = 1e-3, 128
 
 
@@ -159,9 +159,14 @@ def model_lr(d_model: int) -> float:
     return ZOO_LR * min(1.0, (ZOO_WIDTH / d_model) ** 2)
 
 
+def attack_lr(config: RelearningConfig, d_model: int) -> float:
+    """The learning rate the attack runs at: ``config.lr``, or :func:`model_lr` ``(d_model)`` when None."""
+    return config.lr if config.lr is not None else model_lr(d_model)
+
+
 def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
-    """``config`` with ``lr`` set: its own, or :func:`model_lr` ``(d_model)`` when None."""
-    return config if config.lr is not None else replace(config, lr=model_lr(d_model))
+    """``config`` with ``lr`` set (:func:`attack_lr`)."""
+    return replace(config, lr=attack_lr(config, d_model))
 
 
 def split_by_subject(facts: list[Fact], seed: int) -> tuple[list[Fact], list[Fact]]:
@@ -221,7 +226,7 @@ def finetune(
         list(tuned.parameters()),
         lambda _: _answer_loss(tuned, sampler.next(), device),
         config.steps,
-        resolved(config, tuned.cfg.d_model).lr or ZOO_LR,
+        attack_lr(config, tuned.cfg.d_model),
         stop=record,
         check_every=1,
         betas=(0.9, 0.999),
@@ -251,7 +256,7 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
         list(tuned.parameters()),
         lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
         config.max_suppress_steps,
-        resolved(config, tuned.cfg.d_model).lr or ZOO_LR,
+        attack_lr(config, tuned.cfg.d_model),
         stop=reached,
         check_every=2,
         betas=(0.9, 0.999),
@@ -342,9 +347,9 @@ def decide(
 ) -> tuple[str | None, str]:
     """The attack's vote and reason.
 
-    ``ci``: CI of F_b-minus-H_b recovery after the attack (seeds x subjects); ``upper``: its
-    upper end widened for few subjects (:func:`forensics.compute.stats.expanded_upper`; None:
-    ``ci[1]``), the deletion bound; ``reference_ci``:
+    ``ci``: CI of F_b-minus-H_b recovery after the attack (seeds x subjects); ``upper``: the
+    deletion bound, a one-sided 95% upper bound of the same difference (the 90% CI's upper end
+    widened for few subjects, :func:`forensics.compute.stats.expanded_upper`; None: ``ci[1]``); ``reference_ci``:
     the same against the reference model's recovery (None without one); ``power_recovery``:
     the positive control's recovery of F_b from a GA-suppressed copy of O (None: not run);
     ``forgot``: U did not answer F_b before the attack on any seed; ``effect`` / ``control``:
