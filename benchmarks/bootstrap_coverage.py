@@ -11,7 +11,7 @@ This script measures it by simulation for the procedures the deleting lines use:
   every subject of F and of H (REMIND's slope contrast; the attribute probes' unadjusted CI);
 - ``cluster_family``: the same at level ``1 - 0.05 / 8`` (a family-adjusted CI: the attribute
   probes' and membership's deciding CIs are adjusted over their cells or attacks);
-- ``halves``: :func:`forensics.lines.relearning_attack.seed_subject_bootstrap` over one seed,
+- ``halves``: :func:`forensics.compute.stats.seed_subject_bootstrap` over one seed,
   F_b and H_b being half of each set's subjects (the relearning attack's CI);
 - ``halves_expanded``: the upper end of that bootstrap's 90% CI widened for few subjects
   (:func:`forensics.compute.stats.expanded_upper`), a one-sided 95% upper bound: the relearning
@@ -34,8 +34,7 @@ import argparse
 
 import numpy as np
 
-from forensics.compute.stats import cluster_bootstrap_diff_ci, expanded_upper
-from forensics.lines.relearning_attack import seed_subject_bootstrap
+from forensics.compute.stats import cluster_bootstrap_diff_ci, expanded_upper, seed_subject_bootstrap
 
 #: (facts per subject, between-subject sd, mean, binary): short answers with a mild subject
 #: effect; many facts per subject with a weak one; few facts, a strong subject effect, a score.

@@ -135,3 +135,32 @@ def expanded_upper(estimate: float, upper: float, n_clusters: int, level: float 
     q = 1 - (1 - level) / 2
     factor = math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1)) / float(norm.ppf(q))
     return estimate + (upper - estimate) * factor
+
+
+def seed_subject_bootstrap(
+    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
+    """CI of mean over seeds of (mean a - mean b): resample seeds, then subjects within each seed
+    (the relearning attack's CI, :mod:`forensics.lines.relearning_attack`).
+
+    ``runs``: one ``(a, groups_a, b, groups_b)`` per seed, each a per-fact array ``[n]`` with
+    its subjects ``[n]``. Percentile CI at ``level``.
+    """
+    prepared = []
+    for a, ga, b, gb in runs:
+        parts = []
+        for x, g in ((a, ga), (b, gb)):
+            _, index = np.unique(g, return_inverse=True)
+            parts.append((np.bincount(index, weights=x.astype(float)), np.bincount(index).astype(float)))
+        prepared.append(parts)
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n_boot)
+    for k in range(n_boot):
+        total = 0.0
+        for s in rng.integers(0, len(prepared), len(prepared)):
+            (sa, ca), (sb, cb) = prepared[s]
+            ia, ib = rng.integers(0, len(sa), len(sa)), rng.integers(0, len(sb), len(sb))
+            total += sa[ia].sum() / ca[ia].sum() - sb[ib].sum() / cb[ib].sum()
+        out[k] = total / len(prepared)
+    alpha = (1 - level) / 2
+    return float(np.quantile(out, alpha)), float(np.quantile(out, 1 - alpha))

@@ -74,7 +74,7 @@ from forensics.compute.finetune import (
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
 from forensics.compute.scoring import EncodedFacts, logits_fn_for
-from forensics.compute.stats import cluster_permutation_p, expanded_upper
+from forensics.compute.stats import cluster_permutation_p, expanded_upper, seed_subject_bootstrap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.keys import model_identity
@@ -267,34 +267,6 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
     for p in tuned.parameters():
         p.requires_grad_(False)
     return tuned, steps, state["accuracy"]
-
-
-def seed_subject_bootstrap(
-    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int, seed: int, level: float = 0.95
-) -> tuple[float, float]:
-    """CI of mean over seeds of (mean a - mean b): resample seeds, then subjects within each seed.
-
-    ``runs``: one ``(a, groups_a, b, groups_b)`` per seed, each a per-fact array ``[n]`` with
-    its subjects ``[n]``. Percentile CI at ``level``.
-    """
-    prepared = []
-    for a, ga, b, gb in runs:
-        parts = []
-        for x, g in ((a, ga), (b, gb)):
-            _, index = np.unique(g, return_inverse=True)
-            parts.append((np.bincount(index, weights=x.astype(float)), np.bincount(index).astype(float)))
-        prepared.append(parts)
-    rng = np.random.default_rng(seed)
-    out = np.zeros(n_boot)
-    for k in range(n_boot):
-        total = 0.0
-        for s in rng.integers(0, len(prepared), len(prepared)):
-            (sa, ca), (sb, cb) = prepared[s]
-            ia, ib = rng.integers(0, len(sa), len(sa)), rng.integers(0, len(sb), len(sb))
-            total += sa[ia].sum() / ca[ia].sum() - sb[ib].sum() / cb[ib].sum()
-        out[k] = total / len(prepared)
-    alpha = (1 - level) / 2
-    return float(np.quantile(out, alpha)), float(np.quantile(out, 1 - alpha))
 
 
 def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str) -> dict:

@@ -76,8 +76,7 @@ def test_the_relearning_bound_holds_at_four_subjects_a_half_where_the_plain_one_
     (halves of 4 subjects): under no effect, the plain 95% CI's upper end falls below the true
     difference more often than a one-sided 95% bound may (5%); the widened 90% CI's end does not
     (the full measurement: benchmarks/bootstrap_coverage.py)."""
-    from forensics.compute.stats import expanded_upper
-    from forensics.lines.relearning_attack import seed_subject_bootstrap
+    from forensics.compute.stats import expanded_upper, seed_subject_bootstrap
 
     rng = np.random.default_rng(5)
     plain = widened = 0
