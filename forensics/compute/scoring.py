@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -123,7 +124,6 @@ def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
     and output soft-cap only on those (equal to the full logits gathered there); a
     ``transformers`` model computes every position and gathers."""
     if hasattr(model, "run_with_hooks"):  # TransformerLens
-        from transformer_lens.utilities.activation_functions import apply_softcap
 
         def run(tokens, **kwargs):
             return model.run_with_hooks(tokens, fwd_hooks=list(hooks), **kwargs) if hooks else model(tokens, **kwargs)
@@ -131,12 +131,7 @@ def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
         def tl_logits(tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
             if positions is None:
                 return run(tokens)
-            resid = run(tokens, stop_at_layer=model.cfg.n_layers)  # after the last block
-            picked = resid.gather(1, positions.to(resid.device)[..., None].expand(-1, -1, resid.shape[-1]))
-            picked = picked.to(model.unembed.W_U.device)  # a model spread over GPUs (n_devices)
-            if model.cfg.normalization_type is not None:
-                picked = model.ln_final(picked)
-            return apply_softcap(model.unembed(picked), model.cfg.output_logits_soft_cap)
+            return _head(model, run(tokens, stop_at_layer=model.cfg.n_layers), positions)
 
         return tl_logits
 
@@ -147,6 +142,32 @@ def logits_fn_for(model, hooks: Sequence | None = None) -> LogitsFn:
         return logits.gather(1, positions.to(logits.device)[..., None].expand(-1, -1, logits.shape[-1]))
 
     return hf_logits
+
+
+def _head(model, resid: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """A TransformerLens model's logits ``[batch, k, vocab]`` from its residual stream after the
+    last block ``[batch, pos, d_model]``, at ``positions`` ``[batch, k]`` only: final norm,
+    unembedding and output soft-cap on those positions."""
+    from transformer_lens.utilities.activation_functions import apply_softcap
+
+    picked = resid.gather(1, positions.to(resid.device)[..., None].expand(-1, -1, resid.shape[-1]))
+    picked = picked.to(model.unembed.W_U.device)  # a model spread over GPUs (n_devices)
+    if model.cfg.normalization_type is not None:
+        picked = model.ln_final(picked)
+    return apply_softcap(model.unembed(picked), model.cfg.output_logits_soft_cap)
+
+
+def logits_after_block(model, resid: torch.Tensor, block: int, positions: torch.Tensor) -> torch.Tensor:
+    """A TransformerLens model's logits at ``positions`` ``[batch, k]`` from its residual stream
+    after block ``block`` (``blocks.{block}.hook_resid_post``, ``[batch, pos, d_model]``): the
+    blocks after ``block`` run on it, then :func:`_head`. For a right-padded batch (no attention
+    mask, as :func:`logits_fn_for` runs it) this equals the whole forward pass's logits when
+    ``resid`` is what that pass computes at the block: an intervention at one block then needs
+    only the blocks after it, from a residual captured once."""
+    n_layers = model.cfg.n_layers
+    if block + 1 < n_layers:
+        resid = model(resid, start_at_layer=block + 1, stop_at_layer=n_layers)
+    return _head(model, resid, positions)
 
 
 class EncodedFacts:
@@ -199,15 +220,27 @@ class EncodedFacts:
         correct = np.zeros(len(self.encoded), dtype=bool)
         logprob = np.zeros(len(self.encoded), dtype=float)
         predicted = np.zeros(len(self.encoded), dtype=np.int64)
-        for (idx, tokens), (positions, targets, mask, has_answer) in zip(self.batches, self.answer_index()):
-            logprobs = torch.log_softmax(logits_fn(tokens.to(device), positions).float(), dim=-1).cpu()
-            picked = logprobs.gather(-1, targets[..., None])[..., 0]
-            hits = (logprobs.argmax(-1) == targets) | ~mask
-            order = np.asarray(idx)
-            predicted[order] = logprobs[:, 0].argmax(-1).numpy()
-            logprob[order] = (picked * mask).sum(1).double().numpy()
-            correct[order] = (hits.all(1) & has_answer).numpy()
+        for k, ((_, tokens), (positions, _, _, _)) in enumerate(zip(self.batches, self.answer_index())):
+            order, hit, lp, first = self.batch_scores(k, logits_fn(tokens.to(device), positions))
+            correct[order], logprob[order], predicted[order] = hit, lp, first
         return FactScores(correct=correct, logprob=logprob, predicted=predicted)
+
+    @torch.no_grad()
+    def batch_scores(self, k: int, logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Batch ``k``'s scores from its logits at the answer positions ``[rows, A, vocab]``
+        (``answer_index()[k][0]``): the facts' indices into the fact list ``[rows]``, greedy
+        exact match (bool), answer log-prob (nats) and the greedy next token after the prompt."""
+        idx = self.batches[k][0]
+        _, targets, mask, has_answer = self.answer_index()[k]
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        picked = logprobs.gather(-1, targets[..., None])[..., 0]
+        hits = (logprobs.argmax(-1) == targets) | ~mask
+        return (
+            np.asarray(idx),
+            (hits.all(1) & has_answer).numpy(),
+            (picked * mask).sum(1).double().numpy(),
+            logprobs[:, 0].argmax(-1).numpy(),
+        )
 
     @torch.no_grad()
     def token_accuracy(self, logits_fn: LogitsFn, device: str | torch.device = "cpu") -> np.ndarray:
@@ -310,4 +343,45 @@ def token_stats(
         for row, i in enumerate(idx):
             n = int(lengths[row]) - 1
             out[i] = {"lp": picked[row, :n], "mu": mu[row, :n], "sigma": sigma[row, :n]}
+    return out
+
+
+@torch.no_grad()
+def score_interventions(
+    model, encoded: EncodedFacts, interventions: dict[str, list[tuple[str, Callable]]], device="cpu"
+) -> dict[str, np.ndarray]:
+    """Teacher-forced greedy exact match (bool ``[n_facts]``) of every fact of ``encoded`` under
+    each intervention: ``name -> fwd_hooks`` of a TransformerLens model, as ``run_with_hooks``
+    takes them (a hook is called as ``fn(activation, hook)``).
+
+    An intervention with one hook at a block's output (``blocks.{l}.hook_resid_post``) runs only
+    the blocks after ``l``, on the residual stream captured once per batch at ``l``
+    (:func:`logits_after_block`); any other runs the whole hooked model. Both equal a whole
+    hooked forward pass per intervention (right-padded batches need no attention mask), at
+    about half the blocks for a sweep over blocks. Memory: one batch's residual stream at each
+    captured block.
+    """
+    from forensics.compute.capture.spec import hook_block
+
+    suffix = {
+        name: hooks[0]
+        for name, hooks in interventions.items()
+        if len(hooks) == 1 and hook_block(hooks[0][0]) is not None
+    }
+    captured = sorted({hook for hook, _ in suffix.values()})
+    last = max((cast(int, hook_block(h)) for h in captured), default=-1)
+    out = {name: np.zeros(len(encoded), dtype=bool) for name in interventions}
+    for k, ((_, tokens), (positions, _, _, _)) in enumerate(zip(encoded.batches, encoded.answer_index())):
+        tokens = tokens.to(device)
+        cache = {}
+        if captured:
+            _, cache = model.run_with_cache(tokens, names_filter=captured, stop_at_layer=last + 1)
+        for name, hooks in interventions.items():
+            if name in suffix:
+                hook, fn = suffix[name]
+                logits = logits_after_block(model, fn(cache[hook], None), cast(int, hook_block(hook)), positions)
+            else:
+                logits = logits_fn_for(model, hooks)(tokens, positions)
+            order, hit, _, _ = encoded.batch_scores(k, logits)
+            out[name][order] = hit
     return out

@@ -62,11 +62,10 @@ from typing import cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from forensics.compute.finetune import (
-    IGNORE,
     Sampler,
+    answer_nll,
     encode_answers,
     run_steps,
     trainable_copy,
@@ -178,12 +177,6 @@ def split_by_subject(facts: list[Fact], seed: int) -> tuple[list[Fact], list[Fac
     return [f for f in facts if f.subject in half_a], [f for f in facts if f.subject not in half_a]
 
 
-def _answer_loss(model, batch, device, sign: float = 1.0) -> torch.Tensor:
-    logits = model(batch.ids.to(device))[:, :-1].float()
-    targets = batch.labels[:, 1:].to(device)
-    return sign * F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
-
-
 def finetune(
     model,
     tokenizer,
@@ -224,12 +217,13 @@ def finetune(
     run_steps(
         tuned,
         list(tuned.parameters()),
-        lambda _: _answer_loss(tuned, sampler.next(), device),
+        lambda _: answer_nll(tuned, sampler.next(), device),
         config.steps,
         attack_lr(config, tuned.cfg.d_model),
         stop=record,
         check_every=1,
         betas=(0.9, 0.999),
+        fused=True,
     )
     after = measure_now()
     curve[config.steps] = float(after.mean())
@@ -254,12 +248,13 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
     steps = run_steps(
         tuned,
         list(tuned.parameters()),
-        lambda _: _answer_loss(tuned, sampler.next(), device, sign=-1.0),
+        lambda _: answer_nll(tuned, sampler.next(), device, sign=-1.0),
         config.max_suppress_steps,
         attack_lr(config, tuned.cfg.d_model),
         stop=reached,
         check_every=2,
         betas=(0.9, 0.999),
+        fused=True,
     )
     if steps == config.max_suppress_steps and steps % 2 == 0:
         reached(steps)

@@ -26,8 +26,9 @@ Disjoint data (cross-fitting)
     only its experts and their scales are chosen on the fit half.
 
 Scores
-    Teacher-forced greedy exact match, by :func:`forensics.compute.scoring.score_facts` with a
-    logits function that runs U with the hooks. Restoration per fact =
+    Teacher-forced greedy exact match of U under the hooks, by
+    :func:`forensics.compute.scoring.score_interventions` (an intervention at one block runs
+    only the blocks after it, from U's residual stream there, captured once). Restoration per fact =
     ``(correct_steered - acc_H(U)) / (acc_F(O) - acc_F(U))``: the accuracy reached under the
     intervention above U's own accuracy on unseen facts (H, unsteered, the chance level of
     the answer format), in units of what U forgot; its mean over F is the restoration rate.
@@ -66,7 +67,7 @@ import numpy as np
 import torch
 
 from forensics.compute.capture import CaptureSpec, layer_hook, spread
-from forensics.compute.scoring import logits_fn_for, score_facts
+from forensics.compute.scoring import EncodedFacts, score_interventions
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
@@ -248,30 +249,6 @@ def grid(config: SteeringConfig, n_layers: int, sae_layer: int | None) -> list[I
     return out
 
 
-class _MemoTokenizer:
-    """The model's tokenizer with ``__call__`` memoised per text: the sweep scores the same
-    facts under every intervention of the grid."""
-
-    def __init__(self, tokenizer):
-        self._tokenizer = tokenizer
-        self._memo: dict = {}
-
-    def __call__(self, text, **kwargs):
-        key = (text, tuple(sorted(kwargs.items())))
-        if key not in self._memo:
-            self._memo[key] = self._tokenizer(text, **kwargs)
-        return self._memo[key]
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
-
-
-def _scores(loaded, facts, hooks, batch_size, tokenizer=None) -> np.ndarray:
-    """Teacher-forced greedy correctness (with ``hooks``) per fact, by :func:`score_facts`."""
-    fn = logits_fn_for(loaded.model, hooks)
-    return score_facts(fn, tokenizer or loaded.tokenizer, facts, batch_size, loaded.device).correct.astype(float)
-
-
 def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE | None) -> dict:
     """Every intervention of the grid, cross-fitted: per-fact correctness on F, H and a subsample of R.
 
@@ -287,7 +264,6 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
     r_idx = np.sort(rng.choice(len(R), size=min(config.n_retain, len(R)), replace=False))
     R_sub = [R[i] for i in r_idx]
     bs = config.batch_size
-    tok_u = _MemoTokenizer(U.tokenizer)
     base = {
         key: ctx.fact_scores(model, facts).correct.astype(float)
         for key, model, facts in (("O_F", O, F), ("U_F", U, F), ("U_H", U, H), ("U_R", U, R_sub))
@@ -312,10 +288,13 @@ def restoration_sweep(ctx: AuditContext, config: SteeringConfig, sae: TrainedSAE
         h_score = [H[i] for i in score_h_idx]
         together = f_score + h_score + R_sub  # one scoring pass per cell: fewer, fuller batches
         n_f, n_h = len(f_score), len(h_score)
+        sae_layer = sae.layer if sae is not None else -1
+        hooks = {iv.name: make_hooks(iv, dirs, fvec, sae_layer, U.device, dtype) for iv in cells}
+        scored = score_interventions(
+            U.model, EncodedFacts(U.tokenizer, together, config.score_batch_size), hooks, U.device
+        )
         for iv in cells:
-            hooks = make_hooks(iv, dirs, fvec, sae.layer if sae is not None else -1, U.device, dtype)
-            res = results[iv.name]
-            correct = _scores(U, together, hooks, config.score_batch_size, tok_u)
+            res, correct = results[iv.name], scored[iv.name].astype(float)
             res["F"][score_f_idx] = correct[:n_f]
             res["H"][score_h_idx] = correct[n_f : n_f + n_h]
             res["R"] += correct[n_f + n_h :] / 2

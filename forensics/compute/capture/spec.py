@@ -72,6 +72,14 @@ def layer_hook(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
+def hook_block(hook: str) -> int | None:
+    """The block ``l`` of a ``blocks.{l}.hook_resid_post`` hook name (:func:`layer_hook`), else None."""
+    parts = hook.split(".")
+    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] == "hook_resid_post":
+        return int(parts[1])
+    return None
+
+
 class Activations:
     """Captured activations: float32 ``[n_prompts, d]`` per hook (``[total_tokens, d]`` for "all").
 
