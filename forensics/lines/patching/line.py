@@ -63,6 +63,7 @@ from forensics.lines.patching.patch import (
     counterfactual_partners,
     key_position_drops,
     key_token_masks,
+    patched_answer_logprobs,
 )
 
 QUESTION = "Do U's hidden states still carry the forgotten answers, when O's own later layers read them?"
@@ -137,14 +138,11 @@ def carriage(ctx: AuditContext, facts, config: PatchingConfig) -> dict[str, np.n
     )
     valid = partners >= 0
     source = np.where(valid, partners, np.arange(len(facts)))
-    carried, kept = [], []
-    for layer in blocks:
-        hook = layer_hook(layer)
-        cf = answer_logprobs(o.model, encoded, PatchSource(layer, "final", o_acts[hook][source]), o.device, keys)
-        patched = answer_logprobs(o.model, encoded, PatchSource(layer, "final", u_acts[hook]), o.device, keys)
-        carried.append(base - cf)
-        kept.append(patched - cf)
-    return {"carried": np.stack(carried), "kept": np.stack(kept), "valid": valid}
+    sources = [PatchSource(l, "final", o_acts[layer_hook(l)][source]) for l in blocks]  # counterfactual
+    sources += [PatchSource(l, "final", u_acts[layer_hook(l)]) for l in blocks]  # U's states
+    scores = patched_answer_logprobs(o.model, encoded, sources, o.device, keys)
+    cf, patched = scores[: len(blocks)], scores[len(blocks) :]
+    return {"carried": base[None] - cf, "kept": patched - cf, "valid": valid}
 
 
 def uds_per_fact(d1: np.ndarray, d2: np.ndarray, threshold: float) -> np.ndarray:

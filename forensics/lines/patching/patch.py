@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from forensics.compute.capture import layer_hook
-from forensics.compute.scoring import EncodedFacts, logits_fn_for
+from forensics.compute.scoring import EncodedFacts, logits_after_block, logits_fn_for
 
 PatchPositions = Literal["final"]
 
@@ -77,19 +77,56 @@ def answer_logprobs(
     """
     out = np.zeros(len(encoded), dtype=np.float64)
     dtype = next(model.parameters()).dtype
-    for (idx, tokens), (positions, targets, mask, _) in zip(encoded.batches, encoded.answer_index()):
+    for k, (idx, tokens) in enumerate(encoded.batches):
+        positions = encoded.answer_index()[k][0]
         hooks = []
         if source is not None:
             hooks = [(layer_hook(source.layer), _writer(encoded, idx, source, dtype, device))]
-        logits = logits_fn_for(model, hooks)(tokens.to(device), positions)
-        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        picked = logprobs.gather(-1, targets[..., None])[..., 0]
-        if key_masks is not None:
-            mask = mask.clone()
-            for r, i in enumerate(idx):
-                mask[r, : len(key_masks[i])] &= torch.tensor(key_masks[i], dtype=torch.bool)
-        out[np.asarray(idx)] = (picked * mask).sum(1).double().numpy()
+        out[np.asarray(idx)] = _key_logprob(
+            encoded, k, logits_fn_for(model, hooks)(tokens.to(device), positions), key_masks
+        )
     return out
+
+
+@torch.no_grad()
+def patched_answer_logprobs(
+    model,
+    encoded: EncodedFacts,
+    sources: list[PatchSource],
+    device: str | torch.device = "cpu",
+    key_masks: list[list[bool]] | None = None,
+) -> np.ndarray:
+    """:func:`answer_logprobs` under each of ``sources`` (float64 ``[len(sources), n_facts]``), with
+    the blocks before each patched block run once per batch: the model's residual stream is
+    captured at every patched block, the source's states are written into a copy of it, and only
+    the later blocks run (:func:`forensics.compute.scoring.logits_after_block`). Equal to one
+    whole patched forward pass per source (right-padded batches need no attention mask)."""
+    out = np.zeros((len(sources), len(encoded)), dtype=np.float64)
+    dtype = next(model.parameters()).dtype
+    hooks = sorted({layer_hook(s.layer) for s in sources})
+    last = max((s.layer for s in sources), default=-1)
+    for k, (idx, tokens) in enumerate(encoded.batches):
+        positions = encoded.answer_index()[k][0]
+        _, cache = model.run_with_cache(tokens.to(device), names_filter=hooks, stop_at_layer=last + 1)
+        for s, source in enumerate(sources):
+            resid = _writer(encoded, idx, source, dtype, device)(cache[layer_hook(source.layer)].clone(), None)
+            logits = logits_after_block(model, resid, source.layer, positions)
+            out[s, np.asarray(idx)] = _key_logprob(encoded, k, logits, key_masks)
+    return out
+
+
+def _key_logprob(encoded: EncodedFacts, k: int, logits: torch.Tensor, key_masks: list[list[bool]] | None) -> np.ndarray:
+    """Batch ``k``'s key-token log-probability per fact (nats, float64 ``[rows]``) from its logits
+    at the answer positions ``[rows, A, vocab]``."""
+    idx = encoded.batches[k][0]
+    _, targets, mask, _ = encoded.answer_index()[k]
+    logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+    picked = logprobs.gather(-1, targets[..., None])[..., 0]
+    if key_masks is not None:
+        mask = mask.clone()
+        for r, i in enumerate(idx):
+            mask[r, : len(key_masks[i])] &= torch.tensor(key_masks[i], dtype=torch.bool)
+    return (picked * mask).sum(1).double().numpy()
 
 
 def _writer(encoded: EncodedFacts, idx: list[int], source: PatchSource, dtype, device):

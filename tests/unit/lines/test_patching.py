@@ -9,7 +9,13 @@ import pytest
 
 from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks
 from forensics.compute.scoring import EncodedFacts, logits_fn_for, score_facts
-from forensics.lines.patching.patch import PatchSource, answer_logprobs, counterfactual_partners, key_position_drops
+from forensics.lines.patching.patch import (
+    PatchSource,
+    answer_logprobs,
+    counterfactual_partners,
+    key_position_drops,
+    patched_answer_logprobs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,22 @@ def test_patching_a_model_with_its_own_states_changes_nothing(zoo):
     # another fact's final state after the last block: O now answers that fact's question
     swapped = answer_logprobs(o.model, encoded, PatchSource(o.n_layers - 1, "final", final[layer_hook(1)].roll(1, 0)))
     assert swapped.mean() < base.mean() - 1.0
+
+
+def test_patches_from_a_captured_residual_equal_whole_patched_passes(zoo):
+    from forensics.compute.capture import capture
+
+    sets, models = zoo
+    o, u, facts = models["original"], models["rmu"], sets["forget"][:20]
+    encoded = EncodedFacts(o.tokenizer, facts, batch_size=7)
+    final = capture(u, [f.prompt for f in facts], CaptureSpec(resid_hooks(u.n_layers), "final"))
+    sources = [PatchSource(l, "final", final[layer_hook(l)]) for l in range(o.n_layers)]
+    sources.append(PatchSource(0, "final", final[layer_hook(o.n_layers - 1)].roll(1, 0)))  # another fact's state
+    got = patched_answer_logprobs(o.model, encoded, sources)
+    expected = np.stack([answer_logprobs(o.model, encoded, s) for s in sources])
+    assert got.shape == (len(sources), len(facts))
+    assert np.array_equal(got, expected)
+    assert np.abs(expected - answer_logprobs(o.model, encoded)).max() > 1.0  # the patches matter
 
 
 def test_key_position_patch_moves_only_the_key_tokens(zoo):
