@@ -19,6 +19,9 @@ included, as the command does), with no cache to start from. Instrumentation:
   derived model and to the F / R / H set its rows come from (``benchmarks/forward_passes.py``),
   and the audit context's shared results: how many captures and answer scorings were
   computed and how many were served from the context instead;
+- **per line**: its wall time, the LM forward and backward seconds spent inside it and their
+  share of its wall time, beside the budget the line declares for the config it ran with
+  (``register(..., budget=...)``: which models, sets, token positions, blocks and steps);
 - **model passes**: global module hooks (``torch.nn.modules.module.register_module_forward_pre_hook``
   / ``register_module_forward_hook``) time every *outermost* module call (and
   ``HookedTransformer.forward`` is wrapped, since ``run_with_hooks`` calls it directly); a call whose
@@ -84,6 +87,8 @@ class Timers:
         self.lm_tokens = 0  # token positions through LM forwards (batch x length of the input ids)
         self.lm_grad_tokens = 0  # of which with gradients enabled (a backward follows)
         self.lm_tokens_by_line: dict[str, int] = {}  # forward token positions by the line that ran them
+        self.lm_seconds_by_line: dict[str, float] = {}  # LM forward + backward seconds by the line that ran them
+        self.line_config: dict[str, object] = {}  # each line's config as the audit ran it
         self._depth = 0
         self._capture_depth = 0
         self._fwd_start = 0.0
@@ -106,7 +111,9 @@ def instrument(t: Timers) -> None:
             t._fwd_start = time.perf_counter()
             t._fwd_is_lm = isinstance(module, (HookedTransformer, PreTrainedModel))
             if t._fwd_is_lm:
-                tokens = args[0].numel() if args and isinstance(args[0], torch.Tensor) else 0
+                x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                # token ids [batch, pos], or a residual stream [batch, pos, d_model] (a pass that starts at a block)
+                tokens = 0 if x is None else (x.shape[0] * x.shape[1] if x.dim() >= 2 else x.numel())
                 t.lm_tokens += tokens
                 where = t.current_line or "loading and other"
                 t.lm_tokens_by_line[where] = t.lm_tokens_by_line.get(where, 0) + tokens
@@ -122,6 +129,8 @@ def instrument(t: Timers) -> None:
             if t._fwd_is_lm:
                 t.lm_forward += dt
                 t.n_lm_forward += 1
+                where = t.current_line or "loading and other"
+                t.lm_seconds_by_line[where] = t.lm_seconds_by_line.get(where, 0.0) + dt
             else:
                 t.other_forward += dt
 
@@ -156,6 +165,8 @@ def instrument(t: Timers) -> None:
                 dt = time.perf_counter() - t0
                 if t._grad_lm_since_backward:
                     t.backward_lm += dt
+                    where = t.current_line or "loading and other"
+                    t.lm_seconds_by_line[where] = t.lm_seconds_by_line.get(where, 0.0) + dt
                 else:
                     t.backward_other += dt
                 t._grad_lm_since_backward = False
@@ -196,6 +207,8 @@ def instrument(t: Timers) -> None:
             if t.first_line_start is None:
                 t.first_line_start = time.perf_counter()
             t.current_line = name
+            if len(args) > 1:
+                t.line_config[name] = args[1]
             t0 = time.perf_counter()
             try:
                 return run(*args, **kwargs)
@@ -269,6 +282,7 @@ def main() -> None:
     instrument(t)
     contexts = _watch_contexts()
     from forensics.core.pipeline import audit
+    from forensics.core.registry import LINES
 
     d = zoo / "data"
     load_before = os.getloadavg()
@@ -305,10 +319,13 @@ def main() -> None:
     for stage, seconds in stages.items():
         print(f"{stage:<12} {seconds:>8.1f} {seconds / wall:>7.1%}")
     print(f"{'total':<12} {wall:>8.1f}")
-    print(
-        "\nper line (wall, capture inside): "
-        + ", ".join(f"{n} {s:.1f} ({t.capture_in_line.get(n, 0.0):.1f})" for n, s in t.line_wall.items())
-    )
+    print(f"\n{'line':<22} {'wall s':>7} {'LM passes s':>11} {'share':>6}  budget (the line's declared model passes)")
+    for name, seconds in t.line_wall.items():
+        lm = t.lm_seconds_by_line.get(name, 0.0)
+        spec, config = LINES.get(name), t.line_config.get(name)
+        budget = spec.budget(config) if spec is not None and spec.budget is not None and config is not None else ""
+        print(f"{name:<22} {seconds:>7.1f} {lm:>11.1f} {lm / seconds if seconds else 0:>6.0%}  {budget}")
+    print("(LM passes: forward and backward of O, U and models derived from them, inside the line)")
     if missing:
         print(f"lines that did not run through the timer (not registered or not applicable): {', '.join(missing)}")
     print(f"\nLM forward passes   {t.lm_forward:8.1f} s  ({t.n_lm_forward} calls)")
@@ -330,6 +347,8 @@ def main() -> None:
                     "stages": stages,
                     "lines": t.line_wall,
                     "capture_in_line": t.capture_in_line,
+                    "lm_seconds_by_line": t.lm_seconds_by_line,
+                    "lm_tokens_by_line": t.lm_tokens_by_line,
                     "lm_forward": t.lm_forward,
                     "lm_backward": t.backward_lm,
                     "other_forward": t.other_forward,

@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    """Print each evidence line: question, needs, votes, side of the control, method and config fields."""
+    """Print each evidence line: question, needs, votes, side of the control, method, model-pass
+    budget per profile and config fields."""
     from forensics.core.config import describe_config, line_config
     from forensics.core.profiles import PROFILES
     from forensics.core.registry import discover_lines
@@ -34,6 +35,9 @@ def run(args) -> int:
         print(f"  needs:    {', '.join(spec.needs)}")
         print(f"  votes:    {', '.join(spec.votes) or 'none (descriptive)'}; control side: {spec.side}")
         print(f"  method:   {spec.method}")
+        if spec.budget is not None:
+            for profile in (args.profile,) if args.profile else tuple(PROFILES):
+                print(f"  budget ({profile}): {spec.budget(line_config(spec, PROFILES[profile], seed=0))}")
         if spec.config is not None:
             shown = f"profile {args.profile}" if args.profile else "defaults"
             print(f"  config ({spec.config.__name__}, {shown}; set with --set {name}.FIELD=VALUE):")

@@ -144,8 +144,23 @@ def seed_subject_bootstrap(
     (the relearning attack's CI, :mod:`forensics.lines.relearning_attack`).
 
     ``runs``: one ``(a, groups_a, b, groups_b)`` per seed, each a per-fact array ``[n]`` with
-    its subjects ``[n]``. Percentile CI at ``level``.
+    its subjects ``[n]``. Percentile CI at ``level`` of :func:`seed_subject_draws`.
     """
+    return percentile_ci(seed_subject_draws(runs, n_boot, seed), level)
+
+
+def percentile_ci(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The two-sided percentile interval at ``level`` of bootstrap ``draws`` ``[n_boot]``."""
+    alpha = (1 - level) / 2
+    return float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha))
+
+
+def seed_subject_draws(
+    runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int, seed: int
+) -> np.ndarray:
+    """``n_boot`` bootstrap draws ``[n_boot]`` of the mean over seeds of (mean a - mean b),
+    resampling seeds, then subjects within each seed (``runs`` as :func:`seed_subject_bootstrap`
+    takes them); one set of draws serves CIs at several levels."""
     prepared = []
     for a, ga, b, gb in runs:
         parts = []
@@ -162,5 +177,4 @@ def seed_subject_bootstrap(
             ia, ib = rng.integers(0, len(sa), len(sa)), rng.integers(0, len(sb), len(sb))
             total += sa[ia].sum() / ca[ia].sum() - sb[ib].sum() / cb[ib].sum()
         out[k] = total / len(prepared)
-    alpha = (1 - level) / 2
-    return float(np.quantile(out, alpha)), float(np.quantile(out, 1 - alpha))
+    return out

@@ -70,6 +70,7 @@ class LineSpec:
     method: str = ""
     role: str | None = None
     profiles: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    budget: Callable[[Any], str] | None = None
 
     @property
     def module(self) -> str:
@@ -106,6 +107,7 @@ def register(
     method: str = "",
     role: str | None = None,
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
+    budget: Callable[[Any], str] | None = None,
 ) -> Callable[[Callable[..., Evidence]], Callable[..., Evidence]]:
     """Decorator: register ``run(ctx, config) -> Evidence`` as the evidence line ``name``.
 
@@ -120,6 +122,9 @@ def register(
     :data:`ROLES` or None. ``profiles``: per-profile overrides of the line's config fields
     (``{"quick": {"n_perm": 10, "probe.linear_c_grid": (0.1,)}}``; nested fields dotted),
     applied after the profile's ``n_boot`` / ``n_perm`` (:mod:`forensics.core.profiles`).
+    ``budget``: ``config -> str``, one sentence on the model passes the line spends under that
+    config (which models, sets, token positions, blocks, steps); ``forensics lines`` prints it
+    per profile and ``benchmarks/audit.py`` beside each line's time and model-pass share.
 
     The function is returned wrapped: the :class:`Evidence` it returns gets ``line`` and
     ``question`` stamped from the registration where it leaves them empty, whether the runner
@@ -178,6 +183,7 @@ def register(
             method=" ".join(method.split()),
             role=role,
             profiles={k: dict(v) for k, v in (profiles or {}).items()},
+            budget=budget,
         )
         return stamped
 

@@ -249,6 +249,14 @@ def _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config) -
     return out
 
 
+def _budget(config: AnswerProbeConfig) -> str:
+    return (
+        "O and U: the residual stream at one position per answer (before the part true and perturbed "
+        f"answers differ) of F, R and H, every depth; {config.n_perturbed} perturbed answers per fact "
+        "decoded from those states, no further model pass"
+    )
+
+
 @register(
     "answer_probe",
     question=QUESTION,
@@ -258,6 +266,7 @@ def _transfer_scores(train_acts, train_true, acts, hooks, true, wrong, config) -
     side="above",
     order=22,
     method=METHOD,
+    budget=_budget,
 )
 def answer_probe_line(ctx: AuditContext, config: AnswerProbeConfig | None = None) -> Evidence:
     """The answer-discrimination probe on O and U, F vs H at O's decision depth (see the module

@@ -385,6 +385,14 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     return None, ("refit", best_o), "inconclusive: nothing significant, but not enough power to call it deleted"
 
 
+def _budget(config: AttributeProbeConfig) -> str:
+    positions = sorted({c.split("/")[0] for c in config.curves})
+    return (
+        f"O and U: the residual stream at the prompt's {' and '.join(positions)} token of F, R and H, every "
+        f"depth (shared captures); then {len(config.curves)} probe curve(s) fitted on those states, no model pass"
+    )
+
+
 @register(
     "attribute_probes",
     question=QUESTION,
@@ -394,6 +402,7 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     side="above",
     order=20,
     method=METHOD,
+    budget=_budget,
     profiles={
         "quick": {"curves": ("final/linear",), "n_perm": 10, "probe.linear_c_grid": (0.1,)},
         "standard": {"n_perm": 100},

@@ -92,6 +92,14 @@ METHOD = (
 )
 
 
+def _budget(config: BehaviourConfig) -> str:
+    return (
+        "O and U: one teacher-forced pass over F, R and H, logits at the answer positions only (the "
+        "audit's shared scores); on free text also greedy generation of at most "
+        f"{config.max_new_tokens} tokens per fact with a key/value cache (shared)"
+    )
+
+
 @register(
     "behaviour",
     question=QUESTION,
@@ -101,6 +109,7 @@ METHOD = (
     side="above",
     order=10,
     method=METHOD,
+    budget=_budget,
     role="gate",
     profiles={"quick": {"n_boot": 500, "n_perm": 500}, "standard": {"n_boot": 2000, "n_perm": 2000}},
 )

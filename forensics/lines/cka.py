@@ -71,6 +71,10 @@ def _acts(ctx: AuditContext, loaded, facts, config):
     return [acts[h] for h in spec.hooks]
 
 
+def _budget(config: CKAConfig) -> str:
+    return "O and U: the residual stream at the prompt's final token of F, R and H, every depth (shared captures)"
+
+
 @register(
     "cka",
     question=QUESTION,
@@ -80,6 +84,7 @@ def _acts(ctx: AuditContext, loaded, facts, config):
     side="either",
     order=110,
     method=METHOD,
+    budget=_budget,
     # descriptive; each bootstrap draw recomputes every depth's CKA (12 s at 1000)
     profiles={"standard": {"n_boot": 200}},
 )

@@ -64,6 +64,13 @@ class LogitLensConfig:
     alpha: float = 0.05
 
 
+def _budget(config: LogitLensConfig) -> str:
+    return (
+        "O and U: the residual stream at the prompt's final token of F and H, every depth (shared "
+        "captures), each decoded through the final norm and the unembedding"
+    )
+
+
 @register(
     "logit_lens",
     question=QUESTION,
@@ -72,6 +79,7 @@ class LogitLensConfig:
     side="above",
     order=30,
     method=METHOD,
+    budget=_budget,
     profiles={"standard": {"n_perm": 1000}},
 )
 def logit_lens_line(ctx: AuditContext, config: LogitLensConfig | None = None) -> Evidence:

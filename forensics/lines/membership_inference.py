@@ -209,6 +209,13 @@ def _quantiles(x: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))
 
 
+def _budget(config: MembershipConfig) -> str:
+    return (
+        "U and O (and a reference when given): token log-probs and the next-token distribution's "
+        f"moments (full vocabulary) at every position of F's and H's prompt + answer, read over the {config.span} span"
+    )
+
+
 @register(
     "membership_inference",
     question=QUESTION,
@@ -218,6 +225,7 @@ def _quantiles(x: np.ndarray, level: float) -> tuple[float, float]:
     side="above",
     order=90,
     method=METHOD,
+    budget=_budget,
 )
 def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -> Evidence:
     """Membership inference of F against H under U, O (and the reference), and the vote (see

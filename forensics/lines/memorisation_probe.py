@@ -75,6 +75,13 @@ def _membership_scores(
     )
 
 
+def _budget(config: SignatureConfig) -> str:
+    return (
+        "O, U and a random-initialisation twin of O: the residual stream at the last token of F's "
+        "and H's prompt + answer, every depth; then probes, no model pass"
+    )
+
+
 @register(
     "memorisation_probe",
     question=SIGNATURE_QUESTION,
@@ -84,6 +91,7 @@ def _membership_scores(
     side="either",
     order=100,
     method=METHOD,
+    budget=_budget,
 )
 def memorisation_line(ctx: AuditContext, config: SignatureConfig | None = None) -> Evidence:
     """The audit's memorisation signature (descriptive: it does not vote).

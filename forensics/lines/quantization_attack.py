@@ -118,6 +118,13 @@ def _score(model, tok, sets, config, device, measure: str) -> dict:
     return out
 
 
+def _budget(config: QuantizationConfig) -> str:
+    bits = ", ".join(f"{b}-bit" for b in config.bits)
+    return (
+        f"O and U as `transformers` models, in full precision and at {bits}: the answer measure on F, H and R at each"
+    )
+
+
 @register(
     "quantization_attack",
     question=QUESTION,
@@ -127,6 +134,7 @@ def _score(model, tok, sets, config, device, measure: str) -> dict:
     side="above",
     order=80,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"bits": (4,)}},
 )
 def quantization_line(ctx: AuditContext, config: QuantizationConfig | None = None) -> Evidence:

@@ -61,25 +61,22 @@ from dataclasses import asdict, dataclass, replace
 from typing import cast
 
 import numpy as np
-import torch
 
-from forensics.compute.finetune import (
-    Sampler,
-    answer_nll,
-    encode_answers,
-    run_steps,
-    trainable_copy,
-)
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
-from forensics.compute.scoring import EncodedFacts, logits_fn_for
-from forensics.compute.stats import cluster_permutation_p, expanded_upper, seed_subject_bootstrap
+from forensics.compute.relearning import finetune, split_by_subject, suppress_copy
+from forensics.compute.stats import (
+    cluster_permutation_p,
+    expanded_upper,
+    percentile_ci,
+    seed_subject_bootstrap,
+    seed_subject_draws,
+)
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.keys import model_identity
 from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
-from forensics.inputs.data import Fact
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -168,102 +165,6 @@ def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
     return replace(config, lr=attack_lr(config, d_model))
 
 
-def split_by_subject(facts: list[Fact], seed: int) -> tuple[list[Fact], list[Fact]]:
-    """Split ``facts`` into two halves with disjoint subjects, at random (seeded): half a gets
-    ``n_subjects // 2`` subjects. Returns ``(facts of half a, facts of half b)``, order kept."""
-    subjects = list(dict.fromkeys(f.subject for f in facts))
-    rng = np.random.default_rng(seed)
-    half_a = {subjects[i] for i in rng.permutation(len(subjects))[: len(subjects) // 2]}
-    return [f for f in facts if f.subject in half_a], [f for f in facts if f.subject not in half_a]
-
-
-def finetune(
-    model,
-    tokenizer,
-    train: list[Fact],
-    evaluate: list[Fact],
-    config: RelearningConfig,
-    seed: int,
-    device,
-    measure: str = "exact",
-) -> dict:
-    """Fine-tune a copy of ``model`` on ``train``; the answer measure ``measure``
-    (:mod:`forensics.compute.measures`) on ``evaluate`` at each eval step.
-
-    Loss: NLL of ``train``'s answer tokens given the prompt; ``config.steps`` AdamW steps at
-    ``config.lr`` (None: :func:`model_lr`). ``model`` itself is not changed. Returns ``{"after": float
-    [len(evaluate)], "curve": {step: mean}, "train_accuracy": float}``.
-    """
-    tuned = trainable_copy(model)
-    torch.manual_seed(seed)
-    sampler = Sampler(encode_answers(tokenizer, train), config.batch_size, seed)
-    evaluation = EncodedFacts(tokenizer, evaluate, config.eval_batch_size) if measure == "exact" else None
-    curve = {}
-
-    def scores(facts: list[Fact]) -> np.ndarray:
-        tuned.eval()
-        if facts is evaluate and evaluation is not None:
-            return evaluation.score(logits_fn_for(tuned), device).correct.astype(float)
-        return measure_facts(measure, tuned, tokenizer, facts, device, config.eval_batch_size, config.max_new_tokens)
-
-    def measure_now():
-        return scores(evaluate)
-
-    def record(step: int) -> bool:  # called with `step` optimiser steps done
-        if step in config.eval_steps:
-            curve[step] = float(measure_now().mean())
-        return False
-
-    run_steps(
-        tuned,
-        list(tuned.parameters()),
-        lambda _: answer_nll(tuned, sampler.next(), device),
-        config.steps,
-        attack_lr(config, tuned.cfg.d_model),
-        stop=record,
-        check_every=1,
-        betas=(0.9, 0.999),
-        fused=True,
-    )
-    after = measure_now()
-    curve[config.steps] = float(after.mean())
-    return {"after": after, "curve": curve, "train_accuracy": float(scores(train).mean())}
-
-
-def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config: RelearningConfig, device):
-    """A copy of ``model`` made to forget ``forget`` by gradient ascent on its answers (positive
-    control): stops when its greedy accuracy on ``forget`` (checked every 2 steps) is at most
-    ``target_accuracy`` or after ``max_suppress_steps``. Returns ``(model, steps, accuracy)``."""
-    tuned = trainable_copy(model)
-    torch.manual_seed(0)
-    sampler = Sampler(encode_answers(tokenizer, forget), config.batch_size, 0)
-    evaluation = EncodedFacts(tokenizer, forget, config.eval_batch_size)
-    state = {}
-
-    def reached(step: int) -> bool:
-        tuned.eval()
-        state["accuracy"] = evaluation.accuracy(logits_fn_for(tuned), device)
-        return state["accuracy"] <= target_accuracy
-
-    steps = run_steps(
-        tuned,
-        list(tuned.parameters()),
-        lambda _: answer_nll(tuned, sampler.next(), device, sign=-1.0),
-        config.max_suppress_steps,
-        attack_lr(config, tuned.cfg.d_model),
-        stop=reached,
-        check_every=2,
-        betas=(0.9, 0.999),
-        fused=True,
-    )
-    if steps == config.max_suppress_steps and steps % 2 == 0:
-        reached(steps)
-    tuned.eval()
-    for p in tuned.parameters():
-        p.requires_grad_(False)
-    return tuned, steps, state["accuracy"]
-
-
 def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str) -> dict:
     """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split).
 
@@ -286,10 +187,13 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
         assert ctx.holdout is not None
         o_tok, device = ctx.original.tokenizer, ctx.original.device
         o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
-        suppressed_o, n_steps, acc_f = suppress_copy(ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device)
+        lr = attack_lr(config, ctx.original.model.cfg.d_model)
+        suppressed_o, n_steps, acc_f = suppress_copy(
+            ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device, lr
+        )
         f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
         before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
-        pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, measure)
+        pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr, measure)
         del suppressed_o
         return {
             "suppression_steps": n_steps,
@@ -367,6 +271,21 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
     return None
 
 
+def _budget(config: RelearningConfig) -> str:
+    n = 2 * len(config.seeds) + int(config.positive_control)
+    control = (
+        f"; the positive control on a copy of O made to forget F, at most {config.max_suppress_steps} "
+        "gradient-ascent steps"
+        if config.positive_control
+        else ""
+    )
+    return (
+        f"{n} fine-tunes (U on F_a and on H_a per seed, {len(config.seeds)} seed(s){control}; a reference "
+        f"adds one per seed) x {config.steps} AdamW steps of {config.batch_size} facts, every parameter, "
+        f"loss at the answer positions only; the answer measure on F_b and H_b at {len(config.eval_steps)} steps"
+    )
+
+
 @register(
     "relearning_attack",
     question=QUESTION,
@@ -376,6 +295,7 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
     side="above",
     order=70,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"seeds": (0,), "eval_steps": (0, 10, 30)}, "standard": {"seeds": (0, 1)}},
 )
 def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -> Evidence:
@@ -405,11 +325,12 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     )
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
+    lr = attack_lr(config, U.cfg.d_model)
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
         h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
-        fr = finetune(U, tok, f_a, f_b, config, seed, device, measure)
-        hr = finetune(U, tok, h_a, h_b, config, seed, device, measure)
+        fr = finetune(U, tok, f_a, f_b, config, seed, device, lr, measure)
+        hr = finetune(U, tok, h_a, h_b, config, seed, device, lr, measure)
         rec_f, rec_h = fr["after"], hr["after"]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
@@ -432,7 +353,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             "n_subjects_holdout_b": len(set(gh)),
         }
         if ctx.reference is not None:
-            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, measure)
+            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, lr, measure)
             rec_r = rr["after"]
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])
@@ -444,7 +365,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         per_seed.append(row)
     effect = float(np.mean([r["acc_forget_b_after"] for r in per_seed]))
     control = float(np.mean([r["acc_holdout_b_after"] for r in per_seed]))
-    ci = seed_subject_bootstrap(runs, config.n_boot, 0)
+    draws = seed_subject_draws(runs, config.n_boot, 0)  # the 95% CI and the deletion bound's 90% CI
+    ci = percentile_ci(draws, 0.95)
     p = cluster_permutation_p(
         np.concatenate(pooled["f"]),
         np.concatenate(pooled["gf"]),
@@ -464,7 +386,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
     # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)
     n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
-    upper = expanded_upper(effect - control, seed_subject_bootstrap(runs, config.n_boot, 0, 0.90)[1], n_half, 0.90)
+    upper = expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)
     vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper)
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
     budget |= {

@@ -78,6 +78,13 @@ def _not_voting(reason: str, **kw) -> Evidence:
     return Evidence(status="descriptive", vote=None, reason=reason, **kw)
 
 
+def _budget(config: FeatureConfig) -> str:
+    return (
+        f"an SAE trained on {config.sae.training_tokens:,} tokens of O's residual stream at one hook "
+        "(shared with steering); O's and U's prompt tokens of F, R and H at that hook"
+    )
+
+
 @register(
     "sae_features",
     question=QUESTION,
@@ -87,6 +94,7 @@ def _not_voting(reason: str, **kw) -> Evidence:
     side="either",
     order=40,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"sae.training_tokens": 100000}},
 )
 def sae_feature_line(ctx: AuditContext, config: FeatureConfig | None = None, sae: TrainedSAE | None = None) -> Evidence:

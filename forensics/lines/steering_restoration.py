@@ -66,7 +66,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from forensics.compute.capture import CaptureSpec, layer_hook, spread
+from forensics.compute.capture import CaptureSpec, layer_hook, spread, spread_text
 from forensics.compute.scoring import EncodedFacts, score_interventions
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
@@ -147,7 +147,7 @@ class Intervention:
 def split_indices_by_subject(facts: Sequence[Fact], seed: int) -> tuple[list[int], list[int]]:
     """Indices of two halves of ``facts`` with disjoint subject groups (seeded; a fact without a
     subject is its own group). The relearning attack's split returns the facts and needs subjects
-    (:func:`forensics.lines.relearning_attack.split_by_subject`)."""
+    (:func:`forensics.compute.relearning.split_by_subject`)."""
     groups = subject_groups(facts).tolist()
     subjects = sorted(set(groups))
     rng = np.random.default_rng(seed)
@@ -366,6 +366,17 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     }
 
 
+def _budget(config: SteeringConfig) -> str:
+    blocks = f"{len(config.layers)} blocks" if config.layers is not None else spread_text(config.max_layers)
+    return (
+        f"U: 2 folds x {len(config.alphas)} strengths x interventions (ablate and reverse at each of "
+        f"{blocks}; ablate at every block at once; the SAE's features when there is an SAE), each "
+        f"scoring half of F, half of H and {config.n_retain} R facts at the answer positions; a "
+        "one-block intervention runs only the blocks after its block; O's and U's residuals of the "
+        "fit facts (captures)"
+    )
+
+
 @register(
     "steering_restoration",
     question=QUESTION,
@@ -375,6 +386,7 @@ def summarise(sweep: dict, ctx: AuditContext, config: SteeringConfig) -> dict:
     side="above",
     order=50,
     method=METHOD,
+    budget=_budget,
     profiles={
         "quick": {"alphas": (1.0, 4.0), "features.sae.training_tokens": 100000, "n_retain": 120, "max_layers": 6},
         "standard": {"alphas": (1.0, 2.0, 4.0), "max_layers": 12},

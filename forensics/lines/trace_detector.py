@@ -120,6 +120,13 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
     }
 
 
+def _budget(config: TraceConfig) -> str:
+    return (
+        "O and U: the residual stream at the prompt's final token of R and H, every depth (shared "
+        "captures); the last block's output is read and decoded through the final norm and unembedding"
+    )
+
+
 @register(
     "trace_detector",
     question=QUESTION,
@@ -129,6 +136,7 @@ def detect(X_o: np.ndarray, X_u: np.ndarray, groups: np.ndarray, config: TraceCo
     side="either",
     order=120,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"n_perm": 500}, "standard": {"n_perm": 2000}},
 )
 def trace_line(ctx: AuditContext, config: TraceConfig | None = None) -> Evidence:

@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
+from forensics.compute.capture import spread_text
 from forensics.compute.lens import lens_comparison, lens_heatmap
 from forensics.core.context import AuditContext
 from forensics.core.evidence import Evidence, Vote
@@ -103,6 +104,15 @@ class TunedLensConfig(VoteMinimum):
         }
 
 
+def _budget(config: TunedLensConfig) -> str:
+    return (
+        f"O: every token of R's texts (one capture) at {spread_text(config.max_depths, 'depths')}; "
+        f"{config.steps} Adam steps of {config.tokens_per_step} tokens per depth through O's head "
+        f"(above {config.full_vocab_limit} vocabulary tokens: the union of each position's top "
+        f"{config.top_k}); O's and U's final-token residuals of F and H (shared captures)"
+    )
+
+
 @register(
     "tuned_lens",
     question=QUESTION,
@@ -112,6 +122,7 @@ class TunedLensConfig(VoteMinimum):
     side="above",
     order=31,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"max_depths": 6}, "standard": {"n_perm": 1000, "max_depths": 12}},
 )
 def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) -> Evidence:

@@ -83,6 +83,7 @@ from forensics.compute.capture.spec import (
     layer_hook,
     resid_hooks,
     spread,
+    spread_text,
 )
 from forensics.compute.capture.store import (
     MANIFEST,
@@ -114,6 +115,7 @@ __all__ = [
     "layer_hook",
     "resid_hooks",
     "spread",
+    "spread_text",
     "tokenizer_hash",
 ]
 

@@ -67,6 +67,14 @@ def spread(n: int, budget: int | None) -> list[int]:
     return sorted({round(i * (n - 1) / (budget - 1)) for i in range(budget)})
 
 
+def spread_text(budget: int | None, unit: str = "blocks") -> str:
+    """How :func:`spread` reads ``budget`` in words: "every block" or "up to 6 blocks (evenly
+    spaced, with the first and the last)" (for the lines' declared budgets)."""
+    if budget is None:
+        return f"every {unit.rstrip('s')}"
+    return f"up to {max(budget, 2)} {unit} (evenly spaced, with the first and the last)"
+
+
 def layer_hook(layer: int) -> str:
     """The residual stream after block ``layer``."""
     return f"blocks.{layer}.hook_resid_post"

@@ -50,7 +50,7 @@ from typing import cast
 
 import numpy as np
 
-from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks, spread
+from forensics.compute.capture import CaptureSpec, layer_hook, resid_hooks, spread, spread_text
 from forensics.compute.scoring import EncodedFacts
 from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_p
 from forensics.core.context import AuditContext
@@ -190,6 +190,14 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     }
 
 
+def _budget(config: PatchingConfig) -> str:
+    return (
+        f"O: two patched passes over F and H at {spread_text(config.max_layers)}, each running only "
+        "the blocks after the patched one; O's and U's final-token residuals (shared captures); "
+        "with a reference also one key-position patch per block and source over F (the published UDS)"
+    )
+
+
 @register(
     "patching",
     question=QUESTION,
@@ -199,6 +207,7 @@ def published_uds(ctx: AuditContext, config: PatchingConfig) -> dict:
     side="above",
     order=32,
     method=METHOD,
+    budget=_budget,
     profiles={"quick": {"max_layers": 6}, "standard": {"n_perm": 1000, "max_layers": 12}},
 )
 def patching_line(ctx: AuditContext, config: PatchingConfig | None = None) -> Evidence:

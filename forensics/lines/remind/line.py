@@ -326,6 +326,14 @@ def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     return vote, reason
 
 
+def _budget(config: RemindConfig) -> str:
+    cap = f" (at most {config.max_per_set} facts a set)" if config.max_per_set else ""
+    return (
+        f"U: each fact of F, R and H{cap} and {config.n_neighbours} token-swapped neighbours of it, "
+        f"loss on the {config.span} span only; O the same, for its own contrast"
+    )
+
+
 @register(
     "remind",
     question=QUESTION,
@@ -336,6 +344,7 @@ def decide(contrast: dict, config: RemindConfig) -> tuple[str | None, str]:
     o_side_path=("contrast", "original", "difference"),
     order=60,
     method=METHOD,
+    budget=_budget,
 )
 def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Evidence:
     """The REMIND scan of F, R and H under U and O, the classifiers and the vote (see the

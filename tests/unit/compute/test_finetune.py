@@ -58,3 +58,40 @@ def test_the_fused_step_follows_the_plain_loop_and_gradients_reach_every_block(t
     for (name, p), q in zip(tuned[True].named_parameters(), loaded.model.parameters()):
         if name.startswith("blocks."):
             assert not torch.equal(p, q), name  # every block's weights moved
+
+
+def test_a_bfloat16_model_fine_tunes_in_float32_master_weights_under_autocast(tiny_checkpoints):
+    from forensics.compute.finetune import master_copy, trainable_copy
+    from forensics.inputs.loading import load_model
+
+    loaded = load_model(tiny_checkpoints["llama"], dtype="bfloat16")
+    batch = encode_answers(loaded.tokenizer, _facts())
+    tuned, precision = master_copy(loaded.model)
+    assert {p.dtype for p in tuned.parameters()} == {torch.float32} and tuned.cfg.dtype == torch.float32
+    with precision():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16  # matmuls in bfloat16
+    # an lr whose updates are far below bfloat16's resolution (2^-8 of a weight)
+    lr, start = 1e-5, {n: p.detach().float().clone() for n, p in loaded.model.named_parameters()}
+    plain = trainable_copy(loaded.model)
+    runs = ((tuned, precision), (plain, None))
+    for model, ctx in runs:
+
+        def loss(_, m=model, c=ctx):
+            if c is None:
+                return answer_nll(m, batch, "cpu")
+            with c():
+                return answer_nll(m, batch, "cpu")
+
+        run_steps(model, list(model.parameters()), loss, 5, lr, fused=True)
+
+    def moved(model) -> float:
+        params = dict(model.named_parameters())
+        changed = sum(int((params[n].detach().float() != w).sum()) for n, w in start.items() if n.startswith("blocks."))
+        return changed / sum(w.numel() for n, w in start.items() if n.startswith("blocks."))
+
+    assert moved(tuned) > 0.5  # the master weights take the small updates
+    assert moved(plain) < 0.5 * moved(tuned)  # in bfloat16 most of them round away
+    # a float32 model is copied as it is, and its passes run as they are
+    same, nothing = master_copy(load_model(tiny_checkpoints["llama"]).model)
+    with nothing():
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32

@@ -229,3 +229,24 @@ def test_wrong_declarations_are_refused(kwargs, pattern):
     with pytest.raises(LineRegistrationError, match=pattern):
         register("toy_wrong", question="q", **kwargs)(toy_run)
     assert "toy_wrong" not in LINES
+
+
+def test_every_line_declares_its_model_pass_budget_and_the_profiles_change_it():
+    from forensics.core.config import line_config
+    from forensics.core.profiles import PROFILES
+
+    registry, broken = discover_lines()
+    assert not broken
+    texts = {}
+    for name, spec in registry.items():
+        if name == TOY:
+            continue
+        assert spec.budget is not None, name
+        texts[name] = {p: spec.budget(line_config(spec, profile, seed=0)) for p, profile in PROFILES.items()}
+        assert all(len(t) > 40 for t in texts[name].values()), (name, texts[name])
+    # the lines whose passes the profiles size say so: layer budgets, fine-tunes, strengths
+    for name in ("patching", "steering_restoration", "tuned_lens", "relearning_attack"):
+        assert texts[name]["quick"] != texts[name]["thorough"], name
+    assert "6 blocks" in texts["patching"]["quick"] and "every block" in texts["patching"]["thorough"]
+    assert texts["relearning_attack"]["quick"].startswith("3 fine-tunes")
+    assert texts["relearning_attack"]["standard"].startswith("5 fine-tunes")
