@@ -32,7 +32,7 @@ included, as the command does), with no cache to start from. Instrumentation:
   gradients enabled since the previous backward. The floor share is
   (LM forward + LM backward) / wall time.
 
-    python benchmarks/audit.py [--zoo zoo] [--model npo] [--profile standard] [--threads 2]
+    python benchmarks/audit.py [--zoo zoo] [--model npo] [--profile standard] [--threads 2] [--dtype float32]
 
 Prints the machine's load average next to the timings: other processes slow every stage.
 """
@@ -268,6 +268,7 @@ def main() -> None:
     parser.add_argument("--model", default="npo")
     parser.add_argument("--profile", default="standard")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the audit's --dtype")
     parser.add_argument("--json", help="also write the numbers here")
     parser.add_argument("--progress", action="store_true", help="the audit's progress lines on stderr")
     args = parser.parse_args()
@@ -298,6 +299,7 @@ def main() -> None:
             profile=args.profile,
             progress=args.progress,
             seed=0,
+            dtype=args.dtype,
         )
         wall = time.perf_counter() - start
     load_after = os.getloadavg()
@@ -311,7 +313,7 @@ def main() -> None:
     stages["other"] = wall - sum(stages.values())
     floor = t.lm_forward + t.backward_lm
     print(
-        f"audit of {args.model} vs {original} ({zoo}), profile {args.profile}, {args.threads} torch threads: "
+        f"audit of {args.model} vs {original} ({zoo}), profile {args.profile}, {args.dtype}, {args.threads} torch threads: "
         f"verdict {result.verdict.label} ({result.verdict.confidence})"
     )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1-min; other processes share the CPU)")
@@ -342,6 +344,7 @@ def main() -> None:
                 {
                     "model": args.model,
                     "profile": args.profile,
+                    "dtype": args.dtype,
                     "threads": args.threads,
                     "wall": wall,
                     "stages": stages,

@@ -65,6 +65,29 @@ def linear_cka(X: torch.Tensor, Y: torch.Tensor) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
+def gram(X: torch.Tensor) -> torch.Tensor:
+    """The uncentred Gram matrix ``X X^T`` of ``X`` ``[n, d]`` in float64, ``[n, n]``."""
+    X = X.double()
+    return X @ X.T
+
+
+def resampled_cka(Gx: torch.Tensor, Gy: torch.Tensor, idx: torch.Tensor) -> float:
+    """:func:`linear_cka` of ``X[idx]`` and ``Y[idx]`` (rows ``idx`` ``[m]``, repeats allowed) from
+    the uncentred Gram matrices ``Gx = X X^T`` and ``Gy = Y Y^T`` (:func:`gram`, ``[n, n]``): the
+    column-centred rows' Gram matrix is the double-centred ``G[idx][:, idx]``, and
+    ``||Y^T X||_F^2 = <Kx, Ky>_F``, ``||X^T X||_F = ||Kx||_F`` (Kornblith et al. 2019, eq. 3).
+    ``O(m^2)`` a draw instead of ``O(m d^2)``: a bootstrap over a 4096-wide model's depths stays
+    cheap. Equals :func:`linear_cka` up to float64 rounding; NaN when either is constant."""
+
+    def centred(G: torch.Tensor) -> torch.Tensor:
+        K = G[idx][:, idx]
+        return K - K.mean(0, keepdim=True) - K.mean(1, keepdim=True) + K.mean()
+
+    Kx, Ky = centred(Gx), centred(Gy)
+    den = Kx.square().sum().sqrt() * Ky.square().sum().sqrt()
+    return float((Kx * Ky).sum() / den) if den > 0 else float("nan")
+
+
 def _acts(ctx: AuditContext, loaded, facts, config):
     spec = CaptureSpec(resid_hooks(loaded.n_layers), "final")
     acts = ctx.capture_facts(loaded, facts, spec, batch_size=config.batch_size)
@@ -85,7 +108,7 @@ def _budget(config: CKAConfig) -> str:
     order=110,
     method=METHOD,
     budget=_budget,
-    # descriptive; each bootstrap draw recomputes every depth's CKA (12 s at 1000)
+    # descriptive; each bootstrap draw recomputes every depth's CKA from the Gram matrices
     profiles={"standard": {"n_boot": 200}},
 )
 def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
@@ -110,13 +133,13 @@ def cka_line(ctx: AuditContext, config: CKAConfig | None = None) -> Evidence:
     effect = float(np.mean(profile["forget"][blocks]))
     control = float(np.mean(profile["retain"][blocks]))
     rng = np.random.default_rng(config.seed)
+    grams = {name: [(gram(x), gram(y)) for x, y in list(zip(*acts[name]))[blocks]] for name in ("forget", "retain")}
     diffs = []
     for _ in range(config.n_boot):
         means = []
         for name in ("forget", "retain"):
-            o, u = acts[name]
             idx = torch.as_tensor(rng.integers(0, len(sets[name]), len(sets[name])))
-            means.append(np.mean([linear_cka(x[idx], y[idx]) for x, y in list(zip(o, u))[blocks]]))
+            means.append(np.mean([resampled_cka(gx, gy, idx) for gx, gy in grams[name]]))
         diffs.append(means[0] - means[1])
     ci = (float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975)))
     return Evidence(

@@ -191,6 +191,19 @@ def test_linear_cka_invariances():
     assert linear_cka(X, torch.randn(200, 16)) < 0.2
 
 
+def test_a_resampled_cka_from_gram_matrices_equals_cka_of_the_resampled_rows():
+    from forensics.lines.cka import gram, linear_cka, resampled_cka
+
+    torch.manual_seed(0)
+    X, noise = torch.randn(40, 64), torch.randn(40, 64)
+    for Y in (X @ torch.randn(64, 32), X + 0.5 * noise, noise):  # similar, partly, unrelated
+        for draw in range(5):
+            idx = torch.randint(0, 40, (40,), generator=torch.Generator().manual_seed(draw))  # repeats
+            assert resampled_cka(gram(X), gram(Y), idx) == pytest.approx(linear_cka(X[idx], Y[idx]), abs=1e-10)
+    constant = torch.ones(40, 64)
+    assert np.isnan(resampled_cka(gram(constant), gram(X), torch.arange(40)))
+
+
 def test_cka_line_is_descriptive(zoo):
     from forensics.lines.cka import CKAConfig, cka_line
 
