@@ -58,8 +58,10 @@ def synopsis_block() -> str:
 
 def lines_markdown() -> str:
     """``docs/lines.md``: every registered evidence line, in report order, with its question,
-    needs, votes, side of the control, role, method, configuration fields and profile overrides."""
-    from forensics.core.config import describe_config
+    needs, votes, side of the control, role, method, model-pass budget per profile, configuration
+    fields and profile overrides."""
+    from forensics.core.config import describe_config, line_config
+    from forensics.core.profiles import PROFILES
     from forensics.core.registry import discover_lines
 
     lines, broken = discover_lines()
@@ -86,6 +88,10 @@ def lines_markdown() -> str:
         if spec.role:
             out.append(f"- role: `{spec.role}`")
         out += ["", spec.method]
+        if spec.budget is not None:
+            out += ["", "Model-pass budget per profile (`benchmarks/audit.py` times it):", ""]
+            for profile_name, profile in PROFILES.items():
+                out.append(f"- `{profile_name}`: {spec.budget(line_config(spec, profile, seed=0))}")
         if spec.config is not None:
             out += ["", f"Configuration (`{spec.config.__name__}`; `--set {name}.FIELD=VALUE`):", ""]
             out += ["| field | type | default | meaning |", "| --- | --- | --- | --- |"]
