@@ -181,7 +181,7 @@ def run_steps(
     ``stop(step)`` is consulted every ``check_every`` steps (and before the first step);
     the loop ends as soon as it returns True. The model is left in eval mode. ``fused`` uses
     PyTorch's fused AdamW kernel: the same update up to float rounding, an optimiser step about
-    8x faster on CPU at 135M parameters (0.53 s -> 0.07 s measured; docs/decisions.md); the zoo
+    ten times faster on CPU at 135M parameters (0.64 s -> 0.05-0.08 s measured; docs/decisions.md); the zoo
     builds keep the default loop, so their models do not change.
     """
     opt = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=0.0, fused=fused or None)
