@@ -379,7 +379,8 @@ def score_interventions(
         for name, hooks in interventions.items():
             if name in suffix:
                 hook, fn = suffix[name]
-                logits = logits_after_block(model, fn(cache[hook], None), cast(int, hook_block(hook)), positions)
+                act = cache[hook].clone()  # a hook may write in place; the cache serves every intervention
+                logits = logits_after_block(model, fn(act, None), cast(int, hook_block(hook)), positions)
             else:
                 logits = logits_fn_for(model, hooks)(tokens, positions)
             order, hit, _, _ = encoded.batch_scores(k, logits)

@@ -55,7 +55,9 @@ def test_interventions_score_as_a_whole_hooked_pass(arch, tiny_checkpoints):
         unit = push[l] / push[l].norm()
         return lambda act, hook: act - (act @ unit)[..., None] * unit
 
-    interventions = {f"add@{l}": [(layer_hook(l), add(l))] for l in range(n)}
+    # first an intervention that writes in place: the captured residual must serve the others intact
+    interventions = {f"halve@{l}": [(layer_hook(l), lambda act, hook: act.mul_(0.5))] for l in range(n)}
+    interventions |= {f"add@{l}": [(layer_hook(l), add(l))] for l in range(n)}
     interventions |= {f"ablate@{l}": [(layer_hook(l), ablate(l))] for l in range(n)}
     interventions["all"] = [(layer_hook(l), ablate(l)) for l in range(n)]
     interventions["none"] = []
