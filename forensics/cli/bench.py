@@ -18,7 +18,12 @@ def add_parser(sub) -> None:
     bench.add_argument("--zoo", required=True, type=Path, help="folder of per-seed zoos (seed<N>/, built if missing)")
     bench.add_argument("--out", required=True, type=Path, help="output folder (must not exist or be empty)")
     bench.add_argument("--seeds", default="0,1,2", help="comma-separated zoo seeds")
-    bench.add_argument("--size", choices=("tiny", "small"), default="small")
+    bench.add_argument(
+        "--size",
+        choices=("tiny", "small", "base"),
+        default="small",
+        help="zoo size; base: real-base zoos already built by `forensics zoo build --base` (with --world bio)",
+    )
     bench.add_argument(
         "--world",
         choices=("attributes", "bio"),

@@ -21,6 +21,21 @@ def add_parser(sub) -> None:
         default="attributes",
         help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors",
     )
+    build.add_argument(
+        "--base",
+        type=Path,
+        help="build on this pretrained checkpoint (a folder or a .gguf file) instead: TOFU's recipe "
+        "on the bio world (docs/zoos.md, real-base zoo); --size and --world do not apply",
+    )
+    build.add_argument(
+        "--models", help="with --base: comma-separated models to build (default: all; their starting models too)"
+    )
+    build.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="with --base: bfloat16 runs the fine-tunes under bfloat16 autocast on float32 weights",
+    )
     real = zoo_sub.add_parser(
         "real",
         help="unlearn a pretrained base's own knowledge of real-world facts (no retrained model exists)",
@@ -35,6 +50,8 @@ def run(args) -> int:
     """Build (or reuse) the model-organism zoo in ``--out``."""
     if args.zoo_command == "real":
         return _run_real(args)
+    if args.base is not None:
+        return _run_base(args)
     from forensics.zoo import build_zoo
 
     build_zoo(args.out, size=args.size, seed=args.seed, progress=True, world=args.world)
@@ -61,4 +78,16 @@ def _run_real(args) -> int:
     for name, entry in labels["models"].items():
         print(f"{name}: {entry['ground_truth']} ({entry['why']})")
     print(f"real-knowledge zoo written to {args.out}")
+    return 0
+
+
+def _run_base(args) -> int:
+    from forensics.zoo.base import BASE_MODELS, BaseZooConfig, build_base_zoo
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else tuple(BASE_MODELS)
+    config = BaseZooConfig(seed=args.seed, models=models, bfloat16=args.dtype == "bfloat16")
+    manifest = build_base_zoo(args.base, args.out, config, progress=True)
+    for name, entry in manifest["labels"].items():
+        print(f"{name}: {entry['ground_truth']}")
+    print(f"real-base zoo written to {args.out} in {manifest['build_seconds']:.0f} s")
     return 0

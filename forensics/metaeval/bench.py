@@ -103,7 +103,8 @@ class BenchConfig:
 
     #: Zoo seeds: one zoo per seed, each audited with its own seed.
     seeds: tuple[int, ...] = (0, 1, 2)
-    #: Zoo size preset: "small" or "tiny" (:meth:`forensics.zoo.ZooConfig.preset`).
+    #: Zoo size preset: "small" or "tiny" (:meth:`forensics.zoo.ZooConfig.preset`), or "base": a
+    #: real-base zoo (:mod:`forensics.zoo.base`), which the bench never builds.
     size: str = "small"
     #: Zoo world: "attributes" (closed vocabulary) or "bio" (free-text questions).
     world: str = "attributes"
@@ -202,6 +203,13 @@ def _zoo_for_seed(root: Path, seed: int, config: BenchConfig, progress: bool) ->
             f"{info.get('size')}); point --zoo at a folder for per-seed zoos (seed<N>/ inside it)"
         )
     folder = root / f"seed{seed}"
+    if config.size == "base":
+        if (folder / "zoo.json").is_file():
+            return folder
+        raise ForensicsInputError(
+            f"no real-base zoo of seed {seed} in {root}; build it first with "
+            f"`forensics zoo build --base CHECKPOINT --seed {seed} --out {folder}`"
+        )
     build_zoo(folder, size=config.size, seed=seed, progress=progress, world=config.world)
     return folder
 
@@ -219,6 +227,11 @@ def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> di
     if kind is not None:
         tag = f"{name}~{kind}"
         retain, _ = load_facts(zoo / "data" / "retain.jsonl")
+        if _chat(zoo):
+            from forensics.inputs.chat import templated
+            from forensics.inputs.loading import load_tokenizer
+
+            retain = templated(retain, load_tokenizer(zoo / "models" / name))
         model_dir = perturb_model(
             zoo / "models" / name, work / "models" / f"seed{seed}" / tag, kind, retain, config, seed
         )
@@ -226,7 +239,14 @@ def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> di
         print(f"== seed {seed}: {tag} vs {original.name}", file=sys.stderr, flush=True)
     cache = work / "cache" / f"seed{seed}" / original.name
     data = audit_data(zoo, work, seed, config)
-    return _audit_json(data, original, model_dir, work / "audits" / f"seed{seed}" / tag, cache, seed, config, progress)
+    out = work / "audits" / f"seed{seed}" / tag
+    return _audit_json(data, original, model_dir, out, cache, seed, config, progress, chat_template=_chat(zoo))
+
+
+def _chat(zoo: Path) -> bool:
+    """Whether the zoo's models were trained on prompts in their chat template (a real-base zoo's
+    ``zoo.json`` says so), so that the audits render them the same way."""
+    return bool(json.loads((zoo / "zoo.json").read_text()).get("chat_template", False))
 
 
 #: Fact fields the "keyless" view removes (TOFU's forget10.json has none of them).
@@ -260,11 +280,13 @@ def audit_data(zoo: Path, work: Path, seed: int, config: BenchConfig) -> Path:
 def _check_names(config: BenchConfig) -> None:
     """Refuse unknown zoo models and lines before any zoo is built."""
     from forensics.core.registry import discover_lines
+    from forensics.zoo.base import BASE_MODELS
     from forensics.zoo.jobs import MODEL_ORDER
 
-    unknown = sorted(set(config.models or ()) - set(MODEL_ORDER))
+    known = tuple(BASE_MODELS) if config.size == "base" else MODEL_ORDER
+    unknown = sorted(set(config.models or ()) - set(known))
     if unknown:
-        raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_ORDER)}")
+        raise ForensicsInputError(f"unknown zoo model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     lines = discover_lines()[0]
     unknown = sorted(set(config.lines or ()) - set(lines))
     if unknown:
@@ -276,9 +298,18 @@ def _original_of(name: str) -> str:
 
 
 def _audit_json(
-    data: Path, original: Path, unlearned: Path, out: Path, cache: Path, seed: int, config: BenchConfig, progress: bool
+    data: Path,
+    original: Path,
+    unlearned: Path,
+    out: Path,
+    cache: Path,
+    seed: int,
+    config: BenchConfig,
+    progress: bool,
+    chat_template: bool = False,
 ) -> dict[str, Any]:
-    """Audit one model (or read back a finished audit from an interrupted bench)."""
+    """Audit one model (or read back a finished audit from an interrupted bench); with
+    ``chat_template``, prompts in the original's chat template."""
     from forensics.core.pipeline import audit
 
     done = out / "results.json"
@@ -302,6 +333,7 @@ def _audit_json(
         pdf=False,
         lines=list(config.lines) if config.lines else None,
         all_lines=True,
+        chat_template=chat_template,
         command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}",
     )
     return json.loads(done.read_text())
@@ -331,8 +363,8 @@ def run_bench(
     started = time.time()
     if config.profile not in PROFILES:
         raise ForensicsInputError(f"unknown profile {config.profile!r}; choose one of {', '.join(PROFILES)}")
-    if config.size not in ("tiny", "small"):
-        raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny or small")
+    if config.size not in ("tiny", "small", "base"):
+        raise ForensicsInputError(f"unknown zoo size {config.size!r}; choose tiny, small or base")
     if config.world not in ("attributes", "bio"):
         raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose attributes or bio")
     if config.data_view not in ("full", "keyless"):

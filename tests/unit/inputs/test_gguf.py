@@ -23,9 +23,12 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_gguf(folder: Path, out: Path, quant: str = "F32", architecture: str = "llama") -> Path:
+def write_gguf(
+    folder: Path, out: Path, quant: str = "F32", architecture: str = "llama", chat_template: str | None = None
+) -> Path:
     """A GGUF file of the Llama checkpoint in ``folder`` (weights, config and its byte-level BPE
-    tokenizer), tensors in F32 or quantized with ``quant`` (the 2-d weights)."""
+    tokenizer, and ``chat_template`` when given), tensors in F32 or quantized with ``quant`` (the
+    2-d weights)."""
     import gguf
     from gguf.quants import quantize
     from safetensors.torch import load_file
@@ -59,6 +62,8 @@ def write_gguf(folder: Path, out: Path, quant: str = "F32", architecture: str = 
     writer.add_eos_token_id(ids["<eos>"])
     writer.add_pad_token_id(ids["<pad>"])
     writer.add_unk_token_id(ids["<unk>"])
+    if chat_template:
+        writer.add_chat_template(chat_template)
     names = {
         "model.embed_tokens.weight": "token_embd.weight",
         "model.norm.weight": "output_norm.weight",
