@@ -58,8 +58,9 @@ ZOO_FORMAT = 1
 
 
 #: Modules of this folder that the zoo build never runs (the real-knowledge organism,
-#: ``forensics zoo real``): editing them does not rebuild cached zoos.
-NOT_IN_THE_ZOO_BUILD = ("real.py", "real_facts.py")
+#: ``forensics zoo real``, and the real-base zoo, ``forensics zoo build --base``): editing them
+#: does not rebuild cached zoos.
+NOT_IN_THE_ZOO_BUILD = ("real.py", "real_facts.py", "base.py")
 
 
 def zoo_version() -> str:
