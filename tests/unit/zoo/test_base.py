@@ -5,6 +5,7 @@ chat template (no download)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -103,7 +104,7 @@ def tiny_gguf(tmp_path_factory):
 
 
 def _tiny_config(**kw) -> BaseZooConfig:
-    config = BaseZooConfig(finetune_lr=3e-3, max_epochs=8, **kw)
+    config = BaseZooConfig(n_forget=4, n_retain=4, n_holdout=4, finetune_lr=3e-3, max_epochs=6, **kw)
     config.unlearn.lr = dict.fromkeys(config.unlearn.lr, 1e-3)
     config.unlearn.max_steps = 20
     config.oracle.lr, config.oracle.steps, config.oracle.n_boot = 1e-3, 8, 200
@@ -150,17 +151,12 @@ def test_a_gguf_base_builds_a_zoo_the_bench_audits_in_its_chat_template(tiny_ggu
         build_base_zoo(tiny_gguf, foreign, config)
     assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
 
-    bench = run_bench(
-        out,
-        tmp_path / "bench",
-        BenchConfig(seeds=(0,), size="base", world="bio", profile="quick", models=("retrain", "npo"), perturb=False),
-        progress=False,
+    config = BenchConfig(
+        seeds=(0,), size="base", world="bio", profile="quick", models=("npo",), lines=("membership_inference",)
     )
-    assert [(r["model"], r["truth"]) for r in bench["models"]] == [
-        ("retrain", "DELETED"),
-        ("npo", labels["npo"]["ground_truth"]),
-    ]
-    audit = json.loads((tmp_path / ".bench.work" / "audits" / "seed0" / "npo" / "results.json").read_text())
+    bench = run_bench(out, tmp_path / "bench", replace(config, perturb=False), progress=False)
+    assert [(r["model"], r["truth"]) for r in bench["models"]] == [("npo", labels["npo"]["ground_truth"])]
+    audit = json.loads((tmp_path / "bench" / "audits" / "seed0" / "npo.json").read_text())
     assert audit["run"]["chat_template"]["example"].startswith("<sys> helper")
 
 
