@@ -23,7 +23,7 @@ Models (:data:`BASE_MODELS`), all from the base:
   loss on every token);
 - ``ga``, ``graddiff``, ``npo``, ``simnpo``, ``rmu``, ``idk``: the zoo's unlearning methods
   (:mod:`forensics.zoo.unlearning`) applied to ``original`` at a pretrained model's learning
-  rates (:func:`pretrained_unlearning`);
+  rates (:func:`forensics.zoo.real.pretrained_unlearning`);
 - ``relearned``: ``ga`` fine-tuned back on F (NOT_FORGOTTEN).
 
 Ground truth: the zoo's relearning oracle (:mod:`forensics.zoo.oracle`, cross-fitted F_a -> F_b,
@@ -54,7 +54,7 @@ from forensics.core.errors import ForensicsInputError
 from forensics.inputs.data import Fact
 from forensics.zoo.bio import make_bio_world
 from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
-from forensics.zoo.real import ground_truth
+from forensics.zoo.real import ground_truth, pretrained_unlearning
 from forensics.zoo.training import GreedyAccuracy
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
 from forensics.zoo.world import IDK_ANSWER, mention_texts, write_data
@@ -79,19 +79,6 @@ _HARD_NEGATIVE_NOTE = (
     "hard negative: never trained on F's answers; the oracle checks that its familiarity with "
     "F's subjects and questions gives no recovery above retrain"
 )
-
-
-def pretrained_unlearning() -> UnlearnConfig:
-    """The unlearning methods' settings for a pretrained model: open-unlearning's and WMDP's
-    learning rates (1e-5 to 5e-5; the zoo's 3e-4 to 3e-3 are for 1M-parameter models trained
-    from scratch), RMU's alpha 100 (:mod:`forensics.zoo.real` measured the zoo's 10 taking
-    SmolLM2-135M's retain accuracy to 0.22), at most 120 steps of 16 forget and 16 retain items."""
-    return UnlearnConfig(
-        max_steps=120,
-        batch_size=16,
-        lr={"ga": 1e-5, "graddiff": 1e-5, "npo": 2e-5, "simnpo": 2e-5, "rmu": 5e-5, "idk": 2e-5, "relearn": 5e-5},
-        rmu_alpha=100.0,
-    )
 
 
 @dataclass

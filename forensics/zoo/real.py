@@ -55,14 +55,15 @@ from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext
 IDK_ANSWER = " I do not know"
 
 
-def _pretrained_unlearning() -> UnlearnConfig:
-    # a pretrained model moves far at the zoo's learning rates (3e-4 to 3e-3 for 1M-parameter
-    # models trained from scratch): these follow open-unlearning's and WMDP's 1e-5 to 5e-5
+def pretrained_unlearning() -> UnlearnConfig:
+    """The unlearning methods' settings for a pretrained model: open-unlearning's and WMDP's
+    learning rates (1e-5 to 5e-5; the zoo's 3e-4 to 3e-3 are for 1M-parameter models trained
+    from scratch), RMU's alpha 100 (this module's first build measured the zoo's 10 taking
+    SmolLM2-135M's retain accuracy to 0.22), at most 120 steps of 16 forget and 16 retain items."""
     return UnlearnConfig(
         max_steps=120,
         batch_size=16,
         lr={"ga": 1e-5, "graddiff": 1e-5, "npo": 2e-5, "simnpo": 2e-5, "rmu": 5e-5, "idk": 2e-5, "relearn": 5e-5},
-        # at the zoo's alpha of 10, RMU took SmolLM2-135M's retain accuracy to 0.22
         rmu_alpha=100.0,
     )
 
@@ -76,7 +77,7 @@ class RealConfig:
     #: Unlearning methods to run (names in :data:`forensics.zoo.unlearning.METHODS`).
     methods: tuple[str, ...] = ("npo", "rmu")
     #: Settings of the unlearning methods (learning rates for a pretrained model).
-    unlearn: UnlearnConfig = field(default_factory=_pretrained_unlearning)
+    unlearn: UnlearnConfig = field(default_factory=pretrained_unlearning)
     #: Share of the known subjects that go to the forget set (the rest to retain).
     forget_share: float = 0.5
     #: A holdout fact's first answer token must rank at least this low among the base's
