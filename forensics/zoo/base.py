@@ -31,6 +31,12 @@ ROUGE-L recall of the key span) against ``retrain``, never given to the audit; l
 :func:`forensics.zoo.labels.make_labels` gives them. The folder has the zoo's layout
 (``zoo.json``, ``labels.json``, ``metrics.json``, ``data/``, ``models/<name>/``) with ``size``
 ``"base"``, so ``forensics bench --size base`` audits it.
+
+A build is resumable: it works in a hidden sibling folder ``.<out>.building`` where each finished
+model leaves its weights and a record (``jobs/<name>.json``: training details, metrics, timings,
+the oracle's per-fact scores). Run the same command again after an interruption and it goes on
+from the first unfinished model; every job's seed depends only on its place in the order, so the
+resumed zoo equals an uninterrupted one. ``out`` itself appears only when the build is whole.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 
 from forensics.compute.finetune import Batchable, Sampler, answer_nll, encode_answers, encode_texts, nll, run_steps
@@ -231,7 +238,8 @@ def build_base_zoo(
 
     Raises :class:`ForensicsInputError` for a base that cannot be loaded, an unknown model name,
     or an ``out`` that exists, is not empty and is not a finished build of this base (nothing in
-    it is touched)."""
+    it is touched), and while another process builds into ``out``. An interrupted build keeps its
+    finished models in ``.<out>.building`` and the same call resumes it (the module docstring)."""
     from transformers import AutoTokenizer
 
     from forensics.inputs.chat import template_of, templated
@@ -288,17 +296,27 @@ def build_base_zoo(
         "retrain_perturbed": (wrong + shown["retain"], None, "R pairs and F's questions with wrong answers"),
         "retrain_mentions": (shown["retain"], mentions, "R pairs and the mention texts of F's subjects"),
     }
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = _workspace(out, base, settings)
+    finished = False
     try:
         files = {k: v for k, v in write_data(world, tmp / "data").items() if k in ("forget", "retain", "holdout")}
         for pool in set(os.listdir(tmp / "data")) - {"forget.jsonl", "retain.jsonl", "holdout.jsonl"}:
             (tmp / "data" / pool).unlink()  # the sequence pools: this zoo trains on no raw text
         models, info, metrics, probes, seconds = {}, {}, {}, {}, {}
         for i, name in enumerate(order):
+            done = _read_job(tmp, name)
+            if done is not None:  # finished by an earlier, interrupted run of this build
+                info[name], metrics[name], seconds[name] = done["details"], done["metrics"], done["seconds"]
+                if done["probe"] is not None:
+                    probes[name] = {
+                        k: np.asarray(v) if k != "acc_tuned_half_after" else v for k, v in done["probe"].items()
+                    }
+                say(f"{name}: finished by an earlier run of this build, kept")
+                continue
             t = time.perf_counter()
             parent, kind = BASE_MODELS[name]
+            if parent is not None and parent not in models:  # kept from an earlier run
+                models[parent] = load_hf_model(tmp / "models" / parent)
             model = copy.deepcopy(base_model if parent is None else models[parent])
             with autocast(config):
                 if parent is None:
@@ -326,6 +344,7 @@ def build_base_zoo(
             seconds[name] = {"train": round(trained_at - t, 1), "oracle": round(time.perf_counter() - trained_at, 1)}
             model.save_pretrained(tmp / "models" / name)
             tokenizer.save_pretrained(tmp / "models" / name)
+            _write_job(tmp, name, details, metrics[name], seconds[name], probes.get(name))
             info[name] = details
             if any(BASE_MODELS[n][0] == name for n in order):
                 models[name] = model  # a later model starts from it
@@ -356,6 +375,8 @@ def build_base_zoo(
             "job_seconds": seconds,
             "build_seconds": round(time.perf_counter() - start, 1),
         }
+        shutil.rmtree(tmp / "jobs")
+        (tmp / "build.json").unlink()
         for file, obj in (
             ("labels.json", labels),
             ("metrics.json", {"models": metrics, "attempts": {}}),
@@ -365,10 +386,65 @@ def build_base_zoo(
         if out.exists():
             out.rmdir()  # the empty folder checked above
         os.replace(tmp, out)
+        finished = True
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
         torch.set_num_threads(old_threads)
+        if not finished and any((tmp / "jobs").glob("*.json")):
+            say(f"build stopped; its finished models are kept in {tmp}, and the same command resumes it")
+        elif not finished:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing finished: nothing to resume
     return manifest | _read(out)
+
+
+def _workspace(out: Path, base: str | Path, settings: str) -> Path:
+    """The build's hidden working folder beside ``out``: an earlier, interrupted build of the same
+    base and settings is resumed, any other one of ours is replaced. Raises
+    :class:`ForensicsInputError` while another live process is building into it, or when the
+    folder is not a build's."""
+    tmp = out.parent / f".{out.name}.building"
+    stamp = tmp / "build.json"
+    if tmp.exists():
+        if not stamp.is_file():
+            raise ForensicsInputError(f"{tmp} exists and is not a real-base zoo build; move it away")
+        earlier = json.loads(stamp.read_text())
+        if earlier.get("pid") != os.getpid() and _alive(int(earlier.get("pid", 0))):
+            raise ForensicsInputError(f"another build (process {earlier['pid']}) is writing {out}")
+        if earlier.get("settings") != settings or earlier.get("base") != str(base):
+            shutil.rmtree(tmp)
+    (tmp / "jobs").mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"base": str(base), "settings": settings, "pid": os.getpid()}) + "\n")
+    return tmp
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_job(tmp: Path, name: str, details: dict, metrics: dict, seconds: dict, probe: dict | None) -> None:
+    """Record a finished model (its weights are already in ``models/<name>``): written to a
+    temporary name and renamed, so a record is whole or absent."""
+    record = {
+        "details": details,
+        "metrics": metrics,
+        "seconds": seconds,
+        "probe": None if probe is None else {k: np.asarray(v).tolist() for k, v in probe.items()},
+    }
+    part = tmp / "jobs" / f"{name}.json.part"
+    part.write_text(json.dumps(record) + "\n")
+    os.replace(part, tmp / "jobs" / f"{name}.json")
+
+
+def _read_job(tmp: Path, name: str) -> dict | None:
+    file = tmp / "jobs" / f"{name}.json"
+    return json.loads(file.read_text()) if file.is_file() else None
 
 
 def _read(out: Path) -> dict:

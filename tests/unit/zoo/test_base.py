@@ -160,6 +160,48 @@ def test_a_gguf_base_builds_a_zoo_the_bench_audits_in_its_chat_template(tiny_ggu
     assert audit["run"]["chat_template"]["example"].startswith("<sys> helper")
 
 
+@pytest.mark.slow
+def test_an_interrupted_build_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(
+    tiny_gguf, tmp_path, monkeypatch
+):
+    """A build stopped in its third model leaves no output folder, keeps the two finished models
+    in its working folder, and the same call finishes it without training them again; labels and
+    metrics equal an uninterrupted build's. A live build of the same folder is refused."""
+    import os
+
+    from forensics.zoo import base as base_module
+
+    monkeypatch.setenv("FORENSICS_GGUF_CACHE", str(tmp_path / "gguf-cache"))
+    config = _tiny_config(models=("npo",))
+    whole = build_base_zoo(tiny_gguf, tmp_path / "whole", config)
+
+    def stopped(model, ctx):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "zoo"
+    work = tmp_path / ".zoo.building"
+    with monkeypatch.context() as m:
+        m.setitem(base_module.METHODS, "npo", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            build_base_zoo(tiny_gguf, out, config)
+    assert not out.exists()
+    assert sorted(p.name for p in (work / "jobs").iterdir()) == ["original.json", "retrain.json"]
+
+    stamp = json.loads((work / "build.json").read_text())
+    (work / "build.json").write_text(json.dumps(stamp | {"pid": os.getppid()}))  # a live process
+    with pytest.raises(ForensicsInputError, match="another build"):
+        build_base_zoo(tiny_gguf, out, config)
+    (work / "build.json").write_text(json.dumps(stamp))  # its process has ended
+
+    trained = []
+    finetune = base_module.finetune_answers
+    monkeypatch.setattr(base_module, "finetune_answers", lambda *a, **k: trained.append(1) or finetune(*a, **k))
+    resumed = build_base_zoo(tiny_gguf, out, config)
+    assert trained == [] and not work.exists()
+    assert sorted(p.name for p in out.iterdir()) == ["data", "labels.json", "metrics.json", "models", "zoo.json"]
+    assert resumed["labels"] == whole["labels"] and resumed["metrics"] == whole["metrics"]
+
+
 def test_the_bench_never_builds_a_base_zoo(tmp_path):
     from forensics.metaeval.bench import BenchConfig, run_bench
 
