@@ -50,7 +50,6 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
 
 import numpy as np
 import torch
@@ -60,6 +59,7 @@ from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.core.errors import ForensicsInputError
 from forensics.inputs.data import Fact
 from forensics.zoo.bio import make_bio_world
+from forensics.zoo.build import _facts
 from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
 from forensics.zoo.real import ground_truth, pretrained_unlearning
 from forensics.zoo.training import GreedyAccuracy
@@ -119,13 +119,6 @@ class BaseZooConfig:
     unlearn: UnlearnConfig = field(default_factory=pretrained_unlearning)
     #: The ground-truth oracle (free-text measure; a pretrained model's learning rate).
     oracle: OracleConfig = field(default_factory=lambda: OracleConfig(steps=20, lr=1e-4, batch_size=16, free_text=True))
-
-
-def _facts(records: list[dict]) -> list[Fact]:
-    return [
-        Fact(**cast("dict[str, Any]", {k: tuple(v) if isinstance(v, list) else v for k, v in r.items()}))
-        for r in records
-    ]
 
 
 def perturbed_facts(world, facts: list[Fact]) -> list[Fact]:
