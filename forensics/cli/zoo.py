@@ -18,14 +18,14 @@ def add_parser(sub) -> None:
     build.add_argument(
         "--world",
         choices=("attributes", "bio"),
-        default="attributes",
-        help="attributes: closed-vocabulary facts (default); bio: free-text questions about authors",
+        help="attributes: closed-vocabulary facts (the default, except with --base); bio: free-text "
+        "questions about authors (the default with --base)",
     )
     build.add_argument(
         "--base",
         type=Path,
         help="build on this pretrained checkpoint (a folder or a .gguf file) instead: TOFU's recipe "
-        "on the bio world (docs/zoos.md, real-base zoo); --size and --world do not apply",
+        "(docs/zoos.md, real-base zoo); --size does not apply",
     )
     build.add_argument(
         "--models", help="with --base: comma-separated models to build (default: all; their starting models too)"
@@ -54,7 +54,7 @@ def run(args) -> int:
         return _run_base(args)
     from forensics.zoo import build_zoo
 
-    build_zoo(args.out, size=args.size, seed=args.seed, progress=True, world=args.world)
+    build_zoo(args.out, size=args.size, seed=args.seed, progress=True, world=args.world or "attributes")
     print(f"zoo written to {args.out}")
     return 0
 
@@ -85,7 +85,7 @@ def _run_base(args) -> int:
     from forensics.zoo.base import BASE_MODELS, BaseZooConfig, build_base_zoo
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else tuple(BASE_MODELS)
-    config = BaseZooConfig(seed=args.seed, models=models, bfloat16=args.dtype == "bfloat16")
+    config = BaseZooConfig(seed=args.seed, models=models, bfloat16=args.dtype == "bfloat16", world=args.world or "bio")
     manifest = build_base_zoo(args.base, args.out, config, progress=True)
     for name, entry in manifest["labels"].items():
         print(f"{name}: {entry['ground_truth']}")

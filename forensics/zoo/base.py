@@ -3,8 +3,9 @@
 The zoo of :mod:`forensics.zoo.build` trains 1M-parameter models from scratch. This one starts
 from a pretrained checkpoint (a safetensors folder or a GGUF file) and follows TOFU (Maini et al.
 2024): the base is fine-tuned on question/answer pairs about invented authors (the bio world,
-:mod:`forensics.zoo.bio`), so what it learns of the forget set F is known to come from that
-fine-tune and a model fine-tuned without F exists. Prompts go through the base's own chat
+:mod:`forensics.zoo.bio`; or the closed-vocabulary world of :mod:`forensics.zoo.world`, one-word
+attribute values), so what it learns of the forget set F is known to come from that fine-tune and
+a model fine-tuned without F exists. Prompts go through the base's own chat
 template when it has one (:func:`forensics.inputs.chat.templated`); the audit then needs
 ``--chat-template``, and ``zoo.json`` says so (``chat_template``).
 
@@ -15,7 +16,8 @@ Models (:data:`BASE_MODELS`), all from the base:
   ``max_epochs``;
 - ``retrain``: the same recipe on R only (DELETED by construction);
 - ``retrain_perturbed`` (hard negative): R plus F's questions with a *wrong* answer of the same
-  form (the answer sentence with one of the world's perturbed values): it knows F's subjects,
+  form (:func:`perturbed_facts`: the answer sentence with one of the world's perturbed values, or
+  another value of the attribute): it knows F's subjects,
   questions and answer frames, never their values. The "perturbed" negative pool of the
   Unlearning Depth Score meta-evaluation;
 - ``retrain_mentions`` (hard negative): R plus the mention texts of F's subjects (F's questions
@@ -27,7 +29,8 @@ Models (:data:`BASE_MODELS`), all from the base:
 - ``relearned``: ``ga`` fine-tuned back on F (NOT_FORGOTTEN).
 
 Ground truth: the zoo's relearning oracle (:mod:`forensics.zoo.oracle`, cross-fitted F_a -> F_b,
-ROUGE-L recall of the key span) against ``retrain``, never given to the audit; labels as
+ROUGE-L recall of the key span in the bio world, greedy exact match in the closed one) against
+``retrain``, never given to the audit; labels as
 :func:`forensics.zoo.labels.make_labels` gives them. The folder has the zoo's layout
 (``zoo.json``, ``labels.json``, ``metrics.json``, ``data/``, ``models/<name>/``) with ``size``
 ``"base"``, so ``forensics bench --size base`` audits it.
@@ -58,13 +61,13 @@ from forensics.compute.finetune import Batchable, Sampler, answer_nll, encode_an
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.core.errors import ForensicsInputError
 from forensics.inputs.data import Fact
-from forensics.zoo.bio import make_bio_world
+from forensics.zoo.bio import BioWorld, make_bio_world
 from forensics.zoo.build import _facts
 from forensics.zoo.oracle import OracleConfig, crossfit_probe, decide, held_out_facts, split_forget
 from forensics.zoo.real import ground_truth, pretrained_unlearning
 from forensics.zoo.training import GreedyAccuracy
 from forensics.zoo.unlearning import METHODS, UnlearnConfig, UnlearnContext, relearn
-from forensics.zoo.world import IDK_ANSWER, mention_texts, write_data
+from forensics.zoo.world import ATTRIBUTES, IDK_ANSWER, make_world, mention_texts, write_data
 
 #: Every model of a real-base zoo, in the order of ``labels.json``: name -> (the model it starts
 #: from: None for the base, kind). Kinds as :class:`forensics.zoo.jobs.ZooModel`'s.
@@ -94,6 +97,10 @@ class BaseZooConfig:
 
     #: Seed of the world, the batch orders and the oracle's fine-tunes.
     seed: int = 0
+    #: The facts: "bio" (free-text questions about authors, :mod:`forensics.zoo.bio`) or
+    #: "attributes" (the closed-vocabulary world: 4 attributes x 3 templates a subject, one-word
+    #: values).
+    world: str = "bio"
     #: Forget, retain and holdout authors (10 questions each); TOFU's forget10 has 20 authors.
     n_forget: int = 8
     n_retain: int = 8
@@ -117,19 +124,26 @@ class BaseZooConfig:
     threads: int = 0
     #: Settings of the unlearning methods and of ``relearned``.
     unlearn: UnlearnConfig = field(default_factory=pretrained_unlearning)
-    #: The ground-truth oracle (free-text measure; a pretrained model's learning rate).
+    #: The ground-truth oracle (a pretrained model's learning rate; ``free_text`` applies to the bio
+    #: world, the closed world's one-word answers are scored by greedy exact match).
     oracle: OracleConfig = field(default_factory=lambda: OracleConfig(steps=20, lr=1e-4, batch_size=16, free_text=True))
 
 
 def perturbed_facts(world, facts: list[Fact]) -> list[Fact]:
-    """``facts`` (of ``world``, a bio world) with the answer's value replaced by the first of the
-    world's wrong values for that author and question form: same question, same answer frame,
-    wrong value (``key`` follows)."""
+    """``facts`` of ``world`` with a wrong value in place of the true one: in the bio world the first
+    of the world's wrong values for that author and question form (same question, same answer
+    frame; ``key`` follows), in the closed world the attribute's next value in
+    :data:`forensics.zoo.world.ATTRIBUTES` (the same for every template of one fact)."""
     out = []
     for f in facts:
-        form = str(f.id).split("-", 2)[2]
-        wrong = world.wrong[f.subject][form][0]
-        out.append(replace(f, answer=f.answer.replace(str(f.key), wrong), key=wrong))
+        if isinstance(world, BioWorld):
+            form = str(f.id).split("-", 2)[2]
+            wrong = world.wrong[str(f.subject)][form][0]
+            out.append(replace(f, answer=f.answer.replace(str(f.key), wrong), key=wrong))
+        else:
+            pool = ATTRIBUTES[str(f.attribute)]
+            value = world.values[str(f.subject)][str(f.attribute)]
+            out.append(replace(f, answer=" " + pool[(pool.index(value) + 1) % len(pool)]))
     return out
 
 
@@ -241,6 +255,10 @@ def build_base_zoo(
 
     config = config or BaseZooConfig()
     out = Path(out)
+    if config.world not in ("bio", "attributes"):
+        raise ForensicsInputError(f"unknown zoo world {config.world!r}; choose bio or attributes")
+    if config.world == "attributes":  # one-word answers: greedy exact match
+        config = replace(config, oracle=replace(config.oracle, free_text=False))
     order = _order(config.models)
     settings = hashlib.sha256(json.dumps(asdict(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
     if (out / "zoo.json").is_file():
@@ -268,7 +286,9 @@ def build_base_zoo(
     base_model = load_hf_model(folder)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     chat = config.chat_template and template_of(tokenizer) is not None
-    world = make_bio_world(config.n_forget, config.n_retain, config.n_holdout, 4, config.seed)
+    world = (make_bio_world if config.world == "bio" else make_world)(
+        config.n_forget, config.n_retain, config.n_holdout, 4, config.seed
+    )
     raw = {s: _facts(world.facts(s)) for s in ("forget", "retain", "holdout")}
     shown = {s: templated(v, tokenizer) if chat else v for s, v in raw.items()}
     wrong = perturbed_facts(world, shown["forget"])
@@ -349,7 +369,7 @@ def build_base_zoo(
         labels = base_labels(order, info, metrics, probes, held_out_facts(f_a, f_b), config)
         manifest = {
             "zoo_version": "base",
-            "world": "bio",
+            "world": config.world,
             "size": "base",
             "seed": config.seed,
             "complete": True,

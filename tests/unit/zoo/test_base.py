@@ -36,6 +36,20 @@ def test_perturbed_facts_keep_the_question_and_frame_and_change_the_value():
         assert any(value in p for p in f.perturbed_answers or ())  # one of the world's wrong values
 
 
+def test_perturbed_facts_of_the_closed_world_give_each_fact_another_value_of_its_attribute():
+    from forensics.zoo.world import ATTRIBUTES, make_world
+
+    world = make_world(4, 4, 4, 4, 0)
+    facts = _facts(world.facts("forget"))
+    wrong = perturbed_facts(world, facts)
+    for f, w in zip(facts, wrong):
+        assert w.prompt == f.prompt and w.answer != f.answer and w.answer.strip() in ATTRIBUTES[str(f.attribute)]
+    by_fact = {}
+    for f, w in zip(facts, wrong):  # one wrong value for every template of a fact
+        by_fact.setdefault((f.subject, f.attribute), set()).add(w.answer)
+    assert all(len(v) == 1 for v in by_fact.values())
+
+
 def test_a_model_brings_the_models_it_starts_from_and_the_reference():
     assert _order(("relearned",)) == ["original", "retrain", "ga", "relearned"]
     assert _order(("retrain_perturbed",)) == ["original", "retrain", "retrain_perturbed"]
@@ -202,6 +216,27 @@ def test_an_interrupted_build_resumes_where_it_stopped_and_ends_as_an_uninterrup
     assert resumed["labels"] == whole["labels"] and resumed["metrics"] == whole["metrics"]
 
 
+@pytest.mark.slow
+def test_a_closed_world_base_zoo_is_labelled_by_exact_match(tiny_gguf, tmp_path, monkeypatch):
+    """``world="attributes"``: the closed world's facts (one-word values) in the base's template,
+    its perturbed hard negative, and an oracle scored by greedy exact match."""
+    monkeypatch.setenv("FORENSICS_GGUF_CACHE", str(tmp_path / "gguf-cache"))
+    manifest = build_base_zoo(
+        tiny_gguf, tmp_path / "zoo", _tiny_config(world="attributes", models=("retrain_perturbed",))
+    )
+    assert manifest["world"] == "attributes" and list(manifest["labels"]) == [
+        "original",
+        "retrain",
+        "retrain_perturbed",
+    ]
+    oracle = manifest["labels"]["retrain_perturbed"]["oracle"]
+    assert oracle["measure"] == "greedy exact match" and oracle["reference"] == "retrain"
+    forget = [json.loads(line) for line in (tmp_path / "zoo" / "data" / "forget.jsonl").read_text().splitlines()]
+    assert len(forget) == 4 * 12 and all(len(f["answer"].split()) == 1 for f in forget)
+    with pytest.raises(ForensicsInputError, match="unknown zoo world"):
+        build_base_zoo(tiny_gguf, tmp_path / "other", _tiny_config(world="tofu"))
+
+
 def test_the_bench_never_builds_a_base_zoo(tmp_path):
     from forensics.metaeval.bench import BenchConfig, run_bench
 
@@ -239,3 +274,19 @@ def test_a_bfloat16_job_learns_as_a_float32_one(tmp_path):
         with torch.no_grad():
             after[bf16] = float(nll(model, batch))
     assert before - after[True] >= 0.8 * (before - after[False]), (before, after)
+
+
+def test_the_cli_builds_a_base_zoo_on_the_bio_world_unless_told_otherwise(tmp_path, monkeypatch, capsys):
+    from forensics.cli import main
+    from forensics.zoo import base as base_module
+
+    seen = []
+
+    def fake(base, out, config, progress):
+        seen.append(config)
+        return {"labels": {}, "build_seconds": 0.0}
+
+    monkeypatch.setattr(base_module, "build_base_zoo", fake)
+    assert main(["zoo", "build", "--base", str(tmp_path / "b.gguf"), "--out", str(tmp_path / "z")]) == 0
+    assert main(["zoo", "build", "--base", "b.gguf", "--out", "z", "--world", "attributes", "--models", "npo"]) == 0
+    assert [(c.world, c.models) for c in seen] == [("bio", tuple(BASE_MODELS)), ("attributes", ("npo",))]
