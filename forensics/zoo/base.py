@@ -52,6 +52,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,7 @@ def build_base_zoo(
         )
     gguf = gguf_file(base)
     folder = materialize(gguf) if gguf is not None else Path(base)
-    say = print if progress else (lambda *a, **k: None)
+    say = partial(print, flush=True) if progress else (lambda *a, **k: None)  # a log file sees each model as it ends
     start = time.perf_counter()
     old_threads = torch.get_num_threads()
     if config.threads:

@@ -38,6 +38,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -311,7 +312,7 @@ def build_real(base: str | Path, out: str | Path, config: RealConfig | None = No
     known = known_facts(model, tokenizer, facts)
     unknown = answer_ranks(model, tokenizer, facts) >= config.holdout_min_rank
     sets = split_sets(facts, known, config.seed, config.forget_share, unknown)
-    say = print if progress else (lambda *a, **k: None)
+    say = partial(print, flush=True) if progress else (lambda *a, **k: None)
     say(
         f"base knows {int(known.sum())} of {len(facts)} candidate facts; "
         + ", ".join(f"{k} {len(v)}" for k, v in sets.items())
