@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from forensics.compute.atomic import read_json, write_json_atomic
 from forensics.compute.finetune import Batchable, Sampler, answer_nll, encode_answers, encode_texts, nll, run_steps
 from forensics.compute.scoring import logits_fn_for, score_facts
 from forensics.core.errors import ForensicsInputError
@@ -318,7 +319,7 @@ def build_base_zoo(
             (tmp / "data" / pool).unlink()  # the sequence pools: this zoo trains on no raw text
         models, info, metrics, probes, seconds = {}, {}, {}, {}, {}
         for i, name in enumerate(order):
-            done = _read_job(tmp, name)
+            done = read_json(tmp / "jobs" / f"{name}.json")
             if done is not None:  # finished by an earlier, interrupted run of this build
                 info[name], metrics[name], seconds[name] = done["details"], done["metrics"], done["seconds"]
                 if done["probe"] is not None:
@@ -443,22 +444,15 @@ def _alive(pid: int) -> bool:
 
 
 def _write_job(tmp: Path, name: str, details: dict, metrics: dict, seconds: dict, probe: dict | None) -> None:
-    """Record a finished model (its weights are already in ``models/<name>``): written to a
-    temporary name and renamed, so a record is whole or absent."""
+    """Record a finished model (its weights are already in ``models/<name>``), atomically, so a
+    record is whole or absent."""
     record = {
         "details": details,
         "metrics": metrics,
         "seconds": seconds,
         "probe": None if probe is None else {k: np.asarray(v).tolist() for k, v in probe.items()},
     }
-    part = tmp / "jobs" / f"{name}.json.part"
-    part.write_text(json.dumps(record) + "\n")
-    os.replace(part, tmp / "jobs" / f"{name}.json")
-
-
-def _read_job(tmp: Path, name: str) -> dict | None:
-    file = tmp / "jobs" / f"{name}.json"
-    return json.loads(file.read_text()) if file.is_file() else None
+    write_json_atomic(tmp / "jobs" / f"{name}.json", record)
 
 
 def _read(out: Path) -> dict:
