@@ -109,6 +109,48 @@ def cluster_permutation_p(
     return (hits + 1) / (n_perm + 1)
 
 
+def cluster_permutation_max_p(
+    a: np.ndarray,
+    groups_a: np.ndarray,
+    b: np.ndarray,
+    groups_b: np.ndarray,
+    n_perm: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Two-sided p-values for mean(a[c]) == mean(b[c]) in every cell ``c`` at once, adjusted for
+    testing all the cells: Westfall & Young's single-step max-T permutation procedure (Westfall
+    & Young 1993, *Resampling-Based Multiple Testing*), permuting whole clusters between the sets.
+
+    ``a`` ``[n_cells, n_a]`` holds each cell's scores of the same ``n_a`` examples (clusters
+    ``groups_a`` ``[n_a]``), likewise ``b`` ``[n_cells, n_b]``. Each permutation reassigns the
+    clusters to the two sides (sizes kept) in every cell together, and a cell's p is the share
+    of permutations whose *largest* absolute difference over all cells reaches the cell's own
+    (with the +1 correction, so never below ``1 / (n_perm + 1)``). The family-wise error over
+    the cells is then at most the nominal level under any dependence between them, as
+    Bonferroni's is, but the cells' dependence (neighbouring depths of one model read alike) is
+    used rather than paid for. Returns ``[n_cells]`` p-values.
+    A cluster name found in both ``groups_a`` and ``groups_b`` names two clusters."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    if np.intersect1d(groups_a, groups_b).size:
+        groups_a = np.char.add("a:", np.asarray(groups_a, dtype=str))
+        groups_b = np.char.add("b:", np.asarray(groups_b, dtype=str))
+    groups = np.concatenate([groups_a, groups_b])
+    names, index = np.unique(groups, return_inverse=True)
+    sums = np.stack([np.bincount(index, weights=row, minlength=len(names)) for row in np.concatenate([a, b], 1)])
+    counts = np.bincount(index, minlength=len(names)).astype(float)  # [K]
+    in_a = np.isin(names, np.unique(groups_a))
+
+    def differences(mask: np.ndarray) -> np.ndarray:  # mask [P, K] -> [P, n_cells]
+        m = mask.astype(float)
+        return (m @ sums.T) / (m @ counts)[:, None] - ((1 - m) @ sums.T) / ((1 - m) @ counts)[:, None]
+
+    observed = np.abs(differences(in_a[None]))[0]
+    rng = np.random.default_rng(seed)
+    masks = np.array([rng.permutation(in_a) for _ in range(n_perm)])
+    null_max = np.abs(differences(masks)).max(1) if n_perm else np.zeros(0)
+    return (1 + (null_max[:, None] >= observed[None] - 1e-12).sum(0)) / (1 + n_perm)
+
+
 def sign_flip_p(deviations: np.ndarray, n_perm: int = 2000, seed: int = 0) -> float:
     """Two-sided sign-flip test that the mean of per-cluster deviations ``[n_clusters]`` is 0
     (with the +1 correction)."""

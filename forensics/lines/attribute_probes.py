@@ -31,11 +31,14 @@ decides: a fact can be readable at one depth and blocked at a later one.
 Vote:
 - ``suppressed``: some cell's family-adjusted CI lies above 0: F read *above* the holdout
   control (docs/methods.md's control rule: recovery beyond the control). The reported effect is
-  that cell's (the largest difference among them), with a label-permutation p-value for
-  that probe at that depth (answers shuffled among F's facts within attribute,
-  paraphrases moving together, the probe's procedure re-run), Bonferroni-adjusted over
-  depths. F read far *below* H is shown in the curves but does not vote: it is a trace of
-  unlearning (U treats F specially), not recovered knowledge;
+  that cell's (the largest difference among them), with its p-value adjusted over every
+  depth and probe of the family by Westfall & Young's max-T procedure on subject permutations
+  (F's and H's subjects exchanged, all cells permuted together:
+  :func:`forensics.compute.stats.cluster_permutation_max_p`). The bootstrap and the
+  permutations share the control's premise: under "F is no more readable than H" a subject's
+  scores do not depend on the set it came from. F read far *below* H is shown in the curves
+  but does not vote: it is a trace of unlearning (U treats F specially), not recovered
+  knowledge;
 - ``deleted``: nothing significant anywhere, and at the depth where O's re-fit probe
   reads F best (its adjusted CI above 0: the procedure has power there), every U probe's
   adjusted CI upper bound is below ``deleted_share`` of O's difference;
@@ -53,7 +56,7 @@ from typing import Any, cast
 import numpy as np
 
 from forensics.compute.capture import CaptureSpec, resid_hooks
-from forensics.compute.stats import cluster_bootstrap_diff_ci
+from forensics.compute.stats import cluster_bootstrap_diff_ci, cluster_permutation_max_p
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
 from forensics.core.minimum import BOUND_TEST, SUBJECT_BOOTSTRAP, VoteMinimum
@@ -62,7 +65,6 @@ from forensics.probing.classifiers import (
     Labels,
     ProbeConfig,
     ProbeError,
-    ProbeKind,
     check_probe_data,
     fit_and_predict,
     out_of_fold_scores,
@@ -79,7 +81,7 @@ METHOD = (
     "Probes read each fact's answer from the residual stream at the prompt's final token, at every depth: "
     "re-fitted on U's F (folds grouped by subject), fitted on U's R, and transferred from O's F. Effect: "
     "chance-corrected probe accuracy on F; control: the identical procedure on H; subject-bootstrap CIs "
-    "adjusted over depths and probes, and a label-permutation p. Votes suppressed when some depth and probe "
+    "adjusted over depths and probes, and a subject-permutation p adjusted likewise (max-T). Votes suppressed when some depth and probe "
     "reads F above H; deleted when, at the depth where O's re-fit probe reads F best, O's reading is "
     "significant and every U probe's CI upper bound is below a set share (default 10%) of O's. Span: the "
     "prompt's final token, labelled by the answer; familiarity with F's subjects alone cannot make a probe "
@@ -99,9 +101,9 @@ class AttributeProbeConfig(VoteMinimum):
     #: Subject-bootstrap resamples for each cell's unadjusted CI (the family-adjusted CI uses
     #: at least ``FAMILY_BOOT``).
     n_boot: int = 1000
-    #: Label permutations for the reported cell's p-value (count).
-    n_perm: int = 100
-    #: Seed of the bootstrap draws and label permutations.
+    #: Subject permutations (F and H subjects exchanged) for the cells' max-T p-values (count).
+    n_perm: int = 1000
+    #: Seed of the bootstrap draws and subject permutations.
     seed: int = 0
     #: Prompts per forward pass during activation capture.
     batch_size: int = 64
@@ -174,7 +176,8 @@ def probe_curves(ctx: AuditContext, config: AttributeProbeConfig, activations: d
     Returns ``{"position/kind": [row per depth]}``; a row holds ``depth``, ``hook``, the
     chosen strengths, and per probe (``refit``, ``rfit``, ``transfer``, ``refit_original``)
     the mean chance-corrected score on F and on H, their difference, its CI and its
-    family-adjusted CI."""
+    family-adjusted CI, and (``refit``, ``rfit``, ``transfer``) ``p_family``, its max-T subject-permutation
+    p-value adjusted over every depth and probe."""
     labels = _encoded_labels(ctx)
     curves: dict = {}
     for key in config.curves:
@@ -243,7 +246,7 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
         retain_attributes,
         [forget_attributes, holdout_attributes],
     )
-    rows = []
+    rows, family = [], {}
     for d in range(n_depths):
         scores = {
             "refit": (u_f[d], u_h[d]),
@@ -268,6 +271,8 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
         # draws cannot place it, so it gets at least FAMILY_BOOT draws (cheap: vectorised).
         family_boot = max(config.n_boot, FAMILY_BOOT)
         for name, (s_f, s_h) in scores.items():
+            if name in PROBES:
+                family[(d, name)] = (s_f, s_h)
             ci = cluster_bootstrap_diff_ci(s_f, forget_groups, s_h, holdout_groups, config.n_boot, config.seed)
             ci_family = cluster_bootstrap_diff_ci(
                 s_f, forget_groups, s_h, holdout_groups, family_boot, config.seed, level=1 - config.alpha / family_size
@@ -280,74 +285,18 @@ def _depth_scores(X, labels, kind, config: AttributeProbeConfig, family_size: in
                 "ci_family": list(ci_family),
             }
         rows.append(row)
+    cells = list(family)
+    p_family = cluster_permutation_max_p(
+        np.stack([family[c][0] for c in cells]),
+        forget_groups,
+        np.stack([family[c][1] for c in cells]),
+        holdout_groups,
+        config.n_perm,
+        config.seed,
+    )
+    for (d, name), p in zip(cells, p_family, strict=True):
+        rows[d][name]["p_family"] = float(p)
     return rows
-
-
-def _permuted_answers(forget_labels: tuple, n_perm: int, seed: int) -> list[np.ndarray]:
-    """F's answers shuffled among F's facts, within attribute, a fact's paraphrases moving together."""
-    forget_answers, _, keysF, attributes = forget_labels
-    _, first, key_index = np.unique(keysF, return_index=True, return_inverse=True)
-    key_answer, key_attr = forget_answers[first], attributes[first]
-    rng = np.random.default_rng(seed)
-    permuted = []
-    for _ in range(n_perm):
-        new_answer = key_answer.copy()
-        for attr in np.unique(key_attr):
-            members = np.flatnonzero(key_attr == attr)
-            new_answer[members] = key_answer[rng.permutation(members)]
-        permuted.append(new_answer[key_index])
-    return permuted
-
-
-def label_permutation_p(
-    ctx: AuditContext, acts: dict, row: dict, probe: str, kind: str, config: AttributeProbeConfig
-) -> float:
-    """Two-sided p-value of one probe's recoverability (F minus H) at one depth under a
-    label-permutation null: F's answers are shuffled among F's facts (within attribute,
-    a fact's paraphrases moving together) and the probe's whole procedure is re-run:
-    re-fit and transfer probes are re-fitted on the permuted answers; the R-fitted probe
-    never sees F's answers, so its fixed predictions are scored against them."""
-    labels = _encoded_labels(ctx)
-    forget_answers, forget_groups, _, forget_attributes = labels["forget"]
-    retain_answers, _, _, retain_attributes = labels["retain"]
-    hook = row["hook"]
-    X_uf = acts[("U", "forget")][hook]
-    permuted = _permuted_answers(labels["forget"], config.n_perm, config.seed)
-    if probe == "rfit":
-        (predicted,) = fit_and_predict(
-            cast("ProbeKind", kind),
-            row["strength_unlearned"],
-            acts[("U", "retain")][hook],
-            retain_answers,
-            [X_uf],
-            config.probe,
-            retain_attributes,
-            [forget_attributes],
-        )
-        null_means = np.array(
-            [
-                stratified_chance_corrected(predicted, y, retain_answers, forget_attributes, retain_attributes).mean()
-                for y in permuted
-            ]
-        )
-    else:
-        fit_on, strength = (
-            (acts[("U", "forget")][hook], row["strength_unlearned"])
-            if probe == "refit"
-            else (acts[("O", "forget")][hook], row["strength_original"])
-        )
-        null_means = out_of_fold_scores(
-            cast("ProbeKind", kind),
-            [strength],
-            fit_on,
-            permuted,
-            forget_groups,
-            config.probe,
-            [X_uf],
-            strata=forget_attributes,
-        )[:, 0, 0].mean(-1)
-    null = np.abs(null_means - row[probe]["holdout"])
-    return float((1 + np.sum(null >= abs(row[probe]["difference"]) - 1e-12)) / (1 + len(null)))
 
 
 def _deletion_bound(rows: list[dict], config: AttributeProbeConfig) -> dict | None:
@@ -404,9 +353,7 @@ def _budget(config: AttributeProbeConfig) -> str:
     method=METHOD,
     budget=_budget,
     profiles={
-        "quick": {"curves": ("final/linear",), "n_perm": 10, "probe.linear_c_grid": (0.1,)},
-        "standard": {"n_perm": 100},
-        "thorough": {"n_perm": 200},
+        "quick": {"curves": ("final/linear",), "probe.linear_c_grid": (0.1,)},
     },
 )
 def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None = None) -> Evidence:
@@ -428,8 +375,7 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
     rows = curves[config.curves[0]]
     vote, (probe, depth), why = decide(rows, config)
     cell = rows[depth][probe]
-    p = label_permutation_p(ctx, activations[position], rows[depth], probe, kind, config)
-    p = min(1.0, p * len(rows))
+    p = rows[depth][probe]["p_family"]
     ci = tuple(cell["ci_family"])
     return Evidence(
         status="ok",

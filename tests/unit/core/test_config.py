@@ -316,4 +316,4 @@ def test_lines_command_shows_a_profiles_values(capsys):
 
     assert "('final/linear',)" in row(quick, "curves") and "profile quick" in quick
     assert "('final/linear', 'final/mlp', 'subject/linear')" in row(defaults, "curves") and "defaults" in defaults
-    assert row(quick, "n_perm").split()[2] == "10" and row(defaults, "n_perm").split()[2] == "100"
+    assert row(quick, "n_boot").split()[2] == "200" and row(defaults, "n_boot").split()[2] == "1000"
