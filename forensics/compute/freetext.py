@@ -25,7 +25,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from forensics.compute.scoring import EncodedFacts, encode_prompt, logits_fn_for, pad_right
+from forensics.compute.scoring import EncodedFacts, encode_prompt, logits_fn_for
 from forensics.inputs.data import Fact
 
 
@@ -43,11 +43,11 @@ def greedy_generations(
 
     A TransformerLens model generates with a key/value cache over batches of prompts of mixed
     lengths, left-padded and masked (:func:`_cached_generations`); a ``transformers`` model (the
-    zoo's oracle) batches prompts of equal token length and recomputes the sequence at each
-    token (:func:`_equal_length_generations`). Both stop a row at EOS or at a newline."""
+    zoo's oracle, the quantization attack) does the same through ``transformers``' own cached
+    :meth:`generate` (:func:`_hf_cached_generations`). Both stop a row at EOS or at a newline."""
     if hasattr(model, "run_with_hooks"):
         return _cached_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
-    return _equal_length_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
+    return _hf_cached_generations(model, tokenizer, facts, max_new_tokens, batch_size, device)
 
 
 def _finish(tokenizer, ids: list[int], eos: int | None) -> str:
@@ -127,32 +127,67 @@ def _next_tokens(model, tokens: torch.Tensor, mask: torch.Tensor, cache) -> torc
     return apply_softcap(model.unembed(last), model.cfg.output_logits_soft_cap)[:, 0].argmax(-1)
 
 
-def _equal_length_generations(model, tokenizer, facts, max_new_tokens: int, batch_size: int, device) -> list[str]:
-    """Generation without a cache: prompts of equal token length together (no padding, so no
-    attention mask), the whole sequence recomputed at each new token."""
-    logits_fn = logits_fn_for(model)
+class _RowStops:
+    """A ``transformers`` stopping criterion: which rows' newest token ends them (:class:`_Stops`),
+    ``[batch]`` bool, so :meth:`generate` pads finished rows and ends when every row has."""
+
+    def __init__(self, stops: _Stops):
+        self.stops = stops
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        last = input_ids[:, -1].tolist()
+        return torch.tensor([self.stops(t) for t in last], dtype=torch.bool, device=input_ids.device)
+
+
+def _hf_cached_generations(model, tokenizer, facts, max_new_tokens: int, batch_size: int, device) -> list[str]:
+    """Generation by ``transformers``' own :meth:`generate` with its key/value cache: prompts
+    sorted by length, batches of ``batch_size`` left-padded with an attention mask (``generate``
+    derives the position ids from it), greedy (no sampling, one beam), each row stopped by
+    :class:`_RowStops`. The model's own ``generation_config`` is set aside for the call, so a
+    checkpoint's ``generation_config.json`` (sampling, repetition penalty, its EOS ids, banned
+    words) never changes what is measured: ``generate`` fills unset fields from it."""
+    from transformers import GenerationConfig, StoppingCriteriaList
+
     prompts = [encode_prompt(tokenizer, f.prompt) for f in facts]
     stops = _Stops(tokenizer)
-    out: list[str] = [""] * len(facts)
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(prompts):
-        by_length.setdefault(len(ids), []).append(i)
-    for _length, members in sorted(by_length.items()):
-        for start in range(0, len(members), batch_size):
-            idx = members[start : start + batch_size]
-            tokens, _ = pad_right([prompts[i] for i in idx], 0)
-            tokens = tokens.to(device)
-            new: list[list[int]] = [[] for _ in idx]
-            done = [False] * len(idx)
-            for _ in range(max_new_tokens):
-                last = torch.full((len(idx), 1), tokens.shape[1] - 1, dtype=torch.long, device=device)
-                step = logits_fn(tokens, last)[:, 0].argmax(-1)
-                tokens = torch.cat([tokens, step[:, None]], 1)
-                stops.record(step, new, done)
-                if all(done):
+    pad = stops.eos if stops.eos is not None else 0
+    config = GenerationConfig(
+        do_sample=False, num_beams=1, max_new_tokens=max_new_tokens, pad_token_id=pad, use_cache=True
+    )
+    criteria = StoppingCriteriaList([_RowStops(stops)])
+    own, model.generation_config = model.generation_config, GenerationConfig()
+    try:
+        return _generate_batches(model, tokenizer, prompts, stops, config, criteria, batch_size, device)
+    finally:
+        model.generation_config = own
+
+
+def _generate_batches(model, tokenizer, prompts, stops: _Stops, config, criteria, batch_size: int, device) -> list[str]:
+    """The batches of :func:`_hf_cached_generations`: decoded text per prompt."""
+    pad = config.pad_token_id
+    out: list[str] = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        tokens = torch.full((len(idx), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            tokens[r, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[r, width - len(prompts[i]) :] = 1
+        generated = model.generate(
+            input_ids=tokens.to(device),
+            attention_mask=mask.to(device),
+            generation_config=config,
+            stopping_criteria=criteria,
+        )[:, width:]
+        for r, i in enumerate(idx):
+            new: list[int] = []
+            for token in generated[r].tolist():
+                new.append(token)
+                if stops(token):
                     break
-            for r, i in enumerate(idx):
-                out[i] = _finish(tokenizer, new[r], stops.eos)
+            out[i] = _finish(tokenizer, new, stops.eos)
     return out
 
 

@@ -1,7 +1,8 @@
 """Generation with a key/value cache over left-padded batches of mixed prompt lengths gives the
 generations of the earlier code (equal-length batches, the sequence recomputed at each token,
-kept here as the reference) on the free-text zoo's models, and a ``transformers`` model gives
-the same text as its hooked twin."""
+kept here as the reference) on the free-text zoo's models; a ``transformers`` model, through
+``transformers``' own cached ``generate``, gives the same text as the reference and as its hooked
+twin, whatever its checkpoint's generation settings say."""
 
 from __future__ import annotations
 
@@ -71,7 +72,17 @@ def test_a_transformers_model_generates_the_same_text(bio_zoo: Path):
 
     loaded = load_model(bio_zoo / "models" / "original")
     hf = AutoModelForCausalLM.from_pretrained(bio_zoo / "models" / "original").eval()
-    facts = load_facts(bio_zoo / "data" / "forget.jsonl", loaded.tokenizer)[0][:40]
-    assert greedy_generations(hf, loaded.tokenizer, facts, 24) == greedy_generations(
-        loaded.model, loaded.tokenizer, facts, 24
-    )
+    facts = []
+    for split in ("forget", "holdout"):
+        facts += load_facts(bio_zoo / "data" / f"{split}.jsonl", loaded.tokenizer)[0]
+    assert len({len(encode_prompt(loaded.tokenizer, f.prompt)) for f in facts}) > 3
+    reference = _reference_generations(hf, loaded.tokenizer, facts, 24)
+    # a checkpoint's own generation settings would change the text if generate used them
+    own = hf.generation_config
+    written = loaded.tokenizer(next(g for g in reference if g.strip()), add_special_tokens=False)["input_ids"]
+    own.repetition_penalty, own.no_repeat_ngram_size, own.eos_token_id = 5.0, 2, written[0]
+    generated = greedy_generations(hf, loaded.tokenizer, facts, 24, batch_size=16)
+    assert hf.generation_config is own
+    assert generated == reference
+    assert generated == greedy_generations(loaded.model, loaded.tokenizer, facts, 24)
+    assert sum(bool(g.strip()) for g in generated) > len(generated) // 2
