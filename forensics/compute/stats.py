@@ -55,6 +55,18 @@ def _cluster_sums(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, n
     return sums, counts
 
 
+def _pooled_clusters(groups_a: np.ndarray, groups_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two sets' cluster ids pooled ``[n_a + n_b]``, and which of the pooled clusters (in
+    :func:`_cluster_sums`' order, ``np.unique``'s) belong to ``a`` ``[K]``. A cluster name found
+    in both sets names two clusters, one a side (a holdout set may reuse a forget subject's
+    name); otherwise every one of ``a``'s values would join a cluster of ``b``."""
+    if np.intersect1d(groups_a, groups_b).size:
+        groups_a = np.char.add("a:", np.asarray(groups_a, dtype=str))
+        groups_b = np.char.add("b:", np.asarray(groups_b, dtype=str))
+    groups = np.concatenate([groups_a, groups_b])
+    return groups, np.isin(np.unique(groups), np.unique(groups_a))
+
+
 def cluster_bootstrap_diff_ci(
     a: np.ndarray,
     groups_a: np.ndarray,
@@ -93,12 +105,8 @@ def cluster_permutation_p(
     A cluster name found in both ``groups_a`` and ``groups_b`` names two clusters, one a side
     (a holdout set may reuse a forget subject's name); otherwise every one of ``a`` 's values
     would join a cluster of ``b`` and the difference would be undefined."""
-    if np.intersect1d(groups_a, groups_b).size:
-        groups_a = np.char.add("a:", np.asarray(groups_a, dtype=str))
-        groups_b = np.char.add("b:", np.asarray(groups_b, dtype=str))
-    groups = np.concatenate([groups_a, groups_b])
+    groups, in_a = _pooled_clusters(groups_a, groups_b)
     sums, counts = _cluster_sums(np.concatenate([a, b]), groups)
-    in_a = np.isin(np.unique(groups), np.unique(groups_a))
     observed = sums[in_a].sum() / counts[in_a].sum() - sums[~in_a].sum() / counts[~in_a].sum()
     rng = np.random.default_rng(seed)
     hits = 0
@@ -131,14 +139,10 @@ def cluster_permutation_max_p(
     used rather than paid for. Returns ``[n_cells]`` p-values.
     A cluster name found in both ``groups_a`` and ``groups_b`` names two clusters."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
-    if np.intersect1d(groups_a, groups_b).size:
-        groups_a = np.char.add("a:", np.asarray(groups_a, dtype=str))
-        groups_b = np.char.add("b:", np.asarray(groups_b, dtype=str))
-    groups = np.concatenate([groups_a, groups_b])
-    names, index = np.unique(groups, return_inverse=True)
-    sums = np.stack([np.bincount(index, weights=row, minlength=len(names)) for row in np.concatenate([a, b], 1)])
-    counts = np.bincount(index, minlength=len(names)).astype(float)  # [K]
-    in_a = np.isin(names, np.unique(groups_a))
+    groups, in_a = _pooled_clusters(groups_a, groups_b)
+    pooled = np.concatenate([a, b], 1)
+    sums = np.stack([_cluster_sums(row, groups)[0] for row in pooled])  # [n_cells, K]
+    counts = _cluster_sums(pooled[0], groups)[1]  # [K]
 
     def differences(mask: np.ndarray) -> np.ndarray:  # mask [P, K] -> [P, n_cells]
         m = mask.astype(float)
