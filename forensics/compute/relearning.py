@@ -48,14 +48,15 @@ def finetune(
 
     Loss: NLL of ``train``'s answer tokens given the prompt; ``config.steps`` AdamW steps at
     ``lr``, in the model's precision without losing updates (:func:`master_copy`). ``model``
-    itself is not changed. Returns ``{"after": float
-    [len(evaluate)], "curve": {step: mean}, "train_accuracy": float}``.
+    itself is not changed. Returns ``{"after": float [len(evaluate)] (after ``config.steps``),
+    "per_step": {step: float [len(evaluate)]} (at each of ``config.eval_steps`` reached and at
+    ``config.steps``), "curve": {step: mean of per_step}, "train_accuracy": float}``.
     """
     tuned, precision = master_copy(model)
     torch.manual_seed(seed)
     sampler = Sampler(encode_answers(tokenizer, train), config.batch_size, seed)
     evaluation = EncodedFacts(tokenizer, evaluate, config.eval_batch_size) if measure == "exact" else None
-    curve = {}
+    per_step: dict[int, np.ndarray] = {}
 
     def scores(facts: list[Fact]) -> np.ndarray:
         tuned.eval()
@@ -71,7 +72,7 @@ def finetune(
 
     def record(step: int) -> bool:  # called with `step` optimiser steps done
         if step in config.eval_steps:
-            curve[step] = float(measure_now().mean())
+            per_step[step] = measure_now()
         return False
 
     run_steps(
@@ -85,9 +86,9 @@ def finetune(
         betas=(0.9, 0.999),
         fused=True,
     )
-    after = measure_now()
-    curve[config.steps] = float(after.mean())
-    return {"after": after, "curve": curve, "train_accuracy": float(scores(train).mean())}
+    after = per_step[config.steps] = measure_now()
+    curve = {step: float(values.mean()) for step, values in per_step.items()}
+    return {"after": after, "per_step": per_step, "curve": curve, "train_accuracy": float(scores(train).mean())}
 
 
 def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config, device, lr: float):

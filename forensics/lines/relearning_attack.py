@@ -3,7 +3,7 @@
 
 Procedure. For each seed: split F's subjects at random into halves F_a / F_b, and H's into
 H_a / H_b (facts of one subject stay together). Fine-tune a copy of U's TransformerLens
-model on F_a only, then measure greedy accuracy on F_b (facts the fine-tune never
+model on F_a only, then measure how well it answers F_b (facts the fine-tune never
 showed). The facts are random (subject -> value), so nothing about F_b can be *learned*
 from F_a: what comes back was still in the weights. Control: the identical fine-tune on
 H_a, measured on H_b (what the fine-tune itself teaches: answer priors, the format);
@@ -11,18 +11,31 @@ with a reference model, also the identical F_a fine-tune of the reference, measu
 F_b.
 
 Span. Fine-tuning loss: NLL of the answer tokens of ``prompt + answer`` given the prompt.
-Measurement: the audit's answer measure per fact (:mod:`forensics.compute.measures`): greedy
+Measurement: the "sensitive" answer measure per fact (:mod:`forensics.compute.measures`): greedy
 accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary
-facts, ROUGE-L recall of the greedy generation against the key span on free text, choice
-accuracy on multiple choice. "Accuracy" below means that measure.
+facts, teacher-forced token accuracy of the key span (the whole answer without a key) on free
+text, choice accuracy on multiple choice. "Accuracy" below means that measure. On free text the
+attack does not score greedy ROUGE-L, the gate's measure: a generation reproduces the key only
+once its probability has largely returned, so a partial recovery moves ROUGE-L little (on
+SmolLM2-135M's real-base zoo, docs/decisions.md, "the relearning attack scores free text
+teacher-forced").
 
 Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
 decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
 all parameters trainable; the copy is made in U's own dtype and device. Defaults suit the
 zoo's small models; a 7B model needs a far smaller ``lr`` (Deeb & Roger use ~1e-6..1e-5).
 
-Numbers. effect = greedy accuracy on F_b *after* the attack, control = the same on H_b,
-both averaged over seeds (the gain over the accuracy before is reported beside them). The
+Read step. The measure is read at one step of the fine-tune, the same for U's F_b, its H_b
+and the reference: after ``steps`` (``read_step="last"``, the default), or at the eval step at
+which the positive control (below) recovers most of F_b (``read_step="peak"``; chosen on O's
+suppressed copy alone, never on U's F or H, so U's test at that step is not selected on its own
+outcome; the last step without a positive control). A short fine-tune on a few subjects may first
+bring back what the weights hold and then, as it fits F_a, overwrite the shared question forms;
+the curves per step are in ``details`` either way (docs/decisions.md, "the relearning attack
+scores free text teacher-forced", says why "peak" is not the default).
+
+Numbers. effect = greedy accuracy on F_b *after* the attack (at the read step), control = the
+same on H_b, both averaged over seeds (the gain over the accuracy before is reported beside them). The
 level after, not the gain, is compared: a model that never learned F's answers but was
 trained to give F's prompts other continuations (the zoo's ``retrain_mentions``: 0% on F
 before, against chance on H) "gains" chance accuracy on F_b when the fine-tune restores the
@@ -39,7 +52,7 @@ Vote.
   *positive control* built from O: a copy of O is made to forget all of F by gradient
   ascent on F's answers (same lr, until its F exact-match accuracy is no higher than O's H
   exact-match accuracy + 0.05, at most ``max_suppress_steps``), then the identical attack
-  (first seed's split) is run on it. If that recovers at least ``min_power`` of F_b, the budget is known to undo
+  (first seed's split) is run on it; its recovery is F_b's measure at the read step minus before. If that recovers at least ``min_power`` of F_b, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
@@ -58,7 +71,7 @@ Vote.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import cast
+from typing import Literal, cast
 
 import numpy as np
 
@@ -83,8 +96,9 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
-    "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
-    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
+    "the greedy answer accuracy (free text: teacher-forced token accuracy of the key span) it then reaches on the "
+    "other half (F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. "
+    "Several seeds, CI by a bootstrap over seeds, then "
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
     "recovers a gradient-ascent-suppressed copy of O (the positive control for power), and the CI's upper "
@@ -133,9 +147,15 @@ class RelearningConfig(VoteMinimum):
     forgot_margin: float = 0.1
     #: Facts per forward pass when scoring greedy accuracy.
     eval_batch_size: int = 128
-    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
-    #: set), "exact", "rouge" or "choice".
-    measure: MeasureChoice = "auto"
+    #: Where F_b and H_b are read: "peak", the eval step (or the last step) at which the positive
+    #: control recovers most of F_b (chosen on O's suppressed copy alone, then applied to U's F and
+    #: H and the reference alike; the last step without a positive control), or "last" (after
+    #: ``steps``).
+    read_step: Literal["peak", "last"] = "last"
+    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "sensitive" (from the
+    #: forget set, teacher-forced token accuracy on free text), "auto" (the gate's: ROUGE-L on free
+    #: text), "exact", "rouge", "choice" or "token".
+    measure: MeasureChoice = "sensitive"
     #: Longest greedy generation of the "rouge" measure (tokens).
     max_new_tokens: int = 32
 
@@ -195,15 +215,31 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
         before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
         pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr, measure)
         del suppressed_o
+        recovery = {step: float((values - before).mean()) for step, values in pc["per_step"].items()}
+        step = peak_step(recovery) if config.read_step == "peak" else config.steps
         return {
             "suppression_steps": n_steps,
             "acc_forget_after_suppression": acc_f,
             "target_accuracy": o_h + 0.05,
-            "recovery_forget_b": float((pc["after"] - before).mean()),
+            "read_step": step,
+            "recovery_forget_b": recovery[step],
+            "recovery_by_step": recovery,
             "curve": pc["curve"],
         }
 
     return ctx.stored_result("relearning_positive_control", key, compute)
+
+
+def peak_step(recovery: dict) -> int:
+    """The step at which the positive control's recovery of F_b is largest: ``recovery`` maps
+    optimiser steps (int or their decimal text, as read back from JSON) to the mean recovery
+    (measure units); step 0 (before training) is never chosen; ties go to the earliest step.
+    Raises ``ValueError`` when no step after 0 is given."""
+    steps = sorted((int(k), v) for k, v in recovery.items() if int(k) > 0)
+    if not steps:
+        raise ValueError("no recovery measured after step 0")
+    best = max(v for _, v in steps)
+    return next(k for k, v in steps if v == best)
 
 
 def decide(
@@ -326,12 +362,15 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     lr = attack_lr(config, U.cfg.d_model)
+    # the positive control first: it fixes the step at which U's F_b and H_b are read
+    power = _positive_control(ctx, config, measure) if config.positive_control else None
+    step = int(power["read_step"]) if power is not None else config.steps
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
         h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
         fr = finetune(U, tok, f_a, f_b, config, seed, device, lr, measure)
         hr = finetune(U, tok, h_a, h_b, config, seed, device, lr, measure)
-        rec_f, rec_h = fr["after"], hr["after"]
+        rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
         runs.append((rec_f, gf, rec_h, gh))
@@ -354,7 +393,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         }
         if ctx.reference is not None:
             rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, lr, measure)
-            rec_r = rr["after"]
+            rec_r = rr["per_step"][step]
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])
             row["reference_acc_forget_b_after"] = float(rec_r.mean())
@@ -376,11 +415,6 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         0,
     )
     ref_ci = seed_subject_bootstrap(ref_runs, config.n_boot, 1) if ref_runs else None
-
-    power = None
-    if config.positive_control:
-        power = _positive_control(ctx, config, measure)
-
     forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
     power_recovery = power["recovery_forget_b"] if power is not None else None
     # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
@@ -396,8 +430,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     }
     return Evidence(
         status="ok",
-        metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {config.steps} fine-tuning steps "
-        f"(F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
+        metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {step} fine-tuning steps"
+        + (" (where the positive control recovers most)" if power is not None and config.read_step == "peak" else "")
+        + f" (F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
         effect=effect,
         control=control,
         ci=ci,
@@ -418,6 +453,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
                 else None
             ),
             "budget": budget,
+            "read_step": step,
             "measure": MEASURE_NAMES[measure],
             "per_seed": per_seed,
             "curves": curves,
@@ -447,8 +483,15 @@ def _figure(curves: dict, power: dict | None) -> bytes:
         ax.plot(steps, values.mean(0), "o-", color=colour, label=label)
         ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
     if power is not None:
-        steps = sorted(power["curve"])
-        ax.plot(steps, [power["curve"][s] for s in steps], ":", color="grey", label="GA-suppressed O (power)")
+        steps = sorted(power["curve"], key=int)  # read back from JSON: the steps are text
+        ax.plot(
+            [int(s) for s in steps],
+            [power["curve"][s] for s in steps],
+            ":",
+            color="grey",
+            label="GA-suppressed O (power)",
+        )
+        ax.axvline(int(power["read_step"]), color="grey", lw=0.6, ls="--")
     ax.set_xlabel("fine-tuning steps")
     ax.set_ylabel("accuracy on the unseen half")
     ax.set_ylim(-0.02, 1.02)

@@ -111,6 +111,39 @@ def test_relearning_recovers_ga_but_not_retrain(zoo):
         assert r["gain_forget_b"] == pytest.approx(r["acc_forget_b_after"] - r["acc_forget_b_before"])
 
 
+def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest():
+    from forensics.lines.relearning_attack import peak_step
+
+    assert peak_step({0: 0.9, 5: 0.1, 10: 0.4, 30: 0.2}) == 10  # step 0 is never chosen
+    assert peak_step({"0": 0.0, "5": 0.3, "10": 0.3, "30": 0.1}) == 5  # JSON keys; a tie: the earliest
+    assert peak_step({"30": -0.1, "10": -0.2, "0": 0.0}) == 30
+    with pytest.raises(ValueError):
+        peak_step({0: 0.5})
+
+
+def test_the_attack_reads_u_at_the_step_where_the_positive_control_recovers_most(zoo):
+    """U's F_b and H_b are read at the positive control's peak step: its recovery there is the
+    largest of its curve, and U's per-seed numbers are its curves at that step; ``read_step="last"``
+    reads after the last step."""
+    from dataclasses import replace
+
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 4, 10, 30))
+    ev = relearning_line(_inputs(zoo, "ga"), cfg)
+    power, step = ev.details["positive_control"], ev.details["read_step"]
+    by_step = {int(k): v for k, v in power["recovery_by_step"].items()}
+    assert set(by_step) == {0, 4, 10, 30} and power["read_step"] == step
+    assert by_step[step] == max(v for k, v in by_step.items() if k > 0) == power["recovery_forget_b"]
+    row, curves = ev.details["per_seed"][0], ev.details["curves"]
+    assert row["acc_forget_b_after"] == pytest.approx(curves["forget"][0][step])
+    assert row["acc_holdout_b_after"] == pytest.approx(curves["holdout"][0][step])
+    assert f"after {step} fine-tuning steps" in ev.metric
+    last = relearning_line(_inputs(zoo, "ga"), replace(cfg, read_step="last"))
+    assert last.details["read_step"] == 30 and last.details["positive_control"]["read_step"] == 30
+    assert last.details["per_seed"][0]["acc_forget_b_after"] == pytest.approx(curves["forget"][0][30])
+
+
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
     """The hard negative answers none of F before the attack (its F prompts learned other
     continuations), against chance on H: the fine-tune restores the answer format, so its *gain*
