@@ -13,12 +13,13 @@ F_b.
 Span. Fine-tuning loss: NLL of the answer tokens of ``prompt + answer`` given the prompt.
 Measurement: the "sensitive" answer measure per fact (:mod:`forensics.compute.measures`): greedy
 accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary
-facts, teacher-forced token accuracy of the key span (the whole answer without a key) on free
-text, choice accuracy on multiple choice. "Accuracy" below means that measure. On free text the
-attack does not score greedy ROUGE-L, the gate's measure: a generation reproduces the key only
-once its probability has largely returned, so a partial recovery moves ROUGE-L little (on
-SmolLM2-135M's real-base zoo, docs/decisions.md, "the relearning attack scores free text
-teacher-forced").
+facts, teacher-forced token accuracy of the key span on free text whose facts carry a key
+(ROUGE-L recall of the greedy generation without one: the whole answer names the subject, which
+a model that only saw F's subjects mentioned predicts better), choice accuracy on multiple
+choice. "Accuracy" below means that measure. With a key the attack does not score greedy
+ROUGE-L, the gate's measure: a generation reproduces the key only once its probability has
+largely returned, so a partial recovery moves ROUGE-L little (docs/decisions.md, "the
+relearning attack scores keyed free text teacher-forced").
 
 Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
 decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
@@ -96,7 +97,8 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
-    "the greedy answer accuracy (free text: teacher-forced token accuracy of the key span) it then reaches on the "
+    "the greedy answer accuracy (free text: teacher-forced token accuracy of the key span; without a key, ROUGE-L "
+    "recall) it then reaches on the "
     "other half (F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. "
     "Several seeds, CI by a bootstrap over seeds, then "
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
@@ -153,7 +155,7 @@ class RelearningConfig(VoteMinimum):
     #: ``steps``).
     read_step: Literal["peak", "last"] = "last"
     #: The answer measure (:func:`forensics.compute.measures.measure_for`): "sensitive" (from the
-    #: forget set, teacher-forced token accuracy on free text), "auto" (the gate's: ROUGE-L on free
+    #: forget set, teacher-forced token accuracy on keyed free text), "auto" (the gate's: ROUGE-L on free
     #: text), "exact", "rouge", "choice" or "token".
     measure: MeasureChoice = "sensitive"
     #: Longest greedy generation of the "rouge" measure (tokens).

@@ -76,8 +76,11 @@ def test_answer_measure_follows_the_data():
     assert measure_for([mc, mc]) == "choice" and measure_for([mc, plain]) == "rouge"
     assert measure_for([plain], "rouge") == "rouge"
     # "sensitive": the attacks' choice, teacher-forced token accuracy where "auto" generates
-    assert measure_for([plain, keyed], "sensitive") == "token" and measure_for([plain], "sensitive") == "exact"
+    assert measure_for([keyed, keyed], "sensitive") == "token" and measure_for([plain], "sensitive") == "exact"
     assert measure_for([mc, mc], "sensitive") == "choice"
+    # without a key on every fact the token measure would read the subject's name: ROUGE-L stays
+    sentence = replace(plain, answer=" Zo works as a civil engineer.")
+    assert measure_for([keyed, sentence], "sensitive") == "rouge" == measure_for([plain, keyed], "sensitive")
     assert rouge_targets([keyed, plain]) == ["civil engineer", " a"]
     with pytest.raises(ValueError, match="unknown answer measure"):
         measure_for([plain], "bleu")
