@@ -18,16 +18,8 @@ One measure per audit, chosen from the forget set (:func:`measure_for`):
   (``measure=token``): it moves as soon as the answer's probability returns, long before a
   greedy generation reproduces the answer, so it is the sensitive measure for attacks.
 
-A line may also ask for ``"sensitive"``: "auto", except that free text whose every fact has a
-``key`` is scored by ``"token"`` instead of ``"rouge"``. Without a key the token measure would
-read the whole answer sentence, which names the subject: a model that only saw F's subjects
-mentioned (the zoo's hard negatives) predicts those tokens better than H's, and on the keyless
-bio bench the relearning attack then called all six hard negatives suppressed. The relearning
-attack uses "sensitive" (docs/decisions.md, "the relearning attack scores keyed free text
-teacher-forced").
-
-The behaviour gate votes on it, and the quantization attack re-measures with it, so its recovery
-is stated in the gate's units; the relearning attack uses "sensitive" (above).
+The behaviour gate votes on it, and the relearning and quantization attacks re-measure with it,
+so a recovery is stated in the gate's units.
 """
 
 from __future__ import annotations
@@ -40,7 +32,7 @@ import numpy as np
 from forensics.inputs.data import Fact
 
 #: A line's choice of answer measure: "auto" (:func:`measure_for`) or one of :data:`NAMES`.
-MeasureChoice = Literal["auto", "sensitive", "exact", "rouge", "choice", "token"]
+MeasureChoice = Literal["auto", "exact", "rouge", "choice", "token"]
 
 #: Data fields that mark a free-text or multiple-choice set.
 FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
@@ -70,17 +62,13 @@ def is_free_text(facts: Sequence[Fact]) -> bool:
 
 
 def measure_for(facts: Sequence[Fact], mode: str = "auto") -> str:
-    """The measure for a set: ``mode`` "exact", "rouge", "choice" or "token" as given; "auto":
-    "choice" when every fact is multiple choice, "rouge" when some fact carries a free-text
-    field, else "exact"; "sensitive": as "auto" but "token" where "auto" gives "rouge" and every
-    fact has a ``key``. Raises ``ValueError`` for another mode."""
+    """The measure for a set: ``mode`` "exact", "rouge" or "choice" as given; "auto": "choice"
+    when every fact is multiple choice, "rouge" when some fact carries a free-text field,
+    else "exact". Raises ``ValueError`` for another mode."""
     if mode in NAMES:
         return mode
-    if mode == "sensitive":
-        chosen = measure_for(facts, "auto")
-        return "token" if chosen == "rouge" and facts and all(f.key for f in facts) else chosen
     if mode != "auto":
-        raise ValueError(f"unknown answer measure {mode!r}; choose auto, sensitive, exact, rouge, choice or token")
+        raise ValueError(f"unknown answer measure {mode!r}; choose auto, exact, rouge, choice or token")
     if facts and all(f.choices for f in facts):
         return "choice"
     return "rouge" if is_free_text(facts) else "exact"

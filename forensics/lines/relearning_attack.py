@@ -11,15 +11,12 @@ with a reference model, also the identical F_a fine-tune of the reference, measu
 F_b.
 
 Span. Fine-tuning loss: NLL of the answer tokens of ``prompt + answer`` given the prompt.
-Measurement: the "sensitive" answer measure per fact (:mod:`forensics.compute.measures`): greedy
+Measurement: the audit's answer measure per fact (:mod:`forensics.compute.measures`): greedy
 accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary
-facts, teacher-forced token accuracy of the key span on free text whose facts carry a key
-(ROUGE-L recall of the greedy generation without one: the whole answer names the subject, which
-a model that only saw F's subjects mentioned predicts better), choice accuracy on multiple
-choice. "Accuracy" below means that measure. With a key the attack does not score greedy
-ROUGE-L, the gate's measure: a generation reproduces the key only once its probability has
-largely returned, so a partial recovery moves ROUGE-L little (docs/decisions.md, "the
-relearning attack scores keyed free text teacher-forced").
+facts, ROUGE-L recall of the greedy generation against the key span on free text, choice
+accuracy on multiple choice. "Accuracy" below means that measure. ``measure="token"`` scores
+teacher-forced token accuracy of the key instead; it is not the default (docs/decisions.md,
+"the relearning attack keeps ROUGE-L on free text").
 
 Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
 decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
@@ -32,8 +29,8 @@ which the positive control (below) recovers most of F_b (``read_step="peak"``; c
 suppressed copy alone, never on U's F or H, so U's test at that step is not selected on its own
 outcome; the last step without a positive control). A short fine-tune on a few subjects may first
 bring back what the weights hold and then, as it fits F_a, overwrite the shared question forms;
-the curves per step are in ``details`` either way (docs/decisions.md, "the relearning attack
-scores free text teacher-forced", says why "peak" is not the default).
+the curves per step are in ``details`` either way ("peak" is not the default: it has not been
+benched; docs/decisions.md, "the relearning attack keeps ROUGE-L on free text").
 
 Numbers. effect = greedy accuracy on F_b *after* the attack (at the read step), control = the
 same on H_b, both averaged over seeds (the gain over the accuracy before is reported beside them). The
@@ -53,7 +50,8 @@ Vote.
   *positive control* built from O: a copy of O is made to forget all of F by gradient
   ascent on F's answers (same lr, until its F exact-match accuracy is no higher than O's H
   exact-match accuracy + 0.05, at most ``max_suppress_steps``), then the identical attack
-  (first seed's split) is run on it; its recovery is F_b's measure at the read step minus before. If that recovers at least ``min_power`` of F_b, the budget is known to undo
+  (first seed's split) is run on it; its recovery is F_b's measure at the read step minus
+  before. If that recovers at least ``min_power`` of F_b, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
@@ -97,10 +95,8 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
-    "the greedy answer accuracy (free text: teacher-forced token accuracy of the key span; without a key, ROUGE-L "
-    "recall) it then reaches on the "
-    "other half (F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. "
-    "Several seeds, CI by a bootstrap over seeds, then "
+    "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
+    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
     "recovers a gradient-ascent-suppressed copy of O (the positive control for power), and the CI's upper "
@@ -154,10 +150,9 @@ class RelearningConfig(VoteMinimum):
     #: H and the reference alike; the last step without a positive control), or "last" (after
     #: ``steps``).
     read_step: Literal["peak", "last"] = "last"
-    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "sensitive" (from the
-    #: forget set, teacher-forced token accuracy on keyed free text), "auto" (the gate's: ROUGE-L on free
-    #: text), "exact", "rouge", "choice" or "token".
-    measure: MeasureChoice = "sensitive"
+    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
+    #: set), "exact", "rouge", "choice" or "token".
+    measure: MeasureChoice = "auto"
     #: Longest greedy generation of the "rouge" measure (tokens).
     max_new_tokens: int = 32
 

@@ -75,12 +75,6 @@ def test_answer_measure_follows_the_data():
     assert measure_for([plain]) == "exact" and measure_for([plain, keyed]) == "rouge"
     assert measure_for([mc, mc]) == "choice" and measure_for([mc, plain]) == "rouge"
     assert measure_for([plain], "rouge") == "rouge"
-    # "sensitive": the attacks' choice, teacher-forced token accuracy where "auto" generates
-    assert measure_for([keyed, keyed], "sensitive") == "token" and measure_for([plain], "sensitive") == "exact"
-    assert measure_for([mc, mc], "sensitive") == "choice"
-    # without a key on every fact the token measure would read the subject's name: ROUGE-L stays
-    sentence = replace(plain, answer=" Zo works as a civil engineer.")
-    assert measure_for([keyed, sentence], "sensitive") == "rouge" == measure_for([plain, keyed], "sensitive")
     assert rouge_targets([keyed, plain]) == ["civil engineer", " a"]
     with pytest.raises(ValueError, match="unknown answer measure"):
         measure_for([plain], "bleu")
@@ -135,7 +129,7 @@ def test_bio_zoo_labels_come_from_the_free_text_oracle(bio_zoo: Path):
 @pytest.mark.parametrize("model", ["rmu", "retrain"])
 def test_a_tofu_shaped_audit_of_the_bio_zoo(bio_zoo: Path, tmp_path, model):
     """Free text, perturbed answers, holdout authors, standard profile: at least three controlled
-    lines can vote, the gate reads ROUGE-L, the relearning attack token accuracy, and the verdict matches the oracle's label."""
+    lines can vote, the gate reads ROUGE-L, and the verdict matches the oracle's label."""
     from forensics import audit
     from forensics.core.registry import LINES
 
@@ -156,8 +150,6 @@ def test_a_tofu_shaped_audit_of_the_bio_zoo(bio_zoo: Path, tmp_path, model):
     results = json.loads((out / "results.json").read_text())
     evidence = {e["line"]: e for e in results["evidence"]}
     assert evidence["behaviour"]["details"]["gate_measure"] == "ROUGE-L recall of greedy generations"
-    # the relearning attack scores free text teacher-forced (the "sensitive" measure)
-    assert evidence["relearning_attack"]["details"]["measure"] == "teacher-forced token accuracy of the key"
     voters = [
         name
         for name, e in evidence.items()
