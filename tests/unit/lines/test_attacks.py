@@ -123,13 +123,13 @@ def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest
 
 def test_the_attack_reads_u_at_the_step_where_the_positive_control_recovers_most(zoo):
     """U's F_b and H_b are read at the positive control's peak step: its recovery there is the
-    largest of its curve, and U's per-seed numbers are its curves at that step; ``read_step="last"``
+    largest of its curve, and U's per-seed numbers are its curves at that step; ``read_step="last"`` (the default)
     reads after the last step."""
     from dataclasses import replace
 
     from forensics.lines.relearning_attack import RelearningConfig, relearning_line
 
-    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 4, 10, 30))
+    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 4, 10, 30), read_step="peak")
     ev = relearning_line(_inputs(zoo, "ga"), cfg)
     power, step = ev.details["positive_control"], ev.details["read_step"]
     by_step = {int(k): v for k, v in power["recovery_by_step"].items()}
