@@ -48,9 +48,9 @@ def finetune(
 
     Loss: NLL of ``train``'s answer tokens given the prompt; ``config.steps`` AdamW steps at
     ``lr``, in the model's precision without losing updates (:func:`master_copy`). ``model``
-    itself is not changed. Returns ``{"after": float [len(evaluate)] (after ``config.steps``),
-    "per_step": {step: float [len(evaluate)]} (at each of ``config.eval_steps`` reached and at
-    ``config.steps``), "curve": {step: mean of per_step}, "train_accuracy": float}``.
+    itself is not changed. Returns ``{"per_step": {step: float [len(evaluate)]} (at each of
+    ``config.eval_steps`` reached and after the last step, ``config.steps``), "curve": {step:
+    mean of per_step}, "train_accuracy": float}``.
     """
     tuned, precision = master_copy(model)
     torch.manual_seed(seed)
@@ -86,9 +86,9 @@ def finetune(
         betas=(0.9, 0.999),
         fused=True,
     )
-    after = per_step[config.steps] = measure_now()
+    per_step[config.steps] = measure_now()
     curve = {step: float(values.mean()) for step, values in per_step.items()}
-    return {"after": after, "per_step": per_step, "curve": curve, "train_accuracy": float(scores(train).mean())}
+    return {"per_step": per_step, "curve": curve, "train_accuracy": float(scores(train).mean())}
 
 
 def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config, device, lr: float):
