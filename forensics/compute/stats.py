@@ -49,8 +49,14 @@ def permutation_p_value(a: np.ndarray, b: np.ndarray, n_perm: int = 2000, seed: 
 
 
 def _cluster_sums(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster (``np.unique(groups)`` order, K of them): the sum of ``scores`` ``[n]`` or of
+    each row of ``scores`` ``[rows, n]`` (then ``[rows, K]``), and the count ``[K]``."""
     _, index = np.unique(groups, return_inverse=True)
-    sums = np.bincount(index, weights=np.asarray(scores, dtype=float))
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim == 1:
+        sums = np.bincount(index, weights=scores)
+    else:
+        sums = np.stack([np.bincount(index, weights=row) for row in scores])
     counts = np.bincount(index).astype(float)
     return sums, counts
 
@@ -140,9 +146,7 @@ def cluster_permutation_max_p(
     A cluster name found in both ``groups_a`` and ``groups_b`` names two clusters."""
     a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
     groups, in_a = _pooled_clusters(groups_a, groups_b)
-    pooled = np.concatenate([a, b], 1)
-    sums = np.stack([_cluster_sums(row, groups)[0] for row in pooled])  # [n_cells, K]
-    counts = _cluster_sums(pooled[0], groups)[1]  # [K]
+    sums, counts = _cluster_sums(np.concatenate([a, b], 1), groups)  # [n_cells, K], [K]
 
     def differences(mask: np.ndarray) -> np.ndarray:  # mask [P, K] -> [P, n_cells]
         m = mask.astype(float)
