@@ -187,6 +187,20 @@ def expanded_upper(estimate: float, upper: float, n_clusters: int, level: float 
     return estimate + (upper - estimate) * factor
 
 
+def binomial_lower(right: int, n: int, level: float = 0.95) -> float:
+    """One-sided exact lower confidence bound at ``level`` on a success probability, from
+    ``right`` successes in ``n`` independent trials (Clopper & Pearson 1934): the ``1 - level``
+    quantile of Beta(right, n - right + 1); 0 when ``right`` is 0. With every trial right it is
+    ``(1 - level) ** (1 / n)``: 0.95 needs at least 59 of 59. ``n`` below 1: ``ValueError``."""
+    from scipy.stats import beta
+
+    if n < 1 or not 0 <= right <= n:
+        raise ValueError(f"need 0 <= right <= n and n >= 1, got right={right}, n={n}")
+    if right == 0:
+        return 0.0
+    return float(beta.ppf(1 - level, right, n - right + 1))
+
+
 def seed_subject_bootstrap(
     runs: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], n_boot: int, seed: int, level: float = 0.95
 ) -> tuple[float, float]:

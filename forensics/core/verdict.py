@@ -21,7 +21,9 @@ The rule itself is written once, in :data:`RULE`: which evidence counts, then st
 checked in order (the first step that applies decides). :func:`decide` applies it; every
 report and ``results.json`` print it.
 
-Confidence is a label, not a probability: it says how much independent evidence agrees.
+Confidence is set by how much independent evidence agrees; what each label is worth is its
+measured accuracy on held-out zoo seeds (docs/methods.md, "Verdict";
+:func:`forensics.metaeval.scoring.label_accuracy`).
 """
 
 from __future__ import annotations

@@ -34,7 +34,10 @@ accuracy (verdict == ground truth) and the number of deleted models called SUPPR
 Perturbed models are reported separately (their ground truth stays DELETED).
 
 **Reliability** (:func:`forensics.metaeval.scoring.reliability`): per verdict and confidence label, over the scored models
-and the perturbed copies, how many audits got it and the share whose verdict was right.
+and the perturbed copies, how many audits got it, the share whose verdict was right and its
+one-sided 95% lower bound (Clopper-Pearson); pooled over the decisive verdicts, the same per
+confidence label (:func:`forensics.metaeval.scoring.label_accuracy`): what "high" or "medium"
+has been worth on this bench. ``benchmarks/reliability.py`` pools several benches.
 
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
@@ -91,6 +94,7 @@ from forensics.metaeval.scoring import (
     UNDETERMINED,
     confusion,
     hard_negative_summary,
+    label_accuracy,
     meta_evaluation,
     reliability,
     scores_of,
@@ -423,6 +427,7 @@ def run_bench(
                     "before": rows[-1]["scores"],
                 }
             )
+    scored = rows + [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in perturbed]
     bench = {
         "schema": "unlearning-forensics/bench",
         "schema_version": 1,
@@ -444,9 +449,8 @@ def run_bench(
         },
         "undetermined": [{k: v for k, v in r.items() if k != "scores"} for r in rows if r["truth"] == UNDETERMINED],
         "perturbed_confusion": confusion([{"truth": "DELETED", "verdict": p["verdict"]} for p in perturbed]),
-        "reliability": reliability(
-            rows + [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in perturbed]
-        ),
+        "reliability": reliability(scored),
+        "label_accuracy": label_accuracy(scored),
         "lines": meta_evaluation(rows, perturbed),
         "lines_without_hard_negatives": meta_evaluation(
             [r for r in rows if not r["hard_negative"]], [p for p in perturbed if not p["hard_negative"]]

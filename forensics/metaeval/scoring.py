@@ -9,6 +9,8 @@ import math
 import statistics
 from typing import Any
 
+from forensics.compute.stats import binomial_lower
+
 TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
 #: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
 #: of the accuracy and the faithfulness (there is no truth to score against).
@@ -140,9 +142,34 @@ def reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "n": len(hits),
                 "right": sum(hits) if decisive else None,
                 "share_right": sum(hits) / len(hits) if decisive else None,
+                "lower_95": binomial_lower(sum(hits), len(hits)) if decisive else None,
             }
         )
     return out
+
+
+def label_accuracy(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What each confidence label is worth, measured: per label (high, medium, low), over the
+    decisive verdicts among ``rows`` with a scorable truth, the count, the share right and its
+    one-sided 95% lower bound (:func:`forensics.compute.stats.binomial_lower`, Clopper-Pearson).
+    A label means "right in at least ``lower_95`` of such audits" on the zoos benched; the audits
+    are treated as independent trials (models of one seed share an original, so the bound is
+    optimistic where they agree for a shared reason). Labels with no audit are left out."""
+    hits: dict[str, list[bool]] = {}
+    for row in rows:
+        if row["truth"] in TRUTHS and row["verdict"] != "INCONCLUSIVE":
+            hits.setdefault(str(row["confidence"]), []).append(row["verdict"] == row["truth"])
+    return [
+        {
+            "confidence": label,
+            "n": len(hits[label]),
+            "right": sum(hits[label]),
+            "share_right": sum(hits[label]) / len(hits[label]),
+            "lower_95": binomial_lower(sum(hits[label]), len(hits[label])),
+        }
+        for label in ("high", "medium", "low")
+        if label in hits
+    ]
 
 
 def meta_evaluation(rows: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

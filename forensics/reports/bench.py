@@ -52,9 +52,16 @@ def text_tables(bench: dict[str, Any]) -> str:
         lines.append("reliability (models and perturbed copies): verdict, confidence, audits, share right")
         for r in bench["reliability"]:
             share = (
-                f"{_fmt(r['share_right'])} ({r['right']}/{r['n']})" if r["right"] is not None else "(claims nothing)"
+                f"{_fmt(r['share_right'])} ({r['right']}/{r['n']}), 95% lower bound {_fmt(r.get('lower_95'))}"
+                if r["right"] is not None
+                else "(claims nothing)"
             )
             lines.append(f"  {r['verdict']:<14} {r['confidence']:<7} {r['n']:>4}  {share}")
+        for r in bench.get("label_accuracy", []):
+            lines.append(
+                f"  any decisive   {r['confidence']:<7} {r['n']:>4}  {_fmt(r['share_right'])} ({r['right']}/{r['n']}), "
+                f"95% lower bound {_fmt(r['lower_95'])}"
+            )
     lines.append("")
     lines.append(
         f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}"
@@ -100,12 +107,14 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
     if bench.get("reliability"):
         parts.append(
             "<h2>Reliability of the confidence labels</h2><table><tr><th>verdict</th><th>confidence</th>"
-            "<th>audits</th><th>right</th><th>share right</th></tr>"
+            "<th>audits</th><th>right</th><th>share right</th><th>95% lower bound</th></tr>"
         )
-        for r in bench["reliability"]:
+        pooled = [{**r, "verdict": "any decisive"} for r in bench.get("label_accuracy", [])]
+        for r in bench["reliability"] + pooled:
             parts.append(
                 f"<tr><td>{e(r['verdict'])}</td><td>{e(r['confidence'])}</td><td>{r['n']}</td>"
-                f"<td>{'' if r['right'] is None else r['right']}</td><td>{_fmt(r['share_right'])}</td></tr>"
+                f"<td>{'' if r['right'] is None else r['right']}</td><td>{_fmt(r['share_right'])}</td>"
+                f"<td>{_fmt(r.get('lower_95'))}</td></tr>"
             )
         parts.append("</table>")
     hard: dict[str, Any] = bench.get("hard_negatives") or {"n": 0}

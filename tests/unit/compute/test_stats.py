@@ -139,3 +139,28 @@ def test_max_t_controls_the_error_over_many_cells_and_still_finds_one_large_effe
     p = cluster_permutation_max_p(f, gf, h, gh + 100, n_perm=1000)
     assert p[40] / 2 < 0.05 / 10 and p[40] == p.min()
     assert np.median(np.delete(p, 40)) > 0.2
+
+
+@pytest.mark.parametrize("n", [12, 30, 60])
+def test_the_binomial_lower_bound_exceeds_the_true_rate_with_probability_at_most_5_percent(n):
+    from scipy.stats import binom
+
+    from forensics.compute.stats import binomial_lower
+
+    bounds = np.array([binomial_lower(k, n) for k in range(n + 1)])
+    worst = 0.0
+    for p in np.linspace(0.01, 0.99, 197):  # exact: sum the binomial pmf where the bound misses
+        miss = float(binom.pmf(np.arange(n + 1), n, p)[bounds > p].sum())
+        assert miss <= 0.05 + 1e-9
+        worst = max(worst, miss)
+    assert worst > 0.04  # exact, not vacuous: somewhere it misses nearly 5% of the time
+
+
+def test_the_binomial_lower_bound_with_every_trial_right_is_the_closed_form():
+    from forensics.compute.stats import binomial_lower
+
+    assert binomial_lower(59, 59) == pytest.approx(0.05 ** (1 / 59))
+    assert binomial_lower(59, 59) > 0.95 > binomial_lower(58, 58)
+    assert binomial_lower(0, 10) == 0.0
+    with pytest.raises(ValueError):
+        binomial_lower(3, 2)

@@ -77,3 +77,32 @@ def test_reliability_counts_each_label_and_its_share_right():
         {"confusion": {"pooled": pooled, "per_seed": {}}, "perturbed": [], "reliability": table, "lines": {}}
     )
     assert "DELETED        high       3  0.667 (2/3)" in text
+
+
+def test_label_accuracy_pools_the_decisive_verdicts_of_each_label_with_a_lower_bound():
+    from forensics.metaeval.scoring import label_accuracy, reliability
+    from forensics.reports.bench import text_tables
+
+    rows = [{"truth": "DELETED", "verdict": "DELETED", "confidence": "high"}] * 40
+    rows += [{"truth": "SUPPRESSED", "verdict": "SUPPRESSED", "confidence": "high"}] * 19
+    rows += [{"truth": "SUPPRESSED", "verdict": "DELETED", "confidence": "medium"}]
+    rows += [{"truth": "DELETED", "verdict": "SUPPRESSED", "confidence": "medium"}]
+    rows += [{"truth": "DELETED", "verdict": "DELETED", "confidence": "medium"}] * 2
+    rows += [{"truth": "DELETED", "verdict": "INCONCLUSIVE", "confidence": "n/a"}] * 5  # claims nothing
+    rows += [{"truth": "UNDETERMINED", "verdict": "DELETED", "confidence": "low"}]  # no truth
+    table = label_accuracy(rows)
+    assert [(r["confidence"], r["n"], r["right"]) for r in table] == [("high", 59, 59), ("medium", 4, 2)]
+    assert table[0]["lower_95"] == pytest.approx(0.05 ** (1 / 59))  # 59 of 59: just above 0.95
+    assert table[1]["lower_95"] < table[1]["share_right"] == 0.5
+    from forensics.metaeval.scoring import confusion
+
+    text = text_tables(
+        {
+            "confusion": {"pooled": confusion(rows), "per_seed": {}},
+            "perturbed": [],
+            "reliability": reliability(rows),
+            "label_accuracy": table,
+            "lines": {},
+        }
+    )
+    assert "any decisive   high      59  1.000 (59/59), 95% lower bound 0.950" in text
