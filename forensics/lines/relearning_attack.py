@@ -462,6 +462,14 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     )
 
 
+def power_curve(power: dict) -> tuple[list[int], list[float]]:
+    """The positive control's curve as (steps, F_b measure), in numeric step order. The audit
+    context stores the curve's steps as text ("0", "5", "10", ...), whose own order is not the
+    steps' (``"10" < "5"``)."""
+    steps = sorted(power["curve"], key=int)
+    return [int(s) for s in steps], [float(power["curve"][s]) for s in steps]
+
+
 def _figure(curves: dict, power: dict | None) -> bytes:
     from forensics.compute.plotting import figure_png, plt
 
@@ -480,10 +488,8 @@ def _figure(curves: dict, power: dict | None) -> bytes:
         ax.plot(steps, values.mean(0), "o-", color=colour, label=label)
         ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
     if power is not None:
-        steps = sorted(power["curve"], key=int)  # read back from JSON: the steps are text
         ax.plot(
-            [int(s) for s in steps],
-            [power["curve"][s] for s in steps],
+            *power_curve(power),
             ":",
             color="grey",
             label="GA-suppressed O (power)",

@@ -121,6 +121,13 @@ def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest
         peak_step({0: 0.5})
 
 
+def test_the_positive_control_curve_is_drawn_in_step_order_not_text_order():
+    from forensics.lines.relearning_attack import power_curve
+
+    curve = {"0": 0.1, "10": 0.3, "20": 0.35, "30": 0.2, "5": 0.25}  # as stored: text keys in text order
+    assert power_curve({"curve": curve}) == ([0, 5, 10, 20, 30], [0.1, 0.25, 0.3, 0.35, 0.2])
+
+
 def test_the_attack_reads_u_at_the_step_where_the_positive_control_recovers_most(zoo):
     """U's F_b and H_b are read at the positive control's peak step: its recovery there is the
     largest of its curve, and U's per-seed numbers are its curves at that step; ``read_step="last"`` (the default)
