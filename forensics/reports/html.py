@@ -500,7 +500,10 @@ def render_html(result) -> str:
                 [
                     e(role),
                     f"<span class='mono'>{e(rec['path'])}</span>",
-                    e(f"{rec['n']} items"),
+                    e(
+                        f"{rec['n']} items"
+                        + (f", {rec['derived_keys']} keys derived" if rec.get("derived_keys") is not None else "")
+                    ),
                     f"<span class='mono'>{e(digest)}</span>",
                 ]
             )
