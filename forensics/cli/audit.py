@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import chat_args, command_line, device_args, key_args, placement_args, print_result
+from forensics.cli.common import chat_args, command_line, device_args, placement_args, print_result
 
 
 def add_parser(sub) -> None:
@@ -58,7 +58,6 @@ def add_parser(sub) -> None:
     device_args(audit)
     placement_args(audit)
     chat_args(audit)
-    key_args(audit)
 
 
 def run(args) -> int:
@@ -87,7 +86,6 @@ def run(args) -> int:
         settings=settings,
         all_lines=args.all_lines,
         chat_template=args.chat_template,
-        derived_keys=args.derived_keys,
         sign=args.sign,
         unlearned_device=args.unlearned_device,
         n_devices=args.n_devices,

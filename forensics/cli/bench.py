@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import device_args, executor_args, executor_config, key_args
+from forensics.cli.common import device_args, executor_args, executor_config
 from forensics.core.errors import ForensicsInputError
 
 
@@ -41,7 +41,6 @@ def add_parser(sub) -> None:
         help="what the audits are given: the zoo's data as built, or keyless (TOFU-shaped: no key, no "
         "paraphrased or perturbed answers, 7 holdout subjects)",
     )
-    key_args(bench)
     device_args(bench)
     executor_args(bench)
 
@@ -69,7 +68,6 @@ def run(args) -> int:
         lines=names(args.lines),
         perturb=not args.no_perturb,
         data_view=args.data_view,
-        derived_keys=args.derived_keys,
     )
     bench = run_bench(args.zoo, args.out, config, executor=executor_config(args))
     print(text_tables(bench))

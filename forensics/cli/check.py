@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from forensics.cli.common import chat_args, device_args, key_args
+from forensics.cli.common import chat_args, device_args
 
 
 def add_parser(sub) -> None:
@@ -16,7 +16,6 @@ def add_parser(sub) -> None:
         check.add_argument(f"--{name}", type=Path)
     device_args(check)
     chat_args(check)
-    key_args(check)
 
 
 def run(args) -> int:
@@ -33,7 +32,6 @@ def run(args) -> int:
         device=args.device,
         dtype=args.dtype,
         chat_template=args.chat_template,
-        derived_keys=args.derived_keys,
     )
     original = inputs.original
     prompts = [f.prompt for f in (inputs.forget or inputs.retain or inputs.holdout or [])[:4]]

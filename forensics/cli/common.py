@@ -32,17 +32,6 @@ def chat_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def key_args(parser: argparse.ArgumentParser) -> None:
-    """``--no-derived-keys``."""
-    parser.add_argument(
-        "--no-derived-keys",
-        dest="derived_keys",
-        action="store_false",
-        help="when no fact has a key, score whole sentence answers (default: each answer's key is "
-        "the span of words its question does not contain; forensics/inputs/keys.py)",
-    )
-
-
 def device_args(parser: argparse.ArgumentParser) -> None:
     """``--device`` and ``--dtype``."""
     parser.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -54,7 +54,6 @@ def audit(
     sign: str | Path | None = None,
     unlearned_device: str | None = None,
     n_devices: int = 1,
-    derived_keys: bool = True,
 ):
     """Audit ``unlearned`` against ``original``; returns a :class:`forensics.reports.results.AuditResult`.
 
@@ -69,9 +68,7 @@ def audit(
     recorded in the report). ``sign``: an Ed25519 private key (PEM) that signs the output folder
     (:mod:`forensics.reports.attestation`; needs ``out``). ``unlearned_device``: put the
     unlearned model on another device than ``device`` (O, the reference); ``n_devices``: spread
-    each model over that many GPUs (recorded in the report when not the default). ``derived_keys``:
-    when no fact has a key and the answers are sentences, derive each fact's key from its question
-    and answer (:mod:`forensics.inputs.keys`; recorded per set in ``inputs``). Bad input raises
+    each model over that many GPUs (recorded in the report when not the default). Bad input raises
     :class:`ForensicsInputError` before anything is written.
     """
     from forensics.compute.atomic import check_cache_dir, check_output_dir
@@ -114,7 +111,6 @@ def audit(
         chat_template=chat_template,
         unlearned_device=unlearned_device,
         n_devices=n_devices,
-        derived_keys=derived_keys,
     )
     say = (lambda message: print(message, file=sys.stderr, flush=True)) if progress else (lambda message: None)
     assert inputs.unlearned is not None and inputs.forget is not None and inputs.retain is not None

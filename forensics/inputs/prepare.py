@@ -27,7 +27,6 @@ from forensics.core.keys import model_identity
 from forensics.core.minimum import VoteMinimum, shortfall
 from forensics.inputs.chat import template_of, template_record, templated
 from forensics.inputs.data import Fact, Sequence, content_hash, load_facts, load_sequences
-from forensics.inputs.keys import derive_keys, needs_keys
 from forensics.inputs.loading import LoadedModel, check_pair, load_model
 
 FACT_SETS = ("forget", "retain", "holdout")
@@ -71,7 +70,6 @@ def load_inputs(
     chat_template: bool = False,
     unlearned_device: str | None = None,
     n_devices: int = 1,
-    derived_keys: bool = True,
 ) -> AuditInputs:
     """Load and validate every input given. Models: checkpoint folders or loaded
     :class:`LoadedModel`; fact and sequence sets: JSONL paths or lists of
@@ -79,9 +77,7 @@ def load_inputs(
     every fact prompt with the original checkpoint's chat template (:mod:`forensics.inputs.chat`).
     ``device`` holds the original and the reference, ``unlearned_device`` (default ``device``)
     the unlearned model; ``n_devices``: GPUs each model is spread over
-    (:func:`forensics.inputs.loading.resolve_device`). ``derived_keys``: when no fact has a key and
-    the answers are sentences, give each fact the key :mod:`forensics.inputs.keys` derives (its
-    set's record then says how many got one).
+    (:func:`forensics.inputs.loading.resolve_device`).
 
     Raises :class:`ForensicsInputError` on any problem (see the module docstring).
     """
@@ -112,22 +108,10 @@ def load_inputs(
                     f"the {role} model's chat template differs from the original's; the original's is used for both"
                 )
     paths: dict[str, Path | None] = {}
-    loaded: dict[str, list[Fact]] = {}
     for name, value in given.items():
         if value is not None:
-            loaded[name], paths[name] = _load_facts(value, name, out.original.tokenizer, out.warnings)
-    derived: dict[str, int] = {}
-    if derived_keys and needs_keys(loaded):
-        for name in loaded:
-            loaded[name], derived[name] = derive_keys(loaded[name])
-        out.warnings.append(
-            "no fact has a key: each sentence answer's key is the span from its first to its last word "
-            "that the question does not contain ("
-            + ", ".join(f"{name} {n} of {len(loaded[name])}" for name, n in derived.items())
-            + "; forensics/inputs/keys.py); --no-derived-keys scores whole answers"
-        )
-    for name, facts in loaded.items():
-        setattr(out, name, templated(facts, out.original.tokenizer) if chat_template else facts)
+            facts, paths[name] = _load_facts(value, name, out.original.tokenizer, out.warnings)
+            setattr(out, name, templated(facts, out.original.tokenizer) if chat_template else facts)
     if sequences is not None:
         out.sequences, paths["sequences"] = _load_sequences(sequences, out.warnings)
     sets = {name: getattr(out, name) or [] for name in FACT_SETS}
@@ -175,8 +159,6 @@ def load_inputs(
             "content_sha256": digest,
             "file_sha256": _file_sha256(path),
         }
-        if name in derived:
-            out.records[name]["derived_keys"] = derived[name]
     return out
 
 

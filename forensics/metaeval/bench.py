@@ -135,9 +135,6 @@ class BenchConfig:
     data_view: str = "full"
     #: Holdout subjects kept by the "keyless" view (TOFU-shaped data has 6-8).
     keyless_holdout_subjects: int = 7
-    #: Let the audits derive keys when the data give none (:mod:`forensics.inputs.keys`; the
-    #: audit's ``--no-derived-keys`` when False).
-    derived_keys: bool = True
 
 
 # --------------------------------------------------------------------------- perturbations
@@ -341,7 +338,6 @@ def _audit_json(
         lines=list(config.lines) if config.lines else None,
         all_lines=True,
         chat_template=chat_template,
-        derived_keys=config.derived_keys,
         command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}",
     )
     return json.loads(done.read_text())
@@ -445,7 +441,6 @@ def run_bench(
             "perturb": config.perturb,
             "relearn_lr": config.relearn_lr,
             "data_view": config.data_view,
-            "derived_keys": config.derived_keys,
             "zoo": str(zoo_root),
         },
         "confusion": {

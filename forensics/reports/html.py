@@ -500,10 +500,7 @@ def render_html(result) -> str:
                 [
                     e(role),
                     f"<span class='mono'>{e(rec['path'])}</span>",
-                    e(
-                        f"{rec['n']} items"
-                        + (f", {rec['derived_keys']} keys derived" if rec.get("derived_keys") is not None else "")
-                    ),
+                    e(f"{rec['n']} items"),
                     f"<span class='mono'>{e(digest)}</span>",
                 ]
             )

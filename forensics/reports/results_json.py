@@ -20,8 +20,7 @@ Schema ``unlearning-forensics/results``, version 1 (top-level keys; see README f
   and ``cached`` (true when read back from the resume cache)
 - ``examples``: a few forget facts with O's and U's greedy next token
 - ``inputs``: per role, models ``{path, name, architecture, n_layers, weights_sha256,
-  dtype}`` and data sets ``{path, n, content_sha256, file_sha256}`` (null when not given), with
-  ``derived_keys`` (how many facts got a key from :mod:`forensics.inputs.keys`) when keys were derived
+  dtype}`` and data sets ``{path, n, content_sha256, file_sha256}`` (null when not given)
 - ``run``: ``command, seed, profile, device, dtype, redact, all_lines, chat_template, started, seconds``
 - ``versions``: Python, platform and package versions
 - ``skipped_modules``: evidence-line modules that exist but failed to import
