@@ -41,12 +41,22 @@ def add_parser(sub) -> None:
         help="what the audits are given: the zoo's data as built, or keyless (TOFU-shaped: no key, no "
         "paraphrased or perturbed answers, 7 holdout subjects)",
     )
+    bench.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="LINE.FIELD=VALUE",
+        dest="settings",
+        help="override one field of a line's configuration in every audit (repeatable; as `forensics audit --set`)",
+    )
     device_args(bench)
     executor_args(bench)
 
 
 def run(args) -> int:
     """Run the meta-evaluation bench (:func:`forensics.metaeval.bench.run_bench`) and print its tables."""
+    from forensics.core.config import parse_overrides
+    from forensics.core.registry import discover_lines
     from forensics.metaeval.bench import BenchConfig, run_bench
     from forensics.reports.bench import text_tables
 
@@ -57,6 +67,7 @@ def run(args) -> int:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError:
         raise ForensicsInputError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    settings = parse_overrides(args.settings, discover_lines()[0]) if args.settings else None
     config = BenchConfig(
         seeds=seeds,
         size=args.size,
@@ -68,6 +79,7 @@ def run(args) -> int:
         lines=names(args.lines),
         perturb=not args.no_perturb,
         data_view=args.data_view,
+        settings=settings,
     )
     bench = run_bench(args.zoo, args.out, config, executor=executor_config(args))
     print(text_tables(bench))

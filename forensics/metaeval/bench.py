@@ -23,7 +23,8 @@ Outputs (``--out``, written atomically: the folder appears whole or not at all):
 ``audits/seed<s>/<model>.json`` (each audit's ``results.json``). Work in progress (the
 audits' report folders, caches, perturbed checkpoints) lives in the hidden sibling
 ``.DIR.work``; an interrupted bench re-run with the same command resumes from it (finished
-audits are read back); it is deleted after a successful run.
+audits are read back; a re-run whose audit settings differ is refused, :func:`check_resume`); it
+is deleted after a successful run.
 
 Models the zoo's oracle labelled UNDETERMINED (its CI straddles its margin) are audited and
 listed (``undetermined``) but not scored: not in the confusion matrices, not in faithfulness.
@@ -135,6 +136,46 @@ class BenchConfig:
     data_view: str = "full"
     #: Holdout subjects kept by the "keyless" view (TOFU-shaped data has 6-8).
     keyless_holdout_subjects: int = 7
+    #: Per-line config overrides for every audit, as the audit's ``--set``:
+    #: ``{line: {"field": value}}`` (:func:`forensics.core.config.parse_overrides`); None: the profile's.
+    settings: dict[str, dict[str, Any]] | None = None
+
+
+#: BenchConfig fields that change what an audit finds: a resumed bench must match them
+#: (seeds and models may differ: they choose which audits run, not how).
+AUDIT_FIELDS = (
+    "size",
+    "world",
+    "profile",
+    "device",
+    "dtype",
+    "lines",
+    "relearn_lr",
+    "relearn_batch",
+    "data_view",
+    "keyless_holdout_subjects",
+    "settings",
+)
+
+
+def check_resume(work: Path, config: BenchConfig) -> None:
+    """Refuse to resume an unfinished bench in ``work`` that ran with other audit settings
+    (:data:`AUDIT_FIELDS`): its finished audits would be read back as if run with these.
+    Records the settings in ``work/settings.json`` on a first run (and in a work folder written
+    before the record existed). Raises :class:`ForensicsInputError` naming the fields."""
+    wanted = json.loads(json.dumps({k: getattr(config, k) for k in AUDIT_FIELDS}))
+    record = work / "settings.json"
+    if record.is_file():
+        found = json.loads(record.read_text())
+        differ = sorted(k for k in AUDIT_FIELDS if found.get(k) != wanted[k])
+        if differ:
+            raise ForensicsInputError(
+                f"an unfinished bench in {work} ran with other settings ({', '.join(differ)}); "
+                "re-run it as it was, or remove that folder to start again"
+            )
+        return
+    work.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(wanted, indent=1))
 
 
 # --------------------------------------------------------------------------- perturbations
@@ -338,6 +379,7 @@ def _audit_json(
         lines=list(config.lines) if config.lines else None,
         all_lines=True,
         chat_template=chat_template,
+        settings=config.settings,
         command=f"forensics bench  # {unlearned.name} vs {original.name}, seed {seed}",
     )
     return json.loads(done.read_text())
@@ -379,6 +421,7 @@ def run_bench(
     out = check_output_dir(out)
     zoo_root = Path(zoo_root)
     work = out.parent / f".{out.name}.work"
+    check_resume(work, config)
     rows: list[dict[str, Any]] = []
     perturbed: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
@@ -441,6 +484,7 @@ def run_bench(
             "perturb": config.perturb,
             "relearn_lr": config.relearn_lr,
             "data_view": config.data_view,
+            "settings": config.settings,
             "zoo": str(zoo_root),
         },
         "confusion": {

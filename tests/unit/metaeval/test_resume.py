@@ -1,0 +1,32 @@
+"""Resuming a bench (forensics/metaeval/bench.py, ``check_resume``): finished audits are read back
+only when the audit settings are the ones they ran with."""
+
+from __future__ import annotations
+
+import pytest
+
+from forensics.core.errors import ForensicsInputError
+from forensics.metaeval.bench import BenchConfig, check_resume
+
+
+def test_a_bench_resumes_with_its_own_settings_and_refuses_others(tmp_path):
+    work = tmp_path / ".out.work"
+    first = BenchConfig(seeds=(3,), profile="quick", settings={"relearning_attack": {"measure": "key_choice"}})
+    check_resume(work, first)
+    assert (work / "settings.json").is_file()
+    check_resume(work, BenchConfig(seeds=(4, 5), profile="quick", settings=first.settings, models=("npo",)))
+    with pytest.raises(ForensicsInputError, match=r"other settings \(settings\)"):
+        check_resume(work, BenchConfig(profile="quick"))
+    with pytest.raises(ForensicsInputError, match=r"dtype, profile"):
+        check_resume(work, BenchConfig(profile="standard", dtype="bfloat16", settings=first.settings))
+
+
+def test_bench_set_is_parsed_as_the_audit_s(tmp_path, capsys):
+    from forensics.cli import main
+
+    code = main(
+        ["bench", "--zoo", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "relearning_attack.measure=bleu"]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "relearning_attack" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
