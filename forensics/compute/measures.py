@@ -17,6 +17,11 @@ One measure per audit, chosen from the forget set (:func:`measure_for`):
   predicts by arg-max given the true earlier tokens. Never chosen by "auto"; a line asks for it
   (``measure=token``): it moves as soon as the answer's probability returns, long before a
   greedy generation reproduces the answer, so it is the sensitive measure for attacks.
+- ``"key_choice"``: whether the key has the highest log-probability, after the prompt and the
+  answer's frame, among itself and up to seven other values of the same question form taken
+  from the retain set (:func:`key_choice_facts`); chance is one over the number of choices, so a
+  model that never knew the fact sits at chance, where the token measure sits far above it
+  (a key's later tokens follow from its first). Never chosen by "auto"; a line asks for it.
 
 The behaviour gate votes on it, and the relearning and quantization attacks re-measure with it,
 so a recovery is stated in the gate's units.
@@ -32,7 +37,7 @@ import numpy as np
 from forensics.inputs.data import Fact
 
 #: A line's choice of answer measure: "auto" (:func:`measure_for`) or one of :data:`NAMES`.
-MeasureChoice = Literal["auto", "exact", "rouge", "choice", "token"]
+MeasureChoice = Literal["auto", "exact", "rouge", "choice", "token", "key_choice"]
 
 #: Data fields that mark a free-text or multiple-choice set.
 FREE_TEXT_FIELDS = ("paraphrased_answer", "perturbed_answers", "choices", "key")
@@ -42,9 +47,16 @@ NAMES = {
     "rouge": "ROUGE-L recall of greedy generations",
     "choice": "choice accuracy",
     "token": "teacher-forced token accuracy of the key",
+    "key_choice": "choice accuracy of the key among other values of its question form",
 }
 #: Measure name -> a short word for sentences ("U keeps 80% of O's ... on F").
-SHORT = {"exact": "accuracy", "rouge": "ROUGE-L recall", "choice": "choice accuracy", "token": "token accuracy"}
+SHORT = {
+    "exact": "accuracy",
+    "rouge": "ROUGE-L recall",
+    "choice": "choice accuracy",
+    "token": "token accuracy",
+    "key_choice": "key choice accuracy",
+}
 
 
 #: A set whose median answer has at least this many words is free text even without any of
@@ -101,6 +113,55 @@ def key_facts(facts: Sequence[Fact]) -> list[Fact]:
     return out
 
 
+def question_form(fact: Fact) -> str | None:
+    """The fact's prompt with its subject's name blanked: facts of one form ask the same question
+    of different subjects. None without a subject, or when the prompt does not name it."""
+    if not fact.subject or fact.subject not in fact.prompt:
+        return None
+    return fact.prompt.replace(fact.subject, "\x00")
+
+
+def key_choice_facts(
+    facts: Sequence[Fact], pool: Sequence[Fact], n_distractors: int = 7, seed: int = 0
+) -> list[Fact | None]:
+    """``facts`` as multiple-choice facts over their key (the ``"key_choice"`` measure): prompt =
+    the prompt plus the answer's frame (:func:`key_reading`), choices = the key and up to
+    ``n_distractors`` other keys of the same :func:`question_form` among ``pool``'s facts of other
+    subjects, each with the key's leading space, in a seeded random order (``answer_index`` marks
+    the key). ``pool`` is the retain set in the lines: values U was trained on, which no attack
+    on F or H trains on, drawn alike for F and H. None for a fact without a key, without a
+    question form, or with no other value in the pool. Deterministic in ``seed``."""
+    from dataclasses import replace
+
+    values: dict[str, set[str]] = {}
+    for g in pool:
+        form = question_form(g)
+        if form is not None and g.key:
+            values.setdefault(form, set()).add(g.key.strip())
+    rng = np.random.default_rng(seed)
+    out: list[Fact | None] = []
+    for f in facts:
+        form = question_form(f)
+        if not f.key or form is None:
+            out.append(None)
+            continue
+        others = sorted(values.get(form, set()) - {f.key.strip()})
+        if not others:
+            out.append(None)
+            continue
+        chosen = [str(v) for v in rng.permutation(others)[:n_distractors]]
+        text, target = key_reading(f)
+        if not target.endswith(f.key):  # the key is not in the answer as written
+            out.append(None)
+            continue
+        lead = target[: len(target) - len(f.key)]
+        choices = [lead + v for v in chosen]
+        index = int(rng.integers(len(choices) + 1))
+        choices.insert(index, target)
+        out.append(replace(f, prompt=text, answer=target, choices=tuple(choices), answer_index=index))
+    return out
+
+
 def rouge_targets(facts: Sequence[Fact]) -> list[str]:
     """What "rouge" scores each generation against: the key span, else the whole answer."""
     return [f.key or f.answer for f in facts]
@@ -139,7 +200,7 @@ def measure_facts(
         return EncodedFacts(tokenizer, key_facts(facts), batch_size).token_accuracy(logits_fn_for(model), device)
     if name == "exact":
         return score_facts(logits_fn_for(model), tokenizer, facts, batch_size, device).correct.astype(float)
-    if name == "choice":
+    if name in ("choice", "key_choice"):  # key_choice: facts made by key_choice_facts
         return choice_correct(model, tokenizer, facts, device)
     if name == "rouge":
         if generations is None:

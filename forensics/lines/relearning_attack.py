@@ -69,13 +69,14 @@ Vote.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal, cast
 
 import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
-from forensics.compute.measures import MeasureChoice, line_measure, measure_facts
+from forensics.compute.measures import MeasureChoice, key_choice_facts, line_measure, measure_facts
 from forensics.compute.relearning import finetune, split_by_subject, suppress_copy
 from forensics.compute.stats import (
     cluster_permutation_p,
@@ -89,6 +90,7 @@ from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bou
 from forensics.core.keys import model_identity
 from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
+from forensics.inputs.data import Fact
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -151,7 +153,8 @@ class RelearningConfig(VoteMinimum):
     #: ``steps``).
     read_step: Literal["peak", "last"] = "last"
     #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
-    #: set), "exact", "rouge", "choice" or "token".
+    #: set), "exact", "rouge", "choice", "token" or "key_choice" (the key against other values of its
+    #: question form from R; chance is one over the choices).
     measure: MeasureChoice = "auto"
     #: Longest greedy generation of the "rouge" measure (tokens).
     max_new_tokens: int = 32
@@ -182,7 +185,7 @@ def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
     return replace(config, lr=attack_lr(config, d_model))
 
 
-def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str) -> dict:
+def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:
     """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split).
 
     Kept by the audit context (:meth:`AuditContext.stored_result`), keyed by O's weights, the
@@ -209,6 +212,7 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
             ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device, lr
         )
         f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
+        f_b = measured(f_b)
         before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
         pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr, measure)
         del suppressed_o
@@ -225,6 +229,28 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str)
         }
 
     return ctx.stored_result("relearning_positive_control", key, compute)
+
+
+#: Facts as the measure reads them (:func:`measured_facts`).
+Measured = Callable[[list[Fact]], list[Fact]]
+
+
+def measured_facts(ctx: AuditContext, measure: str) -> Measured | str:
+    """How the attack's evaluation facts are read: as they are, or for "key_choice" as
+    multiple-choice facts over their key (:func:`forensics.compute.measures.key_choice_facts`,
+    distractors from the retain set). A one-line reason instead when some F or H fact cannot be
+    read that way (no key, no question form, no other value in R)."""
+    if measure != "key_choice":
+        return lambda facts: facts
+    facts = list(ctx.forget) + list(ctx.holdout or [])
+    mc = dict(zip(facts, key_choice_facts(facts, ctx.retain or [])))
+    missing = sum(1 for v in mc.values() if v is None)
+    if missing:
+        return (
+            f"measure key_choice: {missing} of {len(mc)} F and H facts have no key, no question form naming "
+            "their subject, or no other value of that form in the retain set"
+        )
+    return lambda fs: [cast(Fact, mc[f]) for f in fs]
 
 
 def peak_step(recovery: dict) -> int:
@@ -347,12 +373,15 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     config = resolved(config, ctx.unlearned.model.cfg.d_model)  # the budget records the rate used
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
+    measured = measured_facts(ctx, measure)
+    if isinstance(measured, str):
+        return Evidence.not_run(measured)
     before = {
-        name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, facts, measure, config.max_new_tokens)))
+        name: dict(zip(facts, ctx.answer_scores(ctx.unlearned, measured(facts), measure, config.max_new_tokens)))
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
     ref_before = (
-        dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, ctx.forget, measure, config.max_new_tokens)))
+        dict(zip(ctx.forget, ctx.answer_scores(ctx.reference, measured(ctx.forget), measure, config.max_new_tokens)))
         if ctx.reference is not None
         else None
     )
@@ -360,13 +389,13 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     lr = attack_lr(config, U.cfg.d_model)
     # the positive control first: it fixes the step at which U's F_b and H_b are read
-    power = _positive_control(ctx, config, measure) if config.positive_control else None
+    power = _positive_control(ctx, config, measure, measured) if config.positive_control else None
     step = int(power["read_step"]) if power is not None else config.steps
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
         h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
-        fr = finetune(U, tok, f_a, f_b, config, seed, device, lr, measure)
-        hr = finetune(U, tok, h_a, h_b, config, seed, device, lr, measure)
+        fr = finetune(U, tok, f_a, measured(f_b), config, seed, device, lr, measure)
+        hr = finetune(U, tok, h_a, measured(h_b), config, seed, device, lr, measure)
         rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
@@ -389,7 +418,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             "n_subjects_holdout_b": len(set(gh)),
         }
         if ctx.reference is not None:
-            rr = finetune(ctx.reference.model, tok, f_a, f_b, config, seed, device, lr, measure)
+            rr = finetune(ctx.reference.model, tok, f_a, measured(f_b), config, seed, device, lr, measure)
             rec_r = rr["per_step"][step]
             ref_runs.append((rec_f, gf, rec_r, gf))
             curves["reference"].append(rr["curve"])

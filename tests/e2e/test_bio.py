@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from forensics.zoo import bio as B
@@ -158,3 +159,57 @@ def test_a_tofu_shaped_audit_of_the_bio_zoo(bio_zoo: Path, tmp_path, model):
     assert len(voters) >= 3, voters
     expected = {"SUPPRESSED": "SUPPRESSED", "DELETED": "DELETED"}[labels[model]["ground_truth"]]
     assert results["verdict"]["label"] == expected
+
+
+@pytest.mark.slow
+def test_the_key_choice_measure_sits_at_chance_for_a_model_that_never_saw_f(bio_zoo: Path):
+    """Key choice accuracy (forensics/compute/measures.py): the original ranks F's keys first; a
+    model retrained without F ranks them like H's, near one over the number of choices."""
+    from forensics.compute.measures import key_choice_facts, measure_facts
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
+
+    scores, chance, n = {}, {}, {}
+    for name in ("original", "retrain"):
+        m = load_model(bio_zoo / "models" / name)
+        sets = {s: load_facts(bio_zoo / "data" / f"{s}.jsonl", m.tokenizer)[0] for s in ("forget", "retain", "holdout")}
+        for s in ("forget", "holdout"):
+            mc = key_choice_facts(sets[s], sets["retain"])
+            assert all(f is not None for f in mc)
+            chance[s] = float(np.mean([1 / len(f.choices) for f in mc]))
+            n[s] = len(mc)
+            scores[name, s] = float(measure_facts("key_choice", m.model, m.tokenizer, mc).mean())
+    assert scores["original", "forget"] - scores["original", "holdout"] > 0.5
+    p = chance["forget"]
+    sd = (p * (1 - p) / n["forget"]) ** 0.5  # binomial; the zoo's values are balanced per split
+    assert abs(scores["retrain", "forget"] - p) < 4 * sd, (scores, p)
+
+
+@pytest.mark.slow
+def test_the_relearning_attack_reads_key_choice_on_f_b_and_h_b_and_refuses_keyless_data(bio_zoo: Path):
+    """``--set relearning_attack.measure=key_choice``: U's F_b and H_b, and the positive control's
+    F_b, are scored as the key against other values of its question form; keyless data cannot be."""
+    from dataclasses import replace
+
+    from forensics.core.context import AuditContext
+    from forensics.inputs.data import load_facts
+    from forensics.inputs.loading import load_model
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    o, u = (load_model(bio_zoo / "models" / n) for n in ("original", "retrain"))
+    sets = {s: load_facts(bio_zoo / "data" / f"{s}.jsonl", o.tokenizer)[0] for s in ("forget", "retain", "holdout")}
+    config = RelearningConfig(measure="key_choice", seeds=(0,), steps=10, eval_steps=(0, 10), n_boot=200, n_perm=200)
+    e = relearning_line(AuditContext(o, u, **sets), config)
+    assert (
+        e.status == "ok"
+        and e.details["measure"] == "choice accuracy of the key among other values of its question form"
+    )
+    row = e.details["per_seed"][0]
+    chance = 1 / 8  # eight values a question form in the bio world: the key and seven from R
+    for name in ("acc_forget_b_before", "acc_holdout_b_before"):
+        assert abs(row[name] - chance) < 0.15, row  # never saw F or H: chance, within 3 binomial sd
+    power = e.details["positive_control"]
+    assert power is not None and sorted(int(k) for k in power["curve"]) == [0, 10]
+    keyless = {s: [replace(f, key=None) for f in facts] for s, facts in sets.items()}
+    skipped = relearning_line(AuditContext(o, u, **keyless), config)
+    assert skipped.status == "not_run" and "measure key_choice" in skipped.reason
