@@ -421,7 +421,6 @@ def run_bench(
     out = check_output_dir(out)
     zoo_root = Path(zoo_root)
     work = out.parent / f".{out.name}.work"
-    check_resume(work, config)
     rows: list[dict[str, Any]] = []
     perturbed: list[dict[str, Any]] = []
     results: dict[str, dict[str, Any]] = {}
@@ -441,6 +440,7 @@ def run_bench(
                 jobs += [(seed, zoo, name, kind, labels[name]) for kind in PERTURBATIONS]
     from forensics.metaeval.executor import run_jobs
 
+    check_resume(work, config)  # after every zoo is found: a refused input leaves no record behind
     done = run_jobs(bench_job, [(job[:4], work, config, progress) for job in jobs], executor)
     for (seed, _, name, kind, label), res in zip(jobs, done):
         if kind is None:

@@ -30,3 +30,11 @@ def test_bench_set_is_parsed_as_the_audit_s(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "relearning_attack" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_bench_refused_for_its_input_leaves_no_settings_record(tmp_path):
+    from forensics.metaeval.bench import run_bench
+
+    with pytest.raises(ForensicsInputError, match="no real-base zoo"):
+        run_bench(tmp_path / "zoo", tmp_path / "out", BenchConfig(size="base", world="bio", seeds=(0,)), progress=False)
+    assert list(tmp_path.iterdir()) == []  # a corrected re-run is not refused for other settings
