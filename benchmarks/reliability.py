@@ -21,14 +21,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from forensics.metaeval.scoring import label_accuracy, reliability
+from forensics.metaeval.scoring import label_accuracy, reliability, scored_audits
 
 
 def audits_of(bench: dict[str, Any]) -> list[dict[str, Any]]:
     """The bench's scored audits as ``{"truth", "verdict", "confidence"}`` rows."""
-    rows = [{k: m[k] for k in ("truth", "verdict", "confidence")} for m in bench["models"]]
-    rows += [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in bench["perturbed"]]
-    return rows
+    return scored_audits(bench["models"], bench["perturbed"])
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:

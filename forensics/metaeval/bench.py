@@ -98,6 +98,7 @@ from forensics.metaeval.scoring import (
     label_accuracy,
     meta_evaluation,
     reliability,
+    scored_audits,
     scores_of,
 )
 
@@ -470,7 +471,7 @@ def run_bench(
                     "before": rows[-1]["scores"],
                 }
             )
-    scored = rows + [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in perturbed]
+    scored = scored_audits(rows, perturbed)
     bench = {
         "schema": "unlearning-forensics/bench",
         "schema_version": 1,

@@ -148,6 +148,12 @@ def reliability(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def scored_audits(models: list[dict[str, Any]], perturbed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows :func:`reliability` and :func:`label_accuracy` score: the bench's model rows, and
+    each perturbed copy of a deleted model as ``{"truth": "DELETED", "verdict", "confidence"}``."""
+    return models + [{"truth": "DELETED", "verdict": p["verdict"], "confidence": p["confidence"]} for p in perturbed]
+
+
 def label_accuracy(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What each confidence label is worth, measured: per label (high, medium, low), over the
     decisive verdicts among ``rows`` with a scorable truth, the count, the share right and its
