@@ -29,8 +29,8 @@ so a recovery is stated in the gate's units.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, cast
 
 import numpy as np
 
@@ -160,6 +160,31 @@ def key_choice_facts(
         choices.insert(index, target)
         out.append(replace(f, prompt=text, answer=target, choices=tuple(choices), answer_index=index))
     return out
+
+
+#: Facts as a measure reads them (:func:`measure_reader`).
+Measured = Callable[[list[Fact]], list[Fact]]
+
+
+def measure_reader(
+    measure: str, forget: Sequence[Fact], holdout: Sequence[Fact], retain: Sequence[Fact]
+) -> Measured | str:
+    """How a line's evaluation facts are read under ``measure``: as they are, or for "key_choice"
+    as multiple-choice facts over their key (:func:`key_choice_facts`, distractors from
+    ``retain``). Returns a function from a list of F or H facts to the facts to score, or a
+    one-line reason when some F or H fact cannot be read that way (no key, no question form, no
+    other value in the retain set)."""
+    if measure != "key_choice":
+        return lambda facts: facts
+    facts = list(forget) + list(holdout)
+    mc = dict(zip(facts, key_choice_facts(facts, retain)))
+    missing = sum(1 for v in mc.values() if v is None)
+    if missing:
+        return (
+            f"measure key_choice: {missing} of {len(mc)} F and H facts have no key, no question form naming "
+            "their subject, or no other value of that form in the retain set"
+        )
+    return lambda fs: [cast(Fact, mc[f]) for f in fs]
 
 
 def rouge_targets(facts: Sequence[Fact]) -> list[str]:

@@ -8,6 +8,8 @@ a set by gradient ascent (the attack's positive control). The line and its decis
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -91,10 +93,22 @@ def finetune(
     return {"per_step": per_step, "curve": curve, "train_accuracy": float(scores(train).mean())}
 
 
-def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, config, device, lr: float):
+def suppress_copy(
+    model,
+    tokenizer,
+    forget: list[Fact],
+    target_accuracy: float,
+    config,
+    device,
+    lr: float,
+    score: Callable[[object], float] | None = None,
+):
     """A copy of ``model`` made to forget ``forget`` by gradient ascent on its answers (positive
-    control): stops when its greedy accuracy on ``forget`` (checked every 2 steps) is at most
-    ``target_accuracy`` or after ``max_suppress_steps``. Returns ``(model, steps, accuracy)``."""
+    control): stops when its score on ``forget`` (checked every 2 steps) is at most
+    ``target_accuracy`` or after ``max_suppress_steps``. The score is greedy exact-match accuracy
+    on ``forget`` (fraction of facts), or ``score(copy)`` when given (a float in the same units as
+    ``target_accuracy``; it is called in the copy's training precision, in eval mode). Returns
+    ``(model, steps, score)``."""
     dtype = next(model.parameters()).dtype
     tuned, precision = master_copy(model)
     torch.manual_seed(0)
@@ -105,7 +119,9 @@ def suppress_copy(model, tokenizer, forget: list[Fact], target_accuracy: float, 
     def reached(step: int) -> bool:
         tuned.eval()
         with precision():
-            state["accuracy"] = evaluation.accuracy(logits_fn_for(tuned), device)
+            state["accuracy"] = (
+                evaluation.accuracy(logits_fn_for(tuned), device) if score is None else float(score(tuned))
+            )
         return state["accuracy"] <= target_accuracy
 
     steps = run_steps(

@@ -48,8 +48,10 @@ Vote.
   reference, so does the CI of acc_after_U(F_b) - acc_after_Ref(F_b)).
 - ``deleted`` only when the attack demonstrably has power here. Power is measured on a
   *positive control* built from O: a copy of O is made to forget all of F by gradient
-  ascent on F's answers (same lr, until its F exact-match accuracy is no higher than O's H
-  exact-match accuracy + 0.05, at most ``max_suppress_steps``), then the identical attack
+  ascent on F's answers (same lr, until its F score is no higher than O's H score plus
+  ``control_margin``, at most ``max_suppress_steps``; the score is greedy exact match, or with
+  ``control_stop="measure"`` the attack's own measure, so that the control starts from the floor
+  it is read against), then the identical attack
   (first seed's split) is run on it; its recovery is F_b's measure at the read step minus
   before. If that recovers at least ``min_power`` of F_b, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
@@ -69,14 +71,13 @@ Vote.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Literal, cast
 
 import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
-from forensics.compute.measures import MeasureChoice, key_choice_facts, line_measure, measure_facts
+from forensics.compute.measures import MeasureChoice, Measured, line_measure, measure_facts, measure_reader
 from forensics.compute.relearning import finetune, split_by_subject, suppress_copy
 from forensics.compute.stats import (
     cluster_permutation_p,
@@ -136,6 +137,13 @@ class RelearningConfig(VoteMinimum):
     positive_control: bool = True
     #: At most this many gradient-ascent steps to suppress F in the positive control.
     max_suppress_steps: int = 100
+    #: What ends the positive control's gradient ascent: "exact", O's copy's greedy exact-match
+    #: accuracy on F at most O's on H plus ``control_margin``; "measure", the attack's own measure on
+    #: F (as the attack reads it) at most O's on H plus ``control_margin``.
+    control_stop: Literal["exact", "measure"] = "exact"
+    #: The level above O's holdout score (in the stopping score's units, 0..1) at which the positive
+    #: control counts as suppressed.
+    control_margin: float = 0.05
     #: The attack has power when it recovers at least this much greedy accuracy (0..1) of F_b
     #: in the positive control.
     min_power: float = 0.3
@@ -206,10 +214,31 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
     def compute() -> dict:
         assert ctx.holdout is not None
         o_tok, device = ctx.original.tokenizer, ctx.original.device
-        o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
         lr = attack_lr(config, ctx.original.model.cfg.d_model)
+
+        def measure_mean(model, facts: list[Fact]) -> float:
+            values = measure_facts(measure, model, o_tok, facts, device, config.eval_batch_size, config.max_new_tokens)
+            return float(np.nanmean(values))
+
+        f_all = measured(list(ctx.forget))
+
+        def forget_score(model) -> float:
+            return measure_mean(model, f_all)
+
+        by_measure = config.control_stop == "measure"
+        if by_measure:
+            o_h = measure_mean(ctx.original.model, measured(list(ctx.holdout)))
+        else:
+            o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
         suppressed_o, n_steps, acc_f = suppress_copy(
-            ctx.original.model, o_tok, ctx.forget, o_h + 0.05, config, device, lr
+            ctx.original.model,
+            o_tok,
+            ctx.forget,
+            o_h + config.control_margin,
+            config,
+            device,
+            lr,
+            forget_score if by_measure else None,
         )
         f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
         f_b = measured(f_b)
@@ -221,7 +250,8 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
         return {
             "suppression_steps": n_steps,
             "acc_forget_after_suppression": acc_f,
-            "target_accuracy": o_h + 0.05,
+            "target_accuracy": o_h + config.control_margin,
+            "stop_measure": measure if by_measure else "exact",
             "read_step": step,
             "recovery_forget_b": recovery[step],
             "recovery_by_step": recovery,
@@ -229,28 +259,6 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
         }
 
     return ctx.stored_result("relearning_positive_control", key, compute)
-
-
-#: Facts as the measure reads them (:func:`measured_facts`).
-Measured = Callable[[list[Fact]], list[Fact]]
-
-
-def measured_facts(ctx: AuditContext, measure: str) -> Measured | str:
-    """How the attack's evaluation facts are read: as they are, or for "key_choice" as
-    multiple-choice facts over their key (:func:`forensics.compute.measures.key_choice_facts`,
-    distractors from the retain set). A one-line reason instead when some F or H fact cannot be
-    read that way (no key, no question form, no other value in R)."""
-    if measure != "key_choice":
-        return lambda facts: facts
-    facts = list(ctx.forget) + list(ctx.holdout or [])
-    mc = dict(zip(facts, key_choice_facts(facts, ctx.retain or [])))
-    missing = sum(1 for v in mc.values() if v is None)
-    if missing:
-        return (
-            f"measure key_choice: {missing} of {len(mc)} F and H facts have no key, no question form naming "
-            "their subject, or no other value of that form in the retain set"
-        )
-    return lambda fs: [cast(Fact, mc[f]) for f in fs]
 
 
 def peak_step(recovery: dict) -> int:
@@ -373,7 +381,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     config = resolved(config, ctx.unlearned.model.cfg.d_model)  # the budget records the rate used
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
-    measured = measured_facts(ctx, measure)
+    measured = measure_reader(measure, ctx.forget, ctx.holdout or [], ctx.retain or [])
     if isinstance(measured, str):
         return Evidence.not_run(measured)
     before = {

@@ -151,6 +151,46 @@ def test_the_attack_reads_u_at_the_step_where_the_positive_control_recovers_most
     assert last.details["per_seed"][0]["acc_forget_b_after"] == pytest.approx(curves["forget"][0][30])
 
 
+def test_the_positive_control_stops_at_the_first_check_of_its_score_at_the_target(zoo):
+    """``suppress_copy`` reads the score it is given every 2 steps (before the first step too) and
+    stops at the first reading at or below the target; O itself is left as it was."""
+    from forensics.compute.relearning import suppress_copy
+    from forensics.lines.relearning_attack import RelearningConfig
+
+    sets, models = zoo
+    o = models["original"]
+    before = [p.detach().clone() for p in o.model.parameters()]
+    readings = iter([0.9, 0.7, 0.31, 0.3, 0.1])
+    copy, steps, reached = suppress_copy(
+        o.model, o.tokenizer, sets["forget"], 0.3, RelearningConfig(), o.device, 1e-3, lambda _: next(readings)
+    )
+    assert (steps, reached) == (6, 0.3)
+    assert all(torch.equal(a, b) for a, b in zip(before, o.model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, copy.parameters()))
+
+
+def test_the_positive_control_can_stop_on_the_attacks_own_measure(zoo):
+    """With ``control_stop="measure"`` the control's gradient ascent stops on the attack's measure
+    (here teacher-forced token accuracy): its target is O's token accuracy on H plus the margin,
+    computed here independently, and the copy ends at or below it (or used every step)."""
+    from forensics.compute.measures import measure_facts
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    sets, models = zoo
+    o = models["original"]
+    cfg = RelearningConfig(
+        seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 30), measure="token", control_stop="measure"
+    )
+    power = relearning_line(_inputs(zoo, "retrain"), cfg).details["positive_control"]
+    o_h = float(measure_facts("token", o.model, o.tokenizer, sets["holdout"], o.device).mean())
+    assert power["stop_measure"] == "token"
+    assert power["target_accuracy"] == pytest.approx(o_h + cfg.control_margin)
+    assert (
+        power["acc_forget_after_suppression"] <= power["target_accuracy"]
+        or power["suppression_steps"] == cfg.max_suppress_steps
+    )
+
+
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
     """The hard negative answers none of F before the attack (its F prompts learned other
     continuations), against chance on H: the fine-tune restores the answer format, so its *gain*
