@@ -24,7 +24,8 @@ Outputs (``--out``, written atomically: the folder appears whole or not at all):
 audits' report folders, caches, perturbed checkpoints) lives in the hidden sibling
 ``.DIR.work``; an interrupted bench re-run with the same command resumes from it (finished
 audits are read back; a re-run whose audit settings differ is refused, :func:`check_resume`); it
-is deleted after a successful run.
+is deleted after a successful run, unless it holds finished audits that run did not cover
+(:func:`finish_work`).
 
 Models the zoo's oracle labelled UNDETERMINED (its CI straddles its margin) are audited and
 listed (``undetermined``) but not scored: not in the confusion matrices, not in faithfulness.
@@ -513,5 +514,18 @@ def run_bench(
             target = tmp / "audits" / f"{key}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(res, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
+    ran = {
+        work / "audits" / f"seed{seed}" / (name if kind is None else f"{name}~{kind}")
+        for seed, _, name, kind, _ in jobs
+    }
+    finish_work(work, ran)
     return bench
+
+
+def finish_work(work: Path, ran: set[Path]) -> None:
+    """Delete a finished bench's work folder, unless it holds finished audits (``work/audits/seed<s>/<tag>``)
+    other than ``ran``: a subset bench (``--models``, ``--seeds``) resumed from an unfinished larger
+    bench's folder leaves that bench's audits for its own re-run."""
+    others = [p for p in (work / "audits").glob("seed*/*") if p not in ran]
+    if not others:
+        shutil.rmtree(work, ignore_errors=True)

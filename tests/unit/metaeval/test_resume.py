@@ -38,3 +38,18 @@ def test_a_bench_refused_for_its_input_leaves_no_settings_record(tmp_path):
     with pytest.raises(ForensicsInputError, match="no real-base zoo"):
         run_bench(tmp_path / "zoo", tmp_path / "out", BenchConfig(size="base", world="bio", seeds=(0,)), progress=False)
     assert list(tmp_path.iterdir()) == []  # a corrected re-run is not refused for other settings
+
+
+def test_a_subset_bench_leaves_a_larger_unfinished_bench_s_audits_behind(tmp_path):
+    """A bench that covered only some of the work folder's finished audits (``--models``) keeps the
+    folder for the larger bench's re-run; one that covered them all removes it."""
+    from forensics.metaeval.bench import finish_work
+
+    work = tmp_path / ".out.work"
+    npo, ga = work / "audits" / "seed0" / "npo", work / "audits" / "seed0" / "ga"
+    for audit in (npo, ga):
+        audit.mkdir(parents=True)
+    finish_work(work, {npo})
+    assert ga.is_dir()
+    finish_work(work, {npo, ga})
+    assert not work.exists()
