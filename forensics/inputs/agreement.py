@@ -54,15 +54,23 @@ def prompt_agreement(loaded, prompts: list[str]) -> float:
     against a fresh float32 ``transformers`` copy of its checkpoint, on ``prompts`` tokenised as
     the audit feeds them (:func:`forensics.compute.scoring.encode_prompt`). Raises
     :class:`forensics.core.errors.ForensicsInputError` beyond :data:`LOGIT_TOLERANCE` for the
-    model's dtype, with the difference."""
+    model's dtype, with the difference, unless the model's load already found its half-precision
+    gap to be rounding (``loaded.rounding``) and the same weights in float32 agree on the prompts."""
     from forensics.compute.scoring import encode_prompt
     from forensics.core.errors import ForensicsInputError
-    from forensics.inputs.loading import load_hf_model, resolve_dtype
+    from forensics.inputs.loading import load_hf_model, load_model, resolve_dtype
 
     hf_model = load_hf_model(loaded.path)
     rows = [encode_prompt(loaded.tokenizer, p) for p in prompts]
     gap = logit_disagreement(loaded.model, hf_model, loaded.tokenizer, loaded.device, rows)
     tolerance = LOGIT_TOLERANCE.get(resolve_dtype(loaded.dtype), LOGIT_TOLERANCE[torch.float32])
+    if not gap <= tolerance and loaded.rounding is not None:  # half-precision rounding, as at load
+        exact = load_model(loaded.origin or loaded.path, loaded.device, "float32")
+        if (
+            logit_disagreement(exact.model, hf_model, loaded.tokenizer, loaded.device, rows)
+            <= LOGIT_TOLERANCE[torch.float32]
+        ):
+            return gap
     if not gap <= tolerance:
         raise ForensicsInputError(
             f"{loaded.path}: on your prompts the hooked model's logits differ from transformers' by {gap:.2g} "

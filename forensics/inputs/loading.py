@@ -55,6 +55,9 @@ class LoadedModel:
     origin: Path | None = None
     #: What was loaded when it was not a safetensors folder (:func:`forensics.inputs.gguf.describe`).
     source: dict[str, Any] | None = None
+    #: Set when the half-precision model missed the agreement check's tolerance but the same weights
+    #: in float32 passed it (rounding, not a wrong mapping): ``{"gap", "tolerance", "float32_gap"}``.
+    rounding: dict[str, float] | None = None
 
     @property
     def n_layers(self) -> int:
@@ -260,7 +263,11 @@ def load_model(
     Every parameter is frozen and the model is in eval mode. ``n_devices`` > 1 spreads the
     blocks over that many GPUs (TransformerLens ``n_devices``; :func:`resolve_device`). The hooked model's logits are
     compared with ``transformers``' on :data:`AGREEMENT_TEXT` (:func:`logit_disagreement`)
-    and the load is refused beyond :data:`LOGIT_TOLERANCE`. Raises
+    and the load is refused beyond :data:`LOGIT_TOLERANCE`; a half-precision model beyond it is
+    accepted when the same weights loaded in float32 agree within float32's tolerance (the
+    mapping is right; the gap is the rounding of this machine's half-precision kernels, recorded
+    in ``rounding``: Intel AMX bfloat16 matrix products gave 0.056 on SmolLM2-135M where AMD's
+    AVX-512 gave less than 0.05, docs/decisions.md). Raises
     :class:`ForensicsInputError` for a bad folder (:func:`read_checkpoint_config`), device,
     dtype, tokenizer, an unmapped config field (:func:`unmapped_fields`), logits that
     disagree, or weights that fail to load or hold NaN / infinite values.
@@ -288,34 +295,43 @@ def load_model(
         dtype=torch_dtype,
         tokenizer_prepends_bos=bool(getattr(tokenizer, "add_bos_token", False)),
     )
-    cfg = HookedTransformerConfig(**cfg_dict)
-    state_dict = get_pretrained_state_dict(str(folder), cfg, hf_model=hf_model)
-    state_dict = {k: v.to(torch_dtype) for k, v in state_dict.items()}
-    model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right", move_to_device=True)
-    model.load_and_process_state_dict(
-        state_dict,
-        fold_ln=False,
-        center_writing_weights=False,
-        center_unembed=False,
-        fold_value_biases=False,
-        refactor_factored_attn_matrices=False,
-    )
-    model.eval()
+    raw_state = get_pretrained_state_dict(str(folder), HookedTransformerConfig(**cfg_dict), hf_model=hf_model)
+
+    def hooked(as_dtype: torch.dtype):
+        cfg_dict.update(dtype=as_dtype)
+        cfg = HookedTransformerConfig(**cfg_dict)
+        hooked_model = HookedTransformer(cfg, tokenizer=tokenizer, default_padding_side="right", move_to_device=True)
+        hooked_model.load_and_process_state_dict(
+            {k: v.to(as_dtype) for k, v in raw_state.items()},
+            fold_ln=False,
+            center_writing_weights=False,
+            center_unembed=False,
+            fold_value_biases=False,
+            refactor_factored_attn_matrices=False,
+        )
+        return hooked_model.eval()
+
+    model = hooked(torch_dtype)
     gap = logit_disagreement(model, hf_model, tokenizer, device)
     tolerance = LOGIT_TOLERANCE.get(torch_dtype, LOGIT_TOLERANCE[torch.float32])
+    name = str(torch_dtype).removeprefix("torch.")
+    half = torch_dtype in (torch.float16, torch.bfloat16)
     if gap != gap or gap == float("inf"):  # NaN or inf
-        half = torch_dtype in (torch.float16, torch.bfloat16)
         raise ForensicsInputError(
-            f"{folder}: the model's logits are not finite in {str(torch_dtype).removeprefix('torch.')}"
+            f"{folder}: the model's logits are not finite in {name}"
             + (" (an activation overflows its range); load it with --dtype float32" if half else "")
         )
-    if not gap <= tolerance:
+    rounding = None
+    if not gap <= tolerance and half:  # the mapping, or only half-precision rounding on this CPU / GPU?
+        exact = logit_disagreement(hooked(torch.float32), hf_model, tokenizer, device)
+        if exact <= LOGIT_TOLERANCE[torch.float32]:
+            rounding = {"gap": gap, "tolerance": tolerance, "float32_gap": exact}
+    if not gap <= tolerance and rounding is None:
         raise ForensicsInputError(
             f"{folder}: the hooked model's logits differ from transformers' by {gap:.2g} of the logit scale "
-            f"(tolerance {tolerance:g} in {str(torch_dtype).removeprefix('torch.')}); "
-            "a config field is not mapped, so the audit would read another model"
+            f"(tolerance {tolerance:g} in {name}); a config field is not mapped, so the audit would read another model"
         )
-    del hf_model, state_dict
+    del hf_model
     for param in model.parameters():
         param.requires_grad_(False)
     return LoadedModel(
@@ -328,6 +344,7 @@ def load_model(
         device=device,
         dtype=str(torch_dtype).removeprefix("torch."),
         origin=source,
+        rounding=rounding,
         source=describe(source) if source is not None else None,
     )
 

@@ -99,6 +99,16 @@ def load_inputs(
     if reference is not None:
         out.reference = _load_model(reference, device, dtype, n_devices)
         check_pair(out.original, out.reference)
+    for role in ("original", "unlearned", "reference"):
+        model = getattr(out, role)
+        if model is not None and model.rounding is not None:
+            r = model.rounding
+            out.warnings.append(
+                f"the {role} model's {model.dtype} logits differ from transformers' float32 ones by {r['gap']:.2g} "
+                f"of the logit scale, above the {r['tolerance']:g} the load check expects of {model.dtype}; the same "
+                f"weights in float32 agree to {r['float32_gap']:.1g}, so the difference is this machine's "
+                "half-precision rounding (--dtype float32 removes it)"
+            )
     if chat_template:
         out.chat_template = template_record(out.original)
         for role in ("unlearned", "reference"):

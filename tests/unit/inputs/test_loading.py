@@ -241,6 +241,29 @@ def test_logits_that_disagree_with_transformers_refuse_the_load(monkeypatch, tin
         load_model(tiny_checkpoints["llama"])
 
 
+def test_half_precision_rounding_beyond_the_tolerance_is_told_from_a_wrong_mapping(monkeypatch, tiny_checkpoints):
+    """A bfloat16 model that misses the load check's tolerance loads when the same weights in
+    float32 pass (rounding: recorded in ``rounding`` and warned about in the audit's inputs), and
+    is refused when they do not (a wrong mapping)."""
+    import forensics.inputs.loading as loading
+    from forensics.inputs.agreement import LOGIT_TOLERANCE
+    from forensics.inputs.prepare import load_inputs
+
+    monkeypatch.setitem(LOGIT_TOLERANCE, torch.bfloat16, 1e-9)  # every bfloat16 gap is now beyond it
+    loaded = load_model(tiny_checkpoints["llama"], dtype="bfloat16")
+    assert loaded.rounding is not None and loaded.rounding["gap"] > 1e-9
+    assert loaded.rounding["float32_gap"] <= LOGIT_TOLERANCE[torch.float32]
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    inputs = load_inputs(tiny_checkpoints["llama"], dtype="bfloat16")
+    assert any("half-precision rounding" in w and "original" in w for w in inputs.warnings)
+    assert load_model(tiny_checkpoints["llama"]).rounding is None
+
+    mapped = loading.tl_config_dict
+    monkeypatch.setattr(loading, "tl_config_dict", lambda hf_config: mapped(hf_config) | {"rotary_base": 500.0})
+    with pytest.raises(ForensicsInputError, match="logits differ from transformers"):
+        load_model(tiny_checkpoints["llama"], dtype="bfloat16")
+
+
 def test_float16_overflow_is_reported_not_silently_nan(tmp_path, tiny_checkpoints):
     from safetensors.torch import load_file, save_file
 
