@@ -525,7 +525,8 @@ def run_bench(
 def finish_work(work: Path, ran: set[Path]) -> None:
     """Delete a finished bench's work folder, unless it holds finished audits (``work/audits/seed<s>/<tag>``)
     other than ``ran``: a subset bench (``--models``, ``--seeds``) resumed from an unfinished larger
-    bench's folder leaves that bench's audits for its own re-run."""
-    others = [p for p in (work / "audits").glob("seed*/*") if p not in ran]
+    bench's folder leaves that bench's audits for its own re-run. Hidden entries (an interrupted
+    audit's temporary folder) do not count."""
+    others = [p for p in (work / "audits").glob("seed*/*") if p not in ran and not p.name.startswith(".")]
     if not others:
         shutil.rmtree(work, ignore_errors=True)

@@ -49,6 +49,7 @@ def test_a_subset_bench_leaves_a_larger_unfinished_bench_s_audits_behind(tmp_pat
     npo, ga = work / "audits" / "seed0" / "npo", work / "audits" / "seed0" / "ga"
     for audit in (npo, ga):
         audit.mkdir(parents=True)
+    (work / "audits" / "seed0" / ".idk.tmp-1").mkdir()  # an interrupted audit's debris is not an audit
     finish_work(work, {npo})
     assert ga.is_dir()
     finish_work(work, {npo, ga})
