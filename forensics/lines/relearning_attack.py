@@ -91,7 +91,6 @@ from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bou
 from forensics.core.keys import model_identity
 from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
-from forensics.inputs.data import Fact
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -216,18 +215,17 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
         o_tok, device = ctx.original.tokenizer, ctx.original.device
         lr = attack_lr(config, ctx.original.model.cfg.d_model)
 
-        def measure_mean(model, facts: list[Fact]) -> float:
-            values = measure_facts(measure, model, o_tok, facts, device, config.eval_batch_size, config.max_new_tokens)
-            return float(np.nanmean(values))
-
         f_all = measured(list(ctx.forget))
 
         def forget_score(model) -> float:
-            return measure_mean(model, f_all)
+            values = measure_facts(measure, model, o_tok, f_all, device, config.eval_batch_size, config.max_new_tokens)
+            return float(np.nanmean(values))
 
         by_measure = config.control_stop == "measure"
-        if by_measure:
-            o_h = measure_mean(ctx.original.model, measured(list(ctx.holdout)))
+        if by_measure:  # O's own scores come from the audit context, which the gate has often filled
+            o_h = float(
+                np.nanmean(ctx.answer_scores(ctx.original, measured(list(ctx.holdout)), measure, config.max_new_tokens))
+            )
         else:
             o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
         suppressed_o, n_steps, acc_f = suppress_copy(

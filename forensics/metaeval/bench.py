@@ -270,9 +270,8 @@ def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> di
 
     seed, zoo, name, kind = job
     original = zoo / "models" / _original_of(name)
-    model_dir, tag = zoo / "models" / name, name
+    model_dir, tag = zoo / "models" / name, audit_tag(name, kind)
     if kind is not None:
-        tag = f"{name}~{kind}"
         retain, _ = load_facts(zoo / "data" / "retain.jsonl")
         if _chat(zoo):
             from forensics.inputs.chat import templated
@@ -288,6 +287,11 @@ def bench_job(job: tuple, work: Path, config: BenchConfig, progress: bool) -> di
     data = audit_data(zoo, work, seed, config)
     out = work / "audits" / f"seed{seed}" / tag
     return _audit_json(data, original, model_dir, out, cache, seed, config, progress, chat_template=_chat(zoo))
+
+
+def audit_tag(name: str, kind: str | None) -> str:
+    """The name a bench audit is kept under: the model's, with ``~<perturbation>`` for a perturbed copy."""
+    return name if kind is None else f"{name}~{kind}"
 
 
 def _chat(zoo: Path) -> bool:
@@ -445,8 +449,8 @@ def run_bench(
     check_resume(work, config)  # after every zoo is found: a refused input leaves no record behind
     done = run_jobs(bench_job, [(job[:4], work, config, progress) for job in jobs], executor)
     for (seed, _, name, kind, label), res in zip(jobs, done):
+        results[f"seed{seed}/{audit_tag(name, kind)}"] = res
         if kind is None:
-            results[f"seed{seed}/{name}"] = res
             rows.append(
                 {
                     "seed": seed,
@@ -459,7 +463,6 @@ def run_bench(
                 }
             )
         else:
-            results[f"seed{seed}/{name}~{kind}"] = res
             perturbed.append(
                 {
                     "seed": seed,
@@ -514,10 +517,7 @@ def run_bench(
             target = tmp / "audits" / f"{key}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(json.dumps(res, indent=1))
-    ran = {
-        work / "audits" / f"seed{seed}" / (name if kind is None else f"{name}~{kind}")
-        for seed, _, name, kind, _ in jobs
-    }
+    ran = {work / "audits" / f"seed{seed}" / audit_tag(name, kind) for seed, _, name, kind, _ in jobs}
     finish_work(work, ran)
     return bench
 
