@@ -143,3 +143,59 @@ def suppress_copy(
     if dtype != torch.float32:  # back to the audit's precision, as the attacked copy of U is
         tuned.to(dtype, print_details=False) if hasattr(tuned, "cfg") else tuned.to(dtype)
     return tuned, steps, state["accuracy"]
+
+
+def peak_step(recovery: dict) -> int:
+    """The step at which the positive control's recovery of F_b is largest: ``recovery`` maps
+    optimiser steps (int or their decimal text, as read back from JSON) to the mean recovery
+    (measure units); step 0 (before training) is never chosen; ties go to the earliest step.
+    Raises ``ValueError`` when no step after 0 is given."""
+    steps = sorted((int(k), v) for k, v in recovery.items() if int(k) > 0)
+    if not steps:
+        raise ValueError("no recovery measured after step 0")
+    best = max(v for _, v in steps)
+    return next(k for k, v in steps if v == best)
+
+
+def power_curve(power: dict) -> tuple[list[int], list[float]]:
+    """The positive control's curve as (steps, F_b measure), in numeric step order. The audit
+    context stores the curve's steps as text ("0", "5", "10", ...), whose own order is not the
+    steps' (``"10" < "5"``)."""
+    steps = sorted(power["curve"], key=int)
+    return [int(s) for s in steps], [float(power["curve"][s]) for s in steps]
+
+
+def recovery_figure(curves: dict, power: dict | None) -> bytes:
+    """The relearning attack's recovery curves as a PNG: per curve name (``forget``, ``holdout``,
+    ``reference``) a list of per-seed ``{step: measure}``; the band is the seeds' range; ``power``:
+    the positive control (its curve dotted, its read step marked), or None."""
+    from forensics.compute.plotting import figure_png, plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    styles = {
+        "forget": ("C3", "U: F_a -> F_b"),
+        "holdout": ("C0", "U: H_a -> H_b (control)"),
+        "reference": ("C2", "Ref: F_a -> F_b"),
+    }
+    for name, per_seed in curves.items():
+        if not per_seed:
+            continue
+        steps = sorted(per_seed[0])
+        values = np.array([[c[s] for s in steps] for c in per_seed])
+        colour, label = styles[name]
+        ax.plot(steps, values.mean(0), "o-", color=colour, label=label)
+        ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
+    if power is not None:
+        ax.plot(
+            *power_curve(power),
+            ":",
+            color="grey",
+            label="GA-suppressed O (power)",
+        )
+        ax.axvline(int(power["read_step"]), color="grey", lw=0.6, ls="--")
+    ax.set_xlabel("fine-tuning steps")
+    ax.set_ylabel("accuracy on the unseen half")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("Relearning attack: recovery curve (band = seed range)", fontsize=9)
+    return figure_png(fig)

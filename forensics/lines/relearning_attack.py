@@ -57,7 +57,10 @@ Vote.
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
-  of the positive control's recovery (its gain on F_b). The bound is a one-sided 95% upper
+  of the positive control's recovery (its gain on F_b). With ``bound_against="signal"`` both
+  are read against O's own signal on F (its F minus H) instead: power when the control
+  recovers at least ``deleted_share`` of it, the bound below that share of it (the verdict
+  then states the bound as a share of O's knowledge). The bound is a one-sided 95% upper
   bound: the upper end of the bootstrap's 90% CI widened for the few subjects of a half
   (:func:`forensics.compute.stats.expanded_upper`); the plain 95% CI's end misses the true
   difference 3 times as often as it claims at 4 subjects a half, the widened bound at most 4.7%
@@ -78,7 +81,7 @@ import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, Measured, line_measure, measure_facts, measure_reader
-from forensics.compute.relearning import finetune, split_by_subject, suppress_copy
+from forensics.compute.relearning import finetune, peak_step, recovery_figure, split_by_subject, suppress_copy
 from forensics.compute.stats import (
     cluster_permutation_p,
     expanded_upper,
@@ -147,8 +150,15 @@ class RelearningConfig(VoteMinimum):
     #: in the positive control.
     min_power: float = 0.3
     #: "deleted" needs the CI upper bound of acc_after(F_b) - acc_after(H_b) below this share
-    #: (fraction) of the positive control's recovery.
+    #: (fraction) of the quantity ``bound_against`` names.
     deleted_share: float = 0.25
+    #: What the ``deleted`` vote's bound and power are measured against. "control": the positive
+    #: control's recovery of F_b (power: it recovers at least ``min_power``; the bound below
+    #: ``deleted_share`` of that recovery). "signal": O's own signal on F in the attack's measure
+    #: (O's F minus its H, before any attack; power: the positive control recovers at least
+    #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
+    #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
+    bound_against: Literal["control", "signal"] = "control"
     #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
     #: its accuracy on H_b, in every seed.
     forgot_margin: float = 0.1
@@ -259,16 +269,24 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
     return ctx.stored_result("relearning_positive_control", key, compute)
 
 
-def peak_step(recovery: dict) -> int:
-    """The step at which the positive control's recovery of F_b is largest: ``recovery`` maps
-    optimiser steps (int or their decimal text, as read back from JSON) to the mean recovery
-    (measure units); step 0 (before training) is never chosen; ties go to the earliest step.
-    Raises ``ValueError`` when no step after 0 is given."""
-    steps = sorted((int(k), v) for k, v in recovery.items() if int(k) > 0)
-    if not steps:
-        raise ValueError("no recovery measured after step 0")
-    best = max(v for _, v in steps)
-    return next(k for k, v in steps if v == best)
+def deletion_scale(power_recovery: float | None, signal: float | None, config: RelearningConfig) -> float | None:
+    """The quantity a ``deleted`` vote's bound must stay under ``config.deleted_share`` of, when the
+    attack has shown power; None when it has not (then the line cannot vote ``deleted``).
+
+    ``power_recovery``: the positive control's recovery of F_b (measure units; None: not run);
+    ``signal``: O's measure on F minus on H (None: not measured). ``bound_against="control"``: the
+    recovery itself, when it is at least ``config.min_power``. ``bound_against="signal"``: O's
+    signal, when it is positive and the control recovers at least ``config.deleted_share`` of it:
+    the attack then brings back a GA-suppressed O by at least the margin, so a U from which more
+    than the margin were recoverable this way would have shown it (the equivalence claim of
+    docs/methods.md, relearning attack)."""
+    if power_recovery is None:
+        return None
+    if config.bound_against == "signal":
+        if signal is None or not signal > 0:
+            return None
+        return signal if power_recovery >= config.deleted_share * signal else None
+    return power_recovery if power_recovery >= config.min_power else None
 
 
 def decide(
@@ -280,6 +298,7 @@ def decide(
     control: float,
     config: RelearningConfig,
     upper: float | None = None,
+    signal: float | None = None,
 ) -> tuple[str | None, str]:
     """The attack's vote and reason.
 
@@ -289,12 +308,12 @@ def decide(
     the same against the reference model's recovery (None without one); ``power_recovery``:
     the positive control's recovery of F_b from a GA-suppressed copy of O (None: not run);
     ``forgot``: U did not answer F_b before the attack on any seed; ``effect`` / ``control``:
-    the measure on F_b and H_b after the attack (for the reason).
+    the measure on F_b and H_b after the attack (for the reason); ``signal``: O's measure on F
+    minus on H (used with ``config.bound_against="signal"``).
 
     ``suppressed`` when the CI lies above 0 (and above the reference's recovery when given);
-    ``deleted`` when the positive control recovers at least ``config.min_power``, U had forgotten
-    and ``upper`` is below ``config.deleted_share`` of the positive control's recovery;
-    else no vote.
+    ``deleted`` when the attack has power (:func:`deletion_scale` is not None), U had forgotten
+    and ``upper`` is below ``config.deleted_share`` of that scale; else no vote.
     """
     upper = ci[1] if upper is None else upper
     above_ref = reference_ci is None or reference_ci[0] > 0
@@ -303,19 +322,52 @@ def decide(
             f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
             f"of H_b under the identical fine-tune"
         )
-    if (
-        power_recovery is not None
-        and power_recovery >= config.min_power
-        and forgot
-        and upper < config.deleted_share * power_recovery
-    ):
+    scale = deletion_scale(power_recovery, signal, config)
+    if scale is not None and forgot and upper < config.deleted_share * scale:
+        of_signal = (
+            f", {max(upper, 0.0) / scale:.0%} of O's signal {scale:.2f}" if config.bound_against == "signal" else ""
+        )
         return "deleted", (
-            f"after the attack F_b is answered no better than H_b (upper bound {upper:+.2f}) while it "
+            f"after the attack F_b is answered no better than H_b (upper bound {upper:+.2f}{of_signal}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
     if not forgot:
         return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
     return None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
+
+
+def original_signal(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:
+    """O's own signal on F in the attack's measure, before any attack: ``{"forget", "holdout",
+    "signal"}``, the mean measure (0..1) on all of F, on all of H, and their difference. The
+    scores come from the audit context (:meth:`AuditContext.answer_scores`), which the behaviour
+    gate has usually filled with the same generations."""
+    assert ctx.holdout is not None
+    mean = {
+        name: float(np.nanmean(ctx.answer_scores(ctx.original, measured(list(facts)), measure, config.max_new_tokens)))
+        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
+    }
+    return mean | {"signal": mean["forget"] - mean["holdout"]}
+
+
+def _deletion_bound(
+    upper: float,
+    power_recovery: float | None,
+    signal: float | None,
+    forgot: bool,
+    measure: str,
+    config: RelearningConfig,
+) -> dict | None:
+    """The line's deletion bound (:func:`forensics.core.evidence.deletion_bound`) against what
+    ``config.bound_against`` names; None without a positive control or when U still answered F_b."""
+    if power_recovery is None or not forgot:
+        return None
+    if config.bound_against == "signal":
+        if signal is None:
+            return None
+        what = f"O's above-control knowledge of F ({MEASURE_NAMES[measure]}, O's F minus H)"
+        return deletion_bound(upper, signal, config.deleted_share, what)
+    what = "the positive control's recovery of F_b from a GA-suppressed copy of O"
+    return deletion_bound(upper, power_recovery, config.deleted_share, what)
 
 
 def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
@@ -396,6 +448,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     lr = attack_lr(config, U.cfg.d_model)
     # the positive control first: it fixes the step at which U's F_b and H_b are read
     power = _positive_control(ctx, config, measure, measured) if config.positive_control else None
+    original = original_signal(ctx, config, measure, measured) if config.bound_against == "signal" else None
+    signal = original["signal"] if original is not None else None
     step = int(power["read_step"]) if power is not None else config.steps
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
@@ -453,7 +507,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)
     n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
     upper = expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)
-    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper)
+    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper, signal)
     budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
     budget |= {
         "trainable": "all parameters",
@@ -474,16 +528,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         details={
             P_TEST: SUBJECT_PERMUTATION,
             BOUND_TEST: EXPANDED_HALVES,
-            DELETION_BOUND: (
-                deletion_bound(
-                    upper,
-                    power_recovery,
-                    config.deleted_share,
-                    "the positive control's recovery of F_b from a GA-suppressed copy of O",
-                )
-                if power_recovery is not None and forgot
-                else None
-            ),
+            DELETION_BOUND: _deletion_bound(upper, power_recovery, signal, forgot, measure, config),
             "budget": budget,
             "read_step": step,
             "measure": MEASURE_NAMES[measure],
@@ -491,48 +536,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             "curves": curves,
             "reference_ci": list(ref_ci) if ref_ci else None,
             "positive_control": power,
+            **({"original_signal": original} if original is not None else {}),
             "forgot_behaviourally": forgot,
         },
-        figures={"relearning_curve": _figure(curves, power)},
+        figures={"relearning_curve": recovery_figure(curves, power)},
     )
-
-
-def power_curve(power: dict) -> tuple[list[int], list[float]]:
-    """The positive control's curve as (steps, F_b measure), in numeric step order. The audit
-    context stores the curve's steps as text ("0", "5", "10", ...), whose own order is not the
-    steps' (``"10" < "5"``)."""
-    steps = sorted(power["curve"], key=int)
-    return [int(s) for s in steps], [float(power["curve"][s]) for s in steps]
-
-
-def _figure(curves: dict, power: dict | None) -> bytes:
-    from forensics.compute.plotting import figure_png, plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    styles = {
-        "forget": ("C3", "U: F_a -> F_b"),
-        "holdout": ("C0", "U: H_a -> H_b (control)"),
-        "reference": ("C2", "Ref: F_a -> F_b"),
-    }
-    for name, per_seed in curves.items():
-        if not per_seed:
-            continue
-        steps = sorted(per_seed[0])
-        values = np.array([[c[s] for s in steps] for c in per_seed])
-        colour, label = styles[name]
-        ax.plot(steps, values.mean(0), "o-", color=colour, label=label)
-        ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
-    if power is not None:
-        ax.plot(
-            *power_curve(power),
-            ":",
-            color="grey",
-            label="GA-suppressed O (power)",
-        )
-        ax.axvline(int(power["read_step"]), color="grey", lw=0.6, ls="--")
-    ax.set_xlabel("fine-tuning steps")
-    ax.set_ylabel("accuracy on the unseen half")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7, frameon=False)
-    ax.set_title("Relearning attack: recovery curve (band = seed range)", fontsize=9)
-    return figure_png(fig)

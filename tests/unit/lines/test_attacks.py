@@ -5,6 +5,7 @@ model (nothing to recover) against its original (everything known)."""
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -112,7 +113,7 @@ def test_relearning_recovers_ga_but_not_retrain(zoo):
 
 
 def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest():
-    from forensics.lines.relearning_attack import peak_step
+    from forensics.compute.relearning import peak_step
 
     assert peak_step({0: 0.9, 5: 0.1, 10: 0.4, 30: 0.2}) == 10  # step 0 is never chosen
     assert peak_step({"0": 0.0, "5": 0.3, "10": 0.3, "30": 0.1}) == 5  # JSON keys; a tie: the earliest
@@ -122,7 +123,7 @@ def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest
 
 
 def test_the_positive_control_curve_is_drawn_in_step_order_not_text_order():
-    from forensics.lines.relearning_attack import power_curve
+    from forensics.compute.relearning import power_curve
 
     curve = {"0": 0.1, "10": 0.3, "20": 0.35, "30": 0.2, "5": 0.25}  # as stored: text keys in text order
     assert power_curve({"curve": curve}) == ([0, 5, 10, 20, 30], [0.1, 0.25, 0.3, 0.35, 0.2])
@@ -189,6 +190,30 @@ def test_the_positive_control_can_stop_on_the_attacks_own_measure(zoo):
         power["acc_forget_after_suppression"] <= power["target_accuracy"]
         or power["suppression_steps"] == cfg.max_suppress_steps
     )
+
+
+def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
+    """With ``bound_against="signal"`` the line measures O's signal on F (its measure on F minus on
+    H, computed here independently) and states its deletion bound as a share of it."""
+    from forensics.compute.measures import measure_facts
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    sets, models = zoo
+    o = models["original"]
+    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 30), measure="token")
+    ev = relearning_line(_inputs(zoo, "retrain"), replace(cfg, bound_against="signal"))
+    mean = {
+        k: float(measure_facts("token", o.model, o.tokenizer, sets[k], o.device).mean()) for k in ("forget", "holdout")
+    }
+    signal = ev.details["original_signal"]
+    assert signal["signal"] == pytest.approx(mean["forget"] - mean["holdout"], abs=1e-6)
+    bound = ev.details["deletion_bound"]
+    assert bound is not None and bound["signal"] == pytest.approx(signal["signal"])
+    assert "O's above-control knowledge of F" in bound["signal_is"]
+    # the default reads the same attack against the positive control's recovery
+    default = relearning_line(_inputs(zoo, "retrain"), cfg).details
+    assert "original_signal" not in default
+    assert default["deletion_bound"]["signal"] == pytest.approx(default["positive_control"]["recovery_forget_b"])
 
 
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):

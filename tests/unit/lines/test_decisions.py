@@ -5,6 +5,7 @@ attack's own tests sit beside their lines' other tests.)"""
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 
 import pytest
 
@@ -99,6 +100,28 @@ def test_relearning_attack():
     # the widened upper end decides deletion when given: 0.1 passes, widened to 0.16 it does not
     assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.16)[0] is None
     assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.14)[0] == "deleted"
+
+
+def test_relearning_attack_against_os_signal():
+    """``bound_against="signal"``: power when the control recovers at least deleted_share (0.25) of
+    O's signal; deleted when the bound is under that share of the signal, whatever the control's
+    own size (0.3 was the floor of the control rule)."""
+    config = replace(relearning_attack.RelearningConfig(), bound_against="signal")
+    decide, scale = relearning_attack.decide, relearning_attack.deletion_scale
+    assert scale(0.21, 0.8, config) == 0.8  # 0.21 >= 0.25 * 0.8
+    assert scale(0.19, 0.8, config) is None  # short of the margin's size
+    assert scale(0.5, 0.0, config) is None and scale(0.5, None, config) is None  # O shows nothing
+    assert scale(None, 0.8, config) is None
+    # bound 0.15 < 0.25 * 0.8 = 0.2: deleted, though the control's 0.21 is under the old 0.3 floor
+    vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8)
+    assert vote == "deleted" and "19% of O's signal 0.80" in reason
+    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.21, signal=0.8)[0] is None
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.1, 0.1, config, upper=0.15, signal=0.4)[0] is None
+    # the control rule on the same numbers: 0.21 recovers less than min_power
+    control = relearning_attack.RelearningConfig()
+    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, control, upper=0.15, signal=0.8)[0] is None
+    # the suppressed side is the same under either rule
+    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8)[0] == "suppressed"
 
 
 def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:
