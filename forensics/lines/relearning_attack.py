@@ -53,14 +53,15 @@ Vote.
   ``control_stop="measure"`` the attack's own measure, so that the control starts from the floor
   it is read against), then the identical attack
   (first seed's split) is run on it; its recovery is F_b's measure at the read step minus
-  before. If that recovers at least ``min_power`` of F_b, the budget is known to undo
+  before. If that recovery is large enough, the budget is known to undo
   gradient-ascent suppression on this model. Then ``deleted`` needs: U does not already
   answer F_b (in every seed, its pre-attack accuracy at most ``forgot_margin`` above
   H_b's), and the upper bound of acc_after(F_b) - acc_after(H_b) below ``deleted_share``
-  of the positive control's recovery (its gain on F_b). With ``bound_against="signal"`` both
-  are read against O's own signal on F (its F minus H) instead: power when the control
-  recovers at least ``deleted_share`` of it, the bound below that share of it (the verdict
-  then states the bound as a share of O's knowledge). The bound is a one-sided 95% upper
+  of O's own signal on F (its measure on F minus on H, before any attack), with power: the
+  control recovers at least that share of O's signal (``bound_against="signal"``, the
+  default; the verdict states the bound as a share of O's knowledge). ``"control"`` reads
+  both against the control's recovery instead (power: at least ``min_power``; the rule
+  before 2026-12-05). The bound is a one-sided 95% upper
   bound: the upper end of the bootstrap's 90% CI widened for the few subjects of a half
   (:func:`forensics.compute.stats.expanded_upper`); the plain 95% CI's end misses the true
   difference 3 times as often as it claims at 4 subjects a half, the widened bound at most 4.7%
@@ -104,8 +105,8 @@ METHOD = (
     "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
-    "recovers a gradient-ascent-suppressed copy of O (the positive control for power), and the CI's upper "
-    "bound stays below a set share of that recovery. Span: F_b's answer tokens given their prompts; "
+    "recovers a gradient-ascent-suppressed copy of O (the positive control for power) by at least a set share "
+    "of O's own signal on F (O's F minus H), and the CI's upper bound stays below that share of O's signal. Span: F_b's answer tokens given their prompts; "
     "familiarity with F's subjects alone cannot raise it (F_b's answers cannot be learned from F_a's)."
 )
 
@@ -158,7 +159,7 @@ class RelearningConfig(VoteMinimum):
     #: (O's F minus its H, before any attack; power: the positive control recovers at least
     #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
     #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
-    bound_against: Literal["control", "signal"] = "control"
+    bound_against: Literal["control", "signal"] = "signal"
     #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
     #: its accuracy on H_b, in every seed.
     forgot_margin: float = 0.1

@@ -193,7 +193,7 @@ def test_the_positive_control_can_stop_on_the_attacks_own_measure(zoo):
 
 
 def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
-    """With ``bound_against="signal"`` the line measures O's signal on F (its measure on F minus on
+    """By default (``bound_against="signal"``) the line measures O's signal on F (its measure on F minus on
     H, computed here independently) and states its deletion bound as a share of it."""
     from forensics.compute.measures import measure_facts
     from forensics.lines.relearning_attack import RelearningConfig, relearning_line
@@ -201,7 +201,7 @@ def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
     sets, models = zoo
     o = models["original"]
     cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 30), measure="token")
-    ev = relearning_line(_inputs(zoo, "retrain"), replace(cfg, bound_against="signal"))
+    ev = relearning_line(_inputs(zoo, "retrain"), cfg)
     mean = {
         k: float(measure_facts("token", o.model, o.tokenizer, sets[k], o.device).mean()) for k in ("forget", "holdout")
     }
@@ -210,10 +210,10 @@ def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
     bound = ev.details["deletion_bound"]
     assert bound is not None and bound["signal"] == pytest.approx(signal["signal"])
     assert "O's above-control knowledge of F" in bound["signal_is"]
-    # the default reads the same attack against the positive control's recovery
-    default = relearning_line(_inputs(zoo, "retrain"), cfg).details
-    assert "original_signal" not in default
-    assert default["deletion_bound"]["signal"] == pytest.approx(default["positive_control"]["recovery_forget_b"])
+    # the control rule reads the same attack against the positive control's recovery
+    control = relearning_line(_inputs(zoo, "retrain"), replace(cfg, bound_against="control")).details
+    assert "original_signal" not in control
+    assert control["deletion_bound"]["signal"] == pytest.approx(control["positive_control"]["recovery_forget_b"])
 
 
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):

@@ -85,7 +85,8 @@ def test_steering_votes_on_the_best_restoring_intervention():
 
 
 def test_relearning_attack():
-    config = relearning_attack.RelearningConfig()  # min_power 0.3, deleted_share 0.25
+    # the control rule: min_power 0.3, deleted_share 0.25 of the control's recovery
+    config = relearning_attack.RelearningConfig(bound_against="control")
     decide = relearning_attack.decide
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config)[0] == "suppressed"
     # above H, but not above the reference model's recovery
@@ -103,10 +104,10 @@ def test_relearning_attack():
 
 
 def test_relearning_attack_against_os_signal():
-    """``bound_against="signal"``: power when the control recovers at least deleted_share (0.25) of
+    """``bound_against="signal"`` (the default): power when the control recovers at least deleted_share (0.25) of
     O's signal; deleted when the bound is under that share of the signal, whatever the control's
     own size (0.3 was the floor of the control rule)."""
-    config = replace(relearning_attack.RelearningConfig(), bound_against="signal")
+    config = relearning_attack.RelearningConfig()  # bound_against="signal" is the default
     decide, scale = relearning_attack.decide, relearning_attack.deletion_scale
     assert scale(0.21, 0.8, config) == 0.8  # 0.21 >= 0.25 * 0.8
     assert scale(0.19, 0.8, config) is None  # short of the margin's size
@@ -118,7 +119,7 @@ def test_relearning_attack_against_os_signal():
     assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.21, signal=0.8)[0] is None
     assert decide((-0.1, 0.1), None, 0.6, True, 0.1, 0.1, config, upper=0.15, signal=0.4)[0] is None
     # the control rule on the same numbers: 0.21 recovers less than min_power
-    control = relearning_attack.RelearningConfig()
+    control = replace(config, bound_against="control")
     assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, control, upper=0.15, signal=0.8)[0] is None
     # the suppressed side is the same under either rule
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8)[0] == "suppressed"
