@@ -41,6 +41,13 @@ one-sided 95% lower bound (Clopper-Pearson); pooled over the decisive verdicts, 
 confidence label (:func:`forensics.metaeval.scoring.label_accuracy`): what "high" or "medium"
 has been worth on this bench. ``benchmarks/reliability.py`` pools several benches.
 
+**Bound honesty** (:func:`forensics.metaeval.scoring.bound_honesty`, ``bound_honesty``): on each
+suppressed model, every deletion bound a line stated (voted ``deleted`` or not) beside the zoo
+oracle's recovery above ``retrain``, both as shares of O's signal on F (the gate's
+``original_margin``); a bound under the oracle's share would have certified less than the oracle
+recovered. Only on the zoo's own data (``data_view="full"``), where the gate reads the oracle's
+measure.
+
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
 probes, logit lens, steering, relearning, quantization and membership attacks: they vote
@@ -94,6 +101,8 @@ from forensics.metaeval.scoring import (
     PUBLISHED,
     TRUTHS,
     UNDETERMINED,
+    bound_cases,
+    bound_honesty,
     confusion,
     hard_negative_summary,
     label_accuracy,
@@ -448,8 +457,13 @@ def run_bench(
 
     check_resume(work, config)  # after every zoo is found: a refused input leaves no record behind
     done = run_jobs(bench_job, [(job[:4], work, config, progress) for job in jobs], executor)
+    # deletion bounds on suppressed models against the oracle's recovery; only on the zoo's own data,
+    # where the gate's measure (O's signal) is the oracle's (the keyless view drops the key it reads)
+    cases: list[dict[str, Any]] = []
     for (seed, _, name, kind, label), res in zip(jobs, done):
         results[f"seed{seed}/{audit_tag(name, kind)}"] = res
+        if kind is None and label["ground_truth"] == "SUPPRESSED" and config.data_view == "full":
+            cases += bound_cases(seed, name, label.get("oracle"), res)
         if kind is None:
             rows.append(
                 {
@@ -505,6 +519,7 @@ def run_bench(
             [r for r in rows if not r["hard_negative"]], [p for p in perturbed if not p["hard_negative"]]
         ),
         "hard_negatives": hard_negative_summary(rows),
+        "bound_honesty": bound_honesty(cases),
         "models": rows,
         "perturbed": [{k: v for k, v in p.items() if k != "before"} for p in perturbed],
         "published": {k: {"faithfulness": f, "robustness": r} for k, (f, r) in PUBLISHED.items()},

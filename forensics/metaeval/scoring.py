@@ -224,3 +224,56 @@ def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         {k: r[k] for k in ("seed", "model", "truth", "verdict", "confidence")} for r in rows if r.get("hard_negative")
     ]
     return {"n": len(models), "called_suppressed": sum(m["verdict"] == "SUPPRESSED" for m in models), "models": models}
+
+
+# --------------------------------------------------------------------------- bound honesty
+
+
+def bound_cases(seed: int, model: str, oracle: dict[str, Any] | None, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """For one suppressed zoo model: each line's deletion bound (``details["deletion_bound"]``,
+    stated whether or not the line voted ``deleted``) beside the zoo oracle's recovery, both as
+    shares of O's signal on F.
+
+    ``oracle``: the model's oracle record from the zoo's ``labels.json`` (its ``difference``:
+    recovery above ``retrain`` in the oracle's measure); ``results``: the audit's
+    ``results.json``. O's signal is the behaviour gate's ``original_margin`` (O's F minus H in
+    the gate's measure, which on the zoo's own data is the oracle's: key ROUGE-L recall on free
+    text, greedy accuracy on the closed world). Returns ``[{seed, model, line, share,
+    oracle_share, vote}]``, empty when the oracle or O's signal is missing.
+    """
+    if not oracle or oracle.get("difference") is None:
+        return []
+    evidence = results.get("evidence", [])
+    signal = next(
+        (e["details"]["original_margin"] for e in evidence if "original_margin" in (e.get("details") or {})), None
+    )
+    if signal is None or not signal > 0:
+        return []
+    oracle_share = max(float(oracle["difference"]), 0.0) / float(signal)
+    return [
+        {
+            "seed": seed,
+            "model": model,
+            "line": e["line"],
+            "share": float(e["details"]["deletion_bound"]["share"]),
+            "oracle_share": oracle_share,
+            "vote": e.get("vote"),
+        }
+        for e in evidence
+        if (e.get("details") or {}).get("deletion_bound")
+    ]
+
+
+def bound_honesty(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per line, how its deletion bounds on suppressed models compare with the oracle's recovery
+    (:func:`bound_cases`): ``{line: {"bounds", "below_oracle", "missed": [case, ...]}}``. A bound
+    is honest when its share is at least the oracle's: a bound below it would have certified less
+    recoverable knowledge than the oracle recovered."""
+    table: dict[str, dict[str, Any]] = {}
+    for c in cases:
+        row = table.setdefault(c["line"], {"bounds": 0, "below_oracle": 0, "missed": []})
+        row["bounds"] += 1
+        if c["share"] < c["oracle_share"]:
+            row["below_oracle"] += 1
+            row["missed"].append(c)
+    return table

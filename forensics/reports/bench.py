@@ -62,6 +62,14 @@ def text_tables(bench: dict[str, Any]) -> str:
                 f"  any decisive   {r['confidence']:<7} {r['n']:>4}  {_fmt(r['share_right'])} ({r['right']}/{r['n']}), "
                 f"95% lower bound {_fmt(r['lower_95'])}"
             )
+    honesty = bench.get("bound_honesty") or {}
+    if honesty:
+        lines.append("deletion bounds on suppressed models (share of O's signal) below the oracle's recovery:")
+        for name, row in honesty.items():
+            missed = ", ".join(
+                f"seed {c['seed']} {c['model']} {c['share']:.0%} < {c['oracle_share']:.0%}" for c in row["missed"]
+            )
+            lines.append(f"  {name:<22} {row['below_oracle']} of {row['bounds']}" + (f" ({missed})" if missed else ""))
     lines.append("")
     lines.append(
         f"{'line':<22} {'faithful':>9} {'w/o HN':>7} {'robust':>8} {'Q':>7} {'R':>7} {'robust*':>8} {'n+':>4} {'n-':>4}"

@@ -152,6 +152,7 @@ def test_bench_on_the_tiny_zoo(tiny_zoo, tmp_path):
     assert hard["n"] == 1 and hard["models"][0]["model"] == "retrain_mentions"
     assert hard["called_suppressed"] == (hard["models"][0]["verdict"] == "SUPPRESSED")
     assert "faithfulness without hard negatives" in html and "hard negatives" in text_tables(bench)
+    assert bench["bound_honesty"] == {}  # neither the gate nor the logit lens states a deletion bound
 
     lines = bench["lines"]
     assert set(lines) == {"verdict", "behaviour", "logit_lens"}
