@@ -147,8 +147,8 @@ class RelearningConfig(VoteMinimum):
     #: The level above O's holdout score (in the stopping score's units, 0..1) at which the positive
     #: control counts as suppressed.
     control_margin: float = 0.05
-    #: The attack has power when it recovers at least this much greedy accuracy (0..1) of F_b
-    #: in the positive control.
+    #: With ``bound_against="control"``: the attack has power when it recovers at least this much
+    #: greedy accuracy (0..1) of F_b in the positive control.
     min_power: float = 0.3
     #: "deleted" needs the CI upper bound of acc_after(F_b) - acc_after(H_b) below this share
     #: (fraction) of the quantity ``bound_against`` names.
