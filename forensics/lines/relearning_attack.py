@@ -234,9 +234,7 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
 
         by_measure = config.control_stop == "measure"
         if by_measure:  # O's own scores come from the audit context, which the gate has often filled
-            o_h = float(
-                np.nanmean(ctx.answer_scores(ctx.original, measured(list(ctx.holdout)), measure, config.max_new_tokens))
-            )
+            o_h = original_mean(ctx, ctx.holdout, config, measure, measured)
         else:
             o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
         suppressed_o, n_steps, acc_f = suppress_copy(
@@ -344,10 +342,16 @@ def original_signal(ctx: AuditContext, config: RelearningConfig, measure: str, m
     gate has usually filled with the same generations."""
     assert ctx.holdout is not None
     mean = {
-        name: float(np.nanmean(ctx.answer_scores(ctx.original, measured(list(facts)), measure, config.max_new_tokens)))
+        name: original_mean(ctx, facts, config, measure, measured)
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }
     return mean | {"signal": mean["forget"] - mean["holdout"]}
+
+
+def original_mean(ctx: AuditContext, facts, config: RelearningConfig, measure: str, measured: Measured) -> float:
+    """O's mean score (0..1) on ``facts`` in the attack's measure, from the audit context's
+    :meth:`AuditContext.answer_scores`."""
+    return float(np.nanmean(ctx.answer_scores(ctx.original, measured(list(facts)), measure, config.max_new_tokens)))
 
 
 def _deletion_bound(
