@@ -199,3 +199,18 @@ def recovery_figure(curves: dict, power: dict | None) -> bytes:
     ax.legend(fontsize=7, frameon=False)
     ax.set_title("Relearning attack: recovery curve (band = seed range)", fontsize=9)
     return figure_png(fig)
+
+
+#: The learning rate the attack was set at on the zoo's models (d_model 64 and 128) and the
+#: width it holds up to (docs/decisions.md, "layer budgets for the per-block lines; the
+#: relearning rate follows the width").
+ZOO_LR, ZOO_WIDTH = 1e-3, 128
+
+
+def model_lr(d_model: int) -> float:
+    """The attack's default learning rate for a residual stream of width ``d_model``:
+    ``1e-3 * min(1, (128 / d_model) ** 2)``. 1e-3 is the zoo's (d_model 64 and 128); the square
+    brings a 7B model (d_model 4096) to about 1e-6, the low end of the range Deeb & Roger (2024)
+    relearn 7B models with (~1e-6..1e-5), and SmolLM2-135M (576) to about 5e-5. Returns the
+    learning rate (float)."""
+    return ZOO_LR * min(1.0, (ZOO_WIDTH / d_model) ** 2)

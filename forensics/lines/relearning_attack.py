@@ -82,7 +82,14 @@ import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import MeasureChoice, Measured, line_measure, measure_facts, measure_reader
-from forensics.compute.relearning import finetune, peak_step, recovery_figure, split_by_subject, suppress_copy
+from forensics.compute.relearning import (
+    finetune,
+    model_lr,
+    peak_step,
+    recovery_figure,
+    split_by_subject,
+    suppress_copy,
+)
 from forensics.compute.stats import (
     cluster_permutation_p,
     expanded_upper,
@@ -178,21 +185,6 @@ class RelearningConfig(VoteMinimum):
     max_new_tokens: int = 32
 
 
-#: The learning rate the attack was set at on the zoo's models (d_model 64 and 128) and the
-#: width it holds up to (docs/decisions.md, "layer budgets for the per-block lines; the
-#: relearning rate follows the width").
-ZOO_LR, ZOO_WIDTH = 1e-3, 128
-
-
-def model_lr(d_model: int) -> float:
-    """The attack's default learning rate for a residual stream of width ``d_model``:
-    ``1e-3 * min(1, (128 / d_model) ** 2)``. 1e-3 is the zoo's (d_model 64 and 128); the square
-    brings a 7B model (d_model 4096) to about 1e-6, the low end of the range Deeb & Roger (2024)
-    relearn 7B models with (~1e-6..1e-5), and SmolLM2-135M (576) to about 5e-5. Returns the
-    learning rate (float)."""
-    return ZOO_LR * min(1.0, (ZOO_WIDTH / d_model) ** 2)
-
-
 def attack_lr(config: RelearningConfig, d_model: int) -> float:
     """The learning rate the attack runs at: ``config.lr``, or :func:`model_lr` ``(d_model)`` when None."""
     return config.lr if config.lr is not None else model_lr(d_model)
@@ -201,6 +193,10 @@ def attack_lr(config: RelearningConfig, d_model: int) -> float:
 def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
     """``config`` with ``lr`` set (:func:`attack_lr`)."""
     return replace(config, lr=attack_lr(config, d_model))
+
+
+#: Settings that only decide the vote from the runs: the positive control's cache key leaves them out.
+DECISION_ONLY = ("min_power", "deleted_share", "bound_against", "forgot_margin", "n_boot", "n_perm")
 
 
 def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:
@@ -216,7 +212,7 @@ def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str,
         "original": repr(sorted(model_identity(ctx.original).items())),
         "forget": content_hash(ctx.forget),
         "holdout": content_hash(ctx.holdout),
-        "config": repr(asdict(config)),
+        "config": repr({k: v for k, v in asdict(config).items() if k not in DECISION_ONLY}),
         "device": str(ctx.original.device),
         "measure": measure,
     }

@@ -5,7 +5,7 @@ model (nothing to recover) against its original (everything known)."""
 from __future__ import annotations
 
 import zlib
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 import pytest
@@ -214,6 +214,25 @@ def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
     control = relearning_line(_inputs(zoo, "retrain"), replace(cfg, bound_against="control")).details
     assert "original_signal" not in control
     assert control["deletion_bound"]["signal"] == pytest.approx(control["positive_control"]["recovery_forget_b"])
+
+
+def test_the_positive_controls_cache_key_ignores_settings_that_only_decide_the_vote(zoo):
+    """Audits that share a cache folder reuse one positive control across vote rules: the key holds
+    the settings the control's run reads, not those the vote is decided by."""
+    from forensics.lines.relearning_attack import DECISION_ONLY, RelearningConfig, _positive_control
+
+    ctx = _inputs(zoo, "retrain")
+    ctx.stored_result = lambda name, key, compute: key  # record the key; run nothing
+
+    def key(**changes):
+        return _positive_control(ctx, replace(RelearningConfig(), **changes), "exact", list)
+
+    base = key()
+    assert key(bound_against="control", deleted_share=0.1, min_power=0.5, forgot_margin=0.2, n_boot=9) == base
+    assert set(DECISION_ONLY) <= {f.name for f in fields(RelearningConfig)}
+    for changed in ({"steps": 10}, {"control_margin": 0.1}, {"read_step": "peak"}, {"seeds": (3,)}):
+        assert key(**changed) != base, changed
+    assert _positive_control(ctx, RelearningConfig(), "token", list) != base  # the measure too
 
 
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):
