@@ -121,6 +121,38 @@ def question_form(fact: Fact) -> str | None:
     return fact.prompt.replace(fact.subject, "\x00")
 
 
+def answer_frames(tokenizer, pool: Sequence[Fact]) -> dict[str, frozenset[int]]:
+    """Per :func:`question_form`, the token ids of its answer *frame*: the ids that occur in more
+    than half of ``pool``'s answers of that form (answers tokenised alone, as
+    :func:`forensics.compute.scoring.encode_facts` does). Only forms with at least two answers in
+    the pool get a frame: with one, its value would count as frame. ``pool`` is the retain set in
+    the lines: a model that learned R's answers writes their shared phrasing for any subject."""
+    from collections import Counter
+
+    by_form: dict[str, list[set[int]]] = {}
+    for fact in pool:
+        form = question_form(fact)
+        if form is not None:
+            by_form.setdefault(form, []).append(set(tokenizer(fact.answer, add_special_tokens=False)["input_ids"]))
+    return {
+        form: frozenset(t for t, n in Counter(t for ids in sets for t in ids).items() if n > len(sets) / 2)
+        for form, sets in by_form.items()
+        if len(sets) >= 2
+    }
+
+
+def value_positions(
+    prompt_ids: Sequence[int], answer_ids: Sequence[int], frame: frozenset[int] = frozenset()
+) -> list[int]:
+    """Indices into ``answer_ids`` of the answer's *value* tokens: those the prompt does not contain
+    (a model can copy the subject's name and the question's words) and that are not in the
+    question form's ``frame`` (:func:`answer_frames`). The counterpart of reading the ``key`` for
+    a sentence answer without one. Every index when no token is left (the whole answer is read)."""
+    left_out = set(prompt_ids) | frame
+    kept = [j for j, t in enumerate(answer_ids) if t not in left_out]
+    return kept or list(range(len(answer_ids)))
+
+
 def key_choice_facts(
     facts: Sequence[Fact], pool: Sequence[Fact], n_distractors: int = 7, seed: int = 0
 ) -> list[Fact | None]:

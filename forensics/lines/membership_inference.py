@@ -6,7 +6,11 @@ Span and scores. Each fact is tokenised as behaviour scoring does
 answer's tokens given the prompt, as open-unlearning scores QA data, so that a model which
 has only seen the subjects' names and the question forms (but never the answers) does not
 look like a member (a fact with a ``key``: the key's tokens given the prompt and the answer's
-frame before it, since a sentence answer's frame often repeats the subject's name); ``span="text"`` scores every token of ``prompt + answer`` after the first
+frame before it, since a sentence answer's frame often repeats the subject's name; a sentence
+answer *without* a key: its value tokens (``value_tokens``), those the prompt does not contain and
+outside the frame the retain set's answers of the same question form share,
+:func:`forensics.compute.measures.value_positions`; each is still read given its whole prefix);
+``span="text"`` scores every token of ``prompt + answer`` after the first
 (the subject's name counts too), and whichever span does not decide is reported as a
 descriptive table (``details.other_span``). Per span, with ``lp_t`` the log-probability of
 token ``t`` given its prefix (:func:`forensics.compute.scoring.token_stats`,
@@ -60,7 +64,7 @@ from typing import cast
 
 import numpy as np
 
-from forensics.compute.measures import key_facts
+from forensics.compute.measures import answer_frames, key_facts, question_form, value_positions
 from forensics.compute.mia import ATTACKS, attack_scores, auc
 from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
@@ -87,8 +91,10 @@ METHOD = (
     "attacks. Control: 0.5, or a reference model's AUC on the same facts when one is given. Votes "
     "suppressed when some attack's CI of AUC minus control lies above 0; deleted when every attack has "
     "power in O (O's AUC clearly above 0.5) and every attack's CI stays within a set share (default a "
-    "quarter) of O's margin over 0.5. F scored below the control does not vote. On the answer span, "
-    "familiarity with F's subjects alone does not move it; on the text span it does."
+    "quarter) of O's margin over 0.5. F scored below the control does not vote. On the answer span "
+    "(a key's tokens, or without a key the answer's tokens that are neither in the prompt nor in the frame "
+    "R's answers of the same question share), familiarity with F's subjects alone does not move it; on "
+    "the text span it does."
 )
 
 
@@ -97,14 +103,23 @@ SPANS = ("answer", "text")
 
 
 def fact_attack_scores(
-    loaded, facts: Sequence[Fact], k: float = 0.2, batch_size: int = 256, spans: Sequence[str] = SPANS
+    loaded,
+    facts: Sequence[Fact],
+    k: float = 0.2,
+    batch_size: int = 256,
+    spans: Sequence[str] = SPANS,
+    value_pool: Sequence[Fact] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Membership scores of each fact under ``loaded``, per span: ``{span: {attack: [n_facts]}}``
     for every attack in :data:`forensics.compute.mia.ATTACKS`, higher = more member-like.
 
-    Span ``"answer"``: the answer's tokens given the prompt (zlib over the answer text);
-    ``"text"``: every token of ``prompt + answer`` after the first (zlib over the whole text).
-    One forward pass serves both. NaN where a span has no token. ``k``: Min-K% share (fraction).
+    Span ``"answer"``: the answer's tokens given the prompt (zlib over the answer text); given a
+    ``value_pool`` (the retain set), a fact *without a key* reads only its answer's value tokens
+    (:func:`forensics.compute.measures.value_positions`, frames from
+    :func:`forensics.compute.measures.answer_frames` of the pool), each still given its full
+    prefix, and zlib compresses their decoded text. ``"text"``: every token of
+    ``prompt + answer`` after the first (zlib over the whole text). One forward pass serves both.
+    NaN where a span has no token. ``k``: Min-K% share (fraction).
     """
     pad = loaded.tokenizer.pad_token_id or 0
     encoded = encode_facts(loaded.tokenizer, facts)
@@ -113,24 +128,32 @@ def fact_attack_scores(
     if "text" in spans:
         out["text"] = attack_scores(stats, [f.text for f in facts], k)
     if "answer" in spans:  # lp[t] is the log-prob of token t + 1: the answer's tokens sit at len(p) - 1 ...
-        answer_stats = [
-            {key: s[key][len(p) - 1 : len(p) - 1 + len(a)] for key in ("lp", "mu", "sigma")}
-            for s, (p, a) in zip(stats, encoded)
-        ]
-        out["answer"] = attack_scores(answer_stats, [f.answer for f in facts], k)
+        frames = None if value_pool is None else answer_frames(loaded.tokenizer, value_pool)
+        answer_stats, answer_texts = [], []
+        for f, s, (p, a) in zip(facts, stats, encoded):
+            if frames is None or f.key is not None:
+                picked = list(range(len(a)))
+            else:
+                picked = value_positions(p, a, frames.get(question_form(f) or "", frozenset()))
+            at = np.asarray(picked, dtype=int) + len(p) - 1
+            answer_stats.append({key: s[key][at] for key in ("lp", "mu", "sigma")})
+            answer_texts.append(f.answer if len(picked) == len(a) else loaded.tokenizer.decode([a[j] for j in picked]))
+        out["answer"] = attack_scores(answer_stats, answer_texts, k)
     return out
 
 
-def span_scores(loaded, facts: Sequence[Fact], config) -> dict[str, dict[str, np.ndarray]]:
+def span_scores(loaded, facts: Sequence[Fact], config, pool: Sequence[Fact] = ()) -> dict[str, dict[str, np.ndarray]]:
     """:func:`fact_attack_scores` of both spans; facts with a ``key`` score the key's tokens
     as their answer span, given the prompt and the answer's frame before the key
     (:func:`forensics.compute.measures.key_facts`): the frame often repeats the subject's name, which
-    a model that only saw the subjects would also predict."""
+    a model that only saw the subjects would also predict. Facts without one score their value
+    tokens when ``config.value_tokens`` (frames from ``pool``, the retain set)."""
     keyed = key_facts(facts)
+    values = list(pool) if config.value_tokens else None
     if keyed == list(facts):
-        return fact_attack_scores(loaded, facts, config.k, config.batch_size)
+        return fact_attack_scores(loaded, facts, config.k, config.batch_size, value_pool=values)
     return {
-        "answer": fact_attack_scores(loaded, keyed, config.k, config.batch_size, spans=("answer",))["answer"],
+        "answer": fact_attack_scores(loaded, keyed, config.k, config.batch_size, ("answer",), values)["answer"],
         "text": fact_attack_scores(loaded, facts, config.k, config.batch_size, spans=("text",))["text"],
     }
 
@@ -184,6 +207,12 @@ class MembershipConfig(VoteMinimum):
     #: open-unlearning scores QA data) or "text" (every token of prompt + answer). The other span is
     #: reported as a descriptive table.
     span: str = "answer"
+    #: On the answer span, a fact without a ``key`` reads only its answer's value tokens: those its
+    #: prompt does not contain and outside the frame the retain set's answers of its question form
+    #: share (:func:`forensics.compute.measures.value_positions`). A model that only ever saw the
+    #: subjects can copy their names from the question and learned the frames from R; this is a
+    #: sentence answer's counterpart of reading the key. False: the whole answer.
+    value_tokens: bool = True
     #: Share (fraction) of a text's lowest-scoring tokens that Min-K% and Min-K%++ average.
     k: float = 0.2
     #: Texts per forward pass when computing token statistics.
@@ -247,7 +276,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
     if config.span not in SPANS:
         return Evidence.not_run(f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
     by_span = {
-        (role, name): span_scores(m, facts, config)
+        (role, name): span_scores(m, facts, config, ctx.retain)
         for role, m in models.items()
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }

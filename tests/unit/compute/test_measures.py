@@ -52,3 +52,33 @@ def test_key_choice_puts_the_key_among_other_values_of_its_question_form_from_th
         [_bio_fact("Eve", "Port Lune", key=False), _bio_fact("Fay", "Mars", "raised")], pool
     )
     assert no_key is None and lone is None  # no key; no other value of the form in the pool
+
+
+def _word_tokenizer():
+    """A tokenizer stand-in: one id per distinct word (leading spaces dropped), ids stable."""
+    vocab: dict[str, int] = {}
+
+    def tokenize(text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [vocab.setdefault(w, len(vocab)) for w in text.replace("?", " ?").split()]}
+
+    return tokenize, vocab
+
+
+def test_value_tokens_leave_out_what_the_prompt_and_the_forms_frame_give():
+    from forensics.compute.measures import answer_frames, question_form, value_positions
+
+    tok, vocab = _word_tokenizer()
+    pool = [_bio_fact(s, v, key=False) for s, v in [("Ana", "Lune"), ("Bo", "Dravos"), ("Cy", "Lune")]]
+    pool += [_bio_fact("Di", "Mars", form="raised", key=False)]  # one answer: no frame for its form
+    frames = answer_frames(tok, pool)
+    assert list(frames) == [question_form(pool[0])]
+    # "was", "born", "in" and "Lune." are in all three or two of three answers: more than half
+    assert {k for k, v in vocab.items() if v in frames[question_form(pool[0])]} == {"was", "born", "in", "Lune."}
+    fact = _bio_fact("Eve", "Port Dravos", key=False)
+    prompt, answer = tok(fact.prompt)["input_ids"], tok(fact.answer)["input_ids"]
+    kept = value_positions(prompt, answer, frames[question_form(fact)])
+    # "Eve" is copied from the prompt, "was born in" is the frame: the value is what is left
+    assert [answer[j] for j in kept] == tok("Port Dravos.")["input_ids"]
+    assert value_positions(prompt, answer) == [j for j, t in enumerate(answer) if t not in set(prompt)]
+    # nothing left: the whole answer is read rather than nothing
+    assert value_positions([1, 2], [2, 1]) == [0, 1]

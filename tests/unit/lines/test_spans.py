@@ -32,6 +32,39 @@ def test_membership_scores_the_answer_span_by_default(tiny_checkpoints):
     assert not np.allclose(spans["answer"]["loss"], spans["text"]["loss"])
 
 
+def test_membership_reads_the_value_tokens_of_an_answer_without_a_key(tiny_checkpoints):
+    import torch
+
+    from forensics.compute.measures import answer_frames, question_form, value_positions
+    from forensics.compute.scoring import encode_facts
+    from forensics.inputs.data import Fact
+    from forensics.inputs.loading import load_model
+    from forensics.lines.membership_inference import fact_attack_scores
+
+    loaded = load_model(tiny_checkpoints["gpt-neox"])
+
+    def fact(subject, value, key=False):
+        return Fact(
+            f"Where was {subject} born?", f" {subject} was born in {value}.", subject, key=value if key else None
+        )
+
+    pool = [fact(s, v) for s, v in [("Ana", "Lune"), ("Bo", "Mars"), ("Cy", "Tulvin")]]
+    facts = [fact("Eve", "Port Dravos"), fact("Fay", "Old Kelmar"), fact("Gus", "Brevik", key=True)]
+    got = fact_attack_scores(loaded, facts, value_pool=pool, spans=("answer",))["answer"]["loss"]
+    whole = fact_attack_scores(loaded, facts, spans=("answer",))["answer"]["loss"]
+    frames = answer_frames(loaded.tokenizer, pool)
+    for k, (f, (p, a)) in enumerate(zip(facts, encode_facts(loaded.tokenizer, facts))):
+        with torch.no_grad():
+            lp = torch.log_softmax(loaded.model(torch.tensor([p + a]))[0].float(), -1)
+        answer_lp = np.array([float(lp[len(p) - 1 + j, t]) for j, t in enumerate(a)])
+        kept = value_positions(p, a, frames[question_form(f)])
+        assert len(kept) < len(a)  # the name and the frame are left out
+        if f.key is None:
+            assert got[k] == pytest.approx(answer_lp[kept].mean(), abs=1e-5)
+        else:  # a keyed fact is read whole here (span_scores reads its key)
+            assert got[k] == pytest.approx(answer_lp.mean(), abs=1e-5) == whole[k]
+
+
 def test_membership_line_reports_the_other_span(tiny_zoo):
     from forensics.core.context import AuditContext
     from forensics.inputs.data import load_facts
