@@ -184,16 +184,29 @@ class AuditContext:
         self, loaded: LoadedModel, facts: Sequence[Fact], measure: str, max_new_tokens: int = 32
     ) -> np.ndarray:
         """Per-fact scores of the answer measure ``measure`` (:mod:`forensics.compute.measures`) of
-        ``loaded``, float ``[n]``; exact match from :meth:`fact_scores`, ROUGE-L from :meth:`generations`."""
+        ``loaded``, float ``[n]`` (a fresh copy each call); once per audit for each (model, facts,
+        measure, length): exact match from :meth:`fact_scores`, ROUGE-L from :meth:`generations`."""
         from forensics.compute.measures import measure_facts
 
         facts = list(facts)
-        if measure == "exact":
-            return self.fact_scores(loaded, facts).correct.astype(float)
-        generations = self.generations(loaded, facts, max_new_tokens) if measure == "rouge" else None
-        return measure_facts(
-            measure, loaded.model, loaded.tokenizer, facts, loaded.device, SCORE_BATCH_SIZE, max_new_tokens, generations
-        )
+
+        def compute() -> np.ndarray:
+            if measure == "exact":
+                return self.fact_scores(loaded, facts).correct.astype(float)
+            generations = self.generations(loaded, facts, max_new_tokens) if measure == "rouge" else None
+            return measure_facts(
+                measure,
+                loaded.model,
+                loaded.tokenizer,
+                facts,
+                loaded.device,
+                SCORE_BATCH_SIZE,
+                max_new_tokens,
+                generations,
+            )
+
+        key = (id(loaded.model), loaded.weights_hash, content_hash(facts), measure, max_new_tokens)
+        return np.array(self._shared("answer_scores", key, compute, owner=loaded.model), dtype=float)
 
     def sae(self, config, layer: int | None = None):
         """O's SAE (:func:`forensics.sae.train.get_sae`) for ``config`` (a :class:`forensics.sae.train.SAETrainConfig`)

@@ -3,6 +3,7 @@ computation per (model, set, request), in memory and through the on-disk cache."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -104,6 +105,22 @@ def test_answer_scores_are_computed_once_per_model_and_set(zoo, monkeypatch):
     # another fact set is another computation
     ctx.fact_scores(models["npo"], sets["forget"][:3])
     assert ctx.counts["fact_scores.computed"] == 7
+
+
+def test_a_teacher_forced_measure_is_computed_once_per_model_and_set(zoo):
+    from forensics.compute.measures import measure_facts
+
+    sets, models = zoo
+    ctx = AuditContext(models["original"], models["npo"], **sets)
+    o = models["original"]
+    first = ctx.answer_scores(o, sets["holdout"], "token")
+    first[:] = -1.0  # a caller's change does not reach the memo
+    again = ctx.answer_scores(o, sets["holdout"], "token")
+    assert ctx.counts["answer_scores.computed"] == 1 and ctx.counts["answer_scores.served"] == 1
+    np.testing.assert_allclose(again, measure_facts("token", o.model, o.tokenizer, sets["holdout"], o.device))
+    ctx.answer_scores(o, sets["forget"], "token")
+    ctx.answer_scores(models["npo"], sets["holdout"], "token")
+    assert ctx.counts["answer_scores.computed"] == 3
 
 
 def test_a_new_context_with_the_same_cache_folder_reads_activations_from_disk(zoo, tmp_path, monkeypatch):
