@@ -10,6 +10,7 @@ import statistics
 from typing import Any
 
 from forensics.compute.stats import binomial_lower
+from forensics.core.registry import discover_lines, gate_of
 
 TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
 #: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
@@ -236,7 +237,8 @@ def bound_cases(seed: int, model: str, oracle: dict[str, Any] | None, results: d
 
     ``oracle``: the model's oracle record from the zoo's ``labels.json`` (its ``difference``:
     recovery above ``retrain`` in the oracle's measure); ``results``: the audit's
-    ``results.json``. O's signal is the behaviour gate's ``original_margin`` (O's F minus H in
+    ``results.json``. O's signal is the ``original_margin`` of the line holding the registry's
+    gate role (:func:`forensics.core.registry.gate_of`: O's F minus H in
     the gate's measure, which on the zoo's own data is the oracle's: key ROUGE-L recall on free
     text, greedy accuracy on the closed world). Returns ``[{seed, model, line, share,
     oracle_share, vote}]``, empty when the oracle or O's signal is missing.
@@ -244,8 +246,9 @@ def bound_cases(seed: int, model: str, oracle: dict[str, Any] | None, results: d
     if not oracle or oracle.get("difference") is None:
         return []
     evidence = results.get("evidence", [])
+    gate = gate_of(discover_lines()[0])
     signal = next(
-        (e["details"]["original_margin"] for e in evidence if "original_margin" in (e.get("details") or {})), None
+        (e["details"].get("original_margin") for e in evidence if e["line"] == gate and e.get("details")), None
     )
     if signal is None or not signal > 0:
         return []
