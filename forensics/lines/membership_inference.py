@@ -7,7 +7,7 @@ answer's tokens given the prompt, as open-unlearning scores QA data, so that a m
 has only seen the subjects' names and the question forms (but never the answers) does not
 look like a member (a fact with a ``key``: the key's tokens given the prompt and the answer's
 frame before it, since a sentence answer's frame often repeats the subject's name; a sentence
-answer *without* a key: its value tokens (``value_tokens``), those the prompt does not contain and
+answer *without* a key: its value tokens (``unkeyed_span``), those the prompt does not contain and
 outside the frame the retain set's answers of the same question form share,
 :func:`forensics.compute.measures.value_positions`; each is still read given its whole prefix);
 ``span="text"`` scores every token of ``prompt + answer`` after the first
@@ -100,6 +100,8 @@ METHOD = (
 
 #: The spans the attacks can score.
 SPANS = ("answer", "text")
+#: What the answer span reads of a fact without a key (:class:`MembershipConfig`).
+UNKEYED_SPANS = ("value", "new", "whole")
 
 
 def fact_attack_scores(
@@ -147,9 +149,9 @@ def span_scores(loaded, facts: Sequence[Fact], config, pool: Sequence[Fact] = ()
     as their answer span, given the prompt and the answer's frame before the key
     (:func:`forensics.compute.measures.key_facts`): the frame often repeats the subject's name, which
     a model that only saw the subjects would also predict. Facts without one score their value
-    tokens when ``config.value_tokens`` (frames from ``pool``, the retain set)."""
+    tokens (``config.unkeyed_span``: frames from ``pool``, the retain set, for "value"; none for "new")."""
     keyed = key_facts(facts)
-    values = list(pool) if config.value_tokens else None
+    values = {"value": list(pool), "new": []}.get(config.unkeyed_span)
     if keyed == list(facts):
         return fact_attack_scores(loaded, facts, config.k, config.batch_size, value_pool=values)
     return {
@@ -207,12 +209,13 @@ class MembershipConfig(VoteMinimum):
     #: open-unlearning scores QA data) or "text" (every token of prompt + answer). The other span is
     #: reported as a descriptive table.
     span: str = "answer"
-    #: On the answer span, a fact without a ``key`` reads only its answer's value tokens: those its
-    #: prompt does not contain and outside the frame the retain set's answers of its question form
-    #: share (:func:`forensics.compute.measures.value_positions`). A model that only ever saw the
-    #: subjects can copy their names from the question and learned the frames from R; this is a
-    #: sentence answer's counterpart of reading the key. False: the whole answer.
-    value_tokens: bool = True
+    #: What the answer span of a fact *without* a ``key`` reads: "value" (its tokens that the prompt
+    #: does not contain and that are outside the frame the retain set's answers of its question form
+    #: share, :func:`forensics.compute.measures.value_positions`), "new" (its tokens the prompt does
+    #: not contain: the frame part needs questions that share a form, which hand-written QA such as
+    #: TOFU's rarely has) or "whole" (every answer token). A model that only ever saw F's subjects
+    #: copies their names from the question and writes R's frames for them.
+    unkeyed_span: str = "value"
     #: Share (fraction) of a text's lowest-scoring tokens that Min-K% and Min-K%++ average.
     k: float = 0.2
     #: Texts per forward pass when computing token statistics.
@@ -275,6 +278,10 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
         models["reference"] = ctx.reference
     if config.span not in SPANS:
         return Evidence.not_run(f"unknown span {config.span!r}; choose one of {', '.join(SPANS)}")
+    if config.unkeyed_span not in UNKEYED_SPANS:
+        return Evidence.not_run(
+            f"unknown unkeyed_span {config.unkeyed_span!r}; choose one of {', '.join(UNKEYED_SPANS)}"
+        )
     by_span = {
         (role, name): span_scores(m, facts, config, ctx.retain)
         for role, m in models.items()
@@ -353,6 +360,7 @@ def membership_line(ctx: AuditContext, config: MembershipConfig | None = None) -
             "decision_attack": chosen,
             "k": config.k,
             "span": config.span,
+            "unkeyed_span": config.unkeyed_span,
             "other_span": other_span,
             "privleak": {a: table[a]["privleak"] for a in ATTACKS} if "reference" in roles else None,
         },

@@ -39,7 +39,7 @@ def test_membership_reads_the_value_tokens_of_an_answer_without_a_key(tiny_check
     from forensics.compute.scoring import encode_facts
     from forensics.inputs.data import Fact
     from forensics.inputs.loading import load_model
-    from forensics.lines.membership_inference import fact_attack_scores
+    from forensics.lines.membership_inference import MembershipConfig, fact_attack_scores, span_scores
 
     loaded = load_model(tiny_checkpoints["gpt-neox"])
 
@@ -63,6 +63,14 @@ def test_membership_reads_the_value_tokens_of_an_answer_without_a_key(tiny_check
             assert got[k] == pytest.approx(answer_lp[kept].mean(), abs=1e-5)
         else:  # a keyed fact is read whole here (span_scores reads its key)
             assert got[k] == pytest.approx(answer_lp.mean(), abs=1e-5) == whole[k]
+        if k == 0:  # "new": only what the prompt gives is left out, the frame is read
+            new = span_scores(loaded, facts[:1], MembershipConfig(unkeyed_span="new"), pool)["answer"]["loss"]
+            assert new[0] == pytest.approx(answer_lp[value_positions(p, a)].mean(), abs=1e-5)
+            assert len(value_positions(p, a)) > len(kept)
+    unkeyed = facts[:2]
+    for span, expected in (("value", got[:2]), ("whole", whole[:2])):
+        scores = span_scores(loaded, unkeyed, MembershipConfig(unkeyed_span=span), pool)["answer"]["loss"]
+        np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
 def test_membership_line_reports_the_other_span(tiny_zoo):
@@ -84,6 +92,8 @@ def test_membership_line_reports_the_other_span(tiny_zoo):
     )
     bad = membership_line(ctx, MembershipConfig(span="prompt"))
     assert bad.status == "not_run" and "unknown span" in bad.reason
+    bad = membership_line(ctx, MembershipConfig(unkeyed_span="key"))
+    assert bad.status == "not_run" and "unknown unkeyed_span" in bad.reason
 
 
 def test_remind_substitutes_the_prompt_and_scores_the_answer_by_default(tiny_checkpoints):
