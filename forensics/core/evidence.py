@@ -111,7 +111,15 @@ class Evidence:
 DELETION_BOUND = "deletion_bound"
 
 
-def deletion_bound(upper: float, signal: float, margin: float, signal_is: str) -> dict[str, Any] | None:
+#: What a deletion bound is a bound on (``deletion_bound(..., kind=)``): ``"recovery"``, what an
+#: attack brings back into U's answers, in the answer measure (the zoo oracle's quantity: the
+#: relearning attack); ``"trace"``, what a read-out of U's internals, loss surface or membership
+#: statistics still sees of O's signal (probes, REMIND, membership inference). A trace can vanish
+#: while the knowledge is still recoverable (docs/decisions.md, "the verdict states a recovery bound").
+BOUND_KINDS = ("recovery", "trace")
+
+
+def deletion_bound(upper: float, signal: float, margin: float, signal_is: str, *, kind: str) -> dict[str, Any] | None:
     """What a line that can vote ``deleted`` could have missed, as an equivalence bound.
 
     ``upper``: the upper end of the line's CI of U's effect minus control (its largest
@@ -119,12 +127,14 @@ def deletion_bound(upper: float, signal: float, margin: float, signal_is: str) -
     end); ``signal``: the same quantity for the knowledge the line must be able to see (O's own
     effect minus control on F, or a positive control's recovery), in the same units;
     ``margin``: the share of ``signal`` below which the line votes ``deleted``; ``signal_is``:
-    what ``signal`` is, in words. Returns ``{"upper", "signal", "share", "margin",
-    "signal_is"}`` with ``share = max(upper, 0) / signal`` (the share of O's signal the line
+    what ``signal`` is, in words; ``kind``: one of :data:`BOUND_KINDS` (ValueError otherwise).
+    Returns ``{"upper", "signal", "share", "margin", "signal_is", "kind"}`` with ``share = max(upper, 0) / signal`` (the share of O's signal the line
     could have missed), or None when ``signal`` is not positive (no bound: nothing to compare
     with). The CIs behind ``upper`` are two-sided 95% (or wider, adjusted), so ``upper`` is at
     least a one-sided 95% upper bound.
     """
+    if kind not in BOUND_KINDS:
+        raise ValueError(f"unknown deletion bound kind {kind!r}: one of {', '.join(BOUND_KINDS)}")
     if not math.isfinite(signal) or signal <= 0 or not math.isfinite(upper):
         return None
     return {
@@ -133,6 +143,7 @@ def deletion_bound(upper: float, signal: float, margin: float, signal_is: str) -
         "share": max(float(upper), 0.0) / float(signal),
         "margin": float(margin),
         "signal_is": signal_is,
+        "kind": kind,
     }
 
 

@@ -33,7 +33,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         "quick",
-        "smoke test: few resamples, one linear probe curve, a small SAE, one relearning seed",
+        "smoke test: few resamples, one linear probe curve, a small SAE, two relearning splits (a deletion bound needs two)",
         n_boot=200,
         n_perm=1000,
     ),

@@ -34,7 +34,7 @@ from typing import Any
 
 from forensics.core.evidence import DELETION_BOUND, Evidence, jsonable
 
-RULE_VERSION = 3
+RULE_VERSION = 4
 #: Family-wise error rate of the ``suppressed`` side over all lines of one audit (one-sided).
 FAMILY_ALPHA = 0.05
 LABELS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
@@ -60,9 +60,11 @@ RULE: tuple[str, ...] = (
     "beyond its control and no other confirms it.",
     "5. DELETED when no suppressed vote counts, at most one is held back, and at least one line with power "
     "votes deleted. "
-    "Confidence high with two or more deleted votes, else medium. The verdict states the tightest "
-    "deletion bound among the lines that voted deleted: the upper end of the line's CI of U's effect "
-    "minus control as a share of O's own signal (or of its positive control's recovery).",
+    "Confidence high with two or more deleted votes, else medium. The verdict states a deletion bound: "
+    "the upper end of a line's CI of U's effect minus control as a share of O's own signal (or of its "
+    "positive control's recovery); the tightest among the recovery attacks that voted deleted (what a "
+    "fine-tune brings back into the answers), else the tightest among the other lines that did, named as "
+    "what that line still sees.",
     "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge beyond the "
     "multiplicity control and none had the power to rule it out, or two or more lines found it at their "
     "own level only (a deleted model draws two such votes in about one audit in forty).",
@@ -84,8 +86,8 @@ class Verdict:
     #: (one row a line: ``line``, ``vote``, ``p_one_sided``, ``p_adjusted``, ``counted``).
     multiplicity: dict[str, Any] = field(default_factory=dict)
     held_back: list[dict[str, Any]] = field(default_factory=list)  # suppressed votes that did not survive it
-    #: For DELETED: the tightest deletion bound among the lines that voted deleted (``line``,
-    #: ``share``, ``upper``, ``signal``, ``margin``, ``signal_is``;
+    #: For DELETED: the deletion bound it states (:func:`stated_bound`: ``line``, ``share``,
+    #: ``upper``, ``signal``, ``margin``, ``signal_is``, ``kind``;
     #: :func:`forensics.core.evidence.deletion_bound`); None otherwise.
     bound: dict[str, Any] | None = None
 
@@ -175,11 +177,31 @@ def multiplicity_control(
     return {"method": "holm", "alpha": alpha, "family": rows}
 
 
-def tightest_bound(deleted: list[Evidence]) -> dict[str, Any] | None:
-    """The smallest ``share`` among the deletion bounds (``details["deletion_bound"]``) of the
-    lines in ``deleted``, with the line's name; None when none carries one."""
-    bounds = [{"line": e.line, **e.details[DELETION_BOUND]} for e in deleted if e.details.get(DELETION_BOUND)]
-    return min(bounds, key=lambda b: b["share"]) if bounds else None
+def stated_bound(bounds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The deletion bound a DELETED verdict states, from ``bounds``: the deletion bounds
+    (``details["deletion_bound"]`` with the ``line`` added) of the lines that voted ``deleted``.
+    The smallest ``share`` among the ``"recovery"`` bounds
+    (:data:`forensics.core.evidence.BOUND_KINDS`), or, when there is none, the smallest among
+    the ``"trace"`` bounds; None when ``bounds`` is empty. A recovery bound comes first even when a
+    trace bound is tighter: it bounds what could be brought back, which a vanished trace does not.
+    The bench applies the same choice to suppressed models (forensics/metaeval/scoring.py)."""
+    recovery = [b for b in bounds if b.get("kind") == "recovery"]
+    pool = recovery or bounds
+    return min(pool, key=lambda b: b["share"]) if pool else None
+
+
+def bound_sentence(b: dict[str, Any]) -> str:
+    """The verdict's sentence for a stated bound ``b`` (:func:`stated_bound`)."""
+    if b.get("kind") == "recovery":
+        return (
+            f"At most {b['share']:.0%} of {b['signal_is']} is recoverable by {b['line']} "
+            f"(upper end of its 95% CI; it votes deleted below {b['margin']:.0%})."
+        )
+    return (
+        f"At most {b['share']:.0%} of {b['signal_is']} is still seen by {b['line']} (upper end of its 95% CI; "
+        f"it votes deleted below {b['margin']:.0%}); no recovery attack stated a bound, and this one bounds "
+        "what that line reads, not what a fine-tune could bring back."
+    )
 
 
 def decide(
@@ -224,13 +246,11 @@ def decide(
     verdict.multiplicity = control
     verdict.held_back = held
     if verdict.label == "DELETED":
-        verdict.bound = tightest_bound(deleted)
+        verdict.bound = stated_bound(
+            [{"line": e.line, **e.details[DELETION_BOUND]} for e in deleted if e.details.get(DELETION_BOUND)]
+        )
         if verdict.bound is not None:
-            b = verdict.bound
-            verdict.reason += (
-                f" At most {b['share']:.0%} of {b['signal_is']} is recoverable by {b['line']} "
-                f"(upper end of its 95% CI; it votes deleted below {b['margin']:.0%})."
-            )
+            verdict.reason += " " + bound_sentence(verdict.bound)
     if held and verdict.label in ("DELETED", "INCONCLUSIVE") and verdict.step >= 4:
         names = ", ".join(str(h["line"]) for h in held)
         verdict.reason += (

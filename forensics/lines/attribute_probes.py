@@ -309,6 +309,7 @@ def _deletion_bound(rows: list[dict], config: AttributeProbeConfig) -> dict | No
         rows[best_o]["refit_original"]["difference"],
         config.deleted_share,
         f"O's refit-probe F - H at depth {best_o} (chance-corrected accuracy)",
+        kind="trace",
     )
 
 

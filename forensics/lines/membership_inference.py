@@ -395,6 +395,7 @@ def _deletion_bound(table: dict[str, dict], config: MembershipConfig) -> dict | 
             table[a]["auc"]["original"] - 0.5,
             config.deleted_share,
             f"O's {a} ROC-AUC minus 0.5",
+            kind="trace",
         )
         for a in ATTACKS
     ]

@@ -45,8 +45,11 @@ has been worth on this bench. ``benchmarks/reliability.py`` pools several benche
 suppressed model, every deletion bound a line stated (voted ``deleted`` or not) beside the zoo
 oracle's recovery above ``retrain``, both as shares of O's signal on F (the gate's
 ``original_margin``); a bound under the oracle's share would have certified less than the oracle
-recovered. Only on the zoo's own data (``data_view="full"``), where the gate reads the oracle's
-measure.
+recovered. The row ``verdict`` holds, for each suppressed model on which some line voted
+``deleted``, the bound a DELETED verdict would have stated from those votes
+(:func:`forensics.core.verdict.stated_bound`: a recovery bound before a trace bound): the claim
+the issue's "no bound below the oracle" is about. Only on the zoo's own data
+(``data_view="full"``), where the gate reads the oracle's measure.
 
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
@@ -95,6 +98,7 @@ from pathlib import Path
 from typing import Any
 
 from forensics.core.errors import ForensicsInputError
+from forensics.core.registry import discover_lines, gate_of
 from forensics.metaeval.executor import ExecutorConfig
 from forensics.metaeval.scoring import (
     PERTURBATIONS,
@@ -460,10 +464,11 @@ def run_bench(
     # deletion bounds on suppressed models against the oracle's recovery; only on the zoo's own data,
     # where the gate's measure (O's signal) is the oracle's (the keyless view drops the key it reads)
     cases: list[dict[str, Any]] = []
+    gate = gate_of(discover_lines()[0])
     for (seed, _, name, kind, label), res in zip(jobs, done):
         results[f"seed{seed}/{audit_tag(name, kind)}"] = res
         if kind is None and label["ground_truth"] == "SUPPRESSED" and config.data_view == "full":
-            cases += bound_cases(seed, name, label.get("oracle"), res)
+            cases += bound_cases(seed, name, label.get("oracle"), res, gate)
         if kind is None:
             rows.append(
                 {

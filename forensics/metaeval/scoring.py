@@ -10,7 +10,9 @@ import statistics
 from typing import Any
 
 from forensics.compute.stats import binomial_lower
+from forensics.core.evidence import DELETION_BOUND
 from forensics.core.registry import discover_lines, gate_of
+from forensics.core.verdict import stated_bound
 
 TRUTHS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN")
 #: The zoo oracle's label when its CI straddles its margin: audited and listed, but left out
@@ -230,7 +232,13 @@ def hard_negative_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- bound honesty
 
 
-def bound_cases(seed: int, model: str, oracle: dict[str, Any] | None, results: dict[str, Any]) -> list[dict[str, Any]]:
+#: ``bound_cases``' name for the bound the verdict would have stated.
+STATED = "verdict"
+
+
+def bound_cases(
+    seed: int, model: str, oracle: dict[str, Any] | None, results: dict[str, Any], gate: str | None = None
+) -> list[dict[str, Any]]:
     """For one suppressed zoo model: each line's deletion bound (``details["deletion_bound"]``,
     stated whether or not the line voted ``deleted``) beside the zoo oracle's recovery, both as
     shares of O's signal on F.
@@ -240,31 +248,54 @@ def bound_cases(seed: int, model: str, oracle: dict[str, Any] | None, results: d
     ``results.json``. O's signal is the ``original_margin`` of the line holding the registry's
     gate role (:func:`forensics.core.registry.gate_of`: O's F minus H in
     the gate's measure, which on the zoo's own data is the oracle's: key ROUGE-L recall on free
-    text, greedy accuracy on the closed world). Returns ``[{seed, model, line, share,
-    oracle_share, vote}]``, empty when the oracle or O's signal is missing.
+    text, greedy accuracy on the closed world; ``gate``: that line's name, looked up when None). Returns ``[{seed, model, line, share,
+    oracle_share, vote, kind}]``, empty when the oracle or O's signal is missing; when some line
+    voted ``deleted``, one more case with ``line`` ``"verdict"``: the bound the verdict would
+    have stated from those votes (:func:`forensics.core.verdict.stated_bound`), the claim a
+    DELETED verdict makes.
     """
     if not oracle or oracle.get("difference") is None:
         return []
     evidence = results.get("evidence", [])
-    gate = gate_of(discover_lines()[0])
+    gate = gate or gate_of(discover_lines()[0])
     signal = next(
         (e["details"].get("original_margin") for e in evidence if e["line"] == gate and e.get("details")), None
     )
     if signal is None or not signal > 0:
         return []
     oracle_share = max(float(oracle["difference"]), 0.0) / float(signal)
-    return [
+    bounds = [
+        (e.get("vote"), {"line": e["line"], **e["details"][DELETION_BOUND]})
+        for e in evidence
+        if (e.get("details") or {}).get(DELETION_BOUND)
+    ]
+    cases = [
         {
             "seed": seed,
             "model": model,
-            "line": e["line"],
-            "share": float(e["details"]["deletion_bound"]["share"]),
+            "line": b["line"],
+            "share": float(b["share"]),
             "oracle_share": oracle_share,
-            "vote": e.get("vote"),
+            "vote": vote,
+            "kind": b.get("kind"),
         }
-        for e in evidence
-        if (e.get("details") or {}).get("deletion_bound")
+        for vote, b in bounds
     ]
+    stated = stated_bound([b for vote, b in bounds if vote == "deleted" and b["line"] != gate])
+    if stated is not None:
+        cases.append(
+            {
+                "seed": seed,
+                "model": model,
+                "line": STATED,
+                "share": float(stated["share"]),
+                "oracle_share": oracle_share,
+                "vote": "deleted",
+                "kind": stated.get("kind"),
+                "from_line": stated["line"],
+            }
+        )
+    return cases
 
 
 def bound_honesty(cases: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

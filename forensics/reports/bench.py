@@ -67,7 +67,9 @@ def text_tables(bench: dict[str, Any]) -> str:
         lines.append("deletion bounds on suppressed models (share of O's signal) below the oracle's recovery:")
         for name, row in honesty.items():
             missed = ", ".join(
-                f"seed {c['seed']} {c['model']} {c['share']:.0%} < {c['oracle_share']:.0%}" for c in row["missed"]
+                f"seed {c['seed']} {c['model']} {c['share']:.0%} < {c['oracle_share']:.0%}"
+                + (f" from {c['from_line']}" if c.get("from_line") else "")
+                for c in row["missed"]
             )
             lines.append(f"  {name:<22} {row['below_oracle']} of {row['bounds']}" + (f" ({missed})" if missed else ""))
     lines.append("")

@@ -417,6 +417,7 @@ def remind_line(ctx: AuditContext, config: RemindConfig | None = None) -> Eviden
                 abs(co["difference"]),
                 config.deleted_share,
                 "|O's F - H slope contrast|",
+                kind="trace",
             )
             if co["ci"][0] > 0 or co["ci"][1] < 0
             else None

@@ -4,6 +4,7 @@ suppressed side (Holm over the lines that tested for suppression)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from forensics.core.evidence import Evidence
 from forensics.core.verdict import FAMILY_ALPHA, RULE, decide, holm, multiplicity_control
@@ -128,22 +129,25 @@ def test_the_family_wise_error_rate_holds_where_the_old_rule_did_not():
 def test_deletion_bound_is_a_share_of_the_signal():
     from forensics.core.evidence import deletion_bound
 
-    b = deletion_bound(0.03, 0.5, 0.1, "O's F - H")
-    assert b is not None and abs(b["share"] - 0.06) < 1e-12 and b["margin"] == 0.1
-    assert deletion_bound(-0.02, 0.5, 0.1, "x")["share"] == 0.0  # a CI wholly below 0 misses nothing
-    assert deletion_bound(0.03, 0.0, 0.1, "x") is None  # O shows no signal: no bound
-    assert deletion_bound(0.03, -0.2, 0.1, "x") is None
-    assert deletion_bound(float("nan"), 0.5, 0.1, "x") is None
+    b = deletion_bound(0.03, 0.5, 0.1, "O's F - H", kind="recovery")
+    assert b is not None and abs(b["share"] - 0.06) < 1e-12 and b["margin"] == 0.1 and b["kind"] == "recovery"
+    assert deletion_bound(-0.02, 0.5, 0.1, "x", kind="trace")["share"] == 0.0  # a CI wholly below 0 misses nothing
+    assert deletion_bound(0.03, 0.0, 0.1, "x", kind="trace") is None  # O shows no signal: no bound
+    assert deletion_bound(0.03, -0.2, 0.1, "x", kind="trace") is None
+    assert deletion_bound(float("nan"), 0.5, 0.1, "x", kind="trace") is None
+    with pytest.raises(ValueError, match="unknown deletion bound kind"):
+        deletion_bound(0.03, 0.5, 0.1, "x", kind="membership")
+
+
+def _deleted(name, share, kind="recovery"):
+    e = line(name, "deleted", p=0.9)
+    bound = {"upper": share, "signal": 1.0, "share": share, "margin": 0.25, "signal_is": "O's signal", "kind": kind}
+    e.details = {"deletion_bound": bound}
+    return e
 
 
 def test_deleted_states_the_tightest_bound():
-    def deleted(name, share):
-        e = line(name, "deleted", p=0.9)
-        e.details = {
-            "deletion_bound": {"upper": share, "signal": 1.0, "share": share, "margin": 0.25, "signal_is": "O's signal"}
-        }
-        return e
-
+    deleted = _deleted
     v = decide([behaviour(), deleted("a", 0.2), deleted("b", 0.06), line("c", "deleted")], True)
     assert v.label == "DELETED" and v.bound is not None and (v.bound["line"], v.bound["share"]) == ("b", 0.06)
     assert "At most 6% of O's signal is recoverable by b" in v.reason
@@ -153,6 +157,20 @@ def test_deleted_states_the_tightest_bound():
         decide([behaviour(), deleted("a", 0.2), line("s", "suppressed"), line("t", "suppressed")], True).bound is None
     )
     assert decide([behaviour(), line("c", "deleted")], True).bound is None
+
+
+def test_a_recovery_bound_is_stated_before_a_tighter_trace_bound():
+    """A trace (what a probe or membership statistic still sees) can vanish while the knowledge is
+    recoverable: the verdict states the recovery attack's bound when one voted deleted, and a
+    trace bound only without one, saying what it bounds."""
+    v = decide([behaviour(), _deleted("mia", 0.05, "trace"), _deleted("attack", 0.2)], True)
+    assert (v.bound["line"], v.bound["kind"]) == ("attack", "recovery")
+    assert "At most 20% of O's signal is recoverable by attack" in v.reason
+    only_traces = decide([behaviour(), _deleted("mia", 0.12, "trace"), _deleted("probe", 0.08, "trace")], True)
+    assert (only_traces.bound["line"], only_traces.bound["share"]) == ("probe", 0.08)
+    assert "At most 8% of O's signal is still seen by probe" in only_traces.reason
+    assert "recoverable" not in only_traces.reason.split("still seen")[0]
+    assert "not what a fine-tune could bring back" in only_traces.reason
 
 
 def test_two_held_back_votes_rule_out_deleted():

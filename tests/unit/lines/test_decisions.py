@@ -88,19 +88,19 @@ def test_relearning_attack():
     # the control rule: min_power 0.3, deleted_share 0.25 of the control's recovery
     config = relearning_attack.RelearningConfig(bound_against="control")
     decide = relearning_attack.decide
-    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config)[0] == "suppressed"
+    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, splits=2)[0] == "suppressed"
     # above H, but not above the reference model's recovery
-    assert decide((0.05, 0.3), (-0.1, 0.2), None, True, 0.4, 0.2, config)[0] is None
+    assert decide((0.05, 0.3), (-0.1, 0.2), None, True, 0.4, 0.2, config, splits=2)[0] is None
     # deleted: power shown (0.6 >= 0.3), U had forgotten, CI upper 0.1 < 0.25 * 0.6
-    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config)[0] == "deleted"
-    assert decide((-0.1, 0.2), None, 0.6, True, 0.2, 0.2, config)[0] is None  # CI too wide
-    assert decide((-0.1, 0.1), None, 0.2, True, 0.2, 0.2, config)[0] is None  # power not shown
-    assert decide((-0.1, 0.1), None, None, True, 0.2, 0.2, config)[0] is None  # no positive control
-    vote, reason = decide((-0.1, 0.1), None, 0.6, False, 0.2, 0.2, config)
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, splits=2)[0] == "deleted"
+    assert decide((-0.1, 0.2), None, 0.6, True, 0.2, 0.2, config, splits=2)[0] is None  # CI too wide
+    assert decide((-0.1, 0.1), None, 0.2, True, 0.2, 0.2, config, splits=2)[0] is None  # power not shown
+    assert decide((-0.1, 0.1), None, None, True, 0.2, 0.2, config, splits=2)[0] is None  # no positive control
+    vote, reason = decide((-0.1, 0.1), None, 0.6, False, 0.2, 0.2, config, splits=2)
     assert vote is None and "still answers F_b" in reason
     # the widened upper end decides deletion when given: 0.1 passes, widened to 0.16 it does not
-    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.16)[0] is None
-    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.14)[0] == "deleted"
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.16, splits=2)[0] is None
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.14, splits=2)[0] == "deleted"
 
 
 def test_relearning_attack_against_os_signal():
@@ -114,15 +114,25 @@ def test_relearning_attack_against_os_signal():
     assert scale(0.5, 0.0, config) is None and scale(0.5, None, config) is None  # O shows nothing
     assert scale(None, 0.8, config) is None
     # bound 0.15 < 0.25 * 0.8 = 0.2: deleted, though the control's 0.21 is under the old 0.3 floor
-    vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8)
+    vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8, splits=2)
     assert vote == "deleted" and "19% of O's signal 0.80" in reason
-    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.21, signal=0.8)[0] is None
-    assert decide((-0.1, 0.1), None, 0.6, True, 0.1, 0.1, config, upper=0.15, signal=0.4)[0] is None
+    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.21, signal=0.8, splits=2)[0] is None
+    assert decide((-0.1, 0.1), None, 0.6, True, 0.1, 0.1, config, upper=0.15, signal=0.4, splits=2)[0] is None
     # the control rule on the same numbers: 0.21 recovers less than min_power
     control = replace(config, bound_against="control")
-    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, control, upper=0.15, signal=0.8)[0] is None
+    assert decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, control, upper=0.15, signal=0.8, splits=2)[0] is None
+    # one split (the quick profile before 2026-12-06) states no bound and cannot vote deleted;
+    # it can still vote suppressed
+    vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8, splits=1)
+    assert vote is None and "needs at least 2 splits" in reason and "this ran 1" in reason
+    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=1)[0] == "suppressed"
+    bound = relearning_attack._deletion_bound
+    assert bound(0.15, 0.21, 0.8, True, "exact", config, 1) is None
+    stated = bound(0.15, 0.21, 0.8, True, "exact", config, 2)
+    assert stated is not None and stated["share"] == pytest.approx(0.15 / 0.8)
+    assert bound(0.15, 0.21, 0.8, False, "exact", config, 2) is None  # U still answered F_b
     # the suppressed side is the same under either rule
-    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8)[0] == "suppressed"
+    assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=2)[0] == "suppressed"
 
 
 def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:

@@ -29,6 +29,28 @@ def test_a_bound_under_the_oracles_recovery_is_counted_as_missed():
     assert table["relearning_attack"]["missed"][0]["model"] == "npo"
 
 
+def test_the_verdict_row_holds_the_bound_a_deleted_verdict_would_have_stated():
+    """On a suppressed model where lines voted deleted, the ``verdict`` case is the recovery
+    bound among them (here 0.3, though a trace bound 0.1 is tighter) against the oracle's share;
+    without a deleted vote there is no such case."""
+    from forensics.metaeval.scoring import STATED, bound_cases, bound_honesty
+
+    res = _results(0.8, {"membership_inference": 0.1, "relearning_attack": 0.3, "remind": 0.05})
+    kinds = {"membership_inference": "trace", "relearning_attack": "recovery", "remind": "trace"}
+    for e in res["evidence"][1:]:
+        e["details"]["deletion_bound"]["kind"] = kinds[e["line"]]
+        e["vote"] = "deleted" if e["line"] != "remind" else None
+    cases = bound_cases(3, "ga", {"difference": 0.4}, res)
+    stated = [c for c in cases if c["line"] == STATED]
+    assert len(stated) == 1 and stated[0]["from_line"] == "relearning_attack" and stated[0]["share"] == 0.3
+    assert bound_honesty(cases)[STATED]["below_oracle"] == 1  # 0.3 < 0.4 / 0.8
+    res["evidence"][2]["vote"] = None  # the relearning attack no longer votes deleted: a trace bound is stated
+    stated = [c for c in bound_cases(3, "ga", {"difference": 0.4}, res) if c["line"] == STATED]
+    assert stated[0]["from_line"] == "membership_inference" and stated[0]["kind"] == "trace"
+    res["evidence"][1]["vote"] = "suppressed"
+    assert not [c for c in bound_cases(3, "ga", {"difference": 0.4}, res) if c["line"] == STATED]
+
+
 def test_no_case_without_an_oracle_recovery_or_an_original_signal():
     from forensics.metaeval.scoring import bound_cases
 
