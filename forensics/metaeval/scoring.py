@@ -249,10 +249,10 @@ def bound_cases(
     gate role (:func:`forensics.core.registry.gate_of`: O's F minus H in
     the gate's measure, which on the zoo's own data is the oracle's: key ROUGE-L recall on free
     text, greedy accuracy on the closed world; ``gate``: that line's name, looked up when None). Returns ``[{seed, model, line, share,
-    oracle_share, vote, kind}]``, empty when the oracle or O's signal is missing; when some line
-    voted ``deleted``, one more case with ``line`` ``"verdict"``: the bound the verdict would
-    have stated from those votes (:func:`forensics.core.verdict.stated_bound`), the claim a
-    DELETED verdict makes.
+    oracle_share, vote, kind}]``, empty when the oracle or O's signal is missing; when a
+    recovery attack voted ``deleted``, one more case with ``line`` ``"verdict"``: the bound the
+    verdict would have stated from those votes (:func:`forensics.core.verdict.stated_bound`), the
+    claim a DELETED verdict makes.
     """
     if not oracle or oracle.get("difference") is None:
         return []

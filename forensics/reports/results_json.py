@@ -9,8 +9,8 @@ Schema ``unlearning-forensics/results``, version 1 (top-level keys; see README f
   ci, p_value, reason), ``held_back`` (suppressed votes that did not survive the
   multiplicity control, with ``p_adjusted``), ``multiplicity`` (``method`` "holm", ``alpha``,
   ``family``: per line ``line, vote, p_one_sided, p_adjusted, counted``), ``bound`` (for
-  DELETED, the tightest deletion bound: ``line, share, upper, signal, margin, signal_is``; else
-  null), ``rule_version``,
+  DELETED, the tightest recovery bound among the lines that voted deleted: ``line, share, upper,
+  signal, margin, signal_is, kind``; else null), ``rule_version``,
   ``rule`` (the rule's text, one step a string)
 - ``behaviour``: role (original / unlearned) -> set (forget / retain / holdout) ->
   ``{accuracy, mean_logprob, n}``, or null when the behaviour gate did not run

@@ -29,8 +29,19 @@ def behaviour(vote=None, o_f=1.0, o_h=0.1, share=0.05) -> Evidence:
     )
 
 
-def line(name, vote, status="ok", p=0.001) -> Evidence:
-    return Evidence(name, "q", status, effect=0.3, control=0.1, ci=(0.1, 0.3), p_value=p, vote=vote)
+def line(name, vote, status="ok", p=0.001, bound="recovery") -> Evidence:
+    """A line's evidence; a ``deleted`` vote carries a deletion bound of kind ``bound`` (None: no bound)."""
+    details = {}
+    if vote == "deleted" and bound is not None:
+        details["deletion_bound"] = {
+            "upper": 0.05,
+            "signal": 1.0,
+            "share": 0.05,
+            "margin": 0.25,
+            "signal_is": "O's signal",
+            "kind": bound,
+        }
+    return Evidence(name, "q", status, effect=0.3, control=0.1, ci=(0.1, 0.3), p_value=p, vote=vote, details=details)
 
 
 def test_verdict_rule_steps():
@@ -148,7 +159,7 @@ def _deleted(name, share, kind="recovery"):
 
 def test_deleted_states_the_tightest_bound():
     deleted = _deleted
-    v = decide([behaviour(), deleted("a", 0.2), deleted("b", 0.06), line("c", "deleted")], True)
+    v = decide([behaviour(), deleted("a", 0.2), deleted("b", 0.06), line("c", "deleted", bound=None)], True)
     assert v.label == "DELETED" and v.bound is not None and (v.bound["line"], v.bound["share"]) == ("b", 0.06)
     assert "At most 6% of O's signal is recoverable by b" in v.reason
     assert v.to_json()["bound"]["line"] == "b"
@@ -156,21 +167,28 @@ def test_deleted_states_the_tightest_bound():
     assert (
         decide([behaviour(), deleted("a", 0.2), line("s", "suppressed"), line("t", "suppressed")], True).bound is None
     )
-    assert decide([behaviour(), line("c", "deleted")], True).bound is None
+    # a deleted vote without a bound certifies nothing
+    unbounded = decide([behaviour(), line("c", "deleted", bound=None)], True)
+    assert (unbounded.label, unbounded.step, unbounded.bound) == ("INCONCLUSIVE", 6, None)
 
 
-def test_a_recovery_bound_is_stated_before_a_tighter_trace_bound():
+def test_only_a_recovery_bound_certifies_deletion():
     """A trace (what a probe or membership statistic still sees) can vanish while the knowledge is
-    recoverable: the verdict states the recovery attack's bound when one voted deleted, and a
-    trace bound only without one, saying what it bounds."""
+    recoverable: DELETED needs a recovery attack's deleted vote with its bound, and states that
+    bound even when a trace bound is tighter; trace votes alone leave the audit INCONCLUSIVE."""
     v = decide([behaviour(), _deleted("mia", 0.05, "trace"), _deleted("attack", 0.2)], True)
+    assert v.label == "DELETED" and v.confidence == "high"  # the trace vote still adds confidence
     assert (v.bound["line"], v.bound["kind"]) == ("attack", "recovery")
     assert "At most 20% of O's signal is recoverable by attack" in v.reason
     only_traces = decide([behaviour(), _deleted("mia", 0.12, "trace"), _deleted("probe", 0.08, "trace")], True)
-    assert (only_traces.bound["line"], only_traces.bound["share"]) == ("probe", 0.08)
-    assert "At most 8% of O's signal is still seen by probe" in only_traces.reason
-    assert "recoverable" not in only_traces.reason.split("still seen")[0]
-    assert "not what a fine-tune could bring back" in only_traces.reason
+    assert (only_traces.label, only_traces.step, only_traces.bound) == ("INCONCLUSIVE", 6, None)
+    assert "no recovery attack with shown power" in only_traces.reason and "mia, probe" in only_traces.reason
+    # with two held-back findings the older reason stands
+    held = [line("s", "suppressed", p=0.04), line("t", "suppressed", p=0.03)]
+    family = {"s", "t", "mia"} | {f"l{i}" for i in range(8)}
+    quiet = [line(f"l{i}", None, p=0.5) for i in range(8)]
+    two = decide([behaviour(), *held, _deleted("mia", 0.1, "trace"), *quiet], True, suppressing=family)
+    assert two.label == "INCONCLUSIVE" and "two or more lines found it" in two.reason
 
 
 def test_two_held_back_votes_rule_out_deleted():

@@ -30,9 +30,9 @@ def test_a_bound_under_the_oracles_recovery_is_counted_as_missed():
 
 
 def test_the_verdict_row_holds_the_bound_a_deleted_verdict_would_have_stated():
-    """On a suppressed model where lines voted deleted, the ``verdict`` case is the recovery
-    bound among them (here 0.3, though a trace bound 0.1 is tighter) against the oracle's share;
-    without a deleted vote there is no such case."""
+    """On a suppressed model where a recovery attack voted deleted, the ``verdict`` case is its
+    bound (here 0.3, though a trace bound 0.1 is tighter) against the oracle's share; with trace
+    votes only, or none, a DELETED verdict was impossible and there is no such case."""
     from forensics.metaeval.scoring import STATED, bound_cases, bound_honesty
 
     res = _results(0.8, {"membership_inference": 0.1, "relearning_attack": 0.3, "remind": 0.05})
@@ -44,11 +44,10 @@ def test_the_verdict_row_holds_the_bound_a_deleted_verdict_would_have_stated():
     stated = [c for c in cases if c["line"] == STATED]
     assert len(stated) == 1 and stated[0]["from_line"] == "relearning_attack" and stated[0]["share"] == 0.3
     assert bound_honesty(cases)[STATED]["below_oracle"] == 1  # 0.3 < 0.4 / 0.8
-    res["evidence"][2]["vote"] = None  # the relearning attack no longer votes deleted: a trace bound is stated
-    stated = [c for c in bound_cases(3, "ga", {"difference": 0.4}, res) if c["line"] == STATED]
-    assert stated[0]["from_line"] == "membership_inference" and stated[0]["kind"] == "trace"
-    res["evidence"][1]["vote"] = "suppressed"
-    assert not [c for c in bound_cases(3, "ga", {"difference": 0.4}, res) if c["line"] == STATED]
+    res["evidence"][2]["vote"] = None  # the relearning attack no longer votes deleted: nothing is stated
+    cases = bound_cases(3, "ga", {"difference": 0.4}, res)
+    assert not [c for c in cases if c["line"] == STATED]
+    assert [c["kind"] for c in cases] == ["trace", "recovery", "trace"]  # each line's own bound is still listed
 
 
 def test_no_case_without_an_oracle_recovery_or_an_original_signal():
