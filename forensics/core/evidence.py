@@ -115,7 +115,8 @@ DELETION_BOUND = "deletion_bound"
 #: attack brings back into U's answers, in the answer measure (the zoo oracle's quantity: the
 #: relearning attack); ``"trace"``, what a read-out of U's internals, loss surface or membership
 #: statistics still sees of O's signal (probes, REMIND, membership inference). A trace can vanish
-#: while the knowledge is still recoverable (docs/decisions.md, "the verdict states a recovery bound").
+#: while the knowledge is still recoverable (docs/decisions.md, "only a recovery attack's bound
+#: certifies deletion").
 BOUND_KINDS = ("recovery", "trace")
 
 
@@ -128,10 +129,11 @@ def deletion_bound(upper: float, signal: float, margin: float, signal_is: str, *
     effect minus control on F, or a positive control's recovery), in the same units;
     ``margin``: the share of ``signal`` below which the line votes ``deleted``; ``signal_is``:
     what ``signal`` is, in words; ``kind``: one of :data:`BOUND_KINDS` (ValueError otherwise).
-    Returns ``{"upper", "signal", "share", "margin", "signal_is", "kind"}`` with ``share = max(upper, 0) / signal`` (the share of O's signal the line
-    could have missed), or None when ``signal`` is not positive (no bound: nothing to compare
-    with). The CIs behind ``upper`` are two-sided 95% (or wider, adjusted), so ``upper`` is at
-    least a one-sided 95% upper bound.
+    Returns ``{"upper", "signal", "share", "margin", "signal_is", "kind"}`` with
+    ``share = max(upper, 0) / signal`` (the share of O's signal the line could have missed),
+    or None when ``signal`` is not positive (no bound: nothing to compare with). The CIs behind
+    ``upper`` are two-sided 95% (or wider, adjusted), so ``upper`` is at least a one-sided 95%
+    upper bound.
     """
     if kind not in BOUND_KINDS:
         raise ValueError(f"unknown deletion bound kind {kind!r}: one of {', '.join(BOUND_KINDS)}")

@@ -336,7 +336,7 @@ def _decide(
             [_summary(e) for e in deleted],
         )
 
-    # 5. DELETED: forgotten behaviourally, nothing found, and some line had the power to find it.
+    # 5. DELETED: forgotten behaviourally, nothing found, and a recovery attack had the power to find it.
     if deleted and certify and recovery:
         names = ", ".join(e.line for e in deleted)
         return Verdict(

@@ -48,8 +48,7 @@ oracle's recovery above ``retrain``, both as shares of O's signal on F (the gate
 recovered. The row ``verdict`` holds, for each suppressed model on which a recovery attack voted
 ``deleted``, the bound a DELETED verdict would have stated from those votes
 (:func:`forensics.core.verdict.stated_bound`): the claim "no stated bound below the oracle" is
-about. Only on the zoo's own data
-(``data_view="full"``), where the gate reads the oracle's measure.
+about. Only on the zoo's own data (``data_view="full"``), where the gate reads the oracle's measure.
 
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute

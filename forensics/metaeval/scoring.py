@@ -248,8 +248,8 @@ def bound_cases(
     ``results.json``. O's signal is the ``original_margin`` of the line holding the registry's
     gate role (:func:`forensics.core.registry.gate_of`: O's F minus H in
     the gate's measure, which on the zoo's own data is the oracle's: key ROUGE-L recall on free
-    text, greedy accuracy on the closed world; ``gate``: that line's name, looked up when None). Returns ``[{seed, model, line, share,
-    oracle_share, vote, kind}]``, empty when the oracle or O's signal is missing; when a
+    text, greedy accuracy on the closed world; ``gate``: that line's name, looked up when None).
+    Returns ``[{seed, model, line, share, oracle_share, vote, kind}]``, empty when the oracle or O's signal is missing; when a
     recovery attack voted ``deleted``, one more case with ``line`` ``"verdict"``: the bound the
     verdict would have stated from those votes (:func:`forensics.core.verdict.stated_bound`), the
     claim a DELETED verdict makes.
