@@ -45,10 +45,9 @@ has been worth on this bench. ``benchmarks/reliability.py`` pools several benche
 suppressed model, every deletion bound a line stated (voted ``deleted`` or not) beside the zoo
 oracle's recovery above ``retrain``, both as shares of O's signal on F (the gate's
 ``original_margin``); a bound under the oracle's share would have certified less than the oracle
-recovered. The row ``verdict`` holds, for each suppressed model on which a recovery attack voted
-``deleted``, the bound a DELETED verdict would have stated from those votes
-(:func:`forensics.core.verdict.stated_bound`): the claim "no stated bound below the oracle" is
-about. Only on the zoo's own data (``data_view="full"``), where the gate reads the oracle's measure.
+recovered. Row ``verdict``: on each suppressed model where a recovery attack voted ``deleted``,
+the bound a DELETED verdict would have stated (:func:`forensics.core.verdict.stated_bound`). Only
+on the zoo's own data (``data_view="full"``), where the gate reads the oracle's measure.
 
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
