@@ -348,25 +348,19 @@ def _decide(
         )
 
     # 6. Nothing decided.
-    if deleted and certify:  # not certified: no recovery attack bounds what could be brought back
+    if deleted:  # not certified: no recovery attack voted deleted, or two or more votes were held back
         names = ", ".join(e.line for e in deleted)
-        return Verdict(
-            "INCONCLUSIVE",
-            "n/a",
-            6,
-            f"U no longer answers F and {names} had the power to see it and did not, but no recovery attack "
-            "with shown power bounds what a fine-tune could bring back: deletion is not certified.",
-            [_summary(behaviour)],
-            [_summary(e) for e in deleted],
+        why = (
+            f"{names} had the power to see it and did not, but no recovery attack with shown power bounds what "
+            "a fine-tune could bring back"
+            if certify
+            else f"{names} had the power to find it and did not, but two or more lines found it at their own level"
         )
-    if deleted:  # not certified: two or more votes were held back
-        names = ", ".join(e.line for e in deleted)
         return Verdict(
             "INCONCLUSIVE",
             "n/a",
             6,
-            f"U no longer answers F and {names} had the power to find it and did not, but two or more lines "
-            "found it at their own level: deletion is not certified.",
+            f"U no longer answers F and {why}: deletion is not certified.",
             [_summary(behaviour)],
             [_summary(e) for e in deleted],
         )
