@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv if needed, then lint (ruff), format check, type check
-# (pyright, basic) and the whole test suite. Arguments go to pytest (-m "not e2e": the fast tier).
+# (pyright, basic) and the whole test suite, one pytest-xdist worker per usable CPU (at most 8;
+# tests/conftest.py gives each one torch thread). Arguments go to pytest (-m "not e2e": the fast
+# tier; -n 0: one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,4 +16,5 @@ if ! .venv/bin/pyright >"$log" 2>&1; then
 fi
 echo "ruff, ruff format and pyright: clean ($(tail -n 1 "$log"))"
 rm -f "$log"
-exec .venv/bin/python -m pytest -q "$@"
+workers=$(.venv/bin/python -c "import os; print(max(1, min(8, len(os.sched_getaffinity(0)))))")
+exec .venv/bin/python -m pytest -q -n "$workers" --dist loadgroup "$@"

@@ -14,6 +14,12 @@ import pytest
 import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # scripts/test.sh runs one pytest-xdist worker per CPU: one torch thread each (and in the
+    # audits and notebooks they start), so that the workers do not oversubscribe the cores
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    torch.set_num_threads(1)
 
 # tests/unit mirrors the package folder by folder; tests/e2e holds the end-to-end tests.
 # The repository root goes on sys.path, so that a plain `pytest` (not only `python -m pytest`)
@@ -300,31 +306,44 @@ def tiny_checkpoints(tmp_path_factory, test_tokenizer) -> dict[str, Path]:
     return {arch: make_checkpoint(root / arch, arch, tokenizer=test_tokenizer) for arch in ARCHS}
 
 
-@pytest.fixture(scope="session")
-def tiny_zoo(tmp_path_factory) -> Path:
-    """The tiny model-organism zoo, built once per session.
+def _shared_zoo(tmp_path_factory, env: str, name: str, **kwargs) -> Path:
+    """Build (or reuse) one tiny zoo for the whole test session.
 
-    ``FORENSICS_TEST_ZOO=DIR`` builds (or reuses, when its code version matches) the zoo
-    there instead, so a developer re-running tests does not rebuild it every time.
+    ``env`` names a variable that, when set, gives the folder to build or reuse (a developer
+    re-running tests does not rebuild the zoo each time; a build is reused when its code version
+    matches). Under pytest-xdist every worker process asks for the zoo: it is built once, in a
+    folder all workers of the session share, under a file lock, and the other workers reuse it.
     """
+    from filelock import FileLock
+
     from forensics.zoo import build_zoo
 
-    reuse = os.environ.get("FORENSICS_TEST_ZOO")
-    out = Path(reuse) if reuse else tmp_path_factory.mktemp("zoo") / "tiny"
-    build_zoo(out, size="tiny", seed=0, progress=False)
+    reuse = os.environ.get(env)
+    if reuse:
+        out = Path(reuse)
+    else:
+        base = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            base = base.parent  # the session's folder, above each worker's own
+        out = base / name / "tiny"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out.parent / ".build.lock")):
+        build_zoo(out, size="tiny", seed=0, progress=False, **kwargs)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory) -> Path:
+    """The tiny model-organism zoo, built once per session (``FORENSICS_TEST_ZOO=DIR``: build or
+    reuse it there)."""
+    return _shared_zoo(tmp_path_factory, "FORENSICS_TEST_ZOO", "zoo")
 
 
 @pytest.fixture(scope="session")
 def bio_zoo(tmp_path_factory) -> Path:
     """The tiny zoo of the free-text bio world, built once per session
-    (``FORENSICS_TEST_BIO_ZOO=DIR`` builds or reuses it there, as ``FORENSICS_TEST_ZOO``)."""
-    from forensics.zoo import build_zoo
-
-    reuse = os.environ.get("FORENSICS_TEST_BIO_ZOO")
-    out = Path(reuse) if reuse else tmp_path_factory.mktemp("bio") / "tiny"
-    build_zoo(out, size="tiny", seed=0, progress=False, world="bio")
-    return out
+    (``FORENSICS_TEST_BIO_ZOO=DIR``: build or reuse it there)."""
+    return _shared_zoo(tmp_path_factory, "FORENSICS_TEST_BIO_ZOO", "bio", world="bio")
 
 
 #: Fixtures that train models: a test that uses one (directly or through another fixture) is

@@ -13,6 +13,9 @@ from forensics.core.registry import LINES, register
 from forensics.core.verdict import RULE
 from forensics.reports.results_json import check_results
 
+# the module's audits (fixture `zoo_audits`) run once: under pytest-xdist every test here runs in one worker
+pytestmark = pytest.mark.xdist_group("test_audit")
+
 FORENSICS = str(Path(sys.executable).parent / "forensics")
 
 

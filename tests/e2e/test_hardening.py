@@ -23,6 +23,9 @@ import pytest
 
 from forensics.cli import main
 
+# the module's audits (fixture `reference_run`) run once: under pytest-xdist every test here runs in one worker
+pytestmark = pytest.mark.xdist_group("test_hardening")
+
 FORENSICS = str(Path(sys.executable).parent / "forensics")
 
 # --------------------------------------------------------------------------- the corpus

@@ -21,6 +21,9 @@ CONFIG = BenchConfig(
     lines=("behaviour", "tuned_lens", "membership_inference"),
 )
 
+# one local Ray cluster at a time: under pytest-xdist (scripts/test.sh) both tests run in one worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def _comparable(results: dict) -> dict:
     out = json.loads(json.dumps(results))

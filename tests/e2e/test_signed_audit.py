@@ -9,6 +9,9 @@ import pytest
 
 from forensics.cli import main
 
+# the module's audits (fixture `signed_audit`) run once: under pytest-xdist every test here runs in one worker
+pytestmark = pytest.mark.xdist_group("test_signed_audit")
+
 
 @pytest.fixture(scope="module")
 def signed_audit(tiny_zoo, tmp_path_factory):
