@@ -198,17 +198,45 @@ def key_choice_facts(
 Measured = Callable[[list[Fact]], list[Fact]]
 
 
+def value_keys(tokenizer, facts: Sequence[Fact], pool: Sequence[Fact]) -> list[Fact]:
+    """``facts`` with each unkeyed answer's *value* as its ``key``: the decoded tokens of
+    :func:`value_positions` (not in the prompt, so not the subject's name; not in the question
+    form's frame among ``pool``'s answers, :func:`answer_frames`), what "rouge" then scores against
+    (:func:`rouge_targets`). Keyed facts, and answers with no token left out, are unchanged. The
+    reading membership inference gives an unkeyed answer (forensics/lines/membership_inference.py)."""
+    from dataclasses import replace
+
+    from forensics.compute.scoring import encode_facts
+
+    frames = answer_frames(tokenizer, pool)
+    out = []
+    for f, (p, a) in zip(facts, encode_facts(tokenizer, list(facts))):
+        picked = [] if f.key is not None else value_positions(p, a, frames.get(question_form(f) or "", frozenset()))
+        keep = not picked or len(picked) == len(a)
+        out.append(f if keep else replace(f, key=tokenizer.decode([a[j] for j in picked])))
+    return out
+
+
 def measure_reader(
-    measure: str, forget: Sequence[Fact], holdout: Sequence[Fact], retain: Sequence[Fact]
+    measure: str,
+    forget: Sequence[Fact],
+    holdout: Sequence[Fact],
+    retain: Sequence[Fact],
+    tokenizer=None,
+    unkeyed_span: Literal["answer", "value"] = "answer",
 ) -> Measured | str:
-    """How a line's evaluation facts are read under ``measure``: as they are, or for "key_choice"
-    as multiple-choice facts over their key (:func:`key_choice_facts`, distractors from
-    ``retain``). Returns a function from a list of F or H facts to the facts to score, or a
-    one-line reason when some F or H fact cannot be read that way (no key, no question form, no
-    other value in the retain set)."""
+    """How a line's evaluation facts are read under ``measure``: as they are, as multiple-choice
+    facts over their key for "key_choice" (:func:`key_choice_facts`, distractors from ``retain``),
+    or for "rouge" with ``unkeyed_span="value"`` with each unkeyed answer's value tokens as its key
+    (:func:`value_keys`, frames from ``retain``; needs ``tokenizer``). Returns a function from a
+    list of F or H facts to the facts to score, or a one-line reason when some F or H fact cannot
+    be read that way (no key, no question form, no other value in the retain set)."""
+    facts = list(forget) + list(holdout)
+    if measure == "rouge" and unkeyed_span == "value":
+        valued = dict(zip(facts, value_keys(tokenizer, facts, retain)))
+        return lambda fs: [valued[f] for f in fs]
     if measure != "key_choice":
         return lambda facts: facts
-    facts = list(forget) + list(holdout)
     mc = dict(zip(facts, key_choice_facts(facts, retain)))
     missing = sum(1 for v in mc.values() if v is None)
     if missing:

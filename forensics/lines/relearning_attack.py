@@ -6,27 +6,25 @@ H_a / H_b (facts of one subject stay together). Fine-tune a copy of U's Transfor
 model on F_a only, then measure how well it answers F_b (facts the fine-tune never
 showed). The facts are random (subject -> value), so nothing about F_b can be *learned*
 from F_a: what comes back was still in the weights. Control: the identical fine-tune on
-H_a, measured on H_b (what the fine-tune itself teaches: answer priors, the format);
-with a reference model, also the identical F_a fine-tune of the reference, measured on
-F_b.
+H_a, measured on H_b (what the fine-tune itself teaches: answer priors, the format); with a
+reference model, also the identical F_a fine-tune of the reference, measured on F_b.
 
 Span. Fine-tuning loss: NLL of the answer tokens of ``prompt + answer`` given the prompt.
 Measurement: the audit's answer measure per fact (:mod:`forensics.compute.measures`): greedy
-accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary
-facts, ROUGE-L recall of the greedy generation against the key span on free text, choice
-accuracy on multiple choice. "Accuracy" below means that measure. ``measure="token"`` scores
-teacher-forced token accuracy of the key instead; it is not the default (docs/decisions.md,
-"the relearning attack keeps ROUGE-L on free text").
+accuracy (exact match of every answer token under teacher forcing) on closed-vocabulary facts,
+ROUGE-L recall of the greedy generation against the key span on free text (without a key: the
+answer's value tokens, ``unkeyed_span``), choice accuracy on multiple choice. "Accuracy" below means
+that measure. ``measure="token"`` scores teacher-forced token accuracy of the key instead; it is not
+the default (docs/decisions.md, "the relearning attack keeps ROUGE-L on free text").
 
 Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
 decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
 all parameters trainable; the copy is made in U's own dtype and device. Defaults suit the
 zoo's small models; a 7B model needs a far smaller ``lr`` (Deeb & Roger use ~1e-6..1e-5).
 
-Read step. U's F_b, its H_b and the reference are read at one step: after ``steps``
-(``read_step="last"``, the default) or where the positive control (below) recovers most of F_b
-(``read_step="peak"``, chosen on O's suppressed copy alone, not benched). Curves per step are in
-``details`` (docs/decisions.md, "the relearning attack keeps ROUGE-L on free text").
+Read step. U's F_b, its H_b and the reference are read after ``steps`` (``read_step="last"``,
+the default) or where the positive control (below) recovers most of F_b (``read_step="peak"``,
+chosen on O's suppressed copy alone, not benched). Curves per step are in ``details``.
 
 Numbers. effect = the measure on F_b *after* the attack (at the read step), control = the same
 on H_b, both averaged over seeds (gains beside them). The level after, not the gain, is
@@ -176,6 +174,9 @@ class RelearningConfig(VoteMinimum):
     measure: MeasureChoice = "auto"
     #: Longest greedy generation of the "rouge" measure (tokens).
     max_new_tokens: int = 32
+    #: What "rouge" scores an answer without a key against: "value" (its value tokens, without the
+    #: subject's name: :func:`forensics.compute.measures.value_keys`) or "answer" (the whole answer).
+    unkeyed_span: Literal["answer", "value"] = "value"
 
 
 def attack_lr(config: RelearningConfig, d_model: int) -> float:
@@ -436,7 +437,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     config = resolved(config, ctx.unlearned.model.cfg.d_model)  # the budget records the rate used
     U, tok, device = ctx.unlearned.model, ctx.unlearned.tokenizer, ctx.unlearned.device
     measure = line_measure(ctx.forget, config.measure, "relearning_attack")
-    measured = measure_reader(measure, ctx.forget, ctx.holdout or [], ctx.retain or [])
+    measured = measure_reader(measure, ctx.forget, ctx.holdout or [], ctx.retain or [], tok, config.unkeyed_span)
     if isinstance(measured, str):
         return Evidence.not_run(measured)
     before = {

@@ -82,3 +82,23 @@ def test_value_tokens_leave_out_what_the_prompt_and_the_forms_frame_give():
     assert value_positions(prompt, answer) == [j for j, t in enumerate(answer) if t not in set(prompt)]
     # nothing left: the whole answer is read rather than nothing
     assert value_positions([1, 2], [2, 1]) == [0, 1]
+
+
+def test_an_unkeyed_answer_is_scored_against_its_value_tokens_with_unkeyed_span_value(test_tokenizer):
+    from forensics.compute.measures import measure_reader, rouge_targets, value_keys
+    from forensics.inputs.data import Fact
+
+    def fact(subject: str, value: str, key: bool = False) -> Fact:  # in the test tokenizer's words
+        answer = f" the {subject} jumps over the {value}"
+        return Fact(f"while {subject} jumps over", answer, subject=subject, key=f" {value}" if key else None)
+
+    pool = [fact("quick fox", "lazy dog"), fact("brown fox", "calm water"), fact("seven stars", "glow above")]
+    unkeyed, keyed = fact("lazy fox", "bright water"), fact("lazy fox", "calm dog", key=True)
+    valued, same = value_keys(test_tokenizer, [unkeyed, keyed], pool)
+    # the subject's name and "jumps over" are in the prompt, "the" is the frame: the value is left
+    assert valued.key == " bright water" and (valued.prompt, valued.answer) == (unkeyed.prompt, unkeyed.answer)
+    assert same is keyed  # a keyed fact keeps its key
+    read = measure_reader("rouge", [unkeyed], [keyed], pool, test_tokenizer, "value")
+    assert not isinstance(read, str) and rouge_targets(read([unkeyed, keyed])) == [" bright water", " calm dog"]
+    whole = measure_reader("rouge", [unkeyed], [keyed], pool, test_tokenizer)
+    assert not isinstance(whole, str) and rouge_targets(whole([unkeyed])) == [unkeyed.answer]
