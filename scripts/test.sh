@@ -16,5 +16,5 @@ if ! .venv/bin/pyright >"$log" 2>&1; then
 fi
 echo "ruff, ruff format and pyright: clean ($(tail -n 1 "$log"))"
 rm -f "$log"
-workers=$(.venv/bin/python -c "import os; print(max(1, min(8, len(os.sched_getaffinity(0)))))")
+workers=$(.venv/bin/python -c "import os; n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(); print(max(1, min(8, n or 1)))")
 exec .venv/bin/python -m pytest -q -n "$workers" --dist loadgroup "$@"
