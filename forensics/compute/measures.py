@@ -153,6 +153,15 @@ def value_positions(
     return kept or list(range(len(answer_ids)))
 
 
+def value_span(fact: Fact, prompt_ids: Sequence[int], answer_ids: Sequence[int], frames: dict) -> list[int]:
+    """Indices into ``answer_ids`` a line reads for ``fact``: every index for a keyed fact (its
+    answer is already the key's reading), else :func:`value_positions` with its question form's
+    frame from ``frames`` (:func:`answer_frames`)."""
+    if fact.key is not None:
+        return list(range(len(answer_ids)))
+    return value_positions(prompt_ids, answer_ids, frames.get(question_form(fact) or "", frozenset()))
+
+
 def key_choice_facts(
     facts: Sequence[Fact], pool: Sequence[Fact], n_distractors: int = 7, seed: int = 0
 ) -> list[Fact | None]:
@@ -211,9 +220,8 @@ def value_keys(tokenizer, facts: Sequence[Fact], pool: Sequence[Fact]) -> list[F
     frames = answer_frames(tokenizer, pool)
     out = []
     for f, (p, a) in zip(facts, encode_facts(tokenizer, list(facts))):
-        picked = [] if f.key is not None else value_positions(p, a, frames.get(question_form(f) or "", frozenset()))
-        keep = not picked or len(picked) == len(a)
-        out.append(f if keep else replace(f, key=tokenizer.decode([a[j] for j in picked])))
+        picked = value_span(f, p, a, frames)
+        out.append(f if len(picked) == len(a) else replace(f, key=tokenizer.decode([a[j] for j in picked])))
     return out
 
 

@@ -64,7 +64,7 @@ from typing import cast
 
 import numpy as np
 
-from forensics.compute.measures import answer_frames, key_facts, question_form, value_positions
+from forensics.compute.measures import answer_frames, key_facts, value_span
 from forensics.compute.mia import ATTACKS, attack_scores, auc
 from forensics.compute.scoring import encode_facts, token_stats
 from forensics.compute.stats import cluster_permutation_p
@@ -133,10 +133,7 @@ def fact_attack_scores(
         frames = None if value_pool is None else answer_frames(loaded.tokenizer, value_pool)
         answer_stats, answer_texts = [], []
         for f, s, (p, a) in zip(facts, stats, encoded):
-            if frames is None or f.key is not None:
-                picked = list(range(len(a)))
-            else:
-                picked = value_positions(p, a, frames.get(question_form(f) or "", frozenset()))
+            picked = list(range(len(a))) if frames is None else value_span(f, p, a, frames)
             at = np.asarray(picked, dtype=int) + len(p) - 1
             answer_stats.append({key: s[key][at] for key in ("lp", "mu", "sigma")})
             answer_texts.append(f.answer if len(picked) == len(a) else loaded.tokenizer.decode([a[j] for j in picked]))
