@@ -248,5 +248,5 @@ def test_every_line_declares_its_model_pass_budget_and_the_profiles_change_it():
     for name in ("patching", "steering_restoration", "tuned_lens", "relearning_attack"):
         assert texts[name]["quick"] != texts[name]["thorough"], name
     assert "6 blocks" in texts["patching"]["quick"] and "every block" in texts["patching"]["thorough"]
-    assert texts["relearning_attack"]["quick"].startswith("5 fine-tunes")  # two splits: a bound needs two
-    assert texts["relearning_attack"]["standard"].startswith("5 fine-tunes")
+    assert texts["relearning_attack"]["quick"].startswith("4 fine-tunes of U")  # two splits: a bound needs two
+    assert texts["relearning_attack"]["standard"].startswith("4 fine-tunes of U")

@@ -220,20 +220,68 @@ def test_the_deletion_bound_can_be_read_against_os_own_signal(zoo):
 def test_the_positive_controls_cache_key_ignores_settings_that_only_decide_the_vote(zoo):
     """Audits that share a cache folder reuse one positive control across vote rules: the key holds
     the settings the control's run reads, not those the vote is decided by."""
-    from forensics.lines.relearning_attack import DECISION_ONLY, RelearningConfig, _positive_control
+    from forensics.lines.relearning_attack import DECISION_ONLY, RelearningConfig, positive_control
 
     ctx = _inputs(zoo, "retrain")
     ctx.stored_result = lambda name, key, compute: key  # record the key; run nothing
 
     def key(**changes):
-        return _positive_control(ctx, replace(RelearningConfig(), **changes), "exact", list)
+        return positive_control(ctx, replace(RelearningConfig(), **changes), "exact", list)
 
     base = key()
     assert key(bound_against="control", deleted_share=0.1, min_power=0.5, forgot_margin=0.2, n_boot=9) == base
     assert set(DECISION_ONLY) <= {f.name for f in fields(RelearningConfig)}
     for changed in ({"steps": 10}, {"control_margin": 0.1}, {"read_step": "peak"}, {"seeds": (3,)}):
         assert key(**changed) != base, changed
-    assert _positive_control(ctx, RelearningConfig(), "token", list) != base  # the measure too
+    assert positive_control(ctx, RelearningConfig(), "token", list) != base  # the measure too
+    assert positive_control(ctx, RelearningConfig(), "exact", list, needed=0.2) != base  # the power it must show
+
+
+def test_the_attacks_rate_is_the_first_scale_at_which_the_positive_control_shows_power(zoo):
+    """The positive control is attacked at the base rate times each scale in turn and stops at the
+    first whose recovery reaches what a ``deleted`` vote needs; when none does, the scale that
+    recovered most is kept. U and H are then attacked at the kept rate."""
+    from forensics.lines.relearning_attack import RelearningConfig, positive_control, relearning_line
+
+    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, eval_steps=(0, 10), steps=10, lr_scales=(1.0, 2.0, 4.0))
+    ctx = _inputs(zoo, "retrain")
+    first = positive_control(ctx, cfg, "exact", list, needed=-1.0)  # any recovery has power
+    assert [t["lr_scale"] for t in first["tried"]] == [1.0] and first["lr"] == pytest.approx(1e-3)
+    none = positive_control(ctx, cfg, "exact", list, needed=2.0)  # no recovery can reach it
+    tried = none["tried"]
+    assert [t["lr_scale"] for t in tried] == [1.0, 2.0, 4.0]
+    assert [t["lr"] for t in tried] == pytest.approx([1e-3, 2e-3, 4e-3])
+    assert tried[0]["recovery_forget_b"] == pytest.approx(first["recovery_forget_b"])  # one suppressed copy
+    best = max(tried, key=lambda t: (t["recovery_forget_b"], -t["lr_scale"]))
+    assert (none["lr_scale"], none["recovery_forget_b"]) == (best["lr_scale"], best["recovery_forget_b"])
+    # a threshold just above the first scale's recovery: the search goes on to the first scale reaching it
+    needed = tried[0]["recovery_forget_b"] + 1e-9
+    reach = [i for i, t in enumerate(tried) if i > 0 and t["recovery_forget_b"] >= needed]
+    second = positive_control(ctx, cfg, "exact", list, needed=needed)
+    assert len(second["tried"]) == (reach[0] + 1 if reach else 3)
+    if reach:
+        assert second["lr_scale"] == tried[reach[0]]["lr_scale"]
+    ev = relearning_line(ctx, replace(cfg, bound_against="control", min_power=2.0))
+    assert ev.details["budget"]["lr"] == pytest.approx(ev.details["positive_control"]["lr"])
+    assert ev.details["budget"]["lr"] == pytest.approx(best["lr"])
+    assert ev.vote != "deleted"  # no scale showed power
+
+
+def test_the_positive_control_can_be_read_as_u_is_read_f_b_above_h_b(zoo):
+    """With ``control_reads="holdout"`` the control's recovery at each step is its F_b measure after
+    the F_a attack minus its H_b measure after the identical H_a attack (the curves it reports);
+    with ``"gain"`` (the default) it is F_b after minus before, from the same suppressed copy."""
+    from forensics.lines.relearning_attack import RelearningConfig, positive_control
+
+    cfg = RelearningConfig(seeds=(0,), eval_steps=(0, 10), steps=10, lr_scales=(1.0,))
+    ctx = _inputs(zoo, "retrain")
+    held = positive_control(ctx, replace(cfg, control_reads="holdout"), "exact", list)
+    assert held["reads"] == "holdout" and set(held["holdout_curve"]) == {"0", "10"}  # steps, as JSON keys
+    for step in ("0", "10"):
+        assert held["recovery_by_step"][step] == pytest.approx(held["curve"][step] - held["holdout_curve"][step])
+    gain = positive_control(ctx, cfg, "exact", list)
+    assert gain["reads"] == "gain" and "holdout_curve" not in gain
+    assert gain["curve"] == held["curve"]  # the same suppressed copy and F_a attack
 
 
 def test_relearning_is_not_fooled_by_a_restored_answer_format(zoo):

@@ -17,10 +17,14 @@ answer's value tokens, ``unkeyed_span``), choice accuracy on multiple choice. "A
 that measure. ``measure="token"`` scores teacher-forced token accuracy of the key instead; it is not
 the default (docs/decisions.md, "the relearning attack keeps ROUGE-L on free text").
 
-Budget (fixed, reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight
-decay, gradient-norm clip 1.0) at learning rate ``lr``, batches of ``batch_size`` facts,
-all parameters trainable; the copy is made in U's own dtype and device. Defaults suit the
-zoo's small models; a 7B model needs a far smaller ``lr`` (Deeb & Roger use ~1e-6..1e-5).
+Budget (reported in ``details``): ``steps`` AdamW steps (betas 0.9/0.999, no weight decay,
+gradient-norm clip 1.0) at a learning rate, batches of ``batch_size`` facts, all parameters
+trainable; the copy is made in U's own dtype and device. The rate is the base rate (``lr``, or
+:func:`forensics.compute.relearning.model_lr` of the width: 1e-3 on the zoo's small models, about
+5e-5 at d_model 576, 1e-6 at 4096, the low end of Deeb & Roger's ~1e-6..1e-5 for 7B); with
+several ``lr_scales``, times the first at which the positive control (below) shows the power a
+``deleted`` vote needs, chosen on O's suppressed copy alone (not the default:
+docs/results/2026-12-06-control-reads.md).
 
 Read step. U's F_b, its H_b and the reference are read after ``steps`` (``read_step="last"``,
 the default) or where the positive control (below) recovers most of F_b (``read_step="peak"``,
@@ -38,7 +42,7 @@ Vote.
 - ``suppressed``: the CI of acc_after(F_b) - acc_after(H_b) lies above 0 (and, with a
   reference, so does the CI of acc_after_U(F_b) - acc_after_Ref(F_b)).
 - ``deleted`` only when the attack demonstrably has power here, measured on a *positive control*
-  built from O: a copy of O made to forget all of F by gradient ascent on F's answers (same lr,
+  built from O: a copy of O made to forget all of F by gradient ascent on F's answers (base rate,
   until its F score is at most O's H score plus ``control_margin``, at most
   ``max_suppress_steps``; the score is greedy exact match, or with ``control_stop="measure"``
   the attack's own measure), then attacked identically (first seed's split); its recovery is
@@ -61,21 +65,14 @@ Vote.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Literal, cast
+from dataclasses import asdict, replace
+from typing import cast
 
 import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
-from forensics.compute.measures import MeasureChoice, Measured, line_measure, measure_facts, measure_reader
-from forensics.compute.relearning import (
-    finetune,
-    model_lr,
-    peak_step,
-    recovery_figure,
-    split_by_subject,
-    suppress_copy,
-)
+from forensics.compute.measures import line_measure, measure_reader
+from forensics.compute.relearning import finetune, recovery_figure, split_by_subject
 from forensics.compute.stats import (
     cluster_permutation_p,
     expanded_upper,
@@ -85,9 +82,10 @@ from forensics.compute.stats import (
 )
 from forensics.core.context import AuditContext
 from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bound
-from forensics.core.keys import model_identity
-from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION, VoteMinimum
+from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION
 from forensics.core.registry import register
+from forensics.lines.relearning_attack.config import RelearningConfig, attack_lr, resolved
+from forensics.lines.relearning_attack.control import original_signal, positive_control
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -104,160 +102,6 @@ METHOD = (
 )
 
 
-@dataclass
-class RelearningConfig(VoteMinimum):
-    """Settings of the relearning attack (:func:`relearning_line`): the attack budget, the
-    resampling and the vote thresholds."""
-
-    #: Optimiser steps of each fine-tune (the attack budget).
-    steps: int = 30
-    #: Learning rate of the attack and of the positive control's gradient ascent; None: scaled to
-    #: the model's width by :func:`model_lr` (1e-3 up to d_model 128, every zoo model).
-    lr: float | None = None
-    #: Facts per fine-tuning batch.
-    batch_size: int = 32
-    #: The optimiser, as reported in ``details["budget"]`` (a label only: the optimiser is fixed).
-    optimiser: str = "AdamW(betas=(0.9, 0.999), weight_decay=0, grad-norm clip 1.0)"
-    #: One random split of F and H into halves, and one fine-tune each, per seed.
-    seeds: tuple[int, ...] = (0, 1, 2)
-    #: Optimiser steps after which the recovery curve is measured (step 0: before training).
-    eval_steps: tuple[int, ...] = (0, 5, 10, 20, 30)
-    #: F and H each need at least twice this many subjects, else "not run".
-    min_subjects_per_half: int = 2
-    #: Seed-then-subject bootstrap resamples for the CIs (count).
-    n_boot: int = 2000
-    #: Cluster permutations for the p-value (count).
-    n_perm: int = 2000
-    #: Build the positive control (a GA-suppressed copy of O attacked the same way); without
-    #: it the line never votes "deleted".
-    positive_control: bool = True
-    #: At most this many gradient-ascent steps to suppress F in the positive control.
-    max_suppress_steps: int = 100
-    #: What ends the positive control's gradient ascent: "exact", O's copy's greedy exact-match
-    #: accuracy on F at most O's on H plus ``control_margin``; "measure", the attack's own measure on
-    #: F (as the attack reads it) at most O's on H plus ``control_margin``.
-    control_stop: Literal["exact", "measure"] = "exact"
-    #: The level above O's holdout score (in the stopping score's units, 0..1) at which the positive
-    #: control counts as suppressed.
-    control_margin: float = 0.05
-    #: With ``bound_against="control"``: the attack has power when it recovers at least this much
-    #: greedy accuracy (0..1) of F_b in the positive control.
-    min_power: float = 0.3
-    #: "deleted" needs the CI upper bound of acc_after(F_b) - acc_after(H_b) below this share
-    #: (fraction) of the quantity ``bound_against`` names.
-    deleted_share: float = 0.25
-    #: What the ``deleted`` vote's bound and power are measured against. "control": the positive
-    #: control's recovery of F_b (power: it recovers at least ``min_power``; the bound below
-    #: ``deleted_share`` of that recovery). "signal": O's own signal on F in the attack's measure
-    #: (O's F minus its H, before any attack; power: the positive control recovers at least
-    #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
-    #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
-    bound_against: Literal["control", "signal"] = "signal"
-    #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
-    #: its accuracy on H_b, in every seed.
-    forgot_margin: float = 0.1
-    #: The deletion bound (and so a "deleted" vote) needs at least this many splits (``seeds``):
-    #: which subjects land in the fine-tuned half moves U's recovery by up to a factor of two,
-    #: and one split's CI over its subjects does not carry that (docs/decisions.md, "a deletion
-    #: bound from two relearning splits").
-    min_bound_splits: int = 2
-    #: Facts per forward pass when scoring greedy accuracy.
-    eval_batch_size: int = 128
-    #: Where F_b and H_b are read: "peak", the eval step (or the last step) at which the positive
-    #: control recovers most of F_b (chosen on O's suppressed copy alone, then applied to U's F and
-    #: H and the reference alike; the last step without a positive control), or "last" (after
-    #: ``steps``).
-    read_step: Literal["peak", "last"] = "last"
-    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
-    #: set), "exact", "rouge", "choice", "token" or "key_choice" (the key against other values of its
-    #: question form from R; chance is one over the choices).
-    measure: MeasureChoice = "auto"
-    #: Longest greedy generation of the "rouge" measure (tokens).
-    max_new_tokens: int = 32
-    #: What "rouge" scores an answer without a key against: "value" (its value tokens, without the
-    #: subject's name: :func:`forensics.compute.measures.value_keys`) or "answer" (the whole answer).
-    unkeyed_span: Literal["answer", "value"] = "value"
-
-
-def attack_lr(config: RelearningConfig, d_model: int) -> float:
-    """The learning rate the attack runs at: ``config.lr``, or :func:`model_lr` ``(d_model)`` when None."""
-    return config.lr if config.lr is not None else model_lr(d_model)
-
-
-def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
-    """``config`` with ``lr`` set (:func:`attack_lr`)."""
-    return replace(config, lr=attack_lr(config, d_model))
-
-
-#: Settings that only decide the vote from the runs: the positive control's cache key leaves them out.
-DECISION_ONLY = ("min_power", "deleted_share", "bound_against", "forgot_margin", "min_bound_splits", "n_boot", "n_perm")
-
-
-def _positive_control(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:
-    """Build a GA-suppressed copy of O and run the identical attack on it (first seed's split).
-
-    Kept by the audit context (:meth:`AuditContext.stored_result`), keyed by O's weights, the
-    forget and holdout sets, the budget, the device and the measure: several audits of one O
-    that share a cache folder build the suppressed copy once."""
-    from forensics.inputs.data import content_hash
-
-    assert ctx.holdout is not None
-    key = {
-        "original": repr(sorted(model_identity(ctx.original).items())),
-        "forget": content_hash(ctx.forget),
-        "holdout": content_hash(ctx.holdout),
-        "config": repr({k: v for k, v in asdict(config).items() if k not in DECISION_ONLY}),
-        "device": str(ctx.original.device),
-        "measure": measure,
-    }
-
-    def compute() -> dict:
-        assert ctx.holdout is not None
-        o_tok, device = ctx.original.tokenizer, ctx.original.device
-        lr = attack_lr(config, ctx.original.model.cfg.d_model)
-
-        f_all = measured(list(ctx.forget))
-
-        def forget_score(model) -> float:
-            values = measure_facts(measure, model, o_tok, f_all, device, config.eval_batch_size, config.max_new_tokens)
-            return float(np.nanmean(values))
-
-        by_measure = config.control_stop == "measure"
-        if by_measure:  # O's own scores come from the audit context, which the gate has often filled
-            o_h = original_mean(ctx, ctx.holdout, config, measure, measured)
-        else:
-            o_h = ctx.fact_scores(ctx.original, ctx.holdout).accuracy
-        suppressed_o, n_steps, acc_f = suppress_copy(
-            ctx.original.model,
-            o_tok,
-            ctx.forget,
-            o_h + config.control_margin,
-            config,
-            device,
-            lr,
-            forget_score if by_measure else None,
-        )
-        f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
-        f_b = measured(f_b)
-        before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
-        pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr, measure)
-        del suppressed_o
-        recovery = {step: float((values - before).mean()) for step, values in pc["per_step"].items()}
-        step = peak_step(recovery) if config.read_step == "peak" else config.steps
-        return {
-            "suppression_steps": n_steps,
-            "acc_forget_after_suppression": acc_f,
-            "target_accuracy": o_h + config.control_margin,
-            "stop_measure": measure if by_measure else "exact",
-            "read_step": step,
-            "recovery_forget_b": recovery[step],
-            "recovery_by_step": recovery,
-            "curve": pc["curve"],
-        }
-
-    return ctx.stored_result("relearning_positive_control", key, compute)
-
-
 def deletion_scale(power_recovery: float | None, signal: float | None, config: RelearningConfig) -> float | None:
     """The quantity a ``deleted`` vote's bound must stay under ``config.deleted_share`` of, when the
     attack has shown power; None when it has not (then the line cannot vote ``deleted``).
@@ -269,13 +113,20 @@ def deletion_scale(power_recovery: float | None, signal: float | None, config: R
     the attack then brings back a GA-suppressed O by at least the margin, so a U from which more
     than the margin were recoverable this way would have shown it (the equivalence claim of
     docs/methods.md, relearning attack)."""
-    if power_recovery is None:
+    needed = power_needed(signal, config)
+    if power_recovery is None or needed is None or power_recovery < needed:
         return None
+    return signal if config.bound_against == "signal" else power_recovery
+
+
+def power_needed(signal: float | None, config: RelearningConfig) -> float | None:
+    """The positive control's recovery of F_b (measure units) at which the attack has power, the
+    threshold :func:`deletion_scale` applies: ``config.deleted_share`` of O's signal with
+    ``bound_against="signal"`` (None when the signal is missing or not positive), ``config.min_power``
+    with ``"control"``."""
     if config.bound_against == "signal":
-        if signal is None or not signal > 0:
-            return None
-        return signal if power_recovery >= config.deleted_share * signal else None
-    return power_recovery if power_recovery >= config.min_power else None
+        return config.deleted_share * signal if signal is not None and signal > 0 else None
+    return config.min_power
 
 
 def decide(
@@ -334,25 +185,6 @@ def decide(
     return None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
 
 
-def original_signal(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:
-    """O's own signal on F in the attack's measure, before any attack: ``{"forget", "holdout",
-    "signal"}``, the mean measure (0..1) on all of F, on all of H, and their difference. The
-    scores come from the audit context (:meth:`AuditContext.answer_scores`), which the behaviour
-    gate has usually filled with the same generations."""
-    assert ctx.holdout is not None
-    mean = {
-        name: original_mean(ctx, facts, config, measure, measured)
-        for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
-    }
-    return mean | {"signal": mean["forget"] - mean["holdout"]}
-
-
-def original_mean(ctx: AuditContext, facts, config: RelearningConfig, measure: str, measured: Measured) -> float:
-    """O's mean score (0..1) on ``facts`` in the attack's measure, from the audit context's
-    :meth:`AuditContext.answer_scores`."""
-    return float(np.nanmean(ctx.answer_scores(ctx.original, measured(list(facts)), measure, config.max_new_tokens)))
-
-
 def _deletion_bound(
     upper: float,
     power_recovery: float | None,
@@ -395,16 +227,17 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
 
 
 def _budget(config: RelearningConfig) -> str:
-    n = 2 * len(config.seeds) + int(config.positive_control)
+    n = 2 * len(config.seeds)
+    per_rate = 2 if config.control_reads == "holdout" else 1
     control = (
-        f"; the positive control on a copy of O made to forget F, at most {config.max_suppress_steps} "
-        "gradient-ascent steps"
+        f", up to {per_rate * len(config.lr_scales)} of the positive control (a copy of O made to forget F in at "
+        f"most {config.max_suppress_steps} gradient-ascent steps, kept per O)"
         if config.positive_control
         else ""
     )
     return (
-        f"{n} fine-tunes (U on F_a and on H_a per seed, {len(config.seeds)} seed(s){control}; a reference "
-        f"adds one per seed) x {config.steps} AdamW steps of {config.batch_size} facts, every parameter, "
+        f"{n} fine-tunes of U (on F_a and on H_a per seed, {len(config.seeds)} seed(s)){control}; a reference "
+        f"adds one per seed; each {config.steps} AdamW steps of {config.batch_size} facts, every parameter, "
         f"loss at the answer positions only; the answer measure on F_b and H_b at {len(config.eval_steps)} steps"
     )
 
@@ -451,11 +284,17 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     )
     runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
-    lr = attack_lr(config, U.cfg.d_model)
-    # the positive control first: it fixes the step at which U's F_b and H_b are read
-    power = _positive_control(ctx, config, measure, measured) if config.positive_control else None
     original = original_signal(ctx, config, measure, measured) if config.bound_against == "signal" else None
     signal = original["signal"] if original is not None else None
+    # the positive control first: it fixes the rate U and H are attacked at and the step they are read at
+    power = (
+        positive_control(ctx, config, measure, measured, power_needed(signal, config))
+        if config.positive_control
+        else None
+    )
+    if power is not None:
+        config = replace(config, lr=float(power["lr"]))
+    lr = attack_lr(config, U.cfg.d_model)
     step = int(power["read_step"]) if power is not None else config.steps
     for seed in config.seeds:
         f_a, f_b = split_by_subject(ctx.forget, seed)
@@ -515,7 +354,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     upper = expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)
     splits = len(config.seeds)
     vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper, signal, splits)
-    budget = {k: v for k, v in asdict(config).items() if k in ("steps", "lr", "batch_size", "optimiser", "seeds")}
+    budget = {
+        k: v for k, v in asdict(config).items() if k in ("steps", "lr", "lr_scales", "batch_size", "optimiser", "seeds")
+    }
     budget |= {
         "trainable": "all parameters",
         "loss": "NLL of answer tokens",

@@ -1,0 +1,110 @@
+"""The relearning attack's settings (:class:`RelearningConfig`) and the learning rate it runs at
+(the line: :mod:`forensics.lines.relearning_attack.line`; docs/methods.md §8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from forensics.compute.measures import MeasureChoice
+from forensics.compute.relearning import model_lr
+from forensics.core.minimum import VoteMinimum
+
+
+@dataclass
+class RelearningConfig(VoteMinimum):
+    """Settings of the relearning attack (:func:`relearning_line`): the attack budget, the
+    resampling and the vote thresholds."""
+
+    #: Optimiser steps of each fine-tune (the attack budget).
+    steps: int = 30
+    #: Learning rate of the attack and of the positive control's gradient ascent; None: scaled to
+    #: the model's width by :func:`model_lr` (1e-3 up to d_model 128, every zoo model).
+    lr: float | None = None
+    #: Multiples of the base rate (``lr``, or :func:`model_lr`) the attack may run at: the positive
+    #: control is attacked at each in turn, and the first at which it recovers what a ``deleted``
+    #: vote needs is the rate U and H are attacked at (:func:`forensics.lines.relearning_attack.control.positive_control`).
+    #: The default fixes the rate: on SmolLM2-135M higher rates recovered less (docs/results/2026-12-06-control-reads.md).
+    #: The positive control's gradient ascent runs at the base rate.
+    lr_scales: tuple[float, ...] = (1.0,)
+    #: Facts per fine-tuning batch.
+    batch_size: int = 32
+    #: The optimiser, as reported in ``details["budget"]`` (a label only: the optimiser is fixed).
+    optimiser: str = "AdamW(betas=(0.9, 0.999), weight_decay=0, grad-norm clip 1.0)"
+    #: One random split of F and H into halves, and one fine-tune each, per seed.
+    seeds: tuple[int, ...] = (0, 1, 2)
+    #: Optimiser steps after which the recovery curve is measured (step 0: before training).
+    eval_steps: tuple[int, ...] = (0, 5, 10, 20, 30)
+    #: F and H each need at least twice this many subjects, else "not run".
+    min_subjects_per_half: int = 2
+    #: Seed-then-subject bootstrap resamples for the CIs (count).
+    n_boot: int = 2000
+    #: Cluster permutations for the p-value (count).
+    n_perm: int = 2000
+    #: Build the positive control (a GA-suppressed copy of O attacked the same way); without
+    #: it the line never votes "deleted".
+    positive_control: bool = True
+    #: At most this many gradient-ascent steps to suppress F in the positive control.
+    max_suppress_steps: int = 100
+    #: What ends the positive control's gradient ascent: "exact", O's copy's greedy exact-match
+    #: accuracy on F at most O's on H plus ``control_margin``; "measure", the attack's own measure on
+    #: F (as the attack reads it) at most O's on H plus ``control_margin``.
+    control_stop: Literal["exact", "measure"] = "exact"
+    #: What the positive control's recovery is: "gain", F_b's measure after the attack minus before
+    #: it on the suppressed copy; "holdout", F_b's measure after the attack minus H_b's after the
+    #: identical attack on H_a (U's own statistic, one more fine-tune).
+    control_reads: Literal["gain", "holdout"] = "gain"
+    #: The level above O's holdout score (in the stopping score's units, 0..1) at which the positive
+    #: control counts as suppressed.
+    control_margin: float = 0.05
+    #: With ``bound_against="control"``: the attack has power when it recovers at least this much
+    #: greedy accuracy (0..1) of F_b in the positive control.
+    min_power: float = 0.3
+    #: "deleted" needs the CI upper bound of acc_after(F_b) - acc_after(H_b) below this share
+    #: (fraction) of the quantity ``bound_against`` names.
+    deleted_share: float = 0.25
+    #: What the ``deleted`` vote's bound and power are measured against. "control": the positive
+    #: control's recovery of F_b (power: it recovers at least ``min_power``; the bound below
+    #: ``deleted_share`` of that recovery). "signal": O's own signal on F in the attack's measure
+    #: (O's F minus its H, before any attack; power: the positive control recovers at least
+    #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
+    #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
+    bound_against: Literal["control", "signal"] = "signal"
+    #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
+    #: its accuracy on H_b, in every seed.
+    forgot_margin: float = 0.1
+    #: The deletion bound (and so a "deleted" vote) needs at least this many splits (``seeds``):
+    #: which subjects land in the fine-tuned half moves U's recovery by up to a factor of two,
+    #: and one split's CI over its subjects does not carry that (docs/decisions.md, "a deletion
+    #: bound from two relearning splits").
+    min_bound_splits: int = 2
+    #: Facts per forward pass when scoring greedy accuracy.
+    eval_batch_size: int = 128
+    #: Where F_b and H_b are read: "peak", the eval step (or the last step) at which the positive
+    #: control recovers most of F_b (chosen on O's suppressed copy alone, then applied to U's F and
+    #: H and the reference alike; the last step without a positive control), or "last" (after
+    #: ``steps``).
+    read_step: Literal["peak", "last"] = "last"
+    #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
+    #: set), "exact", "rouge", "choice", "token" or "key_choice" (the key against other values of its
+    #: question form from R; chance is one over the choices).
+    measure: MeasureChoice = "auto"
+    #: Longest greedy generation of the "rouge" measure (tokens).
+    max_new_tokens: int = 32
+    #: What "rouge" scores an answer without a key against: "value" (its value tokens, without the
+    #: subject's name: :func:`forensics.compute.measures.value_keys`) or "answer" (the whole answer).
+    unkeyed_span: Literal["answer", "value"] = "value"
+
+
+def attack_lr(config: RelearningConfig, d_model: int) -> float:
+    """The learning rate the attack runs at: ``config.lr``, or :func:`model_lr` ``(d_model)`` when None."""
+    return config.lr if config.lr is not None else model_lr(d_model)
+
+
+def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
+    """``config`` with ``lr`` set (:func:`attack_lr`)."""
+    return replace(config, lr=attack_lr(config, d_model))
+
+
+#: Settings that only decide the vote from the runs: the positive control's cache key leaves them out.
+DECISION_ONLY = ("min_power", "deleted_share", "bound_against", "forgot_margin", "min_bound_splits", "n_boot", "n_perm")
