@@ -126,7 +126,8 @@ def test_relearning_attack_against_os_signal():
     vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8, splits=1)
     assert vote is None and "needs at least 2 splits" in reason and "this ran 1" in reason
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=1)[0] == "suppressed"
-    bound = relearning_attack._deletion_bound
+    from forensics.lines.relearning_attack.line import _deletion_bound as bound
+
     assert bound(0.15, 0.21, 0.8, True, "exact", config, 1) is None
     stated = bound(0.15, 0.21, 0.8, True, "exact", config, 2)
     assert stated is not None and stated["share"] == pytest.approx(0.15 / 0.8)
