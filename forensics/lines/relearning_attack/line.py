@@ -46,7 +46,8 @@ Vote.
   until its F score is at most O's H score plus ``control_margin``, at most
   ``max_suppress_steps``; the score is greedy exact match, or with ``control_stop="measure"``
   the attack's own measure), then attacked identically (first seed's split); its recovery is
-  F_b's measure at the read step minus before. Then ``deleted`` needs: at least
+  F_b's measure at the read step minus before (``control_reads="gain"``), or minus H_b's after the
+  identical H_a attack, U's own statistic (``"holdout"``). Then ``deleted`` needs: at least
   ``min_bound_splits`` splits (one split's CI over its subjects misses how much the choice of
   fine-tuned subjects moves the recovery); U does not already answer F_b (in every seed, its
   pre-attack accuracy at most ``forgot_margin`` above H_b's); and the upper bound of
