@@ -77,13 +77,18 @@ def positive_control(
         )
         f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
         f_b = measured(f_b)
-        before = measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
+        gain = config.control_reads == "gain"
+        before = (
+            measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
+            if gain
+            else None
+        )
         h_a, h_b = split_by_subject(ctx.holdout, config.seeds[0] + 10_000)  # U's first split of H
         runs = []
         for scale in config.lr_scales if needed is not None else config.lr_scales[:1]:
             pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr * scale, measure)
             run = {"lr_scale": scale, "lr": lr * scale, "curve": pc["curve"]}
-            if config.control_reads == "holdout":  # read as U is read: F_b after minus H_b after
+            if not gain:  # read as U is read: F_b after minus H_b after the identical H_a attack
                 hc = finetune(
                     suppressed_o, o_tok, h_a, measured(h_b), config, config.seeds[0], device, lr * scale, measure
                 )
@@ -98,8 +103,8 @@ def positive_control(
             if needed is not None and recovery[step] >= needed:
                 break
         del suppressed_o
-        kept = runs[-1] if needed is not None and runs[-1]["recovery"][runs[-1]["read_step"]] >= needed else None
-        kept = kept or max(runs, key=lambda r: (r["recovery"][r["read_step"]], -r["lr_scale"]))
+        # the search stops at the first scale with power, so that scale is also the largest recovery
+        kept = max(runs, key=lambda r: (r["recovery"][r["read_step"]], -r["lr_scale"]))
         step = kept["read_step"]
         return {
             "suppression_steps": n_steps,
