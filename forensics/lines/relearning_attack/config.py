@@ -48,12 +48,14 @@ class RelearningConfig(VoteMinimum):
     max_suppress_steps: int = 100
     #: What ends the positive control's gradient ascent: "exact", O's copy's greedy exact-match
     #: accuracy on F at most O's on H plus ``control_margin``; "measure", the attack's own measure on
-    #: F (as the attack reads it) at most O's on H plus ``control_margin``.
-    control_stop: Literal["exact", "measure"] = "exact"
+    #: F (as the attack reads it) at most O's on H plus ``control_margin``; the default since
+    #: 2026-12-06 (docs/results/2026-12-06-control-reads.md).
+    control_stop: Literal["exact", "measure"] = "measure"
     #: What the positive control's recovery is: "gain", F_b's measure after the attack minus before
     #: it on the suppressed copy; "holdout", F_b's measure after the attack minus H_b's after the
-    #: identical attack on H_a (U's own statistic, one more fine-tune).
-    control_reads: Literal["gain", "holdout"] = "gain"
+    #: identical attack on H_a (U's own statistic, one more fine-tune; the default since 2026-12-06:
+    #: the power and the bound then speak of one statistic, docs/results/2026-12-06-control-reads.md).
+    control_reads: Literal["gain", "holdout"] = "holdout"
     #: The level above O's holdout score (in the stopping score's units, 0..1) at which the positive
     #: control counts as suppressed.
     control_margin: float = 0.05

@@ -44,10 +44,11 @@ Vote.
 - ``deleted`` only when the attack demonstrably has power here, measured on a *positive control*
   built from O: a copy of O made to forget all of F by gradient ascent on F's answers (base rate,
   until its F score is at most O's H score plus ``control_margin``, at most
-  ``max_suppress_steps``; the score is greedy exact match, or with ``control_stop="measure"``
-  the attack's own measure), then attacked identically (first seed's split); its recovery is
-  F_b's measure at the read step minus before (``control_reads="gain"``), or minus H_b's after the
-  identical H_a attack, U's own statistic (``"holdout"``). Then ``deleted`` needs: at least
+  ``max_suppress_steps``; the score is the attack's own measure, ``control_stop="measure"``, or
+  greedy exact match, ``"exact"``), then attacked identically (first seed's split); its recovery is
+  F_b's measure at the read step minus H_b's after the identical H_a attack, U's own statistic
+  (``control_reads="holdout"``), or minus F_b's before the attack (``"gain"``; both settings
+  were the other way before 2026-12-06, docs/results/2026-12-06-control-reads.md). Then ``deleted`` needs: at least
   ``min_bound_splits`` splits (one split's CI over its subjects misses how much the choice of
   fine-tuned subjects moves the recovery); U does not already answer F_b (in every seed, its
   pre-attack accuracy at most ``forgot_margin`` above H_b's); and the upper bound of
