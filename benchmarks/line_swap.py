@@ -1,0 +1,129 @@
+"""A change to one evidence line measured on a whole bench without re-running the other lines:
+re-decide a stored bench's audits with that line's evidence taken from two runs of the line
+alone, before and after the change, and print both verdict tables.
+
+    python benchmarks/line_swap.py FULL_BENCH LINE_BEFORE LINE_AFTER [--line relearning_attack]
+
+``FULL_BENCH``: a ``forensics bench`` output folder run with every line (``bench.json`` and
+``audits/``). ``LINE_BEFORE`` / ``LINE_AFTER``: benches of the same zoo, seeds, profile and data
+view run with ``--lines LINE`` only (the behaviour gate comes with it), before and after the
+change (for a setting: without and with ``--set``). Every audit of ``FULL_BENCH`` (models and
+perturbed copies) keeps its other lines' evidence, gets ``LINE``'s from each line bench, and is
+decided by the checkout's rule (:func:`forensics.core.verdict.decide`, a pure function of the
+evidence). Prints, per side: the confusion matrix (truth x verdict), the perturbed copies'
+verdicts, verdict robustness (:func:`forensics.metaeval.scoring.meta_evaluation`), ``LINE``'s
+votes; then every verdict that changed. Two checks are printed first, and should read 0: audits
+whose unlearned model's weights differ between the benches (a copy rebuilt differently), and
+audits whose verdict with ``LINE_BEFORE``'s evidence differs from ``FULL_BENCH``'s stored one
+(the swap itself, or code drift between the benches, moved it). Used by
+docs/results/2026-12-06-control-reads.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from forensics.core.evidence import Evidence
+from forensics.core.verdict import decide
+from forensics.metaeval.scoring import VERDICTS, confusion, meta_evaluation, verdict_score
+
+
+def audit_name(row: dict[str, Any]) -> str:
+    """A bench row's audit file stem: ``model`` or ``model~perturbation``."""
+    return row["model"] + (f"~{row['perturbation']}" if "perturbation" in row else "")
+
+
+def load(bench: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """The stored ``results.json`` of one bench row."""
+    return json.loads((bench / "audits" / f"seed{row['seed']}" / f"{audit_name(row)}.json").read_text())
+
+
+def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], list[str], list[str]]:
+    """``full``'s model and perturbed rows re-decided with ``line``'s evidence from ``part``:
+    ``(rows, perturbed, weight_mismatches, stored_differs)``. Each row gains ``line_vote``."""
+    bench = json.loads((full / "bench.json").read_text())
+    mismatch, differs = [], []
+
+    def redo(row: dict[str, Any]) -> dict[str, Any]:
+        results, other = load(full, row), load(part, row)
+        if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
+            mismatch.append(f"seed {row['seed']} {audit_name(row)}")
+        evidence = [e for e in results["evidence"] if e["line"] != line]
+        evidence += [e for e in other["evidence"] if e["line"] == line]
+        verdict = decide([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
+        out = copy.deepcopy(row)
+        out["verdict"], out["confidence"] = verdict.label, verdict.confidence
+        out["scores"]["verdict"] = verdict_score(verdict.to_json())
+        out["line_vote"] = next((e["vote"] for e in evidence if e["line"] == line), None)
+        if verdict.label != row["verdict"]:
+            differs.append(f"seed {row['seed']} {audit_name(row)}: stored {row['verdict']}, now {verdict.label}")
+        return out
+
+    rows = [redo(r) for r in bench["models"]]
+    parent = {(r["seed"], r["model"]): r for r in rows}
+    perturbed = []
+    for p in bench["perturbed"]:
+        q = redo(p)
+        q["truth"] = "DELETED"
+        q["before"] = parent[(p["seed"], p["model"])]["scores"]  # the perturbed copy's parent, as the bench scores it
+        perturbed.append(q)
+    return rows, perturbed, mismatch, differs
+
+
+def table(rows: list[dict], perturbed: list[dict]) -> str:
+    """Markdown: the confusion matrix, the copies' verdicts, robustness and the line's votes."""
+    m = confusion(rows)["matrix"]
+    out = ["| truth \\ verdict | " + " | ".join(VERDICTS) + " |", "| --- |" + " --- |" * len(VERDICTS)]
+    out += [
+        f"| {t} ({sum(c.values())}) | " + " | ".join(str(c[v]) for v in VERDICTS) + " |"
+        for t, c in m.items()
+        if sum(c.values())
+    ]
+    if perturbed:
+        out.append(
+            "\nperturbed copies: " + ", ".join(f"{v} {sum(p['verdict'] == v for p in perturbed)}" for v in VERDICTS)
+        )
+        ve = meta_evaluation(rows, perturbed)["verdict"]
+        out.append(
+            f"verdict robustness {ve['robustness']:.3f} (Q {ve['stability_q4']:.3f} / R {ve['stability_relearn']:.3f})"
+        )
+    votes: dict[str, dict[str, int]] = {}
+    for r in rows + perturbed:
+        kind = "copy" if "perturbation" in r else r["truth"]
+        votes.setdefault(kind, {}).setdefault(str(r["line_vote"]), 0)
+        votes[kind][str(r["line_vote"])] += 1
+    out.append("line votes: " + "; ".join(f"{k}: {v}" for k, v in sorted(votes.items())))
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("full", type=Path)
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--line", default="relearning_attack")
+    args = parser.parse_args()
+    sides = {}
+    for side in ("before", "after"):
+        rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line)
+        sides[side] = rows + perturbed
+        print(f"## {side}: {getattr(args, side)}\n")
+        print(f"unlearned weights differ from the full bench's: {len(mismatch)}", *mismatch[:5])
+        if side == "before":
+            print(f"verdicts that differ from the stored ones: {len(differs)}", *differs, sep="\n  ")
+        print(table(rows, perturbed) + "\n")
+    changed = [
+        f"- seed {b['seed']} {audit_name(b)}: {b['verdict']} -> {a['verdict']} ({args.line} {b['line_vote']} -> {a['line_vote']})"
+        for b, a in zip(sides["before"], sides["after"])
+        if b["verdict"] != a["verdict"]
+    ]
+    print("## verdicts that changed\n\n" + ("\n".join(changed) if changed else "none"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
