@@ -109,7 +109,11 @@ def main() -> int:
     args = parser.parse_args()
     sides = {}
     for side in ("before", "after"):
-        rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line)
+        try:
+            rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line)
+        except (OSError, KeyError, ValueError) as e:  # a folder that is not a bench, or benches that do not match
+            print(f"line_swap: cannot pair {args.full} with {getattr(args, side)}: {type(e).__name__}: {e}")
+            return 2
         sides[side] = rows + perturbed
         print(f"## {side}: {getattr(args, side)}\n")
         print(f"unlearned weights differ from the full bench's: {len(mismatch)}", *mismatch[:5])
