@@ -269,8 +269,8 @@ def test_the_attacks_rate_is_the_first_scale_at_which_the_positive_control_shows
 
 def test_the_positive_control_can_be_read_as_u_is_read_f_b_above_h_b(zoo):
     """With ``control_reads="holdout"`` the control's recovery at each step is its F_b measure after
-    the F_a attack minus its H_b measure after the identical H_a attack (the curves it reports);
-    (the default); with ``"gain"`` it is F_b after minus before, from the same suppressed copy."""
+    the F_a attack minus its H_b measure after the identical H_a attack (the curves it reports; the
+    default); with ``"gain"`` it is F_b after minus before, from the same suppressed copy."""
     from forensics.lines.relearning_attack import RelearningConfig, positive_control
 
     cfg = RelearningConfig(seeds=(0,), eval_steps=(0, 10), steps=10, lr_scales=(1.0,), control_reads="gain")
