@@ -31,7 +31,9 @@ def positive_control(
 
     Returns ``{"lr", "lr_scale", "tried": [{"lr_scale", "lr", "recovery_forget_b"}], "read_step",
     "recovery_forget_b", "recovery_by_step", "curve", "suppression_steps",
-    "acc_forget_after_suppression", "target_accuracy", "stop_measure"}`` for the kept scale.
+    "acc_forget_after_suppression", "target_accuracy", "stop_measure", "reads"}`` for the kept
+    scale, plus ``"holdout_curve"`` (the H_a attack's H_b measure by step) when the control reads
+    ``"holdout"``.
 
     Kept by the audit context (:meth:`AuditContext.stored_result`), keyed by O's weights, the
     forget and holdout sets, the budget, the recovery needed, the device and the measure: several
@@ -75,23 +77,20 @@ def positive_control(
             lr,
             forget_score if by_measure else None,
         )
-        f_a, f_b = split_by_subject(ctx.forget, config.seeds[0])
-        f_b = measured(f_b)
+        f_a, f_b, h_a, h_b = halves(ctx, config.seeds[0])  # U's first split
         gain = config.control_reads == "gain"
+        f_b, h_b = measured(f_b), (h_b if gain else measured(h_b))  # H_b is scored only when read
         before = (
             measure_facts(measure, suppressed_o, o_tok, f_b, device, config.eval_batch_size, config.max_new_tokens)
             if gain
             else None
         )
-        h_a, h_b = split_by_subject(ctx.holdout, config.seeds[0] + 10_000)  # U's first split of H
         runs = []
         for scale in config.lr_scales if needed is not None else config.lr_scales[:1]:
             pc = finetune(suppressed_o, o_tok, f_a, f_b, config, config.seeds[0], device, lr * scale, measure)
             run = {"lr_scale": scale, "lr": lr * scale, "curve": pc["curve"]}
             if not gain:  # read as U is read: F_b after minus H_b after the identical H_a attack
-                hc = finetune(
-                    suppressed_o, o_tok, h_a, measured(h_b), config, config.seeds[0], device, lr * scale, measure
-                )
+                hc = finetune(suppressed_o, o_tok, h_a, h_b, config, config.seeds[0], device, lr * scale, measure)
                 recovery = {
                     step: float(pc["per_step"][step].mean() - hc["per_step"][step].mean()) for step in pc["per_step"]
                 }
@@ -126,6 +125,17 @@ def positive_control(
         }
 
     return ctx.stored_result("relearning_positive_control", key, compute)
+
+
+def halves(ctx: AuditContext, seed: int) -> tuple[list, list, list, list]:
+    """One seed's split of the attack: ``(F_a, F_b, H_a, H_b)``, F's and H's subjects each cut
+    into halves (:func:`forensics.compute.relearning.split_by_subject`; H with the seed offset by
+    10,000, so that F's and H's splits are drawn apart). U's attack and the positive control both
+    split here."""
+    assert ctx.holdout is not None
+    f_a, f_b = split_by_subject(ctx.forget, seed)
+    h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
+    return f_a, f_b, h_a, h_b
 
 
 def original_signal(ctx: AuditContext, config: RelearningConfig, measure: str, measured: Measured) -> dict:

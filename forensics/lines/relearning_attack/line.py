@@ -74,7 +74,7 @@ import numpy as np
 
 from forensics.compute.measures import NAMES as MEASURE_NAMES
 from forensics.compute.measures import line_measure, measure_reader
-from forensics.compute.relearning import finetune, recovery_figure, split_by_subject
+from forensics.compute.relearning import finetune, recovery_figure
 from forensics.compute.stats import (
     cluster_permutation_p,
     expanded_upper,
@@ -87,7 +87,7 @@ from forensics.core.evidence import DELETION_BOUND, Evidence, Vote, deletion_bou
 from forensics.core.minimum import BOUND_TEST, EXPANDED_HALVES, P_TEST, SUBJECT_PERMUTATION
 from forensics.core.registry import register
 from forensics.lines.relearning_attack.config import RelearningConfig, attack_lr, resolved
-from forensics.lines.relearning_attack.control import original_signal, positive_control
+from forensics.lines.relearning_attack.control import halves, original_signal, positive_control
 
 QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgotten facts, beyond the holdout control?"
 
@@ -299,8 +299,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     lr = attack_lr(config, U.cfg.d_model)
     step = int(power["read_step"]) if power is not None else config.steps
     for seed in config.seeds:
-        f_a, f_b = split_by_subject(ctx.forget, seed)
-        h_a, h_b = split_by_subject(ctx.holdout, seed + 10_000)
+        f_a, f_b, h_a, h_b = halves(ctx, seed)
         fr = finetune(U, tok, f_a, measured(f_b), config, seed, device, lr, measure)
         hr = finetune(U, tok, h_a, measured(h_b), config, seed, device, lr, measure)
         rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
