@@ -29,27 +29,27 @@ from typing import Any
 
 from forensics.core.evidence import Evidence
 from forensics.core.verdict import decide
+from forensics.metaeval.bench import audit_tag
 from forensics.metaeval.scoring import VERDICTS, confusion, meta_evaluation, verdict_score
+from forensics.metaeval.stored import NotABench, audit_path, read_bench, stored_audits
 
 
 def audit_name(row: dict[str, Any]) -> str:
     """A bench row's audit file stem: ``model`` or ``model~perturbation``."""
-    return row["model"] + (f"~{row['perturbation']}" if "perturbation" in row else "")
-
-
-def load(bench: Path, row: dict[str, Any]) -> dict[str, Any]:
-    """The stored ``results.json`` of one bench row."""
-    return json.loads((bench / "audits" / f"seed{row['seed']}" / f"{audit_name(row)}.json").read_text())
+    return audit_tag(row["model"], row.get("perturbation"))
 
 
 def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], list[str], list[str]]:
     """``full``'s model and perturbed rows re-decided with ``line``'s evidence from ``part``:
     ``(rows, perturbed, weight_mismatches, stored_differs)``. Each row gains ``line_vote``."""
-    bench = json.loads((full / "bench.json").read_text())
+    read_bench(part)
     mismatch, differs = [], []
 
-    def redo(row: dict[str, Any]) -> dict[str, Any]:
-        results, other = load(full, row), load(part, row)
+    def redo(row: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+        try:
+            other = json.loads(audit_path(part, row).read_text())
+        except (OSError, ValueError) as e:
+            raise NotABench(f"{part} has no readable audit of seed {row['seed']} {audit_name(row)}") from e
         if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
             mismatch.append(f"seed {row['seed']} {audit_name(row)}")
         evidence = [e for e in results["evidence"] if e["line"] != line]
@@ -63,11 +63,14 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
             differs.append(f"seed {row['seed']} {audit_name(row)}: stored {row['verdict']}, now {verdict.label}")
         return out
 
-    rows = [redo(r) for r in bench["models"]]
+    audits = stored_audits(full)
+    rows = [redo(r, res) for r, res in audits if "perturbation" not in r]
     parent = {(r["seed"], r["model"]): r for r in rows}
     perturbed = []
-    for p in bench["perturbed"]:
-        q = redo(p)
+    for p, res in audits:
+        if "perturbation" not in p:
+            continue
+        q = redo(p, res)
         q["truth"] = "DELETED"
         q["before"] = parent[(p["seed"], p["model"])]["scores"]  # the perturbed copy's parent, as the bench scores it
         perturbed.append(q)
@@ -111,8 +114,8 @@ def main() -> int:
     for side in ("before", "after"):
         try:
             rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line)
-        except (OSError, KeyError, ValueError) as e:  # a folder that is not a bench, or benches that do not match
-            print(f"line_swap: cannot pair {args.full} with {getattr(args, side)}: {type(e).__name__}: {e}")
+        except (NotABench, KeyError) as e:  # a folder that is not a bench, or benches that do not match
+            print(f"line_swap: cannot pair {args.full} with {getattr(args, side)}: {e}")
             return 2
         sides[side] = rows + perturbed
         print(f"## {side}: {getattr(args, side)}\n")

@@ -28,7 +28,9 @@ from typing import Any
 from forensics.core.evidence import Evidence
 from forensics.core.registry import discover_lines, gate_of
 from forensics.core.verdict import Verdict, decide
+from forensics.metaeval.bench import audit_tag
 from forensics.metaeval.scoring import TRUTHS, VERDICTS, confusion
+from forensics.metaeval.stored import NotABench, read_bench, stored_audits
 
 
 def load_rule(rev: str) -> Any:
@@ -70,7 +72,7 @@ def matrix_text(rows_before: list[dict], rows_after: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("benches", nargs="+", type=Path)
     parser.add_argument("--before", required=True, help="git revision of the rule before")
     parser.add_argument("--json", type=Path, help="write every re-decided audit here")
@@ -80,12 +82,15 @@ def main() -> int:
     pooled_b, pooled_a, pert_b, pert_a, changed = [], [], [], [], []
     dump = []
     for bench_dir in args.benches:
-        bench = json.loads((bench_dir / "bench.json").read_text())
+        try:
+            bench, audits = read_bench(bench_dir), stored_audits(bench_dir)
+        except NotABench as e:
+            print(f"rule_change: {e}", file=sys.stderr)
+            return 2
         rows_b, rows_a, pb, pa = [], [], [], []
-        entries = [(m, None) for m in bench["models"]] + [(p, p["perturbation"]) for p in bench["perturbed"]]
-        for row, kind in entries:
-            name = row["model"] + (f"~{kind}" if kind else "")
-            results = json.loads((bench_dir / "audits" / f"seed{row['seed']}" / f"{name}.json").read_text())
+        for row, results in audits:
+            kind = row.get("perturbation")
+            name = audit_tag(row["model"], kind)
             stored, old, new_verdict = redecide(results, before, gate)
             if stored not in (old, new_verdict.label):
                 print(f"{bench_dir} seed{row['seed']}/{name}: stored {stored}, neither rule gives it", file=sys.stderr)
