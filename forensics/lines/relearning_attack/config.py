@@ -87,6 +87,13 @@ class RelearningConfig(VoteMinimum):
     #: H and the reference alike; the last step without a positive control), or "last" (after
     #: ``steps``).
     read_step: Literal["peak", "last"] = "last"
+    #: Which steps the deletion bound covers: "every", every eval step after 0 (and ``steps``): the
+    #: bound is the largest of the steps' one-sided 95% upper bounds, so it holds at whichever step
+    #: of the budget U recovers most (an attacker stops where recovery peaks), and the positive
+    #: control's power is its largest recovery over the same steps; "read", the read step only (the
+    #: rule before 2026-12-06, docs/results/2026-12-06-bound-steps.md). The ``suppressed`` vote, the
+    #: effect and the control read the read step either way.
+    bound_steps: Literal["read", "every"] = "every"
     #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
     #: set), "exact", "rouge", "choice", "token" or "key_choice" (the key against other values of its
     #: question form from R; chance is one over the choices).

@@ -97,7 +97,8 @@ def positive_control(
                 run["holdout_curve"] = hc["curve"]
             else:  # F_b's gain over the suppressed copy's own F_b
                 recovery = {step: float((values - before).mean()) for step, values in pc["per_step"].items()}
-            step = peak_step(recovery) if config.read_step == "peak" else config.steps
+            peak = config.read_step == "peak" or config.bound_steps == "every"
+            step = peak_step(recovery) if peak else config.steps
             runs.append(run | {"read_step": step, "recovery": recovery})
             if needed is not None and recovery[step] >= needed:
                 break

@@ -28,7 +28,12 @@ docs/results/2026-12-06-control-reads.md).
 
 Read step. U's F_b, its H_b and the reference are read after ``steps`` (``read_step="last"``,
 the default) or where the positive control (below) recovers most of F_b (``read_step="peak"``,
-chosen on O's suppressed copy alone, not benched). Curves per step are in ``details``.
+chosen on O's suppressed copy alone, not benched). Curves per step are in ``details``. The
+deletion bound (below) is the largest of the one-sided upper bounds at every eval step after 0
+(``bound_steps="every"``, the default since 2026-12-06: docs/results/2026-12-06-bound-steps.md), so
+that it holds wherever U recovers most within the budget, and the positive control's power is its
+largest recovery over those steps; ``"read"`` bounds the read step alone. The ``suppressed`` vote
+reads the read step either way (``details``: ``bound_step``, ``upper_by_step``).
 
 Numbers. effect = the measure on F_b *after* the attack (at the read step), control = the same
 on H_b, both averaged over seeds (gains beside them). The level after, not the gain, is
@@ -210,6 +215,14 @@ def _deletion_bound(
     return deletion_bound(upper, power_recovery, config.deleted_share, what, kind="recovery")
 
 
+def bound_steps(config: RelearningConfig, step: int, per_step: dict) -> list[int]:
+    """The attack steps the deletion bound covers (``config.bound_steps``): the read ``step`` alone,
+    or every step after 0 that ``per_step`` (a fine-tune's measure by step) holds."""
+    if config.bound_steps == "read":
+        return [step]
+    return sorted(s for s in per_step if int(s) > 0)
+
+
 def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
     """A one-line reason the attack cannot run (F or H missing, a fact without a subject, too
     few subjects to split into halves), or None."""
@@ -297,7 +310,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     if power is not None:
         config = replace(config, lr=float(power["lr"]))
     lr = attack_lr(config, U.cfg.d_model)
-    step = int(power["read_step"]) if power is not None else config.steps
+    step = int(power["read_step"]) if power is not None and config.read_step == "peak" else config.steps
+    bound_at: dict[int, list] = {}  # step -> one (F_b, subjects, H_b, subjects) run per seed, for the bound
     for seed in config.seeds:
         f_a, f_b, h_a, h_b = halves(ctx, seed)
         fr = finetune(U, tok, f_a, measured(f_b), config, seed, device, lr, measure)
@@ -306,6 +320,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
         runs.append((rec_f, gf, rec_h, gh))
+        for s in bound_steps(config, step, fr["per_step"]):
+            bound_at.setdefault(s, []).append((fr["per_step"][s], gf, hr["per_step"][s], gh))
         pooled["f"].append(rec_f)
         pooled["gf"].append(np.char.add(f"{seed}:", gf))
         pooled["h"].append(rec_h)
@@ -352,7 +368,14 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
     # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)
     n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
-    upper = expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)
+    upper_by_step = {step: expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)}
+    for s, s_runs in bound_at.items():
+        if s != step:
+            s_diff = float(np.mean([f.mean() for f, _, _, _ in s_runs]) - np.mean([h.mean() for _, _, h, _ in s_runs]))
+            s_draws = seed_subject_draws(s_runs, config.n_boot, 0)
+            upper_by_step[s] = expanded_upper(s_diff, percentile_ci(s_draws, 0.90)[1], n_half, 0.90)
+    bound_step = max(upper_by_step, key=lambda s: (upper_by_step[s], s))
+    upper = upper_by_step[bound_step]
     splits = len(config.seeds)
     vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper, signal, splits)
     budget = {
@@ -380,6 +403,11 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             DELETION_BOUND: _deletion_bound(upper, power_recovery, signal, forgot, measure, config, splits),
             "budget": budget,
             "read_step": step,
+            **(
+                {"bound_step": bound_step, "upper_by_step": {str(k): v for k, v in sorted(upper_by_step.items())}}
+                if config.bound_steps == "every"
+                else {}
+            ),
             "measure": MEASURE_NAMES[measure],
             "per_seed": per_seed,
             "curves": curves,

@@ -147,9 +147,31 @@ def test_the_attack_reads_u_at_the_step_where_the_positive_control_recovers_most
     assert row["acc_forget_b_after"] == pytest.approx(curves["forget"][0][step])
     assert row["acc_holdout_b_after"] == pytest.approx(curves["holdout"][0][step])
     assert f"after {step} fine-tuning steps" in ev.metric
-    last = relearning_line(_inputs(zoo, "ga"), replace(cfg, read_step="last"))
+    last = relearning_line(_inputs(zoo, "ga"), replace(cfg, read_step="last", bound_steps="read"))
     assert last.details["read_step"] == 30 and last.details["positive_control"]["read_step"] == 30
     assert last.details["per_seed"][0]["acc_forget_b_after"] == pytest.approx(curves["forget"][0][30])
+
+
+def test_the_deletion_bound_can_cover_every_step_of_the_budget(zoo):
+    """``bound_steps="every"``: the bound is the largest of the per-step upper bounds (the read
+    step's equal to the default's bound), the power is the positive control's largest recovery after
+    step 0, and U is still read (effect, control, the suppressed test) after the last step."""
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    assert RelearningConfig().bound_steps == "every"
+    cfg = RelearningConfig(seeds=(0, 1), n_boot=200, n_perm=200, eval_steps=(0, 4, 10, 30), bound_steps="read")
+    read = relearning_line(_inputs(zoo, "retrain"), cfg)
+    every = relearning_line(_inputs(zoo, "retrain"), replace(cfg, bound_steps="every"))
+    by_step = {int(k): v for k, v in every.details["upper_by_step"].items()}
+    assert set(by_step) == {4, 10, 30} and "upper_by_step" not in read.details
+    assert every.details["bound_step"] == max(by_step, key=by_step.get)
+    assert every.details["deletion_bound"]["upper"] == pytest.approx(max(by_step.values()))
+    assert by_step[30] == pytest.approx(read.details["deletion_bound"]["upper"])
+    assert every.details["read_step"] == read.details["read_step"] == 30
+    assert (every.effect, every.control, every.ci) == (read.effect, read.control, read.ci)
+    power = every.details["positive_control"]
+    recovery = {int(k): v for k, v in power["recovery_by_step"].items()}
+    assert power["recovery_forget_b"] == max(v for k, v in recovery.items() if k > 0)
 
 
 def test_the_positive_control_stops_at_the_first_check_of_its_score_at_the_target(zoo):
