@@ -192,7 +192,7 @@ def bound_sentence(b: dict[str, Any]) -> str:
     """The verdict's sentence for a stated bound ``b`` (:func:`stated_bound`)."""
     return (
         f"At most {b['share']:.0%} of {b['signal_is']} is recoverable by {b['line']} "
-        f"(upper end of its 95% CI; it votes deleted below {b['margin']:.0%})."
+        f"(a one-sided 95% upper bound; it votes deleted below {b['margin']:.0%})."
     )
 
 
