@@ -104,7 +104,8 @@ METHOD = (
     "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
     "recovers a gradient-ascent-suppressed copy of O (the positive control for power) by at least a set share "
-    "of O's own signal on F (O's F minus H), and the CI's upper bound stays below that share of O's signal. Span: F_b's answer tokens given their prompts; "
+    "of O's own signal on F (O's F minus H), and the one-sided upper bound stays below that share of O's signal at every "
+    "eval step of the attack (the control's power: its best step). Span: F_b's answer tokens given their prompts; "
     "familiarity with F's subjects alone cannot raise it (F_b's answers cannot be learned from F_a's)."
 )
 
