@@ -72,9 +72,19 @@ def lens_scores(ctx, loaded, facts, config, translate=None, head=None, depths=No
     return {"reciprocal_rank": np.stack(rr), "probability": np.stack(prob)}
 
 
-def lens_comparison(ctx, config, translate=None, head=None, earliest_share: float | None = None, depths=None) -> dict:
+def lens_comparison(
+    ctx,
+    config,
+    translate=None,
+    head=None,
+    earliest_share: float | None = None,
+    depths=None,
+    u_translate=None,
+    u_head=None,
+) -> dict:
     """F against H at O's decision depth, from :func:`lens_scores` of O and U on F and H (with
-    ``translate``, ``head`` and ``depths`` as there; ``depths`` must hold 0 and the last depth): the
+    ``translate``, ``head`` and ``depths`` as there; ``depths`` must hold 0 and the last depth;
+    ``u_translate`` / ``u_head``, when given, read U's states instead: U's own lens): the
     per-depth table, O's F-minus-H difference by depth, the decision
     depth (the intermediate depth where it is largest; with ``earliest_share``, the earliest
     intermediate depth where it reaches that share of its largest), U's F and H reciprocal ranks there,
@@ -82,8 +92,14 @@ def lens_comparison(ctx, config, translate=None, head=None, earliest_share: floa
     ``pushed_down`` (CI above / below 0 with p < ``alpha``). Table rows, ``o_diff`` and
     ``n_depths`` count the depths read; ``depth`` and ``depths`` are depth numbers (0 = embeddings)."""
     depths = list(range(ctx.original.n_layers + 1)) if depths is None else list(depths)
+    readers = {
+        "original": (translate, head),
+        "unlearned": (u_translate, u_head) if u_head is not None else (translate, head),
+    }
     scores = {
-        (role, name): lens_scores(ctx, model, facts, config, translate=translate, head=head, depths=depths)
+        (role, name): lens_scores(
+            ctx, model, facts, config, translate=readers[role][0], head=readers[role][1], depths=depths
+        )
         for role, model in (("original", ctx.original), ("unlearned", ctx.unlearned))
         for name, facts in (("forget", ctx.forget), ("holdout", ctx.holdout))
     }

@@ -236,21 +236,23 @@ class AuditContext:
             ),
         )
 
-    def tuned_lens(self, config):
-        """O's tuned lens (:func:`forensics.compute.lens.fit_tuned_lens`) for ``config`` (a
-        :class:`forensics.lines.tuned_lens.TunedLensConfig`), fitted on every token of R's texts; once per audit."""
+    def tuned_lens(self, config, loaded=None):
+        """The tuned lens (:func:`forensics.compute.lens.fit_tuned_lens`) of ``loaded`` (default O)
+        for ``config`` (a :class:`forensics.lines.tuned_lens.TunedLensConfig`), fitted on every token
+        of R's texts to that model's own output; once per audit and model."""
         from forensics.compute.lens import fit_tuned_lens
 
+        loaded = loaded or self.original
         texts = [f.text for f in self.retain]
         key = (
-            id(self.original.model),
-            self.original.weights_hash,
+            id(loaded.model),
+            loaded.weights_hash,
             content_hash(texts),
             repr(sorted(config.training_fields().items())),
         )
         return self._shared(
             "tuned_lens",
             key,
-            lambda: fit_tuned_lens(self.original, texts, config, self.capture),
-            owner=self.original.model,
+            lambda: fit_tuned_lens(loaded, texts, config, self.capture),
+            owner=loaded.model,
         )

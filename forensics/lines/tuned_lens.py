@@ -32,7 +32,7 @@ there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 
 from forensics.compute.capture import spread_text
 from forensics.compute.lens import lens_comparison, lens_heatmap
@@ -90,6 +90,12 @@ class TunedLensConfig(VoteMinimum):
     #: Decision depth: the earliest intermediate depth where O's F-minus-H reciprocal rank reaches
     #: this share of its largest (0..1; see the module docstring).
     earliest_share: float = 0.5
+    #: Whose lens reads U's states: "original", O's translators and O's final norm and unembedding
+    #: (O's head was trained on F's answers, so it can answer F from a state that only names the
+    #: subject, in a model that shares O's basis: docs/results/2026-12-06-bound-steps.md); "own",
+    #: U's own translators, fitted on R to U's own output, and U's own head. O is read through O's
+    #: lens either way (the decision depth).
+    reader: Literal["original", "own"] = "original"
 
     def training_fields(self) -> dict:
         """The fields that change the fitted translators (the context's cache key)."""
@@ -141,8 +147,16 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
         return Evidence.not_run("U's residual stream does not have O's shape, so O's translators cannot read it")
     lens = ctx.tuned_lens(config)
+    own = ctx.tuned_lens(config, u) if config.reader == "own" else None
     c = lens_comparison(
-        ctx, config, translate=lens.translate, head=o, earliest_share=config.earliest_share, depths=lens.read_depths
+        ctx,
+        config,
+        translate=lens.translate,
+        head=o,
+        earliest_share=config.earliest_share,
+        depths=lens.read_depths,
+        u_translate=own.translate if own is not None else None,
+        u_head=u if own is not None else None,
     )
     vote, reason = decide(c["ci"], c["p"], config)
     return Evidence(
@@ -163,6 +177,8 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             "original_difference_by_depth": c["o_diff"],
             "table": c["table"],
             "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
+            "reader": config.reader,
+            **({"u_kl_to_output_on_retain": {"raw": own.kl_raw, "tuned": own.kl_tuned}} if own is not None else {}),
             "training_tokens": lens.n_tokens,
             # only where the fit ran over the fitting vocabulary (a vocabulary above full_vocab_limit)
             **({"fitting_vocabulary": lens.n_vocab} if lens.n_vocab < o.model.cfg.d_vocab else {}),

@@ -72,6 +72,26 @@ def test_an_unfitted_tuned_lens_is_the_logit_lens(pair):
     assert tuned.details["kl_to_output_on_retain"]["raw"] == tuned.details["kl_to_output_on_retain"]["tuned"]
 
 
+def test_the_tuned_lens_can_read_u_through_u_own_lens(pair):
+    """``reader="own"``: U's states go through U's own translators and head. Unfitted (zero steps)
+    that is U's logit lens exactly, while O is still read through O's lens; fitted, NPO's
+    suppression is still found, and U's own translators' fit is reported."""
+    from forensics.lines.tuned_lens import TunedLensConfig, tuned_lens_line
+
+    raw = logit_lens_line(pair("npo"), LogitLensConfig(n_boot=50, n_perm=20))
+    unfitted = tuned_lens_line(pair("npo"), TunedLensConfig(steps=0, n_boot=50, n_perm=20, reader="own"))
+    for metric in ("reciprocal_rank", "probability"):
+        assert unfitted.details["table"][f"unlearned/{metric}"] == raw.details["table"][f"unlearned/{metric}"]
+    assert unfitted.details["reader"] == "own"
+    config = TunedLensConfig(n_boot=500, n_perm=500, reader="own")
+    npo = tuned_lens_line(pair("npo"), config)
+    assert npo.vote == "suppressed" and npo.ci[0] > 0, npo.reason
+    kl = npo.details["u_kl_to_output_on_retain"]
+    assert all(tuned < raw for raw, tuned in zip(kl["raw"], kl["tuned"])), kl
+    retrain = tuned_lens_line(pair("retrain"), config)
+    assert retrain.status == "ok" and retrain.vote is None, retrain.reason
+
+
 def test_trace_detector(pair):
     config = TraceConfig()
     same = trace_line(pair("original"), config)
