@@ -15,7 +15,10 @@ is read.
 
 Read-out. O's and U's final-token residuals on F and H (the captures the logit lens uses)
 are translated by *O's* translators and decoded by *O's* final norm and unembedding (the
-space the translators were fitted to); the answer's first token's reciprocal rank and
+space the translators were fitted to; with ``reader="own"``, U's states go through U's own
+translators, fitted the same way to U's own output, and U's own head instead, since O's head, trained
+on F, can answer F from a state that only names the subject:
+docs/results/2026-12-06-tuned-lens-reader.md); the answer's first token's reciprocal rank and
 probability per depth (a fact with a ``key``: the key's first token after the answer's frame,
 as the logit lens reads it). Decision depth: the earliest intermediate depth where O's F-minus-H
 difference in reciprocal rank reaches ``earliest_share`` of its largest, chosen from O alone:
@@ -92,7 +95,7 @@ class TunedLensConfig(VoteMinimum):
     earliest_share: float = 0.5
     #: Whose lens reads U's states: "original", O's translators and O's final norm and unembedding
     #: (O's head was trained on F's answers, so it can answer F from a state that only names the
-    #: subject, in a model that shares O's basis: docs/results/2026-12-06-bound-steps.md); "own",
+    #: subject, in a model that shares O's basis: docs/results/2026-12-06-tuned-lens-reader.md); "own",
     #: U's own translators, fitted on R to U's own output, and U's own head. O is read through O's
     #: lens either way (the decision depth).
     reader: Literal["original", "own"] = "original"
@@ -177,8 +180,12 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             "original_difference_by_depth": c["o_diff"],
             "table": c["table"],
             "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
-            "reader": config.reader,
-            **({"u_kl_to_output_on_retain": {"raw": own.kl_raw, "tuned": own.kl_tuned}} if own is not None else {}),
+            # only with reader="own" (the default's output stays as it was)
+            **(
+                {"reader": "own", "u_kl_to_output_on_retain": {"raw": own.kl_raw, "tuned": own.kl_tuned}}
+                if own is not None
+                else {}
+            ),
             "training_tokens": lens.n_tokens,
             # only where the fit ran over the fitting vocabulary (a vocabulary above full_vocab_limit)
             **({"fitting_vocabulary": lens.n_vocab} if lens.n_vocab < o.model.cfg.d_vocab else {}),
