@@ -100,13 +100,14 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
     "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
-    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. Several seeds, CI by a bootstrap over seeds, then "
-    "subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 (and above a "
+    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. CI by a "
+    "bootstrap over seeds, then subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 "
+    "(and above a "
     "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
-    "recovers a gradient-ascent-suppressed copy of O (the positive control for power) by at least a set share "
-    "of O's own signal on F (O's F minus H), and the one-sided upper bound stays below that share of O's signal at every "
-    "eval step of the attack (the control's power: its best step). Span: F_b's answer tokens given their prompts; "
-    "familiarity with F's subjects alone cannot raise it (F_b's answers cannot be learned from F_a's)."
+    "recovers a gradient-ascent-suppressed copy of O (the positive control) by at least a set share "
+    "of O's own signal on F (O's F minus H), and the upper bound stays below that share at every eval step (power: "
+    "the control's best step). Span: F_b's answer tokens given their prompts; "
+    "familiarity with F's subjects cannot raise it (F_b's answers cannot be learned from F_a's)."
 )
 
 
