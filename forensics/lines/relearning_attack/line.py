@@ -219,10 +219,10 @@ def _deletion_bound(
 
 def bound_steps(config: RelearningConfig, step: int, per_step: dict) -> list[int]:
     """The attack steps the deletion bound covers (``config.bound_steps``): the read ``step`` alone,
-    or every step after 0 that ``per_step`` (a fine-tune's measure by step) holds."""
+    or it and every step after 0 that ``per_step`` (a fine-tune's measure by step) holds."""
     if config.bound_steps == "read":
         return [step]
-    return sorted(s for s in per_step if int(s) > 0)
+    return sorted({step, *(int(s) for s in per_step if int(s) > 0)})
 
 
 def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
@@ -299,7 +299,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         if ctx.reference is not None
         else None
     )
-    runs, ref_runs, per_seed, curves = [], [], [], {"forget": [], "holdout": [], "reference": []}
+    ref_runs, per_seed, curves = [], [], {"forget": [], "holdout": [], "reference": []}
     pooled = {"f": [], "gf": [], "h": [], "gh": []}
     original = original_signal(ctx, config, measure, measured) if config.bound_against == "signal" else None
     signal = original["signal"] if original is not None else None
@@ -313,7 +313,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         config = replace(config, lr=float(power["lr"]))
     lr = attack_lr(config, U.cfg.d_model)
     step = int(power["read_step"]) if power is not None and config.read_step == "peak" else config.steps
-    bound_at: dict[int, list] = {}  # step -> one (F_b, subjects, H_b, subjects) run per seed, for the bound
+    bound_at: dict[int, list] = {}  # step -> one (F_b, subjects, H_b, subjects) run per seed; holds the read step
     for seed in config.seeds:
         f_a, f_b, h_a, h_b = halves(ctx, seed)
         fr = finetune(U, tok, f_a, measured(f_b), config, seed, device, lr, measure)
@@ -321,7 +321,6 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
-        runs.append((rec_f, gf, rec_h, gh))
         for s in bound_steps(config, step, fr["per_step"]):
             bound_at.setdefault(s, []).append((fr["per_step"][s], gf, hr["per_step"][s], gh))
         pooled["f"].append(rec_f)
@@ -354,8 +353,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         per_seed.append(row)
     effect = float(np.mean([r["acc_forget_b_after"] for r in per_seed]))
     control = float(np.mean([r["acc_holdout_b_after"] for r in per_seed]))
-    draws = seed_subject_draws(runs, config.n_boot, 0)  # the 95% CI and the deletion bound's 90% CI
-    ci = percentile_ci(draws, 0.95)
+    # the bootstrap per bounded step (the read step among them): the 95% CI and each deletion bound's 90% CI
+    draws = {s: seed_subject_draws(s_runs, config.n_boot, 0) for s, s_runs in bound_at.items()}
+    ci = percentile_ci(draws[step], 0.95)
     p = cluster_permutation_p(
         np.concatenate(pooled["f"]),
         np.concatenate(pooled["gf"]),
@@ -370,12 +370,15 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
     # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)
     n_half = min(min(r["n_subjects_forget_b"], r["n_subjects_holdout_b"]) for r in per_seed)
-    upper_by_step = {step: expanded_upper(effect - control, percentile_ci(draws, 0.90)[1], n_half, 0.90)}
-    for s, s_runs in bound_at.items():
-        if s != step:
-            s_diff = float(np.mean([f.mean() for f, _, _, _ in s_runs]) - np.mean([h.mean() for _, _, h, _ in s_runs]))
-            s_draws = seed_subject_draws(s_runs, config.n_boot, 0)
-            upper_by_step[s] = expanded_upper(s_diff, percentile_ci(s_draws, 0.90)[1], n_half, 0.90)
+    upper_by_step = {
+        s: expanded_upper(
+            float(np.mean([f.mean() for f, _, _, _ in s_runs]) - np.mean([h.mean() for _, _, h, _ in s_runs])),
+            percentile_ci(draws[s], 0.90)[1],
+            n_half,
+            0.90,
+        )
+        for s, s_runs in bound_at.items()
+    }
     bound_step = max(upper_by_step, key=lambda s: (upper_by_step[s], s))
     upper = upper_by_step[bound_step]
     splits = len(config.seeds)
