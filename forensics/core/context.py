@@ -17,7 +17,8 @@ per audit and then served from memory:
   answer scores (:meth:`AuditContext.answer_scores`, :mod:`forensics.compute.measures`);
 - **the SAE** (:meth:`AuditContext.sae`): O's SAE for a training config and layer,
   trained (or loaded from ``cache_dir``) once;
-- **the tuned lens** (:meth:`AuditContext.tuned_lens`): O's translators, fitted on R once.
+- **the tuned lens** (:meth:`AuditContext.tuned_lens`): a model's translators (O's; U's own
+  for the tuned-lens line's default reader), fitted on R once per model.
 
 ``counts`` records how many times each kind of result was computed and served, for
 benchmarks.

@@ -13,12 +13,13 @@ carry nothing about F; H stays the control. They are fitted once per audit
 docs/methods.md "Layer budgets") only an evenly spaced share of the depths gets a translator and
 is read.
 
-Read-out. O's and U's final-token residuals on F and H (the captures the logit lens uses)
-are translated by *O's* translators and decoded by *O's* final norm and unembedding (the
-space the translators were fitted to; with ``reader="own"``, U's states go through U's own
-translators, fitted the same way to U's own output, and U's own head instead, since O's head, trained
-on F, can answer F from a state that only names the subject:
-docs/results/2026-12-06-tuned-lens-reader.md); the answer's first token's reciprocal rank and
+Read-out. O's final-token residuals on F and H (the captures the logit lens uses) are
+translated by O's translators and decoded by O's final norm and unembedding; U's by U's own
+translators (fitted the same way, on R, to U's own output) and U's own head (``reader="own"``,
+the default since 2026-12-06). ``reader="original"`` reads U through O's lens instead; O's head,
+trained on F, can then answer F from a state that only names the subject, which made the line's
+only stray votes on truly deleted models (docs/results/2026-12-06-tuned-lens-reader.md,
+docs/results/2026-12-06-tuned-lens-reader-held-out.md); the answer's first token's reciprocal rank and
 probability per depth (a fact with a ``key``: the key's first token after the answer's frame,
 as the logit lens reads it). Decision depth: the earliest intermediate depth where O's F-minus-H
 difference in reciprocal rank reaches ``earliest_share`` of its largest, chosen from O alone:
@@ -44,13 +45,13 @@ from forensics.core.evidence import Evidence, Vote
 from forensics.core.minimum import P_TEST, SUBJECT_PERMUTATION, VoteMinimum
 from forensics.core.registry import register
 
-QUESTION = "Is the answer readable by a tuned lens (fitted on O's retain set) at intermediate layers of U, beyond the holdout control?"
+QUESTION = "Is the answer readable by a tuned lens (fitted on the retain set) at intermediate layers of U, beyond the holdout control?"
 
 METHOD = (
-    "Tuned lens: one affine translator per depth of O's residual stream (identity at the start), fitted on "
-    "every token of the retain set's texts so that O's final norm and unembedding of the translated state "
-    "match O's own output (KL); then U's and O's final-token residuals on F and H, translated and decoded "
-    "through O's head; the reciprocal rank of the answer's first token. Effect: U's mean reciprocal rank on F "
+    "Tuned lens: per model (O, and U by default), one affine translator per depth of its residual stream "
+    "(identity at the start), fitted on every token of the retain set's texts so that its final norm and "
+    "unembedding of the translated state match its own output (KL); then each model's final-token residuals "
+    "on F and H, decoded through its own lens; the reciprocal rank of the answer's first token. Effect: U's mean reciprocal rank on F "
     "at the earliest intermediate depth where O's F-vs-H difference reaches half its largest (chosen from O "
     "alone); control: the same on H; subject-bootstrap CI and subject-permutation p. Votes suppressed when "
     "the CI lies above 0 and p is below alpha; never votes deleted. The translators never see F. Span: the "
@@ -93,12 +94,13 @@ class TunedLensConfig(VoteMinimum):
     #: Decision depth: the earliest intermediate depth where O's F-minus-H reciprocal rank reaches
     #: this share of its largest (0..1; see the module docstring).
     earliest_share: float = 0.5
-    #: Whose lens reads U's states: "original", O's translators and O's final norm and unembedding
-    #: (O's head was trained on F's answers, so it can answer F from a state that only names the
-    #: subject, in a model that shares O's basis: docs/results/2026-12-06-tuned-lens-reader.md); "own",
-    #: U's own translators, fitted on R to U's own output, and U's own head. O is read through O's
-    #: lens either way (the decision depth).
-    reader: Literal["original", "own"] = "original"
+    #: Whose lens reads U's states: "own", U's own translators, fitted on R to U's own output, and
+    #: U's own head (costs a second fit); "original", O's translators and O's final norm and
+    #: unembedding (O's head was trained on F's answers, so it can answer F from a state that only
+    #: names the subject, in a model that shares O's basis:
+    #: docs/results/2026-12-06-tuned-lens-reader.md). O is read through O's lens either way (the
+    #: decision depth).
+    reader: Literal["original", "own"] = "own"
 
     def training_fields(self) -> dict:
         """The fields that change the fitted translators (the context's cache key)."""
@@ -115,8 +117,9 @@ class TunedLensConfig(VoteMinimum):
 
 def _budget(config: TunedLensConfig) -> str:
     return (
-        f"O: every token of R's texts (one capture) at {spread_text(config.max_depths, 'depths')}; "
-        f"{config.steps} Adam steps of {config.tokens_per_step} tokens per depth through O's head "
+        f"{'O and U each' if config.reader == 'own' else 'O'}: every token of R's texts (one capture) at "
+        f"{spread_text(config.max_depths, 'depths')}; {config.steps} Adam steps of {config.tokens_per_step} "
+        "tokens per depth through the model's own head "
         f"(above {config.full_vocab_limit} vocabulary tokens: the union of each position's top "
         f"{config.top_k}); O's and U's final-token residuals of F and H (shared captures)"
     )
@@ -135,20 +138,21 @@ def _budget(config: TunedLensConfig) -> str:
     profiles={"quick": {"max_depths": 6}, "standard": {"n_perm": 1000, "max_depths": 12}},
 )
 def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) -> Evidence:
-    """The tuned lens (O's translators) on O and U, F vs H at O's decision depth, and the vote
-    (see the module docstring).
+    """The tuned lens on O and U (each through its own translators and head; U through O's with
+    ``reader="original"``), F vs H at O's decision depth, and the vote (see the module docstring).
 
     "Not run" for a model with fewer than two layers, or when U's residual width differs from
     O's. ``details``: the decision depth, O's F-minus-H difference per depth, per model the mean
-    reciprocal rank and probability on F and H at every depth, and the translators' KL to O's
-    output on R per depth before and after fitting. ``config``: :class:`TunedLensConfig`.
+    reciprocal rank and probability on F and H at every depth, the reader, and the translators' KL
+    to their model's output on R per depth before and after fitting (O's; U's own with
+    ``reader="own"``). ``config``: :class:`TunedLensConfig`.
     """
     config = config or TunedLensConfig()
     o, u = ctx.original, ctx.unlearned
     if o.n_layers < 2:
         return Evidence.not_run("the tuned lens needs at least two layers")
     if (u.n_layers, u.model.cfg.d_model) != (o.n_layers, o.model.cfg.d_model):
-        return Evidence.not_run("U's residual stream does not have O's shape, so O's translators cannot read it")
+        return Evidence.not_run("U's residual stream does not have O's shape, so the two cannot be read at O's depths")
     lens = ctx.tuned_lens(config)
     own = ctx.tuned_lens(config, u) if config.reader == "own" else None
     c = lens_comparison(
@@ -180,12 +184,9 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
             "original_difference_by_depth": c["o_diff"],
             "table": c["table"],
             "kl_to_output_on_retain": {"raw": lens.kl_raw, "tuned": lens.kl_tuned},
-            # only with reader="own" (the default's output stays as it was)
-            **(
-                {"reader": "own", "u_kl_to_output_on_retain": {"raw": own.kl_raw, "tuned": own.kl_tuned}}
-                if own is not None
-                else {}
-            ),
+            "reader": config.reader,
+            # only with reader="own": U's own translators' fit
+            **({"u_kl_to_output_on_retain": {"raw": own.kl_raw, "tuned": own.kl_tuned}} if own is not None else {}),
             "training_tokens": lens.n_tokens,
             # only where the fit ran over the fitting vocabulary (a vocabulary above full_vocab_limit)
             **({"fitting_vocabulary": lens.n_vocab} if lens.n_vocab < o.model.cfg.d_vocab else {}),
@@ -196,13 +197,17 @@ def tuned_lens_line(ctx: AuditContext, config: TunedLensConfig | None = None) ->
     )
 
 
+_LENS = {"own": "U's own tuned lens", "original": "O's tuned lens"}
+
+
 def decide(ci: tuple[float, float], p: float, config: TunedLensConfig) -> tuple[str | None, str]:
     """``suppressed`` when the CI of U's F-minus-H reciprocal rank at O's decision depth lies above
     0 with p below ``config.alpha`` (the answer is readable); F ranked significantly *below* H
     (CI below 0) is a trace of the unlearning, not of the knowledge: no vote, as is anything else."""
     if ci[0] > 0 and p < config.alpha:
         return "suppressed", (
-            "the answer is readable through O's tuned lens at an intermediate layer of U above the holdout control"
+            f"the answer is readable through {_LENS[config.reader]} at an intermediate layer of U above the "
+            "holdout control"
         )
     if ci[1] < 0 and p < config.alpha:
         return None, (

@@ -72,20 +72,27 @@ def test_an_unfitted_tuned_lens_is_the_logit_lens(pair):
     assert tuned.details["kl_to_output_on_retain"]["raw"] == tuned.details["kl_to_output_on_retain"]["tuned"]
 
 
-def test_the_tuned_lens_can_read_u_through_u_own_lens(pair):
-    """``reader="own"``: U's states go through U's own translators and head. Unfitted (zero steps)
-    that is U's logit lens exactly, while O is still read through O's lens; fitted, NPO's
-    suppression is still found, and U's own translators' fit is reported."""
+def test_the_tuned_lens_reads_u_through_u_own_lens(pair):
+    """The default reader: U's states go through U's own translators and head. Unfitted (zero
+    steps) that is U's logit lens exactly, while O is still read through O's lens; fitted, NPO's
+    suppression is still found, and U's own translators' fit is reported. ``reader="original"``
+    reads U through O's lens: a different read-out of the same states, reported as such."""
     from forensics.lines.tuned_lens import TunedLensConfig, tuned_lens_line
 
     raw = logit_lens_line(pair("npo"), LogitLensConfig(n_boot=50, n_perm=20))
-    unfitted = tuned_lens_line(pair("npo"), TunedLensConfig(steps=0, n_boot=50, n_perm=20, reader="own"))
+    unfitted = tuned_lens_line(pair("npo"), TunedLensConfig(steps=0, n_boot=50, n_perm=20))
     for metric in ("reciprocal_rank", "probability"):
         assert unfitted.details["table"][f"unlearned/{metric}"] == raw.details["table"][f"unlearned/{metric}"]
+        assert unfitted.details["table"][f"original/{metric}"] == raw.details["table"][f"original/{metric}"]
     assert unfitted.details["reader"] == "own"
-    config = TunedLensConfig(n_boot=500, n_perm=500, reader="own")
+    through_o = tuned_lens_line(pair("npo"), TunedLensConfig(steps=0, n_boot=50, n_perm=20, reader="original"))
+    assert through_o.details["reader"] == "original" and "u_kl_to_output_on_retain" not in through_o.details
+    # NPO tuned every weight, its head included: O's head reads U's states differently
+    assert through_o.details["table"]["unlearned/probability"] != raw.details["table"]["unlearned/probability"]
+    config = TunedLensConfig(n_boot=500, n_perm=500)
     npo = tuned_lens_line(pair("npo"), config)
     assert npo.vote == "suppressed" and npo.ci[0] > 0, npo.reason
+    assert "U's own tuned lens" in npo.reason
     kl = npo.details["u_kl_to_output_on_retain"]
     assert all(tuned < raw for raw, tuned in zip(kl["raw"], kl["tuned"])), kl
     retrain = tuned_lens_line(pair("retrain"), config)
