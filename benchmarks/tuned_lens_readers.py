@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from forensics.compute.lens import fit_tuned_lens, lens_scores
+from forensics.compute.lens import lens_scores
 from forensics.core.context import AuditContext
 from forensics.inputs.data import load_facts
 from forensics.inputs.loading import load_model
@@ -28,13 +28,12 @@ def main(zoo: str, names: list[str]) -> None:
     sets = {s: load_facts(f"{zoo}/data/{s}.jsonl")[0] for s in ("forget", "retain", "holdout")}
     original = load_model(f"{zoo}/models/original")
     config = TunedLensConfig()
-    texts = [f.text for f in sets["retain"]]
     for name in names:
         unlearned = load_model(f"{zoo}/models/{name}")
         ctx = AuditContext(original, unlearned, **sets)
         readers = {
             "O's lens": (ctx.tuned_lens(config).translate, original),
-            "U's own lens": (fit_tuned_lens(unlearned, texts, config, ctx.capture).translate, unlearned),
+            "U's own lens": (ctx.tuned_lens(config, unlearned).translate, unlearned),
         }
         row = [name]
         for label, (translate, head) in readers.items():
