@@ -16,7 +16,7 @@ is read.
 Read-out. O's final-token residuals on F and H (the captures the logit lens uses) are
 translated by O's translators and decoded by O's final norm and unembedding; U's by U's own
 translators (fitted the same way, on R, to U's own output) and U's own head (``reader="own"``,
-the default since 2026-12-06). ``reader="original"`` reads U through O's lens instead; O's head,
+the default). ``reader="original"`` reads U through O's lens instead; O's head,
 trained on F, can then answer F from a state that only names the subject, which made the line's
 only stray votes on truly deleted models (docs/results/2026-12-06-tuned-lens-reader.md,
 docs/results/2026-12-06-tuned-lens-reader-held-out.md); the answer's first token's reciprocal rank and
