@@ -16,6 +16,10 @@ This script measures it by simulation for the procedures the deleting lines use:
 - ``halves_expanded``: the upper end of that bootstrap's 90% CI widened for few subjects
   (:func:`forensics.compute.stats.expanded_upper`), a one-sided 95% upper bound: the relearning
   attack's deletion bound.
+- ``halves_lower`` / ``halves_lower_expanded``: the other side, the relearning attack's
+  ``suppressed`` test: the lower end of the same bootstrap's 95% CI, plain or widened
+  (:func:`forensics.compute.stats.expanded_lower`); a "miss" is that end above the true 0 (a
+  ``suppressed`` vote on a model with no recovery), nominal 2.5%.
 
 Data: per subject a mean drawn around ``p`` with between-subject spread ``sd``, then a
 varying number of facts per subject (between half and 1.5 times ``per``), binary (accuracy)
@@ -34,7 +38,7 @@ import argparse
 
 import numpy as np
 
-from forensics.compute.stats import cluster_bootstrap_diff_ci, expanded_upper, seed_subject_bootstrap
+from forensics.compute.stats import cluster_bootstrap_diff_ci, expanded_lower, expanded_upper, seed_subject_bootstrap
 
 #: (facts per subject, between-subject sd, mean, binary): short answers with a mild subject
 #: effect; many facts per subject with a weak one; few facts, a strong subject effect, a score.
@@ -51,7 +55,8 @@ def side(rng, n: int, per: int, sd: float, p: float, binary: bool) -> tuple[np.n
 
 
 def miss_rate(procedure: str, n: int, scenario: tuple, reps: int, seed: int) -> float:
-    """Share of ``reps`` null samples whose upper end lies below the true difference 0."""
+    """Share of ``reps`` null samples whose upper end lies below the true difference 0 (for the
+    ``halves_lower`` procedures: whose lower end lies above it)."""
     rng = np.random.default_rng(seed)
     misses = 0
     for r in range(reps):
@@ -60,9 +65,14 @@ def miss_rate(procedure: str, n: int, scenario: tuple, reps: int, seed: int) -> 
             a, ga = side(rng, m, *scenario)
             b, gb = side(rng, n - m, *scenario)
             level = 0.90 if procedure == "halves_expanded" else 0.95
-            hi = seed_subject_bootstrap([(a, ga, b, gb)], 1000, r, level)[1]
+            lo, hi = seed_subject_bootstrap([(a, ga, b, gb)], 1000, r, level)
             if procedure == "halves_expanded":
                 hi = expanded_upper(float(a.mean() - b.mean()), hi, min(m, n - m), level)
+            if procedure.startswith("halves_lower"):
+                if procedure == "halves_lower_expanded":
+                    lo = expanded_lower(float(a.mean() - b.mean()), lo, min(m, n - m), level)
+                misses += lo > 0
+                continue
         else:
             a, ga = side(rng, n, *scenario)
             b, gb = side(rng, n, *scenario)

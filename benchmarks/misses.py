@@ -14,8 +14,9 @@ zoo and seeds run with ``--lines LINE`` only; ``LINE``'s evidence is taken from 
   allows one), or the relearning attack's own vote held back (then it states no bound);
 - ``U still answers F_b``: the relearning attack gives no bound because U answered F_b above H_b
   before the attack;
-- ``no power``: the relearning attack's positive control recovered less than the margin of O's
-  signal (the recovery and what was needed are printed);
+- ``no power``: the relearning attack's positive control recovered no more than power needs
+  (:func:`forensics.lines.relearning_attack.line.power_needed` under the audit's settings: U's
+  bound, or the margin of O's signal before 2026-12-07; the recovery and what was needed are printed);
 - ``bound over the margin`` and ``other``, with the line's reason.
 
 Prints one line per miss, then the count per class. Used by docs/results/2026-12-06-bound-steps.md.
@@ -26,13 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from forensics.core.evidence import Evidence
 from forensics.core.verdict import Verdict, decide
+from forensics.lines.relearning_attack import RelearningConfig
+from forensics.lines.relearning_attack.line import power_needed
 from forensics.metaeval.bench import audit_tag
 from forensics.metaeval.stored import NotABench, audit_path, stored_audits
+
+#: The stored settings that decide what power needs (:func:`power_needed`); the others keep their defaults.
+POWER = ("bound_against", "power_against", "deleted_share", "min_power")
 
 
 def cause(verdict: Verdict, evidence: list[dict[str, Any]]) -> str:
@@ -53,8 +60,10 @@ def cause(verdict: Verdict, evidence: list[dict[str, Any]]) -> str:
     bound, control = details.get("deletion_bound"), details.get("positive_control") or {}
     signal = (details.get("original_signal") or {}).get("signal")
     if bound and signal and control.get("recovery_forget_b") is not None:
-        needed = bound["margin"] * signal
-        if control["recovery_forget_b"] < needed:
+        stored = {"power_against": "margin"} | attack.get("config", {})  # absent: a bench from before the setting
+        config = replace(RelearningConfig(), **{k: v for k, v in stored.items() if k in POWER})
+        needed = power_needed(signal, config, bound["upper"]) or 0.0
+        if control["recovery_forget_b"] <= needed:
             return f"no power (control {control['recovery_forget_b']:.2f} < {needed:.2f})"
         if bound["share"] >= bound["margin"]:
             return f"bound over the margin ({bound['share']:.0%})"

@@ -187,6 +187,18 @@ def expanded_upper(estimate: float, upper: float, n_clusters: int, level: float 
     return estimate + (upper - estimate) * factor
 
 
+def expanded_lower(estimate: float, lower: float, n_clusters: int, level: float = 0.95) -> float:
+    """A percentile bootstrap CI's lower end, widened for few clusters exactly as
+    :func:`expanded_upper` widens the upper end: ``estimate - (estimate - lower) * factor``.
+    The relearning attack's ``suppressed`` vote reads it (its 95% CI's lower end above 0): the
+    plain end is above a true difference of 0 more often than the 2.5% it claims when halves are
+    small (benchmarks/bootstrap_coverage.py, ``halves_lower``; docs/results/2026-12-07-relearning-tests.md).
+    ``n_clusters`` below 2: ``-inf``."""
+    if n_clusters < 2:
+        return -math.inf
+    return estimate - (expanded_upper(estimate, 2 * estimate - lower, n_clusters, level) - estimate)
+
+
 def binomial_lower(right: int, n: int, level: float = 0.95) -> float:
     """One-sided exact lower confidence bound at ``level`` on a success probability, from
     ``right`` successes in ``n`` independent trials (Clopper & Pearson 1934): the ``1 - level``

@@ -72,6 +72,20 @@ class RelearningConfig(VoteMinimum):
     #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
     #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
     bound_against: Literal["control", "signal"] = "signal"
+    #: With ``bound_against="signal"``, what the positive control's recovery must exceed for the
+    #: attack to have power: "bound", U's own deletion bound (and 0): the attack brings back more
+    #: from a GA-suppressed copy of O than it could have missed in U, so it tells the two apart
+    #: (the default since 2026-12-07); "margin", ``deleted_share`` of O's signal, the most a
+    #: ``deleted`` vote allows (the rule before; docs/results/2026-12-07-relearning-tests.md).
+    power_against: Literal["margin", "bound"] = "bound"
+    #: What the ``suppressed`` vote reads: "plain", the bootstrap 95% CI's own lower end (the
+    #: default), above a true 0 in 4.5-9.7% of simulated null samples at 6-16 subjects a set where
+    #: it claims 2.5%; "widened", that end widened for the few subjects of a half
+    #: (:func:`forensics.compute.stats.expanded_lower`, as the deletion bound's upper end is; 0.4-2.3%).
+    #: Not the default: without the plain end's ``suppressed`` vote, held out, the deletion bound
+    #: certified a suppressed model (closed seed 5 ``llama_npo``) whose oracle recovery is under
+    #: the 25% margin but over the zoo's absolute 0.1 (docs/results/2026-12-07-relearning-tests.md).
+    suppressed_end: Literal["plain", "widened"] = "plain"
     #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
     #: its accuracy on H_b, in every seed.
     forgot_margin: float = 0.1
@@ -116,4 +130,14 @@ def resolved(config: RelearningConfig, d_model: int) -> RelearningConfig:
 
 
 #: Settings that only decide the vote from the runs: the positive control's cache key leaves them out.
-DECISION_ONLY = ("min_power", "deleted_share", "bound_against", "forgot_margin", "min_bound_splits", "n_boot", "n_perm")
+DECISION_ONLY = (
+    "min_power",
+    "deleted_share",
+    "bound_against",
+    "power_against",
+    "suppressed_end",
+    "forgot_margin",
+    "min_bound_splits",
+    "n_boot",
+    "n_perm",
+)

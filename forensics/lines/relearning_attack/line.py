@@ -45,7 +45,10 @@ seeds' clusters as independent; the CI decides).
 
 Vote.
 - ``suppressed``: the CI of acc_after(F_b) - acc_after(H_b) lies above 0 (and, with a
-  reference, so does the CI of acc_after_U(F_b) - acc_after_Ref(F_b)).
+  reference, the CI of acc_after_U(F_b) - acc_after_Ref(F_b) does). The plain lower end is above
+  a true 0 more often than it claims at small halves; ``suppressed_end="widened"`` reads it
+  widened (:func:`forensics.compute.stats.expanded_lower`), not the default
+  (docs/results/2026-12-07-relearning-tests.md).
 - ``deleted`` only when the attack demonstrably has power here, measured on a *positive control*
   built from O: a copy of O made to forget all of F by gradient ascent on F's answers (base rate,
   until its F score is at most O's H score plus ``control_margin``, at most
@@ -58,8 +61,9 @@ Vote.
   fine-tuned subjects moves the recovery); U does not already answer F_b (in every seed, its
   pre-attack accuracy at most ``forgot_margin`` above H_b's); and the upper bound of
   acc_after(F_b) - acc_after(H_b) below ``deleted_share`` of O's own signal on F (its measure on
-  F minus on H, before any attack), with power: the control recovers at least that share of O's
-  signal (``bound_against="signal"``, the default). ``"control"`` reads both against the
+  F minus on H, before any attack), with power: the control recovers more than U's bound and 0
+  (``power_against="bound"``, since 2026-12-07; ``"margin"``: at least that share of O's signal)
+  (``bound_against="signal"``, the default). ``"control"`` reads both against the
   control's recovery instead (power: at least ``min_power``; the rule before 2026-12-05). The
   bound is a one-sided 95% upper bound: the bootstrap's 90% CI upper end widened for the few
   subjects of a half (:func:`forensics.compute.stats.expanded_upper`; the widened bound misses
@@ -82,6 +86,7 @@ from forensics.compute.measures import line_measure, measure_reader
 from forensics.compute.relearning import finetune, recovery_figure
 from forensics.compute.stats import (
     cluster_permutation_p,
+    expanded_lower,
     expanded_upper,
     percentile_ci,
     seed_subject_bootstrap,
@@ -101,40 +106,50 @@ METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
     "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
     "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. CI by a "
-    "bootstrap over seeds, then subjects. Votes suppressed when the CI of F_b's minus H_b's recovery lies above 0 "
-    "(and above a "
-    "reference model's, if given); deleted when U did not answer F_b before the attack, the same attack "
-    "recovers a gradient-ascent-suppressed copy of O (the positive control) by at least a set share "
-    "of O's own signal on F (O's F minus H), and the upper bound stays below that share at every eval step (power: "
-    "the control's best step). Span: F_b's answer tokens given their prompts; "
+    "bootstrap over seeds, then subjects. Votes suppressed when the CI of F_b's minus H_b's recovery "
+    "lies above 0 (and above a reference's, if given); deleted when U did not "
+    "answer F_b before the attack, the upper bound stays below a set share of O's signal on F (O's F minus H) "
+    "at every eval step, and the attack recovers more than that bound from a gradient-ascent-suppressed copy "
+    "of O (the positive control). Span: F_b's answer tokens given their prompts; "
     "familiarity with F's subjects cannot raise it (F_b's answers cannot be learned from F_a's)."
 )
 
 
-def deletion_scale(power_recovery: float | None, signal: float | None, config: RelearningConfig) -> float | None:
+def deletion_scale(
+    power_recovery: float | None, signal: float | None, config: RelearningConfig, upper: float | None = None
+) -> float | None:
     """The quantity a ``deleted`` vote's bound must stay under ``config.deleted_share`` of, when the
     attack has shown power; None when it has not (then the line cannot vote ``deleted``).
 
     ``power_recovery``: the positive control's recovery of F_b (measure units; None: not run);
-    ``signal``: O's measure on F minus on H (None: not measured). ``bound_against="control"``: the
-    recovery itself, when it is at least ``config.min_power``. ``bound_against="signal"``: O's
-    signal, when it is positive and the control recovers at least ``config.deleted_share`` of it:
-    the attack then brings back a GA-suppressed O by at least the margin, so a U from which more
-    than the margin were recoverable this way would have shown it (the equivalence claim of
-    docs/methods.md, relearning attack)."""
-    needed = power_needed(signal, config)
-    if power_recovery is None or needed is None or power_recovery < needed:
+    ``signal``: O's measure on F minus on H (None: not measured); ``upper``: U's deletion bound
+    (measure units; None: not known, then ``power_against="bound"`` shows no power).
+    ``bound_against="control"``: the recovery itself, when it is at least ``config.min_power``.
+    ``bound_against="signal"``: O's signal, when it is positive and the control recovers more than
+    U's bound and 0 (``power_against="bound"``: the attack brings back more from a GA-suppressed O
+    than it can have missed in U, so it tells the two apart) or at least ``config.deleted_share``
+    of the signal (``"margin"``: a U from which more than the margin were recoverable this way
+    would have shown it). The claim is the equivalence of docs/methods.md (relearning attack):
+    the bound, not the control, is what keeps it under the margin."""
+    needed = power_needed(signal, config, upper)
+    strict = config.bound_against == "signal" and config.power_against == "bound"  # more than the bound
+    if power_recovery is None or needed is None or power_recovery < needed or (strict and power_recovery == needed):
         return None
     return signal if config.bound_against == "signal" else power_recovery
 
 
-def power_needed(signal: float | None, config: RelearningConfig) -> float | None:
+def power_needed(signal: float | None, config: RelearningConfig, upper: float | None = None) -> float | None:
     """The positive control's recovery of F_b (measure units) at which the attack has power, the
-    threshold :func:`deletion_scale` applies: ``config.deleted_share`` of O's signal with
-    ``bound_against="signal"`` (None when the signal is missing or not positive), ``config.min_power``
-    with ``"control"``."""
+    threshold :func:`deletion_scale` applies. With ``bound_against="signal"`` (None when the
+    signal is missing or not positive): U's deletion bound ``upper`` or 0, whichever is larger
+    (``power_against="bound"``; the control must recover more; None when ``upper`` is None), or
+    ``config.deleted_share`` of O's signal (``"margin"``). With ``"control"``: ``config.min_power``."""
     if config.bound_against == "signal":
-        return config.deleted_share * signal if signal is not None and signal > 0 else None
+        if signal is None or signal <= 0:
+            return None
+        if config.power_against == "bound":
+            return max(upper, 0.0) if upper is not None else None
+        return config.deleted_share * signal
     return config.min_power
 
 
@@ -149,6 +164,7 @@ def decide(
     upper: float | None = None,
     signal: float | None = None,
     splits: int = 0,
+    lower: float | None = None,
 ) -> tuple[str | None, str]:
     """The attack's vote and reason.
 
@@ -160,21 +176,24 @@ def decide(
     ``forgot``: U did not answer F_b before the attack on any seed; ``effect`` / ``control``:
     the measure on F_b and H_b after the attack (for the reason); ``signal``: O's measure on F
     minus on H (used with ``config.bound_against="signal"``); ``splits``: how many splits of F
-    and H (seeds) the numbers pool.
+    and H (seeds) the numbers pool; ``lower``: the lower end the ``suppressed`` vote reads (the
+    95% CI's, widened for few subjects with ``config.suppressed_end="widened"``:
+    :func:`forensics.compute.stats.expanded_lower`; None: ``ci[0]``).
 
-    ``suppressed`` when the CI lies above 0 (and above the reference's recovery when given);
+    ``suppressed`` when ``lower`` lies above 0 (and the reference's CI does, when given);
     ``deleted`` when the numbers pool at least ``config.min_bound_splits`` splits, the attack
     has power (:func:`deletion_scale` is not None), U had forgotten and ``upper`` is below
     ``config.deleted_share`` of that scale; else no vote.
     """
     upper = ci[1] if upper is None else upper
+    lower = ci[0] if lower is None else lower
     above_ref = reference_ci is None or reference_ci[0] > 0
-    if ci[0] > 0 and above_ref:
+    if lower > 0 and above_ref:
         return "suppressed", (
             f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
-            f"of H_b under the identical fine-tune"
+            f"of H_b under the identical fine-tune (lower end {lower:+.3f})"
         )
-    scale = deletion_scale(power_recovery, signal, config)
+    scale = deletion_scale(power_recovery, signal, config, upper)
     enough = splits >= config.min_bound_splits
     if enough and scale is not None and forgot and upper < config.deleted_share * scale:
         of_signal = (
@@ -192,6 +211,13 @@ def decide(
             f"(which subjects are fine-tuned on moves the recovery), this ran {splits}"
         )
     return None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
+
+
+def suppressed_lower(ci: tuple[float, float], estimate: float, n_half: int, config: RelearningConfig) -> float:
+    """The lower end the ``suppressed`` vote reads: the 95% CI's ``ci[0]`` (``suppressed_end="plain"``)
+    or that end widened for ``n_half`` subjects around ``estimate`` (F_b's minus H_b's measure after
+    the attack; ``"widened"``, :func:`forensics.compute.stats.expanded_lower`)."""
+    return ci[0] if config.suppressed_end == "plain" else expanded_lower(estimate, ci[0], n_half, 0.95)
 
 
 def _deletion_bound(
@@ -305,7 +331,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     signal = original["signal"] if original is not None else None
     # the positive control first: it fixes the rate U and H are attacked at and the step they are read at
     power = (
-        positive_control(ctx, config, measure, measured, power_needed(signal, config))
+        # the rate search (lr_scales) aims at the margin's recovery: U's bound is not known yet
+        positive_control(ctx, config, measure, measured, power_needed(signal, replace(config, power_against="margin")))
         if config.positive_control
         else None
     )
@@ -382,7 +409,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     bound_step = max(upper_by_step, key=lambda s: (upper_by_step[s], s))
     upper = upper_by_step[bound_step]
     splits = len(config.seeds)
-    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper, signal, splits)
+    lower = suppressed_lower(ci, effect - control, n_half, config)
+    vote, why = decide(ci, ref_ci, power_recovery, forgot, effect, control, config, upper, signal, splits, lower)
     budget = {
         k: v for k, v in asdict(config).items() if k in ("steps", "lr", "lr_scales", "batch_size", "optimiser", "seeds")
     }
@@ -408,6 +436,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             DELETION_BOUND: _deletion_bound(upper, power_recovery, signal, forgot, measure, config, splits),
             "budget": budget,
             "read_step": step,
+            "suppressed_lower": lower,
             **(
                 {"bound_step": bound_step, "upper_by_step": {str(k): v for k, v in sorted(upper_by_step.items())}}
                 if config.bound_steps == "every"

@@ -71,6 +71,14 @@ def test_the_expanded_upper_end_widens_by_the_small_sample_factor():
     assert expanded_upper(0.0, 1.0, 1) == float("inf")
 
 
+def test_the_expanded_lower_end_mirrors_the_upper_one():
+    from forensics.compute.stats import expanded_lower, expanded_upper
+
+    assert expanded_lower(0.1, -0.1, 4) == pytest.approx(0.1 - (expanded_upper(0.1, 0.3, 4) - 0.1))
+    assert expanded_lower(0.1, -0.1, 4) < -0.1  # wider than the plain end
+    assert expanded_lower(0.0, -1.0, 1) == float("-inf")
+
+
 def test_the_relearning_bound_holds_at_four_subjects_a_half_where_the_plain_one_does_not():
     """The deletion bound's coverage at the subject counts of a TOFU-shaped relearning attack
     (halves of 4 subjects): under no effect, the plain 95% CI's upper end falls below the true

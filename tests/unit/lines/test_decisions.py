@@ -107,7 +107,8 @@ def test_relearning_attack_against_os_signal():
     """``bound_against="signal"`` (the default): power when the control recovers at least deleted_share (0.25) of
     O's signal; deleted when the bound is under that share of the signal, whatever the control's
     own size (0.3 was the floor of the control rule)."""
-    config = relearning_attack.RelearningConfig()  # bound_against="signal" is the default
+    # the margin rule of power (the default before 2026-12-07; the bound rule: the next test)
+    config = relearning_attack.RelearningConfig(power_against="margin")  # bound_against="signal" is the default
     decide, scale = relearning_attack.decide, relearning_attack.deletion_scale
     assert scale(0.21, 0.8, config) == 0.8  # 0.21 >= 0.25 * 0.8
     assert scale(0.19, 0.8, config) is None  # short of the margin's size
@@ -134,6 +135,48 @@ def test_relearning_attack_against_os_signal():
     assert bound(0.15, 0.21, 0.8, False, "exact", config, 2) is None  # U still answered F_b
     # the suppressed side is the same under either rule
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=2)[0] == "suppressed"
+
+
+def test_relearning_power_against_us_own_bound():
+    """``power_against="bound"`` (the default): the attack has power when the positive control
+    recovers more than U's deletion bound (and more than 0), so a control short of the margin's
+    size still licenses a bound under the margin; equal or less does not."""
+    config = relearning_attack.RelearningConfig()
+    assert config.power_against == "bound"
+    decide, scale = relearning_attack.decide, relearning_attack.deletion_scale
+    assert scale(0.17, 0.86, config, upper=0.07) == 0.86  # the margin rule needed 0.215
+    assert scale(0.17, 0.86, replace(config, power_against="margin"), upper=0.07) is None
+    assert scale(0.07, 0.86, config, upper=0.07) is None  # equal: not told apart
+    assert scale(0.05, 0.86, config, upper=0.07) is None
+    assert scale(0.0, 0.86, config, upper=-0.1) is None and scale(0.01, 0.86, config, upper=-0.1) == 0.86  # 0 floor
+    assert scale(0.5, 0.86, config) is None  # no bound, no comparison
+    assert scale(0.5, 0.0, config, upper=0.01) is None  # O shows nothing
+    vote, reason = decide((-0.1, 0.05), None, 0.17, True, 0.1, 0.1, config, upper=0.07, signal=0.86, splits=2)
+    assert vote == "deleted" and "8% of O's signal 0.86" in reason and "+0.17" in reason
+    # the bound still has to stay under the margin (0.25 * 0.86 = 0.215), whatever the control
+    assert decide((-0.1, 0.2), None, 0.5, True, 0.1, 0.1, config, upper=0.22, signal=0.86, splits=2)[0] is None
+
+
+def test_relearning_suppressed_vote_reads_the_widened_lower_end():
+    """``suppressed_end="widened"`` (a setting; "plain" is the default): the suppressed vote needs
+    the 95% CI's lower end, widened for the subjects of a half, above 0; a lower end just above 0
+    at 8 subjects a half no longer votes, the plain rule still does; a clear recovery votes under both."""
+    from forensics.lines.relearning_attack.line import suppressed_lower
+
+    plain = relearning_attack.RelearningConfig()
+    assert plain.suppressed_end == "plain"
+    config = replace(plain, suppressed_end="widened")
+    ci = (0.002, 0.077)  # estimate 0.040: the widened end is 0.040 - 0.038 * 1.29 < 0
+    assert suppressed_lower(ci, 0.040, 8, plain) == 0.002
+    lower = suppressed_lower(ci, 0.040, 8, config)
+    assert lower < 0 < ci[0]
+    args = (None, None, True, 0.075, 0.035)
+    assert relearning_attack.decide(ci, *args, plain, signal=0.84, splits=2, lower=0.002)[0] == "suppressed"
+    assert relearning_attack.decide(ci, *args, config, signal=0.84, splits=2, lower=lower)[0] is None
+    strong = (0.2, 0.5)
+    assert suppressed_lower(strong, 0.35, 8, config) > 0.1
+    assert relearning_attack.decide(strong, *args, config, signal=0.84, splits=2, lower=0.15)[0] == "suppressed"
+    assert suppressed_lower(strong, 0.35, 1, config) == float("-inf")  # one subject a half: no test
 
 
 def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:
