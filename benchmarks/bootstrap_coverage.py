@@ -29,7 +29,8 @@ or Gaussian (a continuous score). Three scenarios, subject counts 4 to 20 per si
 
 Prints the miss rate per (procedure, count, scenario) with its standard error, and per
 procedure the smallest count from which every scenario's miss rate is within two standard
-errors of the nominal rate. Pure numpy; about a minute on one core at 2000 repetitions.
+errors of the nominal rate. Pure numpy; the two ``halves_lower`` procedures over six counts at 2000
+repetitions took 23 min of CPU on one core (2026-12-07).
 """
 
 from __future__ import annotations
