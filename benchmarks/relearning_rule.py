@@ -10,7 +10,8 @@ the relearning attack. The line's vote (:func:`forensics.lines.relearning_attack
 function of numbers its evidence stores: the CI, the deletion bound (``upper_by_step``), the
 positive control's recovery, O's signal, ``forgot_behaviourally``, the splits and the subjects per
 half. Each side re-decides it from them with the stored ``config`` overridden by that side's
-settings (``DECISION_ONLY`` settings of :class:`RelearningConfig`, ``name=value`` pairs), puts the
+settings (``DECISION_ONLY`` settings of :class:`RelearningConfig`, ``name=value`` pairs; ``n_boot``
+and ``n_perm`` have no effect, the CIs are not recomputed), puts the
 new vote in the evidence and decides the verdict with the checkout's rule
 (:func:`forensics.core.verdict.decide`). Printed first, and should read 0: audits whose before-side
 vote differs from the stored one (the before settings are not what the bench ran). Then, per
@@ -69,8 +70,9 @@ def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | N
     d = evidence["details"]
     config = config_of(evidence["config"], overrides)
     ci = (float(evidence["ci"][0]), float(evidence["ci"][1]))
-    uppers = d.get("upper_by_step") or {}
-    upper = max(uppers.values()) if uppers else ci[1]
+    uppers = d.get("upper_by_step") or {}  # bound_steps="every"; with "read", the stored bound (or ci[1])
+    stored = (d.get("deletion_bound") or {}).get("upper")
+    upper = max(uppers.values()) if uppers else stored if stored is not None else ci[1]
     control = d.get("positive_control")
     power = control["recovery_forget_b"] if control else None
     signal = (d.get("original_signal") or {}).get("signal")
@@ -108,7 +110,11 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
                     f"CI [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}], widened lower {lower:+.3f}, p {e['p_value']:.3f}; "
                     + (f"bound {bound:+.3f}" if bound is not None else "no bound")
                     + (f", control {control:.3f}" if control is not None else "")
-                    + (f", margin {0.25 * signal:.3f}" if signal is not None else "")
+                    + (
+                        f", margin {config_of(e['config'], overrides).deleted_share * signal:.3f}"
+                        if signal is not None
+                        else ""
+                    )
                 )
                 e["vote"], e["reason"] = vote, why
                 out["line_vote"] = vote

@@ -68,9 +68,9 @@ class RelearningConfig(VoteMinimum):
     #: What the ``deleted`` vote's bound and power are measured against. "control": the positive
     #: control's recovery of F_b (power: it recovers at least ``min_power``; the bound below
     #: ``deleted_share`` of that recovery). "signal": O's own signal on F in the attack's measure
-    #: (O's F minus its H, before any attack; power: the positive control recovers at least
-    #: ``deleted_share`` of that signal, so a recovery of the margin's size is seen; the bound below
-    #: ``deleted_share`` of it). See :func:`deletion_scale` and docs/methods.md (relearning attack).
+    #: (O's F minus its H, before any attack; power as ``power_against`` says: more than U's bound,
+    #: or at least ``deleted_share`` of that signal; the bound below ``deleted_share`` of it). See
+    #: :func:`deletion_scale` and docs/methods.md (relearning attack).
     bound_against: Literal["control", "signal"] = "signal"
     #: With ``bound_against="signal"``, what the positive control's recovery must exceed for the
     #: attack to have power: "bound", U's own deletion bound (and 0): the attack brings back more
