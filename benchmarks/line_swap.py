@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,14 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
             differs.append(f"seed {row['seed']} {audit_name(row)}: stored {row['verdict']}, now {verdict.label}")
         return out
 
-    audits = stored_audits(full)
+    rows, perturbed = redecide_all(stored_audits(full), redo)
+    return rows, perturbed, mismatch, differs
+
+
+def redecide_all(audits: list[tuple[dict, dict]], redo: Callable[[dict, dict], dict]) -> tuple[list[dict], list[dict]]:
+    """``(rows, perturbed)``: ``redo(row, results)`` of every stored audit (``stored_audits``), the
+    models first; each perturbed copy marked ``truth="DELETED"`` with its parent's re-decided scores
+    as ``before``, as the bench scores a copy."""
     rows = [redo(r, res) for r, res in audits if "perturbation" not in r]
     parent = {(r["seed"], r["model"]): r for r in rows}
     perturbed = []
@@ -74,7 +82,7 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
         q["truth"] = "DELETED"
         q["before"] = parent[(p["seed"], p["model"])]["scores"]  # the perturbed copy's parent, as the bench scores it
         perturbed.append(q)
-    return rows, perturbed, mismatch, differs
+    return rows, perturbed
 
 
 def table(rows: list[dict], perturbed: list[dict]) -> str:

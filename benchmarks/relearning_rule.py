@@ -38,7 +38,7 @@ from forensics.metaeval.scoring import verdict_score
 from forensics.metaeval.stored import NotABench, stored_audits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_swap import audit_name, table  # a sibling script
+from line_swap import audit_name, redecide_all, table  # a sibling script
 
 LINE = "relearning_attack"
 
@@ -123,16 +123,7 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
         out["scores"]["verdict"] = verdict_score(verdict.to_json())
         return out
 
-    audits = stored_audits(bench)
-    rows = [redo(r, res) for r, res in audits if "perturbation" not in r]
-    parent = {(r["seed"], r["model"]): r for r in rows}
-    perturbed = []
-    for p, res in audits:
-        if "perturbation" in p:
-            q = redo(p, res)
-            q["truth"] = "DELETED"
-            q["before"] = parent[(p["seed"], p["model"])]["scores"]
-            perturbed.append(q)
+    rows, perturbed = redecide_all(stored_audits(bench), redo)
     return rows, perturbed, differs
 
 
