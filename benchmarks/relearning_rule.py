@@ -8,16 +8,17 @@ verdict, and print both verdict tables.
 ``BENCH_OUT``: a ``forensics bench`` output folder (``bench.json`` and ``audits/``) whose audits ran
 the relearning attack. The line's vote (:func:`forensics.lines.relearning_attack.decide`) is a pure
 function of numbers its evidence stores: the CI, the deletion bound (``upper_by_step``), the
-positive control's recovery, O's signal, ``forgot_behaviourally``, the splits and the subjects per
-half. Each side re-decides it from them with the stored ``config`` overridden by that side's
+positive control's recovery, O's signal, U's accuracy on F_b and H_b before the attack (per split,
+so ``forgot_margin`` can be re-applied), the splits and the subjects per half. Each side re-decides it from them with the stored ``config`` overridden by that side's
 settings (``DECISION_ONLY`` settings of :class:`RelearningConfig`, ``name=value`` pairs; ``n_boot``
 and ``n_perm`` have no effect, the CIs are not recomputed), puts the
 new vote in the evidence and decides the verdict with the checkout's rule
 (:func:`forensics.core.verdict.decide`). Printed first, and should read 0: audits whose before-side
 vote differs from the stored one (the before settings are not what the bench ran). Then, per
 bench and pooled: the confusion matrix, the perturbed copies' verdicts and verdict robustness
-(as ``benchmarks/line_swap.py`` prints them) and the line's votes, before and after; then every
-vote and verdict that changed, with the numbers that moved it. Used by
+(as ``benchmarks/line_swap.py`` prints them) and the line's votes, before and after; the
+line's deletion bounds as shares of O's signal, by truth; then every vote and verdict that
+changed, with the numbers that moved it. Used by
 docs/results/2026-12-07-relearning-tests.md.
 """
 
@@ -80,10 +81,10 @@ def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | N
     lower = suppressed_lower(ci, evidence["effect"] - evidence["control"], n_half, config)
     ref = tuple(d["reference_ci"]) if d.get("reference_ci") else None
     splits = len(d["per_seed"])
+    forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in d["per_seed"])
     vote, why = decide(
-        ci, ref, power, bool(d["forgot_behaviourally"]), evidence["effect"], evidence["control"], config, upper, signal,
-        splits, lower,
-    )  # fmt: skip
+        ci, ref, power, forgot, evidence["effect"], evidence["control"], config, upper, signal, splits, lower
+    )
     return vote, why, lower
 
 
@@ -118,6 +119,9 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
                 )
                 e["vote"], e["reason"] = vote, why
                 out["line_vote"] = vote
+                upper = max((d.get("upper_by_step") or {}).values(), default=bound)
+                if upper is not None and signal:
+                    out["line_bound_share"] = upper / signal
         verdict = verdict_of([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
         out["verdict"], out["confidence"] = verdict.label, verdict.confidence
         out["scores"]["verdict"] = verdict_score(verdict.to_json())
@@ -125,6 +129,27 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
 
     rows, perturbed = redecide_all(stored_audits(bench), redo)
     return rows, perturbed, differs
+
+
+def bound_shares(rows: list[dict[str, Any]]) -> str:
+    """One line per kind of audit (truth, or "copy"): how many stored a deletion bound, and its
+    share of O's signal (the bound the vote reads, U's one-sided 95% upper bound over the
+    budget's steps, divided by O's F-minus-H signal): min / median / max, and how many fall
+    under 10% and under 25%."""
+    by_kind: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("line_bound_share") is not None:
+            kind = "copy" if "perturbation" in r else str(r.get("truth"))
+            by_kind.setdefault(kind, []).append(r["line_bound_share"])
+    out = []
+    for kind, shares in sorted(by_kind.items()):
+        s = sorted(shares)
+        under = {m: sum(x < m for x in s) for m in (0.10, 0.25)}
+        out.append(
+            f"- {kind}: {len(s)} bounds, share of O's signal {s[0]:.0%} / {s[len(s) // 2]:.0%} / {s[-1]:.0%} "
+            f"(min / median / max); under 10%: {under[0.10]}, under 25%: {under[0.25]}"
+        )
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -148,6 +173,7 @@ def main() -> int:
             print(table(rows, pert))
             pooled[side][0] += rows
             pooled[side][1] += pert
+        print("\n## the line's deletion bounds (the same on both sides)\n\n" + bound_shares(b_rows + b_pert))
         print("\n## changed\n")
         for b, a in zip(b_rows + b_pert, a_rows + a_pert):
             if b["line_vote"] != a["line_vote"] or b["verdict"] != a["verdict"]:
