@@ -9,17 +9,19 @@ verdict, and print both verdict tables.
 the relearning attack. The line's vote (:func:`forensics.lines.relearning_attack.decide`) is a pure
 function of numbers its evidence stores: the CI, the deletion bound (``upper_by_step``), the
 positive control's recovery, O's signal, U's accuracy on F_b and H_b before the attack (per split,
-so ``forgot_margin`` can be re-applied), the splits and the subjects per half. Each side re-decides it from them with the stored ``config`` overridden by that side's
-settings (``DECISION_ONLY`` settings of :class:`RelearningConfig`, ``name=value`` pairs; ``n_boot``
-and ``n_perm`` have no effect, the CIs are not recomputed), puts the
-new vote in the evidence and decides the verdict with the checkout's rule
-(:func:`forensics.core.verdict.decide`). Printed first, and should read 0: audits whose before-side
-vote differs from the stored one (the before settings are not what the bench ran). Then, per
+so ``forgot_margin`` can be re-applied), the splits and the subjects per half. Each side
+re-decides it from them with the stored ``config`` overridden by that side's settings
+(``DECISION_ONLY`` settings of :class:`RelearningConfig`, ``name=value`` pairs; ``n_boot`` and
+``n_perm`` have no effect, the CIs are not recomputed), puts the new vote and the deletion bound
+the line would state in the evidence and decides the verdict with the checkout's rule
+(:func:`forensics.core.verdict.decide`). Printed first, and should read 0: audits whose
+before-side vote or deletion bound differs from the stored one (the before settings are not what
+the bench ran). Then, per
 bench and pooled: the confusion matrix, the perturbed copies' verdicts and verdict robustness
 (as ``benchmarks/line_swap.py`` prints them) and the line's votes, before and after; the
 line's deletion bounds as shares of O's signal, by truth; then every vote and verdict that
-changed, with the numbers that moved it. Used by
-docs/results/2026-12-07-relearning-tests.md.
+changed, with the numbers that moved it. Used by docs/results/2026-12-07-relearning-tests.md
+and docs/results/2026-12-07-deletion-margin.md.
 """
 
 from __future__ import annotations
@@ -27,14 +29,21 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import typing
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from forensics.core.evidence import Evidence
+from forensics.core.config import parse_value
+from forensics.core.evidence import DELETION_BOUND, Evidence
 from forensics.core.verdict import decide as verdict_of
 from forensics.lines.relearning_attack import DECISION_ONLY, RelearningConfig, decide
-from forensics.lines.relearning_attack.line import suppressed_lower
+from forensics.lines.relearning_attack.line import (
+    MEASURE_NAMES,
+    _deletion_bound,
+    forgot_before_attack,
+    suppressed_lower,
+)
 from forensics.metaeval.scoring import verdict_score
 from forensics.metaeval.stored import NotABench, stored_audits
 
@@ -45,16 +54,15 @@ LINE = "relearning_attack"
 
 
 def settings(text: str) -> dict[str, Any]:
-    """``"a=x,b=y"`` -> ``{"a": x, "b": y}``, each a decision-only setting, typed as the field."""
-    kinds = {f.name: f for f in fields(RelearningConfig)}
+    """``"a=x,b=y"`` -> ``{"a": x, "b": y}``, each a decision-only setting, typed as the field
+    (:func:`forensics.core.config.parse_value`, as ``--set`` parses it: ``none`` for None)."""
+    hints = typing.get_type_hints(RelearningConfig)
     out: dict[str, Any] = {}
     for pair in filter(None, text.split(",")):
         name, _, value = pair.partition("=")
         if name not in DECISION_ONLY:
             raise SystemExit(f"relearning_rule: {name!r} is not a decision-only setting ({', '.join(DECISION_ONLY)})")
-        default = getattr(RelearningConfig(), name)
-        out[name] = type(default)(value) if not isinstance(default, str) else value
-        assert name in kinds
+        out[name] = parse_value(value, hints[name], name)
     return out
 
 
@@ -65,9 +73,11 @@ def config_of(stored: dict[str, Any], overrides: dict[str, Any]) -> RelearningCo
     return replace(RelearningConfig(**kw), **overrides)
 
 
-def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | None, str, float]:
-    """The relearning attack's ``(vote, reason, lower end)`` re-decided from ``evidence`` (a
-    results.json entry) under its stored config with ``overrides``."""
+def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | None, str, float, dict | None]:
+    """The relearning attack's ``(vote, reason, lower end, deletion bound)`` re-decided from
+    ``evidence`` (a results.json entry) under its stored config with ``overrides``; the bound is
+    the ``details["deletion_bound"]`` the line would store (the verdict states it and needs it to
+    certify deletion)."""
     d = evidence["details"]
     config = config_of(evidence["config"], overrides)
     ci = (float(evidence["ci"][0]), float(evidence["ci"][1]))
@@ -81,11 +91,12 @@ def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | N
     lower = suppressed_lower(ci, evidence["effect"] - evidence["control"], n_half, config)
     ref = tuple(d["reference_ci"]) if d.get("reference_ci") else None
     splits = len(d["per_seed"])
-    forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in d["per_seed"])
+    forgot = forgot_before_attack(d["per_seed"], config)
     vote, why = decide(
         ci, ref, power, forgot, evidence["effect"], evidence["control"], config, upper, signal, splits, lower
     )
-    return vote, why, lower
+    measure = next(key for key, name in MEASURE_NAMES.items() if name == d["measure"])
+    return vote, why, lower, _deletion_bound(upper, power, signal, forgot, measure, config, splits)
 
 
 def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[dict], list[str]]:
@@ -100,11 +111,16 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
         out["line_vote"], out["line_numbers"] = None, ""
         for e in evidence:
             if e["line"] == LINE and e.get("status") == "ok":
-                vote, why, lower = revote(e, overrides)
+                stored_bound = e["details"].get(DELETION_BOUND)
+                vote, why, lower, e["details"][DELETION_BOUND] = revote(e, overrides)
                 if vote != e["vote"]:
                     differs.append(f"seed {row['seed']} {audit_name(row)}: stored {e['vote']}, now {vote}")
+                elif e["details"][DELETION_BOUND] != stored_bound:
+                    differs.append(
+                        f"seed {row['seed']} {audit_name(row)}: the deletion bound differs from the stored one"
+                    )
                 d = e["details"]
-                bound = (d.get("deletion_bound") or {}).get("upper")
+                bound = (d.get(DELETION_BOUND) or {}).get("upper")
                 control = (d.get("positive_control") or {}).get("recovery_forget_b")
                 signal = (d.get("original_signal") or {}).get("signal")
                 out["line_numbers"] = (

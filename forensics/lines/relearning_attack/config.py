@@ -91,8 +91,11 @@ class RelearningConfig(VoteMinimum):
     #: a 10% margin would close that gap but costs most deleted verdicts (``deleted_share``).
     suppressed_end: Literal["plain", "widened"] = "plain"
     #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
-    #: its accuracy on H_b, in every seed.
-    forgot_margin: float = 0.1
+    #: its accuracy on H_b, in every seed; None: no such condition, the bound on F_b minus H_b
+    #: after the attack (which holds what U answered before it) decides alone. Not the default:
+    #: with the 25% margin already wider than the zoos' 0.10, None would let partly forgotten
+    #: models through it too (docs/results/2026-12-07-deletion-margin.md).
+    forgot_margin: float | None = 0.1
     #: The deletion bound (and so a "deleted" vote) needs at least this many splits (``seeds``):
     #: which subjects land in the fine-tuned half moves U's recovery by up to a factor of two,
     #: and one split's CI over its subjects does not carry that (docs/decisions.md, "a deletion

@@ -213,6 +213,18 @@ def decide(
     return None, "no recovery above the control, but the attack's power is not demonstrated or the CI is too wide"
 
 
+def forgot_before_attack(per_seed: list[dict], config: RelearningConfig) -> bool:
+    """Whether U counts as not answering F_b before the attack, the condition a ``deleted`` vote
+    adds to its bound: True when ``config.forgot_margin`` is None (no condition: the bound on
+    F_b minus H_b after the attack already holds whatever U answered before it), else when U's
+    pre-attack accuracy on F_b is at most ``forgot_margin`` above its accuracy on H_b in every
+    split. ``per_seed``: the line's per-split rows (``acc_forget_b_before``,
+    ``acc_holdout_b_before``, measure units 0..1)."""
+    if config.forgot_margin is None:
+        return True
+    return all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
+
+
 def suppressed_lower(ci: tuple[float, float], estimate: float, n_half: int, config: RelearningConfig) -> float:
     """The lower end the ``suppressed`` vote reads: the 95% CI's ``ci[0]`` (``suppressed_end="plain"``)
     or that end widened for ``n_half`` subjects around ``estimate`` (F_b's minus H_b's measure after
@@ -392,7 +404,7 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         0,
     )
     ref_ci = seed_subject_bootstrap(ref_runs, config.n_boot, 1) if ref_runs else None
-    forgot = all(r["acc_forget_b_before"] - r["acc_holdout_b_before"] <= config.forgot_margin for r in per_seed)
+    forgot = forgot_before_attack(per_seed, config)
     power_recovery = power["recovery_forget_b"] if power is not None else None
     # the deletion bound, a one-sided 95% upper bound: the 90% CI's upper end widened for the few
     # subjects of a half (the plain 95% CI's end misses 3 times as often as it claims at 4 a half)

@@ -179,6 +179,28 @@ def test_relearning_suppressed_vote_reads_the_widened_lower_end():
     assert suppressed_lower(strong, 0.35, 1, config) == float("-inf")  # one subject a half: no test
 
 
+def test_relearning_forgot_before_attack():
+    """``forgot_margin``: U counts as not answering F_b before the attack when its pre-attack F_b
+    accuracy is at most that much above H_b's in every split; None drops the condition (the bound
+    after the attack holds what U answered before it), so the bound alone decides ``deleted``."""
+    from forensics.lines.relearning_attack.line import forgot_before_attack
+
+    rows = [
+        {"acc_forget_b_before": 0.10, "acc_holdout_b_before": 0.05},
+        {"acc_forget_b_before": 0.18, "acc_holdout_b_before": 0.075},  # 0.105 above H_b
+    ]
+    config = relearning_attack.RelearningConfig(forgot_margin=0.1)
+    assert not forgot_before_attack(rows, config)
+    assert forgot_before_attack(rows[:1], config)
+    assert forgot_before_attack(rows, replace(config, forgot_margin=0.2))
+    assert forgot_before_attack(rows, replace(config, forgot_margin=None))
+    # with the condition dropped, a bound under the margin votes deleted however U answered before
+    forgot = forgot_before_attack(rows, replace(config, forgot_margin=None))
+    args = ((-0.05, 0.15), None, 0.45, forgot, 0.2, 0.1)
+    assert relearning_attack.decide(*args, config, upper=0.18, signal=0.85, splits=2)[0] == "deleted"
+    assert relearning_attack.decide(*args, config, upper=0.22, signal=0.85, splits=2)[0] is None
+
+
 def _row(ci, original_auc=0.9, original_ci=(0.8, 0.95), unlearned_auc=0.5) -> dict:
     return {
         "ci_family": ci,
