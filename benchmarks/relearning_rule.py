@@ -73,6 +73,16 @@ def config_of(stored: dict[str, Any], overrides: dict[str, Any]) -> RelearningCo
     return replace(RelearningConfig(**kw), **overrides)
 
 
+def line_upper(evidence: dict[str, Any]) -> float:
+    """The deletion bound the line's vote reads (measure units): the largest of the per-step bounds
+    (``bound_steps="every"``), else the stored deletion bound's upper end, else the CI's upper end
+    (``bound_steps="read"``: the vote's ``upper`` defaults to ``ci[1]``)."""
+    d = evidence["details"]
+    uppers = d.get("upper_by_step") or {}
+    stored = (d.get(DELETION_BOUND) or {}).get("upper")
+    return float(max(uppers.values()) if uppers else stored if stored is not None else evidence["ci"][1])
+
+
 def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | None, str, float, dict | None]:
     """The relearning attack's ``(vote, reason, lower end, deletion bound)`` re-decided from
     ``evidence`` (a results.json entry) under its stored config with ``overrides``; the bound is
@@ -81,9 +91,7 @@ def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | N
     d = evidence["details"]
     config = config_of(evidence["config"], overrides)
     ci = (float(evidence["ci"][0]), float(evidence["ci"][1]))
-    uppers = d.get("upper_by_step") or {}  # bound_steps="every"; with "read", the stored bound (or ci[1])
-    stored = (d.get("deletion_bound") or {}).get("upper")
-    upper = max(uppers.values()) if uppers else stored if stored is not None else ci[1]
+    upper = line_upper(evidence)
     control = d.get("positive_control")
     power = control["recovery_forget_b"] if control else None
     signal = (d.get("original_signal") or {}).get("signal")
@@ -135,9 +143,8 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
                 )
                 e["vote"], e["reason"] = vote, why
                 out["line_vote"] = vote
-                upper = max((d.get("upper_by_step") or {}).values(), default=bound)
-                if upper is not None and signal:
-                    out["line_bound_share"] = upper / signal
+                if signal:
+                    out["line_bound_share"] = line_upper(e) / signal
         verdict = verdict_of([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
         out["verdict"], out["confidence"] = verdict.label, verdict.confidence
         out["scores"]["verdict"] = verdict_score(verdict.to_json())
