@@ -20,8 +20,9 @@ the bench ran). Then, per
 bench and pooled: the confusion matrix, the perturbed copies' verdicts and verdict robustness
 (as ``benchmarks/line_swap.py`` prints them) and the line's votes, before and after; the
 line's deletion bounds as shares of O's signal, by truth; then every vote and verdict that
-changed, with the numbers that moved it. Used by docs/results/2026-12-07-relearning-tests.md
-and docs/results/2026-12-07-deletion-margin.md.
+changed, with the numbers that moved it; pooled over several benches, also what each confidence
+label is worth (:func:`forensics.metaeval.scoring.label_accuracy`). Used by docs/results/2026-12-07-relearning-tests.md,
+docs/results/2026-12-07-deletion-margin.md and docs/results/2026-12-07-trace-recovery.md.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from forensics.lines.relearning_attack.line import (
     forgot_before_attack,
     suppressed_lower,
 )
-from forensics.metaeval.scoring import verdict_score
+from forensics.metaeval.scoring import label_accuracy, scored_audits, verdict_score
 from forensics.metaeval.stored import NotABench, stored_audits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -208,7 +209,14 @@ def main() -> int:
         print()
     if len(args.benches) > 1:
         for side in ("before", "after"):
-            print(f"# pooled, {side}\n\n" + table(*pooled[side]) + "\n")
+            scored = scored_audits(*pooled[side])
+            labels = "; ".join(
+                f"{c['confidence']} {c['right']} of {c['n']} right (95% lower bound {c['lower_95']:.3f})"
+                for c in label_accuracy(scored)
+            )
+            inconclusive = sum(r["verdict"] == "INCONCLUSIVE" for r in scored)
+            print(f"# pooled, {side}\n\n" + table(*pooled[side]))
+            print(f"confidence labels (models and copies): {labels}; INCONCLUSIVE {inconclusive}\n")
     return 0
 
 

@@ -66,7 +66,8 @@ class RelearningConfig(VoteMinimum):
     #: (fraction) of the quantity ``bound_against`` names. 0.10 would never allow more than the
     #: 0.10 absolute recovery the zoos' oracle counts as knowledge, but at 20 subjects a set it
     #: certified 3 of 12 deleted models on the closed choice seeds (U's bounds 5-19% of O's
-    #: signal, median 13%: docs/results/2026-12-07-deletion-margin.md).
+    #: signal, median 13%: docs/results/2026-12-07-deletion-margin.md); held out, 4-8 of 12 on the
+    #: tiny zoos, as many as 0.25 at 40 subjects a set (docs/results/2026-12-07-trace-recovery.md).
     deleted_share: float = 0.25
     #: What the ``deleted`` vote's bound and power are measured against. "control": the positive
     #: control's recovery of F_b (power: it recovers at least ``min_power``; the bound below
@@ -90,6 +91,15 @@ class RelearningConfig(VoteMinimum):
     #: the 25% margin but over the zoo's absolute 0.1 (docs/results/2026-12-07-relearning-tests.md);
     #: a 10% margin would close that gap but costs most deleted verdicts (``deleted_share``).
     suppressed_end: Literal["plain", "widened"] = "plain"
+    #: The smallest recovery a ``suppressed`` vote counts, as a share (fraction) of O's signal on F
+    #: (O's F minus H in the attack's measure): the vote also needs the estimate, F_b's minus H_b's
+    #: measure after the attack, at least this share of it, as the zoos' oracle needs a recovery of
+    #: at least 0.10 beside a CI above 0 (docs/zoos.md). A recovery above 0 but under it is a trace
+    #: (a model that met F's subjects' names relearns them a little faster), not knowledge of F; the
+    #: deletion bound then decides. None: any recovery whose lower end clears 0 votes (the rule
+    #: before 2026-12-07, whose lone votes on retrained models made them INCONCLUSIVE:
+    #: docs/results/2026-12-07-trace-recovery.md).
+    suppressed_share: float | None = 0.1
     #: "deleted" needs U's pre-attack accuracy on F_b at most this much (accuracy, 0..1) above
     #: its accuracy on H_b, in every seed; None: no such condition, the bound on F_b minus H_b
     #: after the attack (which holds what U answered before it) decides alone. Not the default:
@@ -143,6 +153,7 @@ DECISION_ONLY = (
     "bound_against",
     "power_against",
     "suppressed_end",
+    "suppressed_share",
     "forgot_margin",
     "min_bound_splits",
     "n_boot",

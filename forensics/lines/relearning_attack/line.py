@@ -48,7 +48,10 @@ Vote.
   reference, the CI of acc_after_U(F_b) - acc_after_Ref(F_b) does). The plain lower end is above
   a true 0 more often than it claims at small halves; ``suppressed_end="widened"`` reads it
   widened (:func:`forensics.compute.stats.expanded_lower`), not the default
-  (docs/results/2026-12-07-relearning-tests.md).
+  (docs/results/2026-12-07-relearning-tests.md). The estimate must also reach
+  ``suppressed_share`` of O's signal on F (10%; the zoos' oracle asks 0.10 of recovery): a
+  smaller recovery above 0 is a trace, and the deletion bound decides
+  (docs/results/2026-12-07-trace-recovery.md).
 - ``deleted`` only when the attack demonstrably has power here, measured on a *positive control*
   built from O: a copy of O made to forget all of F by gradient ascent on F's answers (base rate,
   until its F score is at most O's H score plus ``control_margin``, at most
@@ -180,7 +183,8 @@ def decide(
     95% CI's, widened for few subjects with ``config.suppressed_end="widened"``:
     :func:`forensics.compute.stats.expanded_lower`; None: ``ci[0]``).
 
-    ``suppressed`` when ``lower`` lies above 0 (and the reference's CI does, when given);
+    ``suppressed`` when ``lower`` lies above 0 (and the reference's CI does, when given) and, with
+    ``config.suppressed_share``, ``effect - control`` is at least that share of ``signal``;
     ``deleted`` when the numbers pool at least ``config.min_bound_splits`` splits, the attack
     has power (:func:`deletion_scale` is not None), U had forgotten and ``upper`` is below
     ``config.deleted_share`` of that scale; else no vote.
@@ -188,7 +192,8 @@ def decide(
     upper = ci[1] if upper is None else upper
     lower = ci[0] if lower is None else lower
     above_ref = reference_ci is None or reference_ci[0] > 0
-    if lower > 0 and above_ref:
+    relevant = config.suppressed_share is None or not signal or effect - control >= config.suppressed_share * signal
+    if lower > 0 and above_ref and relevant:
         return "suppressed", (
             f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
             f"of H_b under the identical fine-tune (lower end {lower:+.3f})"
@@ -199,9 +204,16 @@ def decide(
         of_signal = (
             f", {max(upper, 0.0) / scale:.0%} of O's signal {scale:.2f}" if config.bound_against == "signal" else ""
         )
+        how = f"above H_b by a trace ({effect - control:+.2f})" if lower > 0 and above_ref else "no better than H_b"
         return "deleted", (
-            f"after the attack F_b is answered no better than H_b (upper bound {upper:+.2f}{of_signal}) while it "
+            f"after the attack F_b is answered {how} (upper bound {upper:+.2f}{of_signal}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
+        )
+    if lower > 0 and above_ref:  # above the control, but under config.suppressed_share of O's signal
+        return None, (
+            f"U answers {effect:.2f} of unseen F_b against {control:.2f} of H_b after the attack (lower end "
+            f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
+            "not knowledge, and the bound is not under the deletion margin"
         )
     if not forgot:
         return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
