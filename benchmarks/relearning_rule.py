@@ -39,12 +39,7 @@ from forensics.core.config import parse_value
 from forensics.core.evidence import DELETION_BOUND, Evidence
 from forensics.core.verdict import decide as verdict_of
 from forensics.lines.relearning_attack import DECISION_ONLY, RelearningConfig, decide
-from forensics.lines.relearning_attack.line import (
-    MEASURE_NAMES,
-    _deletion_bound,
-    forgot_before_attack,
-    suppressed_lower,
-)
+from forensics.lines.relearning_attack.line import forgot_before_attack, line_deletion_bound, suppressed_lower
 from forensics.metaeval.scoring import label_accuracy, scored_audits, verdict_score
 from forensics.metaeval.stored import NotABench, stored_audits
 
@@ -104,8 +99,7 @@ def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | N
     vote, why = decide(
         ci, ref, power, forgot, evidence["effect"], evidence["control"], config, upper, signal, splits, lower
     )
-    measure = next(key for key, name in MEASURE_NAMES.items() if name == d["measure"])
-    return vote, why, lower, _deletion_bound(upper, power, signal, forgot, measure, config, splits)
+    return vote, why, lower, line_deletion_bound(upper, power, signal, forgot, d["measure"], config, splits)
 
 
 def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[dict], list[str]]:

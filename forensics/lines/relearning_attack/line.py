@@ -244,24 +244,27 @@ def suppressed_lower(ci: tuple[float, float], estimate: float, n_half: int, conf
     return ci[0] if config.suppressed_end == "plain" else expanded_lower(estimate, ci[0], n_half, 0.95)
 
 
-def _deletion_bound(
+def line_deletion_bound(
     upper: float,
     power_recovery: float | None,
     signal: float | None,
     forgot: bool,
-    measure: str,
+    measure_name: str,
     config: RelearningConfig,
     splits: int,
 ) -> dict | None:
-    """The line's deletion bound (:func:`forensics.core.evidence.deletion_bound`) against what
-    ``config.bound_against`` names; None without a positive control, when U still answered F_b,
-    or from fewer than ``config.min_bound_splits`` splits."""
+    """The line's deletion bound (:func:`forensics.core.evidence.deletion_bound`, stored as
+    ``details["deletion_bound"]``) against what ``config.bound_against`` names; None without a
+    positive control, when U still answered F_b, or from fewer than ``config.min_bound_splits``
+    splits. ``upper``: U's one-sided 95% upper bound (measure units); ``measure_name``: the
+    measure as the evidence names it (``details["measure"]``, e.g. "greedy answer accuracy"), so
+    a stored audit's bound can be re-derived from its own fields (benchmarks/relearning_rule.py)."""
     if power_recovery is None or not forgot or splits < config.min_bound_splits:
         return None
     if config.bound_against == "signal":
         if signal is None:
             return None
-        what = f"O's above-control knowledge of F ({MEASURE_NAMES[measure]}, O's F minus H)"
+        what = f"O's above-control knowledge of F ({measure_name}, O's F minus H)"
         return deletion_bound(upper, signal, config.deleted_share, what, kind="recovery")
     what = "the positive control's recovery of F_b from a GA-suppressed copy of O"
     return deletion_bound(upper, power_recovery, config.deleted_share, what, kind="recovery")
@@ -457,7 +460,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         details={
             P_TEST: SUBJECT_PERMUTATION,
             BOUND_TEST: EXPANDED_HALVES,
-            DELETION_BOUND: _deletion_bound(upper, power_recovery, signal, forgot, measure, config, splits),
+            DELETION_BOUND: line_deletion_bound(
+                upper, power_recovery, signal, forgot, MEASURE_NAMES[measure], config, splits
+            ),
             "budget": budget,
             "read_step": step,
             "suppressed_lower": lower,

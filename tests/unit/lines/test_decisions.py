@@ -127,12 +127,13 @@ def test_relearning_attack_against_os_signal():
     vote, reason = decide((-0.1, 0.1), None, 0.21, True, 0.1, 0.1, config, upper=0.15, signal=0.8, splits=1)
     assert vote is None and "needs at least 2 splits" in reason and "this ran 1" in reason
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=1)[0] == "suppressed"
-    from forensics.lines.relearning_attack.line import _deletion_bound as bound
+    from forensics.lines.relearning_attack.line import line_deletion_bound as bound
 
-    assert bound(0.15, 0.21, 0.8, True, "exact", config, 1) is None
-    stated = bound(0.15, 0.21, 0.8, True, "exact", config, 2)
-    assert stated is not None and stated["share"] == pytest.approx(0.15 / 0.8)
-    assert bound(0.15, 0.21, 0.8, False, "exact", config, 2) is None  # U still answered F_b
+    name = "greedy answer accuracy"
+    assert bound(0.15, 0.21, 0.8, True, name, config, 1) is None
+    stated = bound(0.15, 0.21, 0.8, True, name, config, 2)
+    assert stated is not None and stated["share"] == pytest.approx(0.15 / 0.8) and name in stated["signal_is"]
+    assert bound(0.15, 0.21, 0.8, False, name, config, 2) is None  # U still answered F_b
     # the suppressed side is the same under either rule
     assert decide((0.05, 0.3), None, None, True, 0.4, 0.2, config, signal=0.8, splits=2)[0] == "suppressed"
 
