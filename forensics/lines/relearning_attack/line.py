@@ -209,14 +209,14 @@ def decide(
             f"after the attack F_b is answered {how} (upper bound {upper:+.2f}{of_signal}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
+    if not forgot:
+        return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
     if lower > 0 and above_ref:  # above the control, but under config.suppressed_share of O's signal
         return None, (
             f"U answers {effect:.2f} of unseen F_b against {control:.2f} of H_b after the attack (lower end "
             f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
-            "not knowledge, and the bound is not under the deletion margin"
+            f"not knowledge; no deleted vote either (bound {upper:+.2f}: over the margin, or power or splits short)"
         )
-    if not forgot:
-        return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
     if not enough:
         return None, (
             f"no recovery above the control; a deletion bound needs at least {config.min_bound_splits} splits of F "

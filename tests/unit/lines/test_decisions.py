@@ -194,6 +194,8 @@ def test_relearning_suppressed_vote_needs_a_recovery_of_a_tenth_of_os_signal():
     assert vote == "deleted" and "by a trace (+0.07)" in reason and "13% of O's signal 0.84" in reason
     vote, reason = decide(ci, None, power, True, 0.11, 0.04, config, upper=0.25, signal=0.84, splits=2)
     assert vote is None and "under 10% of O's signal 0.84 is a trace" in reason
+    vote, reason = decide(ci, None, power, False, 0.11, 0.04, config, upper=0.108, signal=0.84, splits=2)
+    assert vote is None and "still answers F_b" in reason  # U answered F_b before the attack: the gate's call
     # at a tenth of the signal or more it votes; and so it does, whatever the size, without the condition
     assert decide(ci, None, power, True, 0.13, 0.04, config, upper=0.108, signal=0.84, splits=2)[0] == "suppressed"
     any_size = replace(config, suppressed_share=None)
