@@ -191,9 +191,9 @@ def decide(
     """
     upper = ci[1] if upper is None else upper
     lower = ci[0] if lower is None else lower
-    above_ref = reference_ci is None or reference_ci[0] > 0
+    above_control = lower > 0 and (reference_ci is None or reference_ci[0] > 0)
     relevant = config.suppressed_share is None or not signal or effect - control >= config.suppressed_share * signal
-    if lower > 0 and above_ref and relevant:
+    if above_control and relevant:
         return "suppressed", (
             f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
             f"of H_b under the identical fine-tune (lower end {lower:+.3f})"
@@ -204,14 +204,14 @@ def decide(
         of_signal = (
             f", {max(upper, 0.0) / scale:.0%} of O's signal {scale:.2f}" if config.bound_against == "signal" else ""
         )
-        how = f"above H_b by a trace ({effect - control:+.2f})" if lower > 0 and above_ref else "no better than H_b"
+        how = f"above H_b by a trace ({effect - control:+.2f})" if above_control else "no better than H_b"
         return "deleted", (
             f"after the attack F_b is answered {how} (upper bound {upper:+.2f}{of_signal}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
     if not forgot:
         return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
-    if lower > 0 and above_ref:  # above the control, but under config.suppressed_share of O's signal
+    if above_control:  # above the control, but under config.suppressed_share of O's signal
         return None, (
             f"U answers {effect:.2f} of unseen F_b against {control:.2f} of H_b after the attack (lower end "
             f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
