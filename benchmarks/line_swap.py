@@ -28,11 +28,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from forensics.core.evidence import Evidence
+from forensics.core.evidence import DELETION_BOUND, Evidence
 from forensics.core.verdict import decide
 from forensics.metaeval.bench import audit_tag
 from forensics.metaeval.scoring import VERDICTS, confusion, meta_evaluation, verdict_score
 from forensics.metaeval.stored import NotABench, audit_path, read_bench, stored_audits
+
+
+def line_upper(evidence: dict[str, Any]) -> float:
+    """The deletion bound the line's vote reads (measure units): the largest of the per-step bounds
+    (``bound_steps="every"``), else the stored deletion bound's upper end, else the CI's upper end
+    (``bound_steps="read"``: the vote's ``upper`` defaults to ``ci[1]``)."""
+    d = evidence["details"]
+    uppers = d.get("upper_by_step") or {}
+    stored = (d.get(DELETION_BOUND) or {}).get("upper")
+    return float(max(uppers.values()) if uppers else stored if stored is not None else evidence["ci"][1])
+
+
+def bound_shares(rows: list[dict[str, Any]]) -> str:
+    """One line per kind of audit (truth, or "copy"): how many stored a deletion bound, and its
+    share of O's signal (the bound the vote reads, U's one-sided 95% upper bound over the
+    budget's steps, divided by O's F-minus-H signal): min / median / max, and how many fall
+    under 10% and under 25%."""
+    by_kind: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("line_bound_share") is not None:
+            kind = "copy" if "perturbation" in r else str(r.get("truth"))
+            by_kind.setdefault(kind, []).append(r["line_bound_share"])
+    out = []
+    for kind, shares in sorted(by_kind.items()):
+        s = sorted(shares)
+        under = {m: sum(x < m for x in s) for m in (0.10, 0.25)}
+        out.append(
+            f"- {kind}: {len(s)} bounds, share of O's signal {s[0]:.0%} / {s[len(s) // 2]:.0%} / {s[-1]:.0%} "
+            f"(min / median / max); under 10%: {under[0.10]}, under 25%: {under[0.25]}"
+        )
+    return "\n".join(out)
 
 
 def audit_name(row: dict[str, Any]) -> str:
@@ -59,7 +90,11 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
         out = copy.deepcopy(row)
         out["verdict"], out["confidence"] = verdict.label, verdict.confidence
         out["scores"]["verdict"] = verdict_score(verdict.to_json())
-        out["line_vote"] = next((e["vote"] for e in evidence if e["line"] == line), None)
+        entry = next((e for e in evidence if e["line"] == line), None)
+        out["line_vote"] = entry["vote"] if entry is not None else None
+        signal = ((entry or {}).get("details") or {}).get("original_signal", {}).get("signal")
+        if entry is not None and entry.get("status") == "ok" and signal:  # a relearning attack's bound
+            out["line_bound_share"] = line_upper(entry) / signal
         if verdict.label != row["verdict"]:
             differs.append(f"seed {row['seed']} {audit_name(row)}: stored {row['verdict']}, now {verdict.label}")
         return out
@@ -131,6 +166,8 @@ def main() -> int:
         if side == "before":
             print(f"verdicts that differ from the stored ones: {len(differs)}", *differs, sep="\n  ")
         print(table(rows, perturbed) + "\n")
+        if any(r.get("line_bound_share") is not None for r in rows + perturbed):
+            print(f"{args.line}'s deletion bounds:\n" + bound_shares(rows + perturbed) + "\n")
     changed = [
         f"- seed {b['seed']} {audit_name(b)}: {b['verdict']} -> {a['verdict']} ({args.line} {b['line_vote']} -> {a['line_vote']})"
         for b, a in zip(sides["before"], sides["after"])

@@ -44,7 +44,7 @@ from forensics.metaeval.scoring import label_accuracy, scored_audits, verdict_sc
 from forensics.metaeval.stored import NotABench, stored_audits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_swap import audit_name, redecide_all, table  # a sibling script
+from line_swap import audit_name, bound_shares, line_upper, redecide_all, table  # a sibling script
 
 LINE = "relearning_attack"
 
@@ -67,16 +67,6 @@ def config_of(stored: dict[str, Any], overrides: dict[str, Any]) -> RelearningCo
     known = {f.name for f in fields(RelearningConfig)}
     kw: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in known}
     return replace(RelearningConfig(**kw), **overrides)
-
-
-def line_upper(evidence: dict[str, Any]) -> float:
-    """The deletion bound the line's vote reads (measure units): the largest of the per-step bounds
-    (``bound_steps="every"``), else the stored deletion bound's upper end, else the CI's upper end
-    (``bound_steps="read"``: the vote's ``upper`` defaults to ``ci[1]``)."""
-    d = evidence["details"]
-    uppers = d.get("upper_by_step") or {}
-    stored = (d.get(DELETION_BOUND) or {}).get("upper")
-    return float(max(uppers.values()) if uppers else stored if stored is not None else evidence["ci"][1])
 
 
 def revote(evidence: dict[str, Any], overrides: dict[str, Any]) -> tuple[str | None, str, float, dict | None]:
@@ -147,27 +137,6 @@ def redecided(bench: Path, overrides: dict[str, Any]) -> tuple[list[dict], list[
 
     rows, perturbed = redecide_all(stored_audits(bench), redo)
     return rows, perturbed, differs
-
-
-def bound_shares(rows: list[dict[str, Any]]) -> str:
-    """One line per kind of audit (truth, or "copy"): how many stored a deletion bound, and its
-    share of O's signal (the bound the vote reads, U's one-sided 95% upper bound over the
-    budget's steps, divided by O's F-minus-H signal): min / median / max, and how many fall
-    under 10% and under 25%."""
-    by_kind: dict[str, list[float]] = {}
-    for r in rows:
-        if r.get("line_bound_share") is not None:
-            kind = "copy" if "perturbation" in r else str(r.get("truth"))
-            by_kind.setdefault(kind, []).append(r["line_bound_share"])
-    out = []
-    for kind, shares in sorted(by_kind.items()):
-        s = sorted(shares)
-        under = {m: sum(x < m for x in s) for m in (0.10, 0.25)}
-        out.append(
-            f"- {kind}: {len(s)} bounds, share of O's signal {s[0]:.0%} / {s[len(s) // 2]:.0%} / {s[-1]:.0%} "
-            f"(min / median / max); under 10%: {under[0.10]}, under 25%: {under[0.25]}"
-        )
-    return "\n".join(out)
 
 
 def main() -> int:

@@ -33,6 +33,12 @@ class RelearningConfig(VoteMinimum):
     optimiser: str = "AdamW(betas=(0.9, 0.999), weight_decay=0, grad-norm clip 1.0)"
     #: One random split of F and H into halves, and one fine-tune each, per seed.
     seeds: tuple[int, ...] = (0, 1, 2)
+    #: Cross-fitting: per split, also fine-tune on F_b (and H_b) and read F_a (and H_a), so that
+    #: every subject of F and H is read once per split, by the fine-tune that never saw it; the
+    #: CI, the p-value and the deletion bound then rest on all subjects instead of one half (twice
+    #: the fine-tunes of U; the positive control and the reference are attacked as before, F_a ->
+    #: F_b of the first split). Not the default (docs/decisions.md, "cross-fitted relearning").
+    cross_fit: bool = False
     #: Optimiser steps after which the recovery curve is measured (step 0: before training).
     eval_steps: tuple[int, ...] = (0, 5, 10, 20, 30)
     #: F and H each need at least twice this many subjects, else "not run".

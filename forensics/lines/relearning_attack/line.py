@@ -43,6 +43,12 @@ two-level bootstrap (seeds, then subjects within each seed's halves); p is a sub
 permutation test over the pooled (seed, subject) clusters (somewhat optimistic: it treats the
 seeds' clusters as independent; the CI decides).
 
+Cross-fitting (``cross_fit``, not the default). Each split also runs the other way round (fine-tune
+on F_b, read F_a; on H_b, read H_a), and "F_b" / "H_b" above then mean every subject of F / H, each
+read by the fine-tune that did not see it: the bootstrap, the p-value and the bound's widening
+count all subjects of a set instead of half (twice U's fine-tunes). The positive control and the
+reference keep the one direction F_a -> F_b.
+
 Vote.
 - ``suppressed``: the CI of acc_after(F_b) - acc_after(H_b) lies above 0 (and, with a
   reference, the CI of acc_after_U(F_b) - acc_after_Ref(F_b) does). The plain lower end is above
@@ -270,6 +276,23 @@ def line_deletion_bound(
     return deletion_bound(upper, power_recovery, config.deleted_share, what, kind="recovery")
 
 
+def attack_split(model, tok, a: list, b: list, measured, config: RelearningConfig, seed, device, lr, measure):
+    """One split's attack on one set: fine-tune a copy of ``model`` on half ``a``, read half
+    ``b`` (:func:`forensics.compute.relearning.finetune`); with ``config.cross_fit`` also the
+    other way round, on ``b`` reading ``a``. Returns ``(run, read)``: ``run`` as ``finetune``
+    returns it, its per-step scores ``[len(read)]`` over the facts ``read`` (``b``, then ``a``
+    when cross-fitted; ``curve`` then the mean over both, ``train_accuracy`` the mean of the
+    two directions')."""
+    run = finetune(model, tok, a, measured(b), config, seed, device, lr, measure)
+    if not config.cross_fit:
+        return run, b
+    back = finetune(model, tok, b, measured(a), config, seed, device, lr, measure)
+    per_step = {s: np.concatenate([run["per_step"][s], back["per_step"][s]]) for s in run["per_step"]}
+    curve = {s: float(values.mean()) for s, values in per_step.items()}
+    train = (run["train_accuracy"] + back["train_accuracy"]) / 2
+    return {"per_step": per_step, "curve": curve, "train_accuracy": train}, b + a
+
+
 def bound_steps(config: RelearningConfig, step: int, per_step: dict) -> list[int]:
     """The attack steps the deletion bound covers (``config.bound_steps``): the read ``step`` alone,
     or it and every step after 0 that ``per_step`` (a fine-tune's measure by step) holds."""
@@ -297,7 +320,7 @@ def check_inputs(ctx: AuditContext, config: RelearningConfig) -> str | None:
 
 
 def _budget(config: RelearningConfig) -> str:
-    n = 2 * len(config.seeds)
+    n = (4 if config.cross_fit else 2) * len(config.seeds)
     per_rate = 2 if config.control_reads == "holdout" else 1
     control = (
         f", up to {per_rate * len(config.lr_scales)} of the positive control (a copy of O made to forget F in at "
@@ -306,7 +329,8 @@ def _budget(config: RelearningConfig) -> str:
         else ""
     )
     return (
-        f"{n} fine-tunes of U (on F_a and on H_a per seed, {len(config.seeds)} seed(s)){control}; a reference "
+        f"{n} fine-tunes of U (on F_a and on H_a per seed{', and back' if config.cross_fit else ''}, "
+        f"{len(config.seeds)} seed(s)){control}; a reference "
         f"adds one per seed; each {config.steps} AdamW steps of {config.batch_size} facts, every parameter, "
         f"loss at the answer positions only; the answer measure on F_b and H_b at {len(config.eval_steps)} steps"
     )
@@ -370,8 +394,9 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     bound_at: dict[int, list] = {}  # step -> one (F_b, subjects, H_b, subjects) run per seed; holds the read step
     for seed in config.seeds:
         f_a, f_b, h_a, h_b = halves(ctx, seed)
-        fr = finetune(U, tok, f_a, measured(f_b), config, seed, device, lr, measure)
-        hr = finetune(U, tok, h_a, measured(h_b), config, seed, device, lr, measure)
+        ref_f_a, ref_f_b = f_a, f_b
+        fr, f_b = attack_split(U, tok, f_a, f_b, measured, config, seed, device, lr, measure)
+        hr, h_b = attack_split(U, tok, h_a, h_b, measured, config, seed, device, lr, measure)
         rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
         gf = np.array([f.subject for f in f_b])
         gh = np.array([f.subject for f in h_b])
@@ -395,13 +420,14 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             "n_subjects_holdout_b": len(set(gh)),
         }
         if ctx.reference is not None:
-            rr = finetune(ctx.reference.model, tok, f_a, measured(f_b), config, seed, device, lr, measure)
+            rr = finetune(ctx.reference.model, tok, ref_f_a, measured(ref_f_b), config, seed, device, lr, measure)
             rec_r = rr["per_step"][step]
-            ref_runs.append((rec_f, gf, rec_r, gf))
+            g_ref = np.array([f.subject for f in ref_f_b])
+            ref_runs.append((fr["per_step"][step][: len(ref_f_b)], g_ref, rec_r, g_ref))
             curves["reference"].append(rr["curve"])
             row["reference_acc_forget_b_after"] = float(rec_r.mean())
             assert ref_before is not None
-            row["reference_acc_forget_b_before"] = float(np.mean([ref_before[f] for f in f_b]))
+            row["reference_acc_forget_b_before"] = float(np.mean([ref_before[f] for f in ref_f_b]))
         row["gain_forget_b"] = row["acc_forget_b_after"] - row["acc_forget_b_before"]
         row["gain_holdout_b"] = row["acc_holdout_b_after"] - row["acc_holdout_b_before"]
         per_seed.append(row)

@@ -112,6 +112,48 @@ def test_relearning_recovers_ga_but_not_retrain(zoo):
         assert r["gain_forget_b"] == pytest.approx(r["acc_forget_b_after"] - r["acc_forget_b_before"])
 
 
+def test_cross_fitting_reads_every_subject_once_by_the_fine_tune_that_did_not_see_it(monkeypatch):
+    """``attack_split`` with ``cross_fit``: two fine-tunes, a -> b then b -> a, their scores
+    concatenated in the order of the facts it says it read; without it, one fine-tune reading b."""
+    import forensics.lines.relearning_attack.line as line
+    from forensics.lines.relearning_attack import RelearningConfig
+
+    calls = []
+
+    def fake_finetune(model, tok, train, evaluate, config, seed, device, lr, measure):
+        calls.append(([f.subject for f in train], [f.subject for f in evaluate]))
+        score = {0: [0.0] * len(evaluate), 30: [1.0 if f.subject.startswith("a") else 0.5 for f in evaluate]}
+        per_step = {s: np.array(v) for s, v in score.items()}
+        return {"per_step": per_step, "curve": {s: float(v.mean()) for s, v in per_step.items()}, "train_accuracy": 0.2}
+
+    monkeypatch.setattr(line, "finetune", fake_finetune)
+    a = [Fact(f"pa{i}", " x", subject=f"a{i}") for i in range(3)]
+    b = [Fact(f"pb{i}", " y", subject=f"b{i}") for i in range(2)]
+    run, read = line.attack_split(None, None, a, b, lambda fs: fs, RelearningConfig(), 0, "cpu", 1e-3, "exact")
+    assert read == b and calls == [(["a0", "a1", "a2"], ["b0", "b1"])]
+    calls.clear()
+    cfg = RelearningConfig(cross_fit=True)
+    run, read = line.attack_split(None, None, a, b, lambda fs: fs, cfg, 0, "cpu", 1e-3, "exact")
+    assert calls == [(["a0", "a1", "a2"], ["b0", "b1"]), (["b0", "b1"], ["a0", "a1", "a2"])]
+    assert read == b + a
+    assert run["per_step"][30].tolist() == [0.5, 0.5, 1.0, 1.0, 1.0]
+    assert run["curve"][30] == pytest.approx(0.8) and run["train_accuracy"] == pytest.approx(0.2)
+    assert "and back" in line._budget(cfg) and "and back" not in line._budget(RelearningConfig())
+
+
+def test_cross_fitted_relearning_bounds_every_forget_subject(zoo):
+    from forensics.lines.relearning_attack import RelearningConfig, relearning_line
+
+    sets, _ = zoo
+    cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, positive_control=False, eval_steps=(0, 30))
+    one_way = relearning_line(_inputs(zoo, "ga"), cfg)
+    crossed = relearning_line(_inputs(zoo, "ga"), replace(cfg, cross_fit=True))
+    n_forget = len({f.subject for f in sets["forget"]})
+    assert crossed.details["per_seed"][0]["n_subjects_forget_b"] == n_forget
+    assert one_way.details["per_seed"][0]["n_subjects_forget_b"] < n_forget
+    assert crossed.vote == "suppressed" and crossed.effect > crossed.control
+
+
 def test_the_peak_step_is_the_largest_recovery_after_step_0_ties_to_the_earliest():
     from forensics.compute.relearning import peak_step
 
