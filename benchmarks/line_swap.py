@@ -2,7 +2,7 @@
 re-decide a stored bench's audits with that line's evidence taken from two runs of the line
 alone, before and after the change, and print both verdict tables.
 
-    python benchmarks/line_swap.py FULL_BENCH LINE_BEFORE LINE_AFTER [--line relearning_attack]
+    python benchmarks/line_swap.py FULL_BENCH LINE_BEFORE LINE_AFTER [--line relearning_attack] [--write DIR]
 
 ``FULL_BENCH``: a ``forensics bench`` output folder run with every line (``bench.json`` and
 ``audits/``). ``LINE_BEFORE`` / ``LINE_AFTER``: benches of the same zoo, seeds, profile and data
@@ -71,11 +71,17 @@ def audit_name(row: dict[str, Any]) -> str:
     return audit_tag(row["model"], row.get("perturbation"))
 
 
-def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], list[str], list[str]]:
+def swapped(
+    full: Path, part: Path, line: str, write: Path | None = None
+) -> tuple[list[dict], list[dict], list[str], list[str]]:
     """``full``'s model and perturbed rows re-decided with ``line``'s evidence from ``part``:
-    ``(rows, perturbed, weight_mismatches, stored_differs)``. Each row gains ``line_vote``."""
+    ``(rows, perturbed, weight_mismatches, stored_differs)``. Each row gains ``line_vote``.
+    ``write``: a new folder to keep the swapped bench in, as ``forensics bench`` lays one out
+    (``bench.json`` with the re-decided rows, ``audits/`` with the spliced evidence and verdicts),
+    so that the scripts which read a stored bench (``relearning_rule.py``) can read it."""
     read_bench(part)
     mismatch, differs = [], []
+    kept: list[tuple[dict, dict]] = []
 
     def redo(row: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -87,6 +93,7 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
         evidence = [e for e in results["evidence"] if e["line"] != line]
         evidence += [e for e in other["evidence"] if e["line"] == line]
         verdict = decide([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
+        kept.append((row, results | {"evidence": evidence, "verdict": verdict.to_json()}))
         out = copy.deepcopy(row)
         out["verdict"], out["confidence"] = verdict.label, verdict.confidence
         out["scores"]["verdict"] = verdict_score(verdict.to_json())
@@ -100,6 +107,19 @@ def swapped(full: Path, part: Path, line: str) -> tuple[list[dict], list[dict], 
         return out
 
     rows, perturbed = redecide_all(stored_audits(full), redo)
+    if write is not None:
+        write.mkdir(parents=True)
+        for row, results in kept:
+            path = audit_path(write, row)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(results))
+        strip = ("line_vote", "line_bound_share")
+        bench = read_bench(full) | {
+            "models": [{k: v for k, v in r.items() if k not in strip} for r in rows],
+            "perturbed": [{k: v for k, v in p.items() if k not in strip} for p in perturbed],
+            "swapped": {"full": str(full), "line": line, "from": str(part)},
+        }
+        (write / "bench.json").write_text(json.dumps(bench))
     return rows, perturbed, mismatch, differs
 
 
@@ -152,11 +172,16 @@ def main() -> int:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     parser.add_argument("--line", default="relearning_attack")
+    parser.add_argument("--write", type=Path, help="keep the after side as a bench folder here (must not exist)")
     args = parser.parse_args()
+    if args.write is not None and args.write.exists():
+        print(f"line_swap: {args.write} exists; --write makes a new folder")
+        return 2
     sides = {}
     for side in ("before", "after"):
         try:
-            rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line)
+            keep = args.write if side == "after" else None
+            rows, perturbed, mismatch, differs = swapped(args.full, getattr(args, side), args.line, keep)
         except (NotABench, KeyError) as e:  # a folder that is not a bench, or benches that do not match
             print(f"line_swap: cannot pair {args.full} with {getattr(args, side)}: {e}")
             return 2
