@@ -43,7 +43,8 @@ two-level bootstrap (seeds, then subjects within each seed's halves); p is a sub
 permutation test over the pooled (seed, subject) clusters (somewhat optimistic: it treats the
 seeds' clusters as independent; the CI decides).
 
-Cross-fitting (``cross_fit``, not the default). Each split also runs the other way round (fine-tune
+Cross-fitting (``cross_fit``, the default since 2026-12-07: docs/results/2026-12-07-cross-fitting.md).
+Each split also runs the other way round (fine-tune
 on F_b, read F_a; on H_b, read H_a), and "F_b" / "H_b" above then mean every subject of F / H, each
 read by the fine-tune that did not see it: the bootstrap, the p-value and the bound's widening
 count all subjects of a set instead of half (twice U's fine-tunes). The positive control and the
@@ -114,7 +115,8 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
     "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
-    "(F_b); control: the identical fine-tune on half the holdout subjects (H_a), measured on H_b. CI by a "
+    "(F_b), and by default the other way round (cross-fitted: each subject is read once per split, by the fine-tune "
+    "that never saw it); control: the identical fine-tunes on the holdout subjects' halves (H_a, H_b). CI by a "
     "bootstrap over seeds, then subjects. Votes suppressed when the CI of F_b's minus H_b's recovery "
     "lies above 0 (and above a reference's, if given); deleted when U did not "
     "answer F_b before the attack, the upper bound stays below a set share of O's signal on F (O's F minus H) "

@@ -129,16 +129,17 @@ def test_cross_fitting_reads_every_subject_once_by_the_fine_tune_that_did_not_se
     monkeypatch.setattr(line, "finetune", fake_finetune)
     a = [Fact(f"pa{i}", " x", subject=f"a{i}") for i in range(3)]
     b = [Fact(f"pb{i}", " y", subject=f"b{i}") for i in range(2)]
-    run, read = line.attack_split(None, None, a, b, lambda fs: fs, RelearningConfig(), 0, "cpu", 1e-3, "exact")
+    one_way = RelearningConfig(cross_fit=False)
+    run, read = line.attack_split(None, None, a, b, lambda fs: fs, one_way, 0, "cpu", 1e-3, "exact")
     assert read == b and calls == [(["a0", "a1", "a2"], ["b0", "b1"])]
     calls.clear()
-    cfg = RelearningConfig(cross_fit=True)
+    cfg = RelearningConfig()  # cross-fitted by default
     run, read = line.attack_split(None, None, a, b, lambda fs: fs, cfg, 0, "cpu", 1e-3, "exact")
     assert calls == [(["a0", "a1", "a2"], ["b0", "b1"]), (["b0", "b1"], ["a0", "a1", "a2"])]
     assert read == b + a
     assert run["per_step"][30].tolist() == [0.5, 0.5, 1.0, 1.0, 1.0]
     assert run["curve"][30] == pytest.approx(0.8) and run["train_accuracy"] == pytest.approx(0.2)
-    assert "and back" in line._budget(cfg) and "and back" not in line._budget(RelearningConfig())
+    assert "and back" in line._budget(cfg) and "and back" not in line._budget(one_way)
 
 
 def test_cross_fitted_relearning_bounds_every_forget_subject(zoo):
@@ -146,8 +147,8 @@ def test_cross_fitted_relearning_bounds_every_forget_subject(zoo):
 
     sets, _ = zoo
     cfg = RelearningConfig(seeds=(0,), n_boot=200, n_perm=200, positive_control=False, eval_steps=(0, 30))
-    one_way = relearning_line(_inputs(zoo, "ga"), cfg)
-    crossed = relearning_line(_inputs(zoo, "ga"), replace(cfg, cross_fit=True))
+    one_way = relearning_line(_inputs(zoo, "ga"), replace(cfg, cross_fit=False))
+    crossed = relearning_line(_inputs(zoo, "ga"), cfg)  # the default
     n_forget = len({f.subject for f in sets["forget"]})
     assert crossed.details["per_seed"][0]["n_subjects_forget_b"] == n_forget
     assert one_way.details["per_seed"][0]["n_subjects_forget_b"] < n_forget
