@@ -173,8 +173,8 @@ def recovery_figure(curves: dict, power: dict | None) -> bytes:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     styles = {
-        "forget": ("C3", "U: F_a -> F_b"),
-        "holdout": ("C0", "U: H_a -> H_b (control)"),
+        "forget": ("C3", "U: F, the unseen half"),
+        "holdout": ("C0", "U: H, the unseen half (control)"),
         "reference": ("C2", "Ref: F_a -> F_b"),
     }
     for name, per_seed in curves.items():

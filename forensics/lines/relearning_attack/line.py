@@ -44,11 +44,10 @@ permutation test over the pooled (seed, subject) clusters (somewhat optimistic: 
 seeds' clusters as independent; the CI decides).
 
 Cross-fitting (``cross_fit``, the default since 2026-12-07: docs/results/2026-12-07-cross-fitting.md).
-Each split also runs the other way round (fine-tune
-on F_b, read F_a; on H_b, read H_a), and "F_b" / "H_b" above then mean every subject of F / H, each
-read by the fine-tune that did not see it: the bootstrap, the p-value and the bound's widening
-count all subjects of a set instead of half (twice U's fine-tunes). The positive control and the
-reference keep the one direction F_a -> F_b.
+Each split also runs the other way round (fine-tune on F_b, read F_a; on H_b, read H_a), and "F_b" /
+"H_b" above then mean every subject of F / H, each read by the fine-tune that did not see it: the
+bootstrap, the p-value and the bound's widening count all subjects of a set instead of half (twice
+U's fine-tunes). The positive control and the reference keep the one direction F_a -> F_b.
 
 Vote.
 - ``suppressed``: the CI of acc_after(F_b) - acc_after(H_b) lies above 0 (and, with a
@@ -478,7 +477,8 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
         status="ok",
         metric=f"{MEASURE_NAMES[measure]} on held-out subjects after {step} fine-tuning steps"
         + (" (where the positive control recovers most)" if power is not None and config.read_step == "peak" else "")
-        + f" (F_a -> F_b vs H_a -> H_b), mean over {len(config.seeds)} seeds",
+        + (" (F_a <-> F_b vs H_a <-> H_b, cross-fitted)" if config.cross_fit else " (F_a -> F_b vs H_a -> H_b)")
+        + f", mean over {len(config.seeds)} seeds",
         effect=effect,
         control=control,
         ci=ci,
