@@ -114,8 +114,7 @@ QUESTION = "Does fine-tuning on some forgotten facts bring back the other forgot
 METHOD = (
     "Relearning attack: fine-tune a copy of U on the answers of half the forget subjects (F_a) and measure "
     "the greedy answer accuracy (free text: ROUGE-L recall of the key span) it then reaches on the other half "
-    "(F_b), and by default the other way round (cross-fitted: each subject is read once per split, by the fine-tune "
-    "that never saw it); control: the identical fine-tunes on the holdout subjects' halves (H_a, H_b). CI by a "
+    "(F_b), and back (cross-fitted); control: the identical fine-tunes on the holdout's halves (H_a, H_b). CI by a "
     "bootstrap over seeds, then subjects. Votes suppressed when the CI of F_b's minus H_b's recovery "
     "lies above 0 (and above a reference's, if given); deleted when U did not "
     "answer F_b before the attack, the upper bound stays below a set share of O's signal on F (O's F minus H) "

@@ -248,5 +248,6 @@ def test_every_line_declares_its_model_pass_budget_and_the_profiles_change_it():
     for name in ("patching", "steering_restoration", "tuned_lens", "relearning_attack"):
         assert texts[name]["quick"] != texts[name]["thorough"], name
     assert "6 blocks" in texts["patching"]["quick"] and "every block" in texts["patching"]["thorough"]
-    assert texts["relearning_attack"]["quick"].startswith("4 fine-tunes of U")  # two splits: a bound needs two
-    assert texts["relearning_attack"]["standard"].startswith("4 fine-tunes of U")
+    # two splits (a bound needs two), each cross-fitted: U fine-tuned on F_a, F_b, H_a and H_b
+    assert texts["relearning_attack"]["quick"].startswith("8 fine-tunes of U")
+    assert texts["relearning_attack"]["standard"].startswith("8 fine-tunes of U")
