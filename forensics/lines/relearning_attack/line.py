@@ -394,12 +394,12 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
     bound_at: dict[int, list] = {}  # step -> one (F_b, subjects, H_b, subjects) run per seed; holds the read step
     for seed in config.seeds:
         f_a, f_b, h_a, h_b = halves(ctx, seed)
-        ref_f_a, ref_f_b = f_a, f_b
-        fr, f_b = attack_split(U, tok, f_a, f_b, measured, config, seed, device, lr, measure)
-        hr, h_b = attack_split(U, tok, h_a, h_b, measured, config, seed, device, lr, measure)
+        # the facts each run read: F_b and H_b, then F_a and H_a when cross-fitted
+        fr, f_read = attack_split(U, tok, f_a, f_b, measured, config, seed, device, lr, measure)
+        hr, h_read = attack_split(U, tok, h_a, h_b, measured, config, seed, device, lr, measure)
         rec_f, rec_h = fr["per_step"][step], hr["per_step"][step]
-        gf = np.array([f.subject for f in f_b])
-        gh = np.array([f.subject for f in h_b])
+        gf = np.array([f.subject for f in f_read])
+        gh = np.array([f.subject for f in h_read])
         for s in bound_steps(config, step, fr["per_step"]):
             bound_at.setdefault(s, []).append((fr["per_step"][s], gf, hr["per_step"][s], gh))
         pooled["f"].append(rec_f)
@@ -412,22 +412,22 @@ def relearning_line(ctx: AuditContext, config: RelearningConfig | None = None) -
             "seed": seed,
             "acc_forget_b_after": float(rec_f.mean()),
             "acc_holdout_b_after": float(rec_h.mean()),
-            "acc_forget_b_before": float(np.mean([before["forget"][f] for f in f_b])),
-            "acc_holdout_b_before": float(np.mean([before["holdout"][f] for f in h_b])),
+            "acc_forget_b_before": float(np.mean([before["forget"][f] for f in f_read])),
+            "acc_holdout_b_before": float(np.mean([before["holdout"][f] for f in h_read])),
             "train_accuracy_forget_a": fr["train_accuracy"],
             "train_accuracy_holdout_a": hr["train_accuracy"],
             "n_subjects_forget_b": len(set(gf)),
             "n_subjects_holdout_b": len(set(gh)),
         }
         if ctx.reference is not None:
-            rr = finetune(ctx.reference.model, tok, ref_f_a, measured(ref_f_b), config, seed, device, lr, measure)
+            rr = finetune(ctx.reference.model, tok, f_a, measured(f_b), config, seed, device, lr, measure)
             rec_r = rr["per_step"][step]
-            g_ref = np.array([f.subject for f in ref_f_b])
-            ref_runs.append((fr["per_step"][step][: len(ref_f_b)], g_ref, rec_r, g_ref))
+            g_ref = np.array([f.subject for f in f_b])
+            ref_runs.append((rec_f[: len(f_b)], g_ref, rec_r, g_ref))  # U's F_a -> F_b run: F_b comes first
             curves["reference"].append(rr["curve"])
             row["reference_acc_forget_b_after"] = float(rec_r.mean())
             assert ref_before is not None
-            row["reference_acc_forget_b_before"] = float(np.mean([ref_before[f] for f in ref_f_b]))
+            row["reference_acc_forget_b_before"] = float(np.mean([ref_before[f] for f in f_b]))
         row["gain_forget_b"] = row["acc_forget_b_after"] - row["acc_forget_b_before"]
         row["gain_holdout_b"] = row["acc_holdout_b_after"] - row["acc_holdout_b_before"]
         per_seed.append(row)
