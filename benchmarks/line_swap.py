@@ -93,10 +93,11 @@ def swapped(
         evidence = [e for e in results["evidence"] if e["line"] != line]
         evidence += [e for e in other["evidence"] if e["line"] == line]
         verdict = decide([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
-        kept.append((row, results | {"evidence": evidence, "verdict": verdict.to_json()}))
+        stated = verdict.to_json()
+        kept.append((row, results | {"evidence": evidence, "verdict": stated}))
         out = copy.deepcopy(row)
         out["verdict"], out["confidence"] = verdict.label, verdict.confidence
-        out["scores"]["verdict"] = verdict_score(verdict.to_json())
+        out["scores"]["verdict"] = verdict_score(stated)
         entry = next((e for e in evidence if e["line"] == line), None)
         out["line_vote"] = entry["vote"] if entry is not None else None
         signal = ((entry or {}).get("details") or {}).get("original_signal", {}).get("signal")
