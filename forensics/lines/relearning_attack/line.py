@@ -199,10 +199,15 @@ def decide(
     lower = ci[0] if lower is None else lower
     above_control = lower > 0 and (reference_ci is None or reference_ci[0] > 0)
     relevant = config.suppressed_share is None or not signal or effect - control >= config.suppressed_share * signal
+    # cross-fitted, each half of F is read by the fine-tune on the other half: name both ways
+    if config.cross_fit:
+        tuned, unseen, h_read, f_name, h_name = "one half of F", "the other half", "of H", "F", "H"
+    else:
+        tuned, unseen, h_read, f_name, h_name = "F_a", "F_b", "of H_b", "F_b", "H_b"
     if above_control and relevant:
         return "suppressed", (
-            f"after fine-tuning on F_a, U answers {effect:.2f} of unseen F_b against {control:.2f} "
-            f"of H_b under the identical fine-tune (lower end {lower:+.3f})"
+            f"after fine-tuning on {tuned}, U answers {effect:.2f} of unseen {unseen} against {control:.2f} "
+            f"{h_read} under the identical fine-tune (lower end {lower:+.3f})"
         )
     scale = deletion_scale(power_recovery, signal, config, upper)
     enough = splits >= config.min_bound_splits
@@ -210,16 +215,19 @@ def decide(
         of_signal = (
             f", {max(upper, 0.0) / scale:.0%} of O's signal {scale:.2f}" if config.bound_against == "signal" else ""
         )
-        how = f"above H_b by a trace ({effect - control:+.2f})" if above_control else "no better than H_b"
+        how = f"above {h_name} by a trace ({effect - control:+.2f})" if above_control else f"no better than {h_name}"
         return "deleted", (
-            f"after the attack F_b is answered {how} (upper bound {upper:+.2f}{of_signal}) while it "
+            f"after the attack {f_name} is answered {how} (upper bound {upper:+.2f}{of_signal}) while the attack "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
     if not forgot:
-        return None, "U still answers F_b before the attack; recovery is not measurable (the behaviour gate decides)"
+        return (
+            None,
+            f"U still answers {f_name} before the attack; recovery is not measurable (the behaviour gate decides)",
+        )
     if above_control:  # above the control, but under config.suppressed_share of O's signal
         return None, (
-            f"U answers {effect:.2f} of unseen F_b against {control:.2f} of H_b after the attack (lower end "
+            f"U answers {effect:.2f} of unseen {unseen} against {control:.2f} {h_read} after the attack (lower end "
             f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
             f"not knowledge; no deleted vote either (bound {upper:+.2f}: over the margin, or power or splits short)"
         )

@@ -97,7 +97,7 @@ def test_relearning_attack():
     assert decide((-0.1, 0.1), None, 0.2, True, 0.2, 0.2, config, splits=2)[0] is None  # power not shown
     assert decide((-0.1, 0.1), None, None, True, 0.2, 0.2, config, splits=2)[0] is None  # no positive control
     vote, reason = decide((-0.1, 0.1), None, 0.6, False, 0.2, 0.2, config, splits=2)
-    assert vote is None and "still answers F_b" in reason
+    assert vote is None and "still answers F before" in reason
     # the widened upper end decides deletion when given: 0.1 passes, widened to 0.16 it does not
     assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.16, splits=2)[0] is None
     assert decide((-0.1, 0.1), None, 0.6, True, 0.2, 0.2, config, upper=0.14, splits=2)[0] == "deleted"
@@ -195,7 +195,13 @@ def test_relearning_suppressed_vote_needs_a_recovery_of_a_tenth_of_os_signal():
     vote, reason = decide(ci, None, power, True, 0.11, 0.04, config, upper=0.25, signal=0.84, splits=2)
     assert vote is None and "under 10% of O's signal 0.84 is a trace" in reason
     vote, reason = decide(ci, None, power, False, 0.11, 0.04, config, upper=0.108, signal=0.84, splits=2)
-    assert vote is None and "still answers F_b" in reason  # U answered F_b before the attack: the gate's call
+    assert vote is None and "still answers F before" in reason  # U answered F before the attack: the gate's call
+    # the reason names what was read: cross-fitted (the default) each half of F by the other's fine-tune
+    vote, reason = decide((0.05, 0.3), None, power, True, 0.4, 0.04, config, signal=0.84, splits=2)
+    assert vote == "suppressed" and "fine-tuning on one half of F" in reason and "F_b" not in reason
+    one_way = relearning_attack.RelearningConfig(cross_fit=False)
+    vote, reason = decide((0.05, 0.3), None, power, True, 0.4, 0.04, one_way, signal=0.84, splits=2)
+    assert vote == "suppressed" and "fine-tuning on F_a" in reason and "unseen F_b" in reason
     # at a tenth of the signal or more it votes; and so it does, whatever the size, without the condition
     assert decide(ci, None, power, True, 0.13, 0.04, config, upper=0.108, signal=0.84, splits=2)[0] == "suppressed"
     any_size = replace(config, suppressed_share=None)
