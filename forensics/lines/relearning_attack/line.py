@@ -201,12 +201,12 @@ def decide(
     relevant = config.suppressed_share is None or not signal or effect - control >= config.suppressed_share * signal
     # cross-fitted, each half of F is read by the fine-tune on the other half: name both ways
     if config.cross_fit:
-        tuned, unseen, h_read, f_name, h_name = "one half of F", "the other half", "of H", "F", "H"
+        tuned, unseen, h_read, f_name, h_name = "one half of F", "the other, unseen half", "of H", "F", "H"
     else:
-        tuned, unseen, h_read, f_name, h_name = "F_a", "F_b", "of H_b", "F_b", "H_b"
+        tuned, unseen, h_read, f_name, h_name = "F_a", "unseen F_b", "of H_b", "F_b", "H_b"
     if above_control and relevant:
         return "suppressed", (
-            f"after fine-tuning on {tuned}, U answers {effect:.2f} of unseen {unseen} against {control:.2f} "
+            f"after fine-tuning on {tuned}, U answers {effect:.2f} of {unseen} against {control:.2f} "
             f"{h_read} under the identical fine-tune (lower end {lower:+.3f})"
         )
     scale = deletion_scale(power_recovery, signal, config, upper)
@@ -217,7 +217,7 @@ def decide(
         )
         how = f"above {h_name} by a trace ({effect - control:+.2f})" if above_control else f"no better than {h_name}"
         return "deleted", (
-            f"after the attack {f_name} is answered {how} (upper bound {upper:+.2f}{of_signal}) while the attack "
+            f"after the attack {f_name} is answered {how} (upper bound {upper:+.2f}{of_signal}) while it "
             f"recovers {power_recovery:+.2f} of F_b from a GA-suppressed copy of O"
         )
     if not forgot:
@@ -227,7 +227,7 @@ def decide(
         )
     if above_control:  # above the control, but under config.suppressed_share of O's signal
         return None, (
-            f"U answers {effect:.2f} of unseen {unseen} against {control:.2f} {h_read} after the attack (lower end "
+            f"U answers {effect:.2f} of {unseen} against {control:.2f} {h_read} after the attack (lower end "
             f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
             f"not knowledge; no deleted vote either (bound {upper:+.2f}: over the margin, or power or splits short)"
         )
