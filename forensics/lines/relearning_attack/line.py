@@ -201,13 +201,13 @@ def decide(
     relevant = config.suppressed_share is None or not signal or effect - control >= config.suppressed_share * signal
     # cross-fitted, each half of F is read by the fine-tune on the other half: name both ways
     if config.cross_fit:
-        tuned, unseen, h_read, f_name, h_name = "one half of F", "the other, unseen half", "of H", "F", "H"
+        tuned, unseen, h_of, f_name, h_name = "one half of F", "the other, unseen half", "of H", "F", "H"
     else:
-        tuned, unseen, h_read, f_name, h_name = "F_a", "unseen F_b", "of H_b", "F_b", "H_b"
+        tuned, unseen, h_of, f_name, h_name = "F_a", "unseen F_b", "of H_b", "F_b", "H_b"
     if above_control and relevant:
         return "suppressed", (
             f"after fine-tuning on {tuned}, U answers {effect:.2f} of {unseen} against {control:.2f} "
-            f"{h_read} under the identical fine-tune (lower end {lower:+.3f})"
+            f"{h_of} under the identical fine-tune (lower end {lower:+.3f})"
         )
     scale = deletion_scale(power_recovery, signal, config, upper)
     enough = splits >= config.min_bound_splits
@@ -227,7 +227,7 @@ def decide(
         )
     if above_control:  # above the control, but under config.suppressed_share of O's signal
         return None, (
-            f"U answers {effect:.2f} of {unseen} against {control:.2f} {h_read} after the attack (lower end "
+            f"U answers {effect:.2f} of {unseen} against {control:.2f} {h_of} after the attack (lower end "
             f"{lower:+.3f}): a recovery under {config.suppressed_share:.0%} of O's signal {signal:.2f} is a trace, "
             f"not knowledge; no deleted vote either (bound {upper:+.2f}: over the margin, or power or splits short)"
         )
