@@ -1,36 +1,58 @@
 """A verdict-rule change measured on the same evidence: re-decide every audit a bench stored
 under two versions of ``forensics/core/verdict.py`` and print both verdict tables.
 
-    python benchmarks/rule_change.py BENCH_OUT [BENCH_OUT ...] --before REV [--json out.json]
+    python benchmarks/rule_change.py BENCH_OUT [BENCH_OUT ...] --before REV [--revote-probes] [--json out.json]
 
 ``BENCH_OUT``: a ``forensics bench`` output folder (``bench.json`` and ``audits/``). ``REV``: a git
 revision whose ``forensics/core/verdict.py`` is the rule before (read with ``git show``, loaded
 as a module of its own); the rule after is the checkout's. Every stored audit's evidence is
 re-read (:meth:`forensics.core.evidence.Evidence.from_json`) and decided by both rules; the
-stored verdict must equal one of them (the rule the bench ran), else the script stops. The
-verdict rule is a pure function of the evidence, so this is the bench's before/after without
-re-running any line. Prints, per bench and pooled: the confusion matrix before -> after, the
-perturbed deleted copies' verdicts, the deleted models called SUPPRESSED, and every model whose
-verdict changed with the reason.
+stored verdict should equal one of them (the rule the bench ran): those that equal neither are
+listed and the script exits 1. The verdict rule is a pure function of the evidence, so this is
+the bench's before/after without re-running any line. ``--revote-probes``: the rule after also re-decides the attribute probes'
+vote (:func:`forensics.lines.attribute_probes.decide`, a pure function of the per-depth rows the
+line stores) before the verdict; the rule before keeps the stored vote. Prints, per bench and
+pooled: the confusion matrix before -> after, the perturbed deleted copies' verdicts, verdict
+robustness (:func:`forensics.metaeval.scoring.meta_evaluation`), the deleted models called
+SUPPRESSED, every audit whose verdict or confidence changed with the reason, and pooled, what
+each confidence label is worth (:func:`forensics.metaeval.scoring.label_accuracy`). Used by
+docs/results/2026-12-07-standard-held-out.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from forensics.core.evidence import Evidence
 from forensics.core.registry import discover_lines, gate_of
 from forensics.core.verdict import Verdict, decide
-from forensics.metaeval.bench import audit_tag
-from forensics.metaeval.scoring import TRUTHS, VERDICTS, confusion
+from forensics.lines.attribute_probes import AttributeProbeConfig
+from forensics.lines.attribute_probes import decide as probe_vote
+from forensics.metaeval.scoring import (
+    TRUTHS,
+    VERDICTS,
+    confusion,
+    label_accuracy,
+    meta_evaluation,
+    scored_audits,
+    verdict_score,
+)
 from forensics.metaeval.stored import NotABench, read_bench, stored_audits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from line_swap import audit_name, redecide_all  # a sibling script
+
+PROBE_LINE = "attribute_probes"
 
 
 def load_rule(rev: str) -> Any:
@@ -49,13 +71,42 @@ def load_rule(rev: str) -> Any:
     return module
 
 
-def redecide(results: dict[str, Any], before: Any, gate: str | None) -> tuple[str, str, Verdict]:
-    """The stored verdict label of one stored audit, the rule-before's label, the rule-after's verdict."""
-    evidence = [Evidence.from_json(e) for e in results["evidence"]]
-    has_holdout = results["inputs"].get("holdout") is not None
-    old = before.decide(evidence, has_holdout, gate=gate)
-    new = decide(evidence, has_holdout, gate=gate)
-    return results["verdict"]["label"], old.label, new
+def revote_probes(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``evidence`` (a results.json's list) with the attribute probes' vote re-decided by the
+    checkout's :func:`forensics.lines.attribute_probes.decide` from the rows of the deciding curve
+    the line stored; the reported cell's numbers (effect, control, CI, p-value) follow the vote, as
+    the line reports them. Other lines' entries are returned as they are."""
+    known = {f.name for f in fields(AttributeProbeConfig)} - {"probe"}
+    out = []
+    for e in evidence:
+        if e["line"] == PROBE_LINE and e.get("status") == "ok":
+            stored: dict[str, Any] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in e["config"].items() if k in known
+            }
+            config = AttributeProbeConfig(**stored)
+            rows = e["details"]["curves"][config.curves[0]]
+            vote, (probe, depth), why = probe_vote(rows, config)
+            cell = rows[depth][probe]
+            e = copy.deepcopy(e) | {
+                "vote": vote,
+                "reason": why,
+                "effect": cell["forget"],
+                "control": cell["holdout"],
+                "difference": cell["forget"] - cell["holdout"],
+                "ci": list(cell["ci_family"]),
+                "p_value": cell["p_family"],
+            }
+        out.append(e)
+    return out
+
+
+def redecide(results: dict[str, Any], rule: Any, gate: str | None, probes: bool = False) -> Verdict:
+    """The verdict of one stored audit under ``rule`` (a verdict module); ``probes``: re-decide the
+    attribute probes' vote first (:func:`revote_probes`)."""
+    evidence = revote_probes(results["evidence"]) if probes else results["evidence"]
+    return rule.decide(
+        [Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None, gate=gate
+    )
 
 
 def matrix_text(rows_before: list[dict], rows_after: list[dict]) -> str:
@@ -71,78 +122,109 @@ def matrix_text(rows_before: list[dict], rows_after: list[dict]) -> str:
     return "\n".join(out)
 
 
+def summary(rows: list[dict], perturbed: list[dict]) -> str:
+    """The perturbed copies' verdicts and verdict robustness, one line (empty without copies)."""
+    if not perturbed:
+        return ""
+    ve = meta_evaluation(rows, perturbed)["verdict"]
+    counts = ", ".join(f"{v} {sum(p['verdict'] == v for p in perturbed)}" for v in VERDICTS)
+    return (
+        f"perturbed deleted copies: {counts}; verdict robustness {ve['robustness']:.3f} "
+        f"(Q {ve['stability_q4']:.3f} / R {ve['stability_relearn']:.3f})"
+    )
+
+
+def side(verdicts: dict[tuple, Verdict], rule: Any, gate: str | None, probes: bool) -> Callable[[dict, dict], dict]:
+    """A ``redo`` for :func:`line_swap.redecide_all`: the row re-decided under ``rule`` (see
+    :func:`redecide`), its verdict kept in ``verdicts`` under ``(seed, audit name)``."""
+
+    def redo(row: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+        verdict = redecide(results, rule, gate, probes)
+        verdicts[(row["seed"], audit_name(row))] = verdict
+        out = copy.deepcopy(row)
+        out["verdict"], out["confidence"] = verdict.label, verdict.confidence
+        out["scores"]["verdict"] = verdict_score(verdict.to_json())
+        return out
+
+    return redo
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("benches", nargs="+", type=Path)
     parser.add_argument("--before", required=True, help="git revision of the rule before")
+    parser.add_argument("--revote-probes", action="store_true", help="re-decide the attribute probes' vote after")
     parser.add_argument("--json", type=Path, help="write every re-decided audit here")
     args = parser.parse_args()
-    before = load_rule(args.before)
+    rule_before, rule_after = load_rule(args.before), sys.modules[decide.__module__]
     gate = gate_of(discover_lines()[0])
-    pooled_b, pooled_a, pert_b, pert_a, changed = [], [], [], [], []
-    dump = []
+    pooled: dict[str, list[list[dict]]] = {"before": [[], []], "after": [[], []]}
+    changed, dump, unmatched = [], [], []
     for bench_dir in args.benches:
         try:
             bench, audits = read_bench(bench_dir), stored_audits(bench_dir)
         except NotABench as e:
             print(f"rule_change: {e}", file=sys.stderr)
             return 2
-        rows_b, rows_a, pb, pa = [], [], [], []
+        verdicts: dict[str, dict[tuple, Verdict]] = {"before": {}, "after": {}}
+
+        sides = {
+            "before": redecide_all(audits, side(verdicts["before"], rule_before, gate, False)),
+            "after": redecide_all(audits, side(verdicts["after"], rule_after, gate, args.revote_probes)),
+        }
         for row, results in audits:
-            kind = row.get("perturbation")
-            name = audit_tag(row["model"], kind)
-            stored, old, new_verdict = redecide(results, before, gate)
-            if stored not in (old, new_verdict.label):
-                print(f"{bench_dir} seed{row['seed']}/{name}: stored {stored}, neither rule gives it", file=sys.stderr)
-                return 1
-            truth = "DELETED" if kind else row["truth"]
+            key = (row["seed"], audit_name(row))
+            old, new = verdicts["before"][key], verdicts["after"][key]
+            if results["verdict"]["label"] not in (old.label, new.label):  # the bench ran neither rule
+                unmatched.append(f"{bench_dir.name} seed {key[0]} {key[1]}: stored {results['verdict']['label']}")
+            truth = "DELETED" if row.get("perturbation") else row["truth"]
             dump.append(
                 {
                     "bench": str(bench_dir),
-                    "seed": row["seed"],
-                    "model": name,
+                    "seed": key[0],
+                    "model": key[1],
                     "truth": truth,
-                    "before": old,
-                    "after": new_verdict.label,
-                    "step": new_verdict.step,
-                    "held_back": [h["line"] for h in new_verdict.held_back],
+                    "before": old.label,
+                    "after": new.label,
+                    "confidence": [old.confidence, new.confidence],
+                    "step": new.step,
+                    "held_back": [h["line"] for h in new.held_back],
                 }
             )
-            (pb if kind else rows_b).append({"truth": truth, "verdict": old})
-            (pa if kind else rows_a).append({"truth": truth, "verdict": new_verdict.label})
-            if old != new_verdict.label:
+            if (old.label, old.confidence) != (new.label, new.confidence):
                 changed.append(
-                    f"- {bench_dir.name} seed {row['seed']} {name} (truth {truth}): {old} → "
-                    f"{new_verdict.label}: {new_verdict.reason}"
+                    f"- {bench_dir.name} seed {key[0]} {key[1]} (truth {truth}): {old.label} ({old.confidence}) → "
+                    f"{new.label} ({new.confidence}): {new.reason}"
                 )
-        print(
-            f"## {bench_dir} ({bench['config']['world']}, {bench['config']['size']}, "
-            f"{bench['config']['profile']}, seeds {bench['config']['seeds']})\n"
-        )
+        rows_b, rows_a = sides["before"][0], sides["after"][0]
+        config = bench["config"]
+        print(f"## {bench_dir} ({config['world']}, {config['size']}, {config['profile']}, seeds {config['seeds']})\n")
         print(matrix_text(rows_b, rows_a) + "\n")
         cb, ca = confusion(rows_b), confusion(rows_a)
         print(
             f"accuracy {cb['correct']}/{cb['n']} → {ca['correct']}/{ca['n']}; deleted called SUPPRESSED "
             f"{cb['deleted_called_suppressed']} → {ca['deleted_called_suppressed']}"
         )
-        if pb:
-            print(
-                "perturbed deleted copies: "
-                + ", ".join(
-                    f"{v} {sum(r['verdict'] == v for r in pb)} → {sum(r['verdict'] == v for r in pa)}" for v in VERDICTS
-                )
-            )
+        for name, (rows, pert) in sides.items():
+            if pert:
+                print(f"{name}: {summary(rows, pert)}")
+            pooled[name][0] += rows
+            pooled[name][1] += pert
         print()
-        pooled_b += rows_b
-        pooled_a += rows_a
-        pert_b += pb
-        pert_a += pa
     if len(args.benches) > 1:
-        print("## pooled\n\n" + matrix_text(pooled_b, pooled_a) + "\n")
-    print("## verdicts that changed\n\n" + ("\n".join(changed) if changed else "none"))
+        print("## pooled\n\n" + matrix_text(pooled["before"][0], pooled["after"][0]) + "\n")
+        for name, (rows, pert) in pooled.items():
+            labels = "; ".join(
+                f"{c['confidence']} {c['right']} of {c['n']} right (95% lower bound {c['lower_95']:.3f})"
+                for c in label_accuracy(scored_audits(rows, pert))
+            )
+            print(f"{name}: {summary(rows, pert)}\n  confidence labels (models and copies): {labels}")
+        print()
+    print(f"stored verdicts neither rule gives (should be none): {len(unmatched)}", *unmatched, sep="\n  ")
+    print("\n## verdicts that changed\n\n" + ("\n".join(changed) if changed else "none"))
     if args.json:
         args.json.write_text(json.dumps(dump, indent=1))
-    return 0
+    return 1 if unmatched else 0
 
 
 if __name__ == "__main__":

@@ -29,8 +29,12 @@ CI is taken at the Bonferroni-adjusted level ``1 - alpha / family_size`` (with a
 decides: a fact can be readable at one depth and blocked at a later one.
 
 Vote:
-- ``suppressed``: some cell's family-adjusted CI lies above 0: F read *above* the holdout
-  control (docs/methods.md's control rule: recovery beyond the control). The reported effect is
+- ``suppressed``: some cell's family-adjusted CI lies above 0 and its family-adjusted
+  permutation p (below) is within ``alpha``: F read *above* the holdout control
+  (docs/methods.md's control rule: recovery beyond the control). Both tests must agree: where
+  every F and H example gives the probe the same input (the prompt's final token at depth 0, the
+  token embedding, in a model with rotary positions) the probe reads nothing, the bootstrap CI is a near-constant artefact of
+  the two sets' label mixes and can exclude 0, and the permutation p is 1. The reported effect is
   that cell's (the largest difference among them), with its p-value adjusted over every
   depth and probe of the family by Westfall & Young's max-T procedure on subject permutations
   (F's and H's subjects exchanged, all cells permuted together:
@@ -82,7 +86,7 @@ METHOD = (
     "re-fitted on U's F (folds grouped by subject), fitted on U's R, and transferred from O's F. Effect: "
     "chance-corrected probe accuracy on F; control: the identical procedure on H; subject-bootstrap CIs "
     "adjusted over depths and probes, and a subject-permutation p adjusted likewise (max-T). Votes suppressed when some depth and probe "
-    "reads F above H; deleted when, at the depth where O's re-fit probe reads F best, O's reading is "
+    "reads F above H by both CI and p; deleted when, at the depth where O's re-fit probe reads F best, O's reading is "
     "significant and every U probe's CI upper bound is below a set share (default 10%) of O's. Span: the "
     "prompt's final token, labelled by the answer; familiarity with F's subjects alone cannot make a probe "
     "read F's answers on held-out subjects."
@@ -316,7 +320,9 @@ def _deletion_bound(rows: list[dict], config: AttributeProbeConfig) -> dict | No
 def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, tuple[str, int], str]:
     """The vote, the (probe, depth) cell reported, and why (see the module docstring)."""
     cells = [(probe, depth) for depth in range(len(rows)) for probe in PROBES]
-    significant = [(p, d) for p, d in cells if rows[d][p]["ci_family"][0] > 0]
+    significant = [
+        (p, d) for p, d in cells if rows[d][p]["ci_family"][0] > 0 and rows[d][p]["p_family"] <= config.alpha
+    ]
     if significant:
         probe, depth = max(significant, key=lambda c: rows[c[1]][c[0]]["difference"])
         return "suppressed", (probe, depth), f"the {probe} probe reads F above the holdout control at depth {depth}"

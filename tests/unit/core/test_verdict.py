@@ -200,6 +200,13 @@ def test_two_held_back_votes_rule_out_deleted():
     assert "deletion is not certified" in v.reason and len(v.held_back) == 2
     one = decide([*evidence[:1], evidence[1], *evidence[3:]], True, suppressing=family)
     assert one.label == "DELETED"  # one stray vote, held back, does not
+    # a held-back vote counts against certifying only when significant at its own level (one-sided
+    # p, unadjusted, within 5%): a vote whose own p is 0.2 one-sided is listed but does not block
+    weak = [evidence[0], evidence[1], line("c", "suppressed", p=0.4), *evidence[3:]]
+    v = decide(weak, True, suppressing=family)
+    assert (v.label, len(v.held_back)) == ("DELETED", 2) and "Held back: a, c" in v.reason
+    edge = [evidence[0], evidence[1], line("c", "suppressed", p=0.1), *evidence[3:]]
+    assert decide(edge, True, suppressing=family).label == "INCONCLUSIVE"  # one-sided 0.05: nominal
 
 
 def test_every_voting_line_can_reach_holms_first_threshold_in_every_profile():

@@ -1,6 +1,6 @@
 """Every voting line's decision is a pure function of its numbers: hand-made inputs, each
-threshold crossed from both sides. (REMIND's, the attribute probes' and the quantization
-attack's own tests sit beside their lines' other tests.)"""
+threshold crossed from both sides. (REMIND's and the quantization attack's own tests sit
+beside their lines' other tests.)"""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from forensics.core.registry import discover_lines
 from forensics.lines import (
     answer_probe,
+    attribute_probes,
     behaviour,
     membership_inference,
     relearning_attack,
@@ -265,6 +266,35 @@ def test_membership_inference():
     assert (vote, chosen) == (None, "loss") and "over-unlearning" in reason
 
 
+def _probe_cell(ci, p=0.001) -> dict:
+    return {"forget": ci[1], "holdout": 0.0, "difference": (ci[0] + ci[1]) / 2, "ci_family": list(ci), "p_family": p}
+
+
+def test_attribute_probes_vote_needs_the_ci_and_the_permutation_p():
+    config = attribute_probes.AttributeProbeConfig()  # alpha 0.05, deleted_share 0.1
+    quiet = {p: _probe_cell((-0.02, 0.02), p=0.9) for p in attribute_probes.PROBES}
+    rows = [quiet | {"refit_original": _probe_cell((0.4, 0.6))} for _ in range(3)]
+    rows[1]["refit_original"] = _probe_cell((0.6, 0.8))  # O reads F best at depth 1
+    vote, cell, why = attribute_probes.decide(rows, config)
+    assert (vote, cell) == ("deleted", ("refit", 1)) and "+0.07" in why  # 10% of O's 0.70
+    # a cell whose CI and max-T p both say "F above H" votes suppressed, the largest such one reported
+    found = [dict(r) for r in rows]
+    found[2] = found[2] | {"rfit": _probe_cell((0.05, 0.25), p=0.01)}
+    found[0] = found[0] | {"transfer": _probe_cell((0.01, 0.09), p=0.04)}
+    assert attribute_probes.decide(found, config)[:2] == ("suppressed", ("rfit", 2))
+    # the CI alone is not enough: at an input every prompt shares (depth 0, the final token) the
+    # bootstrap CI can exclude 0 while the permutation p is 1 (small closed zoo, seed 4)
+    constant = [dict(r) for r in rows]
+    constant[0] = constant[0] | {"refit": _probe_cell((0.0019, 0.0051), p=1.0)}
+    assert attribute_probes.decide(constant, config)[0] == "deleted"
+    # nor the p alone, nor a p just above alpha
+    assert attribute_probes.decide([r | {"refit": _probe_cell((-0.01, 0.2), p=0.001)} for r in rows], config)[0] is None
+    assert attribute_probes.decide([r | {"refit": _probe_cell((0.01, 0.2), p=0.06)} for r in rows], config)[0] is None
+    assert attribute_probes.decide([r | {"refit": _probe_cell((0.01, 0.2), p=0.05)} for r in rows], config)[0] == (
+        "suppressed"
+    )
+
+
 def test_trace_detector():
     config = trace_detector.TraceConfig()
     logits = {"accuracy": 0.55}
@@ -287,12 +317,11 @@ def test_a_deleted_vote_always_comes_with_a_bound_below_its_margin():
     import numpy as np
 
     from forensics.compute.mia import ATTACKS
-    from forensics.lines import attribute_probes
 
-    rng = np.random.default_rng(0)
+    rng, p_rng = np.random.default_rng(0), np.random.default_rng(1)
 
     def cell(diff, half):
-        return {"difference": diff, "ci_family": [diff - half, diff + half]}
+        return {"difference": diff, "ci_family": [diff - half, diff + half], "p_family": p_rng.uniform(0, 0.2)}
 
     a_config, m_config = attribute_probes.AttributeProbeConfig(), membership_inference.MembershipConfig()
     votes = {"attribute": 0, "membership": 0}
