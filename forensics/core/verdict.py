@@ -268,8 +268,8 @@ def _decide(
 ) -> Verdict:
     """Steps 1-6 of :data:`RULE` on the votes :func:`decide` sorted out (``suppressed``: the
     counted ones only; ``certify``: False when two or more held-back suppressed votes are
-    significant at their own level, which rules out step 5; ``recovery``: whether a line in ``deleted`` states a recovery bound,
-    which step 5 needs)."""
+    significant at their own level, which rules out step 5; ``recovery``: whether a line in
+    ``deleted`` states a recovery bound, which step 5 needs)."""
 
     # 1. NOT_FORGOTTEN: the behaviour gate.
     if behaviour is not None and behaviour.status == "ok" and behaviour.vote == "not_forgotten":

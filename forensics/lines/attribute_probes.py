@@ -33,8 +33,9 @@ Vote:
   permutation p (below) is within ``alpha``: F read *above* the holdout control
   (docs/methods.md's control rule: recovery beyond the control). Both tests must agree: where
   every F and H example gives the probe the same input (the prompt's final token at depth 0, the
-  token embedding, in a model with rotary positions) the probe reads nothing, the bootstrap CI is a near-constant artefact of
-  the two sets' label mixes and can exclude 0, and the permutation p is 1. The reported effect is
+  token embedding, in a model with rotary positions) the probe reads nothing, the bootstrap CI
+  is a near-constant artefact of the two sets' label mixes and can exclude 0, and the
+  permutation p is 1. The reported effect is
   that cell's (the largest difference among them), with its p-value adjusted over every
   depth and probe of the family by Westfall & Young's max-T procedure on subject permutations
   (F's and H's subjects exchanged, all cells permuted together:
