@@ -228,6 +228,7 @@ def decide(
     control = multiplicity_control(evidence, gate, suppressing)
     counted = {row["line"] for row in control["family"] if row["counted"]}
     adjusted = {row["line"]: row["p_adjusted"] for row in control["family"]}
+    one_sided = {row["line"]: row["p_one_sided"] for row in control["family"]}
     suppressed = [e for e in controlled if e.vote == "suppressed" and e.line in counted]
     held = [
         _summary(e) | {"p_adjusted": adjusted.get(e.line)}
@@ -241,7 +242,7 @@ def decide(
     # two or more nominal findings that Holm held back still speak against certifying deletion (a
     # finding is nominal when its own one-sided p, unadjusted, is within the family's alpha: rule
     # version 5), and only a recovery attack's bound speaks of what could be brought back (version 4)
-    nominal = [h for h in held if one_sided_p(by_line[str(h["line"])]) <= FAMILY_ALPHA]
+    nominal = [h for h in held if one_sided[h["line"]] <= FAMILY_ALPHA]
     verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout, len(nominal) < 2, bound is not None)
     verdict.multiplicity = control
     verdict.held_back = held
