@@ -11,7 +11,8 @@ stored verdict should equal one of them (the rule the bench ran): those that equ
 listed and the script exits 1. The verdict rule is a pure function of the evidence, so this is
 the bench's before/after without re-running any line. ``--revote-probes``: the rule after also re-decides the attribute probes'
 vote (:func:`forensics.lines.attribute_probes.decide`, a pure function of the per-depth rows the
-line stores) before the verdict; the rule before keeps the stored vote. Prints, per bench and
+line stores) before the verdict; the rule before keeps the stored vote unless ``--revote-probes-before``
+(a rule before of version 5 or later, which came with that vote, on benches run before it). Prints, per bench and
 pooled: the confusion matrix before -> after, the perturbed deleted copies' verdicts, verdict
 robustness (:func:`forensics.metaeval.scoring.meta_evaluation`), the deleted models called
 SUPPRESSED, every audit whose verdict or confidence changed with the reason, and pooled, what
@@ -154,6 +155,11 @@ def main() -> int:
     parser.add_argument("benches", nargs="+", type=Path)
     parser.add_argument("--before", required=True, help="git revision of the rule before")
     parser.add_argument("--revote-probes", action="store_true", help="re-decide the attribute probes' vote after")
+    parser.add_argument(
+        "--revote-probes-before",
+        action="store_true",
+        help="re-decide the attribute probes' vote before too (a before rule of version 5 or later)",
+    )
     parser.add_argument("--json", type=Path, help="write every re-decided audit here")
     args = parser.parse_args()
     rule_before, rule_after = load_rule(args.before), sys.modules[decide.__module__]
@@ -169,7 +175,7 @@ def main() -> int:
         verdicts: dict[str, dict[tuple, Verdict]] = {"before": {}, "after": {}}
 
         sides = {
-            "before": redecide_all(audits, side(verdicts["before"], rule_before, gate, False)),
+            "before": redecide_all(audits, side(verdicts["before"], rule_before, gate, args.revote_probes_before)),
             "after": redecide_all(audits, side(verdicts["after"], rule_after, gate, args.revote_probes)),
         }
         for row, results in audits:

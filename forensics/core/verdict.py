@@ -21,7 +21,8 @@ The rule itself is written once, in :data:`RULE`: which evidence counts, then st
 checked in order (the first step that applies decides). :func:`decide` applies it; every
 report and ``results.json`` print it.
 
-Confidence is set by how much independent evidence agrees; what each label is worth is its
+Confidence says how strong the deciding evidence is: for SUPPRESSED, how many counted votes agree;
+for DELETED, how far inside its margin the stated recovery bound lies. What each label is worth is its
 measured accuracy on held-out zoo seeds (docs/methods.md, "Verdict";
 :func:`forensics.metaeval.scoring.label_accuracy`).
 """
@@ -34,9 +35,14 @@ from typing import Any
 
 from forensics.core.evidence import DELETION_BOUND, Evidence, jsonable
 
-RULE_VERSION = 5
+RULE_VERSION = 6
 #: Family-wise error rate of the ``suppressed`` side over all lines of one audit (one-sided).
 FAMILY_ALPHA = 0.05
+#: A DELETED verdict is ``high`` when its stated recovery bound is at most this fraction of the
+#: bounding line's own margin (``share <= HIGH_BOUND_FRACTION * margin``), else ``medium`` (rule
+#: version 6: the confidence says how far inside the margin the bound lies, not how many lines
+#: voted; docs/decisions.md, "rule version 6").
+HIGH_BOUND_FRACTION = 0.5
 LABELS = ("DELETED", "SUPPRESSED", "NOT_FORGOTTEN", "INCONCLUSIVE")
 CONTROLLED_VOTES = ("deleted", "suppressed", "not_forgotten")
 
@@ -62,9 +68,10 @@ RULE: tuple[str, ...] = (
     "(its one-sided p, unadjusted, within 5%), and a recovery attack with power "
     "votes deleted (one whose bound is on what a fine-tune brings back into the answers; a line that reads "
     "a trace, such as a probe or a membership statistic, can go blind while the knowledge stays "
-    "recoverable). Confidence high with two or more deleted votes, else medium. The verdict states the "
-    "tightest recovery bound among the lines that voted deleted: the upper end of the line's CI of U's "
-    "effect minus control as a share of O's own signal (or of its positive control's recovery).",
+    "recoverable). The verdict states the tightest recovery bound among the lines that voted deleted: the "
+    "upper end of the line's CI of U's effect minus control as a share of O's own signal (or of its "
+    "positive control's recovery). Confidence high when that bound is at most half the line's margin "
+    "(the share below which it votes deleted), else medium.",
     "6. INCONCLUSIVE otherwise: U forgot behaviourally, but no line found the knowledge beyond the "
     "multiplicity control and no recovery attack had the power to rule it out, or two or more lines found "
     "it at their own level only (held back, one-sided p within 5% before the adjustment; a deleted model "
@@ -243,7 +250,7 @@ def decide(
     # finding is nominal when its own one-sided p, unadjusted, is within the family's alpha: rule
     # version 5), and only a recovery attack's bound speaks of what could be brought back (version 4)
     nominal = [h for h in held if one_sided[h["line"]] <= FAMILY_ALPHA]
-    verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout, len(nominal) < 2, bound is not None)
+    verdict = _decide(behaviour, controlled, suppressed, deleted, has_holdout, len(nominal) < 2, bound)
     verdict.multiplicity = control
     verdict.held_back = held
     if verdict.label == "DELETED" and bound is not None:
@@ -265,12 +272,13 @@ def _decide(
     deleted: list[Evidence],
     has_holdout: bool,
     certify: bool = True,
-    recovery: bool = True,
+    bound: dict[str, Any] | None = None,
 ) -> Verdict:
     """Steps 1-6 of :data:`RULE` on the votes :func:`decide` sorted out (``suppressed``: the
     counted ones only; ``certify``: False when two or more held-back suppressed votes are
-    significant at their own level, which rules out step 5; ``recovery``: whether a line in
-    ``deleted`` states a recovery bound, which step 5 needs)."""
+    significant at their own level, which rules out step 5; ``bound``: the recovery bound
+    :func:`stated_bound` chose among ``deleted``, which step 5 needs and whose distance inside
+    its margin sets DELETED's confidence)."""
 
     # 1. NOT_FORGOTTEN: the behaviour gate.
     if behaviour is not None and behaviour.status == "ok" and behaviour.vote == "not_forgotten":
@@ -342,11 +350,11 @@ def _decide(
         )
 
     # 5. DELETED: forgotten behaviourally, nothing found, and a recovery attack had the power to find it.
-    if deleted and certify and recovery:
+    if deleted and certify and bound is not None:
         names = ", ".join(e.line for e in deleted)
         return Verdict(
             "DELETED",
-            "high" if len(deleted) >= 2 else "medium",
+            "high" if bound["share"] <= HIGH_BOUND_FRACTION * bound["margin"] else "medium",
             5,
             f"U no longer answers F, no line finds it beyond the control, and {names} had the power to find it.",
             [_summary(behaviour)] + [_summary(e) for e in deleted],

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from forensics.core.evidence import Evidence
-from forensics.core.verdict import FAMILY_ALPHA, RULE, decide, holm, multiplicity_control
+from forensics.core.verdict import FAMILY_ALPHA, HIGH_BOUND_FRACTION, RULE, decide, holm, multiplicity_control
 
 # --------------------------------------------------------------------------- the verdict rule
 
@@ -177,7 +177,7 @@ def test_only_a_recovery_bound_certifies_deletion():
     recoverable: DELETED needs a recovery attack's deleted vote with its bound, and states that
     bound even when a trace bound is tighter; trace votes alone leave the audit INCONCLUSIVE."""
     v = decide([behaviour(), _deleted("mia", 0.05, "trace"), _deleted("attack", 0.2)], True)
-    assert v.label == "DELETED" and v.confidence == "high"  # the trace vote still adds confidence
+    assert v.label == "DELETED" and v.confidence == "medium"  # 20% of a 25% margin: the trace adds nothing
     assert (v.bound["line"], v.bound["kind"]) == ("attack", "recovery")
     assert "At most 20% of O's signal is recoverable by attack" in v.reason
     only_traces = decide([behaviour(), _deleted("mia", 0.12, "trace"), _deleted("probe", 0.08, "trace")], True)
@@ -189,6 +189,22 @@ def test_only_a_recovery_bound_certifies_deletion():
     quiet = [line(f"l{i}", None, p=0.5) for i in range(8)]
     two = decide([behaviour(), *held, _deleted("mia", 0.1, "trace"), *quiet], True, suppressing=family)
     assert two.label == "INCONCLUSIVE" and "two or more lines found it" in two.reason
+
+
+def test_deleted_confidence_is_the_bounds_distance_inside_its_margin():
+    """Rule version 6: DELETED is high when the stated recovery bound is at most half its line's
+    margin, else medium, whatever the number of deleted votes (a trace line near its own threshold
+    used to swing the label between a model and its perturbed copies)."""
+    assert HIGH_BOUND_FRACTION == 0.5
+    for share, label in ((0.05, "high"), (0.125, "high"), (0.126, "medium"), (0.24, "medium")):
+        alone = decide([behaviour(), _deleted("attack", share)], True)
+        assert (alone.label, alone.confidence) == ("DELETED", label), share
+        traces = [_deleted(f"trace{i}", 0.01, "trace") for i in range(3)]
+        with_traces = decide([behaviour(), _deleted("attack", share), *traces], True)
+        assert (with_traces.label, with_traces.confidence) == ("DELETED", label), share
+    # the tightest recovery bound decides, against its own line's margin
+    two = decide([behaviour(), _deleted("attack", 0.2), _deleted("other", 0.1)], True)
+    assert (two.bound["line"], two.confidence) == ("other", "high")
 
 
 def test_two_held_back_votes_rule_out_deleted():
