@@ -37,8 +37,7 @@ from typing import Any
 from forensics.core.evidence import Evidence
 from forensics.core.registry import discover_lines, gate_of
 from forensics.core.verdict import Verdict, decide
-from forensics.lines.attribute_probes import AttributeProbeConfig
-from forensics.lines.attribute_probes import decide as probe_vote
+from forensics.lines.attribute_probes import AttributeProbeConfig, decided_cell
 from forensics.metaeval.scoring import (
     TRUTHS,
     VERDICTS,
@@ -74,7 +73,7 @@ def load_rule(rev: str) -> Any:
 
 def revote_probes(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``evidence`` (a results.json's list) with the attribute probes' vote re-decided by the
-    checkout's :func:`forensics.lines.attribute_probes.decide` from the rows of the deciding curve
+    checkout's :func:`forensics.lines.attribute_probes.decided_cell` from the rows of the deciding curve
     the line stored; the reported cell's numbers (effect, control, CI, p-value) follow the vote, as
     the line reports them. Other lines' entries are returned as they are."""
     known = {f.name for f in fields(AttributeProbeConfig)} - {"probe"}
@@ -85,18 +84,9 @@ def revote_probes(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 k: tuple(v) if isinstance(v, list) else v for k, v in e["config"].items() if k in known
             }
             config = AttributeProbeConfig(**stored)
-            rows = e["details"]["curves"][config.curves[0]]
-            vote, (probe, depth), why = probe_vote(rows, config)
-            cell = rows[depth][probe]
-            e = copy.deepcopy(e) | {
-                "vote": vote,
-                "reason": why,
-                "effect": cell["forget"],
-                "control": cell["holdout"],
-                "difference": cell["forget"] - cell["holdout"],
-                "ci": list(cell["ci_family"]),
-                "p_value": cell["p_family"],
-            }
+            d = decided_cell(e["details"]["curves"][config.curves[0]], config)
+            e = copy.deepcopy(e) | {k: d[k] for k in ("vote", "reason", "effect", "control", "p_value")}
+            e |= {"difference": d["effect"] - d["control"], "ci": list(d["ci"])}
         out.append(e)
     return out
 

@@ -342,6 +342,26 @@ def decide(rows: list[dict], config: AttributeProbeConfig) -> tuple[str | None, 
     return None, ("refit", best_o), "inconclusive: nothing significant, but not enough power to call it deleted"
 
 
+def decided_cell(rows: list[dict], config: AttributeProbeConfig) -> dict[str, Any]:
+    """:func:`decide` on ``rows`` with the reported cell's numbers as the evidence carries them:
+    ``{"vote", "reason", "probe", "depth", "effect", "control", "ci", "p_value"}`` (effect and
+    control: U's chance-corrected accuracy on F and on H in that cell; ``ci``: its family-adjusted
+    CI of F - H; ``p_value``: its max-T p). The line and ``benchmarks/rule_change.py`` (which
+    re-decides stored rows) both read the vote through here."""
+    vote, (probe, depth), why = decide(rows, config)
+    cell = rows[depth][probe]
+    return {
+        "vote": vote,
+        "reason": why,
+        "probe": probe,
+        "depth": depth,
+        "effect": cell["forget"],
+        "control": cell["holdout"],
+        "ci": tuple(cell["ci_family"]),
+        "p_value": cell["p_family"],
+    }
+
+
 def _budget(config: AttributeProbeConfig) -> str:
     positions = sorted({c.split("/")[0] for c in config.curves})
     return (
@@ -381,24 +401,21 @@ def attribute_probe_line(ctx: AuditContext, config: AttributeProbeConfig | None 
     curves = probe_curves(ctx, config, activations)
     position, kind = config.curves[0].split("/")
     rows = curves[config.curves[0]]
-    vote, (probe, depth), why = decide(rows, config)
-    cell = rows[depth][probe]
-    p = rows[depth][probe]["p_family"]
-    ci = tuple(cell["ci_family"])
+    d = decided_cell(rows, config)
     return Evidence(
         status="ok",
         metric=(
-            f"chance-corrected {probe} {kind} probe accuracy at the {position} token, depth {depth} "
+            f"chance-corrected {d['probe']} {kind} probe accuracy at the {position} token, depth {d['depth']} "
             f"(CI adjusted over {len(PROBES) * len(rows)} depth x probe cells)"
         ),
-        effect=cell["forget"],
-        control=cell["holdout"],
-        ci=ci,
-        p_value=p,
-        vote=cast("Vote | None", vote),
-        reason=why,
+        effect=d["effect"],
+        control=d["control"],
+        ci=d["ci"],
+        p_value=d["p_value"],
+        vote=cast("Vote | None", d["vote"]),
+        reason=d["reason"],
         details={
-            "decision": {"position": position, "kind": kind, "depth": depth, "probe": probe},
+            "decision": {"position": position, "kind": kind, "depth": d["depth"], "probe": d["probe"]},
             "curves": curves,
             DELETION_BOUND: _deletion_bound(rows, config),
             BOUND_TEST: SUBJECT_BOOTSTRAP,
