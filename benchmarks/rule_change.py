@@ -9,11 +9,11 @@ as a module of its own); the rule after is the checkout's. Every stored audit's 
 re-read (:meth:`forensics.core.evidence.Evidence.from_json`) and decided by both rules; the
 stored verdict should equal one of them (the rule the bench ran): those that equal neither are
 listed and the script exits 1. The verdict rule is a pure function of the evidence, so this is
-the bench's before/after without re-running any line. ``--revote-probes``: the rule after also re-decides the attribute probes'
-vote (:func:`forensics.lines.attribute_probes.decide`, a pure function of the per-depth rows the
-line stores) before the verdict; the rule before keeps the stored vote unless ``--revote-probes-before``
-(a rule before of version 5 or later, which came with that vote, on benches run before it). Prints, per bench and
-pooled: the confusion matrix before -> after, the perturbed deleted copies' verdicts, verdict
+the bench's before/after without re-running any line. ``--revote-probes``: the rule after also
+re-decides the attribute probes' vote (:func:`forensics.lines.attribute_probes.decided_cell`, a
+pure function of the per-depth rows the line stores) before the verdict; the rule before keeps
+the stored vote unless ``--revote-probes-before`` (a rule before of version 5 or later, which came
+with that vote, on benches run before it). Prints, per bench and pooled: the confusion matrix before -> after, the perturbed deleted copies' verdicts, verdict
 robustness (:func:`forensics.metaeval.scoring.meta_evaluation`), the deleted models called
 SUPPRESSED, every audit whose verdict or confidence changed with the reason, and pooled, what
 each confidence label is worth (:func:`forensics.metaeval.scoring.label_accuracy`). Used by
