@@ -33,6 +33,7 @@ from forensics.core.verdict import decide
 from forensics.metaeval.bench import audit_tag
 from forensics.metaeval.scoring import VERDICTS, confusion, meta_evaluation, verdict_score
 from forensics.metaeval.stored import NotABench, audit_path, read_bench, stored_audits
+from forensics.reports.bench import robustness_sentence
 
 
 def line_upper(evidence: dict[str, Any]) -> float:
@@ -154,10 +155,7 @@ def table(rows: list[dict], perturbed: list[dict]) -> str:
         out.append(
             "\nperturbed copies: " + ", ".join(f"{v} {sum(p['verdict'] == v for p in perturbed)}" for v in VERDICTS)
         )
-        ve = meta_evaluation(rows, perturbed)["verdict"]
-        out.append(
-            f"verdict robustness {ve['robustness']:.3f} (Q {ve['stability_q4']:.3f} / R {ve['stability_relearn']:.3f})"
-        )
+        out.append(robustness_sentence(meta_evaluation(rows, perturbed)["verdict"]))
     votes: dict[str, dict[str, int]] = {}
     for r in rows + perturbed:
         kind = "copy" if "perturbation" in r else r["truth"]

@@ -48,6 +48,7 @@ from forensics.metaeval.scoring import (
     verdict_score,
 )
 from forensics.metaeval.stored import NotABench, read_bench, stored_audits
+from forensics.reports.bench import robustness_sentence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from line_swap import audit_name, redecide_all  # a sibling script
@@ -117,12 +118,8 @@ def summary(rows: list[dict], perturbed: list[dict]) -> str:
     """The perturbed copies' verdicts and verdict robustness, one line (empty without copies)."""
     if not perturbed:
         return ""
-    ve = meta_evaluation(rows, perturbed)["verdict"]
     counts = ", ".join(f"{v} {sum(p['verdict'] == v for p in perturbed)}" for v in VERDICTS)
-    return (
-        f"perturbed deleted copies: {counts}; verdict robustness {ve['robustness']:.3f} "
-        f"(Q {ve['stability_q4']:.3f} / R {ve['stability_relearn']:.3f})"
-    )
+    return f"perturbed deleted copies: {counts}; {robustness_sentence(meta_evaluation(rows, perturbed)['verdict'])}"
 
 
 def side(verdicts: dict[tuple, Verdict], rule: Any, gate: str | None, probes: bool) -> Callable[[dict, dict], dict]:
@@ -205,7 +202,7 @@ def main() -> int:
             if pert:
                 print(f"{name}: {summary(rows, pert)}")
             pooled[name][0] += rows
-            pooled[name][1] += pert
+            pooled[name][1] += [dict(p, bench=str(bench_dir)) for p in pert]  # a model is (bench, seed, model)
         print()
     if len(args.benches) > 1:
         print("## pooled\n\n" + matrix_text(pooled["before"][0], pooled["after"][0]) + "\n")

@@ -51,10 +51,10 @@ on the zoo's own data (``data_view="full"``), where the gate reads the oracle's 
 
 **Line scores** (:func:`forensics.metaeval.scoring.line_score`): one number per (line, audited model), oriented so that
 *higher means the knowledge is still there*. For the one-sided lines (behaviour, attribute
-probes, logit lens, steering, relearning, quantization and membership attacks: they vote
-only on F above the control) it is the signed ``effect - control``; for REMIND, which votes only on the side
-where O shows its own contrast, ``effect - control`` signed by O's side; for the others
-(SAE feature survival, CKA ...) it is
+probes, logit lens, steering, relearning, benign fine-tuning, quantization and membership
+attacks: they vote only on F above the control) it is the signed ``effect - control``; for
+REMIND, which votes only on the side where O shows its own contrast, ``effect - control``
+signed by O's side; for the others (SAE feature survival, CKA ...) it is
 ``|effect - control|``, a gap in either direction. A line that did not
 run (or ran with no number) has no score for that model. ``verdict`` is the combined score
 of the verdict: +1 for SUPPRESSED / NOT_FORGOTTEN, -1 for DELETED, 0 for INCONCLUSIVE,
@@ -81,8 +81,8 @@ data, so the expected change is zero): we use the quantization formula for both.
 our scores are control-subtracted, a deleted model's score sits near 0 by design and this
 relative change is noisy there; ``robustness_scaled`` is therefore also reported: stability
 ``max(0, 1 - |a - b| / gap)`` with ``gap = |median(positives) - median(negatives)|`` of the
-same line, pooled (how much of the separation faithfulness relies on a perturbation eats).
-"""
+same line, pooled (how much of the separation faithfulness relies on a perturbation eats);
+``robustness_ci``: its 95% interval (:func:`forensics.metaeval.scoring.robustness_interval`)."""
 
 from __future__ import annotations
 

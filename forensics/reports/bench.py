@@ -88,7 +88,21 @@ def text_tables(bench: dict[str, Any]) -> str:
         "(w/o HN: faithfulness without the hard negatives; robust: UDS stability formula; robust*: "
         "stability scaled by the line's P/N gap)"
     )
+    verdict = bench["lines"].get("verdict")
+    if verdict and verdict.get("robustness") is not None:
+        lines.append(robustness_sentence(verdict))
     return "\n".join(lines)
+
+
+def robustness_sentence(row: dict[str, Any]) -> str:
+    """The verdict's robustness with its bootstrap interval, one line, from a
+    :func:`forensics.metaeval.scoring.meta_evaluation` row."""
+    ci = row.get("robustness_ci")
+    interval = f", 95% bootstrap interval {ci[0]:.3f}-{ci[1]:.3f} (deleted models resampled)" if ci else ""
+    return (
+        f"verdict robustness {_fmt(row['robustness'])} (Q {_fmt(row['stability_q4'])} / "
+        f"R {_fmt(row['stability_relearn'])}){interval}"
+    )
 
 
 def render_html(bench: dict[str, Any], definitions: str = "") -> str:
@@ -158,8 +172,12 @@ def render_html(bench: dict[str, Any], definitions: str = "") -> str:
             )
             + "</tr>"
         )
+    parts.append("</table>")
+    verdict = bench["lines"].get("verdict")
+    if verdict and verdict.get("robustness") is not None:
+        parts.append(f"<p>{e(robustness_sentence(verdict))}.</p>")
     parts.append(
-        "</table><h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
+        "<h3>Published (UDS meta-evaluation, TOFU)</h3><table><tr><th>metric</th>"
         "<th>faithfulness</th><th>robustness</th></tr>"
     )
     for name, row in bench["published"].items():
