@@ -16,8 +16,12 @@ the stored vote unless ``--revote-probes-before`` (a rule before of version 5 or
 with that vote, on benches run before it). Prints, per bench and pooled: the confusion matrix before -> after, the perturbed deleted copies' verdicts, verdict
 robustness (:func:`forensics.metaeval.scoring.meta_evaluation`), the deleted models called
 SUPPRESSED, every audit whose verdict or confidence changed with the reason, and pooled, what
-each confidence label is worth (:func:`forensics.metaeval.scoring.label_accuracy`). Used by
-docs/results/2026-12-07-standard-held-out.md.
+each confidence label is worth (:func:`forensics.metaeval.scoring.label_accuracy`). ``--splice
+LINE DIR [DIR ...]`` (one ``DIR`` per ``BENCH_OUT``, in order: benches of the same zoo, seeds,
+profile and models run with ``--lines LINE``): the after side also takes ``LINE``'s evidence from
+``DIR``'s audit of the same model, so with ``--before HEAD`` the tables show what adding (or
+changing) that line does to the verdicts. Used by docs/results/2026-12-07-standard-held-out.md
+and docs/results/2026-12-08-benign-finetune.md.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from forensics.metaeval.scoring import (
     scored_audits,
     verdict_score,
 )
-from forensics.metaeval.stored import NotABench, read_bench, stored_audits
+from forensics.metaeval.stored import NotABench, audit_path, read_bench, stored_audits
 from forensics.reports.bench import robustness_sentence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,6 +94,20 @@ def revote_probes(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
             e |= {"difference": d["effect"] - d["control"], "ci": list(d["ci"])}
         out.append(e)
     return out
+
+
+def spliced(results: dict[str, Any], part: Path, line: str, row: dict[str, Any]) -> dict[str, Any]:
+    """``results`` with ``line``'s evidence taken from bench ``part``'s audit of ``row``'s model
+    (its own entry for ``line``, if any, dropped). Raises :class:`NotABench` when ``part`` has no
+    readable audit of it or its unlearned weights differ."""
+    try:
+        other = json.loads(audit_path(part, row).read_text())
+    except (OSError, ValueError) as e:
+        raise NotABench(f"{part} has no readable audit of seed {row['seed']} {audit_name(row)}") from e
+    if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
+        raise NotABench(f"{part}: seed {row['seed']} {audit_name(row)} audited other weights")
+    evidence = [e for e in results["evidence"] if e["line"] != line]
+    return results | {"evidence": evidence + [e for e in other["evidence"] if e["line"] == line]}
 
 
 def redecide(results: dict[str, Any], rule: Any, gate: str | None, probes: bool = False) -> Verdict:
@@ -137,6 +155,11 @@ def side(verdicts: dict[tuple, Verdict], rule: Any, gate: str | None, probes: bo
     return redo
 
 
+def with_line(redo: Callable[[dict, dict], dict], part: Path, line: str) -> Callable[[dict, dict], dict]:
+    """``redo`` applied to each audit with ``line``'s evidence spliced in from ``part`` (:func:`spliced`)."""
+    return lambda row, results: redo(row, spliced(results, part, line, row))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("benches", nargs="+", type=Path)
@@ -148,23 +171,32 @@ def main() -> int:
         help="re-decide the attribute probes' vote before too (a before rule of version 5 or later)",
     )
     parser.add_argument("--json", type=Path, help="write every re-decided audit here")
+    parser.add_argument(
+        "--splice", nargs="+", metavar=("LINE", "DIR"), help="after: LINE's evidence from these benches, one a bench"
+    )
     args = parser.parse_args()
+    splice_line, parts = (args.splice[0], [Path(p) for p in args.splice[1:]]) if args.splice else (None, [])
+    if splice_line is not None and len(parts) != len(args.benches):
+        print(f"rule_change: --splice needs one bench per BENCH_OUT ({len(args.benches)}), got {len(parts)}")
+        return 2
     rule_before, rule_after = load_rule(args.before), sys.modules[decide.__module__]
     gate = gate_of(discover_lines()[0])
     pooled: dict[str, list[list[dict]]] = {"before": [[], []], "after": [[], []]}
     changed, dump, unmatched = [], [], []
-    for bench_dir in args.benches:
+    for k, bench_dir in enumerate(args.benches):
+        verdicts: dict[str, dict[tuple, Verdict]] = {"before": {}, "after": {}}
         try:
             bench, audits = read_bench(bench_dir), stored_audits(bench_dir)
+            after = side(verdicts["after"], rule_after, gate, args.revote_probes)
+            if splice_line is not None:
+                after = with_line(after, parts[k], splice_line)
+            sides = {
+                "before": redecide_all(audits, side(verdicts["before"], rule_before, gate, args.revote_probes_before)),
+                "after": redecide_all(audits, after),
+            }
         except NotABench as e:
             print(f"rule_change: {e}", file=sys.stderr)
             return 2
-        verdicts: dict[str, dict[tuple, Verdict]] = {"before": {}, "after": {}}
-
-        sides = {
-            "before": redecide_all(audits, side(verdicts["before"], rule_before, gate, args.revote_probes_before)),
-            "after": redecide_all(audits, side(verdicts["after"], rule_after, gate, args.revote_probes)),
-        }
         for row, results in audits:
             key = (row["seed"], audit_name(row))
             old, new = verdicts["before"][key], verdicts["after"][key]

@@ -1,4 +1,4 @@
-"""Relearning, quantization, membership inference and CKA: definitions checked against
+"""Relearning, benign fine-tuning, quantization, membership inference and CKA: definitions checked against
 independent computations, bad input refused, and behaviour on the tiny zoo's retrained
 model (nothing to recover) against its original (everything known)."""
 
@@ -415,6 +415,35 @@ def test_quantization_line_on_the_zoo(zoo):
     # int8 barely changes the original: it still answers F
     assert table["original"]["8"]["forget"]["accuracy"] >= table["original"]["full"]["forget"]["accuracy"] - 0.05
     assert set(ev.details["per_bits"]) == {"8", "4"}
+
+
+# ------------------------------------------------------------------ benign fine-tuning
+
+
+def test_benign_finetune_vote_needs_a_ci_above_0_and_a_material_recovery():
+    from forensics.lines.benign_finetune import BenignFinetuneConfig, decide
+
+    cfg = BenignFinetuneConfig()  # floor: 10% of what unlearning removed
+    assert decide(0.30, 0.02, (0.20, 0.36), 0.86, cfg)[0] == "suppressed"
+    vote, why, share = decide(0.05, 0.01, (0.01, 0.07), 0.86, cfg)  # significant, under the floor
+    assert vote is None and "floor" in why and abs(share - 0.04 / 0.86) < 1e-12
+    assert decide(0.30, 0.02, (-0.01, 0.5), 0.86, cfg)[0] is None  # the CI must exclude 0
+    assert decide(0.30, 0.02, (0.20, 0.36), 0.0, cfg)[0] is None  # nothing removed: nothing to recover
+    assert "never votes deleted" in decide(0.0, 0.01, (-0.05, 0.04), 0.86, cfg)[1]
+
+
+def test_benign_finetune_brings_back_gradient_ascent_but_not_retraining(zoo):
+    from forensics.lines.benign_finetune import BenignFinetuneConfig, benign_finetune_line
+
+    cfg = BenignFinetuneConfig(n_boot=300, n_perm=300)
+    ga = benign_finetune_line(_inputs(zoo, "ga"), cfg)
+    assert ga.status == "ok" and ga.vote == "suppressed", ga.reason
+    assert ga.effect > ga.control and ga.ci[0] > 0
+    assert set(ga.details["curves"]["forget"]) == {"0", "30", "60"}
+    retrain = benign_finetune_line(_inputs(zoo, "retrain"), cfg)
+    assert retrain.status == "ok" and retrain.vote is None, retrain.reason
+    assert retrain.ci[0] <= 0  # F gains no more than H: nothing of F to lift
+    assert benign_finetune_line(_inputs(zoo, "ga", retain=[]), cfg).status == "not_run"
 
 
 # --------------------------------------------------------------------------------- CKA
