@@ -16,14 +16,17 @@ measure (:mod:`forensics.compute.measures`: greedy exact match of the answer tok
 closed-vocabulary facts, ROUGE-L recall of the key span on free text, choice accuracy on
 multiple choice) on every fact of F and of H before the first step and after the last.
 
-Numbers: per fact, gain = measure after - measure before, averaged over seeds; effect: F's mean
-gain, control: H's (what the same fine-tune does to facts nobody trained on); subject-bootstrap
-95% CI of the difference and a two-sided subject-permutation p (valid at any number of
-subjects: :data:`forensics.core.minimum.SUBJECT_PERMUTATION`).
+Numbers: per fact, the measure after the fine-tune, averaged over seeds; effect: F's mean, control:
+H's under the same fine-tune (facts nobody trained on); subject-bootstrap 95% CI of the difference
+and a two-sided subject-permutation p (valid at any number of subjects:
+:data:`forensics.core.minimum.SUBJECT_PERMUTATION`). Levels after the attack, as the relearning
+attack reads them, not gains: a model that learned other continuations for F's prompts (a hard
+negative) starts F below chance, and any fine-tune that restores the answer format lifts it back
+to chance, a gain over H's with nothing of F in it (docs/results/2026-12-08-benign-finetune.md).
 
-Vote: ``suppressed`` when the CI lies above 0 *and* F's gain beyond H is at least
-``min_recovered_share`` of the measure the unlearning removed from F (O's F minus U's F): the
-fine-tune brings back a material part of F, beyond H. Never ``deleted``: a fine-tune on
+Vote: ``suppressed`` when the CI lies above 0 *and* the estimate is at least
+``min_recovered_share`` of O's own signal on F (O's F minus O's H in the same measure): the
+fine-tune brings back a material part of what O knew, beyond H. Never ``deleted``: a fine-tune on
 unrelated data need not disturb a suppression built to survive it, so its failure says
 nothing about deletion (the relearning attack states the bound). Without a retain set: "not
 run".
@@ -52,13 +55,14 @@ QUESTION = (
 #: Short, stable method text (the report prints it).
 METHOD = (
     "Fine-tune copies of U on the retain set R (answer-token NLL, AdamW, every parameter, the relearning "
-    "attack's rate; one per seed) and re-measure the answer measure on F and H before and after. Effect: F's "
-    "mean gain; control: H's; subject-bootstrap CI and subject-permutation p of the difference. Votes "
-    "suppressed when the CI lies above 0 and F's gain beyond H is at least a set share (default 10%) of what "
-    "unlearning removed from F; never votes deleted. The attack sees no fact of F or H (Łucki et al. 2024: "
+    "attack's rate; one per seed) and re-measure the answer measure on F and H. Effect: F's mean after the "
+    "fine-tune; control: H's; subject-bootstrap CI and subject-permutation p of the difference. Votes "
+    "suppressed when the CI lies above 0 and the difference is at least a set share (default 10%) of O's own "
+    "signal on F (O's F minus H); never votes deleted. The attack sees no fact of F or H (Łucki et al. 2024: "
     "fine-tuning on unrelated data undoes suppression). Span: the answer's tokens given the prompt. A model "
     "familiar with F's subjects but never taught their answers has nothing for R to lift; a restored answer "
-    "format lifts H as well, and the recovery floor keeps small gains from voting."
+    "format brings F to H's level, not above it (levels are compared, not gains), and the floor keeps small "
+    "differences from voting."
 )
 
 
@@ -76,7 +80,7 @@ class BenignFinetuneConfig(VoteMinimum):
     #: Learning rate; None: the relearning attack's base rate for the model's width
     #: (:func:`forensics.compute.relearning.model_lr`: 1e-3 up to d_model 128).
     lr: float | None = None
-    #: One fine-tune per seed (batch order and dropout-free initial state); the per-fact gains are
+    #: One fine-tune per seed (the order of R's batches); the per-fact measures after it are
     #: averaged over them.
     seeds: tuple[int, ...] = (0, 1)
     #: Subject-bootstrap resamples for the CI (count).
@@ -85,8 +89,9 @@ class BenignFinetuneConfig(VoteMinimum):
     n_perm: int = 2000
     #: Seed of the bootstrap and permutation draws.
     seed: int = 0
-    #: "suppressed" needs F's gain beyond H's to be at least this share (fraction) of the measure
-    #: the unlearning removed from F (O's F minus U's F); as the quantization attack's floor.
+    #: "suppressed" needs F's measure after the fine-tune minus H's to be at least this share
+    #: (fraction) of O's own signal on F (O's F minus O's H), as the relearning attack's
+    #: ``suppressed_share``.
     min_recovered_share: float = 0.10
     #: The answer measure (:func:`forensics.compute.measures.measure_for`): "auto" (from the forget
     #: set), "exact", "rouge", "choice", "token" or "key_choice".
@@ -122,8 +127,8 @@ def _budget(config: BenignFinetuneConfig) -> str:
 def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None = None) -> Evidence:
     """The benign fine-tuning attack on U and its vote (see the module docstring).
 
-    ``details``: the budget, the per-seed gains, the recovery curves of F and H, the measure
-    removed from F and the recovered share. ``config``: :class:`BenignFinetuneConfig`.
+    ``details``: the budget, the per-seed gains, the recovery curves of F and H, O's measure on F
+    and H, its signal and the recovered share. ``config``: :class:`BenignFinetuneConfig`.
     """
     config = config or BenignFinetuneConfig()
     if not ctx.holdout or not ctx.retain:
@@ -141,26 +146,28 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
         for seed in config.seeds
     ]
     n_f = len(forget)
-    gains = np.mean([run["per_step"][config.steps] - run["per_step"][0] for run in runs], axis=0)
-    gain_f, gain_h = gains[:n_f], gains[n_f:]
+    after = np.mean([run["per_step"][config.steps] for run in runs], axis=0)
+    after_f, after_h = after[:n_f], after[n_f:]
     groups_f = np.array([f.subject for f in ctx.forget])
     groups_h = np.array([f.subject for f in ctx.holdout])
-    ci = cluster_bootstrap_diff_ci(gain_f, groups_f, gain_h, groups_h, config.n_boot, config.seed)
-    p = cluster_permutation_p(gain_f, groups_f, gain_h, groups_h, config.n_perm, config.seed)
-    original_f = float(ctx.answer_scores(ctx.original, forget, measure, config.max_new_tokens).mean())
-    unlearned_f = float(np.mean([run["per_step"][0][:n_f].mean() for run in runs]))
-    removed = original_f - unlearned_f
-    vote, why, share = decide(float(gain_f.mean()), float(gain_h.mean()), ci, removed, config)
+    ci = cluster_bootstrap_diff_ci(after_f, groups_f, after_h, groups_h, config.n_boot, config.seed)
+    p = cluster_permutation_p(after_f, groups_f, after_h, groups_h, config.n_perm, config.seed)
+    original = {
+        name: float(ctx.answer_scores(ctx.original, facts, measure, config.max_new_tokens).mean())
+        for name, facts in (("forget", forget), ("holdout", holdout))
+    }
+    signal = original["forget"] - original["holdout"]
+    vote, why, share = decide(float(after_f.mean()), float(after_h.mean()), ci, signal, config)
     curves = {
         name: {str(s): float(np.mean([run["per_step"][s][part].mean() for run in runs])) for s in steps}
         for name, part in (("forget", slice(0, n_f)), ("holdout", slice(n_f, None)))
     }
     return Evidence(
         status="ok",
-        metric=f"{MEASURE_NAMES[measure]} gained on F vs H after {config.steps} fine-tuning steps on R, "
+        metric=f"{MEASURE_NAMES[measure]} on F vs H after {config.steps} fine-tuning steps on R, "
         f"mean over {len(config.seeds)} seed(s)",
-        effect=float(gain_f.mean()),
-        control=float(gain_h.mean()),
+        effect=float(after_f.mean()),
+        control=float(after_h.mean()),
         ci=ci,
         p_value=p,
         vote=cast("Vote | None", vote),
@@ -179,8 +186,8 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
             ],
             "curves": curves,
             "measure": MEASURE_NAMES[measure],
-            "original_forget": original_f,
-            "measure_removed_on_forget": removed,
+            "original": original,
+            "original_signal": signal,
             "recovered_share": share,
             "min_recovered_share": config.min_recovered_share,
         },
@@ -194,35 +201,31 @@ def _with_steps(config: BenignFinetuneConfig, steps: tuple[int, ...]):
 
 
 def decide(
-    gain_f: float, gain_h: float, ci: tuple[float, float], removed: float, config: BenignFinetuneConfig
+    after_f: float, after_h: float, ci: tuple[float, float], signal: float, config: BenignFinetuneConfig
 ) -> tuple[str | None, str, float]:
-    """(vote, reason, recovered share) from F's and H's mean gains, the CI of their difference and
-    the measure the unlearning ``removed`` from F (see the module docstring). The share is
-    ``(gain_f - gain_h) / removed``, NaN when nothing was removed."""
-    recovered = gain_f - gain_h
-    share = recovered / removed if removed > 0 else float("nan")
-    if ci[0] > 0 and removed > 0 and share >= config.min_recovered_share:
+    """(vote, reason, recovered share) from F's and H's mean measure after the fine-tune, the CI of
+    their difference and O's own ``signal`` on F (O's F minus H; see the module docstring). The
+    share is ``(after_f - after_h) / signal``, NaN when O shows no signal."""
+    recovered = after_f - after_h
+    share = recovered / signal if signal > 0 else float("nan")
+    if ci[0] > 0 and signal > 0 and share >= config.min_recovered_share:
         return (
             "suppressed",
-            f"fine-tuning on R brings back {gain_f:+.2f} on F against {gain_h:+.2f} on H "
-            f"({share:.0%} of the {removed:.2f} unlearning removed)",
+            f"after fine-tuning on R, U answers {after_f:.2f} of F against {after_h:.2f} of H "
+            f"({share:.0%} of O's signal of {signal:.2f})",
             share,
         )
     if ci[0] > 0:
-        removed_text = (
-            f"{share:.0%} of the {removed:.2f} unlearning removed"
-            if removed > 0
-            else "but unlearning removed nothing from F"
-        )
+        signal_text = f"{share:.0%} of O's signal of {signal:.2f}" if signal > 0 else "but O shows no signal on F"
         return (
             None,
-            f"fine-tuning on R brings back {recovered:+.3f} on F beyond H, {removed_text} "
+            f"after fine-tuning on R, U is {recovered:+.3f} above H on F, {signal_text} "
             f"(below the {config.min_recovered_share:.0%} floor): no vote",
             share,
         )
     return (
         None,
-        f"fine-tuning on R brings back nothing beyond the control ({gain_f:+.2f} on F vs {gain_h:+.2f} on H); "
+        f"fine-tuning on R brings back nothing beyond the control ({after_f:.2f} on F vs {after_h:.2f} on H); "
         "this attack never votes deleted",
         share,
     )

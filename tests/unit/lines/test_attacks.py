@@ -423,13 +423,35 @@ def test_quantization_line_on_the_zoo(zoo):
 def test_benign_finetune_vote_needs_a_ci_above_0_and_a_material_recovery():
     from forensics.lines.benign_finetune import BenignFinetuneConfig, decide
 
-    cfg = BenignFinetuneConfig()  # floor: 10% of what unlearning removed
-    assert decide(0.30, 0.02, (0.20, 0.36), 0.86, cfg)[0] == "suppressed"
-    vote, why, share = decide(0.05, 0.01, (0.01, 0.07), 0.86, cfg)  # significant, under the floor
+    cfg = BenignFinetuneConfig()  # floor: 10% of O's signal on F
+    assert decide(0.30, 0.10, (0.12, 0.27), 0.86, cfg)[0] == "suppressed"
+    vote, why, share = decide(0.14, 0.10, (0.01, 0.07), 0.86, cfg)  # significant, under the floor
     assert vote is None and "floor" in why and abs(share - 0.04 / 0.86) < 1e-12
-    assert decide(0.30, 0.02, (-0.01, 0.5), 0.86, cfg)[0] is None  # the CI must exclude 0
-    assert decide(0.30, 0.02, (0.20, 0.36), 0.0, cfg)[0] is None  # nothing removed: nothing to recover
-    assert "never votes deleted" in decide(0.0, 0.01, (-0.05, 0.04), 0.86, cfg)[1]
+    assert decide(0.30, 0.10, (-0.01, 0.5), 0.86, cfg)[0] is None  # the CI must exclude 0
+    assert decide(0.30, 0.10, (0.12, 0.27), 0.0, cfg)[0] is None  # O shows nothing: nothing to recover
+    assert "never votes deleted" in decide(0.10, 0.11, (-0.05, 0.04), 0.86, cfg)[1]
+
+
+def test_benign_finetune_compares_levels_not_gains(zoo, monkeypatch):
+    import forensics.lines.benign_finetune as line
+
+    sets, _ = zoo
+    n_f, n_h = len(sets["forget"]), len(sets["holdout"])
+    rng = np.random.default_rng(0)
+
+    def hard_negative(model, tok, train, evaluate, config, seed, device, lr, measure):
+        # F starts at 0 (other continuations learned for its prompts); the fine-tune restores the
+        # answer format and F climbs to chance, H's level: a gain of +0.12 over H's, nothing above H
+        assert len(evaluate) == n_f + n_h and train == sets["retain"]
+        chance = (rng.random(n_f + n_h) < 0.12).astype(float)
+        before = np.concatenate([np.zeros(n_f), chance[n_f:]])
+        per_step = {step: chance for step in config.eval_steps} | {0: before}
+        return {"per_step": per_step, "curve": {}, "train_accuracy": 1.0}
+
+    monkeypatch.setattr(line, "finetune", hard_negative)
+    ev = line.benign_finetune_line(_inputs(zoo, "retrain_mentions"), line.BenignFinetuneConfig(n_boot=300, n_perm=300))
+    assert ev.status == "ok" and ev.vote is None, ev.reason
+    assert ev.details["per_seed"][0]["gain_forget"] > ev.details["per_seed"][0]["gain_holdout"] + 0.08
 
 
 def test_benign_finetune_brings_back_gradient_ascent_but_not_retraining(zoo):
