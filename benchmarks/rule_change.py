@@ -20,7 +20,8 @@ each confidence label is worth (:func:`forensics.metaeval.scoring.label_accuracy
 LINE DIR [DIR ...]`` (one ``DIR`` per ``BENCH_OUT``, in order: benches of the same zoo, seeds,
 profile and models run with ``--lines LINE``): the after side also takes ``LINE``'s evidence from
 ``DIR``'s audit of the same model, so with ``--before HEAD`` the tables show what adding (or
-changing) that line does to the verdicts. Used by docs/results/2026-12-07-standard-held-out.md
+changing) that line does to the verdicts; a spliced ``benign_finetune`` vote is re-decided by the
+checkout's rule from the numbers it stored (:func:`revote_benign`). Used by docs/results/2026-12-07-standard-held-out.md
 and docs/results/2026-12-08-benign-finetune.md.
 """
 
@@ -42,6 +43,8 @@ from forensics.core.evidence import Evidence
 from forensics.core.registry import discover_lines, gate_of
 from forensics.core.verdict import Verdict, decide
 from forensics.lines.attribute_probes import AttributeProbeConfig, decided_cell
+from forensics.lines.benign_finetune import BenignFinetuneConfig
+from forensics.lines.benign_finetune import decide as decide_benign
 from forensics.metaeval.scoring import (
     TRUTHS,
     VERDICTS,
@@ -107,7 +110,29 @@ def spliced(results: dict[str, Any], part: Path, line: str, row: dict[str, Any])
     if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
         raise NotABench(f"{part}: seed {row['seed']} {audit_name(row)} audited other weights")
     evidence = [e for e in results["evidence"] if e["line"] != line]
-    return results | {"evidence": evidence + [e for e in other["evidence"] if e["line"] == line]}
+    taken = [revote_benign(e) if e["line"] == BENIGN_LINE else e for e in other["evidence"] if e["line"] == line]
+    return results | {"evidence": evidence + taken}
+
+
+BENIGN_LINE = "benign_finetune"
+
+
+def revote_benign(entry: dict[str, Any]) -> dict[str, Any]:
+    """A stored benign fine-tuning entry with its vote and reason re-decided by the checkout's
+    :func:`forensics.lines.benign_finetune.decide` from the numbers it stored (F's and H's means
+    after the fine-tune, its CI, O's signal, F's per-seed gains); other entries as they are."""
+    if entry.get("status") != "ok":
+        return entry
+    d = entry["details"]
+    gain_f = sum(s["gain_forget"] for s in d["per_seed"]) / len(d["per_seed"])
+    known = {f.name for f in fields(BenignFinetuneConfig)}
+    config = BenignFinetuneConfig(
+        **{k: v for k, v in entry["config"].items() if k in known and not isinstance(v, list)}
+    )
+    vote, reason, _ = decide_benign(
+        entry["effect"], entry["control"], gain_f, tuple(entry["ci"]), d["original_signal"], config
+    )
+    return copy.deepcopy(entry) | {"vote": vote, "reason": reason}
 
 
 def redecide(results: dict[str, Any], rule: Any, gate: str | None, probes: bool = False) -> Verdict:

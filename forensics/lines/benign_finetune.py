@@ -24,9 +24,10 @@ attack reads them, not gains: a model that learned other continuations for F's p
 negative) starts F below chance, and any fine-tune that restores the answer format lifts it back
 to chance, a gain over H's with nothing of F in it (docs/results/2026-12-08-benign-finetune.md).
 
-Vote: ``suppressed`` when the CI lies above 0 *and* the estimate is at least
-``min_recovered_share`` of O's own signal on F (O's F minus O's H in the same measure): the
-fine-tune brings back a material part of what O knew, beyond H. Never ``deleted``: a fine-tune on
+Vote: ``suppressed`` when the CI lies above 0, the estimate is at least ``min_recovered_share`` of
+O's own signal on F (O's F minus O's H in the same measure), and F itself rose by at least as much
+over the fine-tune: the fine-tune brings back a material part of what O knew, beyond H (a fine-tune
+that lowers H while F stays put brings nothing back). Never ``deleted``: a fine-tune on
 unrelated data need not disturb a suppression built to survive it, so its failure says
 nothing about deletion (the relearning attack states the bound). Without a retain set: "not
 run".
@@ -157,7 +158,8 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
         for name, facts in (("forget", forget), ("holdout", holdout))
     }
     signal = original["forget"] - original["holdout"]
-    vote, why, share = decide(float(after_f.mean()), float(after_h.mean()), ci, signal, config)
+    gain_f = float(np.mean([(run["per_step"][config.steps] - run["per_step"][0])[:n_f].mean() for run in runs]))
+    vote, why, share = decide(float(after_f.mean()), float(after_h.mean()), gain_f, ci, signal, config)
     curves = {
         name: {str(s): float(np.mean([run["per_step"][s][part].mean() for run in runs])) for s in steps}
         for name, part in (("forget", slice(0, n_f)), ("holdout", slice(n_f, None)))
@@ -201,13 +203,24 @@ def _with_steps(config: BenignFinetuneConfig, steps: tuple[int, ...]):
 
 
 def decide(
-    after_f: float, after_h: float, ci: tuple[float, float], signal: float, config: BenignFinetuneConfig
+    after_f: float, after_h: float, gain_f: float, ci: tuple[float, float], signal: float, config: BenignFinetuneConfig
 ) -> tuple[str | None, str, float]:
-    """(vote, reason, recovered share) from F's and H's mean measure after the fine-tune, the CI of
-    their difference and O's own ``signal`` on F (O's F minus H; see the module docstring). The
-    share is ``(after_f - after_h) / signal``, NaN when O shows no signal."""
+    """(vote, reason, recovered share) from F's and H's mean measure after the fine-tune, F's mean
+    gain over the fine-tune (after minus before), the CI of F minus H after it and O's own
+    ``signal`` on F (O's F minus H; see the module docstring). The share is ``(after_f - after_h) /
+    signal``, NaN when O shows no signal. The vote also needs ``gain_f`` of at least the floor: F
+    must come back, not H fall away (a fine-tune on R lowered H's free-text recall on the keyless
+    view's seed 5 while F stayed put: docs/results/2026-12-08-benign-finetune.md)."""
     recovered = after_f - after_h
     share = recovered / signal if signal > 0 else float("nan")
+    floor = config.min_recovered_share * signal
+    if ci[0] > 0 and signal > 0 and share >= config.min_recovered_share and gain_f < floor:
+        return (
+            None,
+            f"after fine-tuning on R, U is {recovered:+.3f} above H on F, but F itself moved {gain_f:+.3f} "
+            f"(less than the {config.min_recovered_share:.0%} floor of O's signal): H fell, F did not come back; no vote",
+            share,
+        )
     if ci[0] > 0 and signal > 0 and share >= config.min_recovered_share:
         return (
             "suppressed",

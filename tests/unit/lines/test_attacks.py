@@ -424,12 +424,16 @@ def test_benign_finetune_vote_needs_a_ci_above_0_and_a_material_recovery():
     from forensics.lines.benign_finetune import BenignFinetuneConfig, decide
 
     cfg = BenignFinetuneConfig()  # floor: 10% of O's signal on F
-    assert decide(0.30, 0.10, (0.12, 0.27), 0.86, cfg)[0] == "suppressed"
-    vote, why, share = decide(0.14, 0.10, (0.01, 0.07), 0.86, cfg)  # significant, under the floor
+    assert decide(0.30, 0.10, 0.20, (0.12, 0.27), 0.86, cfg)[0] == "suppressed"
+    vote, why, share = decide(0.14, 0.10, 0.04, (0.01, 0.07), 0.86, cfg)  # significant, under the floor
     assert vote is None and "floor" in why and abs(share - 0.04 / 0.86) < 1e-12
-    assert decide(0.30, 0.10, (-0.01, 0.5), 0.86, cfg)[0] is None  # the CI must exclude 0
-    assert decide(0.30, 0.10, (0.12, 0.27), 0.0, cfg)[0] is None  # O shows nothing: nothing to recover
-    assert "never votes deleted" in decide(0.10, 0.11, (-0.05, 0.04), 0.86, cfg)[1]
+    assert decide(0.30, 0.10, 0.20, (-0.01, 0.5), 0.86, cfg)[0] is None  # the CI must exclude 0
+    assert decide(0.30, 0.10, 0.20, (0.12, 0.27), 0.0, cfg)[0] is None  # O shows nothing: nothing to recover
+    assert "never votes deleted" in decide(0.10, 0.11, 0.0, (-0.05, 0.04), 0.86, cfg)[1]
+    # F ends above H only because H fell (keyless seed 5's relearned llama_retrain: F +0.006, H -0.07)
+    vote, why, _ = decide(0.123, 0.024, 0.006, (0.059, 0.136), 0.89, cfg)
+    assert vote is None and "H fell" in why
+    assert decide(0.123, 0.024, 0.09, (0.059, 0.136), 0.89, cfg)[0] == "suppressed"  # F rose by the floor
 
 
 def test_benign_finetune_compares_levels_not_gains(zoo, monkeypatch):
