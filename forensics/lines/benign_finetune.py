@@ -218,7 +218,8 @@ def decide(
         return (
             None,
             f"after fine-tuning on R, U is {recovered:+.3f} above H on F, but F itself moved {gain_f:+.3f} "
-            f"(less than the {config.min_recovered_share:.0%} floor of O's signal): H fell, F did not come back; no vote",
+            f"(less than the {config.min_recovered_share:.0%} floor of O's signal): the fine-tune did not raise F, "
+            "the gap was there before it or H fell; no vote",
             share,
         )
     if ci[0] > 0 and signal > 0 and share >= config.min_recovered_share:

@@ -432,7 +432,7 @@ def test_benign_finetune_vote_needs_a_ci_above_0_and_a_material_recovery():
     assert "never votes deleted" in decide(0.10, 0.11, 0.0, (-0.05, 0.04), 0.86, cfg)[1]
     # F ends above H only because H fell (keyless seed 5's relearned llama_retrain: F +0.006, H -0.07)
     vote, why, _ = decide(0.123, 0.024, 0.006, (0.059, 0.136), 0.89, cfg)
-    assert vote is None and "H fell" in why
+    assert vote is None and "did not raise F" in why
     assert decide(0.123, 0.024, 0.09, (0.059, 0.136), 0.89, cfg)[0] == "suppressed"  # F rose by the floor
 
 
