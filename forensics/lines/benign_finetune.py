@@ -58,8 +58,8 @@ METHOD = (
     "Fine-tune copies of U on the retain set R (answer-token NLL, AdamW, every parameter, the relearning "
     "attack's rate; one per seed) and re-measure the answer measure on F and H. Effect: F's mean after the "
     "fine-tune; control: H's; subject-bootstrap CI and subject-permutation p of the difference. Votes "
-    "suppressed when the CI lies above 0 and the difference is at least a set share (default 10%) of O's own "
-    "signal on F (O's F minus H); never votes deleted. The attack sees no fact of F or H (Łucki et al. 2024: "
+    "suppressed when the CI lies above 0, the difference is at least a set share (default 10%) of O's own "
+    "signal on F (O's F minus H) and F itself rose by as much; never votes deleted. The attack sees no fact of F or H (Łucki et al. 2024: "
     "fine-tuning on unrelated data undoes suppression). Span: the answer's tokens given the prompt. A model "
     "familiar with F's subjects but never taught their answers has nothing for R to lift; a restored answer "
     "format brings F to H's level, not above it (levels are compared, not gains), and the floor keeps small "
@@ -106,10 +106,11 @@ class BenignFinetuneConfig(VoteMinimum):
 
 
 def _budget(config: BenignFinetuneConfig) -> str:
+    readings = len({0, *config.eval_steps, config.steps})
     return (
         f"{len(config.seeds)} fine-tune(s) of U on R, each {config.steps} AdamW steps of {config.batch_size} facts, "
         f"every parameter, loss at the answer positions only; the answer measure on F and H at "
-        f"{len(config.eval_steps)} steps, and on F in O"
+        f"{readings} steps, and on F and H in O"
     )
 
 
