@@ -144,7 +144,9 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
     lr = config.lr if config.lr is not None else model_lr(U.cfg.d_model)
     steps = tuple(sorted({0, *config.eval_steps, config.steps}))
     runs = [
-        finetune(U, tok, list(ctx.retain), forget + holdout, _with_steps(config, steps), seed, device, lr, measure)
+        finetune(
+            U, tok, list(ctx.retain), forget + holdout, replace(config, eval_steps=steps), seed, device, lr, measure
+        )
         for seed in config.seeds
     ]
     n_f = len(forget)
@@ -159,7 +161,8 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
         for name, facts in (("forget", forget), ("holdout", holdout))
     }
     signal = original["forget"] - original["holdout"]
-    gain_f = float(np.mean([(run["per_step"][config.steps] - run["per_step"][0])[:n_f].mean() for run in runs]))
+    gains = [run["per_step"][config.steps] - run["per_step"][0] for run in runs]  # per seed, per fact
+    gain_f = float(np.mean([g[:n_f].mean() for g in gains]))
     vote, why, share = decide(float(after_f.mean()), float(after_h.mean()), gain_f, ci, signal, config)
     curves = {
         name: {str(s): float(np.mean([run["per_step"][s][part].mean() for run in runs])) for s in steps}
@@ -181,11 +184,11 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
             "per_seed": [
                 {
                     "seed": seed,
-                    "gain_forget": float((run["per_step"][config.steps] - run["per_step"][0])[:n_f].mean()),
-                    "gain_holdout": float((run["per_step"][config.steps] - run["per_step"][0])[n_f:].mean()),
+                    "gain_forget": float(gain[:n_f].mean()),
+                    "gain_holdout": float(gain[n_f:].mean()),
                     "train_measure": run["train_accuracy"],
                 }
-                for seed, run in zip(config.seeds, runs)
+                for seed, run, gain in zip(config.seeds, runs, gains)
             ],
             "curves": curves,
             "measure": MEASURE_NAMES[measure],
@@ -196,11 +199,6 @@ def benign_finetune_line(ctx: AuditContext, config: BenignFinetuneConfig | None 
         },
         figures={"benign_finetune": _figure(curves)},
     )
-
-
-def _with_steps(config: BenignFinetuneConfig, steps: tuple[int, ...]):
-    """``config`` as :func:`finetune` reads it, recording the measure at ``steps``."""
-    return replace(config, eval_steps=steps)
 
 
 def decide(
