@@ -72,6 +72,19 @@ def audit_name(row: dict[str, Any]) -> str:
     return audit_tag(row["model"], row.get("perturbation"))
 
 
+def line_from(part: Path, line: str, row: dict[str, Any], results: dict[str, Any]) -> tuple[list[dict], bool]:
+    """``results``' evidence with ``line``'s entries taken from bench ``part``'s audit of ``row``'s
+    model instead of its own, and whether that audit read the same unlearned weights. Raises
+    :class:`NotABench` when ``part`` has no readable audit of it."""
+    try:
+        other = json.loads(audit_path(part, row).read_text())
+    except (OSError, ValueError) as e:
+        raise NotABench(f"{part} has no readable audit of seed {row['seed']} {audit_name(row)}") from e
+    same = results["inputs"]["unlearned"]["weights_sha256"] == other["inputs"]["unlearned"]["weights_sha256"]
+    evidence = [e for e in results["evidence"] if e["line"] != line]
+    return evidence + [e for e in other["evidence"] if e["line"] == line], same
+
+
 def swapped(
     full: Path, part: Path, line: str, write: Path | None = None
 ) -> tuple[list[dict], list[dict], list[str], list[str]]:
@@ -85,14 +98,9 @@ def swapped(
     kept: list[tuple[dict, dict]] = []
 
     def redo(row: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-        try:
-            other = json.loads(audit_path(part, row).read_text())
-        except (OSError, ValueError) as e:
-            raise NotABench(f"{part} has no readable audit of seed {row['seed']} {audit_name(row)}") from e
-        if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
+        evidence, same_weights = line_from(part, line, row, results)
+        if not same_weights:
             mismatch.append(f"seed {row['seed']} {audit_name(row)}")
-        evidence = [e for e in results["evidence"] if e["line"] != line]
-        evidence += [e for e in other["evidence"] if e["line"] == line]
         verdict = decide([Evidence.from_json(e) for e in evidence], results["inputs"].get("holdout") is not None)
         stated = verdict.to_json()
         kept.append((row, results | {"evidence": evidence, "verdict": stated}))

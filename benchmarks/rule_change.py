@@ -54,11 +54,11 @@ from forensics.metaeval.scoring import (
     scored_audits,
     verdict_score,
 )
-from forensics.metaeval.stored import NotABench, audit_path, read_bench, stored_audits
+from forensics.metaeval.stored import NotABench, read_bench, stored_audits
 from forensics.reports.bench import robustness_sentence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from line_swap import audit_name, redecide_all  # a sibling script
+from line_swap import audit_name, line_from, redecide_all  # a sibling script
 
 PROBE_LINE = "attribute_probes"
 
@@ -102,16 +102,12 @@ def revote_probes(evidence: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def spliced(results: dict[str, Any], part: Path, line: str, row: dict[str, Any]) -> dict[str, Any]:
     """``results`` with ``line``'s evidence taken from bench ``part``'s audit of ``row``'s model
     (its own entry for ``line``, if any, dropped). Raises :class:`NotABench` when ``part`` has no
-    readable audit of it or its unlearned weights differ."""
-    try:
-        other = json.loads(audit_path(part, row).read_text())
-    except (OSError, ValueError) as e:
-        raise NotABench(f"{part} has no readable audit of seed {row['seed']} {audit_name(row)}") from e
-    if results["inputs"]["unlearned"]["weights_sha256"] != other["inputs"]["unlearned"]["weights_sha256"]:
+    readable audit of it or its unlearned weights differ (:func:`line_swap.line_from`); a
+    ``benign_finetune`` entry taken is re-decided (:func:`revote_benign`)."""
+    evidence, same_weights = line_from(part, line, row, results)
+    if not same_weights:
         raise NotABench(f"{part}: seed {row['seed']} {audit_name(row)} audited other weights")
-    evidence = [e for e in results["evidence"] if e["line"] != line]
-    taken = [revote_benign(e) if e["line"] == BENIGN_LINE else e for e in other["evidence"] if e["line"] == line]
-    return results | {"evidence": evidence + taken}
+    return results | {"evidence": [revote_benign(e) if e["line"] == BENIGN_LINE == line else e for e in evidence]}
 
 
 BENIGN_LINE = "benign_finetune"
