@@ -109,7 +109,8 @@ def swapped(
         out["scores"]["verdict"] = verdict_score(stated)
         entry = next((e for e in evidence if e["line"] == line), None)
         out["line_vote"] = entry["vote"] if entry is not None else None
-        signal = ((entry or {}).get("details") or {}).get("original_signal", {}).get("signal")
+        original = ((entry or {}).get("details") or {}).get("original_signal")
+        signal = original.get("signal") if isinstance(original, dict) else None  # benign_finetune stores a number
         if entry is not None and entry.get("status") == "ok" and signal:  # a relearning attack's bound
             out["line_bound_share"] = line_upper(entry) / signal
         if verdict.label != row["verdict"]:
